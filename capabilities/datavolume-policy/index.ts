@@ -1,5 +1,16 @@
-import { Capability } from "pepr";
+// Pepr bindings of the datavolume-policy (infra cluster): Validate DataVolume CREATE/UPDATE in the admission pods,
+// Watch DataVolumes in the watcher for the audit. The logic lives in the plain modules next to this file.
+import { Capability, Log, metricsCollector } from "pepr";
+import { applyConfigMap, recordEvent } from "../common/gateway";
 import { DataVolume } from "../common/kinds";
+import { currentConfig, onConfigChange } from "../config/runtime";
+import type { AdmissionDecision } from "./admission";
+import { decideAdmission } from "./admission";
+import type { AuditSinks } from "./audit";
+import { DataVolumeAudit } from "./audit";
+import { cachedPolicySettings } from "./from-config";
+import type { RuleName } from "./settings";
+import { AUDIT_CONFIGMAP, renderSummaryText } from "./summary";
 
 export const DataVolumePolicy = new Capability({
   name: "datavolume-policy",
@@ -7,4 +18,120 @@ export const DataVolumePolicy = new Capability({
 });
 
 const { When } = DataVolumePolicy;
-When(DataVolume).IsCreatedOrUpdated().Validate(req => req.Approve());
+
+// Metric names get Pepr's "pepr_" prefix on /metrics.
+const METRICS = {
+  denied: "kubevirt_infra_dv_policy_denied",
+  warned: "kubevirt_infra_dv_policy_warned",
+  auditedAtAdmission: "kubevirt_infra_dv_policy_admission_audit",
+  reported: "kubevirt_infra_dv_policy_audit_reported",
+  current: "kubevirt_infra_dv_policy_violations",
+} as const;
+metricsCollector.addCounter(METRICS.denied, "DataVolume writes denied by the datavolume-policy (enforce mode)");
+metricsCollector.addCounter(METRICS.warned, "DataVolume writes admitted with datavolume-policy warnings");
+metricsCollector.addCounter(METRICS.auditedAtAdmission, "DataVolume writes admitted with violations of rule sets in audit mode");
+metricsCollector.addCounter(METRICS.reported, "Violations on existing DataVolumes newly reported by the watcher audit");
+metricsCollector.addGauge(METRICS.current, "Current violations on existing DataVolumes found by the watcher audit", ["rule"]);
+
+const settingsFor = cachedPolicySettings();
+
+function logDecision(decision: AdmissionDecision, operation: string, username: string | undefined): void {
+  const dv = decision.dataVolume;
+  const fields = { namespace: dv?.namespace, name: dv?.name, operation, requester: username };
+  if (decision.failure) Log.warn({ ...fields, error: decision.failure }, "DataVolume policy could not evaluate a request");
+  if (!decision.allowed) {
+    metricsCollector.incCounter(METRICS.denied);
+    Log.info({ ...fields, rules: decision.violations.filter(v => v.effect === "deny").map(v => v.rule) }, decision.message ?? "denied");
+  }
+  if (decision.warnings.length > 0) {
+    metricsCollector.incCounter(METRICS.warned);
+    for (const warning of decision.warnings) Log.info(fields, warning);
+  }
+  const reported = decision.violations.filter(v => v.effect === "report");
+  if (reported.length > 0) {
+    metricsCollector.incCounter(METRICS.auditedAtAdmission);
+    Log.warn({ ...fields, rules: reported.map(v => v.rule) }, "DataVolume policy (audit mode): admitted a DataVolume with violations");
+  }
+}
+
+When(DataVolume)
+  .IsCreatedOrUpdated()
+  .Validate(req => {
+    try {
+      const request = req.Request;
+      const decision = decideAdmission(
+        {
+          operation: request.operation,
+          namespace: request.namespace,
+          name: request.name,
+          object: request.object,
+          oldObject: request.oldObject,
+          username: request.userInfo?.username,
+        },
+        settingsFor(currentConfig()),
+      );
+      if (decision.violations.length > 0 || decision.failure) logDecision(decision, request.operation, request.userInfo?.username);
+      if (decision.allowed) return req.Approve(decision.warnings.length > 0 ? decision.warnings : undefined);
+      return req.Deny(decision.message, decision.failure ? 400 : 403, decision.warnings.length > 0 ? decision.warnings : undefined);
+    } catch (e) {
+      // decideAdmission never throws; this guards the config lookup. Without settings the modes are unknown, so
+      // the request is admitted (fail open, like the webhook's failurePolicy Ignore) and the watcher audit reports.
+      Log.error({ error: e instanceof Error ? e.message : String(e) }, "DataVolume policy failed; request admitted");
+      return req.Approve();
+    }
+  });
+
+// --- Watcher: audit of existing DataVolumes -------------------------------------------------------------------
+
+const lastPublished: Record<RuleName, number> = { requiredLabels: 0, tenantBinding: 0, storageClass: 0 };
+
+const sinks: AuditSinks = {
+  reportViolation: (dv, reason, message, eventName) =>
+    recordEvent(
+      { apiVersion: dv.apiVersion, kind: dv.kind, metadata: { name: dv.name, namespace: dv.namespace, uid: dv.uid } },
+      "Warning",
+      reason,
+      message.length > 1024 ? `${message.slice(0, 1021)}...` : message,
+      { name: eventName },
+    ),
+  writeSummary: summary =>
+    applyConfigMap(
+      AUDIT_CONFIGMAP.namespace,
+      AUDIT_CONFIGMAP.name,
+      { "summary.txt": renderSummaryText(summary), "summary.json": `${JSON.stringify(summary, null, 2)}\n` },
+      { "app.kubernetes.io/managed-by": "kubevirt-infra", "app.kubernetes.io/component": "datavolume-policy" },
+    ),
+  log: (level, fields, message) => (level === "warn" ? Log.warn(fields, message) : Log.info(fields, message)),
+  violationReported: () => metricsCollector.incCounter(METRICS.reported),
+  currentViolations: byRule => {
+    for (const rule of Object.keys(byRule) as RuleName[]) {
+      const delta = byRule[rule] - lastPublished[rule];
+      if (delta !== 0) metricsCollector.incGauge(METRICS.current, { rule }, delta);
+      lastPublished[rule] = byRule[rule];
+    }
+  },
+};
+
+let audit: DataVolumeAudit | undefined;
+
+/** The watcher's audit (created on first use, then re-audited on every config change). */
+export function dataVolumeAudit(): DataVolumeAudit {
+  if (!audit) {
+    const created = new DataVolumeAudit(sinks);
+    created.setSettings(settingsFor(currentConfig()));
+    onConfigChange(config => created.setSettings(settingsFor(config)));
+    audit = created;
+  }
+  return audit;
+}
+
+When(DataVolume)
+  .IsCreatedOrUpdated()
+  .Watch(dv => dataVolumeAudit().upsert(dv));
+
+When(DataVolume)
+  .IsDeleted()
+  .Watch(dv => dataVolumeAudit().remove(dv));
+
+// The watcher creates the audit at start, so the summary exists even before the first DataVolume event.
+if (process.env.PEPR_WATCH_MODE === "true" && process.env.PEPR_MODE !== "build") dataVolumeAudit();

@@ -59,9 +59,25 @@ export class ApiError extends Error {
     readonly code: number,
     readonly reason: string,
     message: string,
+    /** metav1.StatusDetails (name, group, kind, causes) for the Status body. */
+    readonly details?: StatusDetails,
   ) {
     super(message);
   }
+}
+
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  field?: string;
+}
+export interface StatusDetails {
+  name?: string;
+  group?: string;
+  kind?: string;
+  uid?: string;
+  causes?: StatusCause[];
+  retryAfterSeconds?: number;
 }
 
 export interface ObjectStore {

@@ -1,0 +1,702 @@
+// The one schema of the module's configuration (ConfigMap `config.yaml` + users Secret `users.yaml`).
+// Key names follow the seed charts (kubevirt-redfish, kubevirt-csi-driver) in camelCase; their snake_case
+// and map shapes are translated by ./seed.ts before this schema sees the document.
+// Every object is strict: an unknown key is an error naming the key (a typo must not silently become a
+// default). Error messages name the field path and say what is allowed, in a platform engineer's words.
+import { BlockList, isIP } from "node:net";
+import { z } from "zod";
+
+// ---------------------------------------------------------------------------------------------------
+// Kubernetes name and label rules (k8s.io/apimachinery/pkg/util/validation)
+// ---------------------------------------------------------------------------------------------------
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL_NAME_PART = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+// bcrypt modular crypt format: $2a$/$2b$/$2y$, two-digit cost 04-31, 22 salt + 31 hash chars.
+const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/;
+const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
+
+/** Shows a user-supplied (non-secret) value in an error message, shortened. */
+export function showValue(value: unknown): string {
+  const text = typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+export function isDns1123Label(value: string): boolean {
+  return value.length <= 63 && DNS1123_LABEL.test(value);
+}
+
+export function isDns1123Subdomain(value: string): boolean {
+  return value.length <= 253 && DNS1123_SUBDOMAIN.test(value);
+}
+
+/** Why `key` is not a valid Kubernetes label key, or undefined when it is. */
+export function labelKeyProblem(key: string): string | undefined {
+  const parts = key.split("/");
+  const name = parts.length === 2 ? parts[1] : parts[0];
+  if (parts.length > 2) return `label key ${showValue(key)} has more than one "/"`;
+  if (parts.length === 2 && !isDns1123Subdomain(parts[0])) {
+    return `label key ${showValue(key)} has an invalid prefix (a DNS subdomain like "example.com", lowercase, at most 253 characters)`;
+  }
+  if (name.length === 0 || name.length > 63 || !LABEL_NAME_PART.test(name)) {
+    return `label key ${showValue(key)} is not a valid Kubernetes label key (name part: 1-63 characters, letters, digits, "-", "_", ".", starting and ending with a letter or digit)`;
+  }
+  return undefined;
+}
+
+/** Why `value` is not a valid Kubernetes label value, or undefined when it is. */
+export function labelValueProblem(key: string, value: string): string | undefined {
+  if (value === "") return undefined;
+  if (value.length > 63 || !LABEL_NAME_PART.test(value)) {
+    return `label ${showValue(key)} has an invalid value ${showValue(value)} (at most 63 characters, letters, digits, "-", "_", ".", starting and ending with a letter or digit, or empty)`;
+  }
+  return undefined;
+}
+
+export type LabelListResult = { ok: true; labels: Record<string, string> } | { ok: false; problem: string };
+
+/**
+ * Parses the KubeVirt CSI driver's label list format (`infraClusterLabels`, flag `--infra-cluster-labels`):
+ * `key=value,key=value`, split on "," then on the first "=", no whitespace trimming (the driver does none,
+ * so " b=c" would become the invalid key " b" there too). Empty text is an empty set.
+ */
+export function tryParseLabelList(text: string): LabelListResult {
+  const labels: Record<string, string> = {};
+  if (text === "") return { ok: true, labels };
+  const entries = text.split(",");
+  for (const [index, entry] of entries.entries()) {
+    const eq = entry.indexOf("=");
+    if (eq < 0) {
+      return { ok: false, problem: `entry ${index + 1} (${showValue(entry)}) is not key=value; the format is "key=value,key=value"` };
+    }
+    const key = entry.slice(0, eq);
+    const value = entry.slice(eq + 1);
+    const problem = labelKeyProblem(key) ?? labelValueProblem(key, value);
+    if (problem) return { ok: false, problem };
+    if (Object.hasOwn(labels, key)) return { ok: false, problem: `label ${showValue(key)} is given twice` };
+    labels[key] = value;
+  }
+  return { ok: true, labels };
+}
+
+/** `parseLabelList("a=b,c=d")` → `{ a: "b", c: "d" }`; throws an Error starting with `field` on bad input. */
+export function parseLabelList(text: string, field = "labels"): Record<string, string> {
+  const result = tryParseLabelList(text);
+  if (!result.ok) throw new Error(`${field}: ${result.problem}`);
+  return result.labels;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Field schemas
+// ---------------------------------------------------------------------------------------------------
+
+const namespaceName = z.string().refine(isDns1123Label, {
+  error: iss =>
+    `${showValue(iss.input)} is not a valid namespace name (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)`,
+});
+
+const objectName = (what: string) =>
+  z.string().refine(isDns1123Subdomain, {
+    error: iss =>
+      `${showValue(iss.input)} is not a valid ${what} name (lowercase letters, digits, "-" and ".", starting and ending with a letter or digit, at most 253 characters)`,
+  });
+
+const optionalObjectName = (what: string) =>
+  z
+    .string()
+    .default("")
+    .refine(v => v === "" || isDns1123Subdomain(v), {
+      error: iss => `${showValue(iss.input)} is not a valid ${what} name (lowercase letters, digits, "-" and "."; empty for none)`,
+    });
+
+const labelMap = z.record(z.string(), z.string()).superRefine((labels, ctx) => {
+  for (const [key, value] of Object.entries(labels)) {
+    const problem = labelKeyProblem(key) ?? labelValueProblem(key, value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem, path: [key] });
+  }
+});
+
+const labelListText = z
+  .string({
+    error: iss =>
+      iss.input === undefined ? undefined : `must be text in the CSI driver's format "key=value,key=value" (got ${describeKind(iss.input)})`,
+  })
+  .superRefine((text, ctx) => {
+    const result = tryParseLabelList(text);
+    if (!result.ok) ctx.addIssue({ code: "custom", message: result.problem });
+  });
+
+const serviceAccountUser = z.string().superRefine((value, ctx) => {
+  const match = SERVICE_ACCOUNT_USER.exec(value);
+  if (!match || !isDns1123Label(match[1]) || !isDns1123Subdomain(match[2])) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${showValue(value)} is not a service account user name; the format is "system:serviceaccount:<namespace>:<name>"`,
+    });
+  }
+});
+
+const ruleMode = z.enum(["enforce", "warn", "audit"]);
+export type RuleMode = z.infer<typeof ruleMode>;
+
+const labelSelectorRequirement = z
+  .strictObject({
+    key: z.string(),
+    operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
+    values: z.array(z.string()).optional(),
+  })
+  .superRefine((req, ctx) => {
+    const keyProblem = labelKeyProblem(req.key);
+    if (keyProblem) ctx.addIssue({ code: "custom", message: keyProblem, path: ["key"] });
+    const needsValues = req.operator === "In" || req.operator === "NotIn";
+    if (needsValues && (req.values ?? []).length === 0) {
+      ctx.addIssue({ code: "custom", message: `operator ${req.operator} needs at least one value`, path: ["values"] });
+    }
+    if (!needsValues && req.values !== undefined && req.values.length > 0) {
+      ctx.addIssue({ code: "custom", message: `operator ${req.operator} takes no values`, path: ["values"] });
+    }
+  });
+
+const labelSelector = z.strictObject({
+  matchLabels: labelMap.optional(),
+  matchExpressions: z.array(labelSelectorRequirement).optional(),
+});
+export type LabelSelector = z.infer<typeof labelSelector>;
+
+const chassisSchema = z.strictObject({
+  // Chassis names appear in Redfish URLs (/redfish/v1/Chassis/{name}) and in users' chassis lists.
+  name: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$/, {
+    error: iss =>
+      `${showValue(iss.input)} is not a valid chassis name (1-63 characters: letters, digits, ".", "_", "-", starting with a letter or digit)`,
+  }),
+  namespace: namespaceName,
+  description: z.string().max(256).default(""),
+  vmSelector: labelSelector.optional(),
+});
+export type ChassisConfig = z.infer<typeof chassisSchema>;
+
+const userSchema = z
+  .strictObject({
+    // Basic auth splits user:password at the first ":", so a username cannot contain one.
+    username: z.string().regex(/^[^:\s\p{Cc}]{1,64}$/u, {
+      error: iss =>
+        `${showValue(iss.input)} is not a valid username (1-64 characters, no spaces, no ":", no control characters)`,
+    }),
+    password: z.string().min(1).optional(),
+    passwordHash: z
+      .string()
+      .regex(BCRYPT_HASH, {
+        error: "is not a bcrypt hash (expected $2a$, $2b$ or $2y$, a two-digit cost 04-31, then 53 characters of salt and hash)",
+      })
+      .optional(),
+    chassis: z.array(z.string()).min(1, { error: "must list at least one chassis (a user without chassis can see nothing)" }),
+  })
+  .superRefine((user, ctx) => {
+    if (user.password !== undefined && user.passwordHash !== undefined) {
+      ctx.addIssue({ code: "custom", message: `user ${showValue(user.username)} has both password and passwordHash; keep only one` });
+    }
+    if (user.password === undefined && user.passwordHash === undefined) {
+      ctx.addIssue({ code: "custom", message: `user ${showValue(user.username)} needs a passwordHash (bcrypt) or a password` });
+    }
+  });
+export type UserConfig = z.infer<typeof userSchema>;
+
+const trustedProxy = z.string().refine(isIpOrCidr, {
+  error: iss => `${showValue(iss.input)} is not an IP address or CIDR range (like "10.0.0.5" or "10.128.0.0/14")`,
+});
+
+const lockoutSchema = z
+  .strictObject({
+    maxFailures: z.int().min(1).max(1000).default(5),
+    baseDelaySeconds: z.number().positive().max(3600).default(1),
+    maxDelaySeconds: z.number().positive().max(86_400).default(300),
+  })
+  .superRefine((lockout, ctx) => {
+    if (lockout.maxDelaySeconds < lockout.baseDelaySeconds) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must be at least baseDelaySeconds (${lockout.baseDelaySeconds})`,
+        path: ["maxDelaySeconds"],
+      });
+    }
+  });
+
+const authenticationSchema = z.strictObject({
+  users: z.array(userSchema).default([]),
+  sessionTimeoutSeconds: z.int().min(60).max(86_400).default(1800),
+  trustedProxies: z.array(trustedProxy).default([]),
+  lockout: lockoutSchema.prefault({}),
+});
+
+/** Ports the Redfish server may use: unprivileged, and not the Pepr watcher's own port 3000. */
+export const redfishPortSchema = z
+  .int()
+  .min(1024, { error: "must be at least 1024 (the module runs without privileges)" })
+  .max(65_535)
+  .refine(port => port !== 3000, { error: "must not be 3000 (the Pepr watcher's own port)" });
+
+const redfishSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  port: redfishPortSchema.default(8443),
+  tls: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      secretName: objectName("Secret").default("kubevirt-infra-redfish-tls"),
+    })
+    .prefault({}),
+  serviceUUID: z
+    .string()
+    .default("")
+    .refine(v => v === "" || UUID.test(v), {
+      error: iss => `${showValue(iss.input)} is not a UUID (like "0b1c3a5e-8d2f-4e6a-9c7b-1a2b3c4d5e6f"; empty for a generated one)`,
+    }),
+  powerOffStaysOff: z.boolean().default(true),
+});
+
+const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
+
+const datavolumeSchema = z.strictObject({
+  storageSize: z
+    .string({ error: iss => (iss.input === undefined ? undefined : `must be a Kubernetes quantity in quotes, like "10Gi"`) })
+    .default("10Gi")
+    .refine(v => QUANTITY.test(v) && quantityToBytes(v) > 0, {
+      error: iss => `${showValue(iss.input)} is not a positive Kubernetes quantity (like "10Gi" or "500Mi")`,
+    }),
+  sizeMarginPercent: z.number().min(0).max(1000).default(10),
+  storageClassName: optionalObjectName("StorageClass"),
+  accessModes: z
+    .array(z.enum(["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]))
+    .min(1)
+    .default(["ReadWriteOnce"])
+    .refine(modes => new Set(modes).size === modes.length, { error: "lists an access mode twice" }),
+  importTimeoutSeconds: z.int().min(30).max(7 * 86_400).default(3600),
+  certConfigMap: optionalObjectName("ConfigMap"),
+});
+
+const infraSchema = z.strictObject({
+  namespace: z
+    .string()
+    .default("")
+    .refine(v => v === "" || isDns1123Label(v), {
+      error: iss => `${showValue(iss.input)} is not a valid namespace name (lowercase letters, digits and "-", at most 63 characters)`,
+    }),
+  labels: labelListText.default(""),
+  kubeconfigSecret: z
+    .strictObject({
+      name: objectName("Secret"),
+      key: z
+        .string()
+        .regex(SECRET_KEY, { error: iss => `${showValue(iss.input)} is not a valid Secret key (letters, digits, "-", "_", ".")` })
+        .default("kubeconfig"),
+    })
+    .optional(),
+});
+
+const nodeMappingEntry = z.strictObject({
+  nodeName: objectName("Node"),
+  vmName: objectName("VirtualMachine"),
+  vmNamespace: namespaceName.optional(),
+});
+
+const nodeIdentitySchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  mode: z.enum(["enforce", "report"]).default("enforce"),
+  setProviderID: z.boolean().default(false),
+  identityMapping: z.boolean().default(false),
+});
+
+const ruleSet = z.strictObject({ mode: ruleMode.optional() });
+
+const tenantSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, {
+    error: iss => `${showValue(iss.input)} is not a valid tenant name (lowercase letters, digits and "-", at most 63 characters)`,
+  }),
+  labels: labelListText.refine(text => text !== "", { error: "must name at least one label (key=value)" }),
+  serviceAccounts: z.array(serviceAccountUser).default([]),
+});
+
+const datavolumePolicySchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  mode: ruleMode.default("enforce"),
+  namespaces: z.array(namespaceName).default([]),
+  csiNamePrefix: z
+    .string()
+    .default("pvc-")
+    .refine(v => v === "" || /^[a-z0-9][-a-z0-9.]*$/.test(v), {
+      error: iss => `${showValue(iss.input)} is not a valid DataVolume name prefix (lowercase letters, digits, "-", ".")`,
+    }),
+  csiServiceAccounts: z.array(serviceAccountUser).default([]),
+  requiredLabels: ruleSet.prefault({}),
+  tenants: z.array(tenantSchema).default([]),
+  tenantBinding: ruleSet.prefault({}),
+  storageClassEnforcement: z
+    .strictObject({
+      mode: ruleMode.optional(),
+      allowAll: z.boolean().default(true),
+      allowDefault: z.boolean().default(true),
+      allowList: z.array(objectName("StorageClass")).default([]),
+    })
+    .prefault({}),
+});
+
+// ---------------------------------------------------------------------------------------------------
+// The whole document
+// ---------------------------------------------------------------------------------------------------
+
+const moduleConfigObject = z.strictObject({
+  role: z.enum(["nested", "infra", "both"]).default("both"),
+  chassis: z.array(chassisSchema).default([]),
+  authentication: authenticationSchema.prefault({}),
+  redfish: redfishSchema.prefault({}),
+  datavolume: datavolumeSchema.prefault({}),
+  infra: infraSchema.prefault({}),
+  nodeMapping: z.array(nodeMappingEntry).default([]),
+  nodeIdentity: nodeIdentitySchema.prefault({}),
+  datavolumePolicy: datavolumePolicySchema.prefault({}),
+});
+type ParsedObject = z.infer<typeof moduleConfigObject>;
+type Ctx = z.core.$RefinementCtx<ParsedObject>;
+
+function addIssue(ctx: Ctx, path: (string | number)[], message: string): void {
+  ctx.addIssue({ code: "custom", message, path });
+}
+
+function checkChassisAndUsers(cfg: ParsedObject, ctx: Ctx): void {
+  const chassisIndex = new Map<string, number>();
+  cfg.chassis.forEach((chassis, i) => {
+    const first = chassisIndex.get(chassis.name);
+    if (first !== undefined) addIssue(ctx, ["chassis", i, "name"], `chassis ${showValue(chassis.name)} is already defined at chassis[${first}]`);
+    else chassisIndex.set(chassis.name, i);
+  });
+  const userIndex = new Map<string, number>();
+  cfg.authentication.users.forEach((user, i) => {
+    const first = userIndex.get(user.username);
+    if (first !== undefined) {
+      addIssue(ctx, ["authentication", "users", i, "username"], `user ${showValue(user.username)} is defined twice`);
+    } else userIndex.set(user.username, i);
+    user.chassis.forEach((name, j) => {
+      if (!chassisIndex.has(name)) {
+        const known = [...chassisIndex.keys()];
+        addIssue(
+          ctx,
+          ["authentication", "users", i, "chassis", j],
+          `chassis ${showValue(name)} of user ${showValue(user.username)} is not defined in chassis[] (${known.length > 0 ? `defined: ${known.join(", ")}` : "no chassis are defined"})`,
+        );
+      }
+    });
+  });
+}
+
+function checkNodeMapping(cfg: ParsedObject, ctx: Ctx): void {
+  const byNode = new Map<string, number>();
+  const byVm = new Map<string, number>();
+  cfg.nodeMapping.forEach((entry, i) => {
+    const firstNode = byNode.get(entry.nodeName);
+    if (firstNode !== undefined) {
+      addIssue(ctx, ["nodeMapping", i, "nodeName"], `node ${showValue(entry.nodeName)} is already mapped at nodeMapping[${firstNode}]`);
+    } else byNode.set(entry.nodeName, i);
+    const vmNamespace = entry.vmNamespace ?? cfg.infra.namespace;
+    if (vmNamespace === "") {
+      addIssue(ctx, ["nodeMapping", i, "vmNamespace"], "is required because infra.namespace is not set");
+      return;
+    }
+    // Two nodes on one VM would hot-plug one tenant's disks into the other node's VM.
+    const vmKey = `${vmNamespace}/${entry.vmName}`;
+    const firstVm = byVm.get(vmKey);
+    if (firstVm !== undefined) {
+      addIssue(
+        ctx,
+        ["nodeMapping", i, "vmName"],
+        `VM ${vmKey} is already mapped to node ${showValue(cfg.nodeMapping[firstVm].nodeName)} (nodeMapping[${firstVm}]); a VM can back only one node`,
+      );
+    } else byVm.set(vmKey, i);
+  });
+}
+
+function checkDataVolumePolicy(cfg: ParsedObject, ctx: Ctx): void {
+  const policy = cfg.datavolumePolicy;
+  if (policy.enabled && policy.namespaces.length === 0 && cfg.infra.namespace === "") {
+    addIssue(ctx, ["datavolumePolicy", "namespaces"], "the policy is enabled but has no namespace to police; set datavolumePolicy.namespaces or infra.namespace");
+  }
+  if (policy.enabled && policy.csiNamePrefix === "" && policy.csiServiceAccounts.length === 0) {
+    addIssue(
+      ctx,
+      ["datavolumePolicy", "csiNamePrefix"],
+      "is empty and csiServiceAccounts is empty too, so every DataVolume (VM disks, ISO imports) would be policed; set one of them",
+    );
+  }
+  const tenantIndex = new Map<string, number>();
+  const labelsIndex = new Map<string, number>();
+  const accountOwner = new Map<string, number>();
+  policy.tenants.forEach((tenant, i) => {
+    const first = tenantIndex.get(tenant.name);
+    if (first !== undefined) addIssue(ctx, ["datavolumePolicy", "tenants", i, "name"], `tenant ${showValue(tenant.name)} is already defined at tenants[${first}]`);
+    else tenantIndex.set(tenant.name, i);
+    const canonicalLabels = canonicalLabelList(tenant.labels);
+    const sameLabels = labelsIndex.get(canonicalLabels);
+    if (sameLabels !== undefined) {
+      addIssue(ctx, ["datavolumePolicy", "tenants", i, "labels"], `are the same as tenants[${sameLabels}].labels; tenants must be told apart by their labels`);
+    } else labelsIndex.set(canonicalLabels, i);
+    tenant.serviceAccounts.forEach((account, j) => {
+      const owner = accountOwner.get(account);
+      if (owner !== undefined && owner !== i) {
+        addIssue(ctx, ["datavolumePolicy", "tenants", i, "serviceAccounts", j], `${showValue(account)} already belongs to tenant ${showValue(policy.tenants[owner].name)}`);
+      } else accountOwner.set(account, i);
+    });
+  });
+}
+
+function canonicalLabelList(text: string): string {
+  const result = tryParseLabelList(text);
+  if (!result.ok) return text;
+  return Object.entries(result.labels)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+}
+
+/**
+ * The module configuration schema. Output = input with every default filled in, plus:
+ * `nodeMapping[].vmNamespace` defaults to `infra.namespace`, `datavolumePolicy.namespaces` defaults to
+ * `[infra.namespace]`, and each policy rule set's `mode` defaults to `datavolumePolicy.mode`.
+ * The output is itself valid input (the admission pods re-parse what the watcher publishes).
+ */
+export const moduleConfigSchema = moduleConfigObject
+  .superRefine((cfg, ctx) => {
+    checkChassisAndUsers(cfg, ctx);
+    checkNodeMapping(cfg, ctx);
+    checkDataVolumePolicy(cfg, ctx);
+  })
+  .transform(cfg => {
+    const policy = cfg.datavolumePolicy;
+    const mode = policy.mode;
+    return {
+      ...cfg,
+      nodeMapping: cfg.nodeMapping.map(entry => ({ ...entry, vmNamespace: entry.vmNamespace ?? cfg.infra.namespace })),
+      datavolumePolicy: {
+        ...policy,
+        namespaces: policy.namespaces.length > 0 || cfg.infra.namespace === "" ? policy.namespaces : [cfg.infra.namespace],
+        requiredLabels: { mode: policy.requiredLabels.mode ?? mode },
+        tenantBinding: { mode: policy.tenantBinding.mode ?? mode },
+        storageClassEnforcement: { ...policy.storageClassEnforcement, mode: policy.storageClassEnforcement.mode ?? mode },
+      },
+    };
+  });
+
+export type ModuleConfig = z.output<typeof moduleConfigSchema>;
+export type NodeMappingEntry = ModuleConfig["nodeMapping"][number];
+export type TenantConfig = ModuleConfig["datavolumePolicy"]["tenants"][number];
+export type DataVolumePolicyConfig = ModuleConfig["datavolumePolicy"];
+
+/** Users are validated on their own too (Secret `users.yaml`), before cross-checks against chassis. */
+export const usersSchema = z.array(userSchema);
+
+// ---------------------------------------------------------------------------------------------------
+// Error formatting: field paths and plain words
+// ---------------------------------------------------------------------------------------------------
+
+/** `["chassis", 1, "namespace"]` → `chassis[1].namespace`; label keys with dots/slashes are quoted. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const segment of path) {
+    if (typeof segment === "number") out += `[${segment}]`;
+    else if (typeof segment === "string" && /^[A-Za-z_$][\w$]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
+    else out += `[${JSON.stringify(String(segment))}]`;
+  }
+  return out;
+}
+
+function describeKind(value: unknown): string {
+  if (value === null) return "nothing (null)";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return `text ${showValue(value)}`;
+  if (typeof value === "number") return `the number ${value}`;
+  if (typeof value === "boolean") return `${value}`;
+  return typeof value;
+}
+
+const EXPECTED_WORDS: Record<string, string> = {
+  string: "text",
+  number: "a number",
+  int: "a whole number",
+  boolean: "true or false",
+  array: "a list",
+  object: "a mapping",
+  record: "a mapping",
+};
+
+function isIntegerSchema(inst: unknown): boolean {
+  const format = (inst as { _zod?: { def?: { format?: string } } } | undefined)?._zod?.def?.format;
+  return format === "safeint" || format === "int32" || format === "uint32";
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+function unknownKeysMessage(keys: string[], allowed: string[]): string {
+  const parts = keys.map(key => {
+    const best = allowed
+      .map(candidate => ({ candidate, distance: editDistance(key, candidate) }))
+      .sort((x, y) => x.distance - y.distance)[0];
+    const hint = best && best.distance <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean ${showValue(best.candidate)}?)` : "";
+    return `${showValue(key)}${hint}`;
+  });
+  const list = allowed.length > 0 ? `; allowed keys here: ${allowed.join(", ")}` : "";
+  return `unknown key${keys.length > 1 ? "s" : ""} ${parts.join(", ")}${list}`;
+}
+
+/**
+ * Per-parse error map: plain words for zod's built-in checks. Messages set on a schema win over this.
+ * Never echoes the input of a type error (it could be a password).
+ */
+export const configErrorMap: z.core.$ZodErrorMap = iss => {
+  switch (iss.code) {
+    case "invalid_type":
+      if (iss.input === undefined) return "is required";
+      return `must be ${EXPECTED_WORDS[isIntegerSchema(iss.inst) ? "int" : iss.expected] ?? iss.expected} (got ${describeKind(iss.input)})`;
+    case "invalid_value":
+      return `must be one of ${iss.values.map(v => showValue(v)).join(", ")} (got ${describeKind(iss.input)})`;
+    case "unrecognized_keys": {
+      const shape = (iss.inst as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
+      return unknownKeysMessage(iss.keys, shape ? Object.keys(shape) : []);
+    }
+    case "too_small":
+      if (iss.origin === "string") return Number(iss.minimum) <= 1 ? "must not be empty" : `must be at least ${iss.minimum} characters`;
+      if (iss.origin === "array") return `must list at least ${iss.minimum} item${Number(iss.minimum) === 1 ? "" : "s"}`;
+      return iss.inclusive ? `must be at least ${iss.minimum}` : `must be greater than ${iss.minimum}`;
+    case "too_big":
+      if (iss.origin === "string") return `must be at most ${iss.maximum} characters`;
+      if (iss.origin === "array") return `must list at most ${iss.maximum} items`;
+      return iss.inclusive ? `must be at most ${iss.maximum}` : `must be less than ${iss.maximum}`;
+    default:
+      return undefined;
+  }
+};
+
+/** Turns zod issues into `path: message` lines; `rename` lets the loader name the source of a path. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[], rename: (path: readonly PropertyKey[]) => string = formatPath): string[] {
+  return issues.map(issue => {
+    const where = rename(issue.path);
+    return `${where === "" ? "top level" : where}: ${issue.message}`;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Accessors other code needs
+// ---------------------------------------------------------------------------------------------------
+
+const QUANTITY_FACTORS: Record<string, number> = {
+  "": 1,
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** Bytes of a Kubernetes quantity like "10Gi", "500M", "1e9"; NaN when it is not one. */
+export function quantityToBytes(quantity: string): number {
+  const match = /^(\d+(?:\.\d+)?|\.\d+)(.*)$/.exec(quantity);
+  if (!match) return Number.NaN;
+  const [, number, suffix] = match;
+  if (/^[eE][+-]?\d+$/.test(suffix)) return Number(`${number}${suffix}`);
+  const factor = QUANTITY_FACTORS[suffix];
+  return factor === undefined ? Number.NaN : Number(number) * factor;
+}
+
+function isIpOrCidr(value: string): boolean {
+  if (isIP(value) !== 0) return true;
+  const slash = value.indexOf("/");
+  if (slash < 0) return false;
+  const address = value.slice(0, slash);
+  const bits = value.slice(slash + 1);
+  const family = isIP(address);
+  if (family === 0 || !/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * A matcher for `authentication.trustedProxies` (addresses and CIDR ranges). Socket addresses in the
+ * IPv4-mapped IPv6 form (`::ffff:10.0.0.1`) match their IPv4 entries.
+ */
+export function trustedProxyMatcher(entries: readonly string[]): (address: string) => boolean {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, bits] = entry.split("/");
+    const type = isIP(address) === 6 ? "ipv6" : "ipv4";
+    if (bits === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(bits), type);
+  }
+  return address => {
+    const plain = address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const family = isIP(plain);
+    if (family === 0) return false;
+    return list.check(plain, family === 6 ? "ipv6" : "ipv4");
+  };
+}
+
+/** Whether a VM's labels satisfy a chassis `vmSelector` (no selector = every VM of the namespace). */
+export function labelSelectorMatches(selector: LabelSelector | undefined, labels: Record<string, string> | undefined): boolean {
+  if (!selector) return true;
+  const have = labels ?? {};
+  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
+    if (have[key] !== value) return false;
+  }
+  for (const req of selector.matchExpressions ?? []) {
+    const present = Object.hasOwn(have, req.key);
+    const values = req.values ?? [];
+    if (req.operator === "Exists" && !present) return false;
+    if (req.operator === "DoesNotExist" && present) return false;
+    if (req.operator === "In" && !(present && values.includes(have[req.key]))) return false;
+    if (req.operator === "NotIn" && present && values.includes(have[req.key])) return false;
+  }
+  return true;
+}
+
+/** The labels every CSI DataVolume must carry (`infra.labels`), as a map. */
+export function infraLabels(config: ModuleConfig): Record<string, string> {
+  return parseLabelList(config.infra.labels, "infra.labels");
+}
+
+/** A tenant's labels as a map. */
+export function tenantLabels(tenant: TenantConfig): Record<string, string> {
+  return parseLabelList(tenant.labels, `tenant ${tenant.name} labels`);
+}
+
+/** node-identity acts only in a nested cluster (role nested or both) and when enabled. */
+export function nodeIdentityActive(config: ModuleConfig | undefined): boolean {
+  return config !== undefined && config.role !== "infra" && config.nodeIdentity.enabled;
+}
+
+/** datavolume-policy acts only in an infra cluster (role infra or both), when enabled and with namespaces to police. */
+export function datavolumePolicyActive(config: ModuleConfig | undefined): boolean {
+  return config !== undefined && config.role !== "nested" && config.datavolumePolicy.enabled && config.datavolumePolicy.namespaces.length > 0;
+}
+
+/** The Redfish service acts only in an infra cluster, when enabled and with at least one chassis. */
+export function redfishActive(config: ModuleConfig | undefined): boolean {
+  return config !== undefined && config.role !== "nested" && config.redfish.enabled && config.chassis.length > 0;
+}

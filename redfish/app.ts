@@ -1,0 +1,156 @@
+// The Redfish service as a Hono app: protocol rules, authentication, and the resource tree.
+// Served by redfish/server.ts in the watcher; tests drive it in-process with app.request().
+//
+// There is deliberately no response cache: every response is rendered from the watch cache for the
+// authenticated principal, after authentication and chassis authorization.
+import type { IncomingMessage } from "node:http";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { Log } from "pepr";
+import type { ModuleConfig } from "../capabilities/config/schema";
+import { Authenticator } from "./auth";
+import { clientAddress } from "./auth/client-address";
+import type { ClusterCache } from "./cache/types";
+import { baseError, RedfishError } from "./errors";
+import { sendError, SERVICE_ROOT } from "./odata";
+import { registerAccountService } from "./resources/account-service";
+import { registerChassis } from "./resources/chassis";
+import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
+import { registerManagers } from "./resources/managers";
+import { registerServiceRoot } from "./resources/service-root";
+import { registerSessionService, SESSIONS_URI } from "./resources/session-service";
+import { registerSystems } from "./resources/systems";
+import { registerTaskService } from "./resources/task-service";
+import { serviceSettings } from "./settings";
+
+export type { TaskSource, TaskView } from "./resources/context";
+
+/** Request bodies above this are refused with 413 (Redfish bodies here are a few hundred bytes). */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+
+export interface RedfishAppOptions {
+  /** The watch cache (read-only here). */
+  cache: ClusterCache;
+  /** The configuration in force (read on every request; a new object means a new configuration). */
+  config: () => ModuleConfig | undefined;
+  /** Stable id of this installation (e.g. the pepr-system namespace uid) for the ServiceRoot UUID when redfish.serviceUUID is empty. */
+  installationId?: () => string | undefined;
+  /** Tasks of long operations (virtual media); without it the TaskService has no tasks. */
+  tasks?: TaskSource;
+  /** Clock for session timeouts and back-off (tests). */
+  now?: () => number;
+  maxBodyBytes?: number;
+}
+
+/** Paths served without credentials (DSP0266): the version document, ServiceRoot, OData documents. */
+const PUBLIC_PATHS = new Set(["/redfish", SERVICE_ROOT, `${SERVICE_ROOT}/odata`, `${SERVICE_ROOT}/$metadata`]);
+
+function normalizedPath(path: string): string {
+  const trimmed = path.replace(/\/+$/, "");
+  return trimmed === "" ? "/" : trimmed;
+}
+
+/** Query options this service does not implement (DSP0266: 501 QueryNotSupported); other parameters are ignored. */
+function unsupportedQuery(url: string): boolean {
+  const query = url.indexOf("?");
+  if (query < 0) return false;
+  return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => key.startsWith("$") || key === "only" || key === "excerpt");
+}
+
+export type RedfishApp = Hono<RedfishEnv>;
+
+export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
+  const now = options.now ?? Date.now;
+  const auth = new Authenticator(() => serviceSettings(options.config()), now);
+  const deps: ServiceDeps = {
+    cache: options.cache,
+    auth,
+    ...(options.tasks ? { tasks: options.tasks } : {}),
+    installationId: options.installationId ?? (() => undefined),
+    now,
+  };
+  const app = new Hono<RedfishEnv>({ strict: false });
+
+  app.onError((err, c) => {
+    if (err instanceof RedfishError) return sendError(err);
+    if (err instanceof HTTPException && err.status < 500) {
+      return sendError(baseError(err.status, "GeneralError", [], { resolution: err.message || "Correct the request." }));
+    }
+    // Never log the request headers: they carry credentials.
+    Log.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err), method: c.req.method, path: c.req.path }, "Redfish request failed");
+    return sendError(baseError(500, "InternalError"));
+  });
+
+  app.get("/healthz", c =>
+    options.cache.synced()
+      ? c.json({ status: "ok" })
+      : c.json({ status: "waiting for the initial lists of VirtualMachines, VirtualMachineInstances and DataVolumes" }, 503),
+  );
+
+  app.use("/redfish/*", async (c, next) => {
+    await next();
+    c.res.headers.set("OData-Version", "4.0");
+    // Responses depend on who asked: no shared cache may store them.
+    if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", "private, no-cache");
+  });
+
+  app.use(
+    "/redfish/*",
+    bodyLimit({
+      maxSize: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+      onError: () => {
+        throw baseError(413, "GeneralError", [], {
+          resolution: `Send a request body of at most ${options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES} bytes.`,
+        });
+      },
+    }),
+  );
+
+  app.use("/redfish/*", async (c, next) => {
+    const settings = serviceSettings(options.config());
+    c.set("settings", settings);
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    c.set("clientAddress", clientAddress(incoming?.socket?.remoteAddress, c.req.header("X-Forwarded-For"), settings.isTrustedProxy));
+
+    const odataVersion = c.req.header("OData-Version");
+    if (odataVersion !== undefined && odataVersion.trim() !== "4.0") {
+      throw baseError(412, "PreconditionFailed", [], { resolution: "This service supports OData-Version 4.0." });
+    }
+    const method = c.req.method.toUpperCase();
+    if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url)) throw baseError(501, "QueryNotSupported");
+
+    const path = normalizedPath(c.req.path);
+    const isLogin = method === "POST" && path === SESSIONS_URI;
+    if (!PUBLIC_PATHS.has(path) && !isLogin) {
+      c.set(
+        "principal",
+        await auth.authenticate({
+          authorization: c.req.header("Authorization"),
+          token: c.req.header("X-Auth-Token"),
+          clientAddress: c.get("clientAddress"),
+        }),
+      );
+    }
+    await next();
+  });
+
+  registerServiceRoot(app, deps);
+  registerSystems(app, deps);
+  registerChassis(app, deps);
+  registerManagers(app, deps);
+  registerSessionService(app, deps);
+  registerAccountService(app, deps);
+  registerTaskService(app, deps);
+  // Virtual media (Systems/{id}/VirtualMedia[/Cd], InsertMedia/EjectMedia) registers here, with the
+  // same resolveSystem() tenant lookup, and adds its links to renderSystem() and the Manager.
+
+  app.notFound(c => {
+    if (c.req.path.startsWith("/redfish")) {
+      return sendError(baseError(404, "ResourceMissingAtURI", [c.req.path.slice(0, 256)]));
+    }
+    return c.text("Not Found", 404);
+  });
+
+  return app;
+}

@@ -1,0 +1,123 @@
+// Redfish users from the module configuration and password verification that does not cost a bcrypt
+// hash per request: successful verifications are remembered under a keyed digest of username+password.
+import bcrypt from "bcryptjs";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { Log } from "pepr";
+import type { UserConfig } from "../../capabilities/config/schema";
+
+/** Per-process key: digests of credentials and tokens are useless outside this process. */
+const PROCESS_KEY = randomBytes(32);
+
+export function keyedDigest(...parts: string[]): Buffer {
+  const mac = createHmac("sha256", PROCESS_KEY);
+  for (const part of parts) {
+    mac.update(part);
+    mac.update("\0");
+  }
+  return mac.digest();
+}
+
+/**
+ * A bcrypt hash of a random, discarded password. Unknown users are checked against it so that a wrong
+ * username costs as much time as a wrong password (no username enumeration through timing).
+ */
+const DUMMY_BCRYPT_HASH = "$2b$10$99Ufwf7K9pfhMCVpJ0dva.ud8HMYCXMfsvp4m.pWbbBN5UtpD7Ya.";
+
+/** Bound on remembered successful verifications (a map of digests; cleared oldest-first). */
+const MAX_VERIFIED = 10_000;
+
+export interface UserAccount {
+  readonly username: string;
+  /** Chassis names this user may see and act on. */
+  readonly chassis: readonly string[];
+  /** Changes when the user's password changes: sessions opened with an older password end. */
+  readonly credentialFingerprint: string;
+}
+
+interface StoredUser {
+  account: UserAccount;
+  check: (password: string) => Promise<boolean>;
+}
+
+/**
+ * The users of one configuration. A new directory is built on every config change, which also drops
+ * every remembered verification (a changed or removed password stops working at once).
+ */
+export class UserDirectory {
+  private readonly users = new Map<string, StoredUser>();
+  private readonly verified = new Map<string, UserAccount>(); // hex digest of username+password -> account
+  private readonly inFlight = new Map<string, Promise<UserAccount | undefined>>();
+
+  constructor(users: readonly UserConfig[]) {
+    for (const user of users) {
+      const secret = user.passwordHash ?? user.password;
+      if (secret === undefined) continue; // the config schema rejects this; never make a user without a credential
+      const account: UserAccount = Object.freeze({
+        username: user.username,
+        chassis: Object.freeze([...user.chassis]),
+        credentialFingerprint: keyedDigest("credential", user.username, secret).toString("hex"),
+      });
+      if (user.passwordHash !== undefined) {
+        const hash = user.passwordHash;
+        this.users.set(user.username, { account, check: password => bcrypt.compare(password, hash) });
+      } else {
+        Log.warn(
+          { username: user.username },
+          "Redfish user has a plain-text password in the configuration; store a bcrypt passwordHash instead",
+        );
+        const expected = keyedDigest("plain", secret);
+        this.users.set(user.username, {
+          account,
+          check: async password => timingSafeEqual(keyedDigest("plain", password), expected),
+        });
+      }
+    }
+  }
+
+  /** The account of a configured user (no password check). */
+  account(username: string): UserAccount | undefined {
+    return this.users.get(username)?.account;
+  }
+
+  get size(): number {
+    return this.users.size;
+  }
+
+  /** The account when username and password are right; undefined otherwise. */
+  async verify(username: string, password: string): Promise<UserAccount | undefined> {
+    const digest = keyedDigest("login", username, password).toString("hex");
+    const known = this.verified.get(digest);
+    if (known) return known;
+    // Concurrent requests with the same credentials share one hash computation.
+    const pending = this.inFlight.get(digest);
+    if (pending) return pending;
+    const check = this.check(username, password).then(account => {
+      this.inFlight.delete(digest);
+      if (account) this.remember(digest, account);
+      return account;
+    });
+    this.inFlight.set(digest, check);
+    return check;
+  }
+
+  private async check(username: string, password: string): Promise<UserAccount | undefined> {
+    const user = this.users.get(username);
+    if (!user) {
+      await bcrypt.compare(password, DUMMY_BCRYPT_HASH);
+      return undefined;
+    }
+    try {
+      return (await user.check(password)) ? user.account : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private remember(digest: string, account: UserAccount): void {
+    if (this.verified.size >= MAX_VERIFIED) {
+      const oldest = this.verified.keys().next().value;
+      if (oldest !== undefined) this.verified.delete(oldest);
+    }
+    this.verified.set(digest, account);
+  }
+}

@@ -1,0 +1,37 @@
+// Boot mode = the VM's firmware: `domain.firmware.bootloader.efi` is UEFI, `bios` (or nothing, KubeVirt's
+// default) is Legacy. A change edits the template, so it takes effect at the next start of the VM.
+import type { JsonPatchOp } from "../../capabilities/common/gateway";
+import { templateSpecOf } from "./devices";
+
+export type BootMode = "UEFI" | "Legacy";
+
+function record(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+}
+
+export function firmwareOf(podSpec: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  return record(record(podSpec?.domain)?.firmware);
+}
+
+export function bootModeOf(podSpec: Record<string, unknown> | undefined): BootMode {
+  return record(firmwareOf(podSpec)?.bootloader)?.efi !== undefined ? "UEFI" : "Legacy";
+}
+
+/**
+ * Patch operations that switch the template's bootloader. UEFI is written with `secureBoot: false`: KubeVirt's
+ * default secure boot needs SMM and signed guests, which a Redfish client asking for UEFI does not imply.
+ * Other firmware fields (uuid, serial) are left alone: the System UUID comes from them.
+ */
+export function bootModeOps(vm: { spec?: unknown }, mode: BootMode): JsonPatchOp[] {
+  const templateSpec = templateSpecOf(vm);
+  if (bootModeOf(templateSpec) === mode) return [];
+  const bootloader = mode === "UEFI" ? { efi: { secureBoot: false } } : { bios: {} };
+  const base = "/spec/template/spec/domain/firmware";
+  const firmware = firmwareOf(templateSpec);
+  if (!firmware) return [{ op: "add", path: base, value: { bootloader } }];
+  if (firmware.bootloader === undefined) return [{ op: "add", path: `${base}/bootloader`, value: bootloader }];
+  return [
+    { op: "test", path: `${base}/bootloader`, value: firmware.bootloader },
+    { op: "replace", path: `${base}/bootloader`, value: bootloader },
+  ];
+}

@@ -1,0 +1,141 @@
+// Redfish boot override for KubeVirt VMs: the ComputerSystem `Boot` view, PATCH application and the
+// controller that makes `Once` honest (the original order is back after the one start it applies to).
+//
+// State on the VM: annotation kubevirt-infra.io/boot-override (see override.ts); the boot order itself is the
+// template's `bootOrder` values; the mode is `domain.firmware.bootloader`.
+import { Log } from "pepr";
+import {
+  KubeApiError,
+  patchVirtualMachine,
+  readVirtualMachine,
+  readVirtualMachineInstance,
+  type JsonPatchOp,
+} from "../../capabilities/common/gateway";
+import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
+import { removeAnnotationOps } from "../power/patch-ops";
+import { kubeFailure } from "../power/failures";
+import { bootDevicesOf, restoredOrders, templateSpecOf } from "./devices";
+import { bootModeOf } from "./firmware";
+import { BOOT_OVERRIDE_ANNOTATION, overrideStatus } from "./override";
+import { BOOT_ENABLED, BOOT_MODES, BOOT_TARGETS, bootOrderOps, parseBootPatch, planBootPatch } from "./patch";
+
+export { overrideAwaitingStart, BOOT_OVERRIDE_ANNOTATION } from "./override";
+
+export interface BootView {
+  BootSourceOverrideEnabled: (typeof BOOT_ENABLED)[number];
+  BootSourceOverrideTarget: (typeof BOOT_TARGETS)[number];
+  BootSourceOverrideMode: (typeof BOOT_MODES)[number];
+  "BootSourceOverrideEnabled@Redfish.AllowableValues": readonly string[];
+  "BootSourceOverrideTarget@Redfish.AllowableValues": readonly string[];
+  "BootSourceOverrideMode@Redfish.AllowableValues": readonly string[];
+}
+
+/** The ComputerSystem `Boot` object. A Once override a VMI has already started from reads Disabled. */
+export function bootView(rec: VmRecord): BootView {
+  const status = overrideStatus(rec);
+  const active = status.kind === "active" ? status.record : undefined;
+  return {
+    BootSourceOverrideEnabled: active?.enabled ?? "Disabled",
+    BootSourceOverrideTarget: active?.target ?? "None",
+    BootSourceOverrideMode: bootModeOf(templateSpecOf(rec.vm)),
+    "BootSourceOverrideEnabled@Redfish.AllowableValues": BOOT_ENABLED,
+    "BootSourceOverrideTarget@Redfish.AllowableValues": BOOT_TARGETS,
+    "BootSourceOverrideMode@Redfish.AllowableValues": BOOT_MODES,
+  };
+}
+
+/** A fresh record from the API server, for the retry after a patch built from a stale cache entry failed. */
+async function freshRecord(rec: VmRecord): Promise<VmRecord | undefined> {
+  const { namespace, name } = rec.vm.metadata;
+  const vm = (await readVirtualMachine(namespace!, name!)) as KubeObject | undefined;
+  if (!vm) return undefined;
+  const vmi = (await readVirtualMachineInstance(namespace!, name!)) as KubeObject | undefined;
+  return { vm, vmi, dataVolumes: rec.dataVolumes };
+}
+
+/**
+ * Writes `plan(rec)` as one JSON patch. When its `test` ops fail (the cache entry was older than the VM), the
+ * plan is recomputed once from a fresh read. Returns false when there was nothing to write.
+ */
+export async function patchWithRetry(
+  rec: VmRecord,
+  plan: (rec: VmRecord) => JsonPatchOp[],
+): Promise<boolean> {
+  const { namespace, name } = rec.vm.metadata;
+  let current = rec;
+  for (let attempt = 0; ; attempt++) {
+    const ops = plan(current);
+    if (ops.length === 0) return false;
+    try {
+      await patchVirtualMachine(namespace!, name!, ops);
+      return true;
+    } catch (e) {
+      const staleRead = e instanceof KubeApiError && (e.status === 422 || e.status === 409);
+      if (!staleRead || attempt > 0) throw e;
+      const fresh = await freshRecord(rec);
+      if (!fresh) throw e;
+      current = fresh;
+    }
+  }
+}
+
+/**
+ * Applies the `Boot` object of a ComputerSystem PATCH (validated here). Target and Enabled rewrite the
+ * template's boot order; Mode its firmware; both take effect when the VM next starts.
+ * Throws RedfishError (400 invalid body, 409 no device for the target, 404/5xx cluster failures).
+ */
+export async function applyBootPatch(rec: VmRecord, boot: unknown): Promise<void> {
+  const patch = parseBootPatch(boot);
+  try {
+    await patchWithRetry(rec, current => planBootPatch(current, patch));
+  } catch (e) {
+    throw kubeFailure(e, rec);
+  }
+}
+
+/** The patch that puts back the original order after a used Once override (empty if nothing to do). */
+export function restorePlan(rec: VmRecord): JsonPatchOp[] {
+  const status = overrideStatus(rec);
+  if (status.kind !== "used") return [];
+  const orders = restoredOrders(bootDevicesOf(templateSpecOf(rec.vm)), status.record.original);
+  const ops = bootOrderOps(rec, orders);
+  return [...ops, ...removeAnnotationOps(rec.vm, BOOT_OVERRIDE_ANNOTATION)];
+}
+
+/**
+ * Watches the cache for VMIs created from a Once-overridden template and restores the template order right
+ * away (safe: the VMI has its own copy). Event-driven, idempotent; the state lives in the annotation, so a
+ * restart of the watcher picks up where it left off.
+ */
+export function startBootController(cache: ClusterCache): () => void {
+  const inFlight = new Set<string>();
+  // resourceVersion of the VM a write was planned from: until the cache shows a newer VM, that write is not
+  // visible yet and planning again from the same record would repeat it.
+  const actedOn = new Map<string, string | undefined>();
+  const reconcile = (namespace: string, name: string): void => {
+    const key = `${namespace}/${name}`;
+    if (inFlight.has(key)) return;
+    const rec = cache.getVm(namespace, name);
+    if (rec && actedOn.has(key) && actedOn.get(key) === rec.vm.metadata.resourceVersion) return;
+    actedOn.delete(key);
+    if (!rec || restorePlan(rec).length === 0) return;
+    inFlight.add(key);
+    patchWithRetry(rec, restorePlan)
+      .then(done => {
+        actedOn.set(key, rec.vm.metadata.resourceVersion);
+        if (done) Log.info({ namespace, name }, "boot override Once used by a VM start: original boot order restored");
+      })
+      .catch(e => Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, "restoring the boot order failed"))
+      .finally(() => {
+        inFlight.delete(key);
+        // Events that arrived while the write was running were skipped: look again.
+        const after = cache.getVm(namespace, name);
+        if (after && restorePlan(after).length > 0 && after.vm.metadata.resourceVersion !== rec.vm.metadata.resourceVersion) {
+          reconcile(namespace, name);
+        }
+      });
+  };
+  return cache.onChange(ev => {
+    if (ev.kind === "VirtualMachine" || ev.kind === "VirtualMachineInstance") reconcile(ev.namespace, ev.name);
+  });
+}

@@ -1,0 +1,86 @@
+// The boot override as recorded on the VM (annotation), and what it means given the VM and its VMI now.
+// The annotation is the only state: it survives restarts of the module and is read back from the cache.
+import { z } from "zod";
+import { Log } from "pepr";
+import type { KubeObject, VmRecord } from "../cache/types";
+import { bootDevicesOf, matchesOrders, templateSpecOf, type BootOrders } from "./devices";
+
+export const BOOT_OVERRIDE_ANNOTATION = "kubevirt-infra.io/boot-override";
+
+const bootOrdersSchema = z.record(z.string(), z.number().int().positive().nullable());
+
+const overrideSchema = z.object({
+  target: z.enum(["Pxe", "Cd", "Hdd"]),
+  enabled: z.enum(["Once", "Continuous"]),
+  /** bootOrder of every device before the first override: what None/Disabled and a used Once restore. */
+  original: bootOrdersSchema,
+  /** The orders this override wrote into the template. */
+  applied: bootOrdersSchema,
+  /** Once: uid of the VMI that existed when the override was set (it did not boot from it). */
+  vmiUid: z.string().optional(),
+});
+
+export type BootOverrideRecord = z.infer<typeof overrideSchema>;
+
+export function serializeOverride(rec: BootOverrideRecord): string {
+  return JSON.stringify(rec);
+}
+
+/** The recorded override, or undefined when none (or unreadable: logged, then treated as none). */
+export function recordedOverride(vm: Readonly<KubeObject>): BootOverrideRecord | undefined {
+  const raw = vm.metadata.annotations?.[BOOT_OVERRIDE_ANNOTATION];
+  if (typeof raw !== "string") return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    json = undefined;
+  }
+  const parsed = overrideSchema.safeParse(json);
+  if (!parsed.success) {
+    Log.warn(
+      { namespace: vm.metadata.namespace, name: vm.metadata.name },
+      `ignoring unreadable ${BOOT_OVERRIDE_ANNOTATION} annotation`,
+    );
+    return undefined;
+  }
+  return parsed.data;
+}
+
+export type OverrideStatus =
+  /** No override recorded (or the record no longer describes the template: someone changed the order). */
+  | { kind: "none"; record?: BootOverrideRecord }
+  /** In force: the template carries the override (Once: not yet used by a VMI start). */
+  | { kind: "active"; record: BootOverrideRecord }
+  /** A Once override a VMI has started from: the template order must go back to the original. */
+  | { kind: "used"; record: BootOverrideRecord };
+
+/** Whether the VMI was created from the overridden template (the VMI copies the template at creation). */
+function vmiStartedFrom(record: BootOverrideRecord, vmi: Readonly<KubeObject> | undefined): boolean {
+  if (!vmi || vmi.metadata.uid === record.vmiUid) return false;
+  const vmiSpec = typeof vmi.spec === "object" && vmi.spec !== null ? (vmi.spec as Record<string, unknown>) : undefined;
+  return matchesOrders(bootDevicesOf(vmiSpec), record.applied);
+}
+
+export function overrideStatus(rec: VmRecord): OverrideStatus {
+  const record = recordedOverride(rec.vm);
+  if (!record) return { kind: "none" };
+  const template = bootDevicesOf(templateSpecOf(rec.vm));
+  const firstKey = Object.keys(record.applied).find(k => record.applied[k] === 1);
+  const stillApplied =
+    matchesOrders(template, record.applied) && firstKey !== undefined && template.some(d => d.key === firstKey);
+  if (!stillApplied) return { kind: "none", record };
+  if (record.enabled === "Once" && vmiStartedFrom(record, rec.vmi)) return { kind: "used", record };
+  return { kind: "active", record };
+}
+
+/** An override the running guest has not booted from yet: a restart must recreate the VMI to honour it. */
+export function overrideAwaitingStart(rec: VmRecord): boolean {
+  const status = overrideStatus(rec);
+  if (status.kind !== "active") return false;
+  const vmiSpec =
+    typeof rec.vmi?.spec === "object" && rec.vmi.spec !== null ? (rec.vmi.spec as Record<string, unknown>) : undefined;
+  return !rec.vmi || !matchesOrders(bootDevicesOf(vmiSpec), status.record.applied);
+}
+
+export type { BootOrders };

@@ -1,0 +1,215 @@
+// OData/Redfish protocol helpers: schema versions, resource envelopes, ETags, JSON responses and bodies.
+import { createHash } from "node:crypto";
+import type { Context } from "hono";
+import type { z } from "zod";
+import { baseError, errorBody, type RedfishError } from "./errors";
+
+export const REDFISH_VERSION = "1.15.0";
+export const SERVICE_ROOT = "/redfish/v1";
+
+/** The DMTF schema version of every resource type this service serves (one place; $metadata lists them). */
+export const RESOURCE_SCHEMAS = {
+  ServiceRoot: "v1_15_0",
+  ComputerSystem: "v1_20_0",
+  EthernetInterface: "v1_6_0",
+  Chassis: "v1_14_0",
+  Manager: "v1_10_0",
+  SessionService: "v1_1_8",
+  Session: "v1_7_0",
+  AccountService: "v1_10_0",
+  ManagerAccount: "v1_7_0",
+  TaskService: "v1_2_0",
+  Task: "v1_7_0",
+} as const;
+
+export type ResourceType = keyof typeof RESOURCE_SCHEMAS;
+
+/** Collections by their member type. */
+export const COLLECTION_TYPES = {
+  ComputerSystem: "ComputerSystemCollection",
+  EthernetInterface: "EthernetInterfaceCollection",
+  Chassis: "ChassisCollection",
+  Manager: "ManagerCollection",
+  Session: "SessionCollection",
+  ManagerAccount: "ManagerAccountCollection",
+  Task: "TaskCollection",
+} as const;
+
+export type CollectionType = (typeof COLLECTION_TYPES)[keyof typeof COLLECTION_TYPES];
+
+/** `@odata.id`, `@odata.type` and `@odata.context` of a resource, to spread first into its body. */
+export function envelope(type: ResourceType, odataId: string): Record<string, string> {
+  return {
+    "@odata.id": odataId,
+    "@odata.type": `#${type}.${RESOURCE_SCHEMAS[type]}.${type}`,
+    "@odata.context": `${SERVICE_ROOT}/$metadata#${type}.${type}`,
+  };
+}
+
+export function link(odataId: string): { "@odata.id": string } {
+  return { "@odata.id": odataId };
+}
+
+export function collection(type: CollectionType, odataId: string, name: string, memberIds: readonly string[]): object {
+  return {
+    "@odata.id": odataId,
+    "@odata.type": `#${type}.${type}`,
+    "@odata.context": `${SERVICE_ROOT}/$metadata#${type}.${type}`,
+    Name: name,
+    "Members@odata.count": memberIds.length,
+    Members: memberIds.map(link),
+  };
+}
+
+/** A URL path segment for an id (ids come from Kubernetes names and config, but never trust them). */
+export function segment(id: string): string {
+  return encodeURIComponent(id);
+}
+
+// ---- ETags ----
+
+export function etagOf(serialized: string): string {
+  return `"${createHash("sha256").update(serialized).digest("base64url").slice(0, 27)}"`;
+}
+
+function etagList(header: string): string[] {
+  return header
+    .split(",")
+    .map(t => t.trim())
+    .filter(t => t !== "");
+}
+
+/** If-None-Match: weak comparison (a `W/` prefix is ignored), `*` matches any current representation. */
+export function noneMatchHits(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  const strip = (t: string) => (t.startsWith("W/") ? t.slice(2) : t);
+  return etagList(header).some(t => t === "*" || strip(t) === etag);
+}
+
+/** If-Match: strong comparison (RFC 9110); a weak tag never matches. */
+export function ifMatchHolds(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return true;
+  return etagList(header).some(t => t === "*" || t === etag);
+}
+
+/** Throws 412 PreconditionFailed when If-Match does not hold for the current representation. */
+export function checkIfMatch(header: string | undefined, currentBody: object): void {
+  if (!ifMatchHolds(header, etagOf(JSON.stringify(currentBody)))) {
+    throw baseError(412, "PreconditionFailed");
+  }
+}
+
+// ---- responses ----
+
+/** `Link: <schema>; rel=describedby` from a body's @odata.type (DSP0266 recommends it on GET). */
+function describedBy(body: unknown): string | undefined {
+  const type = (body as { "@odata.type"?: unknown } | undefined)?.["@odata.type"];
+  if (typeof type !== "string") return undefined;
+  const match = /^#([A-Za-z]+)(?:\.(v\d+_\d+_\d+))?\.[A-Za-z]+$/.exec(type);
+  if (!match) return undefined;
+  const file = match[2] ? `${match[1]}.${match[2]}.json` : `${match[1]}.json`;
+  return `<http://redfish.dmtf.org/schemas/v1/${file}>; rel=describedby`;
+}
+
+export interface JsonOptions {
+  status?: number;
+  headers?: Record<string, string>;
+  /** GET/HEAD responses carry a strong ETag and honour If-None-Match. */
+  conditional?: boolean;
+}
+
+export function sendJson(c: Context, body: unknown, options: JsonOptions = {}): Response {
+  const text = JSON.stringify(body);
+  const headers: Record<string, string> = {
+    "Content-Type": "application/json; charset=utf-8",
+    ...options.headers,
+  };
+  const schemaLink = describedBy(body);
+  if (schemaLink) headers.Link = schemaLink;
+  if (options.conditional) {
+    const etag = etagOf(text);
+    headers.ETag = etag;
+    if (noneMatchHits(c.req.header("If-None-Match"), etag)) {
+      return new Response(null, { status: 304, headers: { ETag: etag } });
+    }
+  }
+  return new Response(text, { status: options.status ?? 200, headers });
+}
+
+export function sendError(err: RedfishError): Response {
+  return new Response(JSON.stringify(errorBody(err)), {
+    status: err.status,
+    headers: { "Content-Type": "application/json; charset=utf-8", ...err.headers },
+  });
+}
+
+// ---- request bodies ----
+
+/** The request body as a JSON object; 400 MalformedJSON for anything else (the size limit is enforced before). */
+export async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
+  const text = await c.req.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw baseError(400, "MalformedJSON");
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw baseError(400, "MalformedJSON", [], { resolution: "The request body must be a JSON object." });
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
+  let value = body;
+  for (const key of path) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+function shown(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "string") return value.length > 100 ? `${value.slice(0, 100)}...` : value;
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 100 ? `${text.slice(0, 100)}...` : text;
+}
+
+/**
+ * Parses a body with a zod schema (strict objects) and maps the first issue to a Base message:
+ * unknown property → PropertyUnknown / ActionParameterUnknown, missing → PropertyMissing /
+ * ActionParameterMissing, wrong type → PropertyValueTypeError / ActionParameterValueTypeError,
+ * value outside an enum → PropertyValueNotInList / ActionParameterValueNotInList. `action` names the
+ * action when the body is an action's parameters.
+ */
+export function parseBody<S extends z.ZodType>(schema: S, body: unknown, action?: string): z.output<S> {
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = issue.path.map(String);
+  const name = path.join("/");
+  if (issue.code === "unrecognized_keys") {
+    const property = [...path, issue.keys[0]].join("/");
+    throw action
+      ? baseError(400, "ActionParameterUnknown", [action, property])
+      : baseError(400, "PropertyUnknown", [property], { relatedProperties: [`#/${property}`] });
+  }
+  const raw = valueAt(body, issue.path);
+  // A password given with the wrong type is not echoed back.
+  const value = raw !== undefined && /password/i.test(name) ? "(hidden)" : raw;
+  if (value === undefined) {
+    throw action
+      ? baseError(400, "ActionParameterMissing", [action, name])
+      : baseError(400, "PropertyMissing", [name], { relatedProperties: [`#/${name}`] });
+  }
+  if (issue.code === "invalid_value") {
+    throw action
+      ? baseError(400, "ActionParameterValueNotInList", [shown(value), name, action])
+      : baseError(400, "PropertyValueNotInList", [shown(value), name], { relatedProperties: [`#/${name}`] });
+  }
+  throw action
+    ? baseError(400, "ActionParameterValueTypeError", [shown(value), name, action])
+    : baseError(400, "PropertyValueTypeError", [shown(value), name], { relatedProperties: [`#/${name}`] });
+}
+

@@ -1,0 +1,185 @@
+// Redfish power for KubeVirt VMs: PowerState, ComputerSystem.Reset, and the controller for deferred power-on.
+//
+// How the ResetTypes map (plan.ts has the details):
+//   On               Off → runStrategy RerunOnFailure (powerOffStaysOff) or Always, or virt-api `start` for
+//                    Manual/RerunOnFailure; powering off → annotation kubevirt-infra.io/power-on-requested,
+//                    applied by startPowerController once the VM is off (202).
+//   ForceOff         virt-api `stop` with gracePeriod 0 (the VMI's grace period is cut before deletion).
+//   GracefulShutdown virt-api `stop` (ACPI, honouring terminationGracePeriodSeconds).
+//   ForceRestart     VMI `reset` (hard reset; VM `restart` with gracePeriodSeconds 0 where virt-api lacks it, or
+//                    when the template changed since the VMI started, e.g. a boot override).
+//   GracefulRestart  VMI `softreboot` when the guest agent is connected, else VM `restart`.
+//   PushPowerButton  On when off or powering off, GracefulShutdown otherwise.
+//   Pause / Resume   VMI `pause` / `unpause`.
+// Guest power-off policy: with powerOffStaysOff (default) a Redfish On leaves the VM in runStrategy
+// RerunOnFailure, KubeVirt's own "restart only on failure": a guest that powers itself off stays off, whether
+// the VM used Always, Halted or the deprecated spec.running before (which is then replaced by runStrategy in
+// the same patch). A watcher that halts VMs after the fact would race virt-controller's restart under Always.
+import { Log } from "pepr";
+import {
+  KubeApiError,
+  patchVirtualMachine,
+  putVirtualMachineInstanceAction,
+  readVirtualMachine,
+  readVirtualMachineInstance,
+  restartVirtualMachine,
+  startVirtualMachine,
+  stopVirtualMachine,
+} from "../../capabilities/common/gateway";
+import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
+import { overrideAwaitingStart } from "../boot/override";
+import { bootModeOf } from "../boot/firmware";
+import { templateSpecOf } from "../boot/devices";
+import { kubeFailure } from "./failures";
+import { removeAnnotationOps } from "./patch-ops";
+import {
+  RESET_TYPES,
+  planReset,
+  powerOnPlan,
+  unsupportedResetType,
+  type PlanContext,
+  type PowerPlan,
+  type PowerSettings,
+  type PowerWrite,
+} from "./plan";
+import { deriveKubeVirtPowerState, hasPendingPowerOn } from "./state";
+import { POWER_ON_REQUESTED_ANNOTATION, hasCondition } from "./vm-model";
+
+export { RESET_TYPES, type PowerSettings } from "./plan";
+export { derivePowerState, type PowerState } from "./state";
+export { POWER_ON_REQUESTED_ANNOTATION } from "./vm-model";
+
+let settings: PowerSettings = { powerOffStaysOff: true };
+
+/** Sets the power policy (config `redfish.powerOffStaysOff`); takes effect for the next request. */
+export function configurePower(next: PowerSettings): void {
+  settings = { ...next };
+}
+
+export function currentPowerSettings(): PowerSettings {
+  return { ...settings };
+}
+
+/** The running VMI was created from an older template: only a new VMI (restart) picks the change up. */
+export function templateChangePending(rec: VmRecord): boolean {
+  if (!rec.vmi) return false;
+  if (overrideAwaitingStart(rec) || hasCondition(rec.vm, "RestartRequired")) return true;
+  const vmiSpec = typeof rec.vmi.spec === "object" && rec.vmi.spec !== null ? (rec.vmi.spec as Record<string, unknown>) : undefined;
+  return bootModeOf(vmiSpec) !== bootModeOf(templateSpecOf(rec.vm));
+}
+
+function planContext(rec: VmRecord): PlanContext {
+  return { settings, templateChangePending: templateChangePending(rec), now: () => new Date() };
+}
+
+async function execute(rec: VmRecord, write: PowerWrite): Promise<void> {
+  const namespace = rec.vm.metadata.namespace!;
+  const name = rec.vm.metadata.name!;
+  switch (write.kind) {
+    case "patch":
+      return patchVirtualMachine(namespace, name, write.ops);
+    case "vmi":
+      return putVirtualMachineInstanceAction(namespace, name, write.subresource);
+    case "vm":
+      if (write.subresource === "start") return startVirtualMachine(namespace, name);
+      if (write.subresource === "stop") return stopVirtualMachine(namespace, name, { gracePeriod: write.gracePeriod });
+      return restartVirtualMachine(namespace, name, { gracePeriodSeconds: write.gracePeriodSeconds });
+  }
+}
+
+async function freshRecord(rec: VmRecord): Promise<VmRecord | undefined> {
+  const namespace = rec.vm.metadata.namespace!;
+  const name = rec.vm.metadata.name!;
+  const vm = (await readVirtualMachine(namespace, name)) as KubeObject | undefined;
+  if (!vm) return undefined;
+  const vmi = (await readVirtualMachineInstance(namespace, name)) as KubeObject | undefined;
+  return { vm, vmi, dataVolumes: rec.dataVolumes };
+}
+
+/**
+ * Runs a plan. A KubeVirt 409 on a write marked conflictMeansDone is success (idempotency when the cache was a
+ * moment behind); a missing VMI `reset` falls back; a patch whose `test` failed (the cache entry was older than
+ * the VM) is re-planned once from a fresh read.
+ */
+async function run(rec: VmRecord, plan: (rec: VmRecord) => PowerPlan, retried = false): Promise<{ status: 202 | 204 }> {
+  const planned = plan(rec);
+  for (const step of planned.writes) {
+    try {
+      await execute(rec, step.write);
+    } catch (e) {
+      if (!(e instanceof KubeApiError)) throw e;
+      if (e.status === 409 && step.conflictMeansDone) continue;
+      if (e.status === 404 && step.fallbackIfMissing) {
+        Log.info({ namespace: rec.vm.metadata.namespace, name: rec.vm.metadata.name }, "VMI reset unavailable: force restart instead");
+        await execute(rec, step.fallbackIfMissing);
+        continue;
+      }
+      if (e.status === 422 && step.write.kind === "patch" && !retried) {
+        const fresh = await freshRecord(rec);
+        if (fresh) return run(fresh, plan, true);
+      }
+      throw e;
+    }
+  }
+  return { status: planned.status };
+}
+
+/**
+ * ComputerSystem.Reset. One API write in the normal case, no waiting: 204 when done or under way, 202 when
+ * the On is deferred until the VM has powered off. Throws RedfishError (400 unsupported ResetType,
+ * 409 Pause/Resume in the wrong state or a conflicting change, 404/5xx cluster failures).
+ */
+export async function reset(rec: VmRecord, resetType: string): Promise<{ status: 202 | 204 }> {
+  if (!(RESET_TYPES as readonly string[]).includes(resetType)) throw unsupportedResetType(resetType);
+  try {
+    return await run(rec, current => planReset(current, resetType, planContext(current)));
+  } catch (e) {
+    throw kubeFailure(e, rec);
+  }
+}
+
+/** What the power controller does for a VM with a deferred On (undefined: nothing now). */
+export function deferredOnPlan(rec: VmRecord, ctx: Pick<PlanContext, "settings">): PowerPlan | undefined {
+  if (!hasPendingPowerOn(rec) || rec.vm.metadata.deletionTimestamp) return undefined;
+  const state = deriveKubeVirtPowerState(rec);
+  if (state === "PoweringOff") return undefined; // still going down: wait for the next change
+  if (state === "Off") return powerOnPlan(rec, { ...ctx, templateChangePending: false, now: () => new Date() });
+  // Up or coming up by other means: the request is satisfied.
+  const ops = removeAnnotationOps(rec.vm, POWER_ON_REQUESTED_ANNOTATION);
+  return { status: 204, writes: [{ write: { kind: "patch", ops } }] };
+}
+
+/**
+ * Applies deferred power-ons (annotation kubevirt-infra.io/power-on-requested) once their VM is off. Driven by
+ * cache changes, no polling; the request lives on the VM, so a watcher restart resumes it (the cache replays
+ * every object when it is seeded).
+ */
+export function startPowerController(cache: ClusterCache): () => void {
+  const inFlight = new Set<string>();
+  // resourceVersion of the VM a write was planned from: until the cache shows a newer VM, that write is not
+  // visible yet and planning again from the same record would repeat it.
+  const actedOn = new Map<string, string | undefined>();
+  const reconcile = (namespace: string, name: string): void => {
+    const key = `${namespace}/${name}`;
+    if (inFlight.has(key)) return;
+    const rec = cache.getVm(namespace, name);
+    if (rec && actedOn.has(key) && actedOn.get(key) === rec.vm.metadata.resourceVersion) return;
+    actedOn.delete(key);
+    if (!rec || !deferredOnPlan(rec, { settings })) return;
+    inFlight.add(key);
+    run(rec, current => deferredOnPlan(current, { settings }) ?? { status: 204, writes: [] })
+      .then(() => {
+        actedOn.set(key, rec.vm.metadata.resourceVersion);
+        Log.info({ namespace, name }, "deferred power-on handled");
+      })
+      .catch(e => Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, "deferred power-on failed"))
+      .finally(() => {
+        inFlight.delete(key);
+        const after = cache.getVm(namespace, name);
+        if (after && after.vm.metadata.resourceVersion !== rec.vm.metadata.resourceVersion) reconcile(namespace, name);
+      });
+  };
+  return cache.onChange(ev => {
+    if (ev.kind === "VirtualMachine" || ev.kind === "VirtualMachineInstance") reconcile(ev.namespace, ev.name);
+  });
+}

@@ -1,0 +1,100 @@
+// Read-only accessors for the VirtualMachine / VirtualMachineInstance fields power logic depends on.
+// Objects come from the watch cache, which stores whatever the API server sent: every accessor checks
+// the shape it reads instead of trusting a cast.
+import type { KubeObject } from "../cache/types";
+
+/** Annotation (on the VM) recording an accepted On that waits for the VM to finish powering off. */
+export const POWER_ON_REQUESTED_ANNOTATION = "kubevirt-infra.io/power-on-requested";
+
+export type RunStrategy = "Always" | "Halted" | "Manual" | "RerunOnFailure" | "Once";
+const RUN_STRATEGIES: readonly string[] = ["Always", "Halted", "Manual", "RerunOnFailure", "Once"];
+
+function record(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+}
+
+export function specOf(obj: Readonly<KubeObject> | undefined): Record<string, unknown> {
+  return record(obj?.spec) ?? {};
+}
+
+export function statusOf(obj: Readonly<KubeObject> | undefined): Record<string, unknown> {
+  return record(obj?.status) ?? {};
+}
+
+export function annotationOf(obj: Readonly<KubeObject>, key: string): string | undefined {
+  const value = obj.metadata.annotations?.[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** How the VM expresses its run state: the deprecated `spec.running`, `spec.runStrategy`, or neither (= Halted). */
+export type RunField = { field: "running"; value: boolean } | { field: "runStrategy"; value: string } | { field: "none" };
+
+export function runFieldOf(vm: Readonly<KubeObject>): RunField {
+  const spec = specOf(vm);
+  if (typeof spec.runStrategy === "string") return { field: "runStrategy", value: spec.runStrategy };
+  if (typeof spec.running === "boolean") return { field: "running", value: spec.running };
+  return { field: "none" };
+}
+
+/** KubeVirt's VirtualMachine.RunStrategy(): running true = Always, false/absent = Halted. */
+export function runStrategyOf(vm: Readonly<KubeObject>): RunStrategy {
+  const run = runFieldOf(vm);
+  if (run.field === "running") return run.value ? "Always" : "Halted";
+  if (run.field === "runStrategy" && RUN_STRATEGIES.includes(run.value)) return run.value as RunStrategy;
+  return "Halted";
+}
+
+export type VmiPhase = "" | "Pending" | "Scheduling" | "Scheduled" | "Running" | "Succeeded" | "Failed" | "Unknown";
+
+export function vmiPhaseOf(vmi: Readonly<KubeObject>): string {
+  const phase = statusOf(vmi).phase;
+  return typeof phase === "string" ? phase : "";
+}
+
+/** Succeeded/Failed: the guest is gone; the VMI object is only a record of it. */
+export function vmiIsFinal(vmi: Readonly<KubeObject>): boolean {
+  const phase = vmiPhaseOf(vmi);
+  return phase === "Succeeded" || phase === "Failed";
+}
+
+export function hasCondition(obj: Readonly<KubeObject>, type: string): boolean {
+  const conditions = statusOf(obj).conditions;
+  if (!Array.isArray(conditions)) return false;
+  return conditions.some(c => record(c)?.type === type && record(c)?.status === "True");
+}
+
+export interface StateChangeRequest {
+  action: string;
+  uid?: string;
+}
+
+export function stateChangeRequestsOf(vm: Readonly<KubeObject>): StateChangeRequest[] {
+  const list = statusOf(vm).stateChangeRequests;
+  if (!Array.isArray(list)) return [];
+  return list.flatMap(item => {
+    const r = record(item);
+    if (!r || typeof r.action !== "string") return [];
+    return [{ action: r.action, uid: typeof r.uid === "string" ? r.uid : undefined }];
+  });
+}
+
+/** KubeVirt's hasStopRequestForVMI: the first request is a Stop aimed at this VMI (or at any). */
+export function hasStopRequestFor(vm: Readonly<KubeObject>, vmi: Readonly<KubeObject>): boolean {
+  const first = stateChangeRequestsOf(vm)[0];
+  return first?.action === "Stop" && (first.uid === undefined || first.uid === vmi.metadata.uid);
+}
+
+export function hasStartRequest(vm: Readonly<KubeObject>): boolean {
+  return stateChangeRequestsOf(vm).some(r => r.action === "Start");
+}
+
+export function printableStatusOf(vm: Readonly<KubeObject>): string {
+  const s = statusOf(vm).printableStatus;
+  return typeof s === "string" ? s : "";
+}
+
+/** `status.runStrategy`: the strategy virt-controller last acted on (differs from spec right after a change). */
+export function observedRunStrategyOf(vm: Readonly<KubeObject>): string | undefined {
+  const s = statusOf(vm).runStrategy;
+  return typeof s === "string" ? s : undefined;
+}

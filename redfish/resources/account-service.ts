@@ -1,0 +1,67 @@
+// AccountService: a read-only view of the configured users. Like a Redfish user without the
+// ConfigureUsers privilege, each user sees only its own account; passwords are never shown.
+import type { Hono } from "hono";
+import { notFound } from "../errors";
+import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
+import { resource, type RedfishEnv, type ServiceDeps } from "./context";
+
+const ACCOUNTS_URI = `${SERVICE_ROOT}/AccountService/Accounts`;
+const accountUri = (username: string) => `${ACCOUNTS_URI}/${encodeURIComponent(username)}`;
+
+export function registerAccountService(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+  resource(app, `${SERVICE_ROOT}/AccountService`, {
+    GET: c => {
+      const { lockout } = c.get("settings");
+      return sendJson(
+        c,
+        {
+          ...envelope("AccountService", `${SERVICE_ROOT}/AccountService`),
+          Id: "AccountService",
+          Name: "Account Service",
+          Description: "Users from the module configuration (read-only)",
+          ServiceEnabled: true,
+          LocalAccountAuth: "Enabled",
+          // Failed logins back off exponentially from baseDelaySeconds up to maxDelaySeconds.
+          AccountLockoutThreshold: lockout.maxFailures,
+          AccountLockoutDuration: Math.ceil(lockout.maxDelaySeconds),
+          AccountLockoutCounterResetAfter: Math.ceil(lockout.maxDelaySeconds),
+          Accounts: link(ACCOUNTS_URI),
+          Status: { State: "Enabled", Health: "OK" },
+        },
+        { conditional: true },
+      );
+    },
+  });
+
+  resource(app, ACCOUNTS_URI, {
+    GET: c =>
+      sendJson(c, collection("ManagerAccountCollection", ACCOUNTS_URI, "Accounts Collection", [accountUri(c.get("principal").account.username)]), {
+        conditional: true,
+      }),
+  });
+
+  resource(app, `${ACCOUNTS_URI}/:id`, {
+    GET: c => {
+      const id = c.req.param("id") ?? "";
+      const { account } = c.get("principal");
+      if (id !== account.username) throw notFound("ManagerAccount", id);
+      const locked = deps.auth.backoff.retryAfterSeconds([`user:${account.username}`]) > 0;
+      return sendJson(
+        c,
+        {
+          ...envelope("ManagerAccount", accountUri(account.username)),
+          Id: account.username,
+          Name: "User Account",
+          Description: `Chassis: ${account.chassis.join(", ")}`,
+          UserName: account.username,
+          RoleId: "Operator",
+          Enabled: true,
+          Locked: locked,
+          Password: null,
+          AccountTypes: ["Redfish"],
+        },
+        { conditional: true },
+      );
+    },
+  });
+}

@@ -1,0 +1,132 @@
+// What every resource module works with: the request's principal and settings, the cache, the
+// method table of a resource (405 + Allow for the rest), and tenant-scoped lookups of systems.
+import type { Context, Hono } from "hono";
+import type { Principal } from "../auth";
+import type { Authenticator } from "../auth";
+import type { ClusterCache, VmRecord } from "../cache/types";
+import { baseError, notFound } from "../errors";
+import { SERVICE_ROOT } from "../odata";
+import type { ServiceSettings } from "../settings";
+
+export interface RedfishVariables {
+  principal: Principal;
+  settings: ServiceSettings;
+  clientAddress: string;
+}
+
+export type RedfishEnv = { Variables: RedfishVariables };
+export type RedfishContext = Context<RedfishEnv>;
+export type Handler = (c: RedfishContext) => Response | Promise<Response>;
+
+/** A task as the TaskService shows it; tasks belong to a system and are visible with it. */
+export interface TaskView {
+  id: string;
+  namespace: string;
+  vmName: string;
+  /** The Task resource body without @odata.id/@odata.type/@odata.context. */
+  body: Record<string, unknown>;
+}
+
+/** Where the TaskService reads tasks from (filled by the virtual-media work). */
+export interface TaskSource {
+  list(): readonly TaskView[];
+  get(id: string): TaskView | undefined;
+}
+
+export interface ServiceDeps {
+  cache: ClusterCache;
+  auth: Authenticator;
+  tasks?: TaskSource;
+  /** Stable identity of this installation (e.g. the pepr-system namespace uid); the ServiceRoot UUID derives from it. */
+  installationId: () => string | undefined;
+  now: () => number;
+}
+
+export interface ResourceMethods {
+  GET?: Handler;
+  POST?: Handler;
+  PATCH?: Handler;
+  PUT?: Handler;
+  DELETE?: Handler;
+}
+
+/** Registers a resource: its methods, HEAD for GET, and 405 with `Allow` for every other method. */
+export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceMethods): void {
+  const allow = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
+    .filter(m => (m === "HEAD" ? methods.GET : methods[m as keyof ResourceMethods]))
+    .join(", ");
+  app.all(path, async c => {
+    const method = c.req.method.toUpperCase();
+    if (method === "HEAD" && methods.GET) {
+      const res = await methods.GET(c);
+      return new Response(null, { status: res.status, headers: res.headers });
+    }
+    const handler = methods[method as keyof ResourceMethods];
+    if (!handler) throw baseError(405, "OperationNotAllowed", [], { headers: { Allow: allow } });
+    const res = await handler(c);
+    if (method === "GET" || method === "HEAD") res.headers.set("Allow", allow);
+    return res;
+  });
+}
+
+// ---- tenant-scoped access ----
+
+/** A system the principal may see: its record, its id and the principal's chassis that contain it. */
+export interface VisibleSystem {
+  id: string;
+  rec: VmRecord;
+  chassis: string[];
+}
+
+export function systemIdOf(rec: VmRecord): string {
+  return `${rec.vm.metadata.namespace}.${rec.vm.metadata.name}`;
+}
+
+export const systemUri = (id: string) => `${SERVICE_ROOT}/Systems/${encodeURIComponent(id)}`;
+export const managerUri = (id: string) => `${SERVICE_ROOT}/Managers/${encodeURIComponent(id)}`;
+export const chassisUri = (name: string) => `${SERVICE_ROOT}/Chassis/${encodeURIComponent(name)}`;
+
+/** The principal's chassis that exist in the configuration, in the user's order. */
+export function userChassis(c: RedfishContext): string[] {
+  const settings = c.get("settings");
+  return c.get("principal").account.chassis.filter(name => settings.chassis.has(name));
+}
+
+function visible(c: RedfishContext, cache: ClusterCache, namespace: string, name: string): VisibleSystem | undefined {
+  const rec = cache.getVm(namespace, name);
+  if (!rec) return undefined;
+  const mine = userChassis(c);
+  const chassis = cache.chassisOf(namespace, name).filter(ch => mine.includes(ch));
+  return chassis.length > 0 ? { id: systemIdOf(rec), rec, chassis } : undefined;
+}
+
+/**
+ * Resolves a system id for the principal: `<namespace>.<vm>` (namespaces have no dots, VM names may),
+ * or a bare `<vm>` when exactly one VM of that name is visible. Anything else, including systems of
+ * other chassis, is the same 404.
+ */
+export function resolveSystem(c: RedfishContext, cache: ClusterCache, id: string, resourceType = "ComputerSystem"): VisibleSystem {
+  const dot = id.indexOf(".");
+  if (dot > 0) {
+    const found = visible(c, cache, id.slice(0, dot), id.slice(dot + 1));
+    if (found) return found;
+  }
+  const settings = c.get("settings");
+  const namespaces = new Set(userChassis(c).map(name => settings.chassis.get(name)!.namespace));
+  const matches: VisibleSystem[] = [];
+  for (const namespace of namespaces) {
+    const found = visible(c, cache, namespace, id);
+    if (found) matches.push(found);
+  }
+  if (matches.length === 1) return matches[0];
+  throw notFound(resourceType, id);
+}
+
+/** Ids of every system the principal may see (chassis in the user's order, VMs by name, no duplicates). */
+export function visibleSystemIds(c: RedfishContext, cache: ClusterCache): string[] {
+  const chassis = userChassis(c);
+  if (chassis.length === 1) return cache.listVmsInChassis(chassis[0]).map(systemIdOf);
+  const ids = new Set<string>();
+  for (const name of chassis) for (const rec of cache.listVmsInChassis(name)) ids.add(systemIdOf(rec));
+  return [...ids];
+}

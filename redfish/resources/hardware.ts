@@ -1,0 +1,217 @@
+// What a VirtualMachine looks like as hardware: firmware UUID, processors, memory, NICs, health.
+// Running VMIs win over the VM template (they carry what KubeVirt actually applied, including
+// instancetype expansion); the template is the fallback while the VM is off.
+import { createHash } from "node:crypto";
+import { quantityToBytes } from "../../capabilities/config/schema";
+import type { KubeObject, VmRecord } from "../cache/types";
+
+type Obj = Record<string, unknown>;
+
+function obj(value: unknown): Obj | undefined {
+  return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Obj) : undefined;
+}
+
+function at(root: unknown, ...path: string[]): unknown {
+  let value = root;
+  for (const key of path) value = obj(value)?.[key];
+  return value;
+}
+
+function positiveInt(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isInteger(value) && value > 0 ? value : undefined;
+}
+
+function vmDomain(rec: VmRecord): unknown {
+  return at(rec.vm.spec, "template", "spec", "domain");
+}
+
+function vmiDomain(rec: VmRecord): unknown {
+  return rec.vmi ? at(rec.vmi.spec, "domain") : undefined;
+}
+
+// ---- UUIDs ----
+
+/** RFC 4122 name-based UUID (version 5, SHA-1), as Go's uuid.NewSHA1. */
+export function uuidV5(namespace: string, name: string): string {
+  const ns = Buffer.from(namespace.replace(/-/g, ""), "hex");
+  const hash = createHash("sha1").update(ns).update(name).digest();
+  hash[6] = (hash[6] & 0x0f) | 0x50;
+  hash[8] = (hash[8] & 0x3f) | 0x80;
+  const hex = hash.subarray(0, 16).toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+/** KubeVirt's namespace for CalculateLegacyUUID (pkg/virt-controller: firmware UUID from the VM name). */
+const KUBEVIRT_FIRMWARE_UUID_NAMESPACE = "6a1a24a1-4061-4607-8bf4-a3963d0c5895";
+const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** The UUID the guest sees in SMBIOS: the VM's firmware uuid, else what KubeVirt computes from the name. */
+export function firmwareUuid(rec: VmRecord): string {
+  for (const candidate of [at(vmDomain(rec), "firmware", "uuid"), at(vmiDomain(rec), "firmware", "uuid")]) {
+    if (typeof candidate === "string" && UUID_PATTERN.test(candidate)) return candidate.toLowerCase();
+  }
+  return uuidV5(KUBEVIRT_FIRMWARE_UUID_NAMESPACE, rec.vm.metadata.name ?? "");
+}
+
+export function serialNumber(rec: VmRecord): string | undefined {
+  const serial = at(vmDomain(rec), "firmware", "serial") ?? at(vmiDomain(rec), "firmware", "serial");
+  if (typeof serial === "string" && serial !== "") return serial;
+  return rec.vm.metadata.uid;
+}
+
+export function machineType(rec: VmRecord): string | undefined {
+  const type = at(rec.vmi?.status, "machine", "type") ?? at(vmiDomain(rec), "machine", "type") ?? at(vmDomain(rec), "machine", "type");
+  return typeof type === "string" && type !== "" ? type : undefined;
+}
+
+// ---- processors ----
+
+export interface CpuTopology {
+  sockets: number;
+  cores: number;
+  threads: number;
+  model?: string;
+}
+
+function topologyFrom(cpu: unknown): CpuTopology | undefined {
+  const cores = positiveInt(at(cpu, "cores"));
+  const sockets = positiveInt(at(cpu, "sockets"));
+  const threads = positiveInt(at(cpu, "threads"));
+  if (!cores && !sockets && !threads) return undefined;
+  return { sockets: sockets ?? 1, cores: cores ?? 1, threads: threads ?? 1 };
+}
+
+/** vCPUs KubeVirt gives a VM without a topology: the CPU limit, else the request, rounded up; else 1. */
+function cpusFromResources(domain: unknown): number | undefined {
+  for (const kind of ["limits", "requests"]) {
+    const value = at(domain, "resources", kind, "cpu");
+    const cpus = typeof value === "number" ? value : typeof value === "string" ? quantityToBytes(value) : Number.NaN;
+    if (Number.isFinite(cpus) && cpus > 0) return Math.ceil(cpus);
+  }
+  return undefined;
+}
+
+export function cpuTopology(rec: VmRecord): CpuTopology {
+  const model = [at(vmiDomain(rec), "cpu", "model"), at(vmDomain(rec), "cpu", "model")].find(
+    (m): m is string => typeof m === "string" && m !== "",
+  );
+  const topology =
+    topologyFrom(at(rec.vmi?.status, "currentCPUTopology")) ??
+    topologyFrom(at(vmiDomain(rec), "cpu")) ??
+    topologyFrom(at(vmDomain(rec), "cpu")) ?? {
+      sockets: 1,
+      cores: cpusFromResources(vmiDomain(rec)) ?? cpusFromResources(vmDomain(rec)) ?? 1,
+      threads: 1,
+    };
+  return model ? { ...topology, model } : topology;
+}
+
+// ---- memory ----
+
+function bytesOf(value: unknown): number | undefined {
+  if (typeof value !== "string" && typeof value !== "number") return undefined;
+  const bytes = typeof value === "number" ? value : quantityToBytes(value);
+  return Number.isFinite(bytes) && bytes > 0 ? bytes : undefined;
+}
+
+/** Guest memory in bytes: current guest memory, else guest, else requests, else limits; undefined when unknown. */
+export function memoryBytes(rec: VmRecord): number | undefined {
+  const candidates = [
+    at(rec.vmi?.status, "memory", "guestCurrent"),
+    at(vmiDomain(rec), "memory", "guest"),
+    at(vmDomain(rec), "memory", "guest"),
+    at(vmiDomain(rec), "resources", "requests", "memory"),
+    at(vmDomain(rec), "resources", "requests", "memory"),
+    at(vmiDomain(rec), "resources", "limits", "memory"),
+    at(vmDomain(rec), "resources", "limits", "memory"),
+  ];
+  for (const candidate of candidates) {
+    const bytes = bytesOf(candidate);
+    if (bytes !== undefined) return bytes;
+  }
+  return undefined;
+}
+
+export function memoryGiB(rec: VmRecord): number | null {
+  const bytes = memoryBytes(rec);
+  return bytes === undefined ? null : Math.round((bytes / 2 ** 30) * 1000) / 1000;
+}
+
+// ---- network interfaces ----
+
+export interface NetworkInterface {
+  name: string;
+  macAddress: string | null;
+  binding?: string;
+  model?: string;
+  ipv4: string[];
+  ipv6: string[];
+  /** Present in the running VMI's status (guest link reported). */
+  linkUp: boolean;
+}
+
+const MAC = /^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$/;
+
+function normalizeMac(value: unknown): string | null {
+  return typeof value === "string" && MAC.test(value) ? value.replace(/-/g, ":").toLowerCase() : null;
+}
+
+function bindingOf(iface: Obj): string | undefined {
+  for (const key of ["masquerade", "bridge", "sriov", "slirp", "passt", "macvtap"]) if (key in iface) return key;
+  const plugin = at(iface, "binding", "name");
+  return typeof plugin === "string" ? plugin : undefined;
+}
+
+/** The VM's NICs in template order, then interfaces only the running VMI reports (hot-plugged). */
+export function networkInterfaces(rec: VmRecord): NetworkInterface[] {
+  const statusByName = new Map<string, Obj>();
+  const statusList = at(rec.vmi?.status, "interfaces");
+  for (const s of Array.isArray(statusList) ? statusList : []) {
+    const entry = obj(s);
+    if (entry && typeof entry.name === "string") statusByName.set(entry.name, entry);
+  }
+  const out: NetworkInterface[] = [];
+  const seen = new Set<string>();
+  const specList = at(vmDomain(rec), "devices", "interfaces");
+  const add = (name: string, spec: Obj | undefined, status: Obj | undefined) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const ips = (Array.isArray(status?.ipAddresses) ? status.ipAddresses : [status?.ipAddress]).filter(
+      (ip): ip is string => typeof ip === "string" && ip !== "",
+    );
+    out.push({
+      name,
+      macAddress: normalizeMac(spec?.macAddress) ?? normalizeMac(status?.mac),
+      ...(spec && bindingOf(spec) ? { binding: bindingOf(spec) } : {}),
+      ...(typeof spec?.model === "string" ? { model: spec.model } : {}),
+      ipv4: ips.filter(ip => !ip.includes(":")),
+      ipv6: ips.filter(ip => ip.includes(":")),
+      linkUp: status !== undefined,
+    });
+  };
+  for (const s of Array.isArray(specList) ? specList : []) {
+    const spec = obj(s);
+    if (spec && typeof spec.name === "string") add(spec.name, spec, statusByName.get(spec.name));
+  }
+  for (const [name, status] of statusByName) add(name, undefined, status);
+  return out;
+}
+
+// ---- health ----
+
+const ERROR_STATUSES = new Set([
+  "CrashLoopBackOff",
+  "ErrorUnschedulable",
+  "ErrImagePull",
+  "ImagePullBackOff",
+  "ErrorPvcNotFound",
+  "ErrorDataVolumeNotFound",
+  "DataVolumeError",
+  "Unknown",
+]);
+
+/** Redfish Health from the VM's printableStatus: Warning for KubeVirt's error states, else OK. */
+export function health(vm: Readonly<KubeObject>): "OK" | "Warning" {
+  const status = at(vm.status, "printableStatus");
+  return typeof status === "string" && ERROR_STATUSES.has(status) ? "Warning" : "OK";
+}

@@ -1,0 +1,54 @@
+// Managers: one BMC per System (as a physical server has its own), managing exactly that system.
+import type { Hono } from "hono";
+import cfg from "../../package.json";
+import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
+import {
+  chassisUri,
+  managerUri,
+  resolveSystem,
+  resource,
+  systemUri,
+  visibleSystemIds,
+  type RedfishEnv,
+  type ServiceDeps,
+} from "./context";
+import { firmwareUuid, uuidV5 } from "./hardware";
+
+export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+  const { cache } = deps;
+
+  resource(app, `${SERVICE_ROOT}/Managers`, {
+    GET: c =>
+      sendJson(c, collection("ManagerCollection", `${SERVICE_ROOT}/Managers`, "Manager Collection", visibleSystemIds(c, cache).map(managerUri)), {
+        conditional: true,
+      }),
+  });
+
+  resource(app, `${SERVICE_ROOT}/Managers/:id`, {
+    GET: c => {
+      const system = resolveSystem(c, cache, c.req.param("id") ?? "", "Manager");
+      return sendJson(
+        c,
+        {
+          ...envelope("Manager", managerUri(system.id)),
+          Id: system.id,
+          Name: `Manager for ${system.id}`,
+          Description: `kubevirt-infra BMC for VirtualMachine ${system.rec.vm.metadata.namespace}/${system.rec.vm.metadata.name}`,
+          ManagerType: "BMC",
+          Model: "kubevirt-infra",
+          FirmwareVersion: cfg.version,
+          // Derived from the system's UUID: stable for the life of the VM, distinct from it.
+          UUID: uuidV5(firmwareUuid(system.rec), "manager"),
+          PowerState: "On",
+          Status: { State: "Enabled", Health: "OK" },
+          // The virtual-media resources add "VirtualMedia": the System's VirtualMedia collection, here.
+          Links: {
+            ManagerForServers: [link(systemUri(system.id))],
+            ManagerForChassis: system.chassis.map(name => link(chassisUri(name))),
+          },
+        },
+        { conditional: true },
+      );
+    },
+  });
+}

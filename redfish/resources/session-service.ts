@@ -1,0 +1,83 @@
+// SessionService and Sessions: POST login (201, X-Auth-Token, Location), GET, DELETE logout.
+// A user sees and deletes only its own sessions; another user's session is the same 404 as none.
+import type { Hono } from "hono";
+import { z } from "zod";
+import type { Session } from "../auth/sessions";
+import { notFound } from "../errors";
+import { checkIfMatch, collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
+import { resource, type RedfishContext, type RedfishEnv, type ServiceDeps } from "./context";
+
+export const SESSIONS_URI = `${SERVICE_ROOT}/SessionService/Sessions`;
+const sessionUri = (id: string) => `${SESSIONS_URI}/${encodeURIComponent(id)}`;
+
+const loginBody = z.strictObject({
+  UserName: z.string(),
+  Password: z.string(),
+  Context: z.string().max(256).optional(),
+});
+
+function renderSession(session: Session): Record<string, unknown> {
+  return {
+    ...envelope("Session", sessionUri(session.id)),
+    Id: session.id,
+    Name: "User Session",
+    Description: `Redfish session of user ${session.username}`,
+    UserName: session.username,
+    SessionType: "Redfish",
+    CreatedTime: new Date(session.createdAt).toISOString(),
+    ...(session.context !== undefined ? { Context: session.context } : {}),
+  };
+}
+
+export function registerSessionService(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+  const { auth } = deps;
+  const sessionsCollection = (username: string) =>
+    collection("SessionCollection", SESSIONS_URI, "Session Collection", auth.sessionsOf(username).map(s => sessionUri(s.id)));
+  const ownSession = (c: RedfishContext): Session => {
+    const id = c.req.param("id") ?? "";
+    const session = auth.sessions.get(id);
+    if (!session || session.username !== c.get("principal").account.username) throw notFound("Session", id);
+    return session;
+  };
+
+  resource(app, `${SERVICE_ROOT}/SessionService`, {
+    GET: c =>
+      sendJson(
+        c,
+        {
+          ...envelope("SessionService", `${SERVICE_ROOT}/SessionService`),
+          Id: "SessionService",
+          Name: "Session Service",
+          Description: "Redfish sessions (X-Auth-Token)",
+          ServiceEnabled: true,
+          SessionTimeout: c.get("settings").sessionTimeoutSeconds,
+          Sessions: link(SESSIONS_URI),
+          Status: { State: "Enabled", Health: "OK" },
+        },
+        { conditional: true },
+      ),
+  });
+
+  resource(app, SESSIONS_URI, {
+    GET: c => sendJson(c, sessionsCollection(c.get("principal").account.username), { conditional: true }),
+    // Login: the app lets this one request through without credentials; the body carries them.
+    POST: async c => {
+      const body = parseBody(loginBody, await readJsonObject(c));
+      const account = await auth.verifyPassword(body.UserName, body.Password, c.get("clientAddress"));
+      checkIfMatch(c.req.header("If-Match"), sessionsCollection(account.username));
+      const { session, token } = auth.openSession(account, c.get("clientAddress"), body.Context);
+      return sendJson(c, renderSession(session), {
+        status: 201,
+        headers: { "X-Auth-Token": token, Location: sessionUri(session.id), "Cache-Control": "no-store" },
+      });
+    },
+  });
+
+  resource(app, `${SESSIONS_URI}/:id`, {
+    GET: c => sendJson(c, renderSession(ownSession(c)), { conditional: true }),
+    DELETE: c => {
+      auth.sessions.delete(ownSession(c).id);
+      return new Response(null, { status: 204 });
+    },
+  });
+}

@@ -1,0 +1,174 @@
+// ComputerSystem: one per VirtualMachine the user may see; EthernetInterfaces; the Reset action; PATCH Boot.
+import type { Hono } from "hono";
+import { z } from "zod";
+import { applyBootPatch, bootView } from "../boot";
+import { baseError, notFound } from "../errors";
+import { checkIfMatch, collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
+import { derivePowerState, reset, RESET_TYPES } from "../power";
+import {
+  chassisUri,
+  managerUri,
+  resolveSystem,
+  resource,
+  systemUri,
+  visibleSystemIds,
+  type RedfishContext,
+  type RedfishEnv,
+  type ServiceDeps,
+  type VisibleSystem,
+} from "./context";
+import { cpuTopology, firmwareUuid, health, machineType, memoryGiB, networkInterfaces, serialNumber } from "./hardware";
+
+const RESET_ACTION = "ComputerSystem.Reset";
+
+export function renderSystem(system: VisibleSystem): Record<string, unknown> {
+  const { rec, id } = system;
+  const uri = systemUri(id);
+  const cpu = cpuTopology(rec);
+  const status = { State: "Enabled", Health: health(rec.vm), HealthRollup: health(rec.vm) };
+  return {
+    ...envelope("ComputerSystem", uri),
+    Id: id,
+    Name: rec.vm.metadata.name,
+    Description: `KubeVirt VirtualMachine ${rec.vm.metadata.namespace}/${rec.vm.metadata.name}`,
+    UUID: firmwareUuid(rec),
+    SystemType: "Virtual",
+    Manufacturer: "KubeVirt",
+    Model: machineType(rec) ?? "VirtualMachine",
+    SerialNumber: serialNumber(rec) ?? null,
+    PowerState: derivePowerState(rec),
+    Status: status,
+    ProcessorSummary: {
+      Count: cpu.sockets,
+      CoreCount: cpu.sockets * cpu.cores,
+      LogicalProcessorCount: cpu.sockets * cpu.cores * cpu.threads,
+      ...(cpu.model ? { Model: cpu.model } : {}),
+      Status: { State: "Enabled", Health: "OK" },
+    },
+    MemorySummary: {
+      TotalSystemMemoryGiB: memoryGiB(rec),
+      Status: { State: "Enabled", Health: "OK" },
+    },
+    Boot: bootView(rec),
+    EthernetInterfaces: link(`${uri}/EthernetInterfaces`),
+    // The virtual-media resources add "VirtualMedia": link(`${uri}/VirtualMedia`) here.
+    Links: {
+      ManagedBy: [link(managerUri(id))],
+      Chassis: system.chassis.map(name => link(chassisUri(name))),
+    },
+    Actions: {
+      [`#${RESET_ACTION}`]: {
+        target: `${uri}/Actions/${RESET_ACTION}`,
+        "ResetType@Redfish.AllowableValues": [...RESET_TYPES],
+      },
+    },
+  };
+}
+
+function renderInterface(system: VisibleSystem, nicId: string): Record<string, unknown> | undefined {
+  const nic = networkInterfaces(system.rec).find(n => n.name === nicId);
+  if (!nic) return undefined;
+  const details = [nic.binding, nic.model].filter(Boolean).join(", ");
+  return {
+    ...envelope("EthernetInterface", `${systemUri(system.id)}/EthernetInterfaces/${encodeURIComponent(nic.name)}`),
+    Id: nic.name,
+    Name: nic.name,
+    Description: `KubeVirt interface ${nic.name}${details ? ` (${details})` : ""}`,
+    MACAddress: nic.macAddress,
+    PermanentMACAddress: nic.macAddress,
+    InterfaceEnabled: true,
+    LinkStatus: nic.linkUp ? "LinkUp" : "NoLink",
+    Status: { State: "Enabled", Health: "OK" },
+    IPv4Addresses: nic.ipv4.map(Address => ({ Address, AddressOrigin: "DHCP" })),
+    IPv6Addresses: nic.ipv6.map(Address => ({ Address })),
+  };
+}
+
+/** PATCH body: only Boot is writable; other ComputerSystem properties are read-only here. */
+const READ_ONLY_SYSTEM_PROPERTIES = new Set([
+  "Id",
+  "Name",
+  "Description",
+  "UUID",
+  "SystemType",
+  "Manufacturer",
+  "Model",
+  "SerialNumber",
+  "PowerState",
+  "Status",
+  "ProcessorSummary",
+  "MemorySummary",
+  "EthernetInterfaces",
+  "Links",
+  "Actions",
+  "AssetTag",
+  "HostName",
+  "IndicatorLED",
+  "LocationIndicatorActive",
+]);
+
+const resetBody = z.strictObject({ ResetType: z.string() });
+
+export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+  const { cache } = deps;
+  const system = (c: RedfishContext) => resolveSystem(c, cache, c.req.param("id") ?? "");
+
+  resource(app, `${SERVICE_ROOT}/Systems`, {
+    GET: c =>
+      sendJson(c, collection("ComputerSystemCollection", `${SERVICE_ROOT}/Systems`, "Computer System Collection", visibleSystemIds(c, cache).map(systemUri)), {
+        conditional: true,
+      }),
+  });
+
+  resource(app, `${SERVICE_ROOT}/Systems/:id`, {
+    GET: c => sendJson(c, renderSystem(system(c)), { conditional: true }),
+    PATCH: async c => {
+      const target = system(c);
+      const body = await readJsonObject(c);
+      checkIfMatch(c.req.header("If-Match"), renderSystem(target));
+      const keys = Object.keys(body).filter(k => !k.startsWith("@"));
+      if (keys.length === 0) throw baseError(400, "EmptyJSON");
+      for (const key of keys) {
+        if (key === "Boot") continue;
+        if (READ_ONLY_SYSTEM_PROPERTIES.has(key)) throw baseError(400, "PropertyNotWritable", [key], { relatedProperties: [`#/${key}`] });
+        throw baseError(400, "PropertyUnknown", [key], { relatedProperties: [`#/${key}`] });
+      }
+      await applyBootPatch(target.rec, body.Boot);
+      return new Response(null, { status: 204 });
+    },
+  });
+
+  resource(app, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
+    POST: async c => {
+      const target = system(c);
+      const body = parseBody(resetBody, await readJsonObject(c), RESET_ACTION);
+      checkIfMatch(c.req.header("If-Match"), renderSystem(target));
+      if (!(RESET_TYPES as readonly string[]).includes(body.ResetType)) {
+        throw baseError(400, "ActionParameterNotSupported", ["ResetType", RESET_ACTION], {
+          resolution: `ResetType ${JSON.stringify(body.ResetType).slice(0, 64)} is not supported; use one of: ${RESET_TYPES.join(", ")}.`,
+        });
+      }
+      const { status } = await reset(target.rec, body.ResetType);
+      return new Response(null, { status });
+    },
+  });
+
+  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces`, {
+    GET: c => {
+      const target = system(c);
+      const uri = `${systemUri(target.id)}/EthernetInterfaces`;
+      const members = networkInterfaces(target.rec).map(n => `${uri}/${encodeURIComponent(n.name)}`);
+      return sendJson(c, collection("EthernetInterfaceCollection", uri, "Ethernet Interface Collection", members), { conditional: true });
+    },
+  });
+
+  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces/:nic`, {
+    GET: c => {
+      const target = system(c);
+      const nicId = c.req.param("nic") ?? "";
+      const body = renderInterface(target, nicId);
+      if (!body) throw notFound("EthernetInterface", nicId);
+      return sendJson(c, body, { conditional: true });
+    },
+  });
+}

@@ -1,0 +1,202 @@
+// Turns the objects `pepr build` generated into the module's deployment, for given values: least-privilege
+// RBAC, per-webhook failure policies, the role switch, pod hardening, and the objects Pepr 1.1.4 cannot
+// express (Redfish Service, OpenShift Route, config ConfigMap and users Secret, SCC binding).
+// Pure functions over plain objects; scripts/post-build.ts does the file I/O.
+import { allGatewayGrants } from "./permissions";
+import { grantApplies, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant } from "./rbac";
+import { dataVolumeFailurePolicy, policedNamespaces, redfishServes, type ResolvedValues } from "./values";
+
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [key: string]: unknown;
+}
+
+export interface BuildContext {
+  /** package.json pepr.uuid */
+  uuid: string;
+  capabilities: BuildCapability[];
+}
+
+export const CONFIG_MAP_NAME = "kubevirt-infra-config";
+export const USERS_SECRET_NAME = "kubevirt-infra-users";
+export const REDFISH_SERVICE_NAME = "kubevirt-infra-redfish";
+export const NONROOT_SCC_CLUSTER_ROLE = "system:openshift:scc:nonroot-v2";
+/** Effectively "never give up": see watcherEnvForRole. */
+export const UNLIMITED_RESYNC = "2147483647";
+
+const PART_OF = { "app.kubernetes.io/part-of": "kubevirt-infra" };
+
+export function resourceName(ctx: BuildContext): string {
+  return `pepr-${ctx.uuid}`;
+}
+
+/** Every grant the module needs: Pepr's runtime, its Watch bindings, and the gateway's calls. */
+export function moduleGrants(ctx: BuildContext): Grant[] {
+  return [...peprRuntimeGrants(ctx.uuid, ctx.capabilities), ...watchGrants(ctx.capabilities), ...allGatewayGrants()];
+}
+
+function find(objects: KubeObject[], kind: string, name: string): KubeObject {
+  const found = objects.find(o => o.kind === kind && o.metadata?.name === name);
+  if (!found) throw new Error(`the Pepr manifest has no ${kind} ${name}: did \`pepr build\` change its output?`);
+  return found;
+}
+
+function podSpec(deployment: KubeObject): Record<string, any> {
+  const spec = (deployment.spec as any)?.template?.spec;
+  if (!spec?.containers?.[0]) throw new Error(`Deployment ${deployment.metadata.name} has no pod template`);
+  return spec;
+}
+
+/**
+ * Watcher environment per role. On a nested cluster there is usually no KubeVirt or CDI, so the VM/VMI/DV
+ * watches fail; Pepr 1.1.4 throws out of its watch "give up" handler after 5 failed resyncs, which kills the
+ * watcher (and node-identity's back-fill with it). Retrying for ever keeps the Node watch alive.
+ */
+export function watcherEnvForRole(role: string): { name: string; value: string }[] {
+  return role === "nested" ? [{ name: "PEPR_RESYNC_FAILURE_MAX", value: UNLIMITED_RESYNC }] : [];
+}
+
+export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, values: ResolvedValues): KubeObject[] {
+  const { config, deploy } = values;
+  const role = config.role;
+  const name = resourceName(ctx);
+  let objects = structuredClone(input);
+
+  const grants = moduleGrants(ctx).filter(g => grantApplies(g, role));
+  find(objects, "ClusterRole", name).rules = renderRules(
+    grants.filter(g => g.scope === "cluster"),
+    config,
+  );
+  // Pepr's scoped store Role names no object (resourceNames [""]) and binds a ServiceAccount that does not
+  // exist; it becomes the module's namespaced Role, bound to the module's ServiceAccount.
+  find(objects, "Role", `${name}-store`).rules = renderRules(
+    grants.filter(g => g.scope === "module"),
+    config,
+  );
+  find(objects, "RoleBinding", `${name}-store`).subjects = [{ kind: "ServiceAccount", name, namespace: MODULE_NAMESPACE }];
+
+  const mutating = find(objects, "MutatingWebhookConfiguration", name);
+  const validating = find(objects, "ValidatingWebhookConfiguration", name);
+  // A Node webhook that rejects can stop a cluster: node-identity fails open and the watcher back-fills.
+  for (const hook of mutating.webhooks as any[]) hook.failurePolicy = "Ignore";
+  const namespaces = policedNamespaces(config);
+  for (const hook of validating.webhooks as any[]) {
+    hook.failurePolicy = dataVolumeFailurePolicy(config, deploy);
+    if (namespaces.length > 0) {
+      hook.namespaceSelector = { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: [...namespaces] }] };
+    }
+  }
+  if (role === "infra") objects = objects.filter(o => o !== mutating);
+  if (role === "nested") objects = objects.filter(o => o !== validating);
+
+  for (const deployment of [find(objects, "Deployment", name), find(objects, "Deployment", `${name}-watcher`)]) {
+    const pod = podSpec(deployment);
+    pod.securityContext = { ...pod.securityContext, seccompProfile: { type: "RuntimeDefault" } };
+  }
+  const watcher = podSpec(find(objects, "Deployment", `${name}-watcher`)).containers[0];
+  watcher.env = [...(watcher.env ?? []).filter((e: { name: string }) => e.name !== "PEPR_RESYNC_FAILURE_MAX"), ...watcherEnvForRole(role)];
+  if (redfishServes(config)) {
+    // Ready = the Redfish caches have synced (the Redfish server answers /healthz 503 until then).
+    watcher.readinessProbe = {
+      httpGet: { path: "/healthz", port: config.redfish.port, scheme: config.redfish.tls.enabled ? "HTTPS" : "HTTP" },
+      initialDelaySeconds: 10,
+    };
+  }
+  return objects;
+}
+
+/** The objects Pepr cannot generate, for these values. */
+export function moduleObjects(ctx: BuildContext, values: ResolvedValues): KubeObject[] {
+  const { config, deploy } = values;
+  const name = resourceName(ctx);
+  const out: KubeObject[] = [];
+  const redfishDeployed = config.role !== "nested" && config.redfish.enabled;
+  const portName = config.redfish.tls.enabled ? "https" : "http";
+  if (redfishDeployed) {
+    const annotations: Record<string, string> = { ...deploy.redfishService.annotations };
+    if (deploy.openshift.servingCertificate) annotations["service.beta.openshift.io/serving-cert-secret-name"] = config.redfish.tls.secretName;
+    out.push({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: {
+        name: REDFISH_SERVICE_NAME,
+        namespace: MODULE_NAMESPACE,
+        labels: { ...PART_OF, "app.kubernetes.io/component": "redfish" },
+        ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+      },
+      spec: {
+        type: deploy.redfishService.type,
+        // The watcher pod serves Redfish; a Service may target a port the container does not declare.
+        selector: { app: `${name}-watcher`, "pepr.dev/controller": "watcher" },
+        ports: [
+          {
+            name: portName,
+            port: deploy.redfishService.port,
+            targetPort: config.redfish.port,
+            protocol: "TCP",
+            ...(deploy.redfishService.nodePort !== undefined && deploy.redfishService.type !== "ClusterIP" ? { nodePort: deploy.redfishService.nodePort } : {}),
+          },
+        ],
+      },
+    });
+    if (deploy.route.enabled) {
+      const tls: Record<string, string> = {
+        termination: deploy.route.termination,
+        insecureEdgeTerminationPolicy: deploy.route.insecureEdgeTerminationPolicy,
+      };
+      if (deploy.route.termination === "reencrypt" && deploy.route.destinationCACertificate !== "") {
+        tls.destinationCACertificate = deploy.route.destinationCACertificate;
+      }
+      out.push({
+        apiVersion: "route.openshift.io/v1",
+        kind: "Route",
+        metadata: {
+          name: REDFISH_SERVICE_NAME,
+          namespace: MODULE_NAMESPACE,
+          labels: { ...PART_OF, "app.kubernetes.io/component": "redfish" },
+          ...(Object.keys(deploy.route.annotations).length > 0 ? { annotations: { ...deploy.route.annotations } } : {}),
+        },
+        spec: {
+          ...(deploy.route.host !== "" ? { host: deploy.route.host } : {}),
+          to: { kind: "Service", name: REDFISH_SERVICE_NAME, weight: 100 },
+          port: { targetPort: portName },
+          tls,
+        },
+      });
+    }
+  }
+  if (deploy.createConfig) {
+    out.push({
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: CONFIG_MAP_NAME, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } },
+      data: { "config.yaml": values.configYaml },
+    });
+  }
+  if (deploy.createUsersSecret) {
+    out.push({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: USERS_SECRET_NAME, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } },
+      type: "Opaque",
+      stringData: { "users.yaml": values.usersYaml },
+    });
+  }
+  if (deploy.openshift.nonrootSCC) {
+    out.push({
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: `${name}-nonroot-v2`, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: NONROOT_SCC_CLUSTER_ROLE },
+      subjects: [{ kind: "ServiceAccount", name, namespace: MODULE_NAMESPACE }],
+    });
+  }
+  return out;
+}
+
+/** The whole deployment: Pepr's objects, transformed, followed by the module's own. */
+export function buildManifest(peprObjects: KubeObject[], ctx: BuildContext, values: ResolvedValues): KubeObject[] {
+  return [...transformPeprObjects(peprObjects, ctx, values), ...moduleObjects(ctx, values)];
+}

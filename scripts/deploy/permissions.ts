@@ -1,0 +1,137 @@
+// What each function of capabilities/common/gateway.ts may do to the Kubernetes API. This table is the
+// source of the module's write (and rare direct read) permissions in the generated ClusterRole and Role.
+//
+// It cannot drift silently: test/deploy/rbac.test.ts fails when
+//   - a gateway function has no entry here, or an entry names a function that no longer exists;
+//   - a function, exercised through a recording API proxy, makes a call its entry does not declare, or its
+//     entry declares a verb no exercised call needs;
+//   - a grant restricted by name or namespace is used from a file not listed in its `callers` (a new caller
+//     might pass another name, which the Role would then deny).
+import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
+import { PEPR_STORE } from "../../capabilities/config/publish";
+import type { Grant } from "./rbac";
+
+export interface GatewayPermission {
+  grants: Grant[];
+  /** Files (repository-relative) that call the function; required when a grant is restricted by name or namespace. */
+  callers?: string[];
+}
+
+const vmSubresource = (action: string): Grant => ({
+  group: "subresources.kubevirt.io",
+  resource: `virtualmachines/${action}`,
+  verbs: ["update"],
+  scope: "cluster",
+  role: "infra",
+  why: `Redfish power: KubeVirt VM ${action} (PUT on virt-api's subresource)`,
+});
+
+const vmiSubresource = (action: string): Grant => ({
+  group: "subresources.kubevirt.io",
+  resource: `virtualmachineinstances/${action}`,
+  verbs: ["update"],
+  scope: "cluster",
+  role: "infra",
+  why: `Redfish power: KubeVirt VMI ${action}`,
+});
+
+export const gatewayPermissions: Record<string, GatewayPermission> = {
+  recordEvent: {
+    grants: [
+      {
+        group: "",
+        resource: "events",
+        verbs: ["create"],
+        scope: "cluster",
+        role: "any",
+        why: "Events on Nodes, DataVolumes, VMs and the module's config (in the involved object's namespace)",
+      },
+    ],
+  },
+  applyConfigMap: {
+    grants: [
+      {
+        group: "",
+        resource: "configmaps",
+        verbs: ["create", "patch"],
+        scope: "module",
+        resourceNames: [AUDIT_CONFIGMAP.name],
+        role: "infra",
+        why: "datavolume-policy writes its audit summary (server-side apply)",
+      },
+    ],
+    callers: ["capabilities/datavolume-policy/index.ts"],
+  },
+  patchNode: {
+    grants: [
+      { group: "", resource: "nodes", verbs: ["patch"], scope: "cluster", role: "nested", why: "node-identity annotations and providerID" },
+    ],
+  },
+  readSecretKey: {
+    grants: [
+      {
+        group: "",
+        resource: "secrets",
+        verbs: ["get"],
+        scope: "module",
+        resourceNamesFrom: [{ path: ["infra", "kubeconfigSecret", "name"] }],
+        role: "nested",
+        why: "node-identity reads the infra kubeconfig Secret named by infra.kubeconfigSecret",
+      },
+    ],
+    callers: [],
+  },
+  setPeprStoreData: {
+    grants: [
+      {
+        group: "pepr.dev",
+        resource: "peprstores",
+        verbs: ["patch"],
+        scope: "module",
+        resourceNames: [PEPR_STORE.name],
+        role: "any",
+        why: "the config capability publishes the validated config to the admission pods",
+      },
+    ],
+    callers: [],
+  },
+  startVirtualMachine: { grants: [vmSubresource("start")] },
+  stopVirtualMachine: { grants: [vmSubresource("stop")] },
+  restartVirtualMachine: { grants: [vmSubresource("restart")] },
+  putVirtualMachineInstanceAction: {
+    grants: ["pause", "unpause", "softreboot", "reset"].map(vmiSubresource),
+  },
+  patchVirtualMachine: {
+    grants: [
+      {
+        group: "kubevirt.io",
+        resource: "virtualmachines",
+        verbs: ["patch"],
+        scope: "cluster",
+        role: "infra",
+        why: "Redfish boot override, power-state bookkeeping and virtual media on the VM",
+      },
+    ],
+  },
+  readVirtualMachine: {
+    grants: [
+      { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "cluster", role: "infra", why: "fresh read after a stale-cache conflict" },
+    ],
+  },
+  readVirtualMachineInstance: {
+    grants: [
+      {
+        group: "kubevirt.io",
+        resource: "virtualmachineinstances",
+        verbs: ["get"],
+        scope: "cluster",
+        role: "infra",
+        why: "fresh read after a stale-cache conflict",
+      },
+    ],
+  },
+};
+
+export function allGatewayGrants(): Grant[] {
+  return Object.values(gatewayPermissions).flatMap(p => p.grants);
+}

@@ -1,0 +1,214 @@
+// The module-config capability as the watcher pod runs it (PEPR_WATCH_MODE=true), against a minimal
+// fake Kubernetes API server over HTTP: the startup read, the Watch bindings, the Events it records and
+// the PeprStore patch that carries the config to the admission pods.
+import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
+
+interface SeenRequest {
+  method: string;
+  url: string;
+  contentType: string;
+  body: unknown;
+}
+
+const requests: SeenRequest[] = [];
+let storePatchFailures = 1; // the PeprStore does not exist yet at the first attempt
+let server: http.Server;
+let tmpDir: string;
+
+const initialConfigMap = {
+  apiVersion: "v1",
+  kind: "ConfigMap",
+  metadata: { name: "kubevirt-infra-config", namespace: "pepr-system", uid: "cm-1", resourceVersion: "41" },
+  data: {
+    "config.yaml": YAML.stringify({
+      chassis: [{ name: "tenant1", namespace: "tenant1-vms" }],
+      infra: { namespace: "tenant1-vms", labels: "csi-driver/cluster=tenant1" },
+      nodeIdentity: { enabled: true },
+    }),
+  },
+};
+
+function reply(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
+
+function notFound(res: http.ServerResponse): void {
+  reply(res, 404, { kind: "Status", apiVersion: "v1", status: "Failure", reason: "NotFound", code: 404 });
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise(resolve => setTimeout(resolve, 20));
+  }
+}
+
+const storePatches = () => requests.filter(r => r.method === "PATCH" && r.url.includes("/peprstores/"));
+const events = () => requests.filter(r => r.method === "POST" && r.url === "/api/v1/namespaces/pepr-system/events").map(r => r.body as Record<string, any>);
+
+let capability: typeof import("../../capabilities/config");
+let runtime: typeof import("../../capabilities/config/runtime");
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    let raw = "";
+    req.on("data", chunk => (raw += chunk));
+    req.on("end", () => {
+      const url = req.url ?? "";
+      requests.push({ method: req.method ?? "", url, contentType: req.headers["content-type"] ?? "", body: raw ? JSON.parse(raw) : undefined });
+      if (req.method === "GET" && url.startsWith("/api/v1/namespaces/pepr-system/configmaps/kubevirt-infra-config")) return reply(res, 200, initialConfigMap);
+      if (req.method === "GET" && url.startsWith("/api/v1/namespaces/pepr-system/secrets/kubevirt-infra-users")) return notFound(res);
+      if (req.method === "POST" && url === "/api/v1/namespaces/pepr-system/events") return reply(res, 201, JSON.parse(raw));
+      if (req.method === "PATCH" && url === "/apis/pepr.dev/v1/namespaces/pepr-system/peprstores/pepr-kubevirt-infra-store") {
+        if (storePatchFailures > 0) {
+          storePatchFailures--;
+          return notFound(res);
+        }
+        return reply(res, 200, { apiVersion: "pepr.dev/v1", kind: "PeprStore", metadata: { name: "pepr-kubevirt-infra-store" } });
+      }
+      notFound(res);
+    });
+  });
+  await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "config-watcher-"));
+  const kubeconfig = path.join(tmpDir, "kubeconfig");
+  fs.writeFileSync(
+    kubeconfig,
+    YAML.stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "fake", cluster: { server: `http://127.0.0.1:${port}`, "insecure-skip-tls-verify": true } }],
+      users: [{ name: "test", user: { token: "test-token" } }],
+      contexts: [{ name: "fake", context: { cluster: "fake", user: "test" } }],
+      "current-context": "fake",
+    }),
+  );
+  process.env.KUBECONFIG = kubeconfig;
+  process.env.PEPR_WATCH_MODE = "true";
+  delete process.env.PEPR_MODE;
+  delete process.env.REDFISH_PORT;
+  // Imported only now: the capability decides at import time which pod it is in.
+  capability = await import("../../capabilities/config");
+  runtime = await import("../../capabilities/config/runtime");
+});
+
+afterAll(async () => {
+  server.closeAllConnections(); // the Kubernetes client keeps connections alive
+  await new Promise(resolve => server.close(resolve));
+  fs.rmSync(tmpDir, { recursive: true, force: true });
+});
+
+function binding(kind: "ConfigMap" | "Secret", event: "CREATEORUPDATE" | "DELETE") {
+  const found = capability.ModuleConfig.bindings.find(b => b.isWatch && b.kind.kind === kind && b.event === event);
+  if (!found?.watchCallback) throw new Error(`no ${kind} ${event} watch binding`);
+  const callback = found.watchCallback;
+  return (obj: unknown, phase: string) => callback(obj as never, phase as never);
+}
+
+function decodeStoreValue(patch: SeenRequest): Record<string, any> {
+  const ops = patch.body as { op: string; path: string; value: string }[];
+  expect(ops).toHaveLength(1);
+  expect(ops[0]).toMatchObject({ op: "add", path: "/data/module-config-v2-config" });
+  return JSON.parse(ops[0].value);
+}
+
+describe("module-config in the watcher pod", () => {
+  it("watches the ConfigMap and the Secret in pepr-system, by name, for changes and deletions", () => {
+    const watches = capability.ModuleConfig.bindings
+      .filter(b => b.isWatch)
+      .map(b => ({ kind: b.kind.kind, event: b.event, namespaces: b.filters.namespaces, name: b.filters.name }));
+    expect(watches).toEqual([
+      { kind: "ConfigMap", event: "CREATEORUPDATE", namespaces: ["pepr-system"], name: "kubevirt-infra-config" },
+      { kind: "ConfigMap", event: "DELETE", namespaces: ["pepr-system"], name: "kubevirt-infra-config" },
+      { kind: "Secret", event: "CREATEORUPDATE", namespaces: ["pepr-system"], name: "kubevirt-infra-users" },
+      { kind: "Secret", event: "DELETE", namespaces: ["pepr-system"], name: "kubevirt-infra-users" },
+    ]);
+  });
+
+  it("reads both objects at start, applies the config and publishes it once the PeprStore exists", async () => {
+    const config = await waitFor("the startup config", () => runtime.currentConfig());
+    expect(config.chassis.map(c => c.name)).toEqual(["tenant1"]);
+    expect(runtime.configStatus()).toMatchObject({ generation: 1, configMapResourceVersion: "41", source: "ConfigMap" });
+
+    // First PATCH hit 404 (no PeprStore yet); the publisher retried.
+    const patches = await waitFor("two PeprStore patches", () => (storePatches().length >= 2 ? storePatches() : undefined));
+    expect(patches[0].contentType).toBe("application/json-patch+json");
+    expect(patches[1].body).toEqual(patches[0].body);
+    const value = decodeStoreValue(patches[1]);
+    expect(value).toMatchObject({ format: 1, hash: runtime.configStatus().hash, configMapResourceVersion: "41" });
+    expect(value.config.chassis).toEqual([{ name: "tenant1", namespace: "tenant1-vms", description: "" }]);
+
+    const applied = await waitFor("the ConfigApplied Event", () => events().find(e => e.reason === "ConfigApplied"));
+    expect(applied).toMatchObject({
+      type: "Normal",
+      involvedObject: { kind: "ConfigMap", name: "kubevirt-infra-config", namespace: "pepr-system", uid: "cm-1" },
+    });
+  });
+
+  it("applies users from the Secret's base64 data without publishing them", async () => {
+    const before = storePatches().length;
+    await binding("Secret", "CREATEORUPDATE")(
+      {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: "kubevirt-infra-users", namespace: "pepr-system", resourceVersion: "42" },
+        data: { "users.yaml": Buffer.from("- {username: admin, password: Very-Secret-1, chassis: [tenant1]}\n").toString("base64") },
+      },
+      "ADDED",
+    );
+    expect(runtime.currentConfig()?.authentication.users.map(u => u.username)).toEqual(["admin"]);
+    expect(runtime.configStatus().generation).toBe(2);
+    await new Promise(resolve => setTimeout(resolve, 100));
+    expect(storePatches().length).toBe(before);
+    expect(JSON.stringify(requests)).not.toContain("Very-Secret-1");
+  });
+
+  it("refuses a bad ConfigMap with a Warning Event naming the field and keeps the last good config", async () => {
+    const good = runtime.currentConfig();
+    const before = storePatches().length;
+    await binding("ConfigMap", "CREATEORUPDATE")(
+      { ...initialConfigMap, metadata: { ...initialConfigMap.metadata, resourceVersion: "43" }, data: { "config.yaml": "redfish:\n  port: 3000\n" } },
+      "MODIFIED",
+    );
+    expect(runtime.currentConfig()).toBe(good);
+    const refused = await waitFor("the ConfigRefused Event", () => events().find(e => e.reason === "ConfigRefused"));
+    expect(refused).toMatchObject({ type: "Warning", involvedObject: { kind: "ConfigMap", name: "kubevirt-infra-config" } });
+    expect(refused.message).toContain("redfish.port: must not be 3000 (the Pepr watcher's own port)");
+    expect(refused.message).toContain("the previous configuration stays in force");
+    expect(storePatches().length).toBe(before);
+  });
+
+  it("publishes a good change at once (no 4 s Store batching)", async () => {
+    const before = storePatches().length;
+    const changedAt = Date.now();
+    await binding("ConfigMap", "CREATEORUPDATE")(
+      { ...initialConfigMap, metadata: { ...initialConfigMap.metadata, resourceVersion: "44" }, data: { "config.yaml": "role: infra\nchassis: [{name: tenant1, namespace: tenant1-vms}]\n" } },
+      "MODIFIED",
+    );
+    const patch = await waitFor("the new PeprStore patch", () => storePatches()[before], 2000);
+    expect(Date.now() - changedAt).toBeLessThan(2000);
+    const value = decodeStoreValue(patch);
+    expect(value).toMatchObject({ configMapResourceVersion: "44", hash: runtime.configStatus().hash, config: { role: "infra" } });
+    expect(runtime.currentConfig()?.role).toBe("infra");
+  });
+
+  it("a deleted ConfigMap switches every capability off, in the watcher and in the Store", async () => {
+    const before = storePatches().length;
+    await binding("ConfigMap", "DELETE")(initialConfigMap, "DELETED");
+    expect(runtime.currentConfig()?.chassis).toEqual([]);
+    const value = decodeStoreValue(await waitFor("the PeprStore patch", () => storePatches()[before], 2000));
+    expect(value.config.chassis).toEqual([]);
+    expect(value.config.nodeIdentity.enabled).toBe(false);
+  });
+});

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""Drives a Redfish service the way Ironic's redfish driver does, with Debian's python3-sushy.
+
+Usage: sushy_flow.py BASE_URL USERNAME PASSWORD SYSTEM_ID CA_FILE [ISO_URL]
+
+Prints one JSON document with what it observed; exits non-zero (with the reason on stderr) at the first
+behaviour Ironic would not accept. The vitest suite test/conformance/sushy.test.ts runs it against the
+sandbox and asserts on the JSON.
+"""
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+import ssl
+
+import sushy
+from sushy import auth as sushy_auth
+
+base_url, username, password, system_id, ca_file = sys.argv[1:6]
+iso_url = sys.argv[6] if len(sys.argv) > 6 else None
+results = {"steps": []}
+
+
+def step(name, **data):
+    results["steps"].append(dict(name=name, **data))
+
+
+def fail(message):
+    results["error"] = message
+    print(json.dumps(results, default=str))
+    print(message, file=sys.stderr)
+    sys.exit(1)
+
+
+def wait_for_power(system, wanted, timeout=60):
+    """Polls like Ironic's power-state sync: PoweringOn counts as on, PoweringOff as off."""
+    started = time.monotonic()
+    seen = []
+    while time.monotonic() - started < timeout:
+        system.refresh(force=True)
+        state = system.power_state
+        if not seen or seen[-1] != state.value:
+            seen.append(state.value)
+        if state == wanted:
+            return round(time.monotonic() - started, 2), seen
+        time.sleep(0.2)
+    fail("power state %s not reached within %ss (seen %s)" % (wanted.value, timeout, seen))
+
+
+session = sushy_auth.SessionAuth(username, password)
+root = sushy.Sushy(base_url, verify=ca_file, auth=session)
+results["redfish_version"] = root.redfish_version
+results["uuid"] = root.uuid
+step("login", session_uri=session.get_session_resource_id())
+token = session.get_session_key()
+if not token:
+    fail("no X-Auth-Token after login")
+
+systems = root.get_system_collection()
+results["systems"] = sorted(systems.members_identities)
+system = root.get_system("/redfish/v1/Systems/%s" % system_id)
+results["system"] = {
+    "identity": system.identity,
+    "uuid": system.uuid,
+    "power_state": system.power_state.value,
+    "boot_mode": system.boot.mode.value if system.boot.mode else None,
+    "macs": [nic.mac_address for nic in system.ethernet_interfaces.get_members()],
+    "allowed_resets": sorted(v.value for v in system.get_allowed_reset_system_values()),
+    "memory_gib": system.memory_summary.size_gib if system.memory_summary else None,
+}
+results["managers"] = sorted(root.get_manager_collection().members_identities)
+results["chassis"] = sorted(root.get_chassis_collection().members_identities)
+
+# The Ironic deploy sequence: off, boot once from CD, on, then the other power actions.
+system.reset_system(sushy.ResetType.FORCE_OFF)
+seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
+step("ForceOff", seconds=seconds, seen=seen)
+
+system.set_system_boot_options(sushy.BootSource.CD, enabled=sushy.BootSourceOverrideEnabled.ONCE)
+system.refresh(force=True)
+step("boot Cd once", target=system.boot.target.value, enabled=system.boot.enabled.value)
+if system.boot.target != sushy.BootSource.CD or system.boot.enabled != sushy.BootSourceOverrideEnabled.ONCE:
+    fail("boot override not reported back: %s/%s" % (system.boot.target, system.boot.enabled))
+
+system.reset_system(sushy.ResetType.ON)
+seconds, seen = wait_for_power(system, sushy.PowerState.ON)
+step("On", seconds=seconds, seen=seen)
+
+system.reset_system(sushy.ResetType.FORCE_RESTART)
+seconds, seen = wait_for_power(system, sushy.PowerState.ON)
+step("ForceRestart", seconds=seconds, seen=seen)
+
+system.reset_system(sushy.ResetType.GRACEFUL_SHUTDOWN)
+seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
+step("GracefulShutdown", seconds=seconds, seen=seen)
+
+system.refresh(force=True)
+step("after boot", target=system.boot.target.value, enabled=system.boot.enabled.value)
+
+system.reset_system(sushy.ResetType.ON)
+seconds, seen = wait_for_power(system, sushy.PowerState.ON)
+step("On again", seconds=seconds, seen=seen)
+system.reset_system(sushy.ResetType.FORCE_OFF)
+seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
+step("ForceOff again", seconds=seconds, seen=seen)
+
+try:
+    system.reset_system("Nmi")
+    fail("Nmi was accepted")
+except (sushy.exceptions.InvalidParameterValueError, sushy.exceptions.BadRequestError) as exc:
+    step("Nmi rejected", error=type(exc).__name__)
+
+# Logout like Ironic's session close, then the old token must be refused.
+session.close()
+context = ssl.create_default_context(cafile=ca_file)
+request = urllib.request.Request(base_url + "/redfish/v1/Systems", headers={"X-Auth-Token": token})
+try:
+    urllib.request.urlopen(request, context=context)
+    fail("the session token still works after logout")
+except urllib.error.HTTPError as exc:
+    step("logout", old_token_status=exc.code)
+
+print(json.dumps(results, default=str))

@@ -1,0 +1,91 @@
+// `npm start` as a newcomer runs it: the sandbox comes up, curl-level HTTPS reaches the Redfish service root,
+// and Ctrl-C leaves no process behind.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import https from "node:https";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { freePort } from "../../sandbox/ports";
+import { ensureBuild } from "../../scripts/ensure-build";
+
+const root = path.resolve(__dirname, "../..");
+
+function descendants(pid: number): number[] {
+  // /proc is the source of truth for "no process left behind"; no shell involved.
+  const children: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) children.push(Number(entry), ...descendants(Number(entry)));
+    } catch {
+      // process ended while we looked
+    }
+  }
+  return children;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("npm start", () => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-npm-start-"));
+  afterAll(() => fs.rmSync(stateDir, { recursive: true, force: true }));
+
+  it("serves the Redfish service root over HTTPS and stops everything on Ctrl-C", async () => {
+    ensureBuild(() => undefined);
+    const redfishPort = await freePort();
+    const apiPort = await freePort();
+    const child = spawn("npm", ["start", "--silent"], {
+      cwd: root,
+      env: { ...process.env, REDFISH_PORT: String(redfishPort), SANDBOX_API_PORT: String(apiPort), SANDBOX_STATE_DIR: stateDir },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", d => (output += d));
+    child.stderr.on("data", d => (output += d));
+    try {
+      const deadline = Date.now() + 90_000;
+      while (!output.includes("Ctrl-C stops everything")) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`npm start did not come up:\n${output}`);
+        await new Promise(r => setTimeout(r, 200));
+      }
+      expect(output).toContain(`https://localhost:${redfishPort}/redfish/v1/`);
+      expect(output).toContain(`http://127.0.0.1:${apiPort}`);
+      expect(fs.existsSync(path.join(stateDir, "kubeconfig"))).toBe(true);
+
+      const ca = fs.readFileSync(path.join(stateDir, "ca.crt"), "utf8");
+      const root = await new Promise<{ status: number; body: any }>((resolve, reject) => {
+        https
+          .get({ host: "127.0.0.1", servername: "localhost", port: redfishPort, path: "/redfish/v1/", ca }, res => {
+            let text = "";
+            res.on("data", c => (text += c));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+          })
+          .on("error", reject);
+      });
+      expect(root.status).toBe(200);
+      expect(root.body["@odata.id"]).toBe("/redfish/v1/");
+      expect(root.body.RedfishVersion).toMatch(/^1\.\d+\.\d+$/);
+
+      const tree = [child.pid!, ...descendants(child.pid!)];
+      expect(tree.length).toBeGreaterThanOrEqual(3); // npm, the start script, and the module processes
+      // Ctrl-C in a terminal signals the whole foreground process group; here npm forwards it.
+      child.kill("SIGINT");
+      await new Promise(r => child.once("exit", r));
+      const deadlineGone = Date.now() + 10_000;
+      while (tree.some(alive) && Date.now() < deadlineGone) await new Promise(r => setTimeout(r, 100));
+      expect(tree.filter(alive)).toEqual([]);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  }, 150_000);
+});

@@ -1,0 +1,225 @@
+// node-identity's watcher side against two sandbox API servers: a nested cluster (Nodes, the config, the
+// infra kubeconfig Secret, the PeprStore) and an infra cluster (VirtualMachines, VMIs). The capability's
+// watch bindings are fed by a real watch on the nested API server, exactly as Pepr's watcher feeds them;
+// every write goes through the module's gateway over HTTP, and the infra VMs are read with the kubeconfig
+// taken from the Secret.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { K8s, kind } from "pepr";
+import YAML from "yaml";
+import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
+import { applyConfigSource, currentConfig } from "../../capabilities/config/runtime";
+import { PEPR_STORE } from "../../capabilities/config/publish";
+import { NodeIdentity } from "../../capabilities/node-identity";
+import { NodeAdmission } from "../../capabilities/node-identity/admission";
+import { VM_NAME_ANNOTATION, VM_NAMESPACE_ANNOTATION } from "../../capabilities/node-identity/identity";
+import { decodeSnapshot } from "../../capabilities/node-identity/infra-index";
+
+const NODE_COUNT = 200;
+const VM_NS = "tenant1-vms";
+const uuid = (i: number) => `6a1f0000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+
+let nested: ApiServer;
+let infra: ApiServer;
+let stateDir: string;
+let nodeWatch: { close(): void } | undefined;
+
+function vm(name: string, opts: { uuid?: string; hostname?: string } = {}): KubeObject {
+  return {
+    apiVersion: "kubevirt.io/v1",
+    kind: "VirtualMachine",
+    metadata: { name, namespace: VM_NS },
+    spec: {
+      runStrategy: "Always",
+      template: { spec: { ...(opts.hostname ? { hostname: opts.hostname } : {}), domain: { ...(opts.uuid ? { firmware: { uuid: opts.uuid } } : {}), devices: {} } } },
+    },
+  };
+}
+
+function node(name: string, systemUUID = ""): KubeObject {
+  return { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name } }, spec: {}, status: { nodeInfo: { systemUUID } } };
+}
+
+function annotations(name: string): Record<string, string> {
+  return (nested.store.get("nodes", undefined, name)?.metadata.annotations ?? {}) as Record<string, string>;
+}
+
+async function waitFor<T>(probe: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise(r => setTimeout(r, 25));
+  }
+}
+
+async function configure(config: Record<string, unknown>): Promise<void> {
+  const outcome = await applyConfigSource({
+    configMap: { metadata: { resourceVersion: String(Date.now()) }, data: { "config.yaml": YAML.stringify(config) } },
+  });
+  expect(outcome.status).toBe("applied");
+}
+
+const baseConfig = {
+  role: "nested",
+  infra: { namespace: VM_NS, kubeconfigSecret: { name: "infra-kubeconfig" } },
+  nodeIdentity: { enabled: true },
+};
+
+beforeAll(async () => {
+  [nested, infra] = await Promise.all([startApiServer(), startApiServer()]);
+  stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "node-identity-infra-"));
+  const nestedKubeconfig = path.join(stateDir, "nested.kubeconfig");
+  const infraKubeconfig = path.join(stateDir, "infra.kubeconfig");
+  await nested.writeKubeconfig(nestedKubeconfig);
+  await infra.writeKubeconfig(infraKubeconfig);
+  // The module's K8s() calls (gateway) go to the nested cluster, as in the watcher pod.
+  process.env.KUBECONFIG = nestedKubeconfig;
+
+  nested.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "pepr-system" } });
+  nested.store.create("secrets", {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "infra-kubeconfig", namespace: "pepr-system" },
+    data: { kubeconfig: Buffer.from(fs.readFileSync(infraKubeconfig, "utf8")).toString("base64") },
+  });
+  // The PeprStore Pepr creates at start; the watcher publishes the infra snapshot into it.
+  nested.store.create("peprstores.pepr.dev", {
+    apiVersion: "pepr.dev/v1",
+    kind: "PeprStore",
+    metadata: { name: PEPR_STORE.name, namespace: PEPR_STORE.namespace },
+    data: { __pepr_do_not_delete__: "k-thx-bye" },
+  });
+
+  infra.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: VM_NS } });
+  for (let i = 0; i < NODE_COUNT; i++) {
+    infra.store.create("virtualmachines.kubevirt.io", vm(`vm-${i}`, { uuid: uuid(i) }));
+    // Pre-existing Nodes, named unlike their VMs: only the systemUUID links them.
+    nested.store.create("nodes", node(`worker-${i}`, i % 2 ? uuid(i) : uuid(i).toUpperCase()));
+  }
+  infra.store.create("virtualmachines.kubevirt.io", vm("vm-contradicted", { uuid: uuid(9001) }));
+  infra.store.create("virtualmachines.kubevirt.io", vm("vm-plain"));
+  infra.store.create("virtualmachines.kubevirt.io", vm("vm-plain-2"));
+  infra.store.create("virtualmachineinstances.kubevirt.io", {
+    apiVersion: "kubevirt.io/v1",
+    kind: "VirtualMachineInstance",
+    metadata: { name: "vm-host", namespace: VM_NS },
+    spec: { hostname: "edge-node", domain: { devices: {} } },
+  });
+});
+
+afterAll(async () => {
+  nodeWatch?.close();
+  // Deleting the ConfigMap deactivates node-identity, which also stops its watch of the infra cluster.
+  await applyConfigSource({ configMap: null });
+  await Promise.all([nested?.close(), infra?.close()]);
+  if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
+});
+
+/** Feeds the capability's Node watch bindings from a real watch, as Pepr's watcher does. */
+async function startNodeWatch(): Promise<void> {
+  const bindings = NodeIdentity.bindings.filter(b => b.isWatch && b.kind.kind === "Node");
+  expect(bindings).toHaveLength(2);
+  const watcher = K8s(kind.Node).Watch(async (obj, phase) => {
+    for (const binding of bindings) {
+      const matches = binding.event === "DELETE" ? phase === "DELETED" : phase === "ADDED" || phase === "MODIFIED";
+      if (matches) await binding.watchCallback!(obj, phase);
+    }
+  });
+  await watcher.start();
+  nodeWatch = watcher;
+}
+
+describe("node-identity watcher with a simulated infra cluster", () => {
+  it(`back-fills ${NODE_COUNT} pre-existing Nodes by systemUUID, with no nodeMapping at all`, async () => {
+    await configure(baseConfig);
+    const started = Date.now();
+    await startNodeWatch();
+    await waitFor(
+      () => Array.from({ length: NODE_COUNT }, (_, i) => i).every(i => annotations(`worker-${i}`)[VM_NAME_ANNOTATION] === `vm-${i}`),
+      `all ${NODE_COUNT} Nodes annotated`,
+      30_000,
+    );
+    const seconds = (Date.now() - started) / 1000;
+    console.log(`node-identity back-fill: ${NODE_COUNT} pre-existing Nodes mapped by systemUUID in ${seconds.toFixed(2)} s`);
+    expect(annotations("worker-7")[VM_NAMESPACE_ANNOTATION]).toBe(VM_NS);
+    expect(seconds).toBeLessThan(30);
+  });
+
+  it("publishes the infra VMs for the admission pods, which then discover by systemUUID at CREATE", async () => {
+    const published = await waitFor(() => {
+      const store = nested.store.get("peprstores.pepr.dev", PEPR_STORE.namespace, PEPR_STORE.name);
+      return (store?.data as Record<string, string> | undefined)?.["node-identity-v2-infra-snapshot"];
+    }, "the infra snapshot in the PeprStore");
+    const snapshot = decodeSnapshot(published);
+    expect(snapshot.namespaces).toEqual([VM_NS]);
+    expect(snapshot.vms.find(v => v.name === "vm-3")?.firmwareUUID).toBe(uuid(3));
+    expect(snapshot.vms.find(v => v.name === "vm-host")?.hostname).toBe("edge-node");
+
+    const admission = new NodeAdmission({ warn: () => undefined });
+    admission.acceptSnapshot(published);
+    const decision = admission.evaluate(currentConfig(), node("brand-new", uuid(42)))?.decision;
+    expect(decision?.resolution).toEqual({ target: { name: "vm-42", namespace: VM_NS }, source: "systemUUID" });
+    expect(decision?.changes.annotations[VM_NAME_ANNOTATION]).toBe("vm-42");
+  });
+
+  it("maps new Nodes by VMI hostname and by VM name when they carry no UUID", async () => {
+    nested.store.create("nodes", node("edge-node"));
+    nested.store.create("nodes", node("vm-plain"));
+    await waitFor(() => annotations("edge-node")[VM_NAME_ANNOTATION] === "vm-host", "edge-node mapped by hostname");
+    await waitFor(() => annotations("vm-plain")[VM_NAME_ANNOTATION] === "vm-plain", "vm-plain mapped by name");
+  });
+
+  it("reports a contradicting or dangling explicit mapping with an Event and does not apply it (enforce)", async () => {
+    nested.store.create("nodes", node("node-x", uuid(9001)));
+    nested.store.create("nodes", node("node-y"));
+    await waitFor(() => annotations("node-x")[VM_NAME_ANNOTATION] === "vm-contradicted", "node-x discovered first");
+    await configure({
+      ...baseConfig,
+      nodeMapping: [
+        { nodeName: "node-x", vmName: "vm-5" },
+        { nodeName: "node-y", vmName: "vm-missing" },
+      ],
+    });
+    const events = await waitFor(() => {
+      const list = nested.store.list("events", "default").filter(e => ["node-x", "node-y"].includes((e.involvedObject as { name: string }).name));
+      return list.length >= 2 ? list : undefined;
+    }, "Warning Events on node-x and node-y");
+    const byNode = Object.fromEntries(events.map(e => [(e.involvedObject as { name: string }).name, e]));
+    expect(byNode["node-x"]).toMatchObject({ type: "Warning", reason: "InfraVMUUIDMismatch", involvedObject: { kind: "Node", name: "node-x" } });
+    expect(byNode["node-x"].message).toMatch(/vm-5.*differs.*tenant1-vms\/vm-contradicted.*not applied/);
+    expect(byNode["node-y"]).toMatchObject({ type: "Warning", reason: "InfraVMNotFound" });
+    // Not applied: node-x keeps its verified identity, node-y stays unannotated.
+    await new Promise(r => setTimeout(r, 300));
+    expect(annotations("node-x")[VM_NAME_ANNOTATION]).toBe("vm-contradicted");
+    expect(annotations("node-y")[VM_NAME_ANNOTATION]).toBeUndefined();
+  });
+
+  it("corrects Nodes within seconds after a mapping change (hot reload)", async () => {
+    await configure({ ...baseConfig, nodeMapping: [{ nodeName: "vm-plain", vmName: "vm-plain-2" }] });
+    await waitFor(() => annotations("vm-plain")[VM_NAME_ANNOTATION] === "vm-plain-2", "vm-plain remapped to vm-plain-2", 5_000);
+  });
+
+  it("undoes hand edits that remove or change the annotations (through the watch)", async () => {
+    await K8s(kind.Node, { name: "worker-3" }).Patch([
+      { op: "remove", path: "/metadata/annotations/csi.kubevirt.io~1infra-vm-name" },
+      { op: "replace", path: "/metadata/annotations/csi.kubevirt.io~1infra-vm-namespace", value: "elsewhere" },
+    ]);
+    await waitFor(
+      () => annotations("worker-3")[VM_NAME_ANNOTATION] === "vm-3" && annotations("worker-3")[VM_NAMESPACE_ANNOTATION] === VM_NS,
+      "worker-3 healed",
+      5_000,
+    );
+  });
+
+  it("follows infra changes: a VM that appears later is discovered", async () => {
+    nested.store.create("nodes", node("late-node", uuid(777)));
+    await new Promise(r => setTimeout(r, 200));
+    expect(annotations("late-node")[VM_NAME_ANNOTATION]).toBeUndefined();
+    infra.store.create("virtualmachines.kubevirt.io", vm("vm-late", { uuid: uuid(777) }));
+    await waitFor(() => annotations("late-node")[VM_NAME_ANNOTATION] === "vm-late", "late-node discovered after its VM appeared");
+  });
+});
