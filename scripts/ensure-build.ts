@@ -57,16 +57,16 @@ export function ensureBuild(log: (line: string) => void = console.log): void {
 function buildLocked(log: (line: string) => void): void {
   if (!buildIsStale()) return; // another process built it while we waited
   log("Building the module (npm run build)...");
+  const before = outputs.map(f => (fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0));
   const npm = process.platform === "win32" ? "npm.cmd" : "npm";
   const result = spawnSync(npm, ["run", "--silent", "build"], { cwd: root, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
-  if (result.status !== 0 || !outputs.every(f => fs.existsSync(f))) {
+  // pepr build exits 0 on TypeScript errors and leaves the previous dist/ in place: only fresh outputs count.
+  const fresh = outputs.every((f, i) => fs.existsSync(f) && fs.statSync(f).mtimeMs > before[i]);
+  if (result.status !== 0 || !fresh) {
     process.stderr.write(result.stdout ?? "");
     process.stderr.write(result.stderr ?? "");
-    throw new Error("`npm run build` did not produce dist/pepr-kubevirt-infra.js and dist/pepr-module-kubevirt-infra.yaml");
+    throw new Error("`npm run build` failed: dist/pepr-kubevirt-infra.js and dist/pepr-module-kubevirt-infra.yaml were not (re)written");
   }
-  // Touch outputs so a build that produced identical files still counts as fresh.
-  const now = new Date();
-  outputs.forEach(f => fs.utimesSync(f, now, now));
 }
 
 if (require.main === module) {

@@ -81,6 +81,7 @@ function serverCertificate(
   if (request.dnsNames.length === 0 && request.ipAddresses.length === 0) {
     throw new Error("a server certificate needs at least one DNS name or IP address");
   }
+  const altNames = subjectAltNames(request.dnsNames, request.ipAddresses);
   const keys = generateRsaKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
@@ -92,7 +93,7 @@ function serverCertificate(
     { name: "basicConstraints", cA: false, critical: true },
     { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
     { name: "extKeyUsage", serverAuth: true },
-    { name: "subjectAltName", altNames: subjectAltNames(request.dnsNames, request.ipAddresses) },
+    { name: "subjectAltName", altNames },
     { name: "subjectKeyIdentifier" },
   ];
   if (issuer) {

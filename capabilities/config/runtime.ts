@@ -201,7 +201,8 @@ export class ConfigRuntime {
     if (unchanged) return { status: "unchanged" };
     const previous = this.#config;
     const previousHash = this.#status.hash;
-    this.#config = config;
+    // Shared by every capability of the process: nobody may change it behind the others' backs.
+    this.#config = deepFreeze(config);
     this.#status = { generation: this.#status.generation + 1, hash, configMapResourceVersion, source };
     const fields = {
       configGeneration: this.#status.generation,
@@ -232,6 +233,14 @@ export class ConfigRuntime {
     this.#publishedHash = hash;
     this.#publisher.publish(encodePublishedConfig(config, configMapResourceVersion));
   }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 function summarize(errors: string[]): string {

@@ -491,9 +491,6 @@ export type NodeMappingEntry = ModuleConfig["nodeMapping"][number];
 export type TenantConfig = ModuleConfig["datavolumePolicy"]["tenants"][number];
 export type DataVolumePolicyConfig = ModuleConfig["datavolumePolicy"];
 
-/** Users are validated on their own too (Secret `users.yaml`), before cross-checks against chassis. */
-export const usersSchema = z.array(userSchema);
-
 // ---------------------------------------------------------------------------------------------------
 // Error formatting: field paths and plain words
 // ---------------------------------------------------------------------------------------------------

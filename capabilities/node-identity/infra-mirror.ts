@@ -270,22 +270,56 @@ export class InfraMirror {
   }
 
   #build(): InfraSnapshot | undefined {
-    const namespaces: string[] = [];
-    const vms: InfraVm[] = [];
-    for (const { namespace, vms: vmLoop, vmis: vmiLoop } of this.#loops) {
-      // Hostnames come from VMIs: wait for their list too, unless it keeps failing (e.g. no RBAC for VMIs).
-      if (!vmLoop.synced || (!vmiLoop.synced && vmiLoop.failures === 0)) continue;
-      namespaces.push(namespace);
-      const names = new Set([...vmLoop.items.keys(), ...vmiLoop.items.keys()]);
-      for (const name of names) {
-        const vm = vmLoop.items.get(name);
-        const vmi = vmiLoop.items.get(name);
-        const firmwareUUID = vm?.firmwareUUID ?? vmi?.firmwareUUID;
-        const hostname = vmi?.hostname ?? vm?.hostname;
-        vms.push({ namespace, name, ...(firmwareUUID ? { firmwareUUID } : {}), ...(hostname ? { hostname } : {}) });
-      }
-    }
-    if (namespaces.length === 0) return undefined;
-    return { namespaces, vms, syncedAt: new Date().toISOString() };
+    // Hostnames come from VMIs: wait for their list too, unless it keeps failing (e.g. no RBAC for VMIs).
+    const listed = this.#loops
+      .filter(({ vms, vmis }) => vms.synced && (vmis.synced || vmis.failures > 0))
+      .map(({ namespace, vms, vmis }) => ({ namespace, vms: vms.items, vmis: vmis.items }));
+    return listed.length > 0 ? mergeSnapshot(listed) : undefined;
   }
+}
+
+/** One view of the listed namespaces: a VM's UUID from its template, its hostname from its running VMI. */
+function mergeSnapshot(listed: { namespace: string; vms: ReadonlyMap<string, VmFacts>; vmis: ReadonlyMap<string, VmFacts> }[]): InfraSnapshot {
+  const vms: InfraVm[] = [];
+  for (const { namespace, vms: vmFacts, vmis: vmiFacts } of listed) {
+    for (const name of new Set([...vmFacts.keys(), ...vmiFacts.keys()])) {
+      const vm = vmFacts.get(name);
+      const vmi = vmiFacts.get(name);
+      const firmwareUUID = vm?.firmwareUUID ?? vmi?.firmwareUUID;
+      const hostname = vmi?.hostname ?? vm?.hostname;
+      vms.push({ namespace, name, ...(firmwareUUID ? { firmwareUUID } : {}), ...(hostname ? { hostname } : {}) });
+    }
+  }
+  return { namespaces: listed.map(l => l.namespace), vms, syncedAt: new Date().toISOString() };
+}
+
+/**
+ * A one-shot list of the infra VMs and VMIs (the dry-run CLI). Throws when a namespace's VMs cannot be
+ * listed; VMIs are optional (without them there are no hostnames).
+ */
+export async function listInfraSnapshot(kubeconfig: string, namespaces: readonly string[], requestTimeoutMs = 10_000): Promise<InfraSnapshot> {
+  const kc = new KubeConfig();
+  kc.loadFromString(kubeconfig);
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const list = async (namespace: string, plural: "virtualmachines" | "virtualmachineinstances", parse: typeof vmFacts) => {
+    const raw: unknown = await withTimeout(
+      api.listNamespacedCustomObject({ group: KUBEVIRT_GROUP, version: KUBEVIRT_VERSION, namespace, plural }),
+      requestTimeoutMs,
+      `list ${plural} in ${namespace}`,
+    );
+    const items = new Map<string, VmFacts>();
+    for (const item of ListSchema.parse(raw).items ?? []) {
+      const parsed = parse(item);
+      if (parsed) items.set(parsed.name, parsed.facts);
+    }
+    return items;
+  };
+  const listed = await Promise.all(
+    namespaces.map(async namespace => ({
+      namespace,
+      vms: await list(namespace, "virtualmachines", vmFacts),
+      vmis: await list(namespace, "virtualmachineinstances", vmiFacts).catch(() => new Map<string, VmFacts>()),
+    })),
+  );
+  return mergeSnapshot(listed);
 }

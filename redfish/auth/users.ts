@@ -17,11 +17,8 @@ export function keyedDigest(...parts: string[]): Buffer {
   return mac.digest();
 }
 
-/**
- * A bcrypt hash of a random, discarded password. Unknown users are checked against it so that a wrong
- * username costs as much time as a wrong password (no username enumeration through timing).
- */
-const DUMMY_BCRYPT_HASH = "$2b$10$99Ufwf7K9pfhMCVpJ0dva.ud8HMYCXMfsvp4m.pWbbBN5UtpD7Ya.";
+/** Salt and hash of a random, discarded password; prefixed with a cost it is a valid bcrypt hash. */
+const DUMMY_BCRYPT_BODY = "99Ufwf7K9pfhMCVpJ0dva.ud8HMYCXMfsvp4m.pWbbBN5UtpD7Ya.";
 
 /** Bound on remembered successful verifications (a map of digests; cleared oldest-first). */
 const MAX_VERIFIED = 10_000;
@@ -47,8 +44,15 @@ export class UserDirectory {
   private readonly users = new Map<string, StoredUser>();
   private readonly verified = new Map<string, UserAccount>(); // hex digest of username+password -> account
   private readonly inFlight = new Map<string, Promise<UserAccount | undefined>>();
+  /**
+   * Unknown usernames are checked against a dummy hash of the highest configured cost, so a wrong
+   * username costs as much time as a wrong password (no username enumeration through timing).
+   */
+  private readonly dummyHash: string | undefined;
 
   constructor(users: readonly UserConfig[]) {
+    const costs = users.map(u => Number(/^\$2[aby]\$(\d\d)\$/.exec(u.passwordHash ?? "")?.[1])).filter(c => c > 0);
+    this.dummyHash = costs.length > 0 ? `$2b$${String(Math.max(...costs)).padStart(2, "0")}$${DUMMY_BCRYPT_BODY}` : undefined;
     for (const user of users) {
       const secret = user.passwordHash ?? user.password;
       if (secret === undefined) continue; // the config schema rejects this; never make a user without a credential
@@ -103,7 +107,8 @@ export class UserDirectory {
   private async check(username: string, password: string): Promise<UserAccount | undefined> {
     const user = this.users.get(username);
     if (!user) {
-      await bcrypt.compare(password, DUMMY_BCRYPT_HASH);
+      if (this.dummyHash) await bcrypt.compare(password, this.dummyHash);
+      else timingSafeEqual(keyedDigest("plain", password), keyedDigest("plain", ""));
       return undefined;
     }
     try {

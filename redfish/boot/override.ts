@@ -26,6 +26,8 @@ export function serializeOverride(rec: BootOverrideRecord): string {
   return JSON.stringify(rec);
 }
 
+const warnedUnreadable = new Set<string>();
+
 /** The recorded override, or undefined when none (or unreadable: logged, then treated as none). */
 export function recordedOverride(vm: Readonly<KubeObject>): BootOverrideRecord | undefined {
   const raw = vm.metadata.annotations?.[BOOT_OVERRIDE_ANNOTATION];
@@ -38,6 +40,11 @@ export function recordedOverride(vm: Readonly<KubeObject>): BootOverrideRecord |
   }
   const parsed = overrideSchema.safeParse(json);
   if (!parsed.success) {
+    // Views read this on every GET: warn once per VM and value, not per request.
+    const seen = `${vm.metadata.uid}\n${raw}`;
+    if (warnedUnreadable.has(seen)) return undefined;
+    if (warnedUnreadable.size > 1000) warnedUnreadable.clear();
+    warnedUnreadable.add(seen);
     Log.warn(
       { namespace: vm.metadata.namespace, name: vm.metadata.name },
       `ignoring unreadable ${BOOT_OVERRIDE_ANNOTATION} annotation`,

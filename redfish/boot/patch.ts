@@ -131,10 +131,36 @@ export function bootOrderOps(rec: VmRecord, orders: BootOrders): JsonPatchOp[] {
 }
 
 /**
+ * The virtual-media drive, when the VM has one: a CD-ROM whose volume is a DataVolume the VM owns (virtual media
+ * imports are owned by their VM). Cd prefers it over other CD-ROMs (e.g. a cloud-init or driver disk).
+ */
+export function virtualMediaCdrom(rec: VmRecord): string | undefined {
+  const templateSpec = templateSpecOf(rec.vm);
+  const volumes = Array.isArray(templateSpec?.volumes) ? (templateSpec.volumes as unknown[]) : [];
+  const ownedClaims = new Set(
+    rec.dataVolumes
+      .filter(dv => (dv.metadata.ownerReferences ?? []).some(r => r.kind === "VirtualMachine" && r.uid === rec.vm.metadata.uid))
+      .map(dv => dv.metadata.name),
+  );
+  const claimOf = (volume: unknown): string | undefined => {
+    const v = volume as { dataVolume?: { name?: unknown }; persistentVolumeClaim?: { claimName?: unknown } } | null;
+    const claim = v?.dataVolume?.name ?? v?.persistentVolumeClaim?.claimName;
+    return typeof claim === "string" ? claim : undefined;
+  };
+  return bootDevicesOf(templateSpec)
+    .filter(d => d.media === "cdrom")
+    .find(d => {
+      const volume = volumes.find(v => (v as { name?: unknown } | null)?.name === d.name);
+      const claim = claimOf(volume);
+      return claim !== undefined && ownedClaims.has(claim);
+    })?.name;
+}
+
+/**
  * The VM patch for a Boot PATCH (empty when nothing changes). Orders are always computed from the original
  * order (the one before any override), so switching targets or modes never stacks overrides.
  */
-export function planBootPatch(rec: VmRecord, patch: BootPatch, preferredCdrom?: string): JsonPatchOp[] {
+export function planBootPatch(rec: VmRecord, patch: BootPatch): JsonPatchOp[] {
   const status = overrideStatus(rec);
   const templateDevices = bootDevicesOf(templateSpecOf(rec.vm));
   // With an override recorded and still in the template, the baseline is the saved original order.
@@ -148,7 +174,7 @@ export function planBootPatch(rec: VmRecord, patch: BootPatch, preferredCdrom?: 
     if (!wanted) {
       ops.push(...bootOrderOps(rec, original), ...removeAnnotationOps(rec.vm, BOOT_OVERRIDE_ANNOTATION));
     } else {
-      const applied = overrideOrders(withOrders(templateDevices, original), wanted.target, preferredCdrom);
+      const applied = overrideOrders(withOrders(templateDevices, original), wanted.target, virtualMediaCdrom(rec));
       if (!applied) throw missingDevice(rec, wanted.target);
       const record: BootOverrideRecord = {
         target: wanted.target,

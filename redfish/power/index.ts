@@ -1,9 +1,10 @@
-// Redfish power for KubeVirt VMs: PowerState, ComputerSystem.Reset, and the controller for deferred power-on.
+// Redfish power for KubeVirt VMs: PowerState, ComputerSystem.Reset, and the controller that finishes power-ons.
 //
 // How the ResetTypes map (plan.ts has the details):
-//   On               Off → runStrategy RerunOnFailure (powerOffStaysOff) or Always, or virt-api `start` for
-//                    Manual/RerunOnFailure; powering off → annotation kubevirt-infra.io/power-on-requested,
-//                    applied by startPowerController once the VM is off (202).
+//   On               Off → runStrategy Always (spec.running: true for VMs on the deprecated field) in one patch,
+//                    which starts a VM on every KubeVirt version without start requests; powering off → the On
+//                    is recorded (annotation kubevirt-infra.io/power-on-requested, 202) and started by
+//                    startPowerController once the VM is off.
 //   ForceOff         virt-api `stop` with gracePeriod 0 (the VMI's grace period is cut before deletion).
 //   GracefulShutdown virt-api `stop` (ACPI, honouring terminationGracePeriodSeconds).
 //   ForceRestart     VMI `reset` (hard reset; VM `restart` with gracePeriodSeconds 0 where virt-api lacks it, or
@@ -11,10 +12,12 @@
 //   GracefulRestart  VMI `softreboot` when the guest agent is connected, else VM `restart`.
 //   PushPowerButton  On when off or powering off, GracefulShutdown otherwise.
 //   Pause / Resume   VMI `pause` / `unpause`.
-// Guest power-off policy: with powerOffStaysOff (default) a Redfish On leaves the VM in runStrategy
-// RerunOnFailure, KubeVirt's own "restart only on failure": a guest that powers itself off stays off, whether
-// the VM used Always, Halted or the deprecated spec.running before (which is then replaced by runStrategy in
-// the same patch). A watcher that halts VMs after the fact would race virt-controller's restart under Always.
+// Guest power-off policy (powerOffStaysOff, default): an On also marks the VM; as soon as its new VMI exists the
+// power controller switches the VM to runStrategy RerunOnFailure (replacing spec.running in the same patch),
+// KubeVirt's own "restart only on failure": a guest that powers itself off stays off, whether the VM used
+// Always, Halted, Manual or spec.running before. The switch is made while a VMI runs, where every KubeVirt
+// version leaves the VMI alone. A watcher that halts VMs after a guest power-off would race virt-controller's
+// restart under Always.
 import { Log } from "pepr";
 import {
   KubeApiError,
@@ -31,19 +34,17 @@ import { overrideAwaitingStart } from "../boot/override";
 import { bootModeOf } from "../boot/firmware";
 import { templateSpecOf } from "../boot/devices";
 import { kubeFailure } from "./failures";
-import { removeAnnotationOps } from "./patch-ops";
 import {
   RESET_TYPES,
+  pendingPowerOnPlan,
   planReset,
-  powerOnPlan,
   unsupportedResetType,
   type PlanContext,
   type PowerPlan,
   type PowerSettings,
   type PowerWrite,
 } from "./plan";
-import { deriveKubeVirtPowerState, hasPendingPowerOn } from "./state";
-import { POWER_ON_REQUESTED_ANNOTATION, hasCondition } from "./vm-model";
+import { hasCondition } from "./vm-model";
 
 export { RESET_TYPES, type PowerSettings } from "./plan";
 export { derivePowerState, type PowerState } from "./state";
@@ -138,21 +139,11 @@ export async function reset(rec: VmRecord, resetType: string): Promise<{ status:
   }
 }
 
-/** What the power controller does for a VM with a deferred On (undefined: nothing now). */
-export function deferredOnPlan(rec: VmRecord, ctx: Pick<PlanContext, "settings">): PowerPlan | undefined {
-  if (!hasPendingPowerOn(rec) || rec.vm.metadata.deletionTimestamp) return undefined;
-  const state = deriveKubeVirtPowerState(rec);
-  if (state === "PoweringOff") return undefined; // still going down: wait for the next change
-  if (state === "Off") return powerOnPlan(rec, { ...ctx, templateChangePending: false, now: () => new Date() });
-  // Up or coming up by other means: the request is satisfied.
-  const ops = removeAnnotationOps(rec.vm, POWER_ON_REQUESTED_ANNOTATION);
-  return { status: 204, writes: [{ write: { kind: "patch", ops } }] };
-}
-
 /**
- * Applies deferred power-ons (annotation kubevirt-infra.io/power-on-requested) once their VM is off. Driven by
- * cache changes, no polling; the request lives on the VM, so a watcher restart resumes it (the cache replays
- * every object when it is seeded).
+ * Finishes accepted power-ons (annotation kubevirt-infra.io/power-on-requested): starts a VM whose On arrived
+ * while it was powering off once it is off, and moves a VM started by On to RerunOnFailure once its VMI exists
+ * (powerOffStaysOff). Driven by cache changes, no polling; the request lives on the VM, so a watcher restart
+ * resumes it (the cache replays every object when it is seeded).
  */
 export function startPowerController(cache: ClusterCache): () => void {
   const inFlight = new Set<string>();
@@ -165,14 +156,14 @@ export function startPowerController(cache: ClusterCache): () => void {
     const rec = cache.getVm(namespace, name);
     if (rec && actedOn.has(key) && actedOn.get(key) === rec.vm.metadata.resourceVersion) return;
     actedOn.delete(key);
-    if (!rec || !deferredOnPlan(rec, { settings })) return;
+    if (!rec || !pendingPowerOnPlan(rec, planContext(rec))) return;
     inFlight.add(key);
-    run(rec, current => deferredOnPlan(current, { settings }) ?? { status: 204, writes: [] })
+    run(rec, current => pendingPowerOnPlan(current, planContext(current)) ?? { status: 204, writes: [] })
       .then(() => {
         actedOn.set(key, rec.vm.metadata.resourceVersion);
-        Log.info({ namespace, name }, "deferred power-on handled");
+        Log.info({ namespace, name }, "pending power-on advanced");
       })
-      .catch(e => Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, "deferred power-on failed"))
+      .catch(e => Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, "pending power-on could not be advanced"))
       .finally(() => {
         inFlight.delete(key);
         const after = cache.getVm(namespace, name);

@@ -5,7 +5,7 @@ import type { VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError } from "../errors";
 import { removeAnnotationOps, setAnnotationOps, setRunStrategyOps } from "./patch-ops";
 import { derivePowerState, deriveKubeVirtPowerState, hasPendingPowerOn, type PowerState } from "./state";
-import { POWER_ON_REQUESTED_ANNOTATION, hasCondition, runStrategyOf, vmiIsFinal } from "./vm-model";
+import { POWER_ON_REQUESTED_ANNOTATION, hasCondition, hasStopRequestFor, runStrategyOf, vmiIsFinal } from "./vm-model";
 
 export const RESET_TYPES = [
   "On",
@@ -81,24 +81,47 @@ function clearPendingOps(rec: VmRecord): JsonPatchOp[] {
 }
 
 /**
- * Starts a VM that is off. With powerOffStaysOff the VM ends up in runStrategy RerunOnFailure: KubeVirt then
- * restarts the guest only if it fails, and a guest power-off stays off, for VMs that used Always, Halted or
- * spec.running alike. Otherwise the VM ends up Always, as virt-api's own start does.
+ * Starts a VM that is off, in one patch. runStrategy Always starts a VM on every KubeVirt version without a
+ * start request (a pending start request cannot be cancelled: a later switch to Halted turns it into Always).
+ * With powerOffStaysOff the On is also marked on the VM (annotation): once the new VMI runs, the power
+ * controller moves the VM to RerunOnFailure, KubeVirt's "restart only on failure", so a guest power-off stays
+ * off. A VM on the deprecated spec.running keeps that field until then (running: true).
  */
 export function powerOnPlan(rec: VmRecord, ctx: PlanContext): PowerPlan {
   const strategy = runStrategyOf(rec.vm);
-  const clear = clearPendingOps(rec);
-  const target = ctx.settings.powerOffStaysOff ? "RerunOnFailure" : "Always";
-  // Manual/RerunOnFailure keep their strategy (neither restarts a powered-off guest): virt-api's start request.
-  if (ctx.settings.powerOffStaysOff && (strategy === "Manual" || strategy === "RerunOnFailure")) {
-    const start: PlannedWrite = { write: { kind: "vm", subresource: "start" }, conflictMeansDone: true };
-    return { status: 204, writes: clear.length ? [start, { write: { kind: "patch", ops: clear } }] : [start] };
+  if (!ctx.settings.powerOffStaysOff) {
+    const clear = clearPendingOps(rec);
+    // Halted → Always is exactly virt-api's start (it picks `running` or `runStrategy` like the VM does).
+    if (strategy === "Halted" && clear.length === 0) {
+      return { status: 204, writes: [{ write: { kind: "vm", subresource: "start" }, conflictMeansDone: true }] };
+    }
+    return patch([...setRunStrategyOps(rec.vm, "Always"), ...clear]);
   }
-  // Halted → Always is exactly virt-api's start (it picks `running` or `runStrategy` like the VM does).
-  if (target === "Always" && strategy === "Halted" && clear.length === 0) {
-    return { status: 204, writes: [{ write: { kind: "vm", subresource: "start" }, conflictMeansDone: true }] };
-  }
-  return patch([...setRunStrategyOps(rec.vm, target), ...clear]);
+  const mark = hasPendingPowerOn(rec) ? [] : setAnnotationOps(rec.vm, POWER_ON_REQUESTED_ANNOTATION, ctx.now().toISOString());
+  return patch([...setRunStrategyOps(rec.vm, "Always"), ...mark]);
+}
+
+/**
+ * The VMI a pending On produced: running or starting, and not on its way out. (A VMI that is shutting down is
+ * the old one; switching strategy under it would cancel a restart.)
+ */
+export function hasFreshVmi(rec: VmRecord): boolean {
+  const { vm, vmi } = rec;
+  return vmi !== undefined && !vmiIsFinal(vmi) && !vmi.metadata.deletionTimestamp && !hasStopRequestFor(vm, vmi);
+}
+
+/**
+ * What the power controller does for a VM with a pending On (undefined: nothing now): start it once it is off
+ * (deferred On), then, when its new VMI exists, apply the power-off policy and drop the mark.
+ */
+export function pendingPowerOnPlan(rec: VmRecord, ctx: PlanContext): PowerPlan | undefined {
+  if (!hasPendingPowerOn(rec) || rec.vm.metadata.deletionTimestamp) return undefined;
+  const state = deriveKubeVirtPowerState(rec);
+  if (state === "PoweringOff") return undefined; // still going down: wait for the next change
+  if (state === "Off") return powerOnPlan(rec, ctx);
+  if (!hasFreshVmi(rec)) return undefined; // start accepted, VMI not there yet (e.g. volumes importing)
+  const align = ctx.settings.powerOffStaysOff && runStrategyOf(rec.vm) === "Always" ? setRunStrategyOps(rec.vm, "RerunOnFailure") : [];
+  return patch([...align, ...clearPendingOps(rec)]);
 }
 
 /** Stops the VM: the stop subresource when a VMI runs, else the strategy goes to Halted (cancels a start). */
@@ -125,9 +148,12 @@ function onPlan(rec: VmRecord, ctx: PlanContext): PowerPlan {
   if (kubevirt === "Off") return powerOnPlan(rec, ctx);
   if (kubevirt === "PoweringOff") return deferredOnPlan(rec, ctx);
   // Already on (or starting, or paused): success. The run strategy is aligned with the policy, so that what a
-  // guest power-off does next is the configured behaviour for this VM too (RerunOnFailure: stays off).
+  // guest power-off does next is the configured behaviour for this VM too (RerunOnFailure: stays off). A VM
+  // still starting from a pending On is left to the power controller.
   const strategy = runStrategyOf(rec.vm);
-  if (ctx.settings.powerOffStaysOff ? strategy === "Always" : strategy === "RerunOnFailure" || strategy === "Manual") {
+  if (hasPendingPowerOn(rec)) return done;
+  const misaligned = ctx.settings.powerOffStaysOff ? strategy === "Always" && hasFreshVmi(rec) : strategy === "RerunOnFailure" || strategy === "Manual";
+  if (misaligned) {
     return patch(setRunStrategyOps(rec.vm, ctx.settings.powerOffStaysOff ? "RerunOnFailure" : "Always"));
   }
   return done;

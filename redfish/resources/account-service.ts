@@ -3,7 +3,7 @@
 import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
-import { resource, type RedfishEnv, type ServiceDeps } from "./context";
+import { resource, type RedfishContext, type RedfishEnv, type ServiceDeps } from "./context";
 
 const ACCOUNTS_URI = `${SERVICE_ROOT}/AccountService/Accounts`;
 const accountUri = (username: string) => `${ACCOUNTS_URI}/${encodeURIComponent(username)}`;
@@ -40,11 +40,15 @@ export function registerAccountService(app: Hono<RedfishEnv>, deps: ServiceDeps)
       }),
   });
 
+  const ownAccount = (c: RedfishContext) => {
+    const id = c.req.param("id") ?? "";
+    const { account } = c.get("principal");
+    if (id !== account.username) throw notFound("ManagerAccount", id);
+    return account;
+  };
   resource(app, `${ACCOUNTS_URI}/:id`, {
     GET: c => {
-      const id = c.req.param("id") ?? "";
-      const { account } = c.get("principal");
-      if (id !== account.username) throw notFound("ManagerAccount", id);
+      const account = ownAccount(c);
       const locked = deps.auth.backoff.retryAfterSeconds([`user:${account.username}`]) > 0;
       return sendJson(
         c,
@@ -63,5 +67,5 @@ export function registerAccountService(app: Hono<RedfishEnv>, deps: ServiceDeps)
         { conditional: true },
       );
     },
-  });
+  }, ownAccount);
 }

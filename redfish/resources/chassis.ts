@@ -2,7 +2,7 @@
 import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
-import { chassisUri, resource, systemIdOf, systemUri, userChassis, type RedfishEnv, type ServiceDeps } from "./context";
+import { chassisUri, resource, systemIdOf, systemUri, userChassis, type RedfishContext, type RedfishEnv, type ServiceDeps } from "./context";
 
 export function registerChassis(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
   resource(app, `${SERVICE_ROOT}/Chassis`, {
@@ -12,11 +12,15 @@ export function registerChassis(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
       }),
   });
 
+  const visibleChassis = (c: RedfishContext) => {
+    const name = c.req.param("name") ?? "";
+    const config = c.get("settings").chassis.get(name);
+    if (!config || !userChassis(c).includes(name)) throw notFound("Chassis", name);
+    return { name, config };
+  };
   resource(app, `${SERVICE_ROOT}/Chassis/:name`, {
     GET: c => {
-      const name = c.req.param("name") ?? "";
-      const config = c.get("settings").chassis.get(name);
-      if (!config || !userChassis(c).includes(name)) throw notFound("Chassis", name);
+      const { name, config } = visibleChassis(c);
       const systems = deps.cache.listVmsInChassis(name).map(rec => link(systemUri(systemIdOf(rec))));
       const selector = config.vmSelector ? " matching the chassis VM selector" : "";
       return sendJson(
@@ -34,5 +38,5 @@ export function registerChassis(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
         { conditional: true },
       );
     },
-  });
+  }, visibleChassis);
 }

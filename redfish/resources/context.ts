@@ -50,8 +50,12 @@ export interface ResourceMethods {
   DELETE?: Handler;
 }
 
-/** Registers a resource: its methods, HEAD for GET, and 405 with `Allow` for every other method. */
-export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceMethods): void {
+/**
+ * Registers a resource: its methods, HEAD for GET, and 405 with `Allow` for every other method.
+ * `lookup` resolves the addressed resource first (throwing its 404), so a resource the principal may not
+ * see is the same 404 on every verb, never a 405 that would tell it apart from a missing one.
+ */
+export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceMethods, lookup?: (c: RedfishContext) => unknown): void {
   const allow = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
     .filter(m => (m === "HEAD" ? methods.GET : methods[m as keyof ResourceMethods]))
     .join(", ");
@@ -62,9 +66,12 @@ export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceM
       return new Response(null, { status: res.status, headers: res.headers });
     }
     const handler = methods[method as keyof ResourceMethods];
-    if (!handler) throw baseError(405, "OperationNotAllowed", [], { headers: { Allow: allow } });
+    if (!handler) {
+      lookup?.(c);
+      throw baseError(405, "OperationNotAllowed", [], { headers: { Allow: allow } });
+    }
     const res = await handler(c);
-    if (method === "GET" || method === "HEAD") res.headers.set("Allow", allow);
+    if (method === "GET") res.headers.set("Allow", allow);
     return res;
   });
 }

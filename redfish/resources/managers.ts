@@ -9,6 +9,7 @@ import {
   resource,
   systemUri,
   visibleSystemIds,
+  type RedfishContext,
   type RedfishEnv,
   type ServiceDeps,
 } from "./context";
@@ -24,9 +25,10 @@ export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void
       }),
   });
 
+  const managedSystem = (c: RedfishContext) => resolveSystem(c, cache, c.req.param("id") ?? "", "Manager");
   resource(app, `${SERVICE_ROOT}/Managers/:id`, {
     GET: c => {
-      const system = resolveSystem(c, cache, c.req.param("id") ?? "", "Manager");
+      const system = managedSystem(c);
       return sendJson(
         c,
         {
@@ -50,5 +52,5 @@ export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void
         { conditional: true },
       );
     },
-  });
+  }, managedSystem);
 }

@@ -79,5 +79,5 @@ export function registerSessionService(app: Hono<RedfishEnv>, deps: ServiceDeps)
       auth.sessions.delete(ownSession(c).id);
       return new Response(null, { status: 204 });
     },
-  });
+  }, ownSession);
 }

@@ -136,7 +136,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
       await applyBootPatch(target.rec, body.Boot);
       return new Response(null, { status: 204 });
     },
-  });
+  }, system);
 
   resource(app, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
     POST: async c => {
@@ -151,7 +151,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
       const { status } = await reset(target.rec, body.ResetType);
       return new Response(null, { status });
     },
-  });
+  }, system);
 
   resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces`, {
     GET: c => {
@@ -160,15 +160,13 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
       const members = networkInterfaces(target.rec).map(n => `${uri}/${encodeURIComponent(n.name)}`);
       return sendJson(c, collection("EthernetInterfaceCollection", uri, "Ethernet Interface Collection", members), { conditional: true });
     },
-  });
+  }, system);
 
-  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces/:nic`, {
-    GET: c => {
-      const target = system(c);
-      const nicId = c.req.param("nic") ?? "";
-      const body = renderInterface(target, nicId);
-      if (!body) throw notFound("EthernetInterface", nicId);
-      return sendJson(c, body, { conditional: true });
-    },
-  });
+  const nicOf = (c: RedfishContext) => {
+    const nicId = c.req.param("nic") ?? "";
+    const body = renderInterface(system(c), nicId);
+    if (!body) throw notFound("EthernetInterface", nicId);
+    return body;
+  };
+  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces/:nic`, { GET: c => sendJson(c, nicOf(c), { conditional: true }) }, nicOf);
 }

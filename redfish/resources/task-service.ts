@@ -40,12 +40,16 @@ export function registerTaskService(app: Hono<RedfishEnv>, deps: ServiceDeps): v
     },
   });
 
+  const visibleTask = (c: RedfishContext) => {
+    const id = c.req.param("id") ?? "";
+    const task = deps.tasks?.get(id);
+    if (!task || !visibleTo(c, task)) throw notFound("Task", id);
+    return task;
+  };
   resource(app, `${TASKS_URI}/:id`, {
     GET: c => {
-      const id = c.req.param("id") ?? "";
-      const task = deps.tasks?.get(id);
-      if (!task || !visibleTo(c, task)) throw notFound("Task", id);
+      const task = visibleTask(c);
       return sendJson(c, { ...envelope("Task", taskUri(task.id)), ...task.body, Id: task.id }, { conditional: true });
     },
-  });
+  }, visibleTask);
 }

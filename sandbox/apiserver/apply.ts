@@ -273,7 +273,7 @@ export function recordUpdate(old: KubeObject | undefined, next: KubeObject, mana
     entries.push(mine);
   }
   const fingerprint = (fields: Map<string, Path>) => JSON.stringify([...fields.keys()].sort());
-  const before_ = new Map(entries.map(e => [e, fingerprint(e.fields)]));
+  const fingerprintsBefore = new Map(entries.map(e => [e, fingerprint(e.fields)]));
   for (const e of entries) {
     for (const k of removed) e.fields.delete(k);
     if (e !== mine) for (const k of changed.keys()) e.fields.delete(k);
@@ -283,7 +283,7 @@ export function recordUpdate(old: KubeObject | undefined, next: KubeObject, mana
     .filter(e => e.fields.size > 0)
     .map(e => {
       const { fields, ...rest } = e;
-      const moved = before_.get(e) !== fingerprint(fields) || (e === mine && changed.size > 0);
+      const moved = fingerprintsBefore.get(e) !== fingerprint(fields) || (e === mine && changed.size > 0);
       return { ...rest, fieldsV1: encodeFields(fields.values()), time: moved || !rest.time ? nowTimestamp() : rest.time };
     });
   if (result.length > 0) next.metadata.managedFields = result;

@@ -35,7 +35,7 @@ export interface ApiServer {
 
 export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
   const log = opts.log ?? (() => undefined);
-  const store = new MemoryStore({ watchHistory: opts.watchHistory });
+  const store = new MemoryStore({ watchHistory: opts.watchHistory, log });
   store.setHooks(MUTATING_KEY, { prepare: prepareWebhookConfiguration("Mutating") });
   store.setHooks(VALIDATING_KEY, { prepare: prepareWebhookConfiguration("Validating") });
   const admission = new WebhookAdmission(store, log);

@@ -451,12 +451,10 @@ export class RestServer {
         apiVersion: apiVersionOf(r.type.group, r.version),
         metadata: { resourceVersion: String(this.#store.currentResourceVersion), ...(annotations ? { annotations } : {}) },
       });
-    let unsubscribe: () => void = () => undefined;
+    let unsubscribe: () => void;
     try {
-      if (sendInitial && since === undefined) {
-        for (const o of this.#store.listRaw(r.type.key, r.namespace)) if (matches(o)) send("ADDED", present(o));
-        unsubscribe = this.#store.subscribe(r.type.key, r.namespace, undefined, onEvent);
-      } else if (sendInitial) {
+      if (sendInitial) {
+        // Current state as synthetic ADDED events, then live events: both in one synchronous step, so no gap.
         for (const o of this.#store.listRaw(r.type.key, r.namespace)) if (matches(o)) send("ADDED", present(o));
         unsubscribe = this.#store.subscribe(r.type.key, r.namespace, undefined, onEvent);
       } else {
@@ -481,7 +479,6 @@ export class RestServer {
     if (timeoutSeconds !== undefined && timeoutSeconds > 0) timers.push(setTimeout(end, timeoutSeconds * 1000));
     this.#watches.add(end);
     res.on("close", end);
-    ctx.req.on("close", end);
   }
 
   // ---- writes ------------------------------------------------------------------------------------

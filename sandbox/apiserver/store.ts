@@ -145,8 +145,11 @@ export class MemoryStore implements ObjectStore {
   /** Callbacks run when the set of served types changes (discovery caches, etc.). */
   readonly #typeListeners = new Set<() => void>();
 
-  constructor(opts: { watchHistory?: number } = {}) {
+  readonly #log: (line: string) => void;
+
+  constructor(opts: { watchHistory?: number; log?: (line: string) => void } = {}) {
     this.#historySize = Math.max(1, opts.watchHistory ?? 1000);
+    this.#log = opts.log ?? (() => undefined);
     for (const t of builtinTypes) this.#registerType(t);
     this.#hooks.set("namespaces", { prepare: (obj, old) => this.#prepareNamespace(obj, old) });
     this.#hooks.set("secrets", { prepare: prepareSecret });
@@ -410,7 +413,9 @@ export class MemoryStore implements ObjectStore {
 
   // ---- delete ------------------------------------------------------------------------------------
 
+  /** Returns the object as it is now (deletionTimestamp set while finalizers remain), or undefined if it did not exist. */
   delete(key: string, namespace: string | undefined, name: string): KubeObject | undefined {
+    if (!this.getRaw(key, namespace, name)) return undefined;
     const result = this.deleteWithOptions(key, namespace, name, {});
     return structuredClone(result.object);
   }
@@ -686,8 +691,9 @@ export class MemoryStore implements ObjectStore {
           l.seenRv = next.rv;
           try {
             l.cb(next);
-          } catch {
+          } catch (err) {
             // A failing listener must not break the write that triggered it or other listeners.
+            this.#log(`watch listener for ${next.key} failed on ${next.type} ${next.object.metadata.name}: ${err instanceof Error ? err.message : String(err)}`);
           }
         }
       }

@@ -2,6 +2,7 @@
 // runs with PEPR_MODE=build and PeprModule sends its capability list over the IPC channel, then exits.
 // Using the bundle, not the sources, means the RBAC rules describe exactly what will run in the cluster.
 import { fork } from "node:child_process";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import type { BuildCapability } from "./rbac";
@@ -11,10 +12,23 @@ const TIMEOUT_MS = 60_000;
 /** `pepr` and the other externals of the bundle resolve from this repository's node_modules, wherever dist/ is. */
 const NODE_MODULES = path.resolve(__dirname, "../../node_modules");
 
+/** Same bundle bytes, same capabilities: a process asks the bundle once (the fork takes seconds). */
+const byContent = new Map<string, Promise<BuildCapability[]>>();
+
 export function loadBuiltCapabilities(bundlePath: string): Promise<BuildCapability[]> {
   if (!fs.existsSync(bundlePath)) {
     return Promise.reject(new Error(`${bundlePath} is missing: run \`pepr build\` first (npm run build does both)`));
   }
+  const key = createHash("sha256").update(fs.readFileSync(bundlePath)).digest("hex");
+  const cached = byContent.get(key);
+  if (cached) return cached;
+  const loading = askBundle(bundlePath);
+  byContent.set(key, loading);
+  loading.catch(() => byContent.delete(key));
+  return loading;
+}
+
+function askBundle(bundlePath: string): Promise<BuildCapability[]> {
   return new Promise((resolve, reject) => {
     const nodePath = [NODE_MODULES, process.env.NODE_PATH].filter(Boolean).join(path.delimiter);
     const child = fork(bundlePath, [], {

@@ -34,7 +34,7 @@ export function resourceName(ctx: BuildContext): string {
 
 /** Every grant the module needs: Pepr's runtime, its Watch bindings, and the gateway's calls. */
 export function moduleGrants(ctx: BuildContext): Grant[] {
-  return [...peprRuntimeGrants(ctx.uuid, ctx.capabilities), ...watchGrants(ctx.capabilities), ...allGatewayGrants()];
+  return [...peprRuntimeGrants(ctx.uuid), ...watchGrants(ctx.capabilities), ...allGatewayGrants()];
 }
 
 function find(objects: KubeObject[], kind: string, name: string): KubeObject {

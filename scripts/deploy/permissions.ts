@@ -79,7 +79,8 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         why: "node-identity reads the infra kubeconfig Secret named by infra.kubeconfigSecret",
       },
     ],
-    callers: [],
+    // readInfraKubeconfig: readSecretKey(MODULE_NAMESPACE, config.infra.kubeconfigSecret.name, .key)
+    callers: ["capabilities/node-identity/index.ts"],
   },
   setPeprStoreData: {
     grants: [
@@ -90,10 +91,11 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         scope: "module",
         resourceNames: [PEPR_STORE.name],
         role: "any",
-        why: "the config capability publishes the validated config to the admission pods",
+        why: "the config and node-identity capabilities publish to the admission pods through Pepr's Store",
       },
     ],
-    callers: [],
+    // both write PEPR_STORE (capabilities/config/publish.ts)
+    callers: ["capabilities/config/index.ts", "capabilities/node-identity/index.ts"],
   },
   startVirtualMachine: { grants: [vmSubresource("start")] },
   stopVirtualMachine: { grants: [vmSubresource("stop")] },

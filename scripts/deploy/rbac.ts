@@ -182,11 +182,9 @@ export function watchGrants(capabilities: readonly BuildCapability[]): Grant[] {
   return grants.filter(g => !g.resourceNames || !grants.some(o => !o.resourceNames && o.group === g.group && o.resource === g.resource));
 }
 
-/** The PeprStore objects Pepr uses for this module (`pepr-<uuid>-store`, `-schedule` with OnSchedule). */
-export function peprStoreNames(uuid: string, capabilities: readonly BuildCapability[]): string[] {
-  const names = [`pepr-${uuid}-store`];
-  if (capabilities.some(c => c.hasSchedule)) names.push(`pepr-${uuid}-schedule`);
-  return names;
+/** The PeprStore objects Pepr's controller opens for this module, with or without OnSchedule bindings. */
+export function peprStoreNames(uuid: string): string[] {
+  return [`pepr-${uuid}-schedule`, `pepr-${uuid}-store`];
 }
 
 /**
@@ -195,7 +193,7 @@ export function peprStoreNames(uuid: string, capabilities: readonly BuildCapabil
  * JSON patch of its PeprStore objects in pepr-system. Server-side apply of a missing object is authorized as
  * create with the object's name, so both can be restricted by name.
  */
-export function peprRuntimeGrants(uuid: string, capabilities: readonly BuildCapability[]): Grant[] {
+export function peprRuntimeGrants(uuid: string): Grant[] {
   return [
     {
       group: "apiextensions.k8s.io",
@@ -211,7 +209,7 @@ export function peprRuntimeGrants(uuid: string, capabilities: readonly BuildCapa
       resource: "peprstores",
       verbs: ["get", "list", "watch", "create", "patch"],
       scope: "module",
-      resourceNames: peprStoreNames(uuid, capabilities),
+      resourceNames: peprStoreNames(uuid),
       role: "any",
       why: "Pepr's Store (the only channel between the admission and watcher pods)",
     },

@@ -109,6 +109,9 @@ describe("applying the ConfigMap and Secret", () => {
       },
     ]);
     expect(metrics.applied).toEqual([[hash, undefined]]);
+    expect(() => {
+      (config as { chassis: unknown[] }).chassis.push({ name: "sneaky" });
+    }).toThrow(TypeError);
     expect(JSON.stringify(logs) + JSON.stringify(events)).not.toContain(PLAIN_PASSWORD);
   });
 

@@ -21,7 +21,10 @@ export interface VmShape {
 export const ROOT_DISK = { name: "rootdisk", disk: { bus: "virtio" } };
 export const CDROM = { name: "cdrom", cdrom: { bus: "sata" } };
 
-export function makeVm(s: VmShape = {}): KubeObject {
+/** Typed with apiVersion/kind present, so it also fits the sandbox store's object type. */
+export type VmObject = KubeObject & { apiVersion: string; kind: string };
+
+export function makeVm(s: VmShape = {}): VmObject {
   const name = s.name ?? "vm1";
   const disks = s.disks ?? [ROOT_DISK];
   const volumes =

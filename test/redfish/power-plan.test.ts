@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { RedfishError } from "../../redfish/errors";
 import { RESET_TYPES, POWER_ON_REQUESTED_ANNOTATION } from "../../redfish/power";
-import { planReset, type PlanContext, type PowerPlan } from "../../redfish/power/plan";
+import { pendingPowerOnPlan, planReset, type PlanContext, type PowerPlan } from "../../redfish/power/plan";
 import { makeVm, makeVmi, rec } from "./power-fixtures";
 
 const NOW = new Date("2024-05-01T12:00:00.000Z");
@@ -47,50 +47,47 @@ describe("planReset", () => {
   });
 
   describe("On", () => {
-    it("Halted VM → runStrategy RerunOnFailure in one test-guarded patch (guest power-off stays off)", () => {
+    const mark = { op: "add", path: "/metadata/annotations", value: { [POWER_ON_REQUESTED_ANNOTATION]: NOW.toISOString() } };
+
+    it("Halted VM → runStrategy Always and the On marked, in one test-guarded patch", () => {
       const plan = planReset(off(), "On", ctx());
       expect(plan.status).toBe(204);
       expect(writes(plan)).toEqual([
         {
           kind: "patch",
-          ops: [
-            { op: "test", path: "/spec/runStrategy", value: "Halted" },
-            { op: "replace", path: "/spec/runStrategy", value: "RerunOnFailure" },
-          ],
+          ops: [{ op: "test", path: "/spec/runStrategy", value: "Halted" }, { op: "replace", path: "/spec/runStrategy", value: "Always" }, mark],
         },
       ]);
     });
 
-    it("spec.running false → running removed and runStrategy added in the same patch (never both set)", () => {
+    it("spec.running false → running true (the VM keeps its field until the controller moves it)", () => {
       const plan = planReset(rec(makeVm({ running: false })), "On", ctx());
       expect(writes(plan)).toEqual([
-        {
-          kind: "patch",
-          ops: [
-            { op: "test", path: "/spec/running", value: false },
-            { op: "remove", path: "/spec/running" },
-            { op: "add", path: "/spec/runStrategy", value: "RerunOnFailure" },
-          ],
-        },
+        { kind: "patch", ops: [{ op: "test", path: "/spec/running", value: false }, { op: "replace", path: "/spec/running", value: true }, mark] },
       ]);
     });
 
-    it("a VM with neither field gets runStrategy", () => {
-      expect(writes(planReset(rec(makeVm()), "On", ctx()))).toEqual([{ kind: "patch", ops: [{ op: "add", path: "/spec/runStrategy", value: "RerunOnFailure" }] }]);
+    it("a VM with neither field gets runStrategy Always", () => {
+      expect(writes(planReset(rec(makeVm()), "On", ctx()))).toEqual([{ kind: "patch", ops: [{ op: "add", path: "/spec/runStrategy", value: "Always" }, mark] }]);
     });
 
-    it("with powerOffStaysOff false a Halted VM is started by virt-api's start (→ Always / running: true)", () => {
+    it("with powerOffStaysOff false a Halted VM is started by virt-api's start (→ Always / running: true), unmarked", () => {
       const plan = planReset(off(), "On", ctx({ staysOff: false }));
       expect(plan.writes).toEqual([{ write: { kind: "vm", subresource: "start" }, conflictMeansDone: true }]);
       const running = planReset(rec(makeVm({ running: false })), "On", ctx({ staysOff: false }));
       expect(writes(running)).toEqual([{ kind: "vm", subresource: "start" }]);
     });
 
-    it("Manual / RerunOnFailure VMs that are off get a start request", () => {
+    it("Manual / RerunOnFailure VMs that are off are started the same way, never with a start request", () => {
       for (const runStrategy of ["Manual", "RerunOnFailure"]) {
         const vm = makeVm({ runStrategy, status: { runStrategy } });
         const plan = planReset(rec(vm, makeVmi(vm, { phase: "Succeeded" })), "On", ctx());
-        expect(plan.writes).toEqual([{ write: { kind: "vm", subresource: "start" }, conflictMeansDone: true }]);
+        expect(writes(plan)).toEqual([
+          {
+            kind: "patch",
+            ops: [{ op: "test", path: "/spec/runStrategy", value: runStrategy }, { op: "replace", path: "/spec/runStrategy", value: "Always" }, mark],
+          },
+        ]);
       }
     });
 
@@ -251,6 +248,61 @@ describe("planReset", () => {
         expect((err as RedfishError).status).toBe(409);
         expect((err as RedfishError).message).toContain("PowerState is Off");
       }
+    });
+  });
+
+  describe("pending On (power controller)", () => {
+    const pendingVm = (o: Parameters<typeof makeVm>[0]) => makeVm({ annotations: pendingOn, ...o });
+
+    it("waits while the VM powers off, then starts it (mark kept)", () => {
+      expect(pendingPowerOnPlan(poweringOff(pendingOn), ctx())).toBeUndefined();
+      const offNow = rec(pendingVm({ runStrategy: "Halted" }));
+      expect(writes(pendingPowerOnPlan(offNow, ctx())!)).toEqual([
+        { kind: "patch", ops: [{ op: "test", path: "/spec/runStrategy", value: "Halted" }, { op: "replace", path: "/spec/runStrategy", value: "Always" }] },
+      ]);
+    });
+
+    it("waits for the new VMI, then moves the VM to RerunOnFailure and drops the mark in one patch", () => {
+      expect(pendingPowerOnPlan(rec(pendingVm({ runStrategy: "Always" })), ctx())).toBeUndefined();
+      const vm = pendingVm({ runStrategy: "Always" });
+      expect(writes(pendingPowerOnPlan(rec(vm, makeVmi(vm, { phase: "Scheduling" })), ctx())!)).toEqual([
+        {
+          kind: "patch",
+          ops: [
+            { op: "test", path: "/spec/runStrategy", value: "Always" },
+            { op: "replace", path: "/spec/runStrategy", value: "RerunOnFailure" },
+            { op: "test", path: "/metadata/annotations/kubevirt-infra.io~1power-on-requested", value: pendingOn[POWER_ON_REQUESTED_ANNOTATION] },
+            { op: "remove", path: "/metadata/annotations/kubevirt-infra.io~1power-on-requested" },
+          ],
+        },
+      ]);
+    });
+
+    it("moves a spec.running VM to runStrategy (never both fields)", () => {
+      const vm = pendingVm({ running: true });
+      expect(writes(pendingPowerOnPlan(rec(vm, makeVmi(vm)), ctx())!)[0]).toEqual({
+        kind: "patch",
+        ops: [
+          { op: "test", path: "/spec/running", value: true },
+          { op: "remove", path: "/spec/running" },
+          { op: "add", path: "/spec/runStrategy", value: "RerunOnFailure" },
+          { op: "test", path: "/metadata/annotations/kubevirt-infra.io~1power-on-requested", value: pendingOn[POWER_ON_REQUESTED_ANNOTATION] },
+          { op: "remove", path: "/metadata/annotations/kubevirt-infra.io~1power-on-requested" },
+        ],
+      });
+    });
+
+    it("does not switch strategy under a VMI that is shutting down (the old one of a restart)", () => {
+      const vm = pendingVm({ runStrategy: "Always" });
+      expect(pendingPowerOnPlan(rec(vm, makeVmi(vm, { deletionTimestamp: DELETED })), ctx())).toBeUndefined();
+    });
+
+    it("with powerOffStaysOff false only drops the mark; without a mark there is nothing to do", () => {
+      const vm = pendingVm({ runStrategy: "Always" });
+      expect(writes(pendingPowerOnPlan(rec(vm, makeVmi(vm)), ctx({ staysOff: false }))!)[0]).toMatchObject({
+        ops: [{ op: "test" }, { op: "remove" }],
+      });
+      expect(pendingPowerOnPlan(on("Always"), ctx())).toBeUndefined();
     });
   });
 });

@@ -37,6 +37,7 @@ let webhook: https.Server;
 let webhookUrl: string;
 let caBundle: string;
 let otherCaBundle: string;
+let ca: ReturnType<typeof createCertificateAuthority>;
 const logs: string[] = [];
 const responders = new Map<string, Responder>();
 const received: { path: string; review: Review }[] = [];
@@ -45,7 +46,7 @@ const MUTATING = "mutatingwebhookconfigurations.admissionregistration.k8s.io";
 const VALIDATING = "validatingwebhookconfigurations.admissionregistration.k8s.io";
 
 beforeAll(async () => {
-  const ca = createCertificateAuthority("test-webhook-ca");
+  ca = createCertificateAuthority("test-webhook-ca");
   const other = createCertificateAuthority("some-other-ca");
   const serving = issueServerCertificate(ca, { commonName: "webhook", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
   caBundle = Buffer.from(ca.certPem).toString("base64");
@@ -304,6 +305,19 @@ describe("matching", () => {
     expect(del).toMatchObject({ operation: "DELETE", name: "dv", object: null, oldObject: { metadata: { name: "dv" } }, options: { kind: "DeleteOptions" } });
   });
 
+  it("sends dryRun to webhooks and persists nothing on dry-run writes", async () => {
+    const ns = await freshNamespace();
+    await install("Validating", webhookConfig("Validating", "dry", [{ name: "dry.example.com", path: "/ok", sideEffects: "NoneOnDryRun" }]));
+    const res = await fetch(`${api.url}/api/v1/namespaces/${ns}/configmaps?dryRun=All`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "dry" } }),
+    });
+    expect(res.status).toBe(201);
+    expect(received[0].review.request.dryRun).toBe(true);
+    expect(api.store.get("configmaps", ns, "dry")).toBeUndefined();
+  });
+
   it("does not run webhooks for ObjectStore (controller) writes", async () => {
     const ns = await freshNamespace();
     responders.set("/deny", () => ({ allowed: false }));
@@ -317,7 +331,7 @@ describe("matching", () => {
     delete (cfg.webhooks[0] as { sideEffects?: string }).sideEffects;
     const res = await fetch(`${api.url}/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(cfg) });
     expect(res.status).toBe(422);
-    expect((await res.json()).message).toContain("webhooks[0].sideEffects: Required value");
+    expect(((await res.json()) as { message: string }).message).toContain("webhooks[0].sideEffects: Required value");
     const stored = api.store.create(VALIDATING, webhookConfig("Validating", "defaults", [{ name: "d.example.com", path: "/x" }]) as never);
     expect((stored.webhooks as object[])[0]).toMatchObject({ failurePolicy: "Fail", timeoutSeconds: 10, matchPolicy: "Equivalent", namespaceSelector: {}, objectSelector: {} });
   });
@@ -345,6 +359,6 @@ describe("tls helpers (webhook and Redfish certificates)", () => {
     } finally {
       await new Promise(resolve => server.close(resolve));
     }
-    expect(() => issueServerCertificate(createCertificateAuthority("x"), { commonName: "x", dnsNames: [], ipAddresses: ["not-an-ip"] })).toThrow(/not an IP address/);
+    expect(() => issueServerCertificate(ca, { commonName: "x", dnsNames: [], ipAddresses: ["not-an-ip"] })).toThrow(/not an IP address/);
   });
 });

@@ -66,6 +66,14 @@ async function freshNamespace(labels?: Record<string, string>): Promise<string> 
   return name;
 }
 
+interface Discovery {
+  resources: { name: string; namespaced?: boolean; verbs?: string[] }[];
+  groups: { name: string }[];
+}
+async function getJson<T = Discovery>(url: string): Promise<T> {
+  return (await (await fetch(url)).json()) as T;
+}
+
 function until<T>(check: () => T | undefined, timeoutMs = 5000): Promise<T> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -233,6 +241,12 @@ describe("list and watch", () => {
     expect(await names("!env")).toEqual(["c"]);
     expect(await names(undefined, "metadata.name=b")).toEqual(["b"]);
     expect(await names(undefined, `metadata.namespace=${ns},metadata.name!=b`)).toEqual(["a", "c"]);
+    const page1 = await core.listNamespacedConfigMap({ namespace: ns, limit: 2 });
+    expect(page1.items.map(i => i.metadata!.name)).toEqual(["a", "b"]);
+    expect(page1.metadata?.remainingItemCount).toBe(1);
+    const page2 = await core.listNamespacedConfigMap({ namespace: ns, limit: 2, _continue: page1.metadata!._continue });
+    expect(page2.items.map(i => i.metadata!.name)).toEqual(["c"]);
+    expect(page2.metadata?._continue).toBeUndefined();
     expect((await failure(core.listNamespacedConfigMap({ namespace: ns, labelSelector: "tier in web" }))).code).toBe(400);
     expect((await failure(core.listNamespacedConfigMap({ namespace: ns, fieldSelector: "spec.nope=1" }))).code).toBe(400);
 
@@ -415,21 +429,21 @@ describe("custom resources and the status subresource", () => {
     expect((applied.status?.conditions as { type: string; status: string }[]).find(c => c.type === "Established")?.status).toBe("True");
     const widget = (await custom.createClusterCustomObject({ group: "example.com", version: "v1", plural: "widgets", body: { apiVersion: "example.com/v1", kind: "Widget", metadata: { name: "w1" }, size: 3 } })) as Obj;
     expect(widget.metadata?.uid).toBeDefined();
-    const discovery = await (await fetch(`${api.url}/apis/example.com/v1`)).json();
-    expect(discovery.resources.map((r: { name: string }) => r.name)).toEqual(["widgets"]);
+    const discovery = await getJson(`${api.url}/apis/example.com/v1`);
+    expect(discovery.resources.map(r => r.name)).toEqual(["widgets"]);
     await objects.delete(crd);
     expect((await fetch(`${api.url}/apis/example.com/v1/widgets`)).status).toBe(404);
   });
 
   it("serves discovery for the built-in groups, the pre-registered CRDs and KubeVirt's subresource API", async () => {
-    const groups = await (await fetch(`${api.url}/apis`)).json();
-    const names = groups.groups.map((g: { name: string }) => g.name);
+    const groups = await getJson(`${api.url}/apis`);
+    const names = groups.groups.map(g => g.name);
     for (const g of ["apiextensions.k8s.io", "admissionregistration.k8s.io", "kubevirt.io", "cdi.kubevirt.io", "pepr.dev", "subresources.kubevirt.io"]) expect(names).toContain(g);
-    const corev1 = await (await fetch(`${api.url}/api/v1`)).json();
-    expect(corev1.resources.map((r: { name: string }) => r.name)).toEqual(expect.arrayContaining(["namespaces", "nodes", "nodes/status", "configmaps", "secrets", "serviceaccounts", "events", "persistentvolumeclaims"]));
-    const kv = await (await fetch(`${api.url}/apis/kubevirt.io/v1`)).json();
+    const corev1 = await getJson(`${api.url}/api/v1`);
+    expect(corev1.resources.map(r => r.name)).toEqual(expect.arrayContaining(["namespaces", "nodes", "nodes/status", "configmaps", "secrets", "serviceaccounts", "events", "persistentvolumeclaims"]));
+    const kv = await getJson(`${api.url}/apis/kubevirt.io/v1`);
     expect(kv.resources).toEqual(expect.arrayContaining([expect.objectContaining({ name: "virtualmachines/status" }), expect.objectContaining({ name: "virtualmachineinstances", namespaced: true })]));
-    expect(await (await fetch(`${api.url}/version`)).json()).toMatchObject({ major: "1" });
+    expect(await getJson<object>(`${api.url}/version`)).toMatchObject({ major: "1" });
     expect(await (await fetch(`${api.url}/healthz`)).text()).toBe("ok");
   });
 });
@@ -555,7 +569,7 @@ describe("KubeVirt subresources", () => {
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ reason: "NotFound", message: 'virtualmachines.kubevirt.io "nope" not found' });
     expect((await fetch(url("vm1", "frobnicate"), { method: "PUT" })).status).toBe(404);
-    const discovery = await (await fetch(`${api.url}/apis/subresources.kubevirt.io/v1`)).json();
+    const discovery = await getJson(`${api.url}/apis/subresources.kubevirt.io/v1`);
     expect(discovery.resources).toContainEqual(expect.objectContaining({ name: "virtualmachines/stop", verbs: ["update"] }));
   });
 });

@@ -297,7 +297,7 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
   });
 
   it("Manual: start and stop are state change requests the controller acts on; the strategy stays Manual", async () => {
-    await createVm("manual-1", { runStrategy: "Manual", grace: 0 });
+    await createVm("manual-1", { runStrategy: "Manual", grace: 1 });
     await sleep(STEP_MS * 3);
     expect(await getVmi("manual-1")).toBeUndefined();
     expect((await put("virtualmachines", "manual-1", "start")).status).toBe(202);
@@ -308,8 +308,10 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
     }, "start request consumed");
     expect(status.runStrategy).toBe("Manual");
     expect((await put("virtualmachines", "manual-1", "stop")).status).toBe(202);
+    // The request stays until the VMI is gone (one second of grace here).
     expect((await getVm("manual-1")).status.stateChangeRequests).toEqual([{ action: "Stop", uid: vmi.metadata.uid }]);
-    await vmiGone("manual-1");
+    await waitFor(async () => (await vmStatus("manual-1")) === "Stopping", "Stopping");
+    await vmiGone("manual-1", 4000);
     await waitFor(async () => (await getVm("manual-1")).status?.stateChangeRequests === undefined, "stop request consumed");
     expect((await getVm("manual-1")).spec.runStrategy).toBe("Manual");
     expect(await put("virtualmachines", "manual-1", "stop")).toMatchObject({ status: 409, body: { message: expect.stringContaining("VM is not running") } });

@@ -167,16 +167,19 @@ export class VmController {
     if (vmi && !vmi.metadata.deletionTimestamp && !isFinal(phaseOf(vmi))) this.syncHotplugVolumes(vm, vmi);
     // status.runStrategy records the strategy acted on; a start still held back has not been acted on yet.
     const observed = startPending && !vmi ? (statusOf(vm).runStrategy as RunStrategy | undefined) : strategy;
+    const current = this.ownedVmi(vm);
+    const alive = !!current && !isFinal(phaseOf(current));
     this.writeVmStatus({
       vm,
-      vmi: this.ownedVmi(vm),
+      vmi: current,
       strategy,
       observedStrategy: observed,
       requests,
       failure,
       volumes,
       startPending: startPending && !vmi,
-      templateHash: restartRelevantHash(asRecord(asRecord(vm.spec).template).spec),
+      // Only a live VMI can need a restart; hashing every stopped VM's template on each event is wasted work.
+      templateHash: alive ? restartRelevantHash(asRecord(asRecord(vm.spec).template).spec) : undefined,
     });
   }
 

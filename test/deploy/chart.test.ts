@@ -1,0 +1,213 @@
+// The Helm chart the post-build step writes. `helm` is not available here, so: values.yaml and user values
+// are validated against values.schema.json with a JSON Schema validator (as `helm install` does), the
+// module-config part of the schema is checked against the zod schema it is generated from, every
+// `.Values.*` a template reads must exist in the schema, template actions must balance, and the
+// role-dependent RBAC template is expanded per role and compared with the manifest's rules.
+import Ajv from "ajv";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
+import { z } from "zod";
+import { loadConfig } from "../../capabilities/config/load";
+import { moduleConfigSchema } from "../../capabilities/config/schema";
+import { permissionsOf, type PolicyRule } from "../../scripts/deploy/rbac";
+import { deployValuesSchema } from "../../scripts/deploy/values";
+import { build, copyDist, fullValues, NAME, removeDir, UUID } from "./helpers";
+
+type Json = Record<string, any>;
+
+let dist: string;
+let chart: string;
+let values: Json;
+let schema: Json;
+let templates: Record<string, string>;
+
+beforeAll(async () => {
+  dist = copyDist();
+  await build(dist);
+  chart = path.join(dist, `${UUID}-chart`);
+  values = YAML.parse(fs.readFileSync(path.join(chart, "values.yaml"), "utf8"));
+  schema = JSON.parse(fs.readFileSync(path.join(chart, "values.schema.json"), "utf8"));
+  templates = Object.fromEntries(
+    fs.readdirSync(path.join(chart, "templates")).map(f => [f, fs.readFileSync(path.join(chart, "templates", f), "utf8")]),
+  );
+});
+
+afterAll(() => removeDir(dist));
+
+/** Helm's coalescing of user values over the chart's: maps merge, null deletes, anything else replaces. */
+function helmMerge(base: unknown, over: unknown): unknown {
+  if (!isMap(base) || !isMap(over)) return structuredClone(over);
+  const out: Json = structuredClone(base);
+  for (const [k, v] of Object.entries(over)) {
+    if (v === null) delete out[k];
+    else out[k] = isMap(out[k]) && isMap(v) ? helmMerge(out[k], v) : structuredClone(v);
+  }
+  return out;
+}
+
+function isMap(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+let compiled: ReturnType<Ajv["compile"]> | undefined;
+function validator() {
+  compiled ??= new Ajv({ allErrors: true, strict: false }).compile(schema);
+  return compiled;
+}
+
+describe("values.yaml and values.schema.json", () => {
+  it("keep Pepr's keys and add the module config and deploy", () => {
+    for (const key of ["admission", "watcher", "hash", "uuid", "secrets", "rbac"]) expect(values).toHaveProperty(key);
+    const configKeys = Object.keys((z.toJSONSchema(moduleConfigSchema, { io: "input" }) as Json).properties);
+    for (const key of [...configKeys, "deploy"]) expect(values, key).toHaveProperty(key);
+    expect(values.rbac).toEqual([]);
+    expect(values.admission.securityContext.seccompProfile).toEqual({ type: "RuntimeDefault" });
+  });
+
+  it("validates the chart's own values.yaml", () => {
+    const validate = validator();
+    expect(validate(values), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it("validates a full user values file merged over the defaults, as helm install -f does", () => {
+    const validate = validator();
+    const merged = helmMerge(values, fullValues());
+    expect(validate(merged), JSON.stringify(validate.errors)).toBe(true);
+    // OpenShift without a fixed UID: the user unsets the UIDs.
+    const unset = helmMerge(values, { admission: { securityContext: { runAsUser: null, runAsGroup: null, fsGroup: null } } });
+    expect(validate(unset), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it.each([
+    [{ role: "tenant" }, "/role"],
+    [{ chasis: [] }, "chasis"],
+    [{ deploy: { route: { termination: "passthrough" } } }, "/deploy/route/termination"],
+    [{ redfish: { port: "8443" } }, "/redfish/port"],
+    [{ chassis: [{ name: "c" }] }, "/chassis/0"],
+    [{ authentication: { users: [{ username: "a", chassis: ["c"], pasword: "x" }] } }, "pasword"],
+    [{ admission: { failurePolicy: "Fail" } }, "failurePolicy"],
+  ])("rejects %j", (bad, where) => {
+    const validate = validator();
+    expect(validate(helmMerge(values, bad))).toBe(false);
+    expect(JSON.stringify(validate.errors)).toContain(where);
+  });
+
+  it("has the module-config part generated from the zod schema, and the same for deploy", () => {
+    const props = schema.definitions.Values.properties;
+    const config = z.toJSONSchema(moduleConfigSchema, { io: "input", target: "draft-7" }) as Json;
+    for (const [key, property] of Object.entries(config.properties)) expect(props[key], key).toEqual(property);
+    const { $schema: _s, ...deploy } = z.toJSONSchema(deployValuesSchema, { io: "input", target: "draft-7" }) as Json;
+    expect(props.deploy).toEqual(deploy);
+  });
+
+  it("has config defaults the module accepts, and deploy defaults the deploy schema accepts", () => {
+    const configKeys = Object.keys((z.toJSONSchema(moduleConfigSchema, { io: "input" }) as Json).properties);
+    const { users, ...authentication } = values.authentication;
+    const config = { ...Object.fromEntries(configKeys.map(k => [k, values[k]])), authentication };
+    const loaded = loadConfig({ configYaml: YAML.stringify(config), usersYaml: YAML.stringify(users), env: {} });
+    expect(loaded.ok, loaded.ok ? "" : loaded.errors.join("\n")).toBe(true);
+    expect(deployValuesSchema.safeParse(values.deploy).success).toBe(true);
+    // Rule-set modes are left out so that datavolumePolicy.mode still cascades when a user sets it.
+    expect(values.datavolumePolicy.requiredLabels).toEqual({});
+  });
+});
+
+describe("templates", () => {
+  const OPEN = /\{\{-?\s*(if|with|range|define)\b/g;
+  const END = /\{\{-?\s*end\s*-?\}\}/g;
+
+  it("balance their block actions", () => {
+    for (const [file, text] of Object.entries(templates)) {
+      expect((text.match(OPEN) ?? []).length, file).toBe((text.match(END) ?? []).length);
+    }
+  });
+
+  /** Follows a .Values path through the schema ($ref, properties, free-form maps). */
+  function schemaHas(pathParts: string[]): boolean {
+    const resolve = (node: Json): Json => (node.$ref ? schema.definitions[node.$ref.replace("#/definitions/", "")] : node);
+    let node: Json = resolve(schema.definitions.Values);
+    for (const part of pathParts) {
+      node = resolve(node);
+      if (node.properties?.[part]) node = node.properties[part];
+      else if (node.additionalProperties === true || isMap(node.additionalProperties)) return true;
+      else return false;
+    }
+    return true;
+  }
+
+  it("only read values the schema defines", () => {
+    const missing: string[] = [];
+    for (const [file, text] of Object.entries(templates)) {
+      for (const match of text.matchAll(/\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)) {
+        const parts = match[1].slice(1).split(".");
+        if (parts[0] === "AsMap") continue;
+        if (!schemaHas(parts)) missing.push(`${file}: .Values.${parts.join(".")}`);
+      }
+      for (const match of text.matchAll(/dig ((?:"[^"]+" )+)"" \.Values\.AsMap/g)) {
+        const parts = [...match[1].matchAll(/"([^"]+)"/g)].map(m => m[1]);
+        if (!schemaHas(parts)) missing.push(`${file}: dig ${parts.join(".")}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it("add the Redfish Service, Route, config objects and SCC binding, and keep Pepr's webhooks' CA and paths", () => {
+    for (const file of [
+      "kubevirt-infra-redfish-service.yaml",
+      "kubevirt-infra-redfish-route.yaml",
+      "kubevirt-infra-config.yaml",
+      "kubevirt-infra-users.yaml",
+      "kubevirt-infra-nonroot-scc.yaml",
+    ]) {
+      expect(templates[file], file).toBeDefined();
+    }
+    const manifest = fs.readFileSync(path.join(dist, ".pepr-original", `pepr-module-${UUID}.yaml`), "utf8");
+    for (const file of ["mutation-webhook.yaml", "validation-webhook.yaml"]) {
+      const ca = /caBundle: (\S+)/.exec(templates[file])?.[1];
+      const webhookPath = /path: "([^"]+)"/.exec(templates[file])?.[1];
+      expect(ca && manifest.includes(ca), `${file} caBundle`).toBe(true);
+      expect(webhookPath && manifest.includes(webhookPath), `${file} path`).toBe(true);
+    }
+    expect(templates["mutation-webhook.yaml"]).toMatch(/failurePolicy: Ignore\n/);
+    expect(templates["validation-webhook.yaml"]).toContain('ternary "Fail" "Ignore" $enforces');
+    expect(templates["kubevirt-infra-config.yaml"]).toContain('omit .Values.authentication "users"');
+    expect(templates["watcher-deployment.yaml"]).toContain("path: /healthz");
+  });
+
+  /**
+   * Expands only the constructs the RBAC templates use (role guards, `with .Values.rbac`, `.Values.uuid`);
+   * anything else makes the test fail, so a template change cannot slip past this comparison.
+   */
+  function expandRbacTemplate(text: string, role: string): unknown {
+    const out: string[] = [];
+    const active: boolean[] = [];
+    for (const line of text.split("\n")) {
+      const guard = /^\{\{- if ne \.Values\.role "(\w+)" \}\}$/.exec(line);
+      if (guard) active.push(role !== guard[1]);
+      else if (line === "{{- with .Values.rbac }}") active.push(false);
+      else if (line === "{{- end }}") active.pop();
+      else if (/^\{\{- \/\*.*\*\/\}\}$/.test(line) || !active.every(Boolean)) continue;
+      else if (line.replaceAll("{{ .Values.uuid }}", "").includes("{{")) throw new Error(`unexpected template action: ${line}`);
+      else out.push(line.replaceAll("{{ .Values.uuid }}", NAME));
+    }
+    return YAML.parse(out.join("\n"));
+  }
+
+  it.each(["nested", "infra", "both"])("give the same ClusterRole as the manifest for role %s", async role => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-chart-role-"));
+    try {
+      fs.cpSync(dist, d, { recursive: true });
+      const manifest = await build(d, { role });
+      const fromChart = expandRbacTemplate(templates["cluster-role.yaml"], role) as Json;
+      // Same permissions (the chart keeps each role's rules in its own block, the manifest merges them).
+      const chartPermissions = [...permissionsOf(fromChart.rules as PolicyRule[])].sort();
+      expect(chartPermissions).toEqual([...permissionsOf(manifest.get("ClusterRole", NAME).rules as PolicyRule[])].sort());
+      expect(chartPermissions.length).toBeGreaterThan(3);
+    } finally {
+      removeDir(d);
+    }
+  });
+});

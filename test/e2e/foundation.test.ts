@@ -1,0 +1,101 @@
+// The foundation, end to end: the sandbox API server calls the BUILT module's admission server over HTTPS,
+// and a ConfigMap change is in force in both module processes (watcher and admission) within 5 s; an invalid
+// change is refused with the field named while the last good configuration stays in force.
+import { CoreV1Api, type V1ConfigMap } from "@kubernetes/client-node";
+import YAML from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestCluster, type TestCluster } from "../helpers/cluster";
+import type { ModuleProcess } from "../../sandbox/module-process";
+
+interface LogLine {
+  msg?: string;
+  configMapResourceVersion?: string;
+  [k: string]: unknown;
+}
+
+function parsed(proc: ModuleProcess | undefined): LogLine[] {
+  return (proc?.logs ?? []).flatMap(l => {
+    try {
+      return [JSON.parse(l) as LogLine];
+    } catch {
+      return [];
+    }
+  });
+}
+
+const baseConfig = {
+  role: "both",
+  infra: { namespace: "tenant1-vms" },
+  nodeMapping: [{ nodeName: "worker-0", vmName: "vm-1" }],
+};
+
+describe("foundation: sandbox + built module", () => {
+  let c: TestCluster;
+  const apiserverLog: string[] = [];
+
+  beforeAll(async () => {
+    c = await startTestCluster({
+      config: baseConfig,
+      onLog: (line, source) => {
+        if (source === "apiserver") apiserverLog.push(line);
+      },
+    });
+  });
+  afterAll(async () => c?.stop());
+
+  it("calls the module's admission server over HTTPS when a Node is created", async () => {
+    const core = c.kc.makeApiClient(CoreV1Api);
+    await core.createNode({ body: { metadata: { name: "admission-probe" }, spec: {} } });
+    // The API server verified the admission server's certificate against the webhook's caBundle and got an
+    // answer (a "call failed" line would mean TLS or transport trouble, hidden by failurePolicy Ignore).
+    const call = apiserverLog.find(l => l.includes("CREATE") && l.includes("admission-probe") && l.includes("Mutating"));
+    expect(call, apiserverLog.join("\n")).toMatch(/allowed in \d+ms/);
+    expect(apiserverLog.some(l => l.includes("admission-probe") && l.includes("call failed"))).toBe(false);
+    // ...and the admission process itself logged the request it served.
+    await c.admission!.waitForLog(/"msg":"Incoming request".*admission-probe|admission-probe.*"msg":"Incoming request"/, 5_000);
+  });
+
+  it("puts a ConfigMap change in force in the watcher and the admission process within 5 s", async () => {
+    const core = c.kc.makeApiClient(CoreV1Api);
+    // Both processes have the initial configuration.
+    await c.watcher!.waitForLog(/config applied generation=/, 20_000);
+    await c.admission!.waitForLog(/config applied generation=/, 20_000);
+
+    const current = await core.readNamespacedConfigMap({ name: "kubevirt-infra-config", namespace: "pepr-system" });
+    const changed: V1ConfigMap = {
+      ...current,
+      data: { "config.yaml": YAML.stringify({ ...baseConfig, nodeMapping: [{ nodeName: "worker-0", vmName: "vm-2" }] }) },
+    };
+    const started = Date.now();
+    const written = await core.replaceNamespacedConfigMap({ name: "kubevirt-infra-config", namespace: "pepr-system", body: changed });
+    const rv = written.metadata!.resourceVersion!;
+    const inForce = (p: ModuleProcess | undefined): boolean =>
+      parsed(p).some(l => l.msg?.startsWith("config applied") && l.configMapResourceVersion === rv);
+    await c.waitFor(() => inForce(c.watcher) && inForce(c.admission), { timeoutMs: 5_000, intervalMs: 50, what: `config rv ${rv} in both processes` });
+    const elapsed = Date.now() - started;
+    console.log(`config change in force in watcher and admission after ${elapsed} ms`);
+    expect(elapsed).toBeLessThan(5_000);
+  });
+
+  it("refuses an invalid change with the field named and keeps the last good config", async () => {
+    const core = c.kc.makeApiClient(CoreV1Api);
+    const current = await core.readNamespacedConfigMap({ name: "kubevirt-infra-config", namespace: "pepr-system" });
+    const applied = parsed(c.watcher).filter(l => l.msg?.startsWith("config applied")).length;
+    await core.replaceNamespacedConfigMap({
+      name: "kubevirt-infra-config",
+      namespace: "pepr-system",
+      body: { ...current, data: { "config.yaml": YAML.stringify({ ...baseConfig, redfish: { port: 80 } }) } },
+    });
+    const refusal = await c.watcher!.waitForLog(/config refused/, 5_000);
+    expect(refusal).toContain("redfish.port");
+    // An Event on the ConfigMap tells whoever runs `kubectl describe configmap` why.
+    const events = await c.waitFor(async () => {
+      const list = await core.listNamespacedEvent({ namespace: "pepr-system" });
+      return list.items.find(e => e.involvedObject.name === "kubevirt-infra-config" && e.type === "Warning" && e.message?.includes("redfish.port"));
+    }, { timeoutMs: 5_000, what: "Warning Event on the ConfigMap" });
+    expect(events?.message).toContain("redfish.port");
+    // Nothing new was applied in either process.
+    await new Promise(r => setTimeout(r, 1_500));
+    expect(parsed(c.watcher).filter(l => l.msg?.startsWith("config applied")).length).toBe(applied);
+  });
+});

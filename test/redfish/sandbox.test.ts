@@ -1,0 +1,87 @@
+// Redfish actions end to end against the sandbox cluster: HTTP request → app → power/boot → gateway →
+// sandbox API server → KubeVirt simulator → watch → cache → the next GET.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AUTH, PASSWORDS } from "./fixtures";
+import { startSandboxService, VM_KEY, type SandboxService } from "./sandbox-service";
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+let s: SandboxService;
+let token: string;
+beforeAll(async () => {
+  s = await startSandboxService();
+  const login = await s.request("/redfish/v1/SessionService/Sessions", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ UserName: "alice", Password: PASSWORDS.alice }),
+  });
+  expect(login.status).toBe(201);
+  token = login.headers.get("X-Auth-Token")!;
+});
+afterAll(async () => {
+  await s?.stop();
+});
+
+const get = async (path: string, auth: Record<string, string> = { "X-Auth-Token": token }) => {
+  const res = await s.request(path, { headers: auth });
+  return { status: res.status, etag: res.headers.get("ETag"), body: (await res.json()) as Json };
+};
+const reset = (id: string, resetType: string, auth: Record<string, string> = { "X-Auth-Token": token }) =>
+  s.request(`/redfish/v1/Systems/${id}/Actions/ComputerSystem.Reset`, {
+    method: "POST",
+    headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ ResetType: resetType }),
+  });
+const powerState = async (id: string) => (await get(`/redfish/v1/Systems/${id}`)).body.PowerState as string;
+
+describe("power through Redfish on the sandbox", () => {
+  it("ForceOff turns a running VM off; On starts it again (PoweringOn first); On when On is a no-op success", async () => {
+    await s.waitFor(async () => (await powerState("tenant1-vms.vm-a")) === "On", "vm-a (runStrategy Always) On");
+    const off = await reset("tenant1-vms.vm-a", "ForceOff");
+    expect([202, 204]).toContain(off.status);
+    await s.waitFor(async () => (await powerState("tenant1-vms.vm-a")) === "Off", "vm-a Off");
+
+    const on = await reset("tenant1-vms.vm-a", "On");
+    expect([202, 204]).toContain(on.status);
+    // reported as soon as the start is accepted (Ironic polls and counts PoweringOn as on)
+    expect(["PoweringOn", "On"]).toContain(await powerState("tenant1-vms.vm-a"));
+    await s.waitFor(async () => (await powerState("tenant1-vms.vm-a")) === "On", "vm-a On");
+    expect([202, 204]).toContain((await reset("tenant1-vms.vm-a", "On")).status);
+    expect(await powerState("tenant1-vms.vm-a")).toBe("On");
+  });
+
+  it("another tenant's reset is a 404 and changes nothing in the cluster", async () => {
+    const before = s.api.store.get(VM_KEY, "tenant1-vms", "vm-b")!.metadata.resourceVersion;
+    const res = await reset("tenant1-vms.vm-b", "On", { Authorization: AUTH.bob });
+    expect(res.status).toBe(404);
+    await new Promise(r => setTimeout(r, 100));
+    expect(s.api.store.get(VM_KEY, "tenant1-vms", "vm-b")!.metadata.resourceVersion).toBe(before);
+  });
+});
+
+describe("boot override through Redfish on the sandbox", () => {
+  it("PATCH Boot with the current ETag is applied to the VM and shows on the next GET", async () => {
+    const { etag } = await get("/redfish/v1/Systems/tenant1-vms.vm-b");
+    const res = await s.request("/redfish/v1/Systems/tenant1-vms.vm-b", {
+      method: "PATCH",
+      headers: { "X-Auth-Token": token, "Content-Type": "application/json", "If-Match": etag! },
+      body: JSON.stringify({ Boot: { BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Continuous" } }),
+    });
+    expect(res.status).toBe(204);
+    const boot = await s.waitFor(async () => {
+      const body = (await get("/redfish/v1/Systems/tenant1-vms.vm-b")).body;
+      return body.Boot.BootSourceOverrideTarget === "Pxe" ? body.Boot : undefined;
+    }, "the boot override in the cache");
+    expect(boot.BootSourceOverrideEnabled).toBe("Continuous");
+    // the VM in the cluster changed (the gateway wrote it), not only a view
+    expect(JSON.stringify(s.api.store.get(VM_KEY, "tenant1-vms", "vm-b")!.spec)).toContain("bootOrder");
+
+    // the old ETag no longer matches
+    const stale = await s.request("/redfish/v1/Systems/tenant1-vms.vm-b", {
+      method: "PATCH",
+      headers: { "X-Auth-Token": token, "Content-Type": "application/json", "If-Match": etag! },
+      body: JSON.stringify({ Boot: { BootSourceOverrideTarget: "Hdd" } }),
+    });
+    expect(stale.status).toBe(412);
+  });
+});
