@@ -1,45 +1,18 @@
-import typescriptEslint from "@typescript-eslint/eslint-plugin";
+// Used by `pepr build`'s format check and `npx eslint .`. Not type-aware on purpose: a type-aware lint of the
+// whole tree doubles the build time, and `tsc --noEmit` (CI) already type-checks everything.
 import tsParser from "@typescript-eslint/parser";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import js from "@eslint/js";
-import { FlatCompat } from "@eslint/eslintrc";
+import typescriptEslint from "@typescript-eslint/eslint-plugin";
 import globals from "globals";
 
-const __filename = fileURLToPath(import.meta.url);
-const __dirname = path.dirname(__filename);
-const compat = new FlatCompat({
-  baseDirectory: __dirname,
-  recommendedConfig: js.configs.recommended,
-  allConfig: js.configs.all,
-});
-
 export default [
+  { ignores: ["**/node_modules", "**/dist", "test/conformance/**", ".sandbox/**"] },
   {
-    ignores: ["**/node_modules", "**/dist", "test/conformance/**"],
-  },
-  ...compat.extends("eslint:recommended", "plugin:@typescript-eslint/recommended"),
-  {
-    plugins: {
-      "@typescript-eslint": typescriptEslint,
-    },
-
-    languageOptions: {
-      parser: tsParser,
-      parserOptions: {
-        projectService: {
-          allowDefaultProject: ["eslint.config.mjs"],
-        },
-        tsconfigRootDir: __dirname,
-        sourceType: "module",
-      },
-      globals: {
-        ...globals.node,
-      },
-    },
-
+    files: ["**/*.ts"],
+    plugins: { "@typescript-eslint": typescriptEslint },
+    languageOptions: { parser: tsParser, sourceType: "module", globals: { ...globals.node } },
     rules: {
-      "@typescript-eslint/no-floating-promises": "error",
+      ...typescriptEslint.configs.recommended.rules,
+      "@typescript-eslint/no-explicit-any": "off",
     },
   },
 ];

@@ -7,6 +7,6 @@ export default defineConfig({
     env: { PEPR_MODE: "dev", PEPR_PRETTY_LOGS: "false", LOG_LEVEL: "warn" },
     pool: "forks",
     testTimeout: 60_000,
-    hookTimeout: 120_000,
+    hookTimeout: 600_000,
   },
 });

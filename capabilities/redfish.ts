@@ -6,6 +6,7 @@ import { WatchCache, type WatchPhase } from "../redfish/cache/store";
 import type { CachedKind, KubeObject } from "../redfish/cache/types";
 import { createRedfishApp } from "../redfish/app";
 import { startBootController } from "../redfish/boot";
+import { startMediaController } from "../redfish/media";
 import { configurePower, startPowerController } from "../redfish/power";
 import { RedfishListener, type TlsMaterial } from "../redfish/server";
 import { chassisDefinitions } from "../redfish/settings";
@@ -95,6 +96,7 @@ async function startRedfishService(): Promise<void> {
   // boot-once requests recorded on VMs before a restart.
   startPowerController(redfishCache);
   startBootController(redfishCache);
+  startMediaController(redfishCache);
   await Promise.all((Object.keys(MODELS) as CachedKind[]).map(initialList));
 }
 

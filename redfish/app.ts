@@ -2,7 +2,8 @@
 // Served by redfish/server.ts in the watcher; tests drive it in-process with app.request().
 //
 // There is deliberately no response cache: every response is rendered from the watch cache for the
-// authenticated principal, after authentication and chassis authorization.
+// authenticated principal, after authentication and chassis authorization. (The one memo, of
+// ComputerSystem bodies per immutable cache record in resources/systems.ts, sits behind both.)
 import type { IncomingMessage } from "node:http";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -22,6 +23,7 @@ import { registerServiceRoot } from "./resources/service-root";
 import { registerSessionService, SESSIONS_URI } from "./resources/session-service";
 import { registerSystems } from "./resources/systems";
 import { registerTaskService } from "./resources/task-service";
+import { createVirtualMedia, registerVirtualMedia } from "./resources/virtual-media";
 import { serviceSettings } from "./settings";
 
 export type { TaskSource, TaskView } from "./resources/context";
@@ -36,7 +38,7 @@ export interface RedfishAppOptions {
   config: () => ModuleConfig | undefined;
   /** Stable id of this installation (e.g. the pepr-system namespace uid) for the ServiceRoot UUID when redfish.serviceUUID is empty. */
   installationId?: () => string | undefined;
-  /** Tasks of long operations (virtual media); without it the TaskService has no tasks. */
+  /** Tasks of long operations; default: the virtual-media imports, derived from their DataVolumes. */
   tasks?: TaskSource;
   /** Clock for session timeouts and back-off (tests). */
   now?: () => number;
@@ -63,10 +65,11 @@ export type RedfishApp = Hono<RedfishEnv>;
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
   const auth = new Authenticator(() => serviceSettings(options.config()), now);
+  const media = createVirtualMedia({ cache: options.cache, config: options.config, now });
   const deps: ServiceDeps = {
     cache: options.cache,
     auth,
-    ...(options.tasks ? { tasks: options.tasks } : {}),
+    tasks: options.tasks ?? media.tasks,
     installationId: options.installationId ?? (() => undefined),
     now,
   };
@@ -142,8 +145,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   registerSessionService(app, deps);
   registerAccountService(app, deps);
   registerTaskService(app, deps);
-  // Virtual media (Systems/{id}/VirtualMedia[/Cd], InsertMedia/EjectMedia) registers here, with the
-  // same resolveSystem() tenant lookup, and adds its links to renderSystem() and the Manager.
+  registerVirtualMedia(app, deps, media);
 
   app.notFound(c => {
     if (c.req.path.startsWith("/redfish")) {

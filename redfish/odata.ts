@@ -20,6 +20,7 @@ export const RESOURCE_SCHEMAS = {
   ManagerAccount: "v1_7_0",
   TaskService: "v1_2_0",
   Task: "v1_7_0",
+  VirtualMedia: "v1_6_0",
 } as const;
 
 export type ResourceType = keyof typeof RESOURCE_SCHEMAS;
@@ -33,6 +34,7 @@ export const COLLECTION_TYPES = {
   Session: "SessionCollection",
   ManagerAccount: "ManagerAccountCollection",
   Task: "TaskCollection",
+  VirtualMedia: "VirtualMediaCollection",
 } as const;
 
 export type CollectionType = (typeof COLLECTION_TYPES)[keyof typeof COLLECTION_TYPES];
@@ -61,11 +63,6 @@ export function collection(type: CollectionType, odataId: string, name: string, 
   };
 }
 
-/** A URL path segment for an id (ids come from Kubernetes names and config, but never trust them). */
-export function segment(id: string): string {
-  return encodeURIComponent(id);
-}
-
 // ---- ETags ----
 
 export function etagOf(serialized: string): string {
@@ -92,11 +89,9 @@ export function ifMatchHolds(header: string | undefined, etag: string): boolean 
   return etagList(header).some(t => t === "*" || t === etag);
 }
 
-/** Throws 412 PreconditionFailed when If-Match does not hold for the current representation. */
+/** Throws 412 PreconditionFailed when If-Match does not hold for the current representation of `currentBody`. */
 export function checkIfMatch(header: string | undefined, currentBody: object): void {
-  if (!ifMatchHolds(header, etagOf(JSON.stringify(currentBody)))) {
-    throw baseError(412, "PreconditionFailed");
-  }
+  checkIfMatchEtag(header, etagOf(JSON.stringify(currentBody)));
 }
 
 // ---- responses ----
@@ -118,22 +113,42 @@ export interface JsonOptions {
   conditional?: boolean;
 }
 
-export function sendJson(c: Context, body: unknown, options: JsonOptions = {}): Response {
+/** A serialized JSON body with its strong ETag. */
+export interface Representation {
+  text: string;
+  etag: string;
+  /** The `Link: <schema>; rel=describedby` value, when the body has an @odata.type. */
+  schemaLink?: string;
+}
+
+export function represent(body: unknown): Representation {
   const text = JSON.stringify(body);
+  const schemaLink = describedBy(body);
+  return { text, etag: etagOf(text), ...(schemaLink ? { schemaLink } : {}) };
+}
+
+/** Throws 412 PreconditionFailed when If-Match does not hold for the current representation. */
+export function checkIfMatchEtag(header: string | undefined, etag: string): void {
+  if (!ifMatchHolds(header, etag)) throw baseError(412, "PreconditionFailed");
+}
+
+export function sendRepresentation(c: Context, rep: Representation, options: JsonOptions = {}): Response {
   const headers: Record<string, string> = {
     "Content-Type": "application/json; charset=utf-8",
     ...options.headers,
   };
-  const schemaLink = describedBy(body);
-  if (schemaLink) headers.Link = schemaLink;
+  if (rep.schemaLink) headers.Link = rep.schemaLink;
   if (options.conditional) {
-    const etag = etagOf(text);
-    headers.ETag = etag;
-    if (noneMatchHits(c.req.header("If-None-Match"), etag)) {
-      return new Response(null, { status: 304, headers: { ETag: etag } });
+    headers.ETag = rep.etag;
+    if (noneMatchHits(c.req.header("If-None-Match"), rep.etag)) {
+      return new Response(null, { status: 304, headers: { ETag: rep.etag } });
     }
   }
-  return new Response(text, { status: options.status ?? 200, headers });
+  return new Response(rep.text, { status: options.status ?? 200, headers });
+}
+
+export function sendJson(c: Context, body: unknown, options: JsonOptions = {}): Response {
+  return sendRepresentation(c, represent(body), options);
 }
 
 export function sendError(err: RedfishError): Response {

@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   fs.rmSync(stateDir, { recursive: true, force: true });
   fs.mkdirSync(stateDir, { recursive: true });
 
-  ensureBuild();
+  await ensureBuild();
   const verbose = process.env.SANDBOX_VERBOSE === "true";
   const logFile = fs.createWriteStream(path.join(stateDir, "module.log"));
   console.log("Starting the sandbox cluster and the module...");

@@ -5,7 +5,7 @@ import { K8s, kind } from "pepr";
 import { KubeConfig } from "@kubernetes/client-node";
 import http from "node:http";
 import https from "node:https";
-import { VirtualMachine, VirtualMachineInstance } from "./kinds";
+import { DataVolume, VirtualMachine, VirtualMachineInstance } from "./kinds";
 
 /**
  * Records a Kubernetes Event on an object (best effort: a failed Event never fails the caller).
@@ -111,14 +111,27 @@ export class KubeApiError extends Error {
   }
 }
 
+/** A metav1.Status body's reason and message; the causes' messages are appended (a failed JSON patch `test`
+ * is only named there). */
+function statusFields(body: unknown, fallback: string): { reason: string; message: string } {
+  const data = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
+  const details = typeof data.details === "object" && data.details !== null ? (data.details as { causes?: unknown }) : {};
+  const causes = Array.isArray(details.causes)
+    ? details.causes.map(c => (c as { message?: unknown } | null)?.message).filter((m): m is string => typeof m === "string")
+    : [];
+  const message = typeof data.message === "string" ? data.message : fallback;
+  return {
+    reason: typeof data.reason === "string" ? data.reason : fallback,
+    message: causes.length > 0 ? `${message}: ${causes.join("; ")}` : message,
+  };
+}
+
 /** kubernetes-fluent-client throws its response object ({ status, data: Status }); transport errors carry `e`. */
 function toKubeApiError(err: unknown): KubeApiError {
   if (err instanceof KubeApiError) return err;
   const resp = typeof err === "object" && err !== null ? (err as Record<string, unknown>) : {};
   if (typeof resp.status === "number" && !("e" in resp && resp.e)) {
-    const data = typeof resp.data === "object" && resp.data !== null ? (resp.data as Record<string, unknown>) : {};
-    const reason = typeof data.reason === "string" ? data.reason : String(resp.statusText ?? "");
-    const message = typeof data.message === "string" ? data.message : String(resp.statusText ?? "request failed");
+    const { reason, message } = statusFields(resp.data, String(resp.statusText ?? "request failed"));
     return new KubeApiError(resp.status, reason, message);
   }
   const cause = "e" in resp ? resp.e : err;
@@ -176,15 +189,13 @@ async function putKubeVirtSubresource(
         res.on("end", () => {
           const status = res.statusCode ?? 0;
           if (status >= 200 && status < 300) return resolve();
-          let reason = res.statusMessage ?? "";
-          let message = text.slice(0, 500) || reason;
+          let body: unknown;
           try {
-            const parsed = JSON.parse(text) as { reason?: unknown; message?: unknown };
-            if (typeof parsed.reason === "string") reason = parsed.reason;
-            if (typeof parsed.message === "string") message = parsed.message;
+            body = JSON.parse(text);
           } catch {
-            // not a metav1.Status body: keep the raw text
+            body = undefined; // not a metav1.Status body: the raw text is the message
           }
+          const { reason, message } = statusFields(body, text.slice(0, 500) || (res.statusMessage ?? "request failed"));
           reject(new KubeApiError(status, reason, message));
         });
       },
@@ -251,5 +262,45 @@ async function readOrUndefined(read: () => Promise<unknown>): Promise<unknown | 
     const err = toKubeApiError(e);
     if (err.status === 404) return undefined;
     throw err;
+  }
+}
+
+// ---- CDI DataVolumes and their Secrets: Redfish virtual media ----
+
+/** The fields of a created object the caller needs (its uid for ownerReferences). */
+export interface CreatedObject {
+  metadata: { name: string; namespace: string; uid: string; resourceVersion?: string };
+}
+
+function created(obj: unknown): CreatedObject {
+  const meta = (obj as { metadata?: Partial<CreatedObject["metadata"]> } | undefined)?.metadata;
+  if (!meta?.name || !meta.namespace || !meta.uid) throw new KubeApiError(0, "InvalidResponse", "the API server returned no object metadata");
+  return { metadata: { name: meta.name, namespace: meta.namespace, uid: meta.uid, resourceVersion: meta.resourceVersion } };
+}
+
+/** Creates a DataVolume (virtual media import). Throws KubeApiError (409 AlreadyExists when the name is taken). */
+export async function createDataVolume(dataVolume: { metadata: { name: string; namespace: string } } & Record<string, unknown>): Promise<CreatedObject> {
+  try {
+    return created(await K8s(DataVolume).Create(dataVolume as unknown as DataVolume));
+  } catch (e) {
+    throw toKubeApiError(e);
+  }
+}
+
+/** Deletes a DataVolume (its PVC and the Secrets it owns follow by garbage collection); a missing one is success. */
+export async function deleteDataVolume(namespace: string, name: string): Promise<void> {
+  try {
+    await K8s(DataVolume).InNamespace(namespace).Delete(name);
+  } catch (e) {
+    throw toKubeApiError(e);
+  }
+}
+
+/** Creates a Secret (virtual media image credentials, owned by their DataVolume). Callers never log its data. */
+export async function createSecret(secret: { metadata: { name: string; namespace: string } } & Record<string, unknown>): Promise<CreatedObject> {
+  try {
+    return created(await K8s(kind.Secret).Create(secret as unknown as kind.Secret));
+  } catch (e) {
+    throw toKubeApiError(e);
   }
 }

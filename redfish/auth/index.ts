@@ -69,6 +69,8 @@ export class Authenticator {
   async authenticate(credentials: Credentials): Promise<Principal> {
     const settings = this.settings();
     if (credentials.token !== undefined) {
+      // An unknown token is not a failed login for back-off: 256-bit tokens cannot be guessed, and the
+      // expired sessions of legitimate clients (sushy re-authenticates on 401) must not lock their address.
       const session = this.sessions.authenticate(credentials.token, settings.sessionTimeoutSeconds);
       if (!session) throw unauthorized();
       const account = settings.users.account(session.username);

@@ -4,22 +4,17 @@
 // State on the VM: annotation kubevirt-infra.io/boot-override (see override.ts); the boot order itself is the
 // template's `bootOrder` values; the mode is `domain.firmware.bootloader`.
 import { Log } from "pepr";
-import {
-  KubeApiError,
-  patchVirtualMachine,
-  readVirtualMachine,
-  readVirtualMachineInstance,
-  type JsonPatchOp,
-} from "../../capabilities/common/gateway";
-import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
+import { KubeApiError, patchVirtualMachine, type JsonPatchOp } from "../../capabilities/common/gateway";
+import type { ClusterCache, VmRecord } from "../cache/types";
 import { removeAnnotationOps } from "../power/patch-ops";
 import { kubeFailure } from "../power/failures";
+import { freshRecord } from "../power/fresh-record";
 import { bootDevicesOf, restoredOrders, templateSpecOf } from "./devices";
 import { bootModeOf } from "./firmware";
 import { BOOT_OVERRIDE_ANNOTATION, overrideStatus } from "./override";
 import { BOOT_ENABLED, BOOT_MODES, BOOT_TARGETS, bootOrderOps, parseBootPatch, planBootPatch } from "./patch";
 
-export { overrideAwaitingStart, BOOT_OVERRIDE_ANNOTATION } from "./override";
+export { BOOT_OVERRIDE_ANNOTATION } from "./override";
 
 export interface BootView {
   BootSourceOverrideEnabled: (typeof BOOT_ENABLED)[number];
@@ -42,15 +37,6 @@ export function bootView(rec: VmRecord): BootView {
     "BootSourceOverrideTarget@Redfish.AllowableValues": BOOT_TARGETS,
     "BootSourceOverrideMode@Redfish.AllowableValues": BOOT_MODES,
   };
-}
-
-/** A fresh record from the API server, for the retry after a patch built from a stale cache entry failed. */
-async function freshRecord(rec: VmRecord): Promise<VmRecord | undefined> {
-  const { namespace, name } = rec.vm.metadata;
-  const vm = (await readVirtualMachine(namespace!, name!)) as KubeObject | undefined;
-  if (!vm) return undefined;
-  const vmi = (await readVirtualMachineInstance(namespace!, name!)) as KubeObject | undefined;
-  return { vm, vmi, dataVolumes: rec.dataVolumes };
 }
 
 /**

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { Log } from "pepr";
 import type { KubeObject, VmRecord } from "../cache/types";
-import { bootDevicesOf, matchesOrders, templateSpecOf, type BootOrders } from "./devices";
+import { bootDevicesOf, matchesOrders, templateSpecOf } from "./devices";
 
 export const BOOT_OVERRIDE_ANNOTATION = "kubevirt-infra.io/boot-override";
 
@@ -90,4 +90,3 @@ export function overrideAwaitingStart(rec: VmRecord): boolean {
   return !rec.vmi || !matchesOrders(bootDevicesOf(vmiSpec), status.record.applied);
 }
 
-export type { BootOrders };

@@ -14,7 +14,8 @@ export function kubeFailure(err: unknown, rec: VmRecord): RedfishError {
   }
   Log.warn({ namespace, name, status: err.status, reason: err.reason, message: err.message }, "Kubernetes API write failed");
   if (err.status === 404) return notFound("ComputerSystem", `${namespace}.${name}`);
-  if (err.status === 409 || err.status === 422) {
+  // 409, or a JSON patch whose `test` failed again after a fresh read: the VM keeps changing under us.
+  if (err.status === 409 || (err.status === 422 && /test(ing value .*)? failed/.test(err.message))) {
     return new RedfishError(
       409,
       `${BASE_REGISTRY}.ResourceInUse`,
@@ -30,6 +31,6 @@ export function kubeFailure(err: unknown, rec: VmRecord): RedfishError {
       { headers: { "Retry-After": "5" } },
     );
   }
-  // 400/403 and the like: the cluster refused the write (RBAC, admission): our problem, not the client's.
+  // 400/403/422 and the like: the cluster refused the write (RBAC, admission): our problem, not the client's.
   return new RedfishError(500, MessageId.GeneralError, `The cluster refused the change to VirtualMachine ${namespace}/${name}: ${err.message}`);
 }

@@ -23,17 +23,16 @@ import {
   KubeApiError,
   patchVirtualMachine,
   putVirtualMachineInstanceAction,
-  readVirtualMachine,
-  readVirtualMachineInstance,
   restartVirtualMachine,
   startVirtualMachine,
   stopVirtualMachine,
 } from "../../capabilities/common/gateway";
-import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
+import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
 import { bootModeOf } from "../boot/firmware";
 import { templateSpecOf } from "../boot/devices";
 import { kubeFailure } from "./failures";
+import { freshRecord } from "./fresh-record";
 import {
   RESET_TYPES,
   pendingPowerOnPlan,
@@ -55,10 +54,6 @@ let settings: PowerSettings = { powerOffStaysOff: true };
 /** Sets the power policy (config `redfish.powerOffStaysOff`); takes effect for the next request. */
 export function configurePower(next: PowerSettings): void {
   settings = { ...next };
-}
-
-export function currentPowerSettings(): PowerSettings {
-  return { ...settings };
 }
 
 /** The running VMI was created from an older template: only a new VMI (restart) picks the change up. */
@@ -86,15 +81,6 @@ async function execute(rec: VmRecord, write: PowerWrite): Promise<void> {
       if (write.subresource === "stop") return stopVirtualMachine(namespace, name, { gracePeriod: write.gracePeriod });
       return restartVirtualMachine(namespace, name, { gracePeriodSeconds: write.gracePeriodSeconds });
   }
-}
-
-async function freshRecord(rec: VmRecord): Promise<VmRecord | undefined> {
-  const namespace = rec.vm.metadata.namespace!;
-  const name = rec.vm.metadata.name!;
-  const vm = (await readVirtualMachine(namespace, name)) as KubeObject | undefined;
-  if (!vm) return undefined;
-  const vmi = (await readVirtualMachineInstance(namespace, name)) as KubeObject | undefined;
-  return { vm, vmi, dataVolumes: rec.dataVolumes };
 }
 
 /**

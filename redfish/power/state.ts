@@ -41,7 +41,7 @@ function restartsAfterStop(vm: Readonly<KubeObject>): boolean {
   return hasStartRequest(vm) || runStrategyOf(vm) === "Always";
 }
 
-export function isPaused(vm: Readonly<KubeObject>, vmi: Readonly<KubeObject>): boolean {
+function isPaused(vm: Readonly<KubeObject>, vmi: Readonly<KubeObject>): boolean {
   return hasCondition(vmi, "Paused") || printableStatusOf(vm) === "Paused";
 }
 

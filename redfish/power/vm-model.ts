@@ -44,8 +44,6 @@ export function runStrategyOf(vm: Readonly<KubeObject>): RunStrategy {
   return "Halted";
 }
 
-export type VmiPhase = "" | "Pending" | "Scheduling" | "Scheduled" | "Running" | "Succeeded" | "Failed" | "Unknown";
-
 export function vmiPhaseOf(vmi: Readonly<KubeObject>): string {
   const phase = statusOf(vmi).phase;
   return typeof phase === "string" ? phase : "";

@@ -63,6 +63,7 @@ export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceM
     const method = c.req.method.toUpperCase();
     if (method === "HEAD" && methods.GET) {
       const res = await methods.GET(c);
+      res.headers.set("Allow", allow);
       return new Response(null, { status: res.status, headers: res.headers });
     }
     const handler = methods[method as keyof ResourceMethods];

@@ -43,7 +43,8 @@ export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void
           UUID: uuidV5(firmwareUuid(system.rec), "manager"),
           PowerState: "On",
           Status: { State: "Enabled", Health: "OK" },
-          // The virtual-media resources add "VirtualMedia": the System's VirtualMedia collection, here.
+          // The same drive as the System's, served under the Manager's URI too (virtual-media.ts).
+          VirtualMedia: link(`${managerUri(system.id)}/VirtualMedia`),
           Links: {
             ManagerForServers: [link(systemUri(system.id))],
             ManagerForChassis: system.chassis.map(name => link(chassisUri(name))),

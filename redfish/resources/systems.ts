@@ -3,7 +3,20 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import { applyBootPatch, bootView } from "../boot";
 import { baseError, notFound } from "../errors";
-import { checkIfMatch, collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
+import type { VmRecord } from "../cache/types";
+import {
+  checkIfMatchEtag,
+  collection,
+  envelope,
+  link,
+  parseBody,
+  readJsonObject,
+  represent,
+  sendJson,
+  sendRepresentation,
+  SERVICE_ROOT,
+  type Representation,
+} from "../odata";
 import { derivePowerState, reset, RESET_TYPES } from "../power";
 import {
   chassisUri,
@@ -51,7 +64,7 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
     },
     Boot: bootView(rec),
     EthernetInterfaces: link(`${uri}/EthernetInterfaces`),
-    // The virtual-media resources add "VirtualMedia": link(`${uri}/VirtualMedia`) here.
+    VirtualMedia: link(`${uri}/VirtualMedia`),
     Links: {
       ManagedBy: [link(managerUri(id))],
       Chassis: system.chassis.map(name => link(chassisUri(name))),
@@ -63,6 +76,30 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
       },
     },
   };
+}
+
+/**
+ * Rendering memo: a ComputerSystem body is a pure function of the cache record (immutable, replaced on
+ * every change of the VM, its VMI or DataVolumes) and of the chassis links the principal may see. It is
+ * consulted only after authentication and chassis authorization, keyed by record identity and that
+ * chassis list, never by URL or credentials, so it cannot hand one tenant's system to another; it only
+ * saves re-deriving and re-hashing an unchanged body.
+ */
+const rendered = new WeakMap<VmRecord, Map<string, Representation>>();
+
+export function systemRepresentation(system: VisibleSystem): Representation {
+  let byChassis = rendered.get(system.rec);
+  if (!byChassis) {
+    byChassis = new Map();
+    rendered.set(system.rec, byChassis);
+  }
+  const key = system.chassis.join("\n");
+  let rep = byChassis.get(key);
+  if (!rep) {
+    rep = represent(renderSystem(system));
+    byChassis.set(key, rep);
+  }
+  return rep;
 }
 
 function renderInterface(system: VisibleSystem, nicId: string): Record<string, unknown> | undefined {
@@ -121,11 +158,11 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
   });
 
   resource(app, `${SERVICE_ROOT}/Systems/:id`, {
-    GET: c => sendJson(c, renderSystem(system(c)), { conditional: true }),
+    GET: c => sendRepresentation(c, systemRepresentation(system(c)), { conditional: true }),
     PATCH: async c => {
       const target = system(c);
       const body = await readJsonObject(c);
-      checkIfMatch(c.req.header("If-Match"), renderSystem(target));
+      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(target).etag);
       const keys = Object.keys(body).filter(k => !k.startsWith("@"));
       if (keys.length === 0) throw baseError(400, "EmptyJSON");
       for (const key of keys) {
@@ -142,7 +179,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     POST: async c => {
       const target = system(c);
       const body = parseBody(resetBody, await readJsonObject(c), RESET_ACTION);
-      checkIfMatch(c.req.header("If-Match"), renderSystem(target));
+      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(target).etag);
       if (!(RESET_TYPES as readonly string[]).includes(body.ResetType)) {
         throw baseError(400, "ActionParameterNotSupported", ["ResetType", RESET_ACTION], {
           resolution: `ResetType ${JSON.stringify(body.ResetType).slice(0, 64)} is not supported; use one of: ${RESET_TYPES.join(", ")}.`,

@@ -235,7 +235,8 @@ describe("the gateway's permission table", () => {
     startVirtualMachine: [
       async () => {
         await gateway.startVirtualMachine(NS, "vm-1");
-        await waitFor(() => api.store.get("virtualmachineinstances.kubevirt.io", NS, "vm-1")?.status?.phase === "Running" || undefined, "the VMI to run");
+        const phase = () => (api.store.get("virtualmachineinstances.kubevirt.io", NS, "vm-1")?.status as { phase?: string } | undefined)?.phase;
+        await waitFor(() => phase() === "Running" || undefined, "the VMI to run");
       },
     ],
     putVirtualMachineInstanceAction: (["pause", "unpause", "softreboot", "reset"] as const).map(action => () => gateway.putVirtualMachineInstanceAction(NS, "vm-1", action)),

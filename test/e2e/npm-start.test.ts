@@ -41,7 +41,7 @@ describe("npm start", () => {
   afterAll(() => fs.rmSync(stateDir, { recursive: true, force: true }));
 
   it("serves the Redfish service root over HTTPS and stops everything on Ctrl-C", async () => {
-    ensureBuild(() => undefined);
+    await ensureBuild(() => undefined);
     const redfishPort = await freePort();
     const apiPort = await freePort();
     const child = spawn("npm", ["start", "--silent"], {

@@ -24,7 +24,7 @@ export interface TestCluster extends SandboxCluster {
 
 export async function startTestCluster(opts: SandboxClusterOptions = {}): Promise<TestCluster> {
   // End-to-end suites run the BUILT module: build once (under a lock) when the sources are newer than dist/.
-  if (opts.module !== false) ensureBuild(() => undefined);
+  if (opts.module !== false) await ensureBuild(() => undefined);
   const cluster = await startSandboxCluster(opts);
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);

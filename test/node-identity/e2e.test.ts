@@ -61,11 +61,20 @@ async function configure(config: Record<string, unknown> | undefined, probeNode:
   );
 }
 
+const backfillMapping = Array.from({ length: BACKFILL_COUNT }, (_, i) => ({ nodeName: `pre-${i}`, vmName: `vm-pre-${i}` }));
+
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "node-identity-e2e-"));
-  c = await startTestCluster({ config: baseConfig });
+  // The module processes start in the first test, after the pre-existing Nodes are in place.
+  c = await startTestCluster({
+    config: { ...baseConfig, nodeMapping: [...baseConfig.nodeMapping, { nodeName: "probe-0", vmName: "vm-probe" }, ...backfillMapping] },
+    processes: [],
+  });
   core = c.kc.makeApiClient(CoreV1Api);
-  await configure({ ...baseConfig, nodeMapping: [...baseConfig.nodeMapping, { nodeName: "probe-0", vmName: "vm-probe" }] }, "probe-0", "vm-probe");
+  for (let i = 0; i < BACKFILL_COUNT; i++) {
+    // Straight into storage: these Nodes predate the module, no webhook saw them.
+    c.api.store.create("nodes", nodeBody(`pre-${i}`) as never);
+  }
 }, 180_000);
 
 afterAll(async () => {
@@ -75,6 +84,29 @@ afterAll(async () => {
 });
 
 describe("node-identity through the built admission server and watcher", () => {
+  it(`back-fills ${BACKFILL_COUNT} pre-existing Nodes after the module starts`, async () => {
+    const started = Date.now();
+    await c.startModule(["admission", "watcher"]);
+    const ready = Date.now();
+    const allDone = () =>
+      Array.from({ length: BACKFILL_COUNT }, (_, i) => i).every(i => c.api.store.get("nodes", undefined, `pre-${i}`)?.metadata.annotations?.[NAME] === `vm-pre-${i}`);
+    await c.waitFor(allDone, { timeoutMs: 60_000, intervalMs: 50, what: `${BACKFILL_COUNT} Nodes back-filled` });
+    const done = Date.now();
+    console.log(
+      `node-identity e2e back-fill: ${BACKFILL_COUNT} pre-existing Nodes annotated ${((done - started) / 1000).toFixed(2)} s after the module processes were started ` +
+        `(${((done - ready) / 1000).toFixed(2)} s after both answered /healthz)`,
+    );
+    // The admission server gets the config through the Pepr Store; wait until it runs it.
+    await c.waitFor(
+      async () => {
+        const created = await core.createNode({ body: nodeBody("probe-0") });
+        await core.deleteNode({ name: "probe-0" });
+        return created.metadata?.annotations?.[NAME] === "vm-probe";
+      },
+      { timeoutMs: 20_000, what: "the admission server to run the config" },
+    );
+  });
+
   it("annotates a Node created without annotations", async () => {
     const created = await core.createNode({ body: nodeBody("worker-0") });
     expect(identityOf(created)).toEqual({ name: "vm-1", namespace: VM_NS, legacy: "vm-1" });
@@ -110,21 +142,6 @@ describe("node-identity through the built admission server and watcher", () => {
     expect(created.metadata?.annotations?.mine).toBe("yes");
   });
 
-  it("heals Nodes written while the webhook was down (watcher back-fill)", async () => {
-    await c.stopModule(["admission"]);
-    try {
-      // failurePolicy Ignore: with the admission server gone, the write goes through unmutated.
-      const created = await core.createNode({ body: nodeBody("worker-1") });
-      expect(created.metadata?.annotations?.[NAME]).toBeUndefined();
-      await c.waitFor(async () => identityOf(await core.readNode({ name: "worker-1" })).name === "vm-2", {
-        timeoutMs: 10_000,
-        what: "the watcher to back-fill worker-1",
-      });
-    } finally {
-      await c.startModule(["admission"]);
-    }
-  });
-
   it("never blocks Node writes when the config is invalid or deleted", async () => {
     await c.applyConfig({ ...baseConfig, nodeIdentity: { enabled: "maybe" } });
     await c.watcher!.waitForLog(/config refused/, 10_000);
@@ -141,26 +158,6 @@ describe("node-identity through the built admission server and watcher", () => {
     const updated = await core.readNode({ name: "while-deleted" });
     updated.metadata!.labels = { ...updated.metadata!.labels, touched: "1" };
     expect((await core.replaceNode({ name: "while-deleted", body: updated })).metadata?.labels?.touched).toBe("1");
-  });
-
-  it(`back-fills ${BACKFILL_COUNT} pre-existing Nodes after the module starts`, async () => {
-    await c.stopModule();
-    const mapping = Array.from({ length: BACKFILL_COUNT }, (_, i) => ({ nodeName: `pre-${i}`, vmName: `vm-pre-${i}` }));
-    await c.applyConfig({ ...baseConfig, nodeMapping: mapping });
-    for (let i = 0; i < BACKFILL_COUNT; i++) {
-      // Straight into storage: these Nodes predate the module, no webhook saw them.
-      c.api.store.create("nodes", nodeBody(`pre-${i}`) as never);
-    }
-    const started = Date.now();
-    await c.startModule();
-    const ready = Date.now();
-    const allDone = () => Array.from({ length: BACKFILL_COUNT }, (_, i) => i).every(i => c.api.store.get("nodes", undefined, `pre-${i}`)?.metadata.annotations?.[NAME] === `vm-pre-${i}`);
-    await c.waitFor(allDone, { timeoutMs: 60_000, intervalMs: 50, what: `${BACKFILL_COUNT} Nodes back-filled` });
-    const done = Date.now();
-    console.log(
-      `node-identity e2e back-fill: ${BACKFILL_COUNT} pre-existing Nodes annotated ${((done - started) / 1000).toFixed(2)} s after the module processes were started ` +
-        `(${((done - ready) / 1000).toFixed(2)} s after both answered /healthz)`,
-    );
   });
 
   it("with an infra cluster and no nodeMapping, maps Nodes by systemUUID and refuses a contradicting mapping", async () => {
@@ -211,5 +208,15 @@ describe("node-identity through the built admission server and watcher", () => {
     const node = await core.readNode({ name: "uuid-node" });
     node.metadata!.labels = { ...node.metadata!.labels, touched: "again" };
     expect(identityOf(await core.replaceNode({ name: "uuid-node", body: node })).name).toBe("vm-a");
+  });
+  it("heals Nodes written while the webhook was down (watcher back-fill + discovery)", async () => {
+    await c.stopModule(["admission"]);
+    // failurePolicy Ignore: with the admission server gone, the write goes through unmutated.
+    const created = await core.createNode({ body: nodeBody("written-while-down", { systemUUID: uuid(2) }) });
+    expect(created.metadata?.annotations?.[NAME]).toBeUndefined();
+    await c.waitFor(async () => identityOf(await core.readNode({ name: "written-while-down" })).name === "vm-b", {
+      timeoutMs: 10_000,
+      what: "the watcher to back-fill written-while-down",
+    });
   });
 });

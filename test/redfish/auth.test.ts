@@ -142,6 +142,23 @@ describe("sessions", () => {
     expect((await s.request(SYSTEM, { headers: { "X-Auth-Token": alice.headers.get("X-Auth-Token")! } })).status).toBe(200);
   });
 
+  it("keeps at most 64 sessions per user, closing the least recently used one", async () => {
+    const s = testService();
+    const tokens: string[] = [];
+    for (let i = 0; i < 64; i++) {
+      tokens.push((await login(s, "bob", PASSWORDS.bob)).headers.get("X-Auth-Token")!);
+      s.clock.now += 1000;
+    }
+    // use the oldest one: the second oldest becomes the least recently used
+    expect((await s.request("/redfish/v1/Systems", { headers: { "X-Auth-Token": tokens[0] } })).status).toBe(200);
+    tokens.push((await login(s, "bob", PASSWORDS.bob)).headers.get("X-Auth-Token")!);
+    expect((await s.request("/redfish/v1/Systems", { headers: { "X-Auth-Token": tokens[1] } })).status).toBe(401);
+    expect((await s.request("/redfish/v1/Systems", { headers: { "X-Auth-Token": tokens[0] } })).status).toBe(200);
+    expect((await s.request("/redfish/v1/Systems", { headers: { "X-Auth-Token": tokens[64] } })).status).toBe(200);
+    const list = (await (await s.request("/redfish/v1/SessionService/Sessions", { headers: { "X-Auth-Token": tokens[0] } })).json()) as Json;
+    expect(list.Members).toHaveLength(64);
+  });
+
   it("rejects bad login bodies with 4xx Redfish errors and wrong credentials with 401", async () => {
     const s = testService();
     const post = (body: string) =>

@@ -29,9 +29,13 @@ function createVm(name: string, o: Parameters<typeof makeVm>[0] & { acpiSeconds?
   return sb.waitFor(() => sb.cache.getVm(sb.namespace, name), `${name} in the cache`);
 }
 
+/** On, and wait until it is finished: VMI running and the power controller done (mark gone, policy applied). */
 async function powerOn(name: string) {
   expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
-  await sb.waitFor(() => sb.state(name) === "On", `${name} On`);
+  await sb.waitFor(
+    () => sb.state(name) === "On" && sb.record(name).vm.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION] === undefined,
+    `${name} On`,
+  );
 }
 
 const vmiUid = (name: string) => sb.vmi(name)?.metadata.uid;
@@ -294,13 +298,20 @@ describe("power on sandbox KubeVirt", () => {
       spec: { source: { http: { url: "http://example.invalid/image.iso" } }, storage: { resources: { requests: { storage: "1Gi" } } } },
       status: { phase: "ImportInProgress", progress: "3.00%" },
     });
-    // RerunOnFailure and off: the state a guest power-off leaves behind.
-    await createVm(name, {
-      runStrategy: "RerunOnFailure",
-      disks: [{ name: "rootdisk", disk: {} }, { name: "media", cdrom: { bus: "sata" } }],
-      volumes: [{ name: "rootdisk", containerDisk: { image: "quay.io/example/root" } }, { name: "media", dataVolume: { name: dv } }],
+    // Powered on through Redfish, then the guest powers itself off: RerunOnFailure and off.
+    await createVm(name, { runStrategy: "Halted" });
+    await powerOn(name);
+    await sb.waitFor(() => runStrategyFields(sb.vm(name)).runStrategy === "RerunOnFailure", "policy applied");
+    sb.kubevirt.guestPowerOff(sb.namespace, name);
+    await sb.waitFor(() => sb.state(name) === "Off" && !sb.vmi(name), "guest off");
+    // Media inserted meanwhile: a CD-ROM on a DataVolume that is still importing.
+    sb.api.store.mutate("virtualmachines.kubevirt.io", sb.namespace, name, obj => {
+      const spec = structuredClone(obj.spec) as any;
+      spec.template.spec.domain.devices.disks.push({ name: "media", cdrom: { bus: "sata" } });
+      spec.template.spec.volumes.push({ name: "media", dataVolume: { name: dv } });
+      return { ...obj, spec };
     });
-    await sb.waitFor(() => (sb.record(name).vm.status as { runStrategy?: string } | undefined)?.runStrategy === "RerunOnFailure", "observed");
+    await sb.waitFor(() => JSON.stringify(sb.record(name).vm.spec).includes(dv), "media in cache");
     expect(sb.state(name)).toBe("Off");
     expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("PoweringOn");

@@ -1,0 +1,278 @@
+// InsertMedia / EjectMedia against the cluster. Per VM, one change at a time (lock.ts); every VM patch is
+// guarded by the resourceVersion it was computed from and recomputed from a fresh read when someone else
+// changed the VM meanwhile. Order of writes, so that a crash at any point leaves no broken VM:
+//   insert: create DataVolume (+ its Secret) → patch the VM to refer to it → delete the DataVolume it replaced
+//   eject:  patch the VM to drop the drive → delete the DataVolume
+// A crash leaves at most an unreferenced DataVolume of ours, which the media controller deletes. Nothing waits
+// for the import: the reply carries a Task derived from the DataVolume.
+import { randomBytes } from "node:crypto";
+import { Log } from "pepr";
+import {
+  KubeApiError,
+  createDataVolume,
+  createSecret,
+  deleteDataVolume,
+  patchVirtualMachine,
+  readVirtualMachine,
+} from "../../capabilities/common/gateway";
+import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
+import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
+import { withVmLock } from "./lock";
+import { MAX_VM_NAME_LENGTH, driveSlot, imageUrlOf, importPhase, isMediaDataVolumeOf, mediaDataVolumeName } from "./model";
+import { attachOps, credentialsSecret, detachOps, mediaDataVolume, type OwnerVm } from "./plan";
+import type { InsertRequest } from "./request";
+import type { MediaSettings } from "./settings";
+
+export interface MediaServiceDeps {
+  cache: ClusterCache;
+  settings: () => MediaSettings | undefined;
+  /** How long a request waits for the watch cache to show its own writes (read-your-writes for the next request). */
+  cacheWaitMs?: number;
+}
+
+export type InsertOutcome =
+  /** The image is already imported and attached: nothing to do (204). */
+  | { kind: "unchanged" }
+  /** The same image is still importing: no write, the existing Task (202). */
+  | { kind: "importing"; dataVolume: Readonly<KubeObject> }
+  /** A new import started (202). */
+  | { kind: "started"; dataVolume: Readonly<KubeObject> };
+
+const MAX_ATTEMPTS = 5;
+const DEFAULT_CACHE_WAIT_MS = 2000;
+
+function vmKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+function randomSuffix(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  return [...randomBytes(6)].map(b => alphabet[b % alphabet.length]).join("");
+}
+
+function isConflict(e: unknown): boolean {
+  return e instanceof KubeApiError && (e.status === 409 || e.status === 422);
+}
+
+/** Kubernetes failures as Redfish errors: never an unhandled 500, and a retry hint when retrying helps. */
+function mediaFailure(err: unknown, namespace: string, name: string): RedfishError {
+  if (err instanceof RedfishError) return err;
+  if (!(err instanceof KubeApiError)) {
+    Log.error({ namespace, name, err: err instanceof Error ? err.message : String(err) }, "virtual media: unexpected failure");
+    return new RedfishError(500, MessageId.GeneralError, "The request could not be completed because of an internal error.");
+  }
+  Log.warn({ namespace, name, status: err.status, reason: err.reason, message: err.message }, "virtual media: Kubernetes API write failed");
+  if (err.status === 404) return notFound("ComputerSystem", `${namespace}.${name}`);
+  if (isConflict(err)) {
+    return new RedfishError(
+      409,
+      `${BASE_REGISTRY}.ResourceInUse`,
+      `VirtualMachine ${namespace}/${name} kept changing while the virtual media request was processed. Retry the request.`,
+    );
+  }
+  if (err.status === 0 || err.status === 429 || err.status >= 500) {
+    return new RedfishError(503, MessageId.ServiceTemporarilyUnavailable, "The Kubernetes API server is not reachable right now. Retry the request.", ["5"], {
+      headers: { "Retry-After": "5" },
+    });
+  }
+  return new RedfishError(500, MessageId.GeneralError, `The cluster refused the virtual media change for VirtualMachine ${namespace}/${name}: ${err.message}`);
+}
+
+function foreignDrive(namespace: string, name: string, reason: string): RedfishError {
+  return new RedfishError(
+    409,
+    `${BASE_REGISTRY}.ResourceInUse`,
+    `VirtualMachine ${namespace}/${name} cannot take virtual media: ${reason}. The module does not touch volumes it did not create.`,
+  );
+}
+
+async function freshVm(namespace: string, name: string): Promise<KubeObject> {
+  const vm = (await readVirtualMachine(namespace, name)) as KubeObject | undefined;
+  if (!vm) throw notFound("ComputerSystem", `${namespace}.${name}`);
+  return vm;
+}
+
+function ownerOf(vm: KubeObject): OwnerVm {
+  const { namespace, name, uid } = vm.metadata;
+  if (!namespace || !name || !uid) throw new Error("VirtualMachine without namespace, name or uid");
+  return { namespace, name, uid };
+}
+
+/** Resolves once the cache satisfies `done` for the VM (or the time is up: the caller goes on regardless). */
+export function waitForCache(cache: ClusterCache, namespace: string, name: string, done: (rec: VmRecord | undefined) => boolean, timeoutMs: number): Promise<boolean> {
+  if (done(cache.getVm(namespace, name))) return Promise.resolve(true);
+  return new Promise(resolve => {
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(ok);
+    };
+    const unsubscribe = cache.onChange(ev => {
+      if (ev.namespace === namespace && done(cache.getVm(namespace, name))) finish(true);
+    });
+    const timer = setTimeout(() => finish(false), timeoutMs);
+  });
+}
+
+export class MediaService {
+  private readonly cacheWaitMs: number;
+
+  constructor(private readonly deps: MediaServiceDeps) {
+    this.cacheWaitMs = deps.cacheWaitMs ?? DEFAULT_CACHE_WAIT_MS;
+  }
+
+  /** InsertMedia on the VM of `rec`. Throws RedfishError. */
+  insert(rec: VmRecord, request: InsertRequest): Promise<InsertOutcome> {
+    const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
+    return withVmLock(vmKey(namespace, name), async () => {
+      try {
+        return await this.insertLocked(namespace, name, request);
+      } catch (e) {
+        throw mediaFailure(e, namespace, name);
+      }
+    });
+  }
+
+  /** EjectMedia on the VM of `rec` (an empty drive is success). Throws RedfishError. */
+  eject(rec: VmRecord): Promise<void> {
+    const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
+    return withVmLock(vmKey(namespace, name), async () => {
+      try {
+        await this.ejectLocked(namespace, name);
+      } catch (e) {
+        throw mediaFailure(e, namespace, name);
+      }
+    });
+  }
+
+  /** Our DataVolumes of the VM the cache knows, except `keep`: what an insert replaces or an eject removes. */
+  private ownedDataVolumes(vm: KubeObject, keep?: string): Readonly<KubeObject>[] {
+    const rec = this.deps.cache.getVm(vm.metadata.namespace!, vm.metadata.name!);
+    return (rec?.dataVolumes ?? []).filter(dv => isMediaDataVolumeOf(dv, vm) && dv.metadata.name !== keep);
+  }
+
+  private async insertLocked(namespace: string, name: string, request: InsertRequest): Promise<InsertOutcome> {
+    const settings = this.deps.settings();
+    if (!settings) {
+      throw new RedfishError(503, MessageId.ServiceTemporarilyUnavailable, "The module configuration is not loaded yet. Retry the request.", ["5"], {
+        headers: { "Retry-After": "5" },
+      });
+    }
+    if (name.length > MAX_VM_NAME_LENGTH) throw foreignDrive(namespace, name, `its name is longer than ${MAX_VM_NAME_LENGTH} characters`);
+
+    let created: { dataVolume: KubeObject; uid: string } | undefined;
+    let vm: KubeObject;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        vm = await freshVm(namespace, name);
+        const slot = driveSlot(vm);
+        if (slot.kind === "foreign") throw foreignDrive(namespace, name, slot.reason);
+        if (created && created.dataVolume.metadata.ownerReferences?.[0]?.uid !== vm.metadata.uid) {
+          // The VM was deleted and re-created meanwhile: the DataVolume belongs to the old one (and goes with it).
+          created = undefined;
+        }
+        if (!created && slot.kind === "attached") {
+          const current = this.ownedDataVolumes(vm).find(dv => dv.metadata.name === slot.dataVolumeName);
+          if (current && !current.metadata.deletionTimestamp && imageUrlOf(current) === request.image) {
+            const phase = importPhase(current);
+            if (phase === "ready") return { kind: "unchanged" };
+            if (phase === "importing") return { kind: "importing", dataVolume: current };
+            // failed: the same URL again means "try again": a new import replaces the failed one.
+          }
+        }
+        created ??= await this.createImport(ownerOf(vm), request, settings);
+        try {
+          await patchVirtualMachine(namespace, name, attachOps(vm, created.dataVolume.metadata.name!));
+          break;
+        } catch (e) {
+          if (!isConflict(e) || attempt >= MAX_ATTEMPTS) throw e;
+        }
+      }
+    } catch (e) {
+      if (created) await this.deleteQuietly(namespace, created.dataVolume.metadata.name!, "insert failed");
+      throw e;
+    }
+
+    const newName = created.dataVolume.metadata.name!;
+    const replaced = this.ownedDataVolumes(vm, newName);
+    for (const dv of replaced) await this.deleteQuietly(namespace, dv.metadata.name!, "replaced by a new insert");
+    await waitForCache(
+      this.deps.cache,
+      namespace,
+      name,
+      rec => {
+        if (!rec) return false;
+        const slot = driveSlot(rec.vm);
+        return slot.kind === "attached" && slot.dataVolumeName === newName && rec.dataVolumes.some(dv => dv.metadata.name === newName);
+      },
+      this.cacheWaitMs,
+    );
+    const fromCache = this.deps.cache.getVm(namespace, name)?.dataVolumes.find(dv => dv.metadata.name === newName);
+    Log.info({ namespace, name, dataVolume: newName, replaced: replaced.map(dv => dv.metadata.name) }, "virtual media inserted; import started");
+    return { kind: "started", dataVolume: fromCache ?? created.dataVolume };
+  }
+
+  /** Creates the DataVolume (a fresh name; another on a name clash) and the credentials Secret it owns. */
+  private async createImport(vm: OwnerVm, request: InsertRequest, settings: MediaSettings): Promise<{ dataVolume: KubeObject; uid: string }> {
+    for (let attempt = 1; ; attempt++) {
+      const dataVolume = mediaDataVolume(vm, mediaDataVolumeName(vm.name, randomSuffix()), request, settings);
+      let uid: string;
+      try {
+        uid = (await createDataVolume(dataVolume as KubeObject & { metadata: { name: string; namespace: string } })).metadata.uid;
+      } catch (e) {
+        if (e instanceof KubeApiError && e.status === 409 && attempt < MAX_ATTEMPTS) continue;
+        throw e;
+      }
+      const withUid: KubeObject = { ...dataVolume, metadata: { ...dataVolume.metadata, uid } };
+      if (request.credentials) {
+        try {
+          const secret = credentialsSecret(vm, { name: dataVolume.metadata.name!, uid }, request.credentials);
+          await createSecret(secret as KubeObject & { metadata: { name: string; namespace: string } });
+        } catch (e) {
+          await this.deleteQuietly(vm.namespace, dataVolume.metadata.name!, "its credentials Secret could not be created");
+          throw e;
+        }
+      }
+      return { dataVolume: withUid, uid };
+    }
+  }
+
+  private async ejectLocked(namespace: string, name: string): Promise<void> {
+    let attachedName: string | undefined;
+    let vm: KubeObject | undefined;
+    for (let attempt = 1; ; attempt++) {
+      vm = await freshVm(namespace, name);
+      const slot = driveSlot(vm);
+      // Only our drive is ever removed; a foreign disk of the same name is not virtual media.
+      if (slot.kind !== "attached") break;
+      attachedName = slot.dataVolumeName;
+      try {
+        await patchVirtualMachine(namespace, name, detachOps(vm));
+        break;
+      } catch (e) {
+        if (!isConflict(e) || attempt >= MAX_ATTEMPTS) throw e;
+      }
+    }
+    const ours = this.ownedDataVolumes(vm);
+    for (const dv of ours) await this.deleteQuietly(namespace, dv.metadata.name!, "ejected");
+    await waitForCache(
+      this.deps.cache,
+      namespace,
+      name,
+      rec => !rec || (driveSlot(rec.vm).kind !== "attached" && !rec.dataVolumes.some(dv => ours.some(o => o.metadata.name === dv.metadata.name))),
+      this.cacheWaitMs,
+    );
+    if (attachedName || ours.length > 0) {
+      Log.info({ namespace, name, dataVolumes: ours.map(dv => dv.metadata.name) }, "virtual media ejected");
+    }
+  }
+
+  /** Deletes one of our DataVolumes; a failure is logged, the media controller retries unreferenced ones. */
+  private async deleteQuietly(namespace: string, name: string, why: string): Promise<void> {
+    try {
+      await deleteDataVolume(namespace, name);
+    } catch (e) {
+      Log.warn({ namespace, dataVolume: name, why, err: e instanceof Error ? e.message : String(e) }, "virtual media: DataVolume not deleted yet");
+    }
+  }
+}
