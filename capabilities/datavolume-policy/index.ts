@@ -72,7 +72,8 @@ When(DataVolume)
       );
       if (decision.violations.length > 0 || decision.failure) logDecision(decision, request.operation, request.userInfo?.username);
       if (decision.allowed) return req.Approve(decision.warnings.length > 0 ? decision.warnings : undefined);
-      return req.Deny(decision.message, decision.failure ? 400 : 403, decision.warnings.length > 0 ? decision.warnings : undefined);
+      // No status code: Pepr 1.1.4 answers every denial with 422 whatever the callback says.
+      return req.Deny(decision.message, undefined, decision.warnings.length > 0 ? decision.warnings : undefined);
     } catch (e) {
       // decideAdmission never throws; this guards the config lookup. Without settings the modes are unknown, so
       // the request is admitted (fail open, like the webhook's failurePolicy Ignore) and the watcher audit reports.

@@ -20,10 +20,10 @@ const MODULE_NAMESPACE = "pepr-system";
 const SNAPSHOT_DATA_KEY = `${NodeIdentity.name}-v2-${INFRA_SNAPSHOT_STORE_KEY}`;
 
 const COUNTERS: Record<NodeIdentityCounter | "mutated", [string, string]> = {
-  mutated: ["node_identity_admission_mutations_total", "Node admission requests whose identity was set or corrected"],
-  patched: ["node_identity_backfill_patches_total", "Nodes whose identity the watcher's back-fill set or corrected"],
-  verificationFailed: ["node_identity_verification_failures_total", "Mappings the infra cluster or the Node contradicts"],
-  error: ["node_identity_errors_total", "Errors handled by node-identity (the Node write was never rejected)"],
+  mutated: ["kubevirt_infra_node_identity_admission_mutations_total", "Node admission requests whose identity was set or corrected"],
+  patched: ["kubevirt_infra_node_identity_backfill_patches_total", "Nodes whose identity the watcher's back-fill set or corrected"],
+  verificationFailed: ["kubevirt_infra_node_identity_verification_failures_total", "Mappings the infra cluster or the Node contradicts"],
+  error: ["kubevirt_infra_node_identity_errors_total", "Errors handled by node-identity (the Node write was never rejected)"],
 };
 for (const [name, help] of Object.values(COUNTERS)) metricsCollector.addCounter(name, help);
 const count = (counter: NodeIdentityCounter | "mutated"): void => metricsCollector.incCounter(COUNTERS[counter][0]);
@@ -95,12 +95,12 @@ When(a.Node)
   .IsDeleted()
   .Watch(node => nodeIdentityWatcher().nodeEvent(node, "DELETED"));
 
-const isBuild = process.env.PEPR_MODE === "build";
-const isDev = process.env.PEPR_MODE === "dev";
-if (process.env.PEPR_WATCH_MODE === "true" && !isBuild) {
-  // Start the infra mirror and back-fill with the pod, not with the first Node event.
-  nodeIdentityWatcher();
-} else if (!isBuild && !isDev) {
-  // Admission pod: the watcher's infra snapshot arrives through the Store.
-  Store.subscribe(() => admission.acceptSnapshot(Store.getItem(INFRA_SNAPSHOT_STORE_KEY)));
+if (process.env.PEPR_MODE !== "build") {
+  if (process.env.PEPR_WATCH_MODE === "true") {
+    // Start the infra mirror and back-fill with the pod, not with the first Node event.
+    nodeIdentityWatcher();
+  } else {
+    // Admission pods (and `pepr dev`): the watcher's infra snapshot arrives through the Store.
+    Store.subscribe(() => admission.acceptSnapshot(Store.getItem(INFRA_SNAPSHOT_STORE_KEY)));
+  }
 }

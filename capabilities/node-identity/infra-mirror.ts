@@ -94,6 +94,7 @@ const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(r
 class ResourceLoop {
   readonly items = new Map<string, VmFacts>();
   synced = false;
+  /** Consecutive failed attempts (0 after a successful list). */
   failures = 0;
   #stopped = false;
   #abort?: AbortController;
@@ -121,11 +122,15 @@ class ResourceLoop {
       try {
         const resourceVersion = await this.#list();
         backoffMs = 500;
+        this.failures = 0;
         await this.#watchUntilRelist(resourceVersion);
       } catch (error) {
         if (this.#stopped) return;
         this.failures++;
-        this.onError(`infra ${this.plural} in ${this.namespace}: ${describe(error)}`);
+        // A lasting failure (e.g. no RBAC for VMIs) is retried forever: say so now and then, not every time.
+        if (this.failures === 1 || this.failures % 10 === 0) {
+          this.onError(`infra ${this.plural} in ${this.namespace}: ${describe(error)} (attempt ${this.failures})`);
+        }
         this.onChange();
         await Promise.race([sleep(backoffMs), new Promise<void>(resolve => (this.#wake = resolve))]);
         backoffMs = Math.min(backoffMs * 2, 30_000);

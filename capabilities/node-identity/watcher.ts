@@ -155,7 +155,8 @@ export class NodeIdentityWatcher {
       { node: node.name, source: resolution.source, vm: `${resolution.target.namespace}/${resolution.target.name}`, problem: verification.problem, applied },
       `node-identity: ${message}`,
     );
-    const eventName = `${node.name}.node-identity.${digest(message)}`;
+    // Event names are DNS subdomains (at most 253 characters).
+    const eventName = `${node.name.slice(0, 220)}.node-identity.${digest(message)}`;
     void this.#deps.recordNodeEvent(node, EVENT_REASONS[verification.problem], message, eventName);
   }
 

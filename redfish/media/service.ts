@@ -145,6 +145,10 @@ export class MediaService {
     });
   }
 
+  private cachedVm(namespace: string, name: string): KubeObject | undefined {
+    return this.deps.cache.getVm(namespace, name)?.vm as KubeObject | undefined;
+  }
+
   /** Our DataVolumes of the VM the cache knows, except `keep`: what an insert replaces or an eject removes. */
   private ownedDataVolumes(vm: KubeObject, keep?: string): Readonly<KubeObject>[] {
     const rec = this.deps.cache.getVm(vm.metadata.namespace!, vm.metadata.name!);
@@ -161,24 +165,38 @@ export class MediaService {
     if (name.length > MAX_VM_NAME_LENGTH) throw foreignDrive(namespace, name, `its name is longer than ${MAX_VM_NAME_LENGTH} characters`);
 
     let created: { dataVolume: KubeObject; uid: string } | undefined;
-    let vm: KubeObject;
+    // The first attempt plans from the cache (current: the lock holder waited for its own writes to show);
+    // the patch's resourceVersion test catches anything newer, and a decision to write nothing is confirmed
+    // by a fresh read, so a lagging cache can cost a retry but never a wrong answer.
+    let vm = this.cachedVm(namespace, name);
+    let fresh = false;
     try {
       for (let attempt = 1; ; attempt++) {
-        vm = await freshVm(namespace, name);
+        if (!vm) {
+          vm = await freshVm(namespace, name);
+          fresh = true;
+        }
         const slot = driveSlot(vm);
-        if (slot.kind === "foreign") throw foreignDrive(namespace, name, slot.reason);
+        if (slot.kind === "foreign") {
+          if (!fresh) {
+            vm = undefined;
+            continue;
+          }
+          throw foreignDrive(namespace, name, slot.reason);
+        }
         if (created && created.dataVolume.metadata.ownerReferences?.[0]?.uid !== vm.metadata.uid) {
           // The VM was deleted and re-created meanwhile: the DataVolume belongs to the old one (and goes with it).
           created = undefined;
         }
-        if (!created && slot.kind === "attached") {
-          const current = this.ownedDataVolumes(vm).find(dv => dv.metadata.name === slot.dataVolumeName);
-          if (current && !current.metadata.deletionTimestamp && imageUrlOf(current) === request.image) {
-            const phase = importPhase(current);
-            if (phase === "ready") return { kind: "unchanged" };
-            if (phase === "importing") return { kind: "importing", dataVolume: current };
-            // failed: the same URL again means "try again": a new import replaces the failed one.
+        const current = slot.kind === "attached" ? this.ownedDataVolumes(vm).find(dv => dv.metadata.name === slot.dataVolumeName) : undefined;
+        if (current && !current.metadata.deletionTimestamp && imageUrlOf(current) === request.image && importPhase(current) !== "failed") {
+          if (!fresh) {
+            vm = undefined;
+            continue;
           }
+          if (created) await this.deleteQuietly(namespace, created.dataVolume.metadata.name!, "the image is already in the drive");
+          // A failed import of the same URL is not kept: inserting it again means "try again".
+          return importPhase(current) === "ready" ? { kind: "unchanged" } : { kind: "importing", dataVolume: current };
         }
         created ??= await this.createImport(ownerOf(vm), request, settings);
         try {
@@ -186,6 +204,7 @@ export class MediaService {
           break;
         } catch (e) {
           if (!isConflict(e) || attempt >= MAX_ATTEMPTS) throw e;
+          vm = undefined;
         }
       }
     } catch (e) {
@@ -239,18 +258,28 @@ export class MediaService {
 
   private async ejectLocked(namespace: string, name: string): Promise<void> {
     let attachedName: string | undefined;
-    let vm: KubeObject | undefined;
+    // As for insert: plan from the cache, confirm "nothing to detach" with a fresh read.
+    let vm = this.cachedVm(namespace, name);
+    let fresh = false;
     for (let attempt = 1; ; attempt++) {
-      vm = await freshVm(namespace, name);
+      if (!vm) {
+        vm = await freshVm(namespace, name);
+        fresh = true;
+      }
       const slot = driveSlot(vm);
       // Only our drive is ever removed; a foreign disk of the same name is not virtual media.
-      if (slot.kind !== "attached") break;
+      if (slot.kind !== "attached") {
+        if (fresh) break;
+        vm = undefined;
+        continue;
+      }
       attachedName = slot.dataVolumeName;
       try {
         await patchVirtualMachine(namespace, name, detachOps(vm));
         break;
       } catch (e) {
         if (!isConflict(e) || attempt >= MAX_ATTEMPTS) throw e;
+        vm = undefined;
       }
     }
     const ours = this.ownedDataVolumes(vm);

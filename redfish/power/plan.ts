@@ -152,11 +152,13 @@ function onPlan(rec: VmRecord, ctx: PlanContext): PowerPlan {
   // still starting from a pending On is left to the power controller.
   const strategy = runStrategyOf(rec.vm);
   if (hasPendingPowerOn(rec)) return done;
-  const misaligned = ctx.settings.powerOffStaysOff ? strategy === "Always" && hasFreshVmi(rec) : strategy === "RerunOnFailure" || strategy === "Manual";
-  if (misaligned) {
-    return patch(setRunStrategyOps(rec.vm, ctx.settings.powerOffStaysOff ? "RerunOnFailure" : "Always"));
+  if (!ctx.settings.powerOffStaysOff) {
+    return strategy === "RerunOnFailure" || strategy === "Manual" ? patch(setRunStrategyOps(rec.vm, "Always")) : done;
   }
-  return done;
+  if (strategy !== "Always") return done;
+  // Under a running VMI the switch is safe now; a VMI still to come is left to the power controller (mark).
+  if (hasFreshVmi(rec)) return patch(setRunStrategyOps(rec.vm, "RerunOnFailure"));
+  return patch(setAnnotationOps(rec.vm, POWER_ON_REQUESTED_ANNOTATION, ctx.now().toISOString()));
 }
 
 function gracefulShutdownPlan(rec: VmRecord): PowerPlan {

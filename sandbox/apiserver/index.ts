@@ -29,6 +29,10 @@ export interface ApiServer {
   registerSubresource(group: string, version: string, resource: string, subresource: string, h: SubresourceHandler): void;
   /** Writes a kubeconfig for this server (optionally with a bearer token) usable by client-node and Pepr. */
   writeKubeconfig(path: string, opts?: { token?: string }): Promise<void>;
+  /** Ends open watches (with `expired`: after a 410 Gone ERROR event, so clients must re-list); returns how many. */
+  dropWatches(opts?: { expired?: boolean }): number;
+  /** An API server restart: stops serving, then listens on the same port again after `downtimeMs`; the store is kept. */
+  restart(downtimeMs?: number): Promise<void>;
   /** Ends open watches and frees the port. */
   close(): Promise<void>;
 }
@@ -62,6 +66,8 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       };
       await fs.writeFile(path, toYaml(kubeconfig), { mode: 0o600 });
     },
+    dropWatches: watchOpts => rest.dropWatches(watchOpts),
+    restart: downtimeMs => rest.restart(downtimeMs),
     async close() {
       if (closed) return;
       closed = true;

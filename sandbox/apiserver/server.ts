@@ -93,7 +93,8 @@ export class RestServer {
   readonly #bookmarkIntervalMs: number;
   readonly #log: (line: string) => void;
   readonly #subresources = new Map<string, SubresourceHandler>();
-  readonly #watches = new Set<() => void>();
+  /** Ends an open watch stream, optionally after a last event (the 410 of dropWatches({ expired: true })). */
+  readonly #watches = new Set<(lastEvent?: { type: string; object: unknown }) => void>();
 
   constructor(opts: RestOptions) {
     this.#store = opts.store;
@@ -129,6 +130,28 @@ export class RestServer {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  /**
+   * Ends every open watch stream, as kube-apiserver does when it shuts down or times a watch out; with
+   * `expired`, each stream first gets kube's in-stream ERROR event with a 410 Gone Status (the watch can
+   * no longer be resumed; clients must list again). Returns how many watches ended. For reliability tests.
+   */
+  dropWatches(opts: { expired?: boolean } = {}): number {
+    const open = [...this.#watches];
+    const lastEvent = opts.expired
+      ? { type: "ERROR", object: statusBody(new ApiError(410, "Expired", "The resourceVersion for the provided watch is too old.")) }
+      : undefined;
+    for (const end of open) end(lastEvent);
+    return open.length;
+  }
+
+  /** Stops serving (watches end, connections close) and listens again on the same port after `downtimeMs`; the store is kept. */
+  async restart(downtimeMs = 0): Promise<void> {
+    const { port } = this.server.address() as AddressInfo;
+    await this.close();
+    if (downtimeMs > 0) await new Promise(resolve => setTimeout(resolve, downtimeMs));
+    await this.listen(port);
   }
 
   // ---- plumbing ----------------------------------------------------------------------------------
@@ -470,7 +493,8 @@ export class RestServer {
     if (bookmarks && q.get("sendInitialEvents") === "true") bookmark({ "k8s.io/initial-events-end": "true" });
     const timers: NodeJS.Timeout[] = [];
     if (bookmarks) timers.push(setInterval(() => bookmark(), this.#bookmarkIntervalMs));
-    const end = () => {
+    const end = (lastEvent?: { type: string; object: unknown }) => {
+      if (lastEvent) send(lastEvent.type, lastEvent.object);
       unsubscribe();
       timers.forEach(t => clearInterval(t));
       this.#watches.delete(end);
@@ -478,7 +502,7 @@ export class RestServer {
     };
     if (timeoutSeconds !== undefined && timeoutSeconds > 0) timers.push(setTimeout(end, timeoutSeconds * 1000));
     this.#watches.add(end);
-    res.on("close", end);
+    res.on("close", () => end());
   }
 
   // ---- writes ------------------------------------------------------------------------------------

@@ -87,7 +87,16 @@ export function renderRules(grants: readonly Grant[], values: unknown): PolicyRu
     grant.verbs.forEach(v => entry.verbs.add(v));
     merged.set(key, entry);
   }
-  return [...merged.values()]
+  // A rule adds nothing when another rule on the same resource covers all of its names and verbs.
+  const entries = [...merged.values()];
+  const covers = (big: (typeof entries)[number], small: (typeof entries)[number]) =>
+    big !== small &&
+    big.group === small.group &&
+    big.resource === small.resource &&
+    [...small.verbs].every(v => big.verbs.has(v)) &&
+    (big.names === undefined || (small.names !== undefined && small.names.every(n => big.names!.includes(n))));
+  return entries
+    .filter(small => !entries.some(big => covers(big, small) && !(covers(small, big) && entries.indexOf(small) < entries.indexOf(big))))
     .sort((a, b) => cmp(a.group, b.group) || cmp(a.resource, b.resource) || cmp(JSON.stringify(a.names ?? []), JSON.stringify(b.names ?? [])))
     .map(e => ({
       apiGroups: [e.group],
@@ -140,16 +149,13 @@ export function hasWildcard(rule: PolicyRule): boolean {
 export interface BuildBinding {
   kind: { group: string; version: string; kind: string; plural?: string };
   isWatch?: boolean;
-  isQueue?: boolean;
   isFinalize?: boolean;
   filters?: { name?: string; regexName?: string };
 }
 
 export interface BuildCapability {
   name: string;
-  namespaces?: string[];
   bindings: BuildBinding[];
-  hasSchedule?: boolean;
 }
 
 /**

@@ -55,11 +55,11 @@ beforeAll(async () => {
     ],
   });
   // The demo config reaches the admission pods through the Pepr Store: wait until it denies.
-  await c.waitFor(async () => (await createDataVolume(dataVolume("pvc-probe"), { dryRun: true })).status === 403, {
+  await c.waitFor(async () => (await createDataVolume(dataVolume("pvc-probe"), { dryRun: true })).status === 422, {
     timeoutMs: 30_000,
     what: "the demo policy to be in force",
   });
-}, 240_000);
+}, 480_000);
 
 afterAll(async () => {
   await c?.stop();
@@ -81,7 +81,7 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
 
   it("denies a CSI DataVolume missing the label, naming the label and the expected value", async () => {
     const result = await createDataVolume(dataVolume("pvc-unlabelled"));
-    expect(result.status).toBe(403);
+    expect(result.status).toBe(422);
     expect(result.body.message).toContain(`label csi-driver/cluster is missing (expected "tenant1")`);
     expect(result.body.message).toContain("infra.labels");
     expect(c.api.store.get(DV, NS, "pvc-unlabelled")).toBeUndefined();
@@ -100,15 +100,15 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ ...stored, metadata: { ...stored.metadata, labels: {} } }),
     });
-    expect(res.status).toBe(403);
+    expect(res.status).toBe(422);
     expect(((await res.json()) as { message: string }).message).toContain("this update removes or changes required labels");
   });
 
   it("denies a cross-tenant DataVolume and admits the tenant's own", async () => {
     const crossTenant = dataVolume("pvc-cross", { labels: TENANT1_LABELS });
-    await useConfig(TWO_TENANTS, async () => (await createDataVolume(crossTenant, { token: TOKENS.tenant2, dryRun: true })).status === 403);
+    await useConfig(TWO_TENANTS, async () => (await createDataVolume(crossTenant, { token: TOKENS.tenant2, dryRun: true })).status === 422);
     const denied = await createDataVolume(crossTenant, { token: TOKENS.tenant2 });
-    expect(denied.status).toBe(403);
+    expect(denied.status).toBe(422);
     expect(denied.body.message).toContain(`service account ${TENANT2_SA} is bound to tenant "tenant2"`);
     expect(denied.body.message).toContain(`labelled for tenant "tenant1"`);
     expect((await createDataVolume(dataVolume("pvc-own", { labels: TENANT2_LABELS }), { token: TOKENS.tenant2 })).status).toBe(201);
@@ -119,10 +119,10 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
     const slow = dataVolume("pvc-slow", { labels: TENANT1_LABELS, storageClassName: "slow" });
     await useConfig(
       { storageClassEnforcement: { allowAll: false, allowDefault: true, allowList: ["fast"] } },
-      async () => (await createDataVolume(slow, { dryRun: true })).status === 403,
+      async () => (await createDataVolume(slow, { dryRun: true })).status === 422,
     );
     const denied = await createDataVolume(slow);
-    expect(denied.status).toBe(403);
+    expect(denied.status).toBe(422);
     expect(denied.body.message).toContain(`storage class "slow" (spec.storage.storageClassName) is not allowed`);
     expect((await createDataVolume(dataVolume("pvc-fast", { labels: TENANT1_LABELS, storageClassName: "fast" }))).status).toBe(201);
   });
@@ -136,7 +136,7 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
   });
 
   it("reports pre-existing violating DataVolumes within seconds of the watcher's start", async () => {
-    await useConfig({ mode: "enforce" }, async () => (await createDataVolume(dataVolume("pvc-probe-enforce"), { dryRun: true })).status === 403);
+    await useConfig({ mode: "enforce" }, async () => (await createDataVolume(dataVolume("pvc-probe-enforce"), { dryRun: true })).status === 422);
     await c.stopModule(["watcher"]);
     // Written straight to storage while no watcher runs: DataVolumes that predate the module.
     for (const name of ["pvc-legacy-1", "pvc-legacy-2"]) {

@@ -103,6 +103,18 @@ describe("values.yaml and values.schema.json", () => {
     expect(props.deploy).toEqual(deploy);
   });
 
+  it("uses only regular expressions Helm's Go (RE2) validator can compile", () => {
+    const patterns: string[] = [];
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) node.forEach(walk);
+      else if (isMap(node)) for (const [k, v] of Object.entries(node)) k === "pattern" && typeof v === "string" ? patterns.push(v) : walk(v);
+    };
+    walk(schema);
+    expect(patterns.length).toBeGreaterThan(0);
+    // RE2 has no lookaround and no backreferences; JavaScript-only syntax would make `helm install` fail.
+    expect(patterns.filter(p => /\(\?[=!<]|\\[1-9]|\\k</.test(p))).toEqual([]);
+  });
+
   it("has config defaults the module accepts, and deploy defaults the deploy schema accepts", () => {
     const configKeys = Object.keys((z.toJSONSchema(moduleConfigSchema, { io: "input" }) as Json).properties);
     const { users, ...authentication } = values.authentication;

@@ -10,7 +10,7 @@ import YAML from "yaml";
 import { z } from "zod";
 import { loadConfig } from "../../capabilities/config/load";
 import { postBuild } from "../../scripts/post-build";
-import { hasWildcard, type PolicyRule } from "../../scripts/deploy/rbac";
+import { hasWildcard, permissionsOf, type PolicyRule } from "../../scripts/deploy/rbac";
 import type { KubeObject } from "../../scripts/deploy/manifest";
 import { build, copyDist, fullValues, NAME, REPO, removeDir, TEST_PASSWORD, UUID, writeValues, type Built } from "./helpers";
 
@@ -213,7 +213,7 @@ describe("the manifest with the default values", () => {
     expect(rulesOf(role)).toContainEqual({
       apiGroups: ["pepr.dev"],
       resources: ["peprstores"],
-      resourceNames: [`${NAME}-store`],
+      resourceNames: [`${NAME}-schedule`, `${NAME}-store`],
       verbs: ["get", "list", "watch", "create", "patch"],
     });
     expect(defaults.get("RoleBinding", `${NAME}-store`).subjects).toEqual([{ kind: "ServiceAccount", name: NAME, namespace: "pepr-system" }]);
@@ -275,9 +275,15 @@ describe("the manifest for a configured install", () => {
     }
   });
 
-  it("grants reading only the infra kubeconfig Secret the config names", () => {
-    expect(rulesOf(full.get("Role", `${NAME}-store`))).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: ["infra-kubeconfig"], verbs: ["get"] });
-    expect(grants(full.get("ClusterRole", NAME), "", "secrets")).toEqual([]);
+  it("reads only the Secrets the config names, and no Secret outside pepr-system", () => {
+    const role = rulesOf(full.get("Role", `${NAME}-store`));
+    for (const secret of ["infra-kubeconfig", "kubevirt-infra-redfish-tls", "kubevirt-infra-users"]) {
+      expect(role).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: [secret], verbs: ["get"] });
+    }
+    const clusterWide = [...permissionsOf(rulesOf(full.get("ClusterRole", NAME)))].filter(p => p.startsWith("core/secrets:"));
+    // Pepr watches the users Secret by name (cluster-wide list with a name field selector); virtual media
+    // creates download credentials in VM namespaces. Nothing reads other Secrets.
+    expect(clusterWide.sort()).toEqual(["core/secrets:create@*", "core/secrets:list@kubevirt-infra-users", "core/secrets:watch@kubevirt-infra-users"]);
   });
 });
 

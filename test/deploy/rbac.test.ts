@@ -26,6 +26,7 @@ import { loadBuiltCapabilities } from "../../scripts/deploy/capabilities";
 import { gatewayPermissions } from "../../scripts/deploy/permissions";
 import { hasWildcard, MODULE_NAMESPACE, permissionKey, permissionsOf, resolveResourceNames, type Grant, type PolicyRule } from "../../scripts/deploy/rbac";
 import { rbacResource, requestAttributes, type RequestAttributes } from "../../scripts/deploy/request-attributes";
+import { resolveValues } from "../../scripts/deploy/values";
 import { build, copyDist, fullValues, NAME, REPO, removeDir, UUID, type Built } from "./helpers";
 
 // ---- recording proxy -------------------------------------------------------------------------------------
@@ -96,13 +97,14 @@ function writeKubeconfig(file: string, server: string): void {
 const describeCall = (a: RequestAttributes) =>
   `${a.verb} ${a.group || "core"}/${rbacResource(a)}${a.namespace ? ` in ${a.namespace}` : ""}${a.name ? ` name=${a.name}` : ""}`;
 
-/** Test config values resolve config-named grants (e.g. the infra kubeconfig Secret). */
+/** Test values, and the config they resolve to (config-named grants: the infra kubeconfig and TLS Secrets). */
 const TEST_VALUES = fullValues();
+const TEST_CONFIG = resolveValues(TEST_VALUES).config;
 
 function grantAllows(grant: Grant, a: RequestAttributes): boolean {
   if (grant.group !== a.group || grant.resource !== rbacResource(a) || !grant.verbs.includes(a.verb as Grant["verbs"][number])) return false;
   if (grant.scope === "module" && a.namespace !== MODULE_NAMESPACE) return false;
-  const names = resolveResourceNames(grant, TEST_VALUES);
+  const names = resolveResourceNames(grant, TEST_CONFIG);
   return names === undefined || names.includes(a.name);
 }
 
@@ -225,7 +227,10 @@ describe("the gateway's permission table", () => {
     recordEvent: [() => gateway.recordEvent({ apiVersion: "v1", kind: "Node", metadata: { name: "worker-0", uid: "u1" } }, "Normal", "Test", "exercised")],
     applyConfigMap: [() => gateway.applyConfigMap(AUDIT_CONFIGMAP.namespace, AUDIT_CONFIGMAP.name, { "summary.txt": "ok" })],
     patchNode: [() => gateway.patchNode("worker-0", [{ op: "add", path: "/metadata/annotations", value: { "example.com/x": "y" } }])],
-    readSecretKey: [() => gateway.readSecretKey(MODULE_NAMESPACE, "infra-kubeconfig", "kubeconfig")],
+    readSecretKey: [
+      () => gateway.readSecretKey(MODULE_NAMESPACE, "infra-kubeconfig", "kubeconfig"),
+      () => gateway.readSecretKey(MODULE_NAMESPACE, "kubevirt-infra-redfish-tls", "tls.crt"),
+    ],
     setPeprStoreData: [
       async () => {
         seed("peprstores.pepr.dev", { apiVersion: "pepr.dev/v1", kind: "PeprStore", metadata: { name: PEPR_STORE.name, namespace: PEPR_STORE.namespace }, data: {} });
@@ -240,6 +245,19 @@ describe("the gateway's permission table", () => {
       },
     ],
     putVirtualMachineInstanceAction: (["pause", "unpause", "softreboot", "reset"] as const).map(action => () => gateway.putVirtualMachineInstanceAction(NS, "vm-1", action)),
+    createDataVolume: [
+      () =>
+        gateway.createDataVolume({
+          apiVersion: "cdi.kubevirt.io/v1beta1",
+          kind: "DataVolume",
+          metadata: { name: "iso-exercise", namespace: NS },
+          spec: { source: { http: { url: "https://images.example.com/x.iso" } }, storage: { resources: { requests: { storage: "1Gi" } } } },
+        }),
+    ],
+    deleteDataVolume: [() => gateway.deleteDataVolume(NS, "iso-exercise")],
+    createSecret: [
+      () => gateway.createSecret({ apiVersion: "v1", kind: "Secret", metadata: { name: "iso-credentials", namespace: NS }, stringData: { accessKeyId: "u", secretKey: "p" } }),
+    ],
     readVirtualMachine: [() => gateway.readVirtualMachine(NS, "vm-1")],
     readVirtualMachineInstance: [() => gateway.readVirtualMachineInstance(NS, "vm-1")],
     patchVirtualMachine: [() => gateway.patchVirtualMachine(NS, "vm-1", [{ op: "add", path: "/metadata/labels", value: { exercised: "true" } }])],

@@ -48,6 +48,8 @@ describe("npm start", () => {
       cwd: root,
       env: { ...process.env, REDFISH_PORT: String(redfishPort), SANDBOX_API_PORT: String(apiPort), SANDBOX_STATE_DIR: stateDir },
       stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group, like a terminal's foreground job: Ctrl-C signals the whole group.
+      detached: true,
     });
     let output = "";
     child.stdout.on("data", d => (output += d));
@@ -78,14 +80,14 @@ describe("npm start", () => {
 
       const tree = [child.pid!, ...descendants(child.pid!)];
       expect(tree.length).toBeGreaterThanOrEqual(3); // npm, the start script, and the module processes
-      // Ctrl-C in a terminal signals the whole foreground process group; here npm forwards it.
-      child.kill("SIGINT");
+      // What Ctrl-C does in a terminal: SIGINT to every process of the foreground process group.
+      process.kill(-child.pid!, "SIGINT");
       await new Promise(r => child.once("exit", r));
       const deadlineGone = Date.now() + 10_000;
       while (tree.some(alive) && Date.now() < deadlineGone) await new Promise(r => setTimeout(r, 100));
       expect(tree.filter(alive)).toEqual([]);
     } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, "SIGKILL");
     }
   }, 150_000);
 });

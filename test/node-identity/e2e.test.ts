@@ -2,6 +2,7 @@
 // server, which calls the generated MutatingWebhookConfiguration over HTTPS exactly as kube-apiserver does.
 // Nodes are written with @kubernetes/client-node; what comes back is what the cluster stored.
 import fs from "node:fs";
+import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { CoreV1Api, type V1Node } from "@kubernetes/client-node";
@@ -47,6 +48,23 @@ const identityOf = (n: V1Node) => ({
   namespace: n.metadata?.annotations?.[NAMESPACE],
   legacy: n.metadata?.annotations?.[LEGACY],
 });
+
+/** A counter from a module process's Prometheus /metrics endpoint (HTTPS, the sandbox CA). */
+function metric(port: number, name: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    https
+      .get({ host: "127.0.0.1", port, path: "/metrics", ca: c.caPem, servername: "localhost" }, res => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", chunk => (text += chunk));
+        res.on("end", () => {
+          const line = text.split("\n").find(l => l.startsWith(`${name} `));
+          resolve(line ? Number(line.split(" ")[1]) : Number.NaN);
+        });
+      })
+      .on("error", reject);
+  });
+}
 
 /** Applies the config and waits until the admission process runs it (it arrives through the Pepr Store). */
 async function configure(config: Record<string, unknown> | undefined, probeNode: string, expectVm: string | undefined): Promise<void> {
@@ -205,10 +223,24 @@ describe("node-identity through the built admission server and watcher", () => {
     );
     expect(event?.type).toBe("Warning");
     expect(event?.message).toMatch(/not applied/);
-    const node = await core.readNode({ name: "uuid-node" });
-    node.metadata!.labels = { ...node.metadata!.labels, touched: "again" };
-    expect(identityOf(await core.replaceNode({ name: "uuid-node", body: node })).name).toBe("vm-a");
+    // An UPDATE through the admission server (once it runs the new config) keeps the verified identity and
+    // counts the refused mapping; the watcher counted it too.
+    const failures = "pepr_kubevirt_infra_node_identity_verification_failures_total";
+    await c.waitFor(
+      async () => {
+        const node = await core.readNode({ name: "uuid-node" });
+        node.metadata!.labels = { ...node.metadata!.labels, touched: String(Date.now()) };
+        const updated = await core.replaceNode({ name: "uuid-node", body: node });
+        if (identityOf(updated).name !== "vm-a") throw new Error(`uuid-node changed to ${identityOf(updated).name}`);
+        return (await metric(c.admission!.port, failures)) > 0;
+      },
+      { timeoutMs: 10_000, what: "the admission server to refuse the contradicting mapping" },
+    );
+    expect(identityOf(await core.readNode({ name: "uuid-node" })).name).toBe("vm-a");
+    expect(await metric(c.watcher!.port, "pepr_kubevirt_infra_node_identity_verification_failures_total")).toBeGreaterThan(0);
+    expect(await metric(c.watcher!.port, "pepr_kubevirt_infra_node_identity_backfill_patches_total")).toBeGreaterThanOrEqual(BACKFILL_COUNT);
   });
+
   it("heals Nodes written while the webhook was down (watcher back-fill + discovery)", async () => {
     await c.stopModule(["admission"]);
     // failurePolicy Ignore: with the admission server gone, the write goes through unmutated.

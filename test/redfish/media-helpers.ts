@@ -44,8 +44,11 @@ export interface MediaSandbox {
   cdi: CdiSimulator;
   config: ModuleConfig;
   watcher: Watcher;
-  /** Stops the current watcher and starts a new one from the cluster state (what a pod restart does). */
-  restartWatcher(): Watcher;
+  /**
+   * Stops the current watcher and starts a new one from the cluster state (what a pod restart does).
+   * `reverseSeed` lists DataVolumes first and VirtualMachines last (the initial lists race each other).
+   */
+  restartWatcher(opts?: { reverseSeed?: boolean }): Watcher;
   /** A VM in tenant1-vms (alice's chassis) with a root disk; Halted. */
   createVm(name: string, opts?: { runStrategy?: string }): void;
   /** The VM's DataVolumes of our making, as the API server has them. */
@@ -70,11 +73,11 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
   for (const name of ["tenant1-vms", "tenant2-vms"]) api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } });
   const config = testConfig({ datavolume: { storageSize: "1Gi", sizeMarginPercent: 10, importTimeoutSeconds: 600 }, ...opts.config });
 
-  const startWatcher = (): Watcher => {
+  const startWatcher = (reverseSeed = false): Watcher => {
     const cache = new WatchCache(chassisDefinitions(config));
     // Controllers first, as in capabilities/redfish.ts: seeding replays every object to them.
     const stops = [startPowerController(cache), startBootController(cache), startMediaController(cache)];
-    for (const [kind, key] of KINDS) {
+    for (const [kind, key] of reverseSeed ? [...KINDS].reverse() : KINDS) {
       cache.seed(kind, api.store.list(key) as KubeObject[]);
       stops.push(api.store.watch(key, undefined, ev => cache.apply(kind, ev.type, ev.object as KubeObject)));
     }
@@ -89,9 +92,9 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
     cdi,
     config,
     watcher: startWatcher(),
-    restartWatcher() {
+    restartWatcher(o = {}) {
       sandbox.watcher.stop();
-      sandbox.watcher = startWatcher();
+      sandbox.watcher = startWatcher(o.reverseSeed);
       return sandbox.watcher;
     },
     createVm(name, o = {}) {

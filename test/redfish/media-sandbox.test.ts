@@ -122,7 +122,7 @@ describe("imports that take time or fail", () => {
     await sb.waitFor(async () => {
       const res = await sb.request(monitor);
       if (res.status === 202) {
-        const body = await res.json();
+        const body = (await res.json()) as any;
         states.add(body.TaskState);
         if (typeof body.PercentComplete === "number" && body.PercentComplete !== seen[seen.length - 1]) seen.push(body.PercentComplete);
         // While the import runs the VM has not started, and the drive is not inserted yet.
@@ -166,7 +166,7 @@ describe("imports that take time or fail", () => {
     expect(cd).toMatchObject({ Image: image, Inserted: false, Status: { Health: "Warning" } });
     const res = await sb.request(monitor);
     expect(res.status).toBe(400);
-    expect((await res.json()).error["@Message.ExtendedInfo"][0].Resolution).toContain("got 404");
+    expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("got 404");
 
     // KubeVirt does not start a VM whose DataVolume failed: no VMI, ever, from the broken media.
     await new Promise(r => setTimeout(r, 300));

@@ -95,6 +95,12 @@ describe("planReset", () => {
       expect(planReset(on(), "On", ctx())).toEqual({ status: 204, writes: [] });
       const starting = makeVm({ runStrategy: "RerunOnFailure", status: { runStrategy: "Halted" } });
       expect(planReset(rec(starting), "On", ctx())).toEqual({ status: 204, writes: [] });
+      const marked = makeVm({ runStrategy: "Always", annotations: pendingOn });
+      expect(planReset(rec(marked), "On", ctx())).toEqual({ status: 204, writes: [] });
+    });
+
+    it("On of an Always VM that is still starting marks it, so the controller applies the policy to its VMI", () => {
+      expect(writes(planReset(rec(makeVm({ runStrategy: "Always" })), "On", ctx()))).toEqual([{ kind: "patch", ops: [mark] }]);
     });
 
     it("On of a running Always VM aligns it with the power-off policy", () => {

@@ -1,0 +1,578 @@
+// npm run bench: the performance figures of QUALITY.md, measured against the sandbox cluster with the BUILT
+// module (admission server and watcher as real processes, Redfish over HTTPS), baselines in the same run:
+//   1. GET /redfish/v1/Systems/{id} (Basic auth, watch cache) vs a bare Hono server, 50 connections
+//   2. watch freshness: API write -> change visible through Redfish
+//   3. power action reply time (POST ComputerSystem.Reset) vs a plain API write
+//   4. admission: Node mutate and DataVolume validate straight to the admission server (HTTPS, 50 concurrent),
+//      O(1) check with 2,000 node mappings, and the end-to-end API write through the webhook vs one without
+//   5. 10,000 VMs in 100 namespaces: Systems collection latency, watcher RSS, cache memory per VM
+// Output: a table and the JSON document on stdout, the JSON in bench-results.json; progress on stderr.
+// Loopback traffic only. BENCH_QUICK=1 shortens every phase (a smoke run, not figures to publish).
+import bcrypt from "bcryptjs";
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import https from "node:https";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { ensureBuild } from "../ensure-build";
+import { startSandboxCluster, ensureNamespace, type SandboxCluster } from "../../sandbox/cluster";
+import { demoVirtualMachine } from "../../sandbox/demo";
+import { waitForHttps } from "../../sandbox/module-process";
+import type { KubeObject } from "../../sandbox/apiserver/types";
+import { basicAuth, requester, type Requester } from "./client";
+import { runLoad, type LoadResult } from "./load";
+import { renderTable } from "./report";
+import { elapsedMs, median, summarize, type LatencySummary } from "./stats";
+
+const QUICK = process.env.BENCH_QUICK === "1";
+const PLAN = {
+  connections: 50,
+  warmupSeconds: QUICK ? 1 : 2,
+  loadSeconds: QUICK ? 2 : 5,
+  rounds: QUICK ? 1 : 3,
+  freshnessChanges: QUICK ? 20 : 100,
+  freshnessChangesAtScale: QUICK ? 10 : 50,
+  powerVms: QUICK ? 10 : 30,
+  scaleNamespaces: 100,
+  scaleVmsPerNamespace: QUICK ? 10 : 100,
+  collectionSamples: QUICK ? 5 : 20,
+  mappingsForScaleCheck: 2_000,
+};
+
+const VM_KEY = "virtualmachines.kubevirt.io";
+const BENCH_NAMESPACE = "bench-vms";
+const PASSWORD = "bench-password-1";
+const RESULTS_FILE = path.resolve(process.cwd(), "bench-results.json");
+const ROOT = path.resolve(__dirname, "..", "..");
+
+const progress = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const pad = (n: number, width: number) => String(n).padStart(width, "0");
+
+// ---- the cluster under test ----
+
+const scaleNamespaces = range(PLAN.scaleNamespaces).map(i => `scale-${pad(i, 3)}`);
+const powerVmNames = range(PLAN.powerVms).map(i => `power-${i}`);
+const benchNodes = range(PLAN.connections).map(i => `bench-node-${i}`);
+
+function moduleConfig(extraMappings = 0): Record<string, unknown> {
+  return {
+    role: "both",
+    chassis: [{ name: "bench", namespace: BENCH_NAMESPACE }, ...scaleNamespaces.map(ns => ({ name: ns, namespace: ns }))],
+    infra: { namespace: BENCH_NAMESPACE },
+    nodeMapping: [
+      ...benchNodes.map((nodeName, i) => ({ nodeName, vmName: `node-vm-${i}` })),
+      ...range(extraMappings).map(i => ({ nodeName: `extra-node-${i}`, vmName: `extra-vm-${i}` })),
+    ],
+    nodeIdentity: { enabled: true },
+    datavolumePolicy: {
+      enabled: true,
+      mode: "enforce",
+      namespaces: [BENCH_NAMESPACE],
+      csiNamePrefix: "pvc-",
+      csiServiceAccounts: ["system:serviceaccount:t1-csi:kubevirt-csi-controller"],
+      tenants: [{ name: "t1", labels: "csi-driver/cluster=t1", serviceAccounts: ["system:serviceaccount:t1-csi:kubevirt-csi-controller"] }],
+    },
+  };
+}
+
+function users(passwordHash: string): Record<string, unknown>[] {
+  return [
+    { username: "bench", passwordHash, chassis: ["bench"] },
+    { username: "fleet", passwordHash, chassis: scaleNamespaces },
+  ];
+}
+
+let macCounter = 0;
+function vm(namespace: string, name: string, status?: unknown): KubeObject {
+  const n = ++macCounter;
+  const mac = `02:00:${[24, 16, 8, 0].map(shift => ((n >> shift) & 0xff).toString(16).padStart(2, "0")).join(":")}`;
+  const uuid = `5e1d0000-0000-4000-8000-${pad(n, 12)}`;
+  const obj = demoVirtualMachine(namespace, name, uuid, mac);
+  return status === undefined ? obj : { ...obj, status: structuredClone(status) };
+}
+
+// ---- measurements ----
+
+interface GetComparison {
+  bodyBytes: number;
+  rounds: { baseline: LoadResult; redfish: LoadResult }[];
+  baseline: { requestsPerSecond: number; p50: number; p99: number };
+  redfish: { requestsPerSecond: number; p50: number; p99: number };
+  throughputRatio: number;
+}
+
+function medianOfRounds(results: LoadResult[]): { requestsPerSecond: number; p50: number; p99: number } {
+  return {
+    requestsPerSecond: median(results.map(r => r.requestsPerSecond)),
+    p50: median(results.map(r => r.latencyMs.p50)),
+    p99: median(results.map(r => r.latencyMs.p99)),
+  };
+}
+
+function startBaselineServer(cluster: SandboxCluster, getBody: string, postBody: string): Promise<{ port: number; child: ChildProcess }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-baseline-"));
+  fs.writeFileSync(path.join(dir, "get.json"), getBody);
+  fs.writeFileSync(path.join(dir, "post.json"), postBody);
+  const child = spawn(
+    process.execPath,
+    ["--require", path.join(ROOT, "sandbox", "exit-with-parent.cjs"), "--import", "tsx", path.join(__dirname, "baseline-server.ts")],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/tmp",
+        NODE_ENV: "production",
+        BENCH_TLS_KEY: path.join(cluster.stateDir, "tls.key"),
+        BENCH_TLS_CERT: path.join(cluster.stateDir, "tls.crt"),
+        BENCH_GET_BODY: path.join(dir, "get.json"),
+        BENCH_POST_BODY: path.join(dir, "post.json"),
+      },
+    },
+  );
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.once("line", line => resolve({ port: (JSON.parse(line) as { port: number }).port, child }));
+    child.once("exit", code => reject(new Error(`baseline server exited with ${code}`)));
+  });
+}
+
+async function compareGet(cluster: SandboxCluster, baselinePort: number, systemPath: string, auth: string): Promise<Omit<GetComparison, "bodyBytes">> {
+  const targets = {
+    baseline: { url: `https://127.0.0.1:${baselinePort}${systemPath}`, headers: {} as Record<string, string> },
+    redfish: { url: `https://127.0.0.1:${cluster.redfishPort}${systemPath}`, headers: { Authorization: auth } },
+  };
+  for (const [name, t] of Object.entries(targets)) {
+    progress(`GET warm-up: ${name}`);
+    await runLoad({ url: t.url, headers: t.headers, connections: PLAN.connections, durationSeconds: PLAN.warmupSeconds });
+  }
+  const rounds: { baseline: LoadResult; redfish: LoadResult }[] = [];
+  for (let round = 0; round < PLAN.rounds; round++) {
+    // Alternate the targets, so drift on the machine (other load, thermal) hits both alike.
+    const baseline = await runLoad({ url: targets.baseline.url, connections: PLAN.connections, durationSeconds: PLAN.loadSeconds });
+    const measured = await runLoad({ url: targets.redfish.url, headers: targets.redfish.headers, connections: PLAN.connections, durationSeconds: PLAN.loadSeconds });
+    progress(`GET round ${round + 1}: baseline ${baseline.requestsPerSecond} req/s, redfish ${measured.requestsPerSecond} req/s (non-2xx ${measured.non2xx})`);
+    rounds.push({ baseline, redfish: measured });
+  }
+  const baseline = medianOfRounds(rounds.map(r => r.baseline));
+  const measured = medianOfRounds(rounds.map(r => r.redfish));
+  return { rounds, baseline, redfish: measured, throughputRatio: Math.round((measured.requestsPerSecond / baseline.requestsPerSecond) * 1000) / 1000 };
+}
+
+/** Time from an API write (merge patch of the VM's firmware serial) until GET Systems/{id} shows it. */
+async function measureFreshness(api: Requester, redfish: Requester, namespace: string, name: string, auth: string, changes: number): Promise<{ visibleMs: LatencySummary; writeReplyMs: LatencySummary }> {
+  const visible: number[] = [];
+  const writes: number[] = [];
+  const systemPath = `/redfish/v1/Systems/${namespace}.${name}`;
+  for (let i = 0; i < changes; i++) {
+    const serial = `fresh-${Date.now()}-${i}`;
+    const start = process.hrtime.bigint();
+    const write = await api("PATCH", `/apis/kubevirt.io/v1/namespaces/${namespace}/virtualmachines/${name}`, {
+      headers: { "Content-Type": "application/merge-patch+json" },
+      body: JSON.stringify({ spec: { template: { spec: { domain: { firmware: { serial } } } } } }),
+    });
+    if (write.status !== 200) throw new Error(`freshness write failed: ${write.status} ${write.text.slice(0, 200)}`);
+    writes.push(write.ms);
+    for (;;) {
+      const res = await redfish("GET", systemPath, { headers: { Authorization: auth } });
+      if (res.status === 200 && (JSON.parse(res.text) as { SerialNumber?: string }).SerialNumber === serial) break;
+      if (elapsedMs(start) > 10_000) throw new Error(`change ${i} not visible through Redfish after 10 s`);
+    }
+    visible.push(elapsedMs(start));
+  }
+  return { visibleMs: summarize(visible), writeReplyMs: summarize(writes) };
+}
+
+async function waitForPowerState(redfish: Requester, auth: string, ids: string[], state: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const id of ids) {
+    for (;;) {
+      const res = await redfish("GET", `/redfish/v1/Systems/${id}`, { headers: { Authorization: auth } });
+      if (res.status === 200 && (JSON.parse(res.text) as { PowerState?: string }).PowerState === state) break;
+      if (Date.now() > deadline) throw new Error(`${id} not ${state} within ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  }
+}
+
+async function measurePower(api: Requester, redfish: Requester, auth: string) {
+  const reset = async (id: string, resetType: string) => {
+    const res = await redfish("POST", `/redfish/v1/Systems/${id}/Actions/ComputerSystem.Reset`, {
+      headers: { Authorization: auth, "Content-Type": "application/json" },
+      body: JSON.stringify({ ResetType: resetType }),
+    });
+    if (res.status !== 204 && res.status !== 202) throw new Error(`Reset ${resetType} on ${id}: ${res.status} ${res.text.slice(0, 300)}`);
+    return res.ms;
+  };
+  const ids = powerVmNames.map(name => `${BENCH_NAMESPACE}.${name}`);
+  const on: number[] = [];
+  for (const id of ids) on.push(await reset(id, "On"));
+  progress("power: waiting for every VM to be On");
+  await waitForPowerState(redfish, auth, ids, "On");
+  const forceOff: number[] = [];
+  for (const id of ids) forceOff.push(await reset(id, "ForceOff"));
+  await waitForPowerState(redfish, auth, ids, "Off");
+  // Baseline: the same kind of API write the action makes (a merge patch of the VM), straight to the API server.
+  const apiWrite: number[] = [];
+  for (const name of powerVmNames) {
+    const res = await api("PATCH", `/apis/kubevirt.io/v1/namespaces/${BENCH_NAMESPACE}/virtualmachines/${name}`, {
+      headers: { "Content-Type": "application/merge-patch+json" },
+      body: JSON.stringify({ metadata: { annotations: { "bench.kubevirt-infra.io/touched": String(Date.now()) } } }),
+    });
+    if (res.status !== 200) throw new Error(`baseline VM patch: ${res.status}`);
+    apiWrite.push(res.ms);
+  }
+  return { on: summarize(on), forceOff: summarize(forceOff), all: summarize([...on, ...forceOff]), apiWriteBaseline: summarize(apiWrite) };
+}
+
+function admissionReview(kind: { group: string; version: string; kind: string }, resource: string, namespace: string | undefined, object: KubeObject, username: string): string {
+  const gvr = { group: kind.group, version: kind.version, resource };
+  return JSON.stringify({
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    request: {
+      uid: "[<id>]",
+      kind,
+      resource: gvr,
+      requestKind: kind,
+      requestResource: gvr,
+      name: object.metadata.name,
+      ...(namespace ? { namespace } : {}),
+      operation: "CREATE",
+      userInfo: { username, groups: ["system:authenticated"] },
+      object,
+      oldObject: null,
+      dryRun: false,
+      options: { kind: "CreateOptions", apiVersion: "meta.k8s.io/v1" },
+    },
+  });
+}
+
+function webhookUrls(cluster: SandboxCluster): { mutate: string; validate: string } {
+  const url = (resource: string) => {
+    const [config] = cluster.api.store.list(resource);
+    const hooks = (config?.webhooks as { clientConfig: { url?: string } }[] | undefined) ?? [];
+    const found = hooks.find(h => h.clientConfig.url)?.clientConfig.url;
+    if (!found) throw new Error(`no webhook URL in ${resource}`);
+    return found;
+  };
+  return {
+    mutate: url("mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+    validate: url("validatingwebhookconfigurations.admissionregistration.k8s.io"),
+  };
+}
+
+const nodeObject = (name: string): KubeObject => ({
+  apiVersion: "v1",
+  kind: "Node",
+  metadata: { name, labels: { "kubernetes.io/hostname": name } },
+  spec: {},
+  status: { nodeInfo: { systemUUID: "5e1d0000-0000-4000-8000-000000000001" } },
+});
+
+const dataVolumeObject = (): KubeObject => ({
+  apiVersion: "cdi.kubevirt.io/v1beta1",
+  kind: "DataVolume",
+  metadata: { name: "pvc-0b1c3a5e-8d2f-4e6a-9c7b-1a2b3c4d5e6f", namespace: BENCH_NAMESPACE, labels: { "csi-driver/cluster": "t1" } },
+  spec: { source: { blank: {} }, storage: { resources: { requests: { storage: "1Gi" } }, storageClassName: "standard" } },
+});
+
+async function waitForConfigInAdmission(cluster: SandboxCluster, mappings: number, seenBefore: number): Promise<void> {
+  // The admission pods get the config through the Pepr Store; each apply logs "config applied".
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const applied = cluster.admission!.logs.filter(l => l.includes("config applied")).length;
+    if (applied > seenBefore) return;
+    await sleep(100);
+  }
+  throw new Error(`admission did not apply the config with ${mappings} mappings within 30 s`);
+}
+
+async function measureAdmission(cluster: SandboxCluster, baselinePort: number) {
+  const urls = webhookUrls(cluster);
+  const nodeReview = admissionReview({ group: "", version: "v1", kind: "Node" }, "nodes", undefined, nodeObject(benchNodes[0]), "system:node:bench");
+  const dvReview = admissionReview(
+    { group: "cdi.kubevirt.io", version: "v1beta1", kind: "DataVolume" },
+    "datavolumes",
+    BENCH_NAMESPACE,
+    dataVolumeObject(),
+    "system:serviceaccount:t1-csi:kubevirt-csi-controller",
+  );
+  const post = (url: string, body: string) =>
+    runLoad({ url, method: "POST", body, idReplacement: true, headers: { "Content-Type": "application/json" }, connections: PLAN.connections, durationSeconds: PLAN.loadSeconds });
+
+  // Sanity: the handlers answer what they should (a mutation with a patch; an allowed DataVolume).
+  const probe = await fetchJson(urls.mutate, nodeReview.replace("[<id>]", "probe-1"));
+  if (!probe.response?.allowed || !probe.response.patch) throw new Error(`Node mutate probe: unexpected answer ${JSON.stringify(probe).slice(0, 300)}`);
+  const dvProbe = await fetchJson(urls.validate, dvReview.replace("[<id>]", "probe-2"));
+  if (!dvProbe.response?.allowed) throw new Error(`DataVolume validate probe: unexpected answer ${JSON.stringify(dvProbe).slice(0, 300)}`);
+
+  progress("admission: warm-up");
+  await runLoad({ url: urls.mutate, method: "POST", body: nodeReview, idReplacement: true, headers: { "Content-Type": "application/json" }, connections: PLAN.connections, durationSeconds: PLAN.warmupSeconds });
+  const baselinePost = await post(`https://127.0.0.1:${baselinePort}/admission`, nodeReview);
+  progress(`admission: baseline POST ${baselinePost.requestsPerSecond} req/s p99 ${baselinePost.latencyMs.p99} ms`);
+  const nodeMutate = await post(urls.mutate, nodeReview);
+  progress(`admission: Node mutate ${nodeMutate.requestsPerSecond} req/s p99 ${nodeMutate.latencyMs.p99} ms`);
+  const dvValidate = await post(urls.validate, dvReview);
+  progress(`admission: DataVolume validate ${dvValidate.requestsPerSecond} req/s p99 ${dvValidate.latencyMs.p99} ms`);
+
+  // O(1): the same Node mutate with 2,000 more node mappings in the configuration.
+  const appliedBefore = cluster.admission!.logs.filter(l => l.includes("config applied")).length;
+  await cluster.applyConfig(moduleConfig(PLAN.mappingsForScaleCheck));
+  await waitForConfigInAdmission(cluster, PLAN.mappingsForScaleCheck, appliedBefore);
+  const nodeMutateManyMappings = await post(urls.mutate, nodeReview);
+  progress(`admission: Node mutate with ${PLAN.mappingsForScaleCheck} more mappings: p50 ${nodeMutateManyMappings.latencyMs.p50} ms`);
+  const appliedAgain = cluster.admission!.logs.filter(l => l.includes("config applied")).length;
+  await cluster.applyConfig(moduleConfig());
+  await waitForConfigInAdmission(cluster, 0, appliedAgain);
+
+  // End to end: PATCH through the sandbox API server, which calls the webhook over HTTPS (Nodes), vs the same
+  // write on ConfigMaps, which no webhook matches. One object per connection: no write conflicts.
+  const patchBody = JSON.stringify({ metadata: { annotations: { "bench.kubevirt-infra.io/seq": "[<id>]" } } });
+  const e2e = (pathOf: (i: number) => string) =>
+    runLoad({
+      url: `${cluster.api.url}${pathOf(0)}`,
+      method: "PATCH",
+      body: patchBody,
+      idReplacement: true,
+      headers: { "Content-Type": "application/merge-patch+json" },
+      connections: PLAN.connections,
+      durationSeconds: PLAN.loadSeconds,
+      perConnection: i => ({ path: pathOf(i) }),
+    });
+  const nodeWrite = await e2e(i => `/api/v1/nodes/${benchNodes[i]}`);
+  progress(`admission: Node PATCH through the API server ${nodeWrite.requestsPerSecond} req/s p99 ${nodeWrite.latencyMs.p99} ms`);
+  const configMapWrite = await e2e(i => `/api/v1/namespaces/${BENCH_NAMESPACE}/configmaps/bench-cm-${i}`);
+  progress(`admission: ConfigMap PATCH (no webhook) ${configMapWrite.requestsPerSecond} req/s p99 ${configMapWrite.latencyMs.p99} ms`);
+  return {
+    baselinePost,
+    nodeMutate,
+    dvValidate,
+    nodeMutateManyMappings: { extraMappings: PLAN.mappingsForScaleCheck, result: nodeMutateManyMappings, p50Ratio: round3(nodeMutateManyMappings.latencyMs.p50 / nodeMutate.latencyMs.p50) },
+    endToEnd: { nodeWrite, configMapWrite },
+  };
+}
+
+/** POSTs one AdmissionReview (the admission server's certificate is the sandbox CA's; not the point here). */
+function fetchJson(url: string, body: string): Promise<{ response?: { allowed?: boolean; patch?: string } }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(new URL(url), { method: "POST", rejectUnauthorized: false, headers: { "Content-Type": "application/json" } }, res => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("end", () => {
+        try {
+          resolve(JSON.parse(text) as { response?: { allowed?: boolean; patch?: string } });
+        } catch {
+          reject(new Error(`${url}: ${res.statusCode} ${text.slice(0, 200)}`));
+        }
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const round3 = (v: number) => Math.round(v * 1000) / 1000;
+
+// ---- memory ----
+
+function rssBytes(pid: number): { rss: number; peak: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
+  return { rss: kib("VmRSS"), peak: kib("VmHWM") };
+}
+
+async function sampledRss(pid: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    samples.push(rssBytes(pid).rss);
+    if (i < 2) await sleep(1_000);
+  }
+  return median(samples);
+}
+
+const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
+
+async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Requester, fleetAuth: string) {
+  const pid = cluster.watcher!.child.pid!;
+  const reference = cluster.api.store.get(VM_KEY, BENCH_NAMESPACE, "reference");
+  if (!reference?.status) throw new Error("the reference VM has no status yet");
+  const total = PLAN.scaleNamespaces * PLAN.scaleVmsPerNamespace;
+
+  let lastVmEvent = Date.now();
+  const unwatch = cluster.api.store.watch(VM_KEY, undefined, () => (lastVmEvent = Date.now()));
+  const rssBefore = await sampledRss(pid);
+  progress(`scale: watcher RSS before ${mib(rssBefore)} MiB; creating ${total} VMs in ${PLAN.scaleNamespaces} namespaces`);
+
+  const started = Date.now();
+  for (const ns of scaleNamespaces) ensureNamespace(cluster.api, ns);
+  for (const [n, ns] of scaleNamespaces.entries()) {
+    for (let i = 0; i < PLAN.scaleVmsPerNamespace; i++) {
+      // Created with the status the simulator gives a stopped VM, so it has (almost) nothing left to write.
+      cluster.api.store.create(VM_KEY, vm(ns, `vm-${pad(n * PLAN.scaleVmsPerNamespace + i, 5)}`, reference.status));
+    }
+    await new Promise(resolve => setImmediate(resolve)); // let the API server stream the events
+  }
+  const createdSeconds = (Date.now() - started) / 1000;
+
+  let count = 0;
+  while (count < total) {
+    const res = await redfish("GET", "/redfish/v1/Systems", { headers: { Authorization: fleetAuth } });
+    count = res.status === 200 ? ((JSON.parse(res.text) as { "Members@odata.count"?: number })["Members@odata.count"] ?? 0) : 0;
+    if (Date.now() - started > 180_000) throw new Error(`only ${count} of ${total} systems visible after 180 s`);
+    if (count < total) await sleep(250);
+  }
+  const visibleSeconds = (Date.now() - started) / 1000;
+  progress(`scale: ${total} systems visible through Redfish after ${visibleSeconds.toFixed(1)} s; waiting for the cluster to settle`);
+  while (Date.now() - lastVmEvent < 2_000 && Date.now() - started < 240_000) await sleep(250);
+  unwatch();
+  await sleep(1_000);
+  const rssAfter = await sampledRss(pid);
+  const peak = rssBytes(pid).peak;
+
+  const collection: number[] = [];
+  for (let i = 0; i < PLAN.collectionSamples; i++) {
+    const res = await redfish("GET", "/redfish/v1/Systems", { headers: { Authorization: fleetAuth } });
+    if (res.status !== 200) throw new Error(`Systems collection: ${res.status}`);
+    collection.push(res.ms);
+  }
+  const collectionBytes = Buffer.byteLength((await redfish("GET", "/redfish/v1/Systems", { headers: { Authorization: fleetAuth } })).text);
+  const single: number[] = [];
+  const oneId = `${scaleNamespaces[50 % scaleNamespaces.length]}.vm-${pad(Math.floor(total / 2), 5)}`;
+  for (let i = 0; i < 200; i++) single.push((await redfish("GET", `/redfish/v1/Systems/${oneId}`, { headers: { Authorization: fleetAuth } })).ms);
+  progress("scale: freshness with 10,000 VMs in the cache");
+  const freshness = await measureFreshness(api, redfish, scaleNamespaces[0], `vm-${pad(0, 5)}`, fleetAuth, PLAN.freshnessChangesAtScale);
+  return {
+    vms: total,
+    namespaces: PLAN.scaleNamespaces,
+    createSeconds: round3(createdSeconds),
+    allVisibleSeconds: round3(visibleSeconds),
+    collection: { latencyMs: summarize(collection), bodyBytes: collectionBytes, user: "fleet (100 chassis)" },
+    singleSystemLatencyMs: summarize(single),
+    watcher: { rssBeforeMiB: mib(rssBefore), rssAfterMiB: mib(rssAfter), peakRssMiB: mib(peak) },
+    cacheBytesPerVm: Math.round((rssAfter - rssBefore) / total),
+    freshnessAtScale: freshness,
+  };
+}
+
+// ---- main ----
+
+async function main(): Promise<void> {
+  const runStarted = Date.now();
+  progress("building the module if needed (not counted in the bench time)");
+  await ensureBuild(line => progress(line));
+  const benchStarted = Date.now();
+  const passwordHash = bcrypt.hashSync(PASSWORD, 10);
+  const cluster = await startSandboxCluster({ config: moduleConfig(), users: users(passwordHash) });
+  const children: ChildProcess[] = [];
+  const redfish = requester(cluster.redfishUrl.replace("localhost", "127.0.0.1"), { ca: cluster.caPem, servername: "localhost" });
+  const api = requester(cluster.api.url);
+  try {
+    const auth = basicAuth("bench", PASSWORD);
+    const fleetAuth = basicAuth("fleet", PASSWORD);
+    ensureNamespace(cluster.api, BENCH_NAMESPACE);
+    for (const name of ["reference", "probe", "fresh", ...powerVmNames]) cluster.api.store.create(VM_KEY, vm(BENCH_NAMESPACE, name));
+    for (const [i, name] of benchNodes.entries()) {
+      cluster.api.store.create(VM_KEY, vm(BENCH_NAMESPACE, `node-vm-${i}`));
+      cluster.api.store.create("nodes", nodeObject(name));
+      cluster.api.store.create("configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: `bench-cm-${i}`, namespace: BENCH_NAMESPACE }, data: { a: "b" } });
+    }
+    await waitForHttps(cluster.redfishPort, "/redfish/v1/", cluster.caPem, 60_000);
+    await waitForPowerState(redfish, auth, [`${BENCH_NAMESPACE}.probe`, ...powerVmNames.map(n => `${BENCH_NAMESPACE}.${n}`)], "Off");
+    const watcherRssAtStart = rssBytes(cluster.watcher!.child.pid!).rss;
+
+    const systemPath = `/redfish/v1/Systems/${BENCH_NAMESPACE}.probe`;
+    const sample = await redfish("GET", systemPath, { headers: { Authorization: auth } });
+    if (sample.status !== 200) throw new Error(`GET ${systemPath}: ${sample.status} ${sample.text.slice(0, 300)}`);
+    const admissionSizedBody = JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: { uid: "x".repeat(36), allowed: true, patchType: "JSONPatch", patch: "x".repeat(300) } });
+    const baseline = await startBaselineServer(cluster, sample.text, admissionSizedBody);
+    children.push(baseline.child);
+
+    progress("1/5 GET Systems/{id} vs bare Hono");
+    const get = { bodyBytes: Buffer.byteLength(sample.text), ...(await compareGet(cluster, baseline.port, systemPath, auth)) };
+    progress("2/5 watch freshness");
+    const freshness = await measureFreshness(api, redfish, BENCH_NAMESPACE, "fresh", auth, PLAN.freshnessChanges);
+    progress("3/5 power actions");
+    const power = await measurePower(api, redfish, auth);
+    progress("4/5 admission");
+    const admission = await measureAdmission(cluster, baseline.port);
+    progress("5/5 10,000 VMs");
+    const scale = await measureScale(cluster, redfish, api, fleetAuth);
+
+    const results = {
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model ?? "unknown",
+        memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
+        node: process.version,
+        platform: `${os.platform()} ${os.release()}`,
+        loadAverageAtStart: os.loadavg().map(v => Math.round(v * 100) / 100),
+      },
+      quick: QUICK,
+      plan: PLAN,
+      startedAt: new Date(benchStarted).toISOString(),
+      benchSeconds: Math.round((Date.now() - benchStarted) / 100) / 10,
+      buildSeconds: Math.round((benchStarted - runStarted) / 100) / 10,
+      watcherRssAtStartMiB: mib(watcherRssAtStart),
+      get,
+      freshness,
+      power,
+      admission,
+      scale,
+    };
+    const document = { ...results, bars: evaluateBars(results) };
+    fs.writeFileSync(RESULTS_FILE, `${JSON.stringify(document, null, 2)}\n`);
+    process.stdout.write(`${renderTable(document)}\n\n${JSON.stringify(document, null, 2)}\n`);
+    progress(`done in ${document.benchSeconds} s; results in ${RESULTS_FILE}`);
+  } finally {
+    redfish.close();
+    api.close();
+    for (const child of children) child.kill("SIGTERM");
+    await cluster.stop();
+  }
+}
+
+export interface Bar {
+  bar: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+type Results = {
+  get: GetComparison;
+  freshness: { visibleMs: LatencySummary };
+  power: { all: LatencySummary };
+  admission: Awaited<ReturnType<typeof measureAdmission>>;
+  scale: Awaited<ReturnType<typeof measureScale>>;
+};
+
+function evaluateBars(r: Results): Bar[] {
+  const ms = (v: number) => `${v.toFixed(2)} ms`;
+  const fullScale = r.scale.vms === 10_000;
+  return [
+    { bar: "GET Systems/{id} throughput vs bare Hono", target: ">= 50 %", measured: `${(r.get.throughputRatio * 100).toFixed(1)} %`, met: r.get.throughputRatio >= 0.5 },
+    { bar: "GET Systems/{id} p99 at 50 connections", target: "< 10 ms", measured: ms(r.get.redfish.p99), met: r.get.redfish.p99 < 10 },
+    { bar: `GET Systems median with ${r.scale.vms} VMs`, target: "< 100 ms", measured: ms(r.scale.collection.latencyMs.p50), met: fullScale && r.scale.collection.latencyMs.p50 < 100 },
+    { bar: `watcher RSS with ${r.scale.vms} VMs`, target: "< 300 MB", measured: `${r.scale.watcher.rssAfterMiB} MiB`, met: fullScale && r.scale.watcher.rssAfterMiB * 1.048576 < 300 },
+    { bar: "freshness p99", target: "< 100 ms", measured: ms(r.freshness.visibleMs.p99), met: r.freshness.visibleMs.p99 < 100 },
+    { bar: "Node mutate p99 at 50 concurrent", target: "< 5 ms", measured: ms(r.admission.nodeMutate.latencyMs.p99), met: r.admission.nodeMutate.latencyMs.p99 < 5 },
+    { bar: "DataVolume validate p99 at 50 concurrent", target: "< 5 ms", measured: ms(r.admission.dvValidate.latencyMs.p99), met: r.admission.dvValidate.latencyMs.p99 < 5 },
+    {
+      bar: `Node mutate O(1): p50 with +${r.admission.nodeMutateManyMappings.extraMappings} mappings / without`,
+      target: "~1 (< 1.5)",
+      measured: `${r.admission.nodeMutateManyMappings.p50Ratio}`,
+      met: r.admission.nodeMutateManyMappings.p50Ratio < 1.5,
+    },
+    { bar: "POST Reset reply p50", target: "< 20 ms", measured: ms(r.power.all.p50), met: r.power.all.p50 < 20 },
+  ];
+}
+
+main().catch(err => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

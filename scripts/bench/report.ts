@@ -1,0 +1,92 @@
+// The readable form of bench-results.json: a plain-text table (stdout of npm run bench) and the Markdown
+// table of docs/benchmarks.md (`npx tsx scripts/bench/report.ts bench-results.json`).
+import fs from "node:fs";
+import type { LoadResult } from "./load";
+import type { LatencySummary } from "./stats";
+
+interface Document {
+  machine: { cpus: number; cpuModel: string; node: string; platform: string; loadAverageAtStart: number[] };
+  quick: boolean;
+  benchSeconds: number;
+  startedAt: string;
+  watcherRssAtStartMiB: number;
+  get: {
+    bodyBytes: number;
+    baseline: { requestsPerSecond: number; p50: number; p99: number };
+    redfish: { requestsPerSecond: number; p50: number; p99: number };
+    throughputRatio: number;
+  };
+  freshness: { visibleMs: LatencySummary; writeReplyMs: LatencySummary };
+  power: { on: LatencySummary; forceOff: LatencySummary; all: LatencySummary; apiWriteBaseline: LatencySummary };
+  admission: {
+    baselinePost: LoadResult;
+    nodeMutate: LoadResult;
+    dvValidate: LoadResult;
+    nodeMutateManyMappings: { extraMappings: number; result: LoadResult; p50Ratio: number };
+    endToEnd: { nodeWrite: LoadResult; configMapWrite: LoadResult };
+  };
+  scale: {
+    vms: number;
+    namespaces: number;
+    allVisibleSeconds: number;
+    collection: { latencyMs: LatencySummary; bodyBytes: number };
+    singleSystemLatencyMs: LatencySummary;
+    watcher: { rssBeforeMiB: number; rssAfterMiB: number; peakRssMiB: number };
+    cacheBytesPerVm: number;
+    freshnessAtScale: { visibleMs: LatencySummary };
+  };
+  bars: { bar: string; target: string; measured: string; met: boolean }[];
+}
+
+type Row = [string, string, string, string];
+
+const f = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : "n/a");
+const ratio = (a: number, b: number) => (b > 0 ? `${f(a / b, 2)}x` : "n/a");
+const load = (r: LoadResult) => `${r.requestsPerSecond} req/s, p50 ${f(r.latencyMs.p50)} ms, p99 ${f(r.latencyMs.p99)} ms${r.non2xx + r.errors > 0 ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`;
+
+function rows(d: Document): Row[] {
+  const a = d.admission;
+  const s = d.scale;
+  return [
+    ["GET Systems/{id}, Basic auth, 50 connections", `${d.get.redfish.requestsPerSecond} req/s, p50 ${f(d.get.redfish.p50)} ms, p99 ${f(d.get.redfish.p99)} ms`, `bare Hono: ${d.get.baseline.requestsPerSecond} req/s, p50 ${f(d.get.baseline.p50)} ms, p99 ${f(d.get.baseline.p99)} ms`, `${f(d.get.throughputRatio * 100, 1)} % of baseline throughput`],
+    ["Freshness: API write -> visible in Redfish", `p50 ${f(d.freshness.visibleMs.p50)} ms, p99 ${f(d.freshness.visibleMs.p99)} ms (n=${d.freshness.visibleMs.count})`, `the API write alone: p50 ${f(d.freshness.writeReplyMs.p50)} ms`, ratio(d.freshness.visibleMs.p50, d.freshness.writeReplyMs.p50)],
+    ["POST Reset reply (On, ForceOff)", `p50 ${f(d.power.all.p50)} ms, p99 ${f(d.power.all.p99)} ms (n=${d.power.all.count})`, `plain VM patch: p50 ${f(d.power.apiWriteBaseline.p50)} ms, p99 ${f(d.power.apiWriteBaseline.p99)} ms`, ratio(d.power.all.p50, d.power.apiWriteBaseline.p50)],
+    ["Node mutate, admission server, 50 concurrent", load(a.nodeMutate), `bare Hono POST: ${load(a.baselinePost)}`, `p99 ${ratio(a.nodeMutate.latencyMs.p99, a.baselinePost.latencyMs.p99)}`],
+    ["DataVolume validate, admission server, 50 concurrent", load(a.dvValidate), `bare Hono POST: ${load(a.baselinePost)}`, `p99 ${ratio(a.dvValidate.latencyMs.p99, a.baselinePost.latencyMs.p99)}`],
+    [`Node mutate with +${a.nodeMutateManyMappings.extraMappings} node mappings`, load(a.nodeMutateManyMappings.result), `without: p50 ${f(a.nodeMutate.latencyMs.p50)} ms`, `p50 ${f(a.nodeMutateManyMappings.p50Ratio)}x`],
+    ["Node PATCH through the API server (webhook over HTTPS)", load(a.endToEnd.nodeWrite), `ConfigMap PATCH, no webhook: ${load(a.endToEnd.configMapWrite)}`, `p50 ${ratio(a.endToEnd.nodeWrite.latencyMs.p50, a.endToEnd.configMapWrite.latencyMs.p50)}`],
+    [`GET Systems with ${s.vms} VMs in ${s.namespaces} namespaces`, `p50 ${f(s.collection.latencyMs.p50)} ms, p99 ${f(s.collection.latencyMs.p99)} ms (${Math.round(s.collection.bodyBytes / 1024)} KiB body)`, `GET Systems/{id} at that scale: p50 ${f(s.singleSystemLatencyMs.p50)} ms`, ""],
+    [`Watcher RSS with ${s.vms} VMs`, `${s.watcher.rssAfterMiB} MiB (peak ${s.watcher.peakRssMiB} MiB)`, `before loading: ${s.watcher.rssBeforeMiB} MiB; at start ${d.watcherRssAtStartMiB} MiB`, `${f(s.cacheBytesPerVm / 1024, 1)} KiB per VM`],
+    [`Freshness with ${s.vms} VMs`, `p50 ${f(s.freshnessAtScale.visibleMs.p50)} ms, p99 ${f(s.freshnessAtScale.visibleMs.p99)} ms (n=${s.freshnessAtScale.visibleMs.count})`, "", ""],
+    [`Time until all ${s.vms} VMs are served`, `${f(s.allVisibleSeconds, 1)} s`, "", ""],
+  ];
+}
+
+function machineLine(d: Document): string {
+  return `${d.machine.cpus} cores (${d.machine.cpuModel}), Node ${d.machine.node}, ${d.machine.platform}; load average at start ${d.machine.loadAverageAtStart.join(" / ")}; bench ${d.benchSeconds} s${d.quick ? " (BENCH_QUICK: smoke run)" : ""}`;
+}
+
+export function renderTable(d: Document): string {
+  const header: Row = ["measurement", "measured", "baseline (same run)", "ratio"];
+  const all = [header, ...rows(d)];
+  const widths = header.map((_, i) => Math.max(...all.map(r => r[i].length)));
+  const line = (r: Row) => r.map((cell, i) => cell.padEnd(widths[i])).join(" | ");
+  const bars = d.bars.map(b => `  ${b.met ? "met    " : "NOT MET"}  ${b.bar}: ${b.measured} (bar ${b.target})`);
+  return [machineLine(d), "", line(header), widths.map(w => "-".repeat(w)).join("-+-"), ...rows(d).map(line), "", "QUALITY.md bars:", ...bars].join("\n");
+}
+
+export function renderMarkdown(d: Document): string {
+  const esc = (cell: string) => cell.replace(/\|/g, "\\|");
+  const table = [
+    "| measurement | measured | baseline (same run) | ratio |",
+    "| --- | --- | --- | --- |",
+    ...rows(d).map(r => `| ${r.map(esc).join(" | ")} |`),
+  ];
+  const bars = ["| QUALITY.md bar | target | measured | met |", "| --- | --- | --- | --- |", ...d.bars.map(b => `| ${esc(b.bar)} | ${esc(b.target)} | ${esc(b.measured)} | ${b.met ? "yes" : "**no**"} |`)];
+  return [`Machine: ${machineLine(d)}.`, "", ...table, "", ...bars].join("\n");
+}
+
+if (require.main === module) {
+  const file = process.argv[2] ?? "bench-results.json";
+  process.stdout.write(`${renderMarkdown(JSON.parse(fs.readFileSync(file, "utf8")) as Document)}\n`);
+}

@@ -1,0 +1,140 @@
+// Virtual media end to end with the BUILT module (watcher + admission processes) against the sandbox cluster of
+// `npm start` (demo data): the Ironic sequence over HTTPS, a watcher killed and restarted during an import, and
+// Debian's python3-sushy driving insert/eject the way Ironic does.
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestCluster, type TestCluster } from "../helpers/cluster";
+
+const NS = "tenant1-vms";
+const ADMIN = "admin:admin123";
+const VM_KEY = "virtualmachines.kubevirt.io";
+const VMI_KEY = "virtualmachineinstances.kubevirt.io";
+const DV_KEY = "datavolumes.cdi.kubevirt.io";
+/** Debian's python3-sushy lives in the system interpreter's dist-packages. */
+const PYTHON = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+let c: TestCluster;
+
+beforeAll(async () => {
+  c = await startTestCluster({ demo: true, iso: { sizeBytes: 2 * 1024 * 1024, slowChunkIntervalMs: 40 } });
+  await redfishUp();
+});
+afterAll(async () => {
+  await c?.stop();
+});
+
+async function redfishUp(): Promise<void> {
+  await c.waitFor(async () => (await c.redfish("GET", `/redfish/v1/Systems/${NS}.vm-1`, { user: ADMIN })).status === 200, {
+    timeoutMs: 60_000,
+    what: "the Redfish server of the watcher",
+  });
+}
+
+const system = (vm: string) => `/redfish/v1/Systems/${NS}.${vm}`;
+const cd = (vm: string) => `${system(vm)}/VirtualMedia/Cd`;
+
+function mediaDataVolumes(vm: string) {
+  return c.api.store.list(DV_KEY, NS).filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === vm);
+}
+
+async function get(p: string): Promise<any> {
+  const res = await c.redfish("GET", p, { user: ADMIN });
+  expect(res.status, `GET ${p}: ${res.text}`).toBe(200);
+  return res.body;
+}
+
+describe("virtual media with the built module", () => {
+  it("the Ironic sequence (ForceOff, Eject, Insert, Boot Cd Once, On) ends with the VMI booted from the CD", async () => {
+    const vm = "vm-1";
+    const off = await c.redfish("POST", `${system(vm)}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } });
+    expect(off.status).toBeLessThan(300);
+    expect((await c.redfish("POST", `${cd(vm)}/Actions/VirtualMedia.EjectMedia`, { user: ADMIN })).status).toBe(204);
+
+    const image = `${c.isoServer.url}/images/demo.iso`;
+    const started = Date.now();
+    const insert = await c.redfish("POST", `${cd(vm)}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: image } });
+    expect(insert.status, insert.text).toBe(202);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const monitor = insert.headers.location as string;
+    expect(monitor).toMatch(/^\/redfish\/v1\/TaskService\/TaskMonitors\//);
+
+    const boot = await c.redfish("PATCH", system(vm), { user: ADMIN, body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } });
+    expect(boot.status, boot.text).toBe(204);
+    const on = await c.redfish("POST", `${system(vm)}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
+    expect(on.status, on.text).toBeLessThan(300);
+
+    const vmi = await c.waitFor(
+      () => {
+        const v = c.api.store.get(VMI_KEY, NS, vm);
+        return v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined;
+      },
+      { timeoutMs: 30_000, what: "the VMI to boot" },
+    );
+    expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("virtualmedia-cd");
+    await c.waitFor(async () => (await c.redfish("GET", monitor, { user: ADMIN })).status === 204, { timeoutMs: 20_000, what: "the task to complete" });
+    expect(await get(cd(vm))).toMatchObject({ Image: image, Inserted: true, ConnectedVia: "URI" });
+    // The datavolume-policy webhook of the demo polices tenant1-vms: the module's own DataVolume is exempt.
+    expect(mediaDataVolumes(vm)).toHaveLength(1);
+  });
+
+  it("a watcher killed and restarted during an import leaves a consistent state and the task completes", async () => {
+    const vm = "vm-2";
+    const image = `${c.isoServer.url}/slow/restart.iso`;
+    const insert = await c.redfish("POST", `${cd(vm)}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: image } });
+    expect(insert.status, insert.text).toBe(202);
+    const taskUri = insert.body["@odata.id"] as string;
+    await c.waitFor(async () => (await get(taskUri)).TaskState === "Running", { timeoutMs: 10_000, what: "the import to run" });
+
+    await c.stopModule(["watcher"]);
+    await c.startModule(["watcher"]);
+    await redfishUp();
+
+    expect((await get(cd(vm))).Image).toBe(image);
+    await c.waitFor(async () => (await get(taskUri)).TaskState === "Completed", { timeoutMs: 30_000, what: "the import to complete after the restart" });
+    expect((await get(taskUri)).PercentComplete).toBe(100);
+    expect(await get(cd(vm))).toMatchObject({ Image: image, Inserted: true });
+    const dvs = mediaDataVolumes(vm);
+    expect(dvs).toHaveLength(1);
+    const volumes = (c.api.store.get(VM_KEY, NS, vm)!.spec as any).template.spec.volumes;
+    expect(volumes).toContainEqual({ name: "virtualmedia-cd", dataVolume: { name: dvs[0].metadata.name } });
+  });
+
+  it("python3-sushy inserts and ejects through the Manager's VirtualMedia, as Ironic does", async () => {
+    const caFile = path.join(c.stateDir, "ca.crt");
+    const image = `${c.isoServer.url}/images/sushy.iso`;
+    const script = String.raw`
+import json, sys, time, sushy
+base, ca, image = sys.argv[1:4]
+root = sushy.Sushy(base, username="admin", password="admin123", verify=ca)
+system = root.get_system("/redfish/v1/Systems/tenant2-vms.vm-1")
+manager = system.managers[0]
+out = {}
+vmedia = [m for m in manager.virtual_media.get_members() if sushy.VIRTUAL_MEDIA_CD in m.media_types]
+out["devices"] = [m.identity for m in vmedia]
+device = vmedia[0]
+device.insert_media(image, inserted=True, write_protected=True)
+for _ in range(200):
+    device.refresh(force=True)
+    if device.inserted:
+        break
+    time.sleep(0.1)
+out["inserted"] = device.inserted
+out["image"] = device.image
+device.eject_media()
+device.refresh(force=True)
+out["after_eject"] = {"inserted": device.inserted, "image": device.image}
+print(json.dumps(out))
+`;
+    const output = await new Promise<string>((resolve, reject) =>
+      execFile(PYTHON, ["-c", script, c.redfishUrl, caFile, image], { timeout: 60_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    const result = JSON.parse(output.trim().split("\n").pop()!);
+    expect(result).toEqual({ devices: ["Cd"], inserted: true, image, after_eject: { inserted: false, image: null } });
+    expect(c.api.store.list(DV_KEY, "tenant2-vms").filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === "vm-1")).toEqual([]);
+    expect(fs.existsSync(caFile)).toBe(true);
+  });
+});

@@ -1,0 +1,174 @@
+// Shared by the reliability and security suites: the sandbox cluster with the BUILT module (every log line of
+// the API server, admission server and watcher captured), VMs, and a Redfish client over HTTPS that can speak
+// from any loopback address (127.0.0.0/8 all reaches the watcher) and records every session token it sees.
+import https from "node:https";
+import type { IncomingHttpHeaders } from "node:http";
+import { startTestCluster, type TestCluster } from "../helpers/cluster";
+import { demoVirtualMachine } from "../../sandbox/demo";
+import { waitForHttps } from "../../sandbox/module-process";
+import type { KubeObject } from "../../sandbox/apiserver/types";
+import { SANDBOX_ANNOTATIONS } from "../../sandbox/simulators";
+import type { SandboxClusterOptions } from "../../sandbox/cluster";
+
+export const VM_KEY = "virtualmachines.kubevirt.io";
+export const VMI_KEY = "virtualmachineinstances.kubevirt.io";
+export const DV_KEY = "datavolumes.cdi.kubevirt.io";
+export const MEDIA_FOR_LABEL = "kubevirt-infra.io/media-for";
+
+export interface CapturedLine {
+  source: string;
+  line: string;
+}
+
+export interface SuiteCluster extends TestCluster {
+  /** Every log line of every process of the sandbox (API server, admission, watcher, restarts included). */
+  logs: CapturedLine[];
+  /** Session tokens seen in any X-Auth-Token response header during the suite. */
+  issuedTokens: Set<string>;
+  client(opts?: { localAddress?: string }): RedfishClient;
+  /** Kills the watcher (SIGKILL: a crash, no graceful shutdown) and starts a new one; resolves when Redfish answers. */
+  crashAndRestartWatcher(): Promise<void>;
+  waitForRedfish(): Promise<void>;
+}
+
+export async function startSuiteCluster(opts: SandboxClusterOptions): Promise<SuiteCluster> {
+  const logs: CapturedLine[] = [];
+  const cluster = await startTestCluster({ ...opts, onLog: (line, source) => logs.push({ source, line }) });
+  const issuedTokens = new Set<string>();
+  const suite = cluster as SuiteCluster;
+  suite.logs = logs;
+  suite.issuedTokens = issuedTokens;
+  suite.client = (o = {}) => redfishClient(cluster, issuedTokens, o.localAddress);
+  // /healthz on the Redfish port answers 200 once the initial lists have filled the watch cache.
+  suite.waitForRedfish = () => waitForHttps(cluster.redfishPort, "/healthz", cluster.caPem, 60_000);
+  suite.crashAndRestartWatcher = async () => {
+    cluster.watcher!.child.kill("SIGKILL");
+    await cluster.stopModule(["watcher"]);
+    await cluster.startModule(["watcher"]);
+    await suite.waitForRedfish();
+  };
+  await suite.waitForRedfish();
+  return suite;
+}
+
+// ---- Redfish over HTTPS ----
+
+export interface RedfishResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+  body: any;
+}
+
+export interface RequestOptions {
+  /** "user:password" for Basic auth. */
+  user?: string;
+  token?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface RedfishClient {
+  request(method: string, path: string, opts?: RequestOptions): Promise<RedfishResponse>;
+  close(): void;
+}
+
+function redfishClient(cluster: TestCluster, issuedTokens: Set<string>, localAddress?: string): RedfishClient {
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 32, ca: cluster.caPem });
+  return {
+    request: (method, path, o = {}) =>
+      new Promise((resolve, reject) => {
+        const headers: Record<string, string> = { Accept: "application/json", ...(o.headers ?? {}) };
+        if (o.user) headers.Authorization = `Basic ${Buffer.from(o.user).toString("base64")}`;
+        if (o.token) headers["X-Auth-Token"] = o.token;
+        let payload: string | undefined;
+        if (o.body !== undefined) {
+          payload = typeof o.body === "string" ? o.body : JSON.stringify(o.body);
+          headers["Content-Type"] ??= "application/json";
+        }
+        const req = https.request(
+          { host: "127.0.0.1", servername: "localhost", port: cluster.redfishPort, path, method, headers, agent, ...(localAddress ? { localAddress } : {}) },
+          res => {
+            let text = "";
+            res.setEncoding("utf8");
+            res.on("data", c => (text += c));
+            res.on("end", () => {
+              const token = res.headers["x-auth-token"];
+              if (typeof token === "string" && token !== "") issuedTokens.add(token);
+              let body: unknown;
+              try {
+                body = text ? JSON.parse(text) : undefined;
+              } catch {
+                body = undefined;
+              }
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body });
+            });
+          },
+        );
+        req.on("error", reject);
+        req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
+        if (payload !== undefined) req.write(payload);
+        req.end();
+      }),
+    close: () => agent.destroy(),
+  };
+}
+
+// ---- cluster objects ----
+
+let vmCounter = 0;
+
+/** A VM like the demo's (2 vCPU, 4 GiB, one NIC with a MAC, a container disk), stopped unless told otherwise. */
+export function vmObject(
+  namespace: string,
+  name: string,
+  o: { runStrategy?: string; acpiShutdownSeconds?: number; labels?: Record<string, string> } = {},
+): KubeObject {
+  const n = ++vmCounter;
+  const hex = (shift: number) => ((n >> shift) & 0xff).toString(16).padStart(2, "0");
+  const vm = demoVirtualMachine(namespace, name, `5e1d0000-0000-4000-8000-${String(n).padStart(12, "0")}`, `02:00:00:${hex(16)}:${hex(8)}:${hex(0)}`);
+  const spec = vm.spec as { runStrategy: string; template: { metadata: { annotations?: Record<string, string> } } };
+  if (o.runStrategy) spec.runStrategy = o.runStrategy;
+  if (o.acpiShutdownSeconds !== undefined) {
+    spec.template.metadata.annotations = { [SANDBOX_ANNOTATIONS.acpiShutdownSeconds]: String(o.acpiShutdownSeconds) };
+  }
+  if (o.labels) vm.metadata.labels = { ...vm.metadata.labels, ...o.labels };
+  return vm;
+}
+
+export function createNamespace(c: TestCluster, name: string): void {
+  if (!c.api.store.get("namespaces", undefined, name)) c.api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } });
+}
+
+/** DataVolumes this module made as virtual media of a VM (by its label), as the API server has them. */
+export function mediaDataVolumes(c: TestCluster, namespace: string, vmName: string): KubeObject[] {
+  return c.api.store.list(DV_KEY, namespace).filter(dv => dv.metadata.labels?.[MEDIA_FOR_LABEL] === vmName);
+}
+
+export function httpSourceUrl(dv: KubeObject): string | undefined {
+  return (dv.spec as { source?: { http?: { url?: string } } } | undefined)?.source?.http?.url;
+}
+
+/** The DataVolume name the VM's virtual CD volume references, if any. */
+export function attachedDataVolume(vm: KubeObject | undefined): string | undefined {
+  const volumes = (vm?.spec as { template?: { spec?: { volumes?: { name: string; dataVolume?: { name?: string } }[] } } } | undefined)?.template?.spec?.volumes ?? [];
+  return volumes.find(v => v.name === "virtualmedia-cd")?.dataVolume?.name;
+}
+
+export const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+/** Polls until `probe` returns a truthy value; the last value or error is in the timeout message. */
+export async function eventually<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 20_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      last = await probe();
+      if (last) return last as T;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    await sleep(intervalMs);
+  }
+}
