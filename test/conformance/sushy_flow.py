@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Drives a Redfish service the way Ironic's redfish driver does, with Debian's python3-sushy.
 
-Usage: sushy_flow.py BASE_URL USERNAME PASSWORD SYSTEM_ID CA_FILE [ISO_URL]
+Usage: sushy_flow.py PHASE BASE_URL USERNAME PASSWORD SYSTEM_ID CA_FILE [ISO_URL]
+
+PHASE "install": login, inventory, ForceOff, eject, insert ISO_URL, wait until Inserted, boot Cd once, On,
+logout (the caller then checks that the VM booted from the CD). PHASE "power": login, the other power
+actions, the boot override reading back Disabled after the one-time boot, eject, logout.
 
 Prints one JSON document with what it observed; exits non-zero (with the reason on stderr) at the first
 behaviour Ironic would not accept. The vitest suite test/conformance/sushy.test.ts runs it against the
@@ -17,8 +21,8 @@ import ssl
 import sushy
 from sushy import auth as sushy_auth
 
-base_url, username, password, system_id, ca_file = sys.argv[1:6]
-iso_url = sys.argv[6] if len(sys.argv) > 6 else None
+phase, base_url, username, password, system_id, ca_file = sys.argv[1:7]
+iso_url = sys.argv[7] if len(sys.argv) > 7 else None
 results = {"steps": []}
 
 
@@ -72,44 +76,79 @@ results["system"] = {
 results["managers"] = sorted(root.get_manager_collection().members_identities)
 results["chassis"] = sorted(root.get_chassis_collection().members_identities)
 
-# The Ironic deploy sequence: off, boot once from CD, on, then the other power actions.
-system.reset_system(sushy.ResetType.FORCE_OFF)
-seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
-step("ForceOff", seconds=seconds, seen=seen)
+manager = system.managers[0]
+cd = None
+for media in manager.virtual_media.get_members():
+    if "cd" in [t.value.lower() for t in media.media_types]:
+        cd = media
+if cd is None:
+    fail("no CD virtual media device on the manager of %s" % system_id)
+results["virtual_media"] = cd.path
 
-system.set_system_boot_options(sushy.BootSource.CD, enabled=sushy.BootSourceOverrideEnabled.ONCE)
-system.refresh(force=True)
-step("boot Cd once", target=system.boot.target.value, enabled=system.boot.enabled.value)
-if system.boot.target != sushy.BootSource.CD or system.boot.enabled != sushy.BootSourceOverrideEnabled.ONCE:
-    fail("boot override not reported back: %s/%s" % (system.boot.target, system.boot.enabled))
+if phase == "install":
+    # The Ironic redfish-virtualmedia deploy: off, eject, insert, boot once from CD, on.
+    system.reset_system(sushy.ResetType.FORCE_OFF)
+    seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
+    step("ForceOff", seconds=seconds, seen=seen)
+    if seconds > 10:
+        fail("ForceOff took %ss" % seconds)
 
-system.reset_system(sushy.ResetType.ON)
-seconds, seen = wait_for_power(system, sushy.PowerState.ON)
-step("On", seconds=seconds, seen=seen)
+    cd.eject_media()
+    cd.refresh(force=True)
+    step("eject", inserted=cd.inserted)
 
-system.reset_system(sushy.ResetType.FORCE_RESTART)
-seconds, seen = wait_for_power(system, sushy.PowerState.ON)
-step("ForceRestart", seconds=seconds, seen=seen)
+    started = time.monotonic()
+    cd.insert_media(iso_url, inserted=True, write_protected=True)
+    step("insert accepted", seconds=round(time.monotonic() - started, 2))
+    while not cd.inserted:
+        if time.monotonic() - started > 120:
+            fail("media not Inserted within 120 s")
+        time.sleep(0.3)
+        cd.refresh(force=True)
+    step("inserted", seconds=round(time.monotonic() - started, 2), image=cd.image)
 
-system.reset_system(sushy.ResetType.GRACEFUL_SHUTDOWN)
-seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
-step("GracefulShutdown", seconds=seconds, seen=seen)
+    system.set_system_boot_options(sushy.BootSource.CD, enabled=sushy.BootSourceOverrideEnabled.ONCE)
+    system.refresh(force=True)
+    step("boot Cd once", target=system.boot.target.value, enabled=system.boot.enabled.value)
+    if system.boot.target != sushy.BootSource.CD or system.boot.enabled != sushy.BootSourceOverrideEnabled.ONCE:
+        fail("boot override not reported back: %s/%s" % (system.boot.target, system.boot.enabled))
 
-system.refresh(force=True)
-step("after boot", target=system.boot.target.value, enabled=system.boot.enabled.value)
+    system.reset_system(sushy.ResetType.ON)
+    seconds, seen = wait_for_power(system, sushy.PowerState.ON)
+    step("On", seconds=seconds, seen=seen)
 
-system.reset_system(sushy.ResetType.ON)
-seconds, seen = wait_for_power(system, sushy.PowerState.ON)
-step("On again", seconds=seconds, seen=seen)
-system.reset_system(sushy.ResetType.FORCE_OFF)
-seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
-step("ForceOff again", seconds=seconds, seen=seen)
+elif phase == "power":
+    system.refresh(force=True)
+    step("after one-time boot", target=system.boot.target.value, enabled=system.boot.enabled.value)
 
-try:
-    system.reset_system("Nmi")
-    fail("Nmi was accepted")
-except (sushy.exceptions.InvalidParameterValueError, sushy.exceptions.BadRequestError) as exc:
-    step("Nmi rejected", error=type(exc).__name__)
+    system.reset_system(sushy.ResetType.FORCE_RESTART)
+    seconds, seen = wait_for_power(system, sushy.PowerState.ON)
+    step("ForceRestart", seconds=seconds, seen=seen)
+
+    system.reset_system(sushy.ResetType.GRACEFUL_SHUTDOWN)
+    seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
+    step("GracefulShutdown", seconds=seconds, seen=seen)
+
+    system.reset_system(sushy.ResetType.ON)
+    seconds, seen = wait_for_power(system, sushy.PowerState.ON)
+    step("On again", seconds=seconds, seen=seen)
+    system.reset_system(sushy.ResetType.FORCE_OFF)
+    seconds, seen = wait_for_power(system, sushy.PowerState.OFF)
+    step("ForceOff again", seconds=seconds, seen=seen)
+
+    cd.eject_media()
+    cd.refresh(force=True)
+    step("eject after install", inserted=cd.inserted)
+    if cd.inserted:
+        fail("media still Inserted after EjectMedia")
+
+    try:
+        system.reset_system("Nmi")
+        fail("Nmi was accepted")
+    except (sushy.exceptions.InvalidParameterValueError, sushy.exceptions.BadRequestError) as exc:
+        step("Nmi rejected", error=type(exc).__name__)
+else:
+    fail("unknown phase %s" % phase)
 
 # Logout like Ironic's session close, then the old token must be refused.
 session.close()

@@ -25,7 +25,7 @@ let schema: Json;
 let templates: Record<string, string>;
 
 beforeAll(async () => {
-  dist = copyDist();
+  dist = await copyDist();
   await build(dist);
   chart = path.join(dist, `${UUID}-chart`);
   values = YAML.parse(fs.readFileSync(path.join(chart, "values.yaml"), "utf8"));

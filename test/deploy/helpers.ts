@@ -14,8 +14,8 @@ export const UUID = "kubevirt-infra";
 export const NAME = `pepr-${UUID}`;
 
 /** A fresh copy of the built dist/ in a temp directory (built first when stale). */
-export function copyDist(): string {
-  ensureBuild(() => undefined);
+export async function copyDist(): Promise<string> {
+  await ensureBuild(() => undefined);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-deploy-"));
   fs.cpSync(path.join(REPO, "dist"), dir, { recursive: true, filter: src => !src.endsWith(".map") });
   return dir;

@@ -155,7 +155,7 @@ let dist: string;
 let defaults: Built;
 
 beforeAll(async () => {
-  dist = copyDist();
+  dist = await copyDist();
   defaults = await build(dist);
 });
 

@@ -156,7 +156,7 @@ function seed(resource: string, obj: KubeObject): void {
 }
 
 beforeAll(async () => {
-  dist = copyDist();
+  dist = await copyDist();
   built = await build(dist, TEST_VALUES);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-rbac-"));
   api = await startApiServer({ tokens: [{ token: MODULE_TOKEN, user: MODULE_USER }] });

@@ -12,6 +12,8 @@ import https from "node:https";
 import { startSandboxCluster, type SandboxCluster, type SandboxClusterOptions } from "../../sandbox/cluster";
 import { ensureBuild } from "../../scripts/ensure-build";
 
+type Truthy<T> = Exclude<T, undefined | null | false | 0 | "">;
+
 export interface TestCluster extends SandboxCluster {
   kc: KubeConfig;
   redfish(
@@ -19,7 +21,8 @@ export interface TestCluster extends SandboxCluster {
     path: string,
     opts?: { user?: string; token?: string; body?: unknown; headers?: Record<string, string> },
   ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: any; text: string }>;
-  waitFor<T>(probe: () => T | Promise<T>, opts?: { timeoutMs?: number; intervalMs?: number; what?: string }): Promise<T>;
+  /** Resolves with the first truthy value the probe returns (exceptions count as "not yet"). */
+  waitFor<T>(probe: () => T | Promise<T>, opts?: { timeoutMs?: number; intervalMs?: number; what?: string }): Promise<Truthy<T>>;
 }
 
 export async function startTestCluster(opts: SandboxClusterOptions = {}): Promise<TestCluster> {

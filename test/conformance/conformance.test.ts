@@ -1,0 +1,146 @@
+// Redfish conformance with real clients: Debian's python3-sushy (what Ironic/Metal3 use) drives the install
+// sequence and the power actions; DMTF's redfishtool reads the tree and acts. Both talk HTTPS to the BUILT
+// module's watcher in the sandbox, verifying the sandbox CA.
+//
+// Where the clients are not installed the suite reports itself skipped, loudly; with
+// REQUIRE_CONFORMANCE_CLIENTS=true (CI) a missing client is a failure.
+import { execFile, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestCluster, type TestCluster } from "../helpers/cluster";
+import { demoVirtualMachine } from "../../sandbox/demo";
+import type { KubeObject } from "../../sandbox/apiserver/types";
+
+const run = promisify(execFile);
+const PYTHON = "/usr/bin/python3"; // Debian's python, where python3-sushy lives (not a pyenv/venv python)
+const SUSHY_FLOW = path.join(__dirname, "sushy_flow.py");
+
+function available(cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: "ignore", timeout: 20_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const haveSushy = available(PYTHON, ["-c", "import sushy"]);
+const haveRedfishtool = available("redfishtool", ["-V"]);
+const required = process.env.REQUIRE_CONFORMANCE_CLIENTS === "true";
+if (!haveSushy || !haveRedfishtool) {
+  const missing = [!haveSushy && "python3-sushy", !haveRedfishtool && "redfishtool"].filter(Boolean).join(", ");
+  const message = `Redfish conformance suite: ${missing} not installed (apt-get install -y python3-sushy redfishtool)`;
+  if (required) throw new Error(`${message}; REQUIRE_CONFORMANCE_CLIENTS=true`);
+  console.warn(`\n${"!".repeat(100)}\n!! SKIPPED: ${message}\n${"!".repeat(100)}\n`);
+}
+
+const SYSTEM = "tenant1-vms.conformance-vm";
+
+describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, redfishtool)", () => {
+  let c: TestCluster;
+  let caFile: string;
+  let base: string;
+  // The clients verify the server certificate against the sandbox CA; the machine's CA bundle variables
+  // (REQUESTS_CA_BUNDLE...) would otherwise override it.
+  const clientEnv = (): NodeJS.ProcessEnv => ({ ...process.env, REQUESTS_CA_BUNDLE: caFile, CURL_CA_BUNDLE: caFile, SSL_CERT_FILE: caFile });
+
+  beforeAll(async () => {
+    c = await startTestCluster({ demo: true });
+    caFile = path.join(c.stateDir, "ca.crt");
+    base = `https://localhost:${c.redfishPort}`;
+    // A guest that honours ACPI within a second, so GracefulShutdown is observable quickly.
+    const vm = demoVirtualMachine("tenant1-vms", "conformance-vm", "5e1d0000-0000-4000-8000-00000000c0f0", "02:00:00:00:0c:0f");
+    const template = (vm.spec as { template: { metadata: { annotations?: Record<string, string> } } }).template;
+    template.metadata.annotations = { "sandbox.kubevirt.io/acpi-shutdown-seconds": "1" };
+    c.api.store.create("virtualmachines.kubevirt.io", vm);
+    await c.waitFor(async () => (await c.redfish("GET", `/redfish/v1/Systems/${SYSTEM}`, { user: "admin:admin123" })).status === 200, {
+      timeoutMs: 15_000,
+      what: "the conformance VM in the Redfish cache",
+    });
+  });
+  afterAll(async () => c?.stop());
+
+  async function sushy(phase: "install" | "power"): Promise<{ steps: { name: string; [k: string]: unknown }[]; [k: string]: unknown }> {
+    const args = [SUSHY_FLOW, phase, base, "admin", "admin123", SYSTEM, caFile, `${c.isoServer.url}/images/conformance.iso`];
+    try {
+      const { stdout } = await run(PYTHON, args, { env: clientEnv(), timeout: 240_000 });
+      return JSON.parse(stdout.trim().split("\n").pop()!);
+    } catch (e) {
+      const err = e as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`sushy ${phase} failed: ${err.message}\n${err.stdout ?? ""}\n${err.stderr ?? ""}`);
+    }
+  }
+
+  const step = (r: { steps: { name: string; [k: string]: unknown }[] }, name: string) => {
+    const s = r.steps.find(x => x.name === name);
+    expect(s, `step ${name} in ${JSON.stringify(r.steps)}`).toBeDefined();
+    return s!;
+  };
+
+  it("sushy: the Ironic virtual-media install boots the VM from the CD once", async () => {
+    const r = await sushy("install");
+    expect(r.redfish_version).toMatch(/^1\./);
+    expect(r.systems).toContain(`/redfish/v1/Systems/${SYSTEM}`);
+    const system = r.system as { uuid: string; macs: string[]; allowed_resets: string[] };
+    expect(system.uuid).toBe("5e1d0000-0000-4000-8000-00000000c0f0");
+    expect(system.macs).toContain("02:00:00:00:0c:0f");
+    expect(system.allowed_resets).not.toContain("Nmi");
+    expect(system.allowed_resets).toEqual(expect.arrayContaining(["On", "ForceOff", "GracefulShutdown", "ForceRestart"]));
+    expect(Number(step(r, "ForceOff").seconds)).toBeLessThan(10);
+    expect(Number(step(r, "insert accepted").seconds)).toBeLessThan(2); // the reply does not wait for the import
+    expect(step(r, "inserted").image).toContain("/images/conformance.iso");
+
+    // The running VMI booted from the CD-ROM the media was attached to.
+    const vm = c.api.store.get("virtualmachines.kubevirt.io", "tenant1-vms", "conformance-vm") as KubeObject;
+    const disks = (vm.spec as any).template.spec.domain.devices.disks as { name: string; cdrom?: unknown }[];
+    const cdrom = disks.find(d => d.cdrom);
+    expect(cdrom, JSON.stringify(disks)).toBeDefined();
+    const vmi = await c.waitFor(() => {
+      const o = c.api.store.get("virtualmachineinstances.kubevirt.io", "tenant1-vms", "conformance-vm");
+      return o?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? o : undefined;
+    }, { timeoutMs: 15_000, what: "the VMI's boot record" });
+    expect(vmi.metadata.annotations?.["sandbox.kubevirt.io/booted-from"]).toBe(cdrom!.name);
+  });
+
+  it("sushy: power actions, the one-time boot reads Disabled afterwards, eject, Nmi refused", async () => {
+    const r = await sushy("power");
+    expect(step(r, "after one-time boot").enabled).toBe("Disabled");
+    expect(Number(step(r, "GracefulShutdown").seconds)).toBeLessThan(30);
+    expect(step(r, "eject after install").inserted).toBe(false);
+    step(r, "Nmi rejected");
+    expect(step(r, "logout").old_token_status).toBe(401);
+  });
+
+  it("redfishtool: reads the tree with Basic and Session auth and drives power and boot", async () => {
+    const rt = async (...args: string[]) => {
+      const { stdout } = await run("redfishtool", ["-r", `localhost:${c.redfishPort}`, "-u", "admin", "-p", "admin123", "-S", "Always", ...args], {
+        env: clientEnv(),
+        timeout: 60_000,
+      });
+      return stdout;
+    };
+    const root = JSON.parse(await rt("root"));
+    expect(root["@odata.id"]).toBe("/redfish/v1/");
+    const systems = JSON.parse(await rt("Systems"));
+    expect(systems.Members.map((m: { "@odata.id": string }) => m["@odata.id"])).toContain(`/redfish/v1/Systems/${SYSTEM}`);
+    const sessionSystem = JSON.parse(await rt("-A", "Session", "Systems", "-I", SYSTEM));
+    expect(sessionSystem.Id).toBe(SYSTEM);
+    await rt("Systems", "-I", SYSTEM, "setBootOverride", "Once", "Pxe");
+    const afterBoot = JSON.parse(await rt("Systems", "-I", SYSTEM));
+    expect(afterBoot.Boot.BootSourceOverrideTarget).toBe("Pxe");
+    expect(afterBoot.Boot.BootSourceOverrideEnabled).toBe("Once");
+    await rt("Systems", "-I", SYSTEM, "reset", "On");
+    await c.waitFor(async () => JSON.parse(await rt("Systems", "-I", SYSTEM)).PowerState === "On", { timeoutMs: 30_000, what: "On via redfishtool" });
+    for (const sub of ["Chassis", "Managers", "SessionService", "AccountService"]) {
+      const body = JSON.parse(await rt(sub));
+      expect(body["@odata.id"], sub).toMatch(/^\/redfish\/v1\//);
+    }
+    // A tenant user does not see the other tenant's systems.
+    const { stdout } = await run("redfishtool", ["-r", `localhost:${c.redfishPort}`, "-u", "tenant1", "-p", "tenant1-pass", "-S", "Always", "Systems"], { env: clientEnv() });
+    const ids = JSON.parse(stdout).Members.map((m: { "@odata.id": string }) => m["@odata.id"]);
+    expect(ids.every((id: string) => id.startsWith("/redfish/v1/Systems/tenant1-vms."))).toBe(true);
+    expect(fs.existsSync(caFile)).toBe(true);
+  });
+});

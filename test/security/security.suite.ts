@@ -1,0 +1,486 @@
+// Security suite against the BUILT module (the watcher serving Redfish over HTTPS, the admission server, the
+// sandbox API server), one cluster for the whole suite so the final log check covers everything it did:
+//   1. tenant isolation: every user x every system (full and bare ids) x every verb of every system-scoped
+//      resource; systems outside the user's chassis are the same 404 as systems that do not exist, and no
+//      write ever lands on them; collections, chassis, sessions and tasks of others are invisible too
+//   2. fuzzing of every endpoint (ids, methods, bodies, headers, raw protocol): zero 5xx, zero crashes
+//   3. brute force: back-off per username and per socket address; spoofed X-Forwarded-For / Forwarded
+//      headers do not get around it (they count only from a configured trusted proxy)
+//   4. no secret in any log line of any process, nor in any response body
+import bcrypt from "bcryptjs";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createNamespace,
+  DV_KEY,
+  eventually,
+  httpSourceUrl,
+  MEDIA_FOR_LABEL,
+  sleep,
+  startSuiteCluster,
+  vmObject,
+  VM_KEY,
+  type RedfishClient,
+  type RedfishResponse,
+  type SuiteCluster,
+} from "../reliability/support";
+import { fuzzCases, type FuzzCase } from "./fuzz-cases";
+import { exchange } from "./raw-client";
+
+// ---- the tenants ----
+
+const USERS = {
+  alice: { password: "alice-Secret-1!", chassis: ["alpha"] },
+  bob: { password: "bob-Secret-2!", chassis: ["beta"] },
+  carol: { password: "carol-Secret-3!", chassis: ["alpha", "gold"] },
+  dave: { password: "dave-Secret-4!", chassis: ["gold"] },
+  erin: { password: "erin-Secret-5!", chassis: ["beta"] }, // stored as a bcrypt hash
+} as const;
+type User = keyof typeof USERS;
+const USER_NAMES = Object.keys(USERS) as User[];
+const ERIN_HASH = bcrypt.hashSync(USERS.erin.password, 4);
+
+const SYSTEMS = ["sec-a.web", "sec-a.db", "sec-b.web", "sec-b.gold-1", "sec-c.lonely"];
+/** What each user may see: chassis alpha = sec-a; beta = sec-b; gold = sec-b VMs labelled tier=gold; sec-c is in no chassis. */
+const VISIBLE: Record<User, string[]> = {
+  alice: ["sec-a.web", "sec-a.db"],
+  bob: ["sec-b.web", "sec-b.gold-1"],
+  carol: ["sec-a.web", "sec-a.db", "sec-b.gold-1"],
+  dave: ["sec-b.gold-1"],
+  erin: ["sec-b.web", "sec-b.gold-1"],
+};
+const CHASSIS = ["alpha", "beta", "gold"];
+
+const basic = (user: User) => `${user}:${USERS[user].password}`;
+
+/** Ids a user may address: every full id, every bare name (visible when exactly one visible VM has it), none-such. */
+function idsFor(user: User): { id: string; target?: string }[] {
+  const full = SYSTEMS.map(id => ({ id, target: VISIBLE[user].includes(id) ? id : undefined }));
+  const bare = [...new Set(SYSTEMS.map(id => id.split(".")[1]))].map(name => {
+    const matches = VISIBLE[user].filter(id => id.split(".")[1] === name);
+    return { id: name, target: matches.length === 1 ? matches[0] : undefined };
+  });
+  return [...full, ...bare, { id: "sec-a.nope" }, { id: "nope" }];
+}
+
+let c: SuiteCluster;
+let rf: RedfishClient;
+/** Every response body the suite received (checked for secrets at the end). */
+const responseBodies: string[] = [];
+/** Passwords tried in the brute-force tests and media credentials: secrets too. */
+const extraSecrets: string[] = [];
+
+beforeAll(async () => {
+  c = await startSuiteCluster({
+    config: {
+      chassis: [
+        { name: "alpha", namespace: "sec-a" },
+        { name: "beta", namespace: "sec-b" },
+        { name: "gold", namespace: "sec-b", vmSelector: { matchLabels: { tier: "gold" } } },
+      ],
+      // A lock of 3 s after 3 failures: long enough to observe on a loaded machine, short enough to wait out.
+      authentication: { lockout: { maxFailures: 3, baseDelaySeconds: 3, maxDelaySeconds: 6 }, trustedProxies: ["127.0.0.9"] },
+      datavolume: { storageSize: "1Gi" },
+    },
+    users: USER_NAMES.map(u =>
+      u === "erin" ? { username: u, passwordHash: ERIN_HASH, chassis: [...USERS[u].chassis] } : { username: u, password: USERS[u].password, chassis: [...USERS[u].chassis] },
+    ),
+    kubevirt: { stepDelayMs: 50 },
+    iso: { sizeBytes: 256 * 1024, slowChunkIntervalMs: 20 },
+  });
+  for (const ns of ["sec-a", "sec-b", "sec-c"]) createNamespace(c, ns);
+  for (const id of SYSTEMS) {
+    const [ns, name] = id.split(".");
+    c.api.store.create(VM_KEY, vmObject(ns, name, name.startsWith("gold") ? { labels: { tier: "gold" } } : {}));
+  }
+  const client = c.client({ localAddress: "127.0.0.2" });
+  rf = {
+    request: async (method, p, o) => {
+      const res = await client.request(method, p, o);
+      responseBodies.push(res.text);
+      return res;
+    },
+    close: () => client.close(),
+  };
+  await eventually(async () => (await rf.request("GET", "/redfish/v1/Systems", { user: basic("carol") })).body?.["Members@odata.count"] === 3, "the VMs in Redfish");
+});
+afterAll(async () => {
+  rf?.close();
+  await c?.stop();
+});
+
+// ---- 1. tenant isolation ----
+
+interface SystemRequest {
+  name: string;
+  method: string;
+  path: (id: string) => string;
+  body?: (user: User, id: string) => unknown;
+  /** Status codes allowed when the user may see the system. */
+  visible: number[];
+}
+
+const image = (user: User, id: string) => `${c.isoServer.url}/images/${user}-${id.replace(/[^a-z0-9-]/g, "-")}.iso`;
+const sys = (id: string) => `/redfish/v1/Systems/${encodeURIComponent(id)}`;
+const mgr = (id: string) => `/redfish/v1/Managers/${encodeURIComponent(id)}`;
+
+const SYSTEM_REQUESTS: SystemRequest[] = [
+  { name: "GET system", method: "GET", path: sys, visible: [200] },
+  { name: "HEAD system", method: "HEAD", path: sys, visible: [200] },
+  { name: "PATCH boot override", method: "PATCH", path: sys, body: () => ({ Boot: { BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Continuous" } }), visible: [200, 204] },
+  { name: "PUT system", method: "PUT", path: sys, body: () => ({}), visible: [405] },
+  { name: "POST system", method: "POST", path: sys, body: () => ({}), visible: [405] },
+  { name: "DELETE system", method: "DELETE", path: sys, visible: [405] },
+  { name: "Reset ForceOff", method: "POST", path: id => `${sys(id)}/Actions/ComputerSystem.Reset`, body: () => ({ ResetType: "ForceOff" }), visible: [204] },
+  { name: "Reset Nmi", method: "POST", path: id => `${sys(id)}/Actions/ComputerSystem.Reset`, body: () => ({ ResetType: "Nmi" }), visible: [400] },
+  { name: "GET Reset", method: "GET", path: id => `${sys(id)}/Actions/ComputerSystem.Reset`, visible: [405] },
+  { name: "GET EthernetInterfaces", method: "GET", path: id => `${sys(id)}/EthernetInterfaces`, visible: [200] },
+  { name: "GET EthernetInterface", method: "GET", path: id => `${sys(id)}/EthernetInterfaces/default`, visible: [200] },
+  { name: "POST EthernetInterfaces", method: "POST", path: id => `${sys(id)}/EthernetInterfaces`, body: () => ({}), visible: [405] },
+  { name: "GET Manager", method: "GET", path: mgr, visible: [200] },
+  { name: "PATCH Manager", method: "PATCH", path: mgr, body: () => ({}), visible: [400, 405] },
+  { name: "GET VirtualMedia", method: "GET", path: id => `${sys(id)}/VirtualMedia`, visible: [200] },
+  { name: "GET Cd", method: "GET", path: id => `${sys(id)}/VirtualMedia/Cd`, visible: [200] },
+  { name: "InsertMedia", method: "POST", path: id => `${sys(id)}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`, body: (u, id) => ({ Image: image(u, id) }), visible: [202, 204] },
+  { name: "EjectMedia", method: "POST", path: id => `${sys(id)}/VirtualMedia/Cd/Actions/VirtualMedia.EjectMedia`, body: () => ({}), visible: [204] },
+  { name: "GET Manager Cd", method: "GET", path: id => `${mgr(id)}/VirtualMedia/Cd`, visible: [200] },
+  { name: "Manager InsertMedia", method: "POST", path: id => `${mgr(id)}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`, body: (u, id) => ({ Image: image(u, `m-${id}`) }), visible: [202, 204] },
+];
+
+/** A 404 body with the addressed id replaced, so a foreign system's answer can be compared with a missing one's. */
+const normalized = (res: RedfishResponse, id: string) => ({
+  status: res.status,
+  body: res.text.split(id).join("<id>").split(encodeURIComponent(id)).join("<id>"),
+  allow: res.headers.allow,
+  etag: res.headers.etag,
+  location: res.headers.location,
+});
+
+/** Resolves once no VM or DataVolume has changed for `quietMs` (work started by earlier requests has finished). */
+async function settle(quietMs = 500, timeoutMs = 15_000): Promise<void> {
+  let last = Date.now();
+  const stops = [VM_KEY, DV_KEY].map(key => c.api.store.watch(key, undefined, () => (last = Date.now())));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() - last < quietMs && Date.now() < deadline) await sleep(50);
+  } finally {
+    stops.forEach(stop => stop());
+  }
+}
+
+/** The cluster state of a VM that a write through Redfish could change: its spec and its media DataVolumes. */
+function footprint(id: string): string {
+  const [ns, name] = id.split(".");
+  const vm = c.api.store.get(VM_KEY, ns, name);
+  const dvs = c.api.store.list(DV_KEY, ns).filter(dv => dv.metadata.labels?.[MEDIA_FOR_LABEL] === name).map(dv => dv.metadata.name);
+  return JSON.stringify({ spec: vm?.spec, annotations: vm?.metadata.annotations, dvs });
+}
+
+describe("tenant isolation", () => {
+  it("every user x every system x every verb: 404 outside the user's chassis, identical to a missing system, and no write lands there", async () => {
+    const createdDataVolumes: { namespace: string; vm: string; url?: string }[] = [];
+    const unwatch = c.api.store.watch(DV_KEY, undefined, ev => {
+      if (ev.type === "ADDED") createdDataVolumes.push({ namespace: ev.object.metadata.namespace!, vm: ev.object.metadata.labels?.[MEDIA_FOR_LABEL] ?? "", url: httpSourceUrl(ev.object) });
+    });
+    let cases = 0;
+    const problems: string[] = [];
+    try {
+      for (const user of USER_NAMES) {
+        const foreign = SYSTEMS.filter(id => !VISIBLE[user].includes(id));
+        await settle();
+        const before = new Map(foreign.map(id => [id, footprint(id)]));
+        for (const { id, target } of idsFor(user)) {
+          for (const req of SYSTEM_REQUESTS) {
+            const send = (addressed: string) =>
+              rf.request(req.method, req.path(addressed), { user: basic(user), ...(req.body ? { body: req.body(user, target ?? addressed) } : {}) });
+            const res = await send(id);
+            cases++;
+            const label = `${user} ${req.name} ${id}`;
+            if (target) {
+              if (!req.visible.includes(res.status)) problems.push(`${label}: ${res.status} (expected ${req.visible.join("/")}) ${res.text.slice(0, 200)}`);
+              continue;
+            }
+            // Not visible: exactly the answer for a system that does not exist.
+            const missingId = id.includes(".") ? "sec-a.does-not-exist" : "does-not-exist";
+            const reference = await send(missingId);
+            if (res.status !== 404) problems.push(`${label}: ${res.status}, expected 404 ${res.text.slice(0, 200)}`);
+            else if (JSON.stringify(normalized(res, id)) !== JSON.stringify(normalized(reference, missingId))) {
+              problems.push(`${label}: differs from a missing system: ${JSON.stringify(normalized(res, id))} vs ${JSON.stringify(normalized(reference, missingId))}`);
+            }
+          }
+        }
+        await settle(); // writes the module might still make after a reply would show up here
+        for (const id of foreign) if (footprint(id) !== before.get(id)) problems.push(`${user} changed ${id}, outside its chassis`);
+      }
+    } finally {
+      unwatch();
+    }
+    // Every DataVolume created during the matrix belongs to a system visible to the user whose image it imports.
+    for (const dv of createdDataVolumes) {
+      const owner = USER_NAMES.find(u => dv.url?.includes(`/images/${u}-`));
+      if (!owner || !VISIBLE[owner].includes(`${dv.namespace}.${dv.vm}`)) problems.push(`DataVolume for ${dv.namespace}/${dv.vm} from ${dv.url}`);
+    }
+    console.log(`tenant isolation matrix: ${cases} cases (${USER_NAMES.length} users x ${idsFor("alice").length} ids x ${SYSTEM_REQUESTS.length} requests), ${createdDataVolumes.length} DataVolumes created, ${problems.length} problems`);
+    expect(problems).toEqual([]);
+    expect(createdDataVolumes.length).toBeGreaterThan(0);
+  });
+
+  it("collections and chassis show only the user's own; foreign chassis are 404", async () => {
+    let cases = 0;
+    for (const user of USER_NAMES) {
+      const members = async (p: string) => (((await rf.request("GET", p, { user: basic(user) })).body?.Members ?? []) as { "@odata.id": string }[]).map(m => m["@odata.id"]).sort();
+      expect(await members("/redfish/v1/Systems"), user).toEqual(VISIBLE[user].map(sys).sort());
+      expect(await members("/redfish/v1/Managers"), user).toEqual(VISIBLE[user].map(mgr).sort());
+      expect(await members("/redfish/v1/Chassis"), user).toEqual(USERS[user].chassis.map(ch => `/redfish/v1/Chassis/${ch}`).sort());
+      cases += 3;
+      for (const chassis of [...CHASSIS, "nope"]) {
+        const own = (USERS[user].chassis as readonly string[]).includes(chassis);
+        const got = await rf.request("GET", `/redfish/v1/Chassis/${chassis}`, { user: basic(user) });
+        expect(got.status, `${user} GET chassis ${chassis}`).toBe(own ? 200 : 404);
+        if (own) {
+          const linked = ((got.body?.Links?.ComputerSystems ?? []) as { "@odata.id": string }[]).map(l => l["@odata.id"]);
+          for (const link of linked) expect(VISIBLE[user].map(sys), `${user} chassis ${chassis} links`).toContain(link);
+        }
+        for (const method of ["PATCH", "DELETE", "POST"]) {
+          const write = await rf.request(method, `/redfish/v1/Chassis/${chassis}`, { user: basic(user), ...(method === "DELETE" ? {} : { body: {} }) });
+          expect(write.status, `${user} ${method} chassis ${chassis}`).toBe(own ? 405 : 404);
+        }
+        cases += 4;
+      }
+    }
+    console.log(`collections and chassis: ${cases} cases`);
+  });
+
+  it("sessions: a user's session and token are invisible and unusable for another user; logout ends the token", async () => {
+    const sessions = new Map<User, { token: string; location: string }>();
+    for (const user of USER_NAMES) {
+      const login = await rf.request("POST", "/redfish/v1/SessionService/Sessions", { body: { UserName: user, Password: USERS[user].password } });
+      expect(login.status, user).toBe(201);
+      sessions.set(user, { token: login.headers["x-auth-token"] as string, location: login.headers.location as string });
+    }
+    let cases = 0;
+    for (const user of USER_NAMES) {
+      const own = sessions.get(user)!;
+      // With its own token, a user sees exactly its systems.
+      for (const id of SYSTEMS) {
+        const res = await rf.request("GET", sys(id), { token: own.token });
+        expect(res.status, `${user} token GET ${id}`).toBe(VISIBLE[user].includes(id) ? 200 : 404);
+        cases++;
+      }
+      for (const other of USER_NAMES.filter(u => u !== user)) {
+        const theirs = sessions.get(other)!;
+        for (const method of ["GET", "DELETE"]) {
+          expect((await rf.request(method, theirs.location, { token: own.token })).status, `${user} ${method} ${other}'s session`).toBe(404);
+          cases++;
+        }
+      }
+      const listed = ((await rf.request("GET", "/redfish/v1/SessionService/Sessions", { token: own.token })).body?.Members ?? []) as { "@odata.id": string }[];
+      expect(listed.map(m => m["@odata.id"]), user).toEqual([own.location]);
+    }
+    // Every session survived the others' attempts; logout invalidates the token.
+    for (const user of USER_NAMES) {
+      const own = sessions.get(user)!;
+      expect((await rf.request("GET", own.location, { token: own.token })).status).toBe(200);
+      expect((await rf.request("DELETE", own.location, { token: own.token })).status).toBe(204);
+      expect((await rf.request("GET", "/redfish/v1/Systems", { token: own.token })).status).toBe(401);
+    }
+    console.log(`sessions: ${cases} cross-user cases`);
+  });
+
+  it("tasks: an import's Task and TaskMonitor are visible only to users who see its system", async () => {
+    const insert = await rf.request("POST", `${sys("sec-a.db")}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`, {
+      user: basic("alice"),
+      body: { Image: `${c.isoServer.url}/images/task-probe.iso` },
+    });
+    expect(insert.status, insert.text).toBe(202);
+    const task = insert.body["@odata.id"] as string;
+    const monitor = insert.headers.location as string;
+    for (const user of USER_NAMES) {
+      const sees = VISIBLE[user].includes("sec-a.db");
+      expect((await rf.request("GET", task, { user: basic(user) })).status, `${user} task`).toBe(sees ? 200 : 404);
+      expect([200, 202, 204].includes((await rf.request("GET", monitor, { user: basic(user) })).status), `${user} monitor`).toBe(sees);
+      const listed = (((await rf.request("GET", "/redfish/v1/TaskService/Tasks", { user: basic(user) })).body?.Members ?? []) as { "@odata.id": string }[]).map(m => m["@odata.id"]);
+      expect(listed.includes(task), `${user} task list`).toBe(sees);
+    }
+  });
+});
+
+// ---- 2. fuzzing ----
+
+describe("fuzzing every endpoint", () => {
+  it("answers every case with a status below 500 and keeps running", async () => {
+    const login = await rf.request("POST", "/redfish/v1/SessionService/Sessions", { body: { UserName: "alice", Password: USERS.alice.password } });
+    const insert = await rf.request("POST", `${sys("sec-a.web")}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`, {
+      user: basic("alice"),
+      body: { Image: `${c.isoServer.url}/images/fuzz-slot.iso` },
+    });
+    const taskId = String(insert.body?.Id ?? "1");
+    const cases = fuzzCases({
+      slots: { system: "sec-a.web", nic: "default", media: "Cd", chassis: "alpha", session: String(login.body?.Id), account: "alice", task: taskId },
+      authorization: `Basic ${Buffer.from(basic("alice")).toString("base64")}`,
+      isoUrl: `${c.isoServer.url}/images/fuzz.iso`,
+      token: login.headers["x-auth-token"] as string,
+    });
+    const watcherPid = c.watcher!.child.pid;
+    const admissionPid = c.admission!.child.pid;
+    const failures: string[] = [];
+    const statuses = new Map<number, number>();
+    const byGroup = new Map<FuzzCase["group"], number>();
+    let next = 0;
+    const worker = async () => {
+      while (next < cases.length) {
+        const fuzz = cases[next++];
+        const res = await exchange({
+          port: c.redfishPort,
+          ca: c.caPem,
+          // Cases that fail authentication come from their own address: their back-off must not lock the rest out.
+          localAddress: fuzz.failsAuthentication ? "127.0.0.3" : "127.0.0.2",
+          bytes: fuzz.bytes,
+        });
+        byGroup.set(fuzz.group, (byGroup.get(fuzz.group) ?? 0) + 1);
+        if (res.status !== undefined) statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        if (res.headers["x-auth-token"]) c.issuedTokens.add(res.headers["x-auth-token"]);
+        responseBodies.push(res.body);
+        if (res.status === undefined) failures.push(`${fuzz.label}: no response (${res.error ?? "connection closed"})`);
+        else if (res.status >= 500) failures.push(`${fuzz.label}: ${res.status} ${res.body.slice(0, 200)}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, worker));
+
+    // Still alive and answering: the same processes, a normal request works.
+    expect(c.watcher!.child.pid).toBe(watcherPid);
+    expect(c.watcher!.child.exitCode).toBeNull();
+    expect(c.admission!.child.pid).toBe(admissionPid);
+    expect(c.admission!.child.exitCode).toBeNull();
+    expect((await rf.request("GET", "/redfish/v1/Systems", { user: basic("alice") })).status).toBe(200);
+    // No handler failed behind a non-5xx answer either (the app logs every internal error).
+    const internalErrors = c.watcher!.logs.filter(l => l.includes("Redfish request failed"));
+    console.log(
+      `fuzzing: ${cases.length} cases (${[...byGroup].map(([g, n]) => `${g} ${n}`).join(", ")}); statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}; ${failures.length} failures`,
+    );
+    expect(failures).toEqual([]);
+    expect(internalErrors).toEqual([]);
+    expect(cases.length).toBeGreaterThan(2_000);
+  });
+});
+
+// ---- 3. brute force ----
+
+describe("brute-force back-off", () => {
+  const attempt = async (from: string, user: string, password: string, headers: Record<string, string> = {}, viaSession = false) => {
+    const client = c.client({ localAddress: from });
+    try {
+      const res = viaSession
+        ? await client.request("POST", "/redfish/v1/SessionService/Sessions", { body: { UserName: user, Password: password }, headers })
+        : await client.request("GET", "/redfish/v1/Systems", { user: `${user}:${password}`, headers });
+      responseBodies.push(res.text);
+      return res;
+    } finally {
+      client.close();
+    }
+  };
+  const spoofed = (i: number) => ({ "X-Forwarded-For": `203.0.113.${i}`, Forwarded: `for=203.0.113.${i}`, "X-Real-IP": `203.0.113.${i}` });
+  const locked = (res: RedfishResponse) => res.status === 401 && Number(res.headers["retry-after"] ?? 0) > 0;
+
+  it("per username: guessing bob's password with rotating spoofed forwarded headers locks bob, from any address", async () => {
+    const results: RedfishResponse[] = [];
+    for (let i = 0; i < 6; i++) {
+      const wrong = `wrong-bob-${i}`;
+      extraSecrets.push(wrong);
+      results.push(await attempt("127.0.0.4", "bob", wrong, spoofed(i), i % 2 === 1));
+    }
+    expect(results.map(r => r.status)).toEqual([401, 401, 401, 401, 401, 401]);
+    expect(results.slice(0, 2).some(locked)).toBe(false);
+    expect(results.slice(2).every(locked), JSON.stringify(results.map(r => r.headers["retry-after"]))).toBe(true);
+    // The right password is refused while locked, whatever the headers and the source address say.
+    expect(locked(await attempt("127.0.0.4", "bob", USERS.bob.password, spoofed(99)))).toBe(true);
+    const stillLocked = await attempt("127.0.0.5", "bob", USERS.bob.password);
+    expect(locked(stillLocked)).toBe(true);
+    // Others are not affected; bob gets in once the lock expires.
+    expect((await attempt("127.0.0.5", "erin", USERS.erin.password)).status).toBe(200);
+    await sleep(Number(stillLocked.headers["retry-after"]) * 1000 + 500);
+    expect((await attempt("127.0.0.5", "bob", USERS.bob.password)).status).toBe(200);
+  });
+
+  it("per socket address: guessing usernames with rotating spoofed headers locks the address, not the users", async () => {
+    for (let i = 0; i < 6; i++) {
+      const wrong = `guess-password-${i}`;
+      extraSecrets.push(wrong);
+      await attempt("127.0.0.6", `guess-${i}`, wrong, spoofed(i));
+    }
+    // erin (a bcrypt user) with the right password: refused from the locked address, accepted from another.
+    expect(locked(await attempt("127.0.0.6", "erin", USERS.erin.password, spoofed(42)))).toBe(true);
+    expect((await attempt("127.0.0.7", "erin", USERS.erin.password)).status).toBe(200);
+  });
+
+  it("X-Forwarded-For counts only from a trusted proxy (127.0.0.9): there each forwarded client has its own back-off", async () => {
+    const proxy = "127.0.0.9";
+    // Through the proxy, one client guesses: that client is locked...
+    for (let i = 0; i < 4; i++) {
+      const wrong = `proxied-guess-${i}`;
+      extraSecrets.push(wrong);
+      await attempt(proxy, `proxied-${i}`, wrong, { "X-Forwarded-For": "198.51.100.7" });
+    }
+    expect(locked(await attempt(proxy, "dave", USERS.dave.password, { "X-Forwarded-For": "198.51.100.7" }))).toBe(true);
+    // ...while another client behind the same proxy is not.
+    expect((await attempt(proxy, "dave", USERS.dave.password, { "X-Forwarded-For": "198.51.100.8" })).status).toBe(200);
+  });
+});
+
+// ---- 4. secrets ----
+
+describe("no secret in logs or responses", () => {
+  it("no password, credential header, hash, token or key in any log line of any process, nor in a response body", async () => {
+    // Media credentials go into a Secret; a URL with credentials is refused. Neither may reach a log.
+    const mediaPassword = "media-Secret-6!";
+    const urlPassword = "url-Secret-7!";
+    extraSecrets.push(mediaPassword);
+    const withCredentials = await rf.request("POST", `${sys("sec-a.db")}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`, {
+      user: basic("alice"),
+      body: { Image: `${c.isoServer.url}/images/credentials.iso`, UserName: "iso-user", Password: mediaPassword },
+    });
+    expect(withCredentials.status, withCredentials.text).toBe(202);
+    const port = new URL(c.isoServer.url).port;
+    const inUrl = await rf.request("POST", `${sys("sec-a.db")}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`, {
+      user: basic("alice"),
+      body: { Image: `http://iso-user:${encodeURIComponent(urlPassword)}@127.0.0.1:${port}/images/credentials.iso` },
+    });
+    expect(inUrl.status).toBe(400);
+    await sleep(1_000); // let the processes log what they log about these requests
+
+    const credentialHeaders = USER_NAMES.map(u => Buffer.from(basic(u)).toString("base64"));
+    const tlsKeyLines = fs.readFileSync(path.join(c.stateDir, "tls.key"), "utf8").split("\n").filter(l => l.length > 40);
+    const tokens = [...c.issuedTokens];
+    const secrets: [string, string][] = [
+      ...USER_NAMES.map(u => [`password of ${u}`, USERS[u].password] as [string, string]),
+      ["erin's bcrypt hash", ERIN_HASH],
+      ...credentialHeaders.map(h => ["a Basic credential", h] as [string, string]),
+      ...extraSecrets.map(s => ["a password tried or given", s] as [string, string]),
+      ["a password in an image URL", urlPassword],
+      ...tokens.map(t => ["a session token", t] as [string, string]),
+      ...tlsKeyLines.map(l => ["the Redfish TLS key", l] as [string, string]),
+    ];
+    expect(tokens.length).toBeGreaterThanOrEqual(USER_NAMES.length + 1);
+    const sources = new Map<string, number>();
+    for (const { source } of c.logs) sources.set(source, (sources.get(source) ?? 0) + 1);
+    expect(sources.get("watcher") ?? 0).toBeGreaterThan(0);
+    expect(sources.get("admission") ?? 0).toBeGreaterThan(0);
+    expect(sources.get("apiserver") ?? 0).toBeGreaterThan(0);
+
+    const leaks: string[] = [];
+    for (const { source, line } of c.logs) {
+      for (const [what, secret] of secrets) if (line.includes(secret)) leaks.push(`${source} log: ${what}: ${line.slice(0, 300)}`);
+    }
+    // Response bodies: the service never returns a password, hash or token in a body (tokens travel in a header).
+    // The URL password is excluded here: the 400 for it quotes the caller's own input back to the caller.
+    const notInBodies = secrets.filter(([what]) => what !== "a password in an image URL");
+    for (const body of responseBodies) {
+      for (const [what, secret] of notInBodies) if (body.includes(secret)) leaks.push(`response body: ${what}: ${body.slice(0, 300)}`);
+    }
+    console.log(
+      `secrets: ${secrets.length} secrets (${tokens.length} session tokens) searched in ${c.logs.length} log lines (${JSON.stringify(Object.fromEntries(sources))}) and ${responseBodies.length} response bodies; ${leaks.length} found`,
+    );
+    expect(leaks).toEqual([]);
+  });
+});
