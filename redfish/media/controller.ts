@@ -27,7 +27,9 @@ export function startMediaController(cache: ClusterCache): () => void {
     // Under the VM's lock no insert of this process is between creating a DataVolume and referring to it;
     // the fresh read makes sure the drive does not use the DataVolume by now.
     await withVmLock(`${namespace}/${name}`, async () => {
-      if (stopped) return;
+      // A request that held the lock may have settled it meanwhile (it waits for its writes to show).
+      const settled = cache.getVm(namespace, name);
+      if (stopped || !settled || unreferencedMediaDataVolumes(settled.vm, settled.dataVolumes).length === 0) return;
       const vm = (await readVirtualMachine(namespace, name)) as KubeObject | undefined;
       const current = cache.getVm(namespace, name);
       if (!vm || !current || vm.metadata.uid !== current.vm.metadata.uid) return;

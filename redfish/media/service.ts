@@ -222,7 +222,8 @@ export class MediaService {
       rec => {
         if (!rec) return false;
         const slot = driveSlot(rec.vm);
-        return slot.kind === "attached" && slot.dataVolumeName === newName && rec.dataVolumes.some(dv => dv.metadata.name === newName);
+        const names = new Set(rec.dataVolumes.map(dv => dv.metadata.name));
+        return slot.kind === "attached" && slot.dataVolumeName === newName && names.has(newName) && !replaced.some(dv => names.has(dv.metadata.name));
       },
       this.cacheWaitMs,
     );

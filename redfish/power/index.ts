@@ -88,7 +88,7 @@ async function execute(rec: VmRecord, write: PowerWrite): Promise<void> {
  * moment behind); a missing VMI `reset` falls back; a patch whose `test` failed (the cache entry was older than
  * the VM) is re-planned once from a fresh read.
  */
-async function run(rec: VmRecord, plan: (rec: VmRecord) => PowerPlan, retried = false): Promise<{ status: 202 | 204 }> {
+async function run(rec: VmRecord, plan: (rec: VmRecord) => PowerPlan, retried = false): Promise<{ status: 202 | 204; wrote: boolean }> {
   const planned = plan(rec);
   for (const step of planned.writes) {
     try {
@@ -108,7 +108,7 @@ async function run(rec: VmRecord, plan: (rec: VmRecord) => PowerPlan, retried = 
       throw e;
     }
   }
-  return { status: planned.status };
+  return { status: planned.status, wrote: planned.writes.length > 0 };
 }
 
 /**
@@ -119,7 +119,8 @@ async function run(rec: VmRecord, plan: (rec: VmRecord) => PowerPlan, retried = 
 export async function reset(rec: VmRecord, resetType: string): Promise<{ status: 202 | 204 }> {
   if (!(RESET_TYPES as readonly string[]).includes(resetType)) throw unsupportedResetType(resetType);
   try {
-    return await run(rec, current => planReset(current, resetType, planContext(current)));
+    const { status } = await run(rec, current => planReset(current, resetType, planContext(current)));
+    return { status };
   } catch (e) {
     throw kubeFailure(e, rec);
   }
@@ -145,7 +146,8 @@ export function startPowerController(cache: ClusterCache): () => void {
     if (!rec || !pendingPowerOnPlan(rec, planContext(rec))) return;
     inFlight.add(key);
     run(rec, current => pendingPowerOnPlan(current, planContext(current)) ?? { status: 204, writes: [] })
-      .then(() => {
+      .then(({ wrote }) => {
+        if (!wrote) return;
         actedOn.set(key, rec.vm.metadata.resourceVersion);
         Log.info({ namespace, name }, "pending power-on advanced");
       })

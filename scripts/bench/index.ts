@@ -102,7 +102,15 @@ interface GetComparison {
   baseline: { requestsPerSecond: number; p50: number; p99: number };
   redfish: { requestsPerSecond: number; p50: number; p99: number };
   throughputRatio: number;
+  /** Latency at a fixed rate: a quarter of what the bare server sustained, both servers, same 50 connections. */
+  atQuarterCapacity: { ratePerSecond: number; baseline: LoadResult; redfish: LoadResult };
 }
+
+/**
+ * With 50 connections each sending as fast as it can (closed loop), latency = 50 / throughput (Little's law):
+ * it measures saturation. A fixed rate well below capacity shows the latency a request sees under load.
+ */
+const QUARTER = 0.25;
 
 function medianOfRounds(results: LoadResult[]): { requestsPerSecond: number; p50: number; p99: number } {
   return {
@@ -159,7 +167,18 @@ async function compareGet(cluster: SandboxCluster, baselinePort: number, systemP
   }
   const baseline = medianOfRounds(rounds.map(r => r.baseline));
   const measured = medianOfRounds(rounds.map(r => r.redfish));
-  return { rounds, baseline, redfish: measured, throughputRatio: Math.round((measured.requestsPerSecond / baseline.requestsPerSecond) * 1000) / 1000 };
+  const ratePerSecond = Math.max(50, Math.round(baseline.requestsPerSecond * QUARTER));
+  const atRate = (t: { url: string; headers: Record<string, string> }) =>
+    runLoad({ url: t.url, headers: t.headers, connections: PLAN.connections, durationSeconds: PLAN.loadSeconds, ratePerSecond });
+  const atQuarterCapacity = { ratePerSecond, baseline: await atRate(targets.baseline), redfish: await atRate(targets.redfish) };
+  progress(`GET at ${ratePerSecond} req/s: baseline p99 ${atQuarterCapacity.baseline.latencyMs.p99} ms, redfish p99 ${atQuarterCapacity.redfish.latencyMs.p99} ms`);
+  return {
+    rounds,
+    baseline,
+    redfish: measured,
+    throughputRatio: Math.round((measured.requestsPerSecond / baseline.requestsPerSecond) * 1000) / 1000,
+    atQuarterCapacity,
+  };
 }
 
 /** Time from an API write (merge patch of the VM's firmware serial) until GET Systems/{id} shows it. */
@@ -318,6 +337,16 @@ async function measureAdmission(cluster: SandboxCluster, baselinePort: number) {
   progress(`admission: Node mutate ${nodeMutate.requestsPerSecond} req/s p99 ${nodeMutate.latencyMs.p99} ms`);
   const dvValidate = await post(urls.validate, dvReview);
   progress(`admission: DataVolume validate ${dvValidate.requestsPerSecond} req/s p99 ${dvValidate.latencyMs.p99} ms`);
+  const ratePerSecond = Math.max(50, Math.round(baselinePost.requestsPerSecond * QUARTER));
+  const postAtRate = (url: string, body: string) =>
+    runLoad({ url, method: "POST", body, idReplacement: true, headers: { "Content-Type": "application/json" }, connections: PLAN.connections, durationSeconds: PLAN.loadSeconds, ratePerSecond });
+  const atQuarterCapacity = {
+    ratePerSecond,
+    baselinePost: await postAtRate(`https://127.0.0.1:${baselinePort}/admission`, nodeReview),
+    nodeMutate: await postAtRate(urls.mutate, nodeReview),
+    dvValidate: await postAtRate(urls.validate, dvReview),
+  };
+  progress(`admission at ${ratePerSecond} req/s: Node mutate p99 ${atQuarterCapacity.nodeMutate.latencyMs.p99} ms, DataVolume validate p99 ${atQuarterCapacity.dvValidate.latencyMs.p99} ms`);
 
   // O(1): the same Node mutate with 2,000 more node mappings in the configuration.
   const appliedBefore = cluster.admission!.logs.filter(l => l.includes("config applied")).length;
@@ -351,6 +380,7 @@ async function measureAdmission(cluster: SandboxCluster, baselinePort: number) {
     baselinePost,
     nodeMutate,
     dvValidate,
+    atQuarterCapacity,
     nodeMutateManyMappings: { extraMappings: PLAN.mappingsForScaleCheck, result: nodeMutateManyMappings, p50Ratio: round3(nodeMutateManyMappings.latencyMs.p50 / nodeMutate.latencyMs.p50) },
     endToEnd: { nodeWrite, configMapWrite },
   };
@@ -397,7 +427,7 @@ async function sampledRss(pid: number): Promise<number> {
 
 const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
 
-async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Requester, fleetAuth: string) {
+async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Requester, fleetAuth: string, emptyWatcherRss: number) {
   const pid = cluster.watcher!.child.pid!;
   const reference = cluster.api.store.get(VM_KEY, BENCH_NAMESPACE, "reference");
   if (!reference?.status) throw new Error("the reference VM has no status yet");
@@ -446,6 +476,18 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
   for (let i = 0; i < 200; i++) single.push((await redfish("GET", `/redfish/v1/Systems/${oneId}`, { headers: { Authorization: fleetAuth } })).ms);
   progress("scale: freshness with 10,000 VMs in the cache");
   const freshness = await measureFreshness(api, redfish, scaleNamespaces[0], `vm-${pad(0, 5)}`, fleetAuth, PLAN.freshnessChangesAtScale);
+
+  // A watcher started with the VMs already there: its memory holds the cache and nothing left over from the
+  // load phases, so (RSS - RSS of a fresh watcher without them) / VMs is the memory per cached VM.
+  progress("scale: restarting the watcher with the VMs in place");
+  await cluster.stopModule(["watcher"]);
+  const restarted = Date.now();
+  await cluster.startModule(["watcher"]);
+  await waitForHttps(cluster.redfishPort, "/healthz", cluster.caPem, 180_000);
+  const syncedSeconds = (Date.now() - restarted) / 1000;
+  await sleep(2_000);
+  const freshPid = cluster.watcher!.child.pid!;
+  const freshRss = await sampledRss(freshPid);
   return {
     vms: total,
     namespaces: PLAN.scaleNamespaces,
@@ -454,7 +496,9 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
     collection: { latencyMs: summarize(collection), bodyBytes: collectionBytes, user: "fleet (100 chassis)" },
     singleSystemLatencyMs: summarize(single),
     watcher: { rssBeforeMiB: mib(rssBefore), rssAfterMiB: mib(rssAfter), peakRssMiB: mib(peak) },
-    cacheBytesPerVm: Math.round((rssAfter - rssBefore) / total),
+    freshWatcher: { rssMiB: mib(freshRss), peakRssMiB: mib(rssBytes(freshPid).peak), syncedSeconds: round3(syncedSeconds) },
+    cacheBytesPerVm: Math.round((freshRss - emptyWatcherRss) / total),
+    rssDeltaBytesPerVm: Math.round((rssAfter - rssBefore) / total),
     freshnessAtScale: freshness,
   };
 }
@@ -483,7 +527,8 @@ async function main(): Promise<void> {
     }
     await waitForHttps(cluster.redfishPort, "/redfish/v1/", cluster.caPem, 60_000);
     await waitForPowerState(redfish, auth, [`${BENCH_NAMESPACE}.probe`, ...powerVmNames.map(n => `${BENCH_NAMESPACE}.${n}`)], "Off");
-    const watcherRssAtStart = rssBytes(cluster.watcher!.child.pid!).rss;
+    await sleep(2_000);
+    const watcherRssAtStart = await sampledRss(cluster.watcher!.child.pid!);
 
     const systemPath = `/redfish/v1/Systems/${BENCH_NAMESPACE}.probe`;
     const sample = await redfish("GET", systemPath, { headers: { Authorization: auth } });
@@ -501,7 +546,7 @@ async function main(): Promise<void> {
     progress("4/5 admission");
     const admission = await measureAdmission(cluster, baseline.port);
     progress("5/5 10,000 VMs");
-    const scale = await measureScale(cluster, redfish, api, fleetAuth);
+    const scale = await measureScale(cluster, redfish, api, fleetAuth, watcherRssAtStart);
 
     const results = {
       machine: {
@@ -556,12 +601,35 @@ function evaluateBars(r: Results): Bar[] {
   const fullScale = r.scale.vms === 10_000;
   return [
     { bar: "GET Systems/{id} throughput vs bare Hono", target: ">= 50 %", measured: `${(r.get.throughputRatio * 100).toFixed(1)} %`, met: r.get.throughputRatio >= 0.5 },
-    { bar: "GET Systems/{id} p99 at 50 connections", target: "< 10 ms", measured: ms(r.get.redfish.p99), met: r.get.redfish.p99 < 10 },
+    { bar: "GET Systems/{id} p99 at 50 connections, saturated", target: "< 10 ms", measured: `${ms(r.get.redfish.p99)} (bare Hono ${ms(r.get.baseline.p99)})`, met: r.get.redfish.p99 < 10 },
+    {
+      bar: `GET Systems/{id} p99 at 50 connections, ${r.get.atQuarterCapacity.ratePerSecond} req/s`,
+      target: "< 10 ms",
+      measured: `${ms(r.get.atQuarterCapacity.redfish.latencyMs.p99)} (bare Hono ${ms(r.get.atQuarterCapacity.baseline.latencyMs.p99)})`,
+      met: r.get.atQuarterCapacity.redfish.latencyMs.p99 < 10,
+    },
     { bar: `GET Systems median with ${r.scale.vms} VMs`, target: "< 100 ms", measured: ms(r.scale.collection.latencyMs.p50), met: fullScale && r.scale.collection.latencyMs.p50 < 100 },
-    { bar: `watcher RSS with ${r.scale.vms} VMs`, target: "< 300 MB", measured: `${r.scale.watcher.rssAfterMiB} MiB`, met: fullScale && r.scale.watcher.rssAfterMiB * 1.048576 < 300 },
+    {
+      bar: `watcher RSS with ${r.scale.vms} VMs (after the load phases / freshly started)`,
+      target: "< 300 MB",
+      measured: `${r.scale.watcher.rssAfterMiB} MiB / ${r.scale.freshWatcher.rssMiB} MiB`,
+      met: fullScale && Math.max(r.scale.watcher.rssAfterMiB, r.scale.freshWatcher.rssMiB) * 1.048576 < 300,
+    },
     { bar: "freshness p99", target: "< 100 ms", measured: ms(r.freshness.visibleMs.p99), met: r.freshness.visibleMs.p99 < 100 },
-    { bar: "Node mutate p99 at 50 concurrent", target: "< 5 ms", measured: ms(r.admission.nodeMutate.latencyMs.p99), met: r.admission.nodeMutate.latencyMs.p99 < 5 },
-    { bar: "DataVolume validate p99 at 50 concurrent", target: "< 5 ms", measured: ms(r.admission.dvValidate.latencyMs.p99), met: r.admission.dvValidate.latencyMs.p99 < 5 },
+    { bar: "Node mutate p99 at 50 concurrent, saturated", target: "< 5 ms", measured: `${ms(r.admission.nodeMutate.latencyMs.p99)} (bare Hono ${ms(r.admission.baselinePost.latencyMs.p99)})`, met: r.admission.nodeMutate.latencyMs.p99 < 5 },
+    { bar: "DataVolume validate p99 at 50 concurrent, saturated", target: "< 5 ms", measured: ms(r.admission.dvValidate.latencyMs.p99), met: r.admission.dvValidate.latencyMs.p99 < 5 },
+    {
+      bar: `Node mutate p99 at 50 concurrent, ${r.admission.atQuarterCapacity.ratePerSecond} req/s`,
+      target: "< 5 ms",
+      measured: `${ms(r.admission.atQuarterCapacity.nodeMutate.latencyMs.p99)} (bare Hono ${ms(r.admission.atQuarterCapacity.baselinePost.latencyMs.p99)})`,
+      met: r.admission.atQuarterCapacity.nodeMutate.latencyMs.p99 < 5,
+    },
+    {
+      bar: `DataVolume validate p99 at 50 concurrent, ${r.admission.atQuarterCapacity.ratePerSecond} req/s`,
+      target: "< 5 ms",
+      measured: ms(r.admission.atQuarterCapacity.dvValidate.latencyMs.p99),
+      met: r.admission.atQuarterCapacity.dvValidate.latencyMs.p99 < 5,
+    },
     {
       bar: `Node mutate O(1): p50 with +${r.admission.nodeMutateManyMappings.extraMappings} mappings / without`,
       target: "~1 (< 1.5)",

@@ -14,10 +14,14 @@ export interface LoadOptions {
   idReplacement?: boolean;
   /** Per connection: its own path/body (e.g. one object per connection, so writes do not conflict). */
   perConnection?: (index: number) => { path?: string; body?: string };
+  /** Requests per second over all connections (open loop); without it every connection sends as fast as it can. */
+  ratePerSecond?: number;
 }
 
 export interface LoadResult {
   connections: number;
+  /** The offered rate when the run was rate-limited. */
+  ratePerSecond?: number;
   durationSeconds: number;
   /** Responses with a 2xx status per second. */
   requestsPerSecond: number;
@@ -51,6 +55,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       ...(opts.body !== undefined ? { body: opts.body } : {}),
       idReplacement: opts.idReplacement ?? false,
       timeout: 10,
+      ...(opts.ratePerSecond ? { overallRate: opts.ratePerSecond } : {}),
       ...(opts.perConnection
         ? {
             // setRequests (not setRequest, which changes only the next request) makes it this client's for the whole run.
@@ -77,6 +82,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const seconds = result.duration > 0 ? result.duration : opts.durationSeconds;
   return {
     connections: opts.connections,
+    ...(opts.ratePerSecond ? { ratePerSecond: opts.ratePerSecond } : {}),
     durationSeconds: Math.round(seconds * 100) / 100,
     requestsPerSecond: Math.round(latencies.length / seconds),
     latencyMs: summarize(latencies),

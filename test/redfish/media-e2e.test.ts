@@ -1,7 +1,7 @@
 // Virtual media end to end with the BUILT module (watcher + admission processes) against the sandbox cluster of
 // `npm start` (demo data): the Ironic sequence over HTTPS, a watcher killed and restarted during an import, and
 // Debian's python3-sushy driving insert/eject the way Ironic does.
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +14,18 @@ const VMI_KEY = "virtualmachineinstances.kubevirt.io";
 const DV_KEY = "datavolumes.cdi.kubevirt.io";
 /** Debian's python3-sushy lives in the system interpreter's dist-packages. */
 const PYTHON = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+function sushyInstalled(): boolean {
+  try {
+    execFileSync(PYTHON, ["-c", "import sushy"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+/** Like the conformance suite: skipped (loudly) without python3-sushy, except where CI requires the clients. */
+const HAVE_SUSHY = sushyInstalled() || process.env.REQUIRE_CONFORMANCE_CLIENTS === "true";
+if (!HAVE_SUSHY) console.warn("python3-sushy is not installed: the sushy virtual-media test is SKIPPED (apt-get install -y python3-sushy)");
 
 let c: TestCluster;
 
@@ -72,7 +84,7 @@ describe("virtual media with the built module", () => {
       },
       { timeoutMs: 30_000, what: "the VMI to boot" },
     );
-    expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("virtualmedia-cd");
+    expect(vmi!.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("virtualmedia-cd");
     await c.waitFor(async () => (await c.redfish("GET", monitor, { user: ADMIN })).status === 204, { timeoutMs: 20_000, what: "the task to complete" });
     expect(await get(cd(vm))).toMatchObject({ Image: image, Inserted: true, ConnectedVia: "URI" });
     // The datavolume-policy webhook of the demo polices tenant1-vms: the module's own DataVolume is exempt.
@@ -101,7 +113,7 @@ describe("virtual media with the built module", () => {
     expect(volumes).toContainEqual({ name: "virtualmedia-cd", dataVolume: { name: dvs[0].metadata.name } });
   });
 
-  it("python3-sushy inserts and ejects through the Manager's VirtualMedia, as Ironic does", async () => {
+  it.skipIf(!HAVE_SUSHY)("python3-sushy inserts and ejects through the Manager's VirtualMedia, as Ironic does", async () => {
     const caFile = path.join(c.stateDir, "ca.crt");
     const image = `${c.isoServer.url}/images/sushy.iso`;
     const script = String.raw`
@@ -127,14 +139,15 @@ device.refresh(force=True)
 out["after_eject"] = {"inserted": device.inserted, "image": device.image}
 print(json.dumps(out))
 `;
+    // requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override sushy's `verify`: point them at the sandbox CA.
+    const env = { ...process.env, REQUESTS_CA_BUNDLE: caFile, CURL_CA_BUNDLE: caFile };
     const output = await new Promise<string>((resolve, reject) =>
-      execFile(PYTHON, ["-c", script, c.redfishUrl, caFile, image], { timeout: 60_000 }, (err, stdout, stderr) =>
+      execFile(PYTHON, ["-c", script, c.redfishUrl, caFile, image], { timeout: 60_000, env }, (err, stdout, stderr) =>
         err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
       ),
     );
     const result = JSON.parse(output.trim().split("\n").pop()!);
     expect(result).toEqual({ devices: ["Cd"], inserted: true, image, after_eject: { inserted: false, image: null } });
     expect(c.api.store.list(DV_KEY, "tenant2-vms").filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === "vm-1")).toEqual([]);
-    expect(fs.existsSync(caFile)).toBe(true);
   });
 });

@@ -1,6 +1,7 @@
 // Virtual media end to end in-process: the Redfish app over the sandbox API server with the KubeVirt and CDI
 // simulators (CDI really downloads from the local image server).
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Log } from "pepr";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { CD_VOLUME } from "../../redfish/media";
 import { cdUri, ejectUri, insertUri, NS, startMediaSandbox, VMI_KEY, VM_KEY, type MediaSandbox } from "./media-helpers";
 
@@ -194,6 +195,10 @@ describe("credentials and what the module does not own", () => {
   it("UserName/Password go into a Secret owned by the DataVolume (CDI's keys), never into a response", async () => {
     sb.createVm("auth-1");
     const password = "pa55-Secret-for-the-image-server!";
+    const logged: unknown[] = [];
+    const spies = (["debug", "info", "warn", "error"] as const).map(level =>
+      vi.spyOn(Log, level).mockImplementation(((...args: unknown[]) => void logged.push(args)) as never),
+    );
     const res = await sb.request(insertUri("auth-1"), { body: { Image: `${sb.iso.url}/images/auth.iso`, UserName: "imageuser", Password: password } });
     const text = await res.text();
     expect(res.status).toBe(202);
@@ -212,6 +217,9 @@ describe("credentials and what the module does not own", () => {
 
     expect((await sb.request(ejectUri("auth-1"), { method: "POST" })).status).toBe(204);
     expect(sb.api.store.get("secrets", NS, secretName)).toBeUndefined();
+    spies.forEach(spy => spy.mockRestore());
+    expect(logged.length).toBeGreaterThan(0);
+    expect(JSON.stringify(logged)).not.toContain(password);
   });
 
   it("never touches a volume it did not create: a foreign drive of the same name, the VM's own DataVolume disks", async () => {
@@ -266,5 +274,61 @@ describe("tenancy", () => {
     const aliceTasks = await sb.json("/redfish/v1/TaskService/Tasks", "alice");
     expect(aliceTasks.Members).toContainEqual({ "@odata.id": task["@odata.id"] });
     expect(sb.mediaDataVolumes("tenant-1")).toHaveLength(1);
+  });
+});
+
+describe("fuzzing the virtual-media endpoints", () => {
+  it("answers every mutated request without a 5xx and leaves the drive consistent", async () => {
+    sb.createVm("fuzz-1");
+    const base = `/redfish/v1/Systems/${NS}.fuzz-1/VirtualMedia`;
+    const paths = [
+      base,
+      `${base}/Cd`,
+      `${base}/Cd/Actions/VirtualMedia.InsertMedia`,
+      `${base}/Cd/Actions/VirtualMedia.EjectMedia`,
+      `/redfish/v1/Managers/${NS}.fuzz-1/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`,
+      "/redfish/v1/TaskService/TaskMonitors/x",
+      `/redfish/v1/TaskService/TaskMonitors/${NS}.fuzz-1-cd-abcdef`,
+      `/redfish/v1/TaskService/Tasks/${NS}.fuzz-1-cd-abcdef`,
+    ];
+    const image = `${sb.iso.url}/images/fuzz.iso`;
+    const bodies = [
+      undefined,
+      "",
+      "{",
+      "null",
+      "[]",
+      '"str"',
+      "{}",
+      JSON.stringify({ Image: image }),
+      JSON.stringify({ Image: image, Inserted: "true" }),
+      JSON.stringify({ Image: null }),
+      JSON.stringify({ Image: "" }),
+      JSON.stringify({ Image: ["http://x/y.iso"] }),
+      JSON.stringify({ Image: `http://${"a".repeat(70_000)}` }),
+      JSON.stringify({ Image: "http://x/$(reboot).iso" }),
+      JSON.stringify({ Image: "javascript:alert(1)" }),
+      JSON.stringify({ Image: image, UserName: {}, Password: [] }),
+      JSON.stringify({ Image: image, UserName: "u", Password: "p".repeat(5000) }),
+      JSON.stringify({ Image: image, __proto__: { Inserted: false } }),
+      '{"Image":"http://x/y.iso","constructor":{"prototype":{"x":1}}}',
+      "\u0000\u0001",
+      '{"a":' + "[".repeat(3000) + "]".repeat(3000) + "}",
+    ];
+    let cases = 0;
+    for (const path of paths) {
+      for (const method of ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]) {
+        for (const body of method === "GET" || method === "HEAD" ? [undefined] : bodies) {
+          const res = await sb.request(path, { method, body, headers: body === undefined ? {} : { "Content-Type": "application/json" } });
+          cases++;
+          expect(res.status, `${method} ${path} ${String(body).slice(0, 80)}`).toBeLessThan(500);
+        }
+      }
+    }
+    console.log(`virtual-media fuzz: ${cases} requests, no 5xx`);
+    const dvs = sb.mediaDataVolumes("fuzz-1");
+    expect(dvs.length).toBeLessThanOrEqual(1);
+    const volume = templateOf("fuzz-1").volumes.find((v: any) => v.name === CD_VOLUME);
+    expect(dvs.map(d => d.metadata.name)).toEqual(volume ? [volume.dataVolume.name] : []);
   });
 });

@@ -3,6 +3,8 @@
 import net from "node:net";
 import tls from "node:tls";
 
+const HALF_CLOSE_AFTER_MS = 3_000;
+
 export interface RawRequest {
   method: string;
   /** The request-target, sent verbatim. */
@@ -35,6 +37,8 @@ export interface RawResponse {
   error?: string;
 }
 
+const resumable = new Map<number, Buffer>();
+
 /** Sends `bytes` on a fresh TLS connection and reads until the server closes it. */
 export function exchange(opts: { port: number; ca: string; localAddress?: string; bytes: Buffer; timeoutMs?: number }): Promise<RawResponse> {
   return new Promise(resolve => {
@@ -44,17 +48,29 @@ export function exchange(opts: { port: number; ca: string; localAddress?: string
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(halfCloseTimer);
       socket.destroy();
       tcp.destroy();
       resolve({ ...parse(Buffer.concat(chunks)), ...(error ? { error } : {}) });
     };
     // The TCP connection first: its source address is what the server keys back-off on.
     const tcp = net.connect({ host: "127.0.0.1", port: opts.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
-    const socket = tls.connect({ socket: tcp, servername: "localhost", ca: opts.ca }, () => {
-      socket.end(opts.bytes);
+    // Write without closing our side: Node's HTTP server aborts a request whose client half-closes before the
+    // answer. Only when nothing comes back for a while (an incomplete request the server still waits on) do we
+    // signal end of input.
+    let halfCloseTimer: NodeJS.Timeout | undefined;
+    // TLS session resumption: thousands of cases need not each pay a full handshake.
+    const session = resumable.get(opts.port);
+    const socket = tls.connect({ socket: tcp, servername: "localhost", ca: opts.ca, ...(session ? { session } : {}) }, () => {
+      socket.write(opts.bytes);
+      halfCloseTimer = setTimeout(() => socket.end(), HALF_CLOSE_AFTER_MS);
     });
     const timer = setTimeout(() => finish(`no complete answer within ${opts.timeoutMs ?? 15_000} ms`), opts.timeoutMs ?? 15_000);
-    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("session", (ticket: Buffer) => resumable.set(opts.port, ticket));
+    socket.on("data", (c: Buffer) => {
+      chunks.push(c);
+      clearTimeout(halfCloseTimer);
+    });
     socket.on("end", () => finish());
     socket.on("close", () => finish());
     // A reset after the response was read is the server closing a connection it will not read further.
@@ -64,7 +80,13 @@ export function exchange(opts: { port: number; ca: string; localAddress?: string
 }
 
 function parse(raw: Buffer): Omit<RawResponse, "error"> {
-  const text = raw.toString("latin1");
+  let text = raw.toString("latin1");
+  // Interim answers (100 Continue) precede the real one.
+  while (/^HTTP\/1\.[01] 1\d\d /.test(text) && text.includes("\r\n\r\n")) {
+    const skip = text.indexOf("\r\n\r\n") + 4;
+    text = text.slice(skip);
+    raw = raw.subarray(skip);
+  }
   const end = text.indexOf("\r\n\r\n");
   const head = end >= 0 ? text.slice(0, end) : text;
   const [statusLine, ...headerLines] = head.split("\r\n");
