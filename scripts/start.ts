@@ -71,6 +71,11 @@ Try:
   curl --cacert ${caPath} -u tenant1:tenant1-pass ${redfish}/redfish/v1/Systems
   curl --cacert ${caPath} -u admin:admin123 -H 'Content-Type: application/json' \\
        -d '{"ResetType":"On"}' ${redfish}/redfish/v1/Systems/tenant1-vms.vm-1/Actions/ComputerSystem.Reset
+  # virtual media: insert the demo ISO (202 + a Task), then watch the Task progress
+  curl --cacert ${caPath} -u admin:admin123 -H 'Content-Type: application/json' \\
+       -d '{"Image":"${cluster.isoServer.url}/slow/demo.iso"}' \\
+       ${redfish}/redfish/v1/Systems/tenant1-vms.vm-1/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia
+  curl --cacert ${caPath} -u admin:admin123 ${redfish}/redfish/v1/TaskService/Tasks
   KUBECONFIG=${cluster.kubeconfig} kubectl get nodes -o yaml     # any kubectl-style client works
 
 Ctrl-C stops everything.`);

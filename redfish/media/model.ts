@@ -77,8 +77,9 @@ export function driveSlot(vm: Readonly<KubeObject>): DriveSlot {
   const volume = cdVolumeOf(vm);
   if (!disk && !volume) return { kind: "empty" };
   if (disk && disk.cdrom === undefined) return { kind: "foreign", reason: `disk ${CD_VOLUME} is not a CD-ROM` };
-  const dvName = record(volume?.dataVolume)?.name;
-  if (!volume) return { kind: "foreign", reason: `disk ${CD_VOLUME} has no volume` };
+  // A CD-ROM of the drive's name without a volume is an empty tray (KubeVirt's declarative hotplug style): insert fills it.
+  if (!volume) return { kind: "empty" };
+  const dvName = record(volume.dataVolume)?.name;
   if (typeof dvName !== "string" || vmNameOfMediaDataVolume(dvName) !== vm.metadata.name) {
     return { kind: "foreign", reason: `volume ${CD_VOLUME} is not a virtual media DataVolume of this VM` };
   }

@@ -15,6 +15,7 @@ interface Document {
     baseline: { requestsPerSecond: number; p50: number; p99: number };
     redfish: { requestsPerSecond: number; p50: number; p99: number };
     throughputRatio: number;
+    atQuarterCapacity: { ratePerSecond: number; baseline: LoadResult; redfish: LoadResult };
   };
   freshness: { visibleMs: LatencySummary; writeReplyMs: LatencySummary };
   power: { on: LatencySummary; forceOff: LatencySummary; all: LatencySummary; apiWriteBaseline: LatencySummary };
@@ -22,6 +23,7 @@ interface Document {
     baselinePost: LoadResult;
     nodeMutate: LoadResult;
     dvValidate: LoadResult;
+    atQuarterCapacity: { ratePerSecond: number; baselinePost: LoadResult; nodeMutate: LoadResult; dvValidate: LoadResult };
     nodeMutateManyMappings: { extraMappings: number; result: LoadResult; p50Ratio: number };
     endToEnd: { nodeWrite: LoadResult; configMapWrite: LoadResult };
   };
@@ -32,7 +34,9 @@ interface Document {
     collection: { latencyMs: LatencySummary; bodyBytes: number };
     singleSystemLatencyMs: LatencySummary;
     watcher: { rssBeforeMiB: number; rssAfterMiB: number; peakRssMiB: number };
+    freshWatcher: { rssMiB: number; peakRssMiB: number; syncedSeconds: number };
     cacheBytesPerVm: number;
+    rssDeltaBytesPerVm: number;
     freshnessAtScale: { visibleMs: LatencySummary };
   };
   bars: { bar: string; target: string; measured: string; met: boolean }[];
@@ -43,20 +47,25 @@ type Row = [string, string, string, string];
 const f = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : "n/a");
 const ratio = (a: number, b: number) => (b > 0 ? `${f(a / b, 2)}x` : "n/a");
 const load = (r: LoadResult) => `${r.requestsPerSecond} req/s, p50 ${f(r.latencyMs.p50)} ms, p99 ${f(r.latencyMs.p99)} ms${r.non2xx + r.errors > 0 ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`;
+const latency = (r: LoadResult) => `p50 ${f(r.latencyMs.p50)} ms, p99 ${f(r.latencyMs.p99)} ms${r.non2xx + r.errors > 0 ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`;
 
 function rows(d: Document): Row[] {
   const a = d.admission;
   const s = d.scale;
   return [
     ["GET Systems/{id}, Basic auth, 50 connections", `${d.get.redfish.requestsPerSecond} req/s, p50 ${f(d.get.redfish.p50)} ms, p99 ${f(d.get.redfish.p99)} ms`, `bare Hono: ${d.get.baseline.requestsPerSecond} req/s, p50 ${f(d.get.baseline.p50)} ms, p99 ${f(d.get.baseline.p99)} ms`, `${f(d.get.throughputRatio * 100, 1)} % of baseline throughput`],
+    [`GET Systems/{id} at ${d.get.atQuarterCapacity.ratePerSecond} req/s (1/4 of bare Hono), 50 connections`, latency(d.get.atQuarterCapacity.redfish), `bare Hono: ${latency(d.get.atQuarterCapacity.baseline)}`, `p99 ${ratio(d.get.atQuarterCapacity.redfish.latencyMs.p99, d.get.atQuarterCapacity.baseline.latencyMs.p99)}`],
     ["Freshness: API write -> visible in Redfish", `p50 ${f(d.freshness.visibleMs.p50)} ms, p99 ${f(d.freshness.visibleMs.p99)} ms (n=${d.freshness.visibleMs.count})`, `the API write alone: p50 ${f(d.freshness.writeReplyMs.p50)} ms`, ratio(d.freshness.visibleMs.p50, d.freshness.writeReplyMs.p50)],
     ["POST Reset reply (On, ForceOff)", `p50 ${f(d.power.all.p50)} ms, p99 ${f(d.power.all.p99)} ms (n=${d.power.all.count})`, `plain VM patch: p50 ${f(d.power.apiWriteBaseline.p50)} ms, p99 ${f(d.power.apiWriteBaseline.p99)} ms`, ratio(d.power.all.p50, d.power.apiWriteBaseline.p50)],
     ["Node mutate, admission server, 50 concurrent", load(a.nodeMutate), `bare Hono POST: ${load(a.baselinePost)}`, `p99 ${ratio(a.nodeMutate.latencyMs.p99, a.baselinePost.latencyMs.p99)}`],
     ["DataVolume validate, admission server, 50 concurrent", load(a.dvValidate), `bare Hono POST: ${load(a.baselinePost)}`, `p99 ${ratio(a.dvValidate.latencyMs.p99, a.baselinePost.latencyMs.p99)}`],
+    [`Node mutate at ${a.atQuarterCapacity.ratePerSecond} req/s (1/4 of bare Hono), 50 connections`, latency(a.atQuarterCapacity.nodeMutate), `bare Hono POST: ${latency(a.atQuarterCapacity.baselinePost)}`, `p99 ${ratio(a.atQuarterCapacity.nodeMutate.latencyMs.p99, a.atQuarterCapacity.baselinePost.latencyMs.p99)}`],
+    [`DataVolume validate at ${a.atQuarterCapacity.ratePerSecond} req/s, 50 connections`, latency(a.atQuarterCapacity.dvValidate), `bare Hono POST: ${latency(a.atQuarterCapacity.baselinePost)}`, `p99 ${ratio(a.atQuarterCapacity.dvValidate.latencyMs.p99, a.atQuarterCapacity.baselinePost.latencyMs.p99)}`],
     [`Node mutate with +${a.nodeMutateManyMappings.extraMappings} node mappings`, load(a.nodeMutateManyMappings.result), `without: p50 ${f(a.nodeMutate.latencyMs.p50)} ms`, `p50 ${f(a.nodeMutateManyMappings.p50Ratio)}x`],
     ["Node PATCH through the API server (webhook over HTTPS)", load(a.endToEnd.nodeWrite), `ConfigMap PATCH, no webhook: ${load(a.endToEnd.configMapWrite)}`, `p50 ${ratio(a.endToEnd.nodeWrite.latencyMs.p50, a.endToEnd.configMapWrite.latencyMs.p50)}`],
     [`GET Systems with ${s.vms} VMs in ${s.namespaces} namespaces`, `p50 ${f(s.collection.latencyMs.p50)} ms, p99 ${f(s.collection.latencyMs.p99)} ms (${Math.round(s.collection.bodyBytes / 1024)} KiB body)`, `GET Systems/{id} at that scale: p50 ${f(s.singleSystemLatencyMs.p50)} ms`, ""],
-    [`Watcher RSS with ${s.vms} VMs`, `${s.watcher.rssAfterMiB} MiB (peak ${s.watcher.peakRssMiB} MiB)`, `before loading: ${s.watcher.rssBeforeMiB} MiB; at start ${d.watcherRssAtStartMiB} MiB`, `${f(s.cacheBytesPerVm / 1024, 1)} KiB per VM`],
+    [`Watcher RSS with ${s.vms} VMs, after the load phases`, `${s.watcher.rssAfterMiB} MiB (peak ${s.watcher.peakRssMiB} MiB)`, `before loading them: ${s.watcher.rssBeforeMiB} MiB`, `${f(s.rssDeltaBytesPerVm / 1024, 1)} KiB per VM`],
+    [`Watcher RSS started with ${s.vms} VMs in place`, `${s.freshWatcher.rssMiB} MiB (peak ${s.freshWatcher.peakRssMiB} MiB); synced in ${f(s.freshWatcher.syncedSeconds, 1)} s`, `started without them: ${d.watcherRssAtStartMiB} MiB`, `${f(s.cacheBytesPerVm / 1024, 1)} KiB per VM`],
     [`Freshness with ${s.vms} VMs`, `p50 ${f(s.freshnessAtScale.visibleMs.p50)} ms, p99 ${f(s.freshnessAtScale.visibleMs.p99)} ms (n=${s.freshnessAtScale.visibleMs.count})`, "", ""],
     [`Time until all ${s.vms} VMs are served`, `${f(s.allVisibleSeconds, 1)} s`, "", ""],
   ];

@@ -210,6 +210,8 @@ describe("the drive model", () => {
     expect(driveSlot(vmWithDrive("other-vm-cd-abc123")).kind).toBe("foreign");
     const diskNotCdrom = vmWithDrive("vm-1-cd-abc123", spec => (spec.domain.devices.disks.at(-1).cdrom = undefined));
     expect(driveSlot(diskNotCdrom).kind).toBe("foreign");
+    const emptyTray = vmWithDrive("vm-1-cd-abc123", spec => spec.volumes.pop());
+    expect(driveSlot(emptyTray)).toEqual({ kind: "empty" });
   });
 
   it("is Inserted only when the attached DataVolume of ours has Succeeded", () => {
@@ -297,6 +299,13 @@ describe("insert and eject planning", () => {
   it("replaces by switching the volume only; the disk keeps its bootOrder", () => {
     const before = vmWithDrive("vm-1-cd-old111");
     const after = (apply(before, attachOps(before, "vm-1-cd-new222")).spec as any).template.spec;
+    expect(after.domain.devices.disks.filter((d: any) => d.name === CD_VOLUME)).toEqual([{ name: CD_VOLUME, cdrom: { bus: "sata" }, bootOrder: 2 }]);
+    expect(after.volumes.filter((v: any) => v.name === CD_VOLUME)).toEqual([{ name: CD_VOLUME, dataVolume: { name: "vm-1-cd-new222" } }]);
+  });
+
+  it("fills an empty CD-ROM tray of the drive's name, keeping the disk as it is", () => {
+    const tray = vmWithDrive("vm-1-cd-abc123", spec => spec.volumes.pop());
+    const after = (apply(tray, attachOps(tray, "vm-1-cd-new222")).spec as any).template.spec;
     expect(after.domain.devices.disks.filter((d: any) => d.name === CD_VOLUME)).toEqual([{ name: CD_VOLUME, cdrom: { bus: "sata" }, bootOrder: 2 }]);
     expect(after.volumes.filter((v: any) => v.name === CD_VOLUME)).toEqual([{ name: CD_VOLUME, dataVolume: { name: "vm-1-cd-new222" } }]);
   });
