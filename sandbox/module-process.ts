@@ -35,6 +35,14 @@ export interface ModuleProcess {
 
 const MAX_KEPT_LINES = 20_000;
 
+// Module processes still running when this process exits are killed synchronously on the way out (a test
+// worker torn down mid-run, an exception in `npm start`). exit-with-parent.cjs covers the cases where this
+// process is killed outright; this covers a child whose event loop is too busy or stuck to notice.
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 export function startModuleProcess(opts: ModuleProcessOptions): ModuleProcess {
   if (!fs.existsSync(MODULE_BUNDLE)) {
     throw new Error(`${MODULE_BUNDLE} is missing: run \`npm run build\` first`);
@@ -82,7 +90,11 @@ export function startModuleProcess(opts: ModuleProcessOptions): ModuleProcess {
     });
   }
   let exited = false;
-  child.once("exit", () => (exited = true));
+  running.add(child);
+  child.once("exit", () => {
+    exited = true;
+    running.delete(child);
+  });
 
   return {
     role: opts.role,

@@ -5,6 +5,7 @@
 // template's `bootOrder` values; the mode is `domain.firmware.bootloader`.
 import { Log } from "pepr";
 import { KubeApiError, patchVirtualMachine, type JsonPatchOp } from "../../capabilities/common/gateway";
+import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { removeAnnotationOps } from "../power/patch-ops";
 import { kubeFailure } from "../power/failures";
@@ -94,34 +95,16 @@ export function restorePlan(rec: VmRecord): JsonPatchOp[] {
  * restart of the watcher picks up where it left off.
  */
 export function startBootController(cache: ClusterCache): () => void {
-  const inFlight = new Set<string>();
-  // resourceVersion of the VM a write was planned from: until the cache shows a newer VM, that write is not
-  // visible yet and planning again from the same record would repeat it.
-  const actedOn = new Map<string, string | undefined>();
-  const reconcile = (namespace: string, name: string): void => {
-    const key = `${namespace}/${name}`;
-    if (inFlight.has(key)) return;
-    const rec = cache.getVm(namespace, name);
-    if (rec && actedOn.has(key) && actedOn.get(key) === rec.vm.metadata.resourceVersion) return;
-    actedOn.delete(key);
-    if (!rec || restorePlan(rec).length === 0) return;
-    inFlight.add(key);
-    patchWithRetry(rec, restorePlan)
-      .then(done => {
-        actedOn.set(key, rec.vm.metadata.resourceVersion);
-        if (done) Log.info({ namespace, name }, "boot override Once used by a VM start: original boot order restored");
-      })
-      .catch(e => Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, "restoring the boot order failed"))
-      .finally(() => {
-        inFlight.delete(key);
-        // Events that arrived while the write was running were skipped: look again.
-        const after = cache.getVm(namespace, name);
-        if (after && restorePlan(after).length > 0 && after.vm.metadata.resourceVersion !== rec.vm.metadata.resourceVersion) {
-          reconcile(namespace, name);
-        }
-      });
-  };
-  return cache.onChange(ev => {
-    if (ev.kind === "VirtualMachine" || ev.kind === "VirtualMachineInstance") reconcile(ev.namespace, ev.name);
+  return startVmReconciler(cache, {
+    needsWrite: rec => restorePlan(rec).length > 0,
+    act: async rec => {
+      if (await patchWithRetry(rec, restorePlan)) {
+        const { namespace, name } = rec.vm.metadata;
+        Log.info({ namespace, name }, "boot override Once used by a VM start: original boot order restored");
+      }
+      // Nothing written: the fresh read after a failed `test` found the order restored, so the record is stale.
+      return "await-newer-vm";
+    },
+    failureMessage: "restoring the boot order failed",
   });
 }

@@ -1,30 +1,10 @@
 // The read-only view of the cluster that Redfish request handlers use. Built from Pepr Watch callbacks
 // (capabilities/redfish.ts); handlers never call the Kubernetes API for reads.
 
-/** Metadata fields the Redfish code reads; structurally compatible with the sandbox's and Pepr's objects. */
-export interface KubeObjectMeta {
-  name?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
-  [key: string]: unknown;
-}
+import type { KubeObject } from "../../capabilities/common/kube-types";
 
 /** Any Kubernetes object as received from a watch (VirtualMachine, VirtualMachineInstance, DataVolume). */
-export interface KubeObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: KubeObjectMeta;
-  spec?: unknown;
-  status?: unknown;
-  [key: string]: unknown;
-}
+export type { KubeObject };
 
 /**
  * One VirtualMachine with what belongs to it. Objects are frozen (deeply) when stored: handlers must

@@ -27,6 +27,7 @@ import {
   startVirtualMachine,
   stopVirtualMachine,
 } from "../../capabilities/common/gateway";
+import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
 import { bootModeOf } from "../boot/firmware";
@@ -133,32 +134,17 @@ export async function reset(rec: VmRecord, resetType: string): Promise<{ status:
  * resumes it (the cache replays every object when it is seeded).
  */
 export function startPowerController(cache: ClusterCache): () => void {
-  const inFlight = new Set<string>();
-  // resourceVersion of the VM a write was planned from: until the cache shows a newer VM, that write is not
-  // visible yet and planning again from the same record would repeat it.
-  const actedOn = new Map<string, string | undefined>();
-  const reconcile = (namespace: string, name: string): void => {
-    const key = `${namespace}/${name}`;
-    if (inFlight.has(key)) return;
-    const rec = cache.getVm(namespace, name);
-    if (rec && actedOn.has(key) && actedOn.get(key) === rec.vm.metadata.resourceVersion) return;
-    actedOn.delete(key);
-    if (!rec || !pendingPowerOnPlan(rec, planContext(rec))) return;
-    inFlight.add(key);
-    run(rec, current => pendingPowerOnPlan(current, planContext(current)) ?? { status: 204, writes: [] })
-      .then(({ wrote }) => {
-        if (!wrote) return;
-        actedOn.set(key, rec.vm.metadata.resourceVersion);
-        Log.info({ namespace, name }, "pending power-on advanced");
-      })
-      .catch(e => Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, "pending power-on could not be advanced"))
-      .finally(() => {
-        inFlight.delete(key);
-        const after = cache.getVm(namespace, name);
-        if (after && after.vm.metadata.resourceVersion !== rec.vm.metadata.resourceVersion) reconcile(namespace, name);
-      });
-  };
-  return cache.onChange(ev => {
-    if (ev.kind === "VirtualMachine" || ev.kind === "VirtualMachineInstance") reconcile(ev.namespace, ev.name);
+  const plan = (rec: VmRecord) => pendingPowerOnPlan(rec, planContext(rec));
+  return startVmReconciler(cache, {
+    needsWrite: rec => plan(rec) !== undefined,
+    act: async rec => {
+      const { wrote } = await run(rec, current => plan(current) ?? { status: 204, writes: [] });
+      // Nothing written (nothing to write yet, or a fresh read found nothing): decide again on the next change.
+      if (!wrote) return "look-again";
+      const { namespace, name } = rec.vm.metadata;
+      Log.info({ namespace, name }, "pending power-on advanced");
+      return "await-newer-vm";
+    },
+    failureMessage: "pending power-on could not be advanced",
   });
 }

@@ -1,36 +1,14 @@
 // Contract between the sandbox API server's storage and the in-process controllers (simulators).
 // The REST layer and the simulators both use ObjectStore; only REST requests go through admission.
 
-export interface ObjectMeta {
-  name?: string;
-  generateName?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  deletionGracePeriodSeconds?: number;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: {
-    apiVersion: string;
-    kind: string;
-    name: string;
-    uid: string;
-    controller?: boolean;
-    blockOwnerDeletion?: boolean;
-  }[];
-  finalizers?: string[];
-  managedFields?: unknown[];
-  [key: string]: unknown;
-}
+import type { KubeObject as AnyKubeObject, ObjectMeta } from "../../capabilities/common/kube-types";
 
-export interface KubeObject {
+export type { ObjectMeta };
+
+/** A stored object: the store sets apiVersion and kind from the resource type when it is created. */
+export interface KubeObject extends AnyKubeObject {
   apiVersion: string;
   kind: string;
-  metadata: ObjectMeta;
-  [key: string]: unknown;
 }
 
 /** A resource type the server serves, e.g. { group: "kubevirt.io", version: "v1", resource: "virtualmachines", ... }. */

@@ -171,10 +171,15 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
     expect(summary).toContain(`Namespace ${NS}:`);
     expect(summary).toContain("pvc-legacy-1");
 
-    // A restarted watcher does not repeat the Events it already recorded.
+    // A restarted watcher re-audits (it rewrites the summary) but does not repeat the Events already recorded.
+    const generatedAt = () =>
+      JSON.parse((c.api.store.get("configmaps", AUDIT_CONFIGMAP.namespace, AUDIT_CONFIGMAP.name)!.data as Record<string, string>)["summary.json"])
+        .generatedAt as string;
+    const before = generatedAt();
     await c.stopModule(["watcher"]);
     await c.startModule(["watcher"]);
-    await new Promise(r => setTimeout(r, 3000));
+    await c.waitFor(() => generatedAt() !== before, { timeoutMs: 10_000, what: "the restarted watcher's audit summary" });
     expect(policyEvents(NS, "pvc-legacy-1")).toHaveLength(1);
+    expect(policyEvents(NS, "pvc-legacy-2")).toHaveLength(1);
   });
 });

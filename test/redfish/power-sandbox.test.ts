@@ -29,6 +29,24 @@ function createVm(name: string, o: Parameters<typeof makeVm>[0] & { acpiSeconds?
   return sb.waitFor(() => sb.cache.getVm(sb.namespace, name), `${name} in the cache`);
 }
 
+/** `<vmName>-media`, a DataVolume whose import is still under way at `progress` (a start waits for it). Returns its name. */
+function createImportingDataVolume(vmName: string, progress: string): string {
+  const dv = `${vmName}-media`;
+  sb.api.store.create("datavolumes.cdi.kubevirt.io", {
+    apiVersion: "cdi.kubevirt.io/v1beta1",
+    kind: "DataVolume",
+    metadata: { name: dv, namespace: sb.namespace },
+    spec: { source: { http: { url: "http://example.invalid/image.iso" } }, storage: { resources: { requests: { storage: "1Gi" } } } },
+    status: { phase: "ImportInProgress", progress },
+  });
+  return dv;
+}
+
+/** The import of the DataVolume succeeds (what CDI writes to its status). */
+function finishImport(dv: string): void {
+  sb.api.store.mutate("datavolumes.cdi.kubevirt.io", sb.namespace, dv, obj => ({ ...obj, status: { phase: "Succeeded", progress: "100.0%" } }), { subresource: "status" });
+}
+
 /** On, and wait until it is finished: VMI running and the power controller done (mark gone, policy applied). */
 async function powerOn(name: string) {
   expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
@@ -256,14 +274,7 @@ describe("power on sandbox KubeVirt", () => {
 
   it("On while a DataVolume is still importing: the start is issued, PoweringOn until KubeVirt can create the VMI", async () => {
     const name = uniqueName("importing");
-    const dv = `${name}-media`;
-    sb.api.store.create("datavolumes.cdi.kubevirt.io", {
-      apiVersion: "cdi.kubevirt.io/v1beta1",
-      kind: "DataVolume",
-      metadata: { name: dv, namespace: sb.namespace },
-      spec: { source: { http: { url: "http://example.invalid/image.iso" } }, storage: { resources: { requests: { storage: "1Gi" } } } },
-      status: { phase: "ImportInProgress", progress: "12.00%" },
-    });
+    const dv = createImportingDataVolume(name, "12.00%");
     await createVm(name, {
       runStrategy: "Halted",
       disks: [{ name: "rootdisk", disk: {} }, { name: "media", cdrom: { bus: "sata" } }],
@@ -273,7 +284,7 @@ describe("power on sandbox KubeVirt", () => {
     await new Promise(r => setTimeout(r, 300));
     expect(sb.state(name)).toBe("PoweringOn");
     expect(sb.vmi(name)).toBeUndefined();
-    sb.api.store.mutate("datavolumes.cdi.kubevirt.io", sb.namespace, dv, obj => ({ ...obj, status: { phase: "Succeeded", progress: "100.0%" } }), { subresource: "status" });
+    finishImport(dv);
     await sb.waitFor(() => sb.state(name) === "On", "On once the import succeeded");
   });
 
@@ -290,14 +301,7 @@ describe("power on sandbox KubeVirt", () => {
 
   it("ForceOff while the start waits for an importing DataVolume cancels it for good", async () => {
     const name = uniqueName("import-cancel");
-    const dv = `${name}-media`;
-    sb.api.store.create("datavolumes.cdi.kubevirt.io", {
-      apiVersion: "cdi.kubevirt.io/v1beta1",
-      kind: "DataVolume",
-      metadata: { name: dv, namespace: sb.namespace },
-      spec: { source: { http: { url: "http://example.invalid/image.iso" } }, storage: { resources: { requests: { storage: "1Gi" } } } },
-      status: { phase: "ImportInProgress", progress: "3.00%" },
-    });
+    const dv = createImportingDataVolume(name, "3.00%");
     // Powered on through Redfish, then the guest powers itself off: RerunOnFailure and off.
     await createVm(name, { runStrategy: "Halted" });
     await powerOn(name);
@@ -317,7 +321,7 @@ describe("power on sandbox KubeVirt", () => {
     expect(sb.state(name)).toBe("PoweringOn");
     expect(await reset(sb.record(name), "ForceOff")).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("Off");
-    sb.api.store.mutate("datavolumes.cdi.kubevirt.io", sb.namespace, dv, obj => ({ ...obj, status: { phase: "Succeeded", progress: "100.0%" } }), { subresource: "status" });
+    finishImport(dv);
     await new Promise(r => setTimeout(r, 300));
     expect(sb.state(name)).toBe("Off");
     expect(sb.vmi(name)).toBeUndefined();

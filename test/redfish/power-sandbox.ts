@@ -1,20 +1,15 @@
 // The sandbox API server + KubeVirt simulator in-process, a WatchCache fed from its store, and the power and boot
 // controllers running on that cache: the gateway's real HTTP calls (K8s() patches, subresource PUTs) go to the
 // sandbox through KUBECONFIG.
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { startApiServer, type ApiServer } from "../../sandbox/apiserver";
+import type { ApiServer } from "../../sandbox/apiserver";
 import type { KubeObject as StoreObject } from "../../sandbox/apiserver/types";
-import { startKubeVirtSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
-import { WatchCache } from "../../redfish/cache/store";
-import type { CachedKind, KubeObject, VmRecord } from "../../redfish/cache/types";
-import { derivePowerState, startPowerController, type PowerState } from "../../redfish/power";
-import { startBootController } from "../../redfish/boot";
+import type { KubeVirtSimulator } from "../../sandbox/simulators";
+import type { WatchCache } from "../../redfish/cache/store";
+import type { KubeObject, VmRecord } from "../../redfish/cache/types";
+import { derivePowerState, type PowerState } from "../../redfish/power";
+import { VM_KEY, VMI_KEY, createVmInStore, pollUntil, startSandboxCluster, startSandboxWatcher } from "./sandbox-cluster";
 
-export const VM_KEY = "virtualmachines.kubevirt.io";
-export const VMI_KEY = "virtualmachineinstances.kubevirt.io";
-const DV_KEY = "datavolumes.cdi.kubevirt.io";
+export { VM_KEY, VMI_KEY } from "./sandbox-cluster";
 
 export interface PowerSandbox {
   api: ApiServer;
@@ -33,30 +28,12 @@ export interface PowerSandbox {
 }
 
 export async function startPowerSandbox(opts: { stepDelayMs?: number; namespace?: string } = {}): Promise<PowerSandbox> {
-  const api = await startApiServer();
-  const kubevirt = startKubeVirtSimulator(api, { stepDelayMs: opts.stepDelayMs ?? 20 });
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "power-sandbox-"));
-  const kubeconfig = path.join(dir, "kubeconfig");
-  await api.writeKubeconfig(kubeconfig);
-  const previousKubeconfig = process.env.KUBECONFIG;
-  process.env.KUBECONFIG = kubeconfig;
-
   const namespace = opts.namespace ?? "power-test";
-  api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } });
-
-  // The cache is fed like the watcher feeds it: an initial list, then every event in order.
-  const cache = new WatchCache([]);
+  const cluster = await startSandboxCluster({ tmpPrefix: "power-sandbox-", namespaces: [namespace], stepDelayMs: opts.stepDelayMs });
+  const { api, kubevirt } = cluster;
+  const watcher = startSandboxWatcher(api);
+  const { cache } = watcher;
   const unwatch: (() => void)[] = [];
-  for (const [kind, key] of [
-    ["VirtualMachine", VM_KEY],
-    ["VirtualMachineInstance", VMI_KEY],
-    ["DataVolume", DV_KEY],
-  ] as [CachedKind, string][]) {
-    cache.seed(kind, api.store.list(key) as KubeObject[]);
-    unwatch.push(api.store.watch(key, undefined, ev => cache.apply(kind, ev.type, ev.object as KubeObject)));
-  }
-  const stopPower = startPowerController(cache);
-  const stopBoot = startBootController(cache);
 
   const record = (name: string): VmRecord => {
     const rec = cache.getVm(namespace, name);
@@ -71,9 +48,7 @@ export async function startPowerSandbox(opts: { stepDelayMs?: number; namespace?
     namespace,
     record,
     state: name => derivePowerState(record(name)),
-    createVm: vm => {
-      api.store.create(VM_KEY, { ...vm, metadata: { ...vm.metadata, namespace, uid: undefined, resourceVersion: undefined } } as StoreObject);
-    },
+    createVm: vm => createVmInStore(api, { ...vm, metadata: { ...vm.metadata, namespace } }),
     vm: name => {
       const vm = api.store.get(VM_KEY, namespace, name);
       if (!vm) throw new Error(`VM ${name} does not exist`);
@@ -92,24 +67,11 @@ export async function startPowerSandbox(opts: { stepDelayMs?: number; namespace?
       unwatch.push(cache.onChange(ev => ev.namespace === namespace && ev.name === name && push()));
       return seen;
     },
-    waitFor: async (probe, what, timeoutMs = 5000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const value = probe();
-        if (value !== undefined && value !== false) return value as never;
-        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-        await new Promise(r => setTimeout(r, 10));
-      }
-    },
+    waitFor: (probe, what, timeoutMs = 5000) => pollUntil(probe, what, timeoutMs, 10),
     stop: async () => {
-      stopPower();
-      stopBoot();
+      watcher.stop();
       unwatch.forEach(fn => fn());
-      kubevirt.stop();
-      await api.close();
-      if (previousKubeconfig === undefined) delete process.env.KUBECONFIG;
-      else process.env.KUBECONFIG = previousKubeconfig;
-      fs.rmSync(dir, { recursive: true, force: true });
+      await cluster.stop();
     },
   };
 }

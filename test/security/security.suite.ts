@@ -361,7 +361,13 @@ describe("fuzzing every endpoint", () => {
       `fuzzing: ${cases.length} cases (${[...byGroup].map(([g, n]) => `${g} ${n}`).join(", ")}); statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}; ${failures.length} failures`,
     );
     expect(failures).toEqual([]);
-    expect(internalErrors).toEqual([]);
+    // A request the app answered through its internal-error path (logged "Redfish request failed") is a defect even
+    // when the client never saw the 500 (e.g. it had gone away mid-body).
+    const internal = internalErrors.map(line => {
+      const entry = JSON.parse(line) as { method?: string; path?: string; err?: { message?: string } };
+      return `${entry.method} ${entry.path}: ${entry.err?.message}`;
+    });
+    expect(internal, "requests that ended in the Redfish app's internal-error path").toEqual([]);
     expect(cases.length).toBeGreaterThan(2_000);
   });
 });
