@@ -354,8 +354,9 @@ async function measureAdmission(cluster: SandboxCluster, baselinePort: number) {
 
   // O(1): the same Node mutate with 2,000 more node mappings in the configuration.
   await applyConfigAndWaitForAdmission(cluster, moduleConfig(PLAN.mappingsForScaleCheck), `${PLAN.mappingsForScaleCheck} more node mappings`);
-  const nodeMutateManyMappings = await post(urls.mutate, nodeReview);
-  progress(`admission: Node mutate with ${PLAN.mappingsForScaleCheck} more mappings: p50 ${nodeMutateManyMappings.latencyMs.p50} ms`);
+  // At the same fixed rate as above: below saturation, so the latency is the service time, not queueing.
+  const nodeMutateManyMappings = await postAtRate(urls.mutate, nodeReview);
+  progress(`admission: Node mutate at ${ratePerSecond} req/s with ${PLAN.mappingsForScaleCheck} more mappings: p50 ${nodeMutateManyMappings.latencyMs.p50} ms`);
   await applyConfigAndWaitForAdmission(cluster, moduleConfig(), "the original node mappings");
 
   // End to end: PATCH through the sandbox API server, which calls the webhook over HTTPS (Nodes), vs the same
@@ -381,7 +382,11 @@ async function measureAdmission(cluster: SandboxCluster, baselinePort: number) {
     nodeMutate,
     dvValidate,
     atQuarterCapacity,
-    nodeMutateManyMappings: { extraMappings: PLAN.mappingsForScaleCheck, result: nodeMutateManyMappings, p50Ratio: round3(nodeMutateManyMappings.latencyMs.p50 / nodeMutate.latencyMs.p50) },
+    nodeMutateManyMappings: {
+      extraMappings: PLAN.mappingsForScaleCheck,
+      result: nodeMutateManyMappings,
+      p50Ratio: round3(nodeMutateManyMappings.latencyMs.p50 / atQuarterCapacity.nodeMutate.latencyMs.p50),
+    },
     endToEnd: { nodeWrite, configMapWrite },
   };
 }
@@ -639,7 +644,7 @@ function evaluateBars(r: Results): Bar[] {
       met: r.admission.atQuarterCapacity.dvValidate.latencyMs.p99 < 5,
     },
     {
-      bar: `Node mutate O(1): p50 with +${r.admission.nodeMutateManyMappings.extraMappings} mappings / without`,
+      bar: `Node mutate O(1): p50 at ${r.admission.atQuarterCapacity.ratePerSecond} req/s with +${r.admission.nodeMutateManyMappings.extraMappings} mappings / without`,
       target: "~1 (< 1.5)",
       measured: `${r.admission.nodeMutateManyMappings.p50Ratio}`,
       met: r.admission.nodeMutateManyMappings.p50Ratio < 1.5,

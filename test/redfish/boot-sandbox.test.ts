@@ -1,6 +1,5 @@
 // Boot override against the sandbox API server and KubeVirt simulator: what the guest really boots from
 // (VMI annotation sandbox.kubevirt.io/booted-from) across starts, with the boot controller restoring Once.
-import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BOOT_OVERRIDE_ANNOTATION, applyBootPatch, bootView } from "../../redfish/boot";
 import { reset } from "../../redfish/power";
@@ -13,7 +12,6 @@ let seq = 0;
 const uniqueName = (base: string) => `${base}-${++seq}`;
 
 beforeAll(async () => {
-  for (let i = 0; i < 600 && !fs.existsSync("/tmp/status/apiserver-ready"); i++) await new Promise(r => setTimeout(r, 1000));
   sb = await startPowerSandbox({ namespace: "boot-test" });
 });
 afterAll(async () => sb?.stop());

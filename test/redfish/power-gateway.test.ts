@@ -30,7 +30,6 @@ const seen: { subresource: string; req: SubresourceRequest }[] = [];
 const previousKubeconfig = process.env.KUBECONFIG;
 
 beforeAll(async () => {
-  for (let i = 0; i < 600 && !fs.existsSync("/tmp/status/apiserver-ready"); i++) await new Promise(r => setTimeout(r, 1000));
   api = await startApiServer({ tokens: [{ token: TOKEN, user: { username: SERVICE_ACCOUNT, groups: ["system:serviceaccounts"] } }] });
   for (const [resource, sub] of [
     ["virtualmachines", "start"],

@@ -2,7 +2,7 @@
 // no repeated act on a VM version it already acted on ("await-newer-vm"), another look on any change
 // ("look-again"), failures logged and retried on the next change.
 import { Log } from "pepr";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { startVmReconciler, type AfterAct } from "../../redfish/cache/reconciler";
 import { WatchCache } from "../../redfish/cache/store";
 import type { KubeObject, VmRecord } from "../../redfish/cache/types";
@@ -31,6 +31,11 @@ function setup() {
       current = revise(current, change);
       cache.apply("VirtualMachine", "MODIFIED", current);
     },
+    /** Settles the first act and lets the loop handle its outcome. */
+    async settleFirstAct(outcome: AfterAct | Error) {
+      acts[0].settle(outcome);
+      await new Promise(r => setTimeout(r, 0));
+    },
     /** Only the VMI changes: the VM's resourceVersion stays. */
     vmiChanged() {
       cache.apply("VirtualMachineInstance", "ADDED", runningVmi(current));
@@ -38,75 +43,61 @@ function setup() {
   };
 }
 
-const settled = () => new Promise(r => setTimeout(r, 0));
-
+let t: ReturnType<typeof setup>;
+beforeEach(() => {
+  t = setup();
+});
 afterEach(() => {
+  t.stop();
   vi.restoreAllMocks();
 });
 
 describe("startVmReconciler", () => {
   it("acts on a VM that needs a write, once while the act runs, and looks again at a VM that changed meanwhile", async () => {
-    const t = setup();
     expect(t.acts).toHaveLength(1);
     t.vmiChanged();
     t.updateVm();
     expect(t.acts).toHaveLength(1); // in flight: skipped
-    t.acts[0].settle("await-newer-vm");
-    await settled();
+    await t.settleFirstAct("await-newer-vm");
     expect(t.acts).toHaveLength(2); // the VM changed while the act ran: looked at again
     expect(t.acts[1].rec.vm.metadata.resourceVersion).not.toBe(t.acts[0].rec.vm.metadata.resourceVersion);
-    t.stop();
   });
 
   it("does not act on a VM that needs no write, nor on a VM that changed meanwhile into needing none", async () => {
-    const t = setup();
     t.updateVm(copy => delete copy.metadata.labels!.todo);
-    t.acts[0].settle("await-newer-vm");
-    await settled();
+    await t.settleFirstAct("await-newer-vm");
     t.vmiChanged();
     t.updateVm();
     expect(t.acts).toHaveLength(1);
-    t.stop();
   });
 
   it('"await-newer-vm": the same VM version is not acted on again, a newer one is', async () => {
-    const t = setup();
-    t.acts[0].settle("await-newer-vm");
-    await settled();
+    await t.settleFirstAct("await-newer-vm");
     t.vmiChanged();
     expect(t.acts).toHaveLength(1);
     t.updateVm();
     expect(t.acts).toHaveLength(2);
-    t.stop();
   });
 
   it('"look-again": a change of the VMI alone is enough to act again', async () => {
-    const t = setup();
-    t.acts[0].settle("look-again");
-    await settled();
+    await t.settleFirstAct("look-again");
     expect(t.acts).toHaveLength(1); // nothing changed meanwhile: no act of its own accord
     t.vmiChanged();
     expect(t.acts).toHaveLength(2);
     expect(t.acts[1].rec.vm.metadata.resourceVersion).toBe(t.acts[0].rec.vm.metadata.resourceVersion);
-    t.stop();
   });
 
   it("logs a failed act with the error message and tries again on the next change", async () => {
     const warned: unknown[][] = [];
     vi.spyOn(Log, "warn").mockImplementation(((...args: unknown[]) => void warned.push(args)) as never);
-    const t = setup();
-    t.acts[0].settle(new Error("API server down"));
-    await settled();
+    await t.settleFirstAct(new Error("API server down"));
     expect(warned).toEqual([[{ namespace: "ns", name: "vm1", err: "API server down" }, "test write failed"]]);
     t.vmiChanged();
     expect(t.acts).toHaveLength(2);
-    t.stop();
   });
 
   it("stops reacting to cache changes once unsubscribed", async () => {
-    const t = setup();
-    t.acts[0].settle("look-again");
-    await settled();
+    await t.settleFirstAct("look-again");
     t.stop();
     t.updateVm();
     t.vmiChanged();

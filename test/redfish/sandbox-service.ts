@@ -1,7 +1,6 @@
 // The Redfish app over a real cluster: the sandbox API server + KubeVirt simulator in-process, a WatchCache
 // fed from the store's list and watch (as the watcher's Pepr Watch feeds it), and the gateway's writes
 // going to the sandbox over HTTP through KUBECONFIG.
-import fs from "node:fs";
 import type { ModuleConfig } from "../../capabilities/config/schema";
 import { createRedfishApp, type RedfishApp } from "../../redfish/app";
 import type { WatchCache } from "../../redfish/cache/store";
@@ -23,7 +22,6 @@ export interface SandboxService {
 
 /** The same VMs as testService(): tenant1-vms/vm-a (running), vm-b; tenant2-vms/vm-c, hidden; other-vms/vm-x. */
 export async function startSandboxService(): Promise<SandboxService> {
-  for (let i = 0; i < 600 && !fs.existsSync("/tmp/status/apiserver-ready"); i++) await new Promise(r => setTimeout(r, 1000));
   const cluster = await startSandboxCluster({ tmpPrefix: "redfish-sandbox-", namespaces: ["tenant1-vms", "tenant2-vms", "other-vms"] });
   const { api } = cluster;
   createVmInStore(api, vm("tenant1-vms", "vm-a", { runStrategy: "Always" }));
