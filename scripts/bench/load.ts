@@ -1,7 +1,12 @@
-// Load generation: autocannon (in this process, loopback only) with every response time kept, so the
-// percentiles are exact to the microsecond rather than autocannon's whole-millisecond histogram.
+// Load generation, loopback only, every response time kept (exact percentiles, not histogram buckets):
+// - runLoad: autocannon, each connection sending as fast as it can (closed loop): throughput at saturation.
+// - runPaced: requests issued at evenly spaced instants over a pool of keep-alive connections (open loop):
+//   latency at a given load. (autocannon's own rate limit lets each connection burst through its quota at the
+//   start of every second, which measures saturation again.)
 import autocannon from "autocannon";
-import { summarize, type LatencySummary } from "./stats";
+import http from "node:http";
+import https from "node:https";
+import { elapsedMs, summarize, type LatencySummary } from "./stats";
 
 export interface LoadOptions {
   url: string;
@@ -14,8 +19,6 @@ export interface LoadOptions {
   idReplacement?: boolean;
   /** Per connection: its own path/body (e.g. one object per connection, so writes do not conflict). */
   perConnection?: (index: number) => { path?: string; body?: string };
-  /** Requests per second over all connections (open loop); without it every connection sends as fast as it can. */
-  ratePerSecond?: number;
 }
 
 export interface LoadResult {
@@ -56,7 +59,6 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       ...(opts.body !== undefined ? { body: opts.body } : {}),
       idReplacement: opts.idReplacement ?? false,
       timeout: 10,
-      ...(opts.ratePerSecond ? { overallRate: opts.ratePerSecond } : {}),
       ...(opts.perConnection
         ? {
             // setRequests (not setRequest, which changes only the next request) makes it this client's for the whole run.
@@ -89,7 +91,6 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const seconds = result.duration > 0 ? result.duration : opts.durationSeconds;
   return {
     connections: opts.connections,
-    ...(opts.ratePerSecond ? { ratePerSecond: opts.ratePerSecond } : {}),
     durationSeconds: Math.round(seconds * 100) / 100,
     requestsPerSecond: Math.round(ok / seconds),
     latencyMs: summarize(latencies),
@@ -97,6 +98,92 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     non2xx: responses - ok,
     errors: result.errors,
     timeouts: result.timeouts,
+    statusCodes,
+  };
+}
+
+export interface PacedOptions {
+  url: string;
+  /** Requests per second, issued at evenly spaced instants. */
+  ratePerSecond: number;
+  durationSeconds: number;
+  /** Size of the keep-alive connection pool (requests wait for a free connection when all are busy). */
+  connections: number;
+  method?: "GET" | "POST";
+  headers?: Record<string, string>;
+  /** `[<id>]` in the body is replaced by a fresh id per request. */
+  body?: string;
+}
+
+/** Open-loop load: the clock of a request starts at its scheduled instant, so waiting for a connection counts. */
+export async function runPaced(opts: PacedOptions): Promise<LoadResult> {
+  const url = new URL(opts.url);
+  const secure = url.protocol === "https:";
+  // The servers are the sandbox's: their certificate is not what is measured here.
+  const agent = secure
+    ? new https.Agent({ keepAlive: true, maxSockets: opts.connections, rejectUnauthorized: false })
+    : new http.Agent({ keepAlive: true, maxSockets: opts.connections });
+  const latencies: number[] = [];
+  const statusCodes: Record<string, number> = {};
+  let responses = 0;
+  let ok = 0;
+  let errors = 0;
+  let issued = 0;
+  const inFlight = new Set<Promise<void>>();
+  const send = (sequence: number): Promise<void> =>
+    new Promise<void>(resolve => {
+      const start = process.hrtime.bigint();
+      const body = opts.body?.replace("[<id>]", `paced-${sequence}`);
+      const headers = { ...(opts.headers ?? {}), ...(body !== undefined ? { "Content-Length": String(Buffer.byteLength(body)) } : {}) };
+      const req = (secure ? https : http).request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method: opts.method ?? "GET", headers, agent }, res => {
+        res.resume();
+        res.on("end", () => {
+          const code = res.statusCode ?? 0;
+          responses++;
+          statusCodes[code] = (statusCodes[code] ?? 0) + 1;
+          if (code >= 200 && code < 300) {
+            ok++;
+            // A request that opened its connection also paid for the TLS handshake: not the steady state.
+            if (req.reusedSocket) latencies.push(elapsedMs(start));
+          }
+          resolve();
+        });
+      });
+      req.on("error", () => {
+        errors++;
+        resolve();
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
+      req.end(body);
+    });
+  const started = process.hrtime.bigint();
+  const total = Math.round(opts.ratePerSecond * opts.durationSeconds);
+  await new Promise<void>(resolve => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor((elapsedMs(started) / 1000) * opts.ratePerSecond) + 1);
+      while (issued < due) {
+        const p = send(issued++);
+        inFlight.add(p);
+        void p.then(() => inFlight.delete(p));
+      }
+      if (issued >= total) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  await Promise.all(inFlight);
+  const seconds = elapsedMs(started) / 1000;
+  agent.destroy();
+  return {
+    connections: opts.connections,
+    ratePerSecond: opts.ratePerSecond,
+    durationSeconds: Math.round(seconds * 100) / 100,
+    requestsPerSecond: Math.round(ok / seconds),
+    latencyMs: summarize(latencies),
+    responses,
+    non2xx: responses - ok,
+    errors,
+    timeouts: 0,
     statusCodes,
   };
 }
