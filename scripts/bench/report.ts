@@ -16,6 +16,7 @@ interface Document {
     baseline: { requestsPerSecond: number; p50: number; p99: number };
     redfish: { requestsPerSecond: number; p50: number; p99: number };
     throughputRatio: number;
+    rounds: unknown[];
     atQuarterCapacity: { ratePerSecond: number; baseline: LoadResult; redfish: LoadResult };
   };
   freshness: { visibleMs: LatencySummary; writeReplyMs: LatencySummary };
@@ -55,7 +56,7 @@ function rows(d: Document): Row[] {
   const a = d.admission;
   const s = d.scale;
   return [
-    ["GET Systems/{id}, Basic auth, 50 connections", `${d.get.redfish.requestsPerSecond} req/s, p50 ${f(d.get.redfish.p50)} ms, p99 ${f(d.get.redfish.p99)} ms`, `bare Hono: ${d.get.baseline.requestsPerSecond} req/s, p50 ${f(d.get.baseline.p50)} ms, p99 ${f(d.get.baseline.p99)} ms`, `${f(d.get.throughputRatio * 100, 1)} % of baseline throughput`],
+    ["GET Systems/{id}, Basic auth, 50 connections", `${d.get.redfish.requestsPerSecond} req/s, p50 ${f(d.get.redfish.p50)} ms, p99 ${f(d.get.redfish.p99)} ms`, `bare Hono: ${d.get.baseline.requestsPerSecond} req/s, p50 ${f(d.get.baseline.p50)} ms, p99 ${f(d.get.baseline.p99)} ms`, `${f(d.get.throughputRatio * 100, 1)} % of baseline throughput (median of ${d.get.rounds.length} paired rounds)`],
     [`GET Systems/{id} at ${d.get.atQuarterCapacity.ratePerSecond} req/s (1/4 of the slower), 50 connections`, latency(d.get.atQuarterCapacity.redfish), `bare Hono: ${latency(d.get.atQuarterCapacity.baseline)}`, `p99 ${ratio(d.get.atQuarterCapacity.redfish.latencyMs.p99, d.get.atQuarterCapacity.baseline.latencyMs.p99)}`],
     ["Freshness: API write -> visible in Redfish", `p50 ${f(d.freshness.visibleMs.p50)} ms, p99 ${f(d.freshness.visibleMs.p99)} ms (n=${d.freshness.visibleMs.count})`, `the API write alone: p50 ${f(d.freshness.writeReplyMs.p50)} ms`, ratio(d.freshness.visibleMs.p50, d.freshness.writeReplyMs.p50)],
     ["POST Reset reply (On, ForceOff)", `p50 ${f(d.power.all.p50)} ms, p99 ${f(d.power.all.p99)} ms (n=${d.power.all.count})`, `plain VM patch: p50 ${f(d.power.apiWriteBaseline.p50)} ms, p99 ${f(d.power.apiWriteBaseline.p99)} ms`, ratio(d.power.all.p50, d.power.apiWriteBaseline.p50)],
