@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import type { Context } from "hono";
 import type { z } from "zod";
-import { baseError, errorBody, type RedfishError } from "./errors";
+import { baseError, errorBody, RedfishError } from "./errors";
 
 export const REDFISH_VERSION = "1.15.0";
 export const SERVICE_ROOT = "/redfish/v1";
@@ -160,9 +160,22 @@ export function sendError(err: RedfishError): Response {
 
 // ---- request bodies ----
 
+/**
+ * The request body as text. A body that cannot be read (the client sent less than its Content-Length and went
+ * away, or reset the connection) is the client's doing: a 400, not an internal error.
+ */
+export async function readRequestText(c: Context): Promise<string> {
+  try {
+    return await c.req.text();
+  } catch (e) {
+    if (e instanceof RedfishError) throw e; // the size limit
+    throw baseError(400, "GeneralError", [], { resolution: "Send the complete request body; the connection ended before it was read." });
+  }
+}
+
 /** The request body as a JSON object; 400 MalformedJSON for anything else (the size limit is enforced before). */
 export async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
-  const text = await c.req.text();
+  const text = await readRequestText(c);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -8,7 +8,7 @@ import { mediaView } from "../media/model";
 import { EJECT_ACTION, INSERT_ACTION, MEDIA_TYPES, TRANSFER_METHODS, TRANSFER_PROTOCOLS, parseEjectMedia, parseInsertMedia } from "../media/request";
 import { mediaSettingsOf } from "../media/settings";
 import { mediaTaskSource, mediaTaskView, type MediaTaskSourceOptions } from "../tasks/source";
-import { checkIfMatch, collection, envelope, readJsonObject, sendJson } from "../odata";
+import { checkIfMatch, collection, envelope, readJsonObject, readRequestText, sendJson } from "../odata";
 import {
   managerUri,
   resolveSystem,
@@ -137,7 +137,7 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
     resource(app, `${prefix}/${CD_ID}/Actions/${EJECT_ACTION}`, {
       POST: async c => {
         const target = system(c);
-        parseEjectMedia(await c.req.text());
+        parseEjectMedia(await readRequestText(c));
         checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
         await media.service.eject(target.rec);
         return new Response(null, { status: 204 });
