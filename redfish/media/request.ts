@@ -75,7 +75,10 @@ export function checkImage(image: string): InsertRequest["protocol"] {
   if (url.protocol !== "http:" && url.protocol !== "https:") throw bad("Only http:// and https:// images can be imported.");
   if (!/^[a-z]+:\/\/[^/?#]/i.test(image) || url.hostname === "") throw bad("The URL must name a host.");
   if (url.username !== "" || url.password !== "") {
-    throw bad("Do not put credentials in the URL; give them as UserName and Password.");
+    // Echo the URL without its credentials: error bodies end up in client logs.
+    url.username = "";
+    url.password = "";
+    throw formatError(shown(url.href), "Image", "Do not put credentials in the URL; give them as UserName and Password.");
   }
   return url.protocol === "https:" ? "HTTPS" : "HTTP";
 }

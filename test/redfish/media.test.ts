@@ -63,6 +63,12 @@ describe("InsertMedia validation (nothing is written for a refused request)", ()
     ["a UserName with ':'", { Image: "http://h/x.iso", UserName: "a:b", Password: "p" }, "ActionParameterValueFormatError", "UserName"],
     ["a Password with a control character", { Image: "http://h/x.iso", UserName: "u", Password: "p\u0007w" }, "ActionParameterValueFormatError", "Password"],
   ];
+  it("does not echo credentials given in the URL", async () => {
+    const res = await post(INSERT, JSON.stringify({ Image: "http://user:s3cret-pw@h/x.iso" }));
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(res.body)).not.toContain("s3cret-pw");
+    expect(messageOf(res.body).MessageArgs[0]).toBe("http://h/x.iso");
+  });
   for (const [what, body, messageKey, parameter] of cases) {
     it(`refuses ${what} with 400 ${messageKey}`, async () => {
       const res = await post(INSERT, JSON.stringify(body));
