@@ -98,17 +98,27 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", "private, no-cache");
   });
 
-  app.use(
-    "/redfish/*",
-    bodyLimit({
-      maxSize: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
-      onError: () => {
-        throw baseError(413, "GeneralError", [], {
-          resolution: `Send a request body of at most ${options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES} bytes.`,
-        });
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    onError: () => {
+      throw baseError(413, "GeneralError", [], {
+        resolution: `Send a request body of at most ${options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES} bytes.`,
+      });
+    },
+  });
+  app.use("/redfish/*", async (c, next) => {
+    let handled = false;
+    try {
+      await limitBody(c, async () => {
+        handled = true;
+        await next();
+      });
+    } catch (e) {
+      // A chunked body is read here to count it: if the client goes away mid-body, that is the client's doing.
+      if (handled || e instanceof RedfishError) throw e;
+      throw baseError(400, "GeneralError", [], { resolution: "Send the complete request body; the connection ended before it was read." });
+    }
+  });
 
   app.use("/redfish/*", async (c, next) => {
     const settings = serviceSettings(options.config());

@@ -367,6 +367,7 @@ describe("fuzzing every endpoint", () => {
       const entry = JSON.parse(line) as { method?: string; path?: string; err?: { message?: string } };
       return `${entry.method} ${entry.path}: ${entry.err?.message}`;
     });
+    if (internal.length) console.log(internalErrors.join("\n"));
     expect(internal, "requests that ended in the Redfish app's internal-error path").toEqual([]);
     expect(cases.length).toBeGreaterThan(2_000);
   });
