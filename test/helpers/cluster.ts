@@ -8,7 +8,7 @@
 //
 // Everything started here is stopped by c.stop(); module processes also exit if the test process dies.
 import { KubeConfig } from "@kubernetes/client-node";
-import https from "node:https";
+import { redfishRequest, type RedfishRequestOptions, type RedfishResponse } from "./redfish-client";
 import { startSandboxCluster, type SandboxCluster, type SandboxClusterOptions } from "../../sandbox/cluster";
 import { ensureBuild } from "../../scripts/ensure-build";
 
@@ -16,11 +16,7 @@ type Truthy<T> = Exclude<T, undefined | null | false | 0 | "">;
 
 export interface TestCluster extends SandboxCluster {
   kc: KubeConfig;
-  redfish(
-    method: string,
-    path: string,
-    opts?: { user?: string; token?: string; body?: unknown; headers?: Record<string, string> },
-  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: any; text: string }>;
+  redfish(method: string, path: string, opts?: RedfishRequestOptions): Promise<RedfishResponse>;
   /** Resolves with the first truthy value the probe returns (exceptions count as "not yet"). */
   waitFor<T>(probe: () => T | Promise<T>, opts?: { timeoutMs?: number; intervalMs?: number; what?: string }): Promise<Truthy<T>>;
 }
@@ -33,36 +29,7 @@ export async function startTestCluster(opts: SandboxClusterOptions = {}): Promis
   kc.loadFromFile(cluster.kubeconfig);
 
   const redfish: TestCluster["redfish"] = (method, path, o = {}) =>
-    new Promise((resolve, reject) => {
-      const headers: Record<string, string> = { Accept: "application/json", ...(o.headers ?? {}) };
-      if (o.user) headers.Authorization = `Basic ${Buffer.from(o.user).toString("base64")}`;
-      if (o.token) headers["X-Auth-Token"] = o.token;
-      let payload: string | undefined;
-      if (o.body !== undefined) {
-        payload = typeof o.body === "string" ? o.body : JSON.stringify(o.body);
-        headers["Content-Type"] ??= "application/json";
-      }
-      const req = https.request(
-        { host: "127.0.0.1", servername: "localhost", port: cluster.redfishPort, path, method, headers, ca: cluster.caPem },
-        res => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", c => (text += c));
-          res.on("end", () => {
-            let body: unknown;
-            try {
-              body = text ? JSON.parse(text) : undefined;
-            } catch {
-              body = undefined;
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text });
-          });
-        },
-      );
-      req.on("error", reject);
-      if (payload !== undefined) req.write(payload);
-      req.end();
-    });
+    redfishRequest({ port: cluster.redfishPort, ca: cluster.caPem }, method, path, o);
 
   const waitFor: TestCluster["waitFor"] = async (probe, o = {}) => {
     const deadline = Date.now() + (o.timeoutMs ?? 10_000);

@@ -2,7 +2,7 @@
 // the API server, admission server and watcher captured), VMs, and a Redfish client over HTTPS that can speak
 // from any loopback address (127.0.0.0/8 all reaches the watcher) and records every session token it sees.
 import https from "node:https";
-import type { IncomingHttpHeaders } from "node:http";
+import { redfishRequest, type RedfishRequestOptions, type RedfishResponse } from "../helpers/redfish-client";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
 import { waitForHttps } from "../../sandbox/module-process";
@@ -53,20 +53,8 @@ export async function startSuiteCluster(opts: SandboxClusterOptions): Promise<Su
 
 // ---- Redfish over HTTPS ----
 
-export interface RedfishResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  text: string;
-  body: any;
-}
-
-export interface RequestOptions {
-  /** "user:password" for Basic auth. */
-  user?: string;
-  token?: string;
-  body?: unknown;
-  headers?: Record<string, string>;
-}
+export type { RedfishResponse };
+export type RequestOptions = RedfishRequestOptions;
 
 export interface RedfishClient {
   request(method: string, path: string, opts?: RequestOptions): Promise<RedfishResponse>;
@@ -76,40 +64,12 @@ export interface RedfishClient {
 function redfishClient(cluster: TestCluster, issuedTokens: Set<string>, localAddress?: string): RedfishClient {
   const agent = new https.Agent({ keepAlive: true, maxSockets: 32, ca: cluster.caPem });
   return {
-    request: (method, path, o = {}) =>
-      new Promise((resolve, reject) => {
-        const headers: Record<string, string> = { Accept: "application/json", ...(o.headers ?? {}) };
-        if (o.user) headers.Authorization = `Basic ${Buffer.from(o.user).toString("base64")}`;
-        if (o.token) headers["X-Auth-Token"] = o.token;
-        let payload: string | undefined;
-        if (o.body !== undefined) {
-          payload = typeof o.body === "string" ? o.body : JSON.stringify(o.body);
-          headers["Content-Type"] ??= "application/json";
-        }
-        const req = https.request(
-          { host: "127.0.0.1", servername: "localhost", port: cluster.redfishPort, path, method, headers, agent, ...(localAddress ? { localAddress } : {}) },
-          res => {
-            let text = "";
-            res.setEncoding("utf8");
-            res.on("data", c => (text += c));
-            res.on("end", () => {
-              const token = res.headers["x-auth-token"];
-              if (typeof token === "string" && token !== "") issuedTokens.add(token);
-              let body: unknown;
-              try {
-                body = text ? JSON.parse(text) : undefined;
-              } catch {
-                body = undefined;
-              }
-              resolve({ status: res.statusCode ?? 0, headers: res.headers, text, body });
-            });
-          },
-        );
-        req.on("error", reject);
-        req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
-        if (payload !== undefined) req.write(payload);
-        req.end();
-      }),
+    request: async (method, path, o = {}) => {
+      const res = await redfishRequest({ port: cluster.redfishPort, ca: cluster.caPem, agent, localAddress }, method, path, o);
+      const token = res.headers["x-auth-token"];
+      if (typeof token === "string" && token !== "") issuedTokens.add(token);
+      return res;
+    },
     close: () => agent.destroy(),
   };
 }
