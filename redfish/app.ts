@@ -29,6 +29,9 @@ import { serviceSettings } from "./settings";
 export type { TaskSource, TaskView } from "./resources/context";
 
 /** Request bodies above this are refused with 413 (Redfish bodies here are a few hundred bytes). */
+/** Oversized bodies up to this size are read before the 413 is sent; larger ones are refused unread. */
+const DRAIN_OVERSIZED_BODY_BYTES = 4 * 1024 * 1024;
+
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 export interface RedfishAppOptions {
@@ -98,15 +101,27 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", "private, no-cache");
   });
 
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const limitBody = bodyLimit({
-    maxSize: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    maxSize: maxBodyBytes,
     onError: () => {
-      throw baseError(413, "GeneralError", [], {
-        resolution: `Send a request body of at most ${options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES} bytes.`,
-      });
+      throw baseError(413, "GeneralError", [], { resolution: `Send a request body of at most ${maxBodyBytes} bytes.` });
     },
   });
   app.use("/redfish/*", async (c, next) => {
+    // An oversized body announced by Content-Length is read and dropped before the 413 (up to a bound): a server
+    // that answers and closes while the client is still sending makes the kernel reset the connection, and the
+    // client never sees the 413 (the HTTP/1.1 lingering-close problem).
+    const announced = Number(c.req.header("content-length"));
+    if (announced > maxBodyBytes && announced <= DRAIN_OVERSIZED_BODY_BYTES && c.req.raw.body) {
+      try {
+        const reader = c.req.raw.body.getReader();
+        while (!(await reader.read()).done);
+      } catch {
+        // the client went away: nothing to answer
+      }
+      throw baseError(413, "GeneralError", [], { resolution: `Send a request body of at most ${maxBodyBytes} bytes.` });
+    }
     let handled = false;
     try {
       await limitBody(c, async () => {
