@@ -4,11 +4,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   attachedDataVolume,
-  createNamespace,
   eventually,
   httpSourceUrl,
   mediaDataVolumes,
-  startSuiteCluster,
+  RELIABILITY_NAMESPACE,
+  RELIABILITY_USER,
+  startReliabilityCluster,
   vmObject,
   VM_KEY,
   type RedfishClient,
@@ -16,21 +17,14 @@ import {
   type SuiteCluster,
 } from "./support";
 
-const NS = "rel-vms";
-const OPS = "ops:ops-password-1";
+const NS = RELIABILITY_NAMESPACE;
+const OPS = RELIABILITY_USER;
 
 let c: SuiteCluster;
 let rf: RedfishClient;
 
 beforeAll(async () => {
-  c = await startSuiteCluster({
-    config: { chassis: [{ name: "rel", namespace: NS }], datavolume: { storageSize: "1Gi" } },
-    users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
-    kubevirt: { stepDelayMs: 50 },
-    iso: { sizeBytes: 1024 * 1024, slowChunkIntervalMs: 20 },
-  });
-  rf = c.client();
-  createNamespace(c, NS);
+  ({ c, rf } = await startReliabilityCluster({ sizeBytes: 1024 * 1024, slowChunkIntervalMs: 20 }));
 });
 afterAll(async () => {
   rf?.close();

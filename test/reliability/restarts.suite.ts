@@ -6,13 +6,14 @@ import { POWER_ON_REQUESTED_ANNOTATION } from "../../redfish/power/vm-model";
 import type { KubeObject } from "../../sandbox/apiserver/types";
 import {
   attachedDataVolume,
-  createNamespace,
   DV_KEY,
   eventually,
   httpSourceUrl,
   mediaDataVolumes,
   MEDIA_FOR_LABEL,
-  startSuiteCluster,
+  RELIABILITY_NAMESPACE,
+  RELIABILITY_USER,
+  startReliabilityCluster,
   vmObject,
   VMI_KEY,
   VM_KEY,
@@ -20,22 +21,15 @@ import {
   type SuiteCluster,
 } from "./support";
 
-const NS = "rel-vms";
-const OPS = "ops:ops-password-1";
+const NS = RELIABILITY_NAMESPACE;
+const OPS = RELIABILITY_USER;
 
 let c: SuiteCluster;
 let rf: RedfishClient;
 
 beforeAll(async () => {
-  c = await startSuiteCluster({
-    config: { chassis: [{ name: "rel", namespace: NS }], datavolume: { storageSize: "1Gi" } },
-    users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
-    kubevirt: { stepDelayMs: 50 },
-    // /slow/ images take 64 chunks x 100 ms: an import is still running when the watcher dies.
-    iso: { sizeBytes: 4 * 1024 * 1024, slowChunkIntervalMs: 100 },
-  });
-  rf = c.client();
-  createNamespace(c, NS);
+  // /slow/ images take 64 chunks x 100 ms: an import is still running when the watcher dies.
+  ({ c, rf } = await startReliabilityCluster({ sizeBytes: 4 * 1024 * 1024, slowChunkIntervalMs: 100 }));
 });
 afterAll(async () => {
   rf?.close();

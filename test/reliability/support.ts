@@ -51,6 +51,24 @@ export async function startSuiteCluster(opts: SandboxClusterOptions): Promise<Su
   return suite;
 }
 
+/**
+ * The one-chassis cluster of the media suites: namespace rel-vms = chassis "rel", user ops, VMs stepping every
+ * 50 ms; `iso` sets how fast the image server serves.
+ */
+export const RELIABILITY_NAMESPACE = "rel-vms";
+export const RELIABILITY_USER = "ops:ops-password-1";
+
+export async function startReliabilityCluster(iso: SandboxClusterOptions["iso"]): Promise<{ c: SuiteCluster; rf: RedfishClient }> {
+  const c = await startSuiteCluster({
+    config: { chassis: [{ name: "rel", namespace: RELIABILITY_NAMESPACE }], datavolume: { storageSize: "1Gi" } },
+    users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
+    kubevirt: { stepDelayMs: 50 },
+    iso,
+  });
+  createNamespace(c, RELIABILITY_NAMESPACE);
+  return { c, rf: c.client() };
+}
+
 // ---- Redfish over HTTPS ----
 
 export type { RedfishResponse };
