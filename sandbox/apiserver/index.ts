@@ -31,6 +31,8 @@ export interface ApiServer {
   writeKubeconfig(path: string, opts?: { token?: string }): Promise<void>;
   /** Ends open watches (with `expired`: after a 410 Gone ERROR event, so clients must re-list); returns how many. */
   dropWatches(opts?: { expired?: boolean }): number;
+  /** Open watch streams per resource key ("virtualmachines.kubevirt.io", "configmaps", ...). */
+  openWatches(): Record<string, number>;
   /** An API server restart: stops serving, then listens on the same port again after `downtimeMs`; the store is kept. */
   restart(downtimeMs?: number): Promise<void>;
   /** Ends open watches and frees the port. */
@@ -67,6 +69,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       await fs.writeFile(path, toYaml(kubeconfig), { mode: 0o600 });
     },
     dropWatches: watchOpts => rest.dropWatches(watchOpts),
+    openWatches: () => rest.openWatches(),
     restart: downtimeMs => rest.restart(downtimeMs),
     async close() {
       if (closed) return;
