@@ -47,9 +47,11 @@ export function startVmReconciler(cache: ClusterCache, reconciler: VmReconciler,
   const queue: WorkQueue = new WorkQueue(
     async key => {
       const rec = due(key);
-      if (!rec) return;
-      const after = await reconciler.act(rec);
-      if (after === "await-newer-vm") actedOn.set(key, rec.vm.metadata.resourceVersion);
+      if (rec) {
+        const after = await reconciler.act(rec);
+        if (after === "await-newer-vm") actedOn.set(key, rec.vm.metadata.resourceVersion);
+      }
+      queue.forget(key); // done: the next failure starts its back-off from the beginning
     },
     {
       concurrency: opts.concurrency ?? 16,
