@@ -4,7 +4,7 @@
 // many events arrive, and a failed write is retried with back-off even if the VM does not change again. The
 // informers replay every object when they list, so what a controller keeps on the VM (annotations) is picked
 // up again after a restart.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { WorkQueue } from "../../capabilities/common/work-queue";
 import type { ClusterCache, VmRecord } from "./types";
 
