@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import { alreadyExists, badRequest, conflict, forbidden, gone, invalid, notFound, type FieldError } from "./errors";
+import { applyStructuralSchema } from "./schema";
 import { builtinTypes, crdSpecSchema, preregisteredCrds, storeKey, typeFromCrd, type TypeInfo } from "./resources";
 import { ApiError, type KubeObject, type ObjectStore, type StoreEvent, type WatchEventType } from "./types";
 
@@ -258,6 +259,7 @@ export class MemoryStore implements ObjectStore {
     else delete m.generation;
     this.#hooks.get(key)?.prepare?.(obj, undefined);
     validateMeta(t, obj);
+    applySchema(t, obj);
     this.#checkNamespaceWritable(t, obj);
     if (this.getRaw(key, m.namespace, m.name)) throw alreadyExists(t, m.name);
     return obj;
@@ -359,6 +361,7 @@ export class MemoryStore implements ObjectStore {
     if (m.finalizers !== undefined && Array.isArray(m.finalizers) && m.finalizers.length === 0) delete m.finalizers;
     this.#hooks.get(key)?.prepare?.(next, old);
     validateMeta(t, next);
+    applySchema(t, next);
     if (t.tracksGeneration && !isDeepStrictEqual(specPart(old), specPart(next))) m.generation = (om.generation ?? 0) + 1;
     return { old, next, unchanged: isDeepStrictEqual(old, next) };
   }
@@ -725,6 +728,13 @@ export class MemoryStore implements ObjectStore {
   watch(key: string, namespace: string | undefined, cb: (ev: StoreEvent) => void): () => void {
     return this.subscribe(key, namespace, undefined, ev => cb({ type: ev.type, object: structuredClone(ev.object) }));
   }
+}
+
+/** A custom resource is pruned, defaulted and validated against its CRD's structural schema (422 Invalid). */
+function applySchema(t: TypeInfo, obj: KubeObject): void {
+  if (!t.schema) return;
+  const errors = applyStructuralSchema(obj as unknown as Record<string, unknown>, t.schema);
+  if (errors.length > 0) throw invalid(t, obj.metadata.name ?? "", errors);
 }
 
 function prepareSecret(obj: KubeObject): void {

@@ -286,7 +286,10 @@ const VM = { group: "kubevirt.io", version: "v1", plural: "virtualmachines" };
 const DV = { group: "cdi.kubevirt.io", version: "v1beta1", plural: "datavolumes" };
 type Obj = KubernetesObject & { spec?: Record<string, unknown>; status?: Record<string, unknown>; data?: Record<string, string> };
 
-function vm(name: string, spec: Record<string, unknown> = { runStrategy: "Halted" }): Obj {
+/** The smallest VM template KubeVirt's CRD schema accepts (spec.template and its domain are required). */
+const TEMPLATE = { spec: { domain: { devices: {} } } };
+
+function vm(name: string, spec: Record<string, unknown> = { runStrategy: "Halted", template: TEMPLATE }): Obj {
   return { apiVersion: "kubevirt.io/v1", kind: "VirtualMachine", metadata: { name }, spec };
 }
 
@@ -387,16 +390,16 @@ describe("custom resources and the status subresource", () => {
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     )) as Obj;
     expect(withStatus.status).toEqual({ printableStatus: "Stopped" });
-    expect(withStatus.spec).toEqual({ runStrategy: "Halted" });
+    expect(withStatus.spec).toEqual({ runStrategy: "Halted", template: TEMPLATE });
     expect(withStatus.metadata?.generation).toBe(1);
 
     const main = (await custom.replaceNamespacedCustomObject({
       ...VM,
       namespace: ns,
       name: "iso",
-      body: { ...withStatus, spec: { runStrategy: "Always" }, status: { printableStatus: "Overwritten" } },
+      body: { ...withStatus, spec: { runStrategy: "Always", template: TEMPLATE }, status: { printableStatus: "Overwritten" } },
     })) as Obj;
-    expect(main.spec).toEqual({ runStrategy: "Always" });
+    expect(main.spec).toEqual({ runStrategy: "Always", template: TEMPLATE });
     expect(main.status).toEqual({ printableStatus: "Stopped" });
     expect(main.metadata?.generation).toBe(2);
 
