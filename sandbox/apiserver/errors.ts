@@ -119,6 +119,13 @@ export function internalError(message: string): ApiError {
   return new ApiError(500, "InternalError", `Internal error occurred: ${message}`, { causes: [{ message }] });
 }
 
+/** kube-apiserver's answer for a path whose handler is not installed yet (CRDs, aggregated APIs) while it starts. */
+export function servicePathsNotInstalled(): ApiError {
+  return new ApiError(503, "ServiceUnavailable", "the request has been made before all known HTTP paths have been installed, please try again", {
+    retryAfterSeconds: 5,
+  });
+}
+
 export function requestEntityTooLarge(limit: number): ApiError {
   return new ApiError(413, "RequestEntityTooLarge", `Request entity too large: limit is ${limit}`);
 }

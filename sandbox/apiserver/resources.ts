@@ -158,6 +158,15 @@ const builtinSpecs: BuiltinSpec[] = [
     tracksGeneration: true,
     mergeKeys: { webhooks: "name" },
   },
+  ...(["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"] as const).map(kind => ({
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    resource: `${kind.toLowerCase()}s`,
+    kind,
+    singular: kind.toLowerCase(),
+    namespaced: !kind.startsWith("Cluster"),
+    hasStatus: false,
+  })),
 ];
 
 export const builtinTypes: TypeInfo[] = builtinSpecs.map(s => ({
