@@ -41,10 +41,10 @@ async function createInstallableVm(name: string, extra: Parameters<typeof makeVm
 async function powerCycle(name: string) {
   const before = vmiUid(name);
   if (sb.state(name) !== "Off") {
-    await reset(sb.record(name), "ForceOff");
+    await reset(sb.record(name), "ForceOff", sb.power);
     await sb.waitFor(() => sb.state(name) === "Off", "Off");
   }
-  await reset(sb.record(name), "On");
+  await reset(sb.record(name), "On", sb.power);
   await sb.waitFor(() => sb.state(name) === "On" && vmiUid(name) !== before && bootedFrom(name), "booted");
 }
 
@@ -52,7 +52,7 @@ describe("boot override on sandbox KubeVirt", () => {
   it("Once Cd boots the next start from the CD-ROM and the one after from disk; Enabled reads Disabled after use", async () => {
     const name = uniqueName("once");
     await createInstallableVm(name);
-    await applyBootPatch(sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
+    await applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
     await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideTarget === "Cd", "override visible");
     expect(bootView(sb.record(name))).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
     expect(templateDisks(name)).toEqual([
@@ -80,15 +80,15 @@ describe("boot override on sandbox KubeVirt", () => {
     await createInstallableVm(name);
     await powerCycle(name);
     expect(bootedFrom(name)).toBe("rootdisk");
-    await applyBootPatch(sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
+    await applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
     await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideTarget === "Cd", "override visible");
     const before = vmiUid(name);
-    await reset(sb.record(name), "ForceRestart"); // Ironic's reboot: a VMI reset would boot the old order again
+    await reset(sb.record(name), "ForceRestart", sb.power); // Ironic's reboot: a VMI reset would boot the old order again
     await sb.waitFor(() => vmiUid(name) !== before && sb.state(name) === "On" && bootedFrom(name), "restarted");
     expect(bootedFrom(name)).toBe("cdrom");
     await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideEnabled === "Disabled", "consumed");
     const second = vmiUid(name);
-    await reset(sb.record(name), "ForceRestart");
+    await reset(sb.record(name), "ForceRestart", sb.power);
     await sb.waitFor(() => vmiUid(name) !== second && sb.state(name) === "On" && bootedFrom(name), "restarted again");
     expect(bootedFrom(name)).toBe("rootdisk");
   });
@@ -96,14 +96,14 @@ describe("boot override on sandbox KubeVirt", () => {
   it("Continuous Pxe stays across starts until set back to None", async () => {
     const name = uniqueName("continuous");
     await createInstallableVm(name);
-    await applyBootPatch(sb.record(name), { BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Continuous" });
+    await applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Continuous" });
     await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideEnabled === "Continuous", "override visible");
     await powerCycle(name);
     expect(bootedFrom(name)).toBe("default");
     await powerCycle(name);
     expect(bootedFrom(name)).toBe("default");
     expect(bootView(sb.record(name))).toMatchObject({ BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Continuous" });
-    await applyBootPatch(sb.record(name), { BootSourceOverrideTarget: "None" });
+    await applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "None" });
     await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideTarget === "None", "override gone");
     await powerCycle(name);
     expect(bootedFrom(name)).toBe("rootdisk");
@@ -115,7 +115,7 @@ describe("boot override on sandbox KubeVirt", () => {
     await powerCycle(name);
     expect(firmware(name)).toBe("bios");
     expect(bootView(sb.record(name)).BootSourceOverrideMode).toBe("Legacy");
-    await applyBootPatch(sb.record(name), { BootSourceOverrideMode: "UEFI" });
+    await applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideMode: "UEFI" });
     await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideMode === "UEFI", "UEFI in view");
     expect(firmware(name)).toBe("bios"); // the running VMI keeps its firmware
     await powerCycle(name);
@@ -126,7 +126,7 @@ describe("boot override on sandbox KubeVirt", () => {
     const name = uniqueName("nocd");
     await createInstallableVm(name, { disks: [{ ...ROOT_DISK, bootOrder: 1 }] });
     const rv = sb.vm(name).metadata.resourceVersion;
-    await expect(applyBootPatch(sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" })).rejects.toMatchObject({
+    await expect(applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" })).rejects.toMatchObject({
       status: 409,
       messageId: "Base.1.18.1.PropertyValueResourceConflict",
     });
@@ -137,9 +137,9 @@ describe("boot override on sandbox KubeVirt", () => {
     const name = uniqueName("invalid");
     await createInstallableVm(name);
     const rv = sb.vm(name).metadata.resourceVersion;
-    await expect(applyBootPatch(sb.record(name), { BootSourceOverrideTarget: "Usb" })).rejects.toMatchObject({ status: 400 });
-    await expect(applyBootPatch(sb.record(name), { BootOrder: ["cdrom"] })).rejects.toMatchObject({ status: 400 });
-    await expect(applyBootPatch(sb.record(name), "Cd")).rejects.toMatchObject({ status: 400 });
+    await expect(applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "Usb" })).rejects.toMatchObject({ status: 400 });
+    await expect(applyBootPatch(sb.power.driver, sb.record(name), { BootOrder: ["cdrom"] })).rejects.toMatchObject({ status: 400 });
+    await expect(applyBootPatch(sb.power.driver, sb.record(name), "Cd")).rejects.toMatchObject({ status: 400 });
     expect(sb.vm(name).metadata.resourceVersion).toBe(rv);
   });
 
@@ -154,7 +154,7 @@ describe("boot override on sandbox KubeVirt", () => {
       spec.template.spec.volumes.push({ name: "data", emptyDisk: { capacity: "1Gi" } });
       return { ...obj, spec };
     });
-    await applyBootPatch(stale, { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
+    await applyBootPatch(sb.power.driver, stale, { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
     expect(templateDisks(name)).toEqual([
       ["rootdisk", 2],
       ["cdrom", 1],

@@ -2,7 +2,7 @@
 // VMs and VMIs that really start, stop (with grace periods), reboot and pause; PowerState read from a WatchCache.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RedfishError } from "../../redfish/errors";
-import { POWER_ON_REQUESTED_ANNOTATION, configurePower, reset } from "../../redfish/power";
+import { POWER_ON_REQUESTED_ANNOTATION, reset } from "../../redfish/power";
 import { SANDBOX_ANNOTATIONS } from "../../sandbox/simulators";
 import { makeVm } from "./power-fixtures";
 import { runStrategyFields, startPowerSandbox, type PowerSandbox } from "./power-sandbox";
@@ -15,7 +15,7 @@ beforeAll(async () => {
   sb = await startPowerSandbox();
 });
 afterAll(async () => sb?.stop());
-afterEach(() => configurePower({ powerOffStaysOff: true }));
+afterEach(() => (sb.power.settings = { powerOffStaysOff: true }));
 
 /** A VM with a long grace period; `acpiSeconds`: the guest honours the ACPI button after that long. */
 function createVm(name: string, o: Parameters<typeof makeVm>[0] & { acpiSeconds?: number; agent?: boolean } = {}) {
@@ -46,7 +46,7 @@ function finishImport(dv: string): void {
 
 /** On, and wait until it is finished: VMI running and the power controller done (mark gone, policy applied). */
 async function powerOn(name: string) {
-  expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
+  expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
   await sb.waitFor(
     () => sb.state(name) === "On" && sb.record(name).vm.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION] === undefined,
     `${name} On`,
@@ -62,7 +62,7 @@ describe("power on sandbox KubeVirt", () => {
     await createVm(name, { runStrategy: "Halted" });
     const states = sb.watchStates(name);
     expect(sb.state(name)).toBe("Off");
-    expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("PoweringOn"); // the cache has seen the write when the API call returned
     await sb.waitFor(() => sb.state(name) === "On", "On");
     expect(states).toEqual(["Off", "PoweringOn", "On"]);
@@ -76,13 +76,13 @@ describe("power on sandbox KubeVirt", () => {
     const name = uniqueName("idem");
     await createVm(name, { runStrategy: "Halted" });
     const before = sb.vm(name).metadata.resourceVersion;
-    expect(await reset(sb.record(name), "ForceOff")).toEqual({ status: 204 });
-    expect(await reset(sb.record(name), "GracefulShutdown")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 });
     expect(sb.vm(name).metadata.resourceVersion).toBe(before);
     await powerOn(name);
     const running = sb.vm(name).metadata.resourceVersion;
     const uid = vmiUid(name);
-    expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
     expect(sb.vm(name).metadata.resourceVersion).toBe(running);
     expect(vmiUid(name)).toBe(uid);
   });
@@ -93,7 +93,7 @@ describe("power on sandbox KubeVirt", () => {
     await powerOn(name);
     const states = sb.watchStates(name);
     const started = Date.now();
-    expect(await reset(sb.record(name), "ForceOff")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(name) === "Off", "Off after ForceOff", 5000);
     const took = Date.now() - started;
     expect(took).toBeLessThan(5000);
@@ -105,19 +105,19 @@ describe("power on sandbox KubeVirt", () => {
     const name = uniqueName("graceful");
     await createVm(name, { runStrategy: "Halted" }); // no ACPI reaction: only the 180 s grace period ends it
     await powerOn(name);
-    expect(await reset(sb.record(name), "GracefulShutdown")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("PoweringOff");
     await new Promise(r => setTimeout(r, 300));
     expect(sb.state(name)).toBe("PoweringOff"); // still shutting down: the guest has its grace period
-    expect(await reset(sb.record(name), "GracefulShutdown")).toEqual({ status: 204 }); // repeated: fine
-    expect(await reset(sb.record(name), "ForceOff")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 }); // repeated: fine
+    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(name) === "Off", "Off");
 
     const acpi = uniqueName("acpi");
     await createVm(acpi, { runStrategy: "Halted", acpiSeconds: 0.2 });
     await powerOn(acpi);
     const states = sb.watchStates(acpi);
-    await reset(sb.record(acpi), "GracefulShutdown");
+    await reset(sb.record(acpi), "GracefulShutdown", sb.power);
     await sb.waitFor(() => sb.state(acpi) === "Off", "guest powered off on ACPI");
     expect(states).toEqual(["On", "PoweringOff", "Off"]);
   });
@@ -126,7 +126,7 @@ describe("power on sandbox KubeVirt", () => {
     const name = uniqueName("running");
     await createVm(name, { running: true });
     await sb.waitFor(() => sb.state(name) === "On", "initially On");
-    expect(await reset(sb.record(name), "ForceOff")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(name) === "Off", "Off");
     expect(runStrategyFields(sb.vm(name))).toEqual({ running: false, runStrategy: undefined });
     await powerOn(name);
@@ -134,12 +134,12 @@ describe("power on sandbox KubeVirt", () => {
     await sb.waitFor(() => runStrategyFields(sb.vm(name)).runStrategy === "RerunOnFailure", "policy applied");
     expect(runStrategyFields(sb.vm(name))).toEqual({ running: undefined, runStrategy: "RerunOnFailure" });
 
-    configurePower({ powerOffStaysOff: false });
+    sb.power.settings = { powerOffStaysOff: false };
     const legacy = uniqueName("running-legacy");
     await createVm(legacy, { running: false });
     await powerOn(legacy);
     expect(runStrategyFields(sb.vm(legacy))).toEqual({ running: true, runStrategy: undefined });
-    await reset(sb.record(legacy), "ForceOff");
+    await reset(sb.record(legacy), "ForceOff", sb.power);
     await sb.waitFor(() => sb.state(legacy) === "Off", "Off");
     expect(runStrategyFields(sb.vm(legacy))).toEqual({ running: false, runStrategy: undefined });
   });
@@ -148,7 +148,7 @@ describe("power on sandbox KubeVirt", () => {
     const name = uniqueName("guestoff");
     await createVm(name, { runStrategy: "Always" }); // created running, like many VMs
     await sb.waitFor(() => sb.state(name) === "On", "initially On");
-    await reset(sb.record(name), "ForceOff");
+    await reset(sb.record(name), "ForceOff", sb.power);
     await sb.waitFor(() => sb.state(name) === "Off", "Off");
     await powerOn(name);
     sb.kubevirt.guestPowerOff(sb.namespace, name);
@@ -161,7 +161,7 @@ describe("power on sandbox KubeVirt", () => {
   });
 
   it("with powerOffStaysOff false a guest power-off restarts the VM", async () => {
-    configurePower({ powerOffStaysOff: false });
+    sb.power.settings = { powerOffStaysOff: false };
     const name = uniqueName("guestoff-restart");
     await createVm(name, { runStrategy: "Halted" });
     await powerOn(name);
@@ -176,13 +176,13 @@ describe("power on sandbox KubeVirt", () => {
     await createVm(name, { runStrategy: "Halted", acpiSeconds: 0.4 });
     await powerOn(name);
     const first = vmiUid(name);
-    await reset(sb.record(name), "GracefulShutdown");
+    await reset(sb.record(name), "GracefulShutdown", sb.power);
     expect(sb.state(name)).toBe("PoweringOff");
     const states = sb.watchStates(name);
-    expect(await reset(sb.record(name), "On")).toEqual({ status: 202 });
+    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 202 });
     expect(sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(sb.state(name)).toBe("PoweringOn");
-    expect(await reset(sb.record(name), "On")).toEqual({ status: 202 }); // repeated: still deferred, no new write
+    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 202 }); // repeated: still deferred, no new write
     await sb.waitFor(() => sb.state(name) === "On" && vmiUid(name) !== first, "started after the power-off", 5000);
     expect(sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toBeUndefined();
     expect(states[0]).toBe("PoweringOff");
@@ -194,10 +194,10 @@ describe("power on sandbox KubeVirt", () => {
     const name = uniqueName("deferred-cancel");
     await createVm(name, { runStrategy: "Halted" });
     await powerOn(name);
-    await reset(sb.record(name), "GracefulShutdown");
-    expect(await reset(sb.record(name), "On")).toEqual({ status: 202 });
+    await reset(sb.record(name), "GracefulShutdown", sb.power);
+    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 202 });
     await sb.waitFor(() => sb.record(name).vm.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION], "annotation in cache");
-    await reset(sb.record(name), "ForceOff");
+    await reset(sb.record(name), "ForceOff", sb.power);
     await sb.waitFor(() => sb.state(name) === "Off", "Off");
     await new Promise(r => setTimeout(r, 200));
     expect(sb.state(name)).toBe("Off");
@@ -210,7 +210,7 @@ describe("power on sandbox KubeVirt", () => {
     await powerOn(name);
     const uid = vmiUid(name);
     const boots = bootCount(name);
-    expect(await reset(sb.record(name), "ForceRestart")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "ForceRestart", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => bootCount(name) === boots + 1, "second boot");
     expect(vmiUid(name)).toBe(uid);
     expect(sb.state(name)).toBe("On");
@@ -223,7 +223,7 @@ describe("power on sandbox KubeVirt", () => {
     await sb.waitFor(() => sb.record(agent).vmi?.status && JSON.stringify(sb.record(agent).vmi!.status).includes("AgentConnected"), "agent connected");
     const uid = vmiUid(agent);
     const boots = bootCount(agent);
-    expect(await reset(sb.record(agent), "GracefulRestart")).toEqual({ status: 204 });
+    expect(await reset(sb.record(agent), "GracefulRestart", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => bootCount(agent) === boots + 1, "guest rebooted");
     expect(vmiUid(agent)).toBe(uid);
 
@@ -231,16 +231,16 @@ describe("power on sandbox KubeVirt", () => {
     await createVm(plain, { runStrategy: "Halted", acpiSeconds: 0.1 });
     await powerOn(plain);
     const before = vmiUid(plain);
-    expect(await reset(sb.record(plain), "GracefulRestart")).toEqual({ status: 204 });
+    expect(await reset(sb.record(plain), "GracefulRestart", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(plain) === "On" && vmiUid(plain) !== before, "new VMI running");
   });
 
   it("PushPowerButton toggles", async () => {
     const name = uniqueName("button");
     await createVm(name, { runStrategy: "Halted", acpiSeconds: 0.1 });
-    await reset(sb.record(name), "PushPowerButton");
+    await reset(sb.record(name), "PushPowerButton", sb.power);
     await sb.waitFor(() => sb.state(name) === "On", "On");
-    await reset(sb.record(name), "PushPowerButton");
+    await reset(sb.record(name), "PushPowerButton", sb.power);
     expect(sb.state(name)).toBe("PoweringOff");
     await sb.waitFor(() => sb.state(name) === "Off", "Off");
   });
@@ -249,10 +249,10 @@ describe("power on sandbox KubeVirt", () => {
     const name = uniqueName("pause");
     await createVm(name, { runStrategy: "Halted" });
     await powerOn(name);
-    expect(await reset(sb.record(name), "Pause")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "Pause", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(name) === "Paused", "Paused");
-    expect(await reset(sb.record(name), "Pause")).toEqual({ status: 204 });
-    expect(await reset(sb.record(name), "Resume")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "Pause", sb.power)).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "Resume", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(name) === "On", "On");
   });
 
@@ -262,9 +262,9 @@ describe("power on sandbox KubeVirt", () => {
     await powerOn(name);
     const rv = sb.vm(name).metadata.resourceVersion;
     for (const type of ["Nmi", "PowerCycle", "Bogus"]) {
-      await expect(reset(sb.record(name), type)).rejects.toMatchObject({ status: 400, messageId: "Base.1.18.1.ActionParameterNotSupported" });
+      await expect(reset(sb.record(name), type, sb.power)).rejects.toMatchObject({ status: 400, messageId: "Base.1.18.1.ActionParameterNotSupported" });
     }
-    await expect(reset(sb.record(name), "Nmi")).rejects.toBeInstanceOf(RedfishError);
+    await expect(reset(sb.record(name), "Nmi", sb.power)).rejects.toBeInstanceOf(RedfishError);
     expect(sb.vm(name).metadata.resourceVersion).toBe(rv);
     expect(sb.state(name)).toBe("On");
   });
@@ -277,7 +277,7 @@ describe("power on sandbox KubeVirt", () => {
       disks: [{ name: "rootdisk", disk: {} }, { name: "media", cdrom: { bus: "sata" } }],
       volumes: [{ name: "rootdisk", containerDisk: { image: "quay.io/example/root" } }, { name: "media", dataVolume: { name: dv } }],
     });
-    expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
     await new Promise(r => setTimeout(r, 300));
     expect(sb.state(name)).toBe("PoweringOn");
     expect(sb.vmi(name)).toBeUndefined();
@@ -291,7 +291,7 @@ describe("power on sandbox KubeVirt", () => {
     const stale = sb.record(name);
     // Someone else starts the VM meanwhile (runStrategy changes): the patch planned from `stale` fails its test.
     sb.api.store.mutate("virtualmachines.kubevirt.io", sb.namespace, name, obj => ({ ...obj, spec: { ...(obj.spec as object), runStrategy: "Manual" } }));
-    expect(await reset(stale, "On")).toEqual({ status: 204 });
+    expect(await reset(stale, "On", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(name) === "On", "On");
     await sb.waitFor(() => runStrategyFields(sb.vm(name)).runStrategy === "RerunOnFailure", "policy applied");
   });
@@ -314,9 +314,9 @@ describe("power on sandbox KubeVirt", () => {
     });
     await sb.waitFor(() => JSON.stringify(sb.record(name).vm.spec).includes(dv), "media in cache");
     expect(sb.state(name)).toBe("Off");
-    expect(await reset(sb.record(name), "On")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("PoweringOn");
-    expect(await reset(sb.record(name), "ForceOff")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("Off");
     finishImport(dv);
     await new Promise(r => setTimeout(r, 300));
@@ -338,7 +338,7 @@ describe("power on a KubeVirt without the VMI reset subresource", () => {
     await powerOn(name);
     const before = vmiUid(name);
     const started = Date.now();
-    expect(await reset(sb.record(name), "ForceRestart")).toEqual({ status: 204 });
+    expect(await reset(sb.record(name), "ForceRestart", sb.power)).toEqual({ status: 204 });
     await sb.waitFor(() => sb.state(name) === "On" && vmiUid(name) !== before, "new VMI running", 5000);
     expect(Date.now() - started).toBeLessThan(5000);
   });
