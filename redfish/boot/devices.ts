@@ -2,7 +2,7 @@
 // KubeVirt boots the devices that carry a `bootOrder`, lowest first, and rejects duplicate values; a device
 // without one is not bootable once any device has one. Nothing here knows a disk by its name.
 
-import { asObject, devicesOf, templateSpecOf } from "../kubevirt/objects";
+import { asObject, devicesOf } from "../kubevirt/objects";
 
 export { devicesOf, templateSpecOf } from "../kubevirt/objects";
 

@@ -11,9 +11,11 @@ import { Log } from "pepr";
 import { KubeApiError } from "../../capabilities/common/gateway";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
 
-export const KUBEVIRT_API = "kubevirt.io/v1";
-export const KUBEVIRT_SUBRESOURCE_API = "subresources.kubevirt.io/v1";
-export const CDI_API = "cdi.kubevirt.io/v1beta1";
+export const KUBEVIRT_API = "the KubeVirt API kubevirt.io/v1";
+export const KUBEVIRT_SUBRESOURCE_API = "the KubeVirt subresource API subresources.kubevirt.io/v1";
+export const CDI_API = "the CDI API cdi.kubevirt.io/v1beta1";
+/** For a 404 page-not-found whose request did not say which API it was for. */
+const SOME_KUBEVIRT_API = "a KubeVirt or CDI API this request needs";
 
 /** kube-apiserver's message for a JSON patch that did not apply to the stored object. */
 const PATCH_NOT_APPLICABLE = "the server rejected our request due to an error in our request";
@@ -22,7 +24,7 @@ const RETRY_AFTER_SECONDS = "5";
 /** An API that is not served is a configuration or installation matter: retrying soon rarely helps. */
 const API_RETRY_AFTER_SECONDS = "30";
 
-/** An API group the API server does not serve (404 without a Status body). */
+/** An API group the API server does not serve (404 without a Status body). `api` names it for people. */
 export class KubeVirtApiUnavailable extends Error {
   constructor(
     readonly api: string,
@@ -67,16 +69,17 @@ export interface WriteTarget {
 export function redfishFailure(err: unknown, target: WriteTarget, change: string): RedfishError {
   if (err instanceof RedfishError) return err;
   const { namespace, name } = target;
+  if (isApiNotServed(err)) err = new KubeVirtApiUnavailable(SOME_KUBEVIRT_API, (err as KubeApiError).message);
   if (err instanceof KubeVirtApiUnavailable) {
     Log.warn({ namespace, name, api: err.api, detail: err.detail }, "Kubernetes API group not served");
     return new RedfishError(
       503,
       MessageId.ServiceTemporarilyUnavailable,
-      `${change} cannot be carried out: the Kubernetes API server does not serve the KubeVirt API ${err.api}.`,
+      `${change} cannot be carried out: the Kubernetes API server does not serve ${err.api}.`,
       [API_RETRY_AFTER_SECONDS],
       {
         headers: { "Retry-After": API_RETRY_AFTER_SECONDS },
-        resolution: `Check that KubeVirt (virt-api) and CDI are installed and running and that the APIService of ${err.api} is Available, then retry.`,
+        resolution: "Check that KubeVirt (virt-api) and CDI are installed and running and that their APIServices are Available, then retry.",
       },
     );
   }

@@ -4,29 +4,18 @@
 import { createHash } from "node:crypto";
 import { quantityToBytes } from "../../capabilities/config/schema";
 import type { KubeObject, VmRecord } from "../cache/types";
-
-type Obj = Record<string, unknown>;
-
-function obj(value: unknown): Obj | undefined {
-  return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Obj) : undefined;
-}
-
-function at(root: unknown, ...path: string[]): unknown {
-  let value = root;
-  for (const key of path) value = obj(value)?.[key];
-  return value;
-}
+import { asObject, valueAt, type JsonObject } from "../kubevirt/objects";
 
 function positiveInt(value: unknown): number | undefined {
   return typeof value === "number" && Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
 function vmDomain(rec: VmRecord): unknown {
-  return at(rec.vm.spec, "template", "spec", "domain");
+  return valueAt(rec.vm.spec, "template", "spec", "domain");
 }
 
 function vmiDomain(rec: VmRecord): unknown {
-  return rec.vmi ? at(rec.vmi.spec, "domain") : undefined;
+  return rec.vmi ? valueAt(rec.vmi.spec, "domain") : undefined;
 }
 
 // ---- UUIDs ----
@@ -47,20 +36,20 @@ const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 
 /** The UUID the guest sees in SMBIOS: the VM's firmware uuid, else what KubeVirt computes from the name. */
 export function firmwareUuid(rec: VmRecord): string {
-  for (const candidate of [at(vmDomain(rec), "firmware", "uuid"), at(vmiDomain(rec), "firmware", "uuid")]) {
+  for (const candidate of [valueAt(vmDomain(rec), "firmware", "uuid"), valueAt(vmiDomain(rec), "firmware", "uuid")]) {
     if (typeof candidate === "string" && UUID_PATTERN.test(candidate)) return candidate.toLowerCase();
   }
   return uuidV5(KUBEVIRT_FIRMWARE_UUID_NAMESPACE, rec.vm.metadata.name ?? "");
 }
 
 export function serialNumber(rec: VmRecord): string | undefined {
-  const serial = at(vmDomain(rec), "firmware", "serial") ?? at(vmiDomain(rec), "firmware", "serial");
+  const serial = valueAt(vmDomain(rec), "firmware", "serial") ?? valueAt(vmiDomain(rec), "firmware", "serial");
   if (typeof serial === "string" && serial !== "") return serial;
   return rec.vm.metadata.uid;
 }
 
 export function machineType(rec: VmRecord): string | undefined {
-  const type = at(rec.vmi?.status, "machine", "type") ?? at(vmiDomain(rec), "machine", "type") ?? at(vmDomain(rec), "machine", "type");
+  const type = valueAt(rec.vmi?.status, "machine", "type") ?? valueAt(vmiDomain(rec), "machine", "type") ?? valueAt(vmDomain(rec), "machine", "type");
   return typeof type === "string" && type !== "" ? type : undefined;
 }
 
@@ -74,9 +63,9 @@ export interface CpuTopology {
 }
 
 function topologyFrom(cpu: unknown): CpuTopology | undefined {
-  const cores = positiveInt(at(cpu, "cores"));
-  const sockets = positiveInt(at(cpu, "sockets"));
-  const threads = positiveInt(at(cpu, "threads"));
+  const cores = positiveInt(valueAt(cpu, "cores"));
+  const sockets = positiveInt(valueAt(cpu, "sockets"));
+  const threads = positiveInt(valueAt(cpu, "threads"));
   if (!cores && !sockets && !threads) return undefined;
   return { sockets: sockets ?? 1, cores: cores ?? 1, threads: threads ?? 1 };
 }
@@ -84,7 +73,7 @@ function topologyFrom(cpu: unknown): CpuTopology | undefined {
 /** vCPUs KubeVirt gives a VM without a topology: the CPU limit, else the request, rounded up; else 1. */
 function cpusFromResources(domain: unknown): number | undefined {
   for (const kind of ["limits", "requests"]) {
-    const value = at(domain, "resources", kind, "cpu");
+    const value = valueAt(domain, "resources", kind, "cpu");
     const cpus = typeof value === "number" ? value : typeof value === "string" ? quantityToBytes(value) : Number.NaN;
     if (Number.isFinite(cpus) && cpus > 0) return Math.ceil(cpus);
   }
@@ -92,13 +81,13 @@ function cpusFromResources(domain: unknown): number | undefined {
 }
 
 export function cpuTopology(rec: VmRecord): CpuTopology {
-  const model = [at(vmiDomain(rec), "cpu", "model"), at(vmDomain(rec), "cpu", "model")].find(
+  const model = [valueAt(vmiDomain(rec), "cpu", "model"), valueAt(vmDomain(rec), "cpu", "model")].find(
     (m): m is string => typeof m === "string" && m !== "",
   );
   const topology =
-    topologyFrom(at(rec.vmi?.status, "currentCPUTopology")) ??
-    topologyFrom(at(vmiDomain(rec), "cpu")) ??
-    topologyFrom(at(vmDomain(rec), "cpu")) ?? {
+    topologyFrom(valueAt(rec.vmi?.status, "currentCPUTopology")) ??
+    topologyFrom(valueAt(vmiDomain(rec), "cpu")) ??
+    topologyFrom(valueAt(vmDomain(rec), "cpu")) ?? {
       sockets: 1,
       cores: cpusFromResources(vmiDomain(rec)) ?? cpusFromResources(vmDomain(rec)) ?? 1,
       threads: 1,
@@ -117,13 +106,13 @@ function bytesOf(value: unknown): number | undefined {
 /** Guest memory in bytes: current guest memory, else guest, else requests, else limits; undefined when unknown. */
 export function memoryBytes(rec: VmRecord): number | undefined {
   const candidates = [
-    at(rec.vmi?.status, "memory", "guestCurrent"),
-    at(vmiDomain(rec), "memory", "guest"),
-    at(vmDomain(rec), "memory", "guest"),
-    at(vmiDomain(rec), "resources", "requests", "memory"),
-    at(vmDomain(rec), "resources", "requests", "memory"),
-    at(vmiDomain(rec), "resources", "limits", "memory"),
-    at(vmDomain(rec), "resources", "limits", "memory"),
+    valueAt(rec.vmi?.status, "memory", "guestCurrent"),
+    valueAt(vmiDomain(rec), "memory", "guest"),
+    valueAt(vmDomain(rec), "memory", "guest"),
+    valueAt(vmiDomain(rec), "resources", "requests", "memory"),
+    valueAt(vmDomain(rec), "resources", "requests", "memory"),
+    valueAt(vmiDomain(rec), "resources", "limits", "memory"),
+    valueAt(vmDomain(rec), "resources", "limits", "memory"),
   ];
   for (const candidate of candidates) {
     const bytes = bytesOf(candidate);
@@ -156,24 +145,24 @@ function normalizeMac(value: unknown): string | null {
   return typeof value === "string" && MAC.test(value) ? value.replace(/-/g, ":").toLowerCase() : null;
 }
 
-function bindingOf(iface: Obj): string | undefined {
+function bindingOf(iface: JsonObject): string | undefined {
   for (const key of ["masquerade", "bridge", "sriov", "slirp", "passt", "macvtap"]) if (key in iface) return key;
-  const plugin = at(iface, "binding", "name");
+  const plugin = valueAt(iface, "binding", "name");
   return typeof plugin === "string" ? plugin : undefined;
 }
 
 /** The VM's NICs in template order, then interfaces only the running VMI reports (hot-plugged). */
 export function networkInterfaces(rec: VmRecord): NetworkInterface[] {
-  const statusByName = new Map<string, Obj>();
-  const statusList = at(rec.vmi?.status, "interfaces");
+  const statusByName = new Map<string, JsonObject>();
+  const statusList = valueAt(rec.vmi?.status, "interfaces");
   for (const s of Array.isArray(statusList) ? statusList : []) {
-    const entry = obj(s);
+    const entry = asObject(s);
     if (entry && typeof entry.name === "string") statusByName.set(entry.name, entry);
   }
   const out: NetworkInterface[] = [];
   const seen = new Set<string>();
-  const specList = at(vmDomain(rec), "devices", "interfaces");
-  const add = (name: string, spec: Obj | undefined, status: Obj | undefined) => {
+  const specList = valueAt(vmDomain(rec), "devices", "interfaces");
+  const add = (name: string, spec: JsonObject | undefined, status: JsonObject | undefined) => {
     if (seen.has(name)) return;
     seen.add(name);
     const ips = (Array.isArray(status?.ipAddresses) ? status.ipAddresses : [status?.ipAddress]).filter(
@@ -190,7 +179,7 @@ export function networkInterfaces(rec: VmRecord): NetworkInterface[] {
     });
   };
   for (const s of Array.isArray(specList) ? specList : []) {
-    const spec = obj(s);
+    const spec = asObject(s);
     if (spec && typeof spec.name === "string") add(spec.name, spec, statusByName.get(spec.name));
   }
   for (const [name, status] of statusByName) add(name, undefined, status);
@@ -212,6 +201,6 @@ const ERROR_STATUSES = new Set([
 
 /** Redfish Health from the VM's printableStatus: Warning for KubeVirt's error states, else OK. */
 export function health(vm: Readonly<KubeObject>): "OK" | "Warning" {
-  const status = at(vm.status, "printableStatus");
+  const status = valueAt(vm.status, "printableStatus");
   return typeof status === "string" && ERROR_STATUSES.has(status) ? "Warning" : "OK";
 }
