@@ -11,6 +11,10 @@ import { stringify as toYaml } from "yaml";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AUTH, testService, type TestService } from "./fixtures";
 
+interface ErrorBody {
+  error: { message: string; "@Message.ExtendedInfo": { MessageId: string }[] };
+}
+
 interface Seen {
   method: string;
   path: string;
@@ -98,7 +102,7 @@ describe("a real API server's failures as Redfish errors", () => {
       const res = await post(`${SYSTEM}/Actions/ComputerSystem.Reset`, { ResetType: resetType });
       expect(res.status, resetType).toBe(503);
       expect(res.headers.get("Retry-After")).toBe("30");
-      const body = await res.json();
+      const body = (await res.json()) as ErrorBody;
       expect(body.error["@Message.ExtendedInfo"][0].MessageId).toBe("Base.1.18.1.ServiceTemporarilyUnavailable");
       expect(body.error.message).toContain("subresources.kubevirt.io/v1");
       expect(body.error.message).not.toMatch(/was not found/);
@@ -109,13 +113,13 @@ describe("a real API server's failures as Redfish errors", () => {
     expect(seen.map(s => s.path)).toContain("/apis/subresources.kubevirt.io/v1/namespaces/tenant1-vms/virtualmachines/vm-a/restart");
     const get = await svc.request(SYSTEM, { headers: { Authorization: AUTH.alice } });
     expect(get.status).toBe(200);
-    expect((await get.json()).PowerState).toBe("On");
+    expect(((await get.json()) as { PowerState: string }).PowerState).toBe("On");
   });
 
   it("a JSON patch whose test fails twice (422 Invalid, details {}, no causes) is 409 ResourceInUse after one fresh read", async () => {
     const res = await post("/redfish/v1/Systems/tenant1-vms.vm-b/Actions/ComputerSystem.Reset", { ResetType: "On" });
     expect(res.status).toBe(409);
-    const body = await res.json();
+    const body = (await res.json()) as ErrorBody;
     expect(body.error["@Message.ExtendedInfo"][0].MessageId).toBe("Base.1.18.1.ResourceInUse");
     expect(body.error.message).toContain("tenant1-vms/vm-b");
     const vmPath = "/apis/kubevirt.io/v1/namespaces/tenant1-vms/virtualmachines/vm-b";
