@@ -1,7 +1,7 @@
 // ResetTypes against the sandbox API server and KubeVirt simulator: real HTTP writes through the gateway,
 // VMs and VMIs that really start, stop (with grace periods), reboot and pause; PowerState read from a WatchCache.
+// The per-ResetType semantics (writes, refusals, idempotency, policy) run against the fake driver in power-driver.test.ts.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { RedfishError } from "../../redfish/errors";
 import { POWER_ON_REQUESTED_ANNOTATION, reset } from "../../redfish/power";
 import { SANDBOX_ANNOTATIONS } from "../../sandbox/simulators";
 import { makeVm } from "./power-fixtures";
@@ -24,24 +24,6 @@ function createVm(name: string, o: Parameters<typeof makeVm>[0] & { acpiSeconds?
   if (o.agent) templateAnnotations[SANDBOX_ANNOTATIONS.guestAgent] = "true";
   sb.createVm(makeVm({ name, terminationGracePeriodSeconds: 180, templateAnnotations, ...o }));
   return sb.waitFor(() => sb.cache.getVm(sb.namespace, name), `${name} in the cache`);
-}
-
-/** `<vmName>-media`, a DataVolume whose import is still under way at `progress` (a start waits for it). Returns its name. */
-function createImportingDataVolume(vmName: string, progress: string): string {
-  const dv = `${vmName}-media`;
-  sb.api.store.create("datavolumes.cdi.kubevirt.io", {
-    apiVersion: "cdi.kubevirt.io/v1beta1",
-    kind: "DataVolume",
-    metadata: { name: dv, namespace: sb.namespace },
-    spec: { source: { http: { url: "http://example.invalid/image.iso" } }, storage: { resources: { requests: { storage: "1Gi" } } } },
-    status: { phase: "ImportInProgress", progress },
-  });
-  return dv;
-}
-
-/** The import of the DataVolume succeeds (what CDI writes to its status). */
-function finishImport(dv: string): void {
-  sb.api.store.mutate("datavolumes.cdi.kubevirt.io", sb.namespace, dv, obj => ({ ...obj, status: { phase: "Succeeded", progress: "100.0%" } }), { subresource: "status" });
 }
 
 /** On, and wait until it is finished: VMI running and the power controller done (mark gone, policy applied). */
@@ -70,21 +52,6 @@ describe("power on sandbox KubeVirt", () => {
     await sb.waitFor(() => sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION] === undefined, "On finished");
     expect(runStrategyFields(sb.vm(name))).toEqual({ running: undefined, runStrategy: "RerunOnFailure" });
     expect(sb.vmi(name)?.status).toMatchObject({ phase: "Running" });
-  });
-
-  it("On when On and ForceOff when Off succeed without writing anything", async () => {
-    const name = uniqueName("idem");
-    await createVm(name, { runStrategy: "Halted" });
-    const before = sb.vm(name).metadata.resourceVersion;
-    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
-    expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 });
-    expect(sb.vm(name).metadata.resourceVersion).toBe(before);
-    await powerOn(name);
-    const running = sb.vm(name).metadata.resourceVersion;
-    const uid = vmiUid(name);
-    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
-    expect(sb.vm(name).metadata.resourceVersion).toBe(running);
-    expect(vmiUid(name)).toBe(uid);
   });
 
   it("ForceOff of a VM with terminationGracePeriodSeconds 180 is Off within seconds", async () => {
@@ -122,28 +89,6 @@ describe("power on sandbox KubeVirt", () => {
     expect(states).toEqual(["On", "PoweringOff", "Off"]);
   });
 
-  it("a VM on the deprecated spec.running powers off and on, never with both fields set", async () => {
-    const name = uniqueName("running");
-    await createVm(name, { running: true });
-    await sb.waitFor(() => sb.state(name) === "On", "initially On");
-    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(name) === "Off", "Off");
-    expect(runStrategyFields(sb.vm(name))).toEqual({ running: false, runStrategy: undefined });
-    await powerOn(name);
-    // Moved to runStrategy (RerunOnFailure cannot be said with spec.running) in one patch.
-    await sb.waitFor(() => runStrategyFields(sb.vm(name)).runStrategy === "RerunOnFailure", "policy applied");
-    expect(runStrategyFields(sb.vm(name))).toEqual({ running: undefined, runStrategy: "RerunOnFailure" });
-
-    sb.power.settings = { powerOffStaysOff: false };
-    const legacy = uniqueName("running-legacy");
-    await createVm(legacy, { running: false });
-    await powerOn(legacy);
-    expect(runStrategyFields(sb.vm(legacy))).toEqual({ running: true, runStrategy: undefined });
-    await reset(sb.record(legacy), "ForceOff", sb.power);
-    await sb.waitFor(() => sb.state(legacy) === "Off", "Off");
-    expect(runStrategyFields(sb.vm(legacy))).toEqual({ running: false, runStrategy: undefined });
-  });
-
   it("a guest that powers itself off after a Redfish On stays off", async () => {
     const name = uniqueName("guestoff");
     await createVm(name, { runStrategy: "Always" }); // created running, like many VMs
@@ -158,17 +103,6 @@ describe("power on sandbox KubeVirt", () => {
     expect(sb.vmi(name)).toBeUndefined();
     // And it powers on again normally.
     await powerOn(name);
-  });
-
-  it("with powerOffStaysOff false a guest power-off restarts the VM", async () => {
-    sb.power.settings = { powerOffStaysOff: false };
-    const name = uniqueName("guestoff-restart");
-    await createVm(name, { runStrategy: "Halted" });
-    await powerOn(name);
-    const first = vmiUid(name);
-    sb.kubevirt.guestPowerOff(sb.namespace, name);
-    await sb.waitFor(() => sb.state(name) === "On" && vmiUid(name) !== first, "restarted by KubeVirt");
-    expect(runStrategyFields(sb.vm(name)).runStrategy).toBe("Always");
   });
 
   it("On while powering off is recorded on the VM, reported PoweringOn, and applied once the VM is off", async () => {
@@ -190,20 +124,6 @@ describe("power on sandbox KubeVirt", () => {
     expect(states[states.length - 1]).toBe("On");
   });
 
-  it("a ForceOff cancels a deferred On", async () => {
-    const name = uniqueName("deferred-cancel");
-    await createVm(name, { runStrategy: "Halted" });
-    await powerOn(name);
-    await reset(sb.record(name), "GracefulShutdown", sb.power);
-    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 202 });
-    await sb.waitFor(() => sb.record(name).vm.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION], "annotation in cache");
-    await reset(sb.record(name), "ForceOff", sb.power);
-    await sb.waitFor(() => sb.state(name) === "Off", "Off");
-    await new Promise(r => setTimeout(r, 200));
-    expect(sb.state(name)).toBe("Off");
-    expect(sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toBeUndefined();
-  });
-
   it("ForceRestart hard-resets the running VMI (same VMI, boots again)", async () => {
     const name = uniqueName("reset");
     await createVm(name, { runStrategy: "Halted" });
@@ -214,75 +134,6 @@ describe("power on sandbox KubeVirt", () => {
     await sb.waitFor(() => bootCount(name) === boots + 1, "second boot");
     expect(vmiUid(name)).toBe(uid);
     expect(sb.state(name)).toBe("On");
-  });
-
-  it("GracefulRestart soft-reboots with the guest agent, restarts the VM without", async () => {
-    const agent = uniqueName("softreboot");
-    await createVm(agent, { runStrategy: "Halted", agent: true });
-    await powerOn(agent);
-    await sb.waitFor(() => sb.record(agent).vmi?.status && JSON.stringify(sb.record(agent).vmi!.status).includes("AgentConnected"), "agent connected");
-    const uid = vmiUid(agent);
-    const boots = bootCount(agent);
-    expect(await reset(sb.record(agent), "GracefulRestart", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => bootCount(agent) === boots + 1, "guest rebooted");
-    expect(vmiUid(agent)).toBe(uid);
-
-    const plain = uniqueName("restart");
-    await createVm(plain, { runStrategy: "Halted", acpiSeconds: 0.1 });
-    await powerOn(plain);
-    const before = vmiUid(plain);
-    expect(await reset(sb.record(plain), "GracefulRestart", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(plain) === "On" && vmiUid(plain) !== before, "new VMI running");
-  });
-
-  it("PushPowerButton toggles", async () => {
-    const name = uniqueName("button");
-    await createVm(name, { runStrategy: "Halted", acpiSeconds: 0.1 });
-    await reset(sb.record(name), "PushPowerButton", sb.power);
-    await sb.waitFor(() => sb.state(name) === "On", "On");
-    await reset(sb.record(name), "PushPowerButton", sb.power);
-    expect(sb.state(name)).toBe("PoweringOff");
-    await sb.waitFor(() => sb.state(name) === "Off", "Off");
-  });
-
-  it("Pause and Resume", async () => {
-    const name = uniqueName("pause");
-    await createVm(name, { runStrategy: "Halted" });
-    await powerOn(name);
-    expect(await reset(sb.record(name), "Pause", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(name) === "Paused", "Paused");
-    expect(await reset(sb.record(name), "Pause", sb.power)).toEqual({ status: 204 });
-    expect(await reset(sb.record(name), "Resume", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(name) === "On", "On");
-  });
-
-  it("Nmi, PowerCycle and unknown values are 400 ActionParameterNotSupported and change nothing", async () => {
-    const name = uniqueName("unsupported");
-    await createVm(name, { runStrategy: "Halted" });
-    await powerOn(name);
-    const rv = sb.vm(name).metadata.resourceVersion;
-    for (const type of ["Nmi", "PowerCycle", "Bogus"]) {
-      await expect(reset(sb.record(name), type, sb.power)).rejects.toMatchObject({ status: 400, messageId: "Base.1.18.1.ActionParameterNotSupported" });
-    }
-    await expect(reset(sb.record(name), "Nmi", sb.power)).rejects.toBeInstanceOf(RedfishError);
-    expect(sb.vm(name).metadata.resourceVersion).toBe(rv);
-    expect(sb.state(name)).toBe("On");
-  });
-
-  it("On while a DataVolume is still importing: the start is issued, PoweringOn until KubeVirt can create the VMI", async () => {
-    const name = uniqueName("importing");
-    const dv = createImportingDataVolume(name, "12.00%");
-    await createVm(name, {
-      runStrategy: "Halted",
-      disks: [{ name: "rootdisk", disk: {} }, { name: "media", cdrom: { bus: "sata" } }],
-      volumes: [{ name: "rootdisk", containerDisk: { image: "quay.io/example/root" } }, { name: "media", dataVolume: { name: dv } }],
-    });
-    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
-    await new Promise(r => setTimeout(r, 300));
-    expect(sb.state(name)).toBe("PoweringOn");
-    expect(sb.vmi(name)).toBeUndefined();
-    finishImport(dv);
-    await sb.waitFor(() => sb.state(name) === "On", "On once the import succeeded");
   });
 
   it("a stale cache entry does not make a write fail: the plan is redone from a fresh read", async () => {
@@ -296,34 +147,6 @@ describe("power on sandbox KubeVirt", () => {
     await sb.waitFor(() => runStrategyFields(sb.vm(name)).runStrategy === "RerunOnFailure", "policy applied");
   });
 
-  it("ForceOff while the start waits for an importing DataVolume cancels it for good", async () => {
-    const name = uniqueName("import-cancel");
-    const dv = createImportingDataVolume(name, "3.00%");
-    // Powered on through Redfish, then the guest powers itself off: RerunOnFailure and off.
-    await createVm(name, { runStrategy: "Halted" });
-    await powerOn(name);
-    await sb.waitFor(() => runStrategyFields(sb.vm(name)).runStrategy === "RerunOnFailure", "policy applied");
-    sb.kubevirt.guestPowerOff(sb.namespace, name);
-    await sb.waitFor(() => sb.state(name) === "Off" && !sb.vmi(name), "guest off");
-    // Media inserted meanwhile: a CD-ROM on a DataVolume that is still importing.
-    sb.api.store.mutate("virtualmachines.kubevirt.io", sb.namespace, name, obj => {
-      const spec = structuredClone(obj.spec) as any;
-      spec.template.spec.domain.devices.disks.push({ name: "media", cdrom: { bus: "sata" } });
-      spec.template.spec.volumes.push({ name: "media", dataVolume: { name: dv } });
-      return { ...obj, spec };
-    });
-    await sb.waitFor(() => JSON.stringify(sb.record(name).vm.spec).includes(dv), "media in cache");
-    expect(sb.state(name)).toBe("Off");
-    expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
-    expect(sb.state(name)).toBe("PoweringOn");
-    expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
-    expect(sb.state(name)).toBe("Off");
-    finishImport(dv);
-    await new Promise(r => setTimeout(r, 300));
-    expect(sb.state(name)).toBe("Off");
-    expect(sb.vmi(name)).toBeUndefined();
-    expect(sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toBeUndefined();
-  });
 });
 
 describe("power on a KubeVirt without the VMI reset subresource", () => {
