@@ -7,10 +7,9 @@ import { Log } from "pepr";
 import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { clusterDriver, type JsonPatchOp, type KubeVirtDriver } from "../kubevirt/driver";
-import { isWriteConflict, redfishFailure } from "../kubevirt/failures";
+import { redfishFailure } from "../kubevirt/failures";
 import { templateSpecOf } from "../kubevirt/objects";
-import { readFreshRecord } from "../kubevirt/records";
-import { retryOnConflict } from "../kubevirt/retry";
+import { withFreshRecordOnConflict } from "../kubevirt/records";
 import { removeAnnotationOps } from "../power/patch-ops";
 import { bootDevicesOf, restoredOrders } from "./devices";
 import { bootModeOf } from "./firmware";
@@ -48,17 +47,11 @@ export function bootView(rec: VmRecord): BootView {
  */
 export function patchWithRetry(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => JsonPatchOp[]): Promise<boolean> {
   const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
-  return retryOnConflict({
-    initial: rec,
-    readFresh: () => readFreshRecord(driver, rec),
-    isConflict: isWriteConflict,
-    maxAttempts: 2,
-    attempt: async current => {
-      const ops = plan(current);
-      if (ops.length === 0) return false;
-      await driver.patchVm(namespace, name, ops);
-      return true;
-    },
+  return withFreshRecordOnConflict(driver, rec, async current => {
+    const ops = plan(current);
+    if (ops.length === 0) return false;
+    await driver.patchVm(namespace, name, ops);
+    return true;
   });
 }
 

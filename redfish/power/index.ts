@@ -24,10 +24,9 @@ import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
 import { bootModeOf } from "../boot/firmware";
 import { clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
-import { KubeVirtApiUnavailable, isWriteConflict, redfishFailure } from "../kubevirt/failures";
+import { KubeVirtApiUnavailable, redfishFailure } from "../kubevirt/failures";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
-import { readFreshRecord } from "../kubevirt/records";
-import { retryOnConflict } from "../kubevirt/retry";
+import { withFreshRecordOnConflict } from "../kubevirt/records";
 import { KubeApiError } from "../../capabilities/common/gateway";
 import {
   RESET_TYPES,
@@ -88,25 +87,19 @@ function isMissing(err: unknown): boolean {
  * VM) is re-planned once from a fresh read.
  */
 function run(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => PowerPlan): Promise<{ status: 202 | 204; wrote: boolean }> {
-  return retryOnConflict({
-    initial: rec,
-    readFresh: () => readFreshRecord(driver, rec),
-    isConflict: isWriteConflict,
-    maxAttempts: 2,
-    attempt: async current => {
-      const planned = plan(current);
-      for (const step of planned.writes) {
-        try {
-          await execute(driver, current, step.write);
-        } catch (e) {
-          if (step.conflictMeansDone && e instanceof KubeApiError && e.status === 409) continue;
-          if (!step.fallbackIfMissing || !isMissing(e)) throw e;
-          Log.info({ namespace: current.vm.metadata.namespace, name: current.vm.metadata.name }, "VMI reset unavailable: force restart instead");
-          await execute(driver, current, step.fallbackIfMissing);
-        }
+  return withFreshRecordOnConflict(driver, rec, async current => {
+    const planned = plan(current);
+    for (const step of planned.writes) {
+      try {
+        await execute(driver, current, step.write);
+      } catch (e) {
+        if (step.conflictMeansDone && e instanceof KubeApiError && e.status === 409) continue;
+        if (!step.fallbackIfMissing || !isMissing(e)) throw e;
+        Log.info({ namespace: current.vm.metadata.namespace, name: current.vm.metadata.name }, "VMI reset unavailable: force restart instead");
+        await execute(driver, current, step.fallbackIfMissing);
       }
-      return { status: planned.status, wrote: planned.writes.length > 0 };
-    },
+    }
+    return { status: planned.status, wrote: planned.writes.length > 0 };
   });
 }
 

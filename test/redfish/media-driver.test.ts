@@ -9,7 +9,7 @@ import { CDI_API, KubeVirtApiUnavailable } from "../../redfish/kubevirt/failures
 import { CD_VOLUME, startMediaController } from "../../redfish/media";
 import { chassisDefinitions } from "../../redfish/settings";
 import { FakeKubeVirt, PATCH_TEST_FAILED } from "./fake-kubevirt";
-import { AUTH, testConfig, vm } from "./fixtures";
+import { AUTH, acceptedTask as taskOf, testConfig, vm } from "./fixtures";
 
 const NS = "tenant1-vms";
 const IMAGE = "http://images.example.org/first.iso";
@@ -42,13 +42,6 @@ function setup() {
   const mediaDataVolumes = (vmName: string) => fake.dataVolumes(NS).filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === vmName);
   const template = (name: string) => (fake.vm(NS, name)!.spec as any).template.spec;
   return { fake, request, json, addVm, mediaDataVolumes, template };
-}
-
-async function taskOf(res: Response): Promise<{ monitor: string; task: any }> {
-  expect(res.status).toBe(202);
-  const monitor = res.headers.get("Location")!;
-  expect(monitor).toMatch(/^\/redfish\/v1\/TaskService\/TaskMonitors\//);
-  return { monitor, task: await res.json() };
 }
 
 describe("virtual media semantics (fake KubeVirt + CDI)", () => {

@@ -3,6 +3,7 @@
 // ownership, tenancy and fuzzing run against the fake driver in media-driver.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CD_VOLUME } from "../../redfish/media";
+import { acceptedTask as taskOf } from "./fixtures";
 import { cdUri, ejectUri, insertUri, NS, startMediaSandbox, VMI_KEY, type MediaSandbox } from "./media-helpers";
 
 let sb: MediaSandbox;
@@ -13,13 +14,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await sb?.stop();
 });
-
-async function taskOf(res: Response): Promise<{ monitor: string; task: any }> {
-  expect(res.status).toBe(202);
-  const monitor = res.headers.get("Location")!;
-  expect(monitor).toMatch(/^\/redfish\/v1\/TaskService\/TaskMonitors\//);
-  return { monitor, task: await res.json() };
-}
 
 describe("the Ironic virtual-media sequence", () => {
   it("ForceOff, Eject, Insert, Boot Cd Once, On: the VMI boots from the CD", async () => {
