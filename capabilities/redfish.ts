@@ -7,7 +7,7 @@ import type { CachedKind } from "../redfish/cache/types";
 import { createRedfishApp } from "../redfish/app";
 import { startBootController } from "../redfish/boot";
 import { startMediaController } from "../redfish/media";
-import { configurePower, startPowerController } from "../redfish/power";
+import { startPowerController } from "../redfish/power";
 import { RedfishListener, type TlsMaterial } from "../redfish/server";
 import { chassisDefinitions } from "../redfish/settings";
 import { readSecretKey } from "./common/gateway";
@@ -29,7 +29,6 @@ export const redfishCache = new WatchCache(chassisDefinitions(currentConfig()));
 
 function applyConfig(config: ModuleConfig | undefined): void {
   redfishCache.setChassis(chassisDefinitions(config));
-  if (config) configurePower({ powerOffStaysOff: config.redfish.powerOffStaysOff });
 }
 applyConfig(currentConfig());
 onConfigChange(config => applyConfig(config));
@@ -75,7 +74,11 @@ async function loadTlsSecret(secretName: string): Promise<TlsMaterial | undefine
  * restart), then the server. Returns stop.
  */
 export function startRedfishService(informers: SharedInformers): () => void {
-  const stops = [startPowerController(redfishCache), startBootController(redfishCache), startMediaController(redfishCache)];
+  const stops = [
+    startPowerController(redfishCache, { settings: () => ({ powerOffStaysOff: currentConfig()?.redfish.powerOffStaysOff ?? true }) }),
+    startBootController(redfishCache),
+    startMediaController(redfishCache),
+  ];
   stops.push(feedRedfishCache(informers));
   const app = createRedfishApp({ cache: redfishCache, config: currentConfig, installationId: () => moduleNamespace.uid });
   const listener = new RedfishListener({ fetch: app.fetch, loadTlsSecret });
