@@ -1,6 +1,8 @@
 import { Capability, Log } from "pepr";
 import { setPeprStoreData } from "../common/gateway";
+import type { Informer } from "../common/informer";
 import type { SharedInformers } from "../common/informers";
+import type { KubeObject } from "../common/kube-types";
 import {
   CONFIG_MAP_NAME,
   CONFIG_NAMESPACE,
@@ -41,35 +43,36 @@ function parseSecret(obj: unknown): SecretSource | undefined {
  * Secret content is never logged: the runtime logs only field names and counts.
  */
 export function startConfigWatch(informers: SharedInformers): () => void {
-  const configMaps = informers.informer("ConfigMap");
-  const secrets = informers.informer("UsersSecret");
-  const fromConfigMap = (obj: unknown) => {
-    const configMap = parseConfigMap(obj);
-    if (configMap) void applyConfigSource({ configMap });
-  };
-  const fromSecret = (obj: unknown) => {
-    const usersSecret = parseSecret(obj);
-    if (usersSecret) void applyConfigSource({ usersSecret });
-  };
-  const stops = [
-    configMaps.addHandlers({
-      onAdd: fromConfigMap,
-      onUpdate: fromConfigMap,
-      onDelete: () => void applyConfigSource({ configMap: null }),
-      onSynced: () => {
-        if (!configMaps.get(CONFIG_NAMESPACE, CONFIG_MAP_NAME)) void applyConfigSource({ configMap: null }, { onlyIfUnseen: true });
-      },
+  return [
+    watchSource(informers.informer("ConfigMap"), CONFIG_MAP_NAME, obj => {
+      const configMap = obj === null ? null : parseConfigMap(obj);
+      return configMap === undefined ? undefined : { configMap };
     }),
-    secrets.addHandlers({
-      onAdd: fromSecret,
-      onUpdate: fromSecret,
-      onDelete: () => void applyConfigSource({ usersSecret: null }),
-      onSynced: () => {
-        if (!secrets.get(CONFIG_NAMESPACE, USERS_SECRET_NAME)) void applyConfigSource({ usersSecret: null }, { onlyIfUnseen: true });
-      },
+    watchSource(informers.informer("UsersSecret"), USERS_SECRET_NAME, obj => {
+      const usersSecret = obj === null ? null : parseSecret(obj);
+      return usersSecret === undefined ? undefined : { usersSecret };
     }),
-  ];
-  return () => stops.forEach(stop => stop());
+  ].reduce((a, b) => () => (a(), b()));
+}
+
+/** Feeds one named source object to the runtime: its states, null when deleted or absent from a complete list. */
+function watchSource(
+  informer: Informer<KubeObject>,
+  name: string,
+  toChange: (obj: unknown | null) => { configMap?: ConfigMapSource | null; usersSecret?: SecretSource | null } | undefined,
+): () => void {
+  const apply = (obj: unknown | null, opts?: { onlyIfUnseen: boolean }) => {
+    const change = toChange(obj);
+    if (change) void applyConfigSource(change, opts);
+  };
+  return informer.addHandlers({
+    onAdd: obj => apply(obj),
+    onUpdate: obj => apply(obj),
+    onDelete: () => apply(null),
+    onSynced: () => {
+      if (!informer.get(CONFIG_NAMESPACE, name)) apply(null, { onlyIfUnseen: true });
+    },
+  });
 }
 
 const isBuild = process.env.PEPR_MODE === "build";
