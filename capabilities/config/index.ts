@@ -43,7 +43,7 @@ function parseSecret(obj: unknown): SecretSource | undefined {
  * Secret content is never logged: the runtime logs only field names and counts.
  */
 export function startConfigWatch(informers: SharedInformers): () => void {
-  return [
+  const stops = [
     watchSource(informers.informer("ConfigMap"), CONFIG_MAP_NAME, obj => {
       const configMap = obj === null ? null : parseConfigMap(obj);
       return configMap === undefined ? undefined : { configMap };
@@ -52,7 +52,8 @@ export function startConfigWatch(informers: SharedInformers): () => void {
       const usersSecret = obj === null ? null : parseSecret(obj);
       return usersSecret === undefined ? undefined : { usersSecret };
     }),
-  ].reduce((a, b) => () => (a(), b()));
+  ];
+  return () => stops.forEach(stop => stop());
 }
 
 /** Feeds one named source object to the runtime: its states, null when deleted or absent from a complete list. */

@@ -4,10 +4,8 @@
 // (≤ 10) throughout, and the cache must show every change made meanwhile, in the same watcher process.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { establishedConnections } from "../../scripts/bench/connections";
-import { createNamespace, eventually, sleep, startSuiteCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
+import { eventually, RELIABILITY_NAMESPACE as NS, RELIABILITY_USER as OPS, sleep, startReliabilityCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
 
-const NS = "rel-access";
-const OPS = "ops:ops-password-1";
 const RESTARTS = 5;
 const MAX_CONNECTIONS = 10;
 /** While the API server restarts, reconnecting clients briefly hold a closing and a new connection. */
@@ -17,13 +15,7 @@ let c: SuiteCluster;
 let rf: RedfishClient;
 
 beforeAll(async () => {
-  c = await startSuiteCluster({
-    config: { chassis: [{ name: "rel", namespace: NS }] },
-    users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
-    moduleEnv: { KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: "2" },
-  });
-  rf = c.client();
-  createNamespace(c, NS);
+  ({ c, rf } = await startReliabilityCluster(undefined, { KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: "2" }));
 });
 afterAll(async () => {
   rf?.close();
