@@ -5,6 +5,7 @@
 // Drivers throw KubeApiError as the API server answered (./failures.ts turns it into a Redfish error), except
 // for an API group the server does not serve, which is a KubeVirtApiUnavailable naming the group.
 import {
+  KubeApiError,
   createDataVolume,
   createSecret,
   deleteDataVolume,
@@ -21,6 +22,8 @@ import {
 import type { KubeObject } from "../cache/types";
 import { KUBEVIRT_API, KUBEVIRT_SUBRESOURCE_API, CDI_API, whenServed } from "./failures";
 
+// The rest of redfish/ reaches the gateway only through this file and ./failures.ts.
+export { KubeApiError };
 export type { CreatedObject, JsonPatchOp };
 
 /** VMI subresources that act on the running guest. */

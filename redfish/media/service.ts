@@ -7,7 +7,7 @@
 // for the import: the reply carries a Task derived from the DataVolume.
 import { randomBytes } from "node:crypto";
 import { Log } from "pepr";
-import { KubeApiError } from "../../capabilities/common/gateway";
+import { KubeApiError } from "../kubevirt/driver";
 import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
 import { clusterDriver, type KubeVirtDriver, type NewObject } from "../kubevirt/driver";

@@ -27,7 +27,7 @@ import { clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
 import { KubeVirtApiUnavailable, redfishFailure } from "../kubevirt/failures";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
 import { withFreshRecordOnConflict } from "../kubevirt/records";
-import { KubeApiError } from "../../capabilities/common/gateway";
+import { KubeApiError } from "../kubevirt/driver";
 import {
   RESET_TYPES,
   pendingPowerOnPlan,
