@@ -20,7 +20,7 @@ import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
-import { registerSessionService, SESSIONS_URI } from "./resources/session-service";
+import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./resources/session-service";
 import { registerSystems } from "./resources/systems";
 import { registerTaskService } from "./resources/task-service";
 import { createVirtualMedia, registerVirtualMedia } from "./resources/virtual-media";
@@ -154,7 +154,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url)) throw baseError(501, "QueryNotSupported");
 
     const path = normalizedPath(c.req.path);
-    const isLogin = method === "POST" && path === SESSIONS_URI;
+    const isLogin = method === "POST" && (path === SESSIONS_URI || path === SESSION_MEMBERS_URI);
     if (!PUBLIC_PATHS.has(path) && !isLogin) {
       c.set(
         "principal",

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { quantityToBytes } from "../../capabilities/config/schema";
 import type { KubeObject, VmRecord } from "../cache/types";
+import { importPhase, type ImportPhase } from "../media/model";
 import { asObject, valueAt, type JsonObject } from "../kubevirt/objects";
 
 function positiveInt(value: unknown): number | undefined {
@@ -203,4 +204,144 @@ const ERROR_STATUSES = new Set([
 export function health(vm: Readonly<KubeObject>): "OK" | "Warning" {
   const status = valueAt(vm.status, "printableStatus");
   return typeof status === "string" && ERROR_STATUSES.has(status) ? "Warning" : "OK";
+}
+
+// ---- architecture ----
+
+export interface Architecture {
+  /** Redfish ProcessorArchitecture (what Ironic's redfish inspection maps to cpu_arch). */
+  processorArchitecture: "x86" | "ARM" | "Power" | "OEM";
+  /** Redfish InstructionSet. */
+  instructionSet: "x86-64" | "ARM-A64" | "PowerISA" | "OEM";
+}
+
+const ARCHITECTURES: Record<string, Architecture> = {
+  amd64: { processorArchitecture: "x86", instructionSet: "x86-64" },
+  arm64: { processorArchitecture: "ARM", instructionSet: "ARM-A64" },
+  ppc64le: { processorArchitecture: "Power", instructionSet: "PowerISA" },
+};
+
+/** The VM's architecture (`spec.architecture`, which KubeVirt defaults to the cluster's, amd64 on x86 clusters). */
+export function architecture(rec: VmRecord): Architecture {
+  const arch = [valueAt(rec.vmi?.spec, "architecture"), valueAt(rec.vm.spec, "template", "spec", "architecture")].find(
+    (a): a is string => typeof a === "string" && a !== "",
+  );
+  return ARCHITECTURES[arch ?? "amd64"] ?? { processorArchitecture: "OEM", instructionSet: "OEM" };
+}
+
+// ---- firmware ----
+
+export interface FirmwareFacts {
+  bootMode: "UEFI" | "Legacy";
+  /** KubeVirt turns secure boot on for `efi: {}` unless `secureBoot: false`. */
+  secureBoot: boolean;
+  /** Whether SMM is on (secure boot needs it). */
+  smm: boolean;
+  /** The EFI variable store survives restarts (`efi.persistent`). */
+  persistentEfi: boolean;
+}
+
+function firmwareFrom(domain: unknown): FirmwareFacts {
+  const efi = valueAt(domain, "firmware", "bootloader", "efi");
+  const isEfi = asObject(efi) !== undefined;
+  const smm = valueAt(domain, "features", "smm");
+  return {
+    bootMode: isEfi ? "UEFI" : "Legacy",
+    secureBoot: isEfi && valueAt(efi, "secureBoot") !== false,
+    smm: asObject(smm) !== undefined && valueAt(smm, "enabled") !== false,
+    persistentEfi: isEfi && valueAt(efi, "persistent") === true,
+  };
+}
+
+/** The firmware the VM starts with next (its template). */
+export function configuredFirmware(rec: VmRecord): FirmwareFacts {
+  return firmwareFrom(vmDomain(rec));
+}
+
+/** The firmware of the running guest, when there is one. */
+export function runningFirmware(rec: VmRecord): FirmwareFacts | undefined {
+  return rec.vmi ? firmwareFrom(vmiDomain(rec)) : undefined;
+}
+
+/** BiosVersion: which firmware image KubeVirt's virt-launcher boots (OVMF for EFI, SeaBIOS otherwise). */
+export function biosVersion(rec: VmRecord): string {
+  const firmware = runningFirmware(rec) ?? configuredFirmware(rec);
+  if (firmware.bootMode === "Legacy") return "SeaBIOS (KubeVirt)";
+  return firmware.secureBoot ? "OVMF secure boot (KubeVirt)" : "OVMF (KubeVirt)";
+}
+
+// ---- drives ----
+
+export type DriveKind = "disk" | "cdrom" | "lun";
+
+export interface VmDrive {
+  /** The disk's name in the VM spec (unique within the VM). */
+  name: string;
+  kind: DriveKind;
+  bus?: string;
+  /** Where the capacity comes from, e.g. `dataVolume tenant1-vms/root-dv`. */
+  source: string;
+  /** Bytes, 0 when the cluster does not say (containerDisk, a PVC, an empty CD-ROM). */
+  capacityBytes: number;
+  /** Whether the backing volume is usable: false while a DataVolume imports or after it failed. */
+  ready: boolean;
+  failed: boolean;
+  /** An empty CD-ROM (no volume behind it). */
+  empty: boolean;
+}
+
+function requestedStorage(dvSpec: unknown): number | undefined {
+  return bytesOf(valueAt(dvSpec, "storage", "resources", "requests", "storage")) ?? bytesOf(valueAt(dvSpec, "pvc", "resources", "requests", "storage"));
+}
+
+function dataVolumeOf(rec: VmRecord, name: string): { spec: unknown; phase?: ImportPhase } | undefined {
+  const dv = rec.dataVolumes.find(d => d.metadata.name === name);
+  if (dv) return { spec: dv.spec, phase: importPhase(dv) };
+  // Declared in dataVolumeTemplates, not created yet (the VM has never started).
+  const templates = valueAt(rec.vm.spec, "dataVolumeTemplates");
+  const template = (Array.isArray(templates) ? templates : []).map(asObject).find(t => valueAt(t, "metadata", "name") === name);
+  return template ? { spec: template.spec } : undefined;
+}
+
+/** Capacity, readiness and provenance of one volume. */
+function volumeFacts(rec: VmRecord, volume: JsonObject | undefined): Pick<VmDrive, "source" | "capacityBytes" | "ready" | "failed" | "empty"> {
+  if (!volume) return { source: "no volume", capacityBytes: 0, ready: false, failed: false, empty: true };
+  const dvName = valueAt(volume, "dataVolume", "name");
+  if (typeof dvName === "string") {
+    const dv = dataVolumeOf(rec, dvName);
+    return {
+      source: `dataVolume ${dvName}`,
+      capacityBytes: requestedStorage(dv?.spec) ?? 0,
+      ready: dv?.phase === "ready",
+      failed: dv?.phase === "failed",
+      empty: false,
+    };
+  }
+  for (const kind of ["emptyDisk", "hostDisk"]) {
+    const capacity = bytesOf(valueAt(volume, kind, "capacity"));
+    if (asObject(volume[kind])) return { source: kind, capacityBytes: capacity ?? 0, ready: true, failed: false, empty: false };
+  }
+  const kind = Object.keys(volume).find(k => k !== "name") ?? "volume";
+  return { source: kind, capacityBytes: 0, ready: true, failed: false, empty: false };
+}
+
+/** The VM's disks, CD-ROMs and LUNs in template order (the running VMI's devices while it runs). */
+export function vmDrives(rec: VmRecord): VmDrive[] {
+  const spec = rec.vmi ? asObject(rec.vmi.spec) : asObject(valueAt(rec.vm.spec, "template", "spec"));
+  const disks = valueAt(spec, "domain", "devices", "disks");
+  const volumes = valueAt(spec, "volumes");
+  const volumeByName = new Map<string, JsonObject>();
+  for (const v of Array.isArray(volumes) ? volumes : []) {
+    const volume = asObject(v);
+    if (volume && typeof volume.name === "string") volumeByName.set(volume.name, volume);
+  }
+  const out: VmDrive[] = [];
+  for (const d of Array.isArray(disks) ? disks : []) {
+    const disk = asObject(d);
+    if (!disk || typeof disk.name !== "string") continue;
+    const kind: DriveKind = asObject(disk.cdrom) ? "cdrom" : asObject(disk.lun) ? "lun" : "disk";
+    const bus = valueAt(disk, kind, "bus");
+    out.push({ name: disk.name, kind, ...(typeof bus === "string" ? { bus } : {}), ...volumeFacts(rec, volumeByName.get(disk.name)) });
+  }
+  return out;
 }
