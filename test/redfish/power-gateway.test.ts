@@ -31,15 +31,9 @@ const seen: { subresource: string; req: SubresourceRequest }[] = [];
 const previousKubeconfig = process.env.KUBECONFIG;
 
 beforeAll(async () => {
-  api = await startApiServer({ tokens: [{ token: TOKEN, user: { username: SERVICE_ACCOUNT, groups: ["system:serviceaccounts"] } }] });
-  // The sandbox applies RBAC to token users; what the module's ClusterRole allows is test/deploy/rbac.test.ts's subject.
-  api.store.create("clusterrolebindings.rbac.authorization.k8s.io", {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRoleBinding",
-    metadata: { name: "module-admin" },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin" },
-    subjects: [{ kind: "ServiceAccount", name: "pepr-kubevirt-infra", namespace: "pepr-system" }],
-  });
+  // system:masters: the sandbox applies RBAC to token users, and what the module's ClusterRole allows is
+  // test/deploy/rbac.test.ts's subject, not this one's.
+  api = await startApiServer({ tokens: [{ token: TOKEN, user: { username: SERVICE_ACCOUNT, groups: ["system:serviceaccounts", "system:masters"] } }] });
   for (const [resource, sub] of [
     ["virtualmachines", "start"],
     ["virtualmachines", "stop"],
