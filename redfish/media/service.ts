@@ -14,7 +14,7 @@ import { isWriteConflict, redfishFailure } from "../kubevirt/failures";
 import { NeedsFreshRead, retryOnConflict } from "../kubevirt/retry";
 import { withVmLock } from "./lock";
 import { MAX_VM_NAME_LENGTH, driveSlot, imageUrlOf, importPhase, isMediaDataVolumeOf, mediaDataVolumeName } from "./model";
-import { attachOps, credentialsSecret, detachOps, mediaDataVolume, type OwnerVm } from "./plan";
+import { credentialsSecret, mediaDataVolume, type OwnerVm } from "./plan";
 import type { InsertRequest } from "./request";
 import type { MediaSettings } from "./settings";
 
@@ -164,7 +164,7 @@ export class MediaService {
             return { done: importPhase(attached) === "ready" ? { kind: "unchanged" } : { kind: "importing", dataVolume: attached } };
           }
           created ??= await this.createImport(ownerOf(current), request, settings);
-          await this.driver.patchVm(namespace, name, attachOps(current, created.dataVolume.metadata.name!));
+          await this.driver.attachCdrom(current, created.dataVolume.metadata.name!);
           return { attachedTo: current, dataVolume: created.dataVolume };
         },
       });
@@ -232,7 +232,7 @@ export class MediaService {
           if (!fresh) throw new NeedsFreshRead();
           return { vm: current, detached: false };
         }
-        await this.driver.patchVm(namespace, name, detachOps(current));
+        await this.driver.detachCdrom(current);
         return { vm: current, detached: true };
       },
     });
