@@ -194,7 +194,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
         if (READ_ONLY_SYSTEM_PROPERTIES.has(key)) throw baseError(400, "PropertyNotWritable", [key], { relatedProperties: [`#/${key}`] });
         throw baseError(400, "PropertyUnknown", [key], { relatedProperties: [`#/${key}`] });
       }
-      await applyBootPatch(target.rec, body.Boot);
+      await applyBootPatch(deps.driver, target.rec, body.Boot);
       return new Response(null, { status: 204 });
     },
   }, system);
@@ -216,7 +216,10 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
           resolution: `ResetType ${JSON.stringify(body.ResetType).slice(0, 64)} is not supported; use one of: ${RESET_TYPES.join(", ")}.`,
         });
       }
-      const { status } = await reset(target.rec, body.ResetType);
+      const { status } = await reset(target.rec, body.ResetType, {
+        driver: deps.driver,
+        settings: { powerOffStaysOff: c.get("settings").powerOffStaysOff },
+      });
       return new Response(null, { status });
     },
   }, system);
