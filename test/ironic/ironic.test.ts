@@ -125,7 +125,7 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
     const active = await provision("active", "active", 180_000);
     expect(active.power_state).toBe("power on");
     const vm = c.api.store.get("virtualmachines.kubevirt.io", NAMESPACE, VM) as KubeObject;
-    const cdrom = ((vm.spec as any).template.spec.domain.devices.disks as { name: string; cdrom?: unknown }[]).find(d => d.cdrom); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const cdrom = ((vm.spec as any).template.spec.domain.devices.disks as { name: string; cdrom?: unknown }[]).find(d => d.cdrom);
     expect(cdrom).toBeDefined();
     const vmi = await c.waitFor(() => {
       const o = c.api.store.get("virtualmachineinstances.kubevirt.io", NAMESPACE, VM);

@@ -82,7 +82,7 @@ export interface StandaloneIronic {
   url: string;
   dir: string;
   /** Calls the Ironic API (JSON in, JSON out; throws with the body on an error status). */
-  api<T = Record<string, any>>(method: string, path: string, body?: unknown): Promise<T>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  api<T = Record<string, any>>(method: string, path: string, body?: unknown): Promise<T>;
   /** Both processes' output so far (for failure messages). */
   logs(): string;
   stop(): Promise<void>;
