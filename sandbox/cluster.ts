@@ -46,7 +46,7 @@ export interface SandboxClusterOptions {
   redfishPort?: number;
   /** Where kubeconfig, TLS material and the demo files go. Default: a fresh temp dir. */
   stateDir?: string;
-  /** Static tokens for the API server (identities for admission userInfo). */
+  /** Static tokens for the API server: identities for admission userInfo, authorized by RBAC (bind them to roles). */
   tokens?: { token: string; user: UserInfo }[];
   kubevirt?: { stepDelayMs?: number };
   iso?: { sizeBytes?: number; slowChunkIntervalMs?: number };
