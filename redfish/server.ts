@@ -8,7 +8,7 @@ import { createSecureContext } from "node:tls";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
-import { Log } from "pepr";
+import { Log } from "./platform";
 import { createSelfSignedServerCertificate } from "../capabilities/common/tls";
 import { redfishActive, redfishPortSchema, type ModuleConfig } from "../capabilities/config/schema";
 

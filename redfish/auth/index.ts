@@ -5,7 +5,7 @@
 // Ironic treats as a connection problem and retries after its connection_retry_interval, so a client
 // with the right password recovers by itself once the lock expires. A 429 would surface in sushy as a
 // generic HTTPError that Ironic does not retry (and a 401 tells an attacker nothing a 429 would not).
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { baseError, type RedfishError } from "../errors";
 import { LoginBackoff, type LockoutPolicy } from "./backoff";
 import { SessionStore, type Session } from "./sessions";

@@ -2,7 +2,7 @@
 // hash per request: successful verifications are remembered under a keyed digest of username+password.
 import bcrypt from "bcryptjs";
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { Log } from "pepr";
+import { Log } from "../platform";
 import type { UserConfig } from "../../capabilities/config/schema";
 
 /** Per-process key: digests of credentials and tokens are useless outside this process. */

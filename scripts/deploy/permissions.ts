@@ -9,6 +9,7 @@
 //     might pass another name, which the Role would then deny).
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { PEPR_STORE } from "../../capabilities/config/publish";
+import { INFORMED_KINDS, type InformedKind } from "../../capabilities/common/informers";
 import type { Grant } from "./rbac";
 
 export interface GatewayPermission {
@@ -174,49 +175,28 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
 };
 
 /**
- * Calls the module makes outside the gateway (reads that Pepr's K8s() makes directly). The RBAC test's run of
- * the built module observes them; a new one fails that test until it is listed here (or, better, moved
- * into the gateway).
+ * The shared informers (capabilities/common/informers.ts): list + watch of each kind the module informs on.
+ * A named one (the config ConfigMap, the users Secret) watches with a metadata.name field selector, which
+ * RBAC authorizes against resourceNames in the module namespace.
  */
-export const directCalls: Record<string, GatewayPermission> = {
-  "config loader": {
-    grants: [
-      {
-        group: "",
-        resource: "configmaps",
-        verbs: ["get"],
-        scope: "module",
-        resourceNames: ["kubevirt-infra-config"],
-        role: "any",
-        why: "the config capability reads its ConfigMap when it (re)loads",
-      },
-      {
-        group: "",
-        resource: "secrets",
-        verbs: ["get"],
-        scope: "module",
-        resourceNames: ["kubevirt-infra-users"],
-        role: "any",
-        why: "the config capability reads the users Secret when it (re)loads",
-      },
-    ],
-    callers: ["capabilities/config/index.ts"],
-  },
-  "redfish installation id": {
-    grants: [
-      {
-        group: "",
-        resource: "namespaces",
-        verbs: ["get"],
-        scope: "cluster",
-        resourceNames: ["pepr-system"],
-        role: "any",
-        why: "the Redfish ServiceRoot UUID derives from the uid of the module's namespace (read once at watcher start)",
-      },
-    ],
-    callers: ["capabilities/redfish.ts"],
-  },
-};
+export const directCalls: Record<string, GatewayPermission> = Object.fromEntries(
+  Object.entries(INFORMED_KINDS).map(([name, def]: [string, InformedKind]) => [
+    `${name} informer`,
+    {
+      grants: [
+        {
+          group: def.group,
+          resource: def.plural,
+          verbs: ["list", "watch"],
+          scope: def.namespace ? "module" : "cluster",
+          ...(def.name ? { resourceNames: [def.name] } : {}),
+          role: def.role,
+          why: `shared informer: ${def.why}`,
+        } satisfies Grant,
+      ],
+    },
+  ]),
+);
 
 export function allGatewayGrants(): Grant[] {
   return [...Object.values(gatewayPermissions), ...Object.values(directCalls)].flatMap(p => p.grants);
