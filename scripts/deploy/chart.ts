@@ -6,7 +6,7 @@ import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { CONFIG_MAP_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, UNLIMITED_RESYNC, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
-import { MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule } from "./rbac";
+import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
 
 export const MARKER = "kubevirt-infra post-build";
@@ -66,14 +66,28 @@ export function rulesTemplate(grants: readonly Grant[]): string {
   return blocks.join("\n");
 }
 
+const grantsOf = (ctx: BuildContext, account: ServiceAccountRole, scope: Grant["scope"]) =>
+  moduleGrants(ctx).filter(g => g.scope === scope && grantHeldBy(g, account));
+
+/** The admission pods' ClusterRole (Pepr's name, bound by Pepr's ClusterRoleBinding). */
 export function clusterRoleTemplate(ctx: BuildContext): string {
-  const grants = moduleGrants(ctx).filter(g => g.scope === "cluster");
   return `${HEADER}apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
   name: {{ .Values.uuid }}
 rules:
-${rulesTemplate(grants)}
+${rulesTemplate(grantsOf(ctx, "admission", "cluster"))}
+`;
+}
+
+/** The watcher's ClusterRole; `rbac` values add rules to it. */
+export function watcherClusterRoleTemplate(ctx: BuildContext): string {
+  return `${HEADER}apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ .Values.uuid }}-watcher
+rules:
+${rulesTemplate(grantsOf(ctx, "watcher", "cluster"))}
 {{- with .Values.rbac }}
 {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -81,14 +95,82 @@ ${rulesTemplate(grants)}
 }
 
 export function moduleRoleTemplate(ctx: BuildContext): string {
-  const grants = moduleGrants(ctx).filter(g => g.scope === "module");
   return `${HEADER}apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
   name: {{ .Values.uuid }}-store
   namespace: ${MODULE_NAMESPACE}
 rules:
-${rulesTemplate(grants)}
+${rulesTemplate(grantsOf(ctx, "admission", "module"))}
+`;
+}
+
+const binding = (kind: "ClusterRoleBinding" | "RoleBinding", roleKind: "ClusterRole" | "Role", namespace: string | undefined, uuid = ".Values.uuid") => `apiVersion: rbac.authorization.k8s.io/v1
+kind: ${kind}
+metadata:
+  name: {{ ${uuid} }}-watcher
+${namespace ? `  namespace: ${namespace}\n` : ""}  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ${roleKind}
+  name: {{ ${uuid} }}-watcher
+subjects:
+  - kind: ServiceAccount
+    name: {{ ${uuid} }}-watcher
+    namespace: ${MODULE_NAMESPACE}`;
+
+/**
+ * The watcher's own ServiceAccount, its ClusterRoleBinding, and its Role in pepr-system (admission pods keep Pepr's
+ * ServiceAccount and never see the users Secret or the Redfish TLS key).
+ */
+export function watcherRbacTemplate(ctx: BuildContext): string {
+  return `${HEADER}apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ .Values.uuid }}-watcher
+  namespace: ${MODULE_NAMESPACE}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+---
+${binding("ClusterRoleBinding", "ClusterRole", undefined)}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .Values.uuid }}-watcher
+  namespace: ${MODULE_NAMESPACE}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+rules:
+${rulesTemplate(grantsOf(ctx, "watcher", "module"))}
+---
+${binding("RoleBinding", "Role", MODULE_NAMESPACE)}
+`;
+}
+
+/** A Role and RoleBinding for the watcher in each chassis namespace: Redfish's rights on VMs, DataVolumes, Secrets. */
+export function chassisRolesTemplate(ctx: BuildContext): string {
+  // Inside range the dot is the namespace: the rules' role guards must read the root values.
+  const rules = rulesTemplate(grantsOf(ctx, "watcher", "chassis")).replaceAll(".Values", "$.Values");
+  return `${HEADER}{{- if ne .Values.role "nested" }}
+{{- $namespaces := list }}
+{{- range .Values.chassis }}{{- $namespaces = append $namespaces .namespace }}{{- end }}
+{{- range $namespaces | uniq | sortAlpha }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ $.Values.uuid }}-watcher
+  namespace: {{ . }}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+rules:
+${rules}
+---
+${binding("RoleBinding", "Role", "{{ . }}", "$.Values.uuid")}
+{{- end }}
+{{- end }}
 `;
 }
 
@@ -199,6 +281,7 @@ ${tail}
 const READINESS_ANCHOR = `          readinessProbe:
             {{- toYaml .Values.watcher.readinessProbe | nindent 12 }}
 `;
+const SERVICE_ACCOUNT_ANCHOR = "      serviceAccountName: {{ .Values.uuid }}\n";
 const WATCH_MODE_ANCHOR = `            - name: PEPR_WATCH_MODE
               value: "true"
 `;
@@ -211,7 +294,10 @@ function replaceOnce(text: string, anchor: string, replacement: string, file: st
   return text.slice(0, at) + replacement + text.slice(at + anchor.length);
 }
 
-/** Watcher: readiness follows the Redfish cache sync when Redfish serves; role-dependent env (see watcherEnvForRole). */
+/**
+ * Watcher: its own ServiceAccount; readiness follows the Redfish cache sync when Redfish serves; role-dependent env
+ * (see watcherEnvForRole).
+ */
 export function patchWatcherDeploymentTemplate(text: string): string {
   let out = replaceOnce(
     text,
@@ -229,6 +315,7 @@ export function patchWatcherDeploymentTemplate(text: string): string {
 `,
     "templates/watcher-deployment.yaml",
   );
+  out = replaceOnce(out, SERVICE_ACCOUNT_ANCHOR, "      serviceAccountName: {{ .Values.uuid }}-watcher\n", "templates/watcher-deployment.yaml");
   out = replaceOnce(
     out,
     WATCH_MODE_ANCHOR,
@@ -373,6 +460,9 @@ subjects:
   - kind: ServiceAccount
     name: {{ .Values.uuid }}
     namespace: ${MODULE_NAMESPACE}
+  - kind: ServiceAccount
+    name: {{ .Values.uuid }}-watcher
+    namespace: ${MODULE_NAMESPACE}
 {{- end }}
 `;
 }
@@ -381,6 +471,9 @@ subjects:
 export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObject; validating: KubeObject; watcherDeployment: string }): Record<string, string> {
   return {
     "cluster-role.yaml": clusterRoleTemplate(ctx),
+    "watcher-cluster-role.yaml": watcherClusterRoleTemplate(ctx),
+    "watcher-rbac.yaml": watcherRbacTemplate(ctx),
+    "chassis-roles.yaml": chassisRolesTemplate(ctx),
     "store-role.yaml": moduleRoleTemplate(ctx),
     "store-role-binding.yaml": moduleRoleBindingTemplate(),
     "mutation-webhook.yaml": mutatingWebhookTemplate(pristine.mutating),
@@ -442,7 +535,7 @@ export function chartValuesText(peprValuesText: string): string {
   doc.set("rbac", doc.createNode([]));
   const rbac = doc.contents.items.find(p => YAML.isScalar(p.key) && p.key.value === "rbac");
   if (rbac && YAML.isScalar(rbac.key)) {
-    rbac.key.commentBefore = " Extra ClusterRole rules, appended to the module's own least-privilege rules (templates/cluster-role.yaml).";
+    rbac.key.commentBefore = " Extra ClusterRole rules for the watcher, appended to its least-privilege rules (templates/watcher-cluster-role.yaml).";
   }
   // The Node webhook is always Ignore and the DataVolume webhook follows deploy.dataVolumeWebhook.
   doc.deleteIn(["admission", "failurePolicy"]);

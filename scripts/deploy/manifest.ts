@@ -3,7 +3,7 @@
 // express (Redfish Service, OpenShift Route, config ConfigMap and users Secret, SCC binding).
 // Pure functions over plain objects; scripts/post-build.ts does the file I/O.
 import { allGatewayGrants } from "./permissions";
-import { grantApplies, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant } from "./rbac";
+import { grantApplies, grantHeldBy, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant, type PolicyRule } from "./rbac";
 import { dataVolumeFailurePolicy, policedNamespaces, redfishServes, type DeployValues, type ResolvedValues } from "./values";
 
 export interface KubeObject {
@@ -65,17 +65,22 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
   let objects = structuredClone(input);
 
   const grants = moduleGrants(ctx).filter(g => grantApplies(g, role));
+  const admissionGrants = grants.filter(g => grantHeldBy(g, "admission"));
+  // Pepr's ClusterRole, ClusterRoleBinding and ServiceAccount stay the admission pods'; the watcher gets its own.
   find(objects, "ClusterRole", name).rules = renderRules(
-    grants.filter(g => g.scope === "cluster"),
+    admissionGrants.filter(g => g.scope === "cluster"),
     config,
   );
   // Pepr's scoped store Role names no object (resourceNames [""]) and binds a ServiceAccount that does not
-  // exist; it becomes the module's namespaced Role, bound to the module's ServiceAccount.
+  // exist; it becomes the admission pods' namespaced Role, bound to their ServiceAccount.
   find(objects, "Role", `${name}-store`).rules = renderRules(
-    grants.filter(g => g.scope === "module"),
+    admissionGrants.filter(g => g.scope === "module"),
     config,
   );
-  find(objects, "RoleBinding", `${name}-store`).subjects = [{ kind: "ServiceAccount", name, namespace: MODULE_NAMESPACE }];
+  const storeBinding = find(objects, "RoleBinding", `${name}-store`);
+  storeBinding.subjects = [serviceAccountSubject(name)];
+  objects.splice(objects.indexOf(storeBinding) + 1, 0, ...watcherRbacObjects(ctx, values, grants.filter(g => grantHeldBy(g, "watcher"))));
+  podSpec(find(objects, "Deployment", `${name}-watcher`)).serviceAccountName = watcherServiceAccountName(ctx);
 
   const mutating = find(objects, "MutatingWebhookConfiguration", name);
   const validating = find(objects, "ValidatingWebhookConfiguration", name);
@@ -102,6 +107,63 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
     };
   }
   return objects;
+}
+
+export function watcherServiceAccountName(ctx: BuildContext): string {
+  return `${resourceName(ctx)}-watcher`;
+}
+
+const serviceAccountSubject = (name: string) => ({ kind: "ServiceAccount", name, namespace: MODULE_NAMESPACE });
+
+/** The namespaces the watcher gets a Role in: each chassis namespace (Redfish acts nowhere else). */
+export function chassisNamespaces(values: ResolvedValues): string[] {
+  if (values.config.role === "nested") return [];
+  return [...new Set(values.config.chassis.map(c => c.namespace))].sort();
+}
+
+function roleAndBinding(kind: "ClusterRole" | "Role", name: string, namespace: string | undefined, rules: PolicyRule[], subject: string): KubeObject[] {
+  const metadata = { name, ...(namespace ? { namespace } : {}), labels: { ...PART_OF } };
+  return [
+    { apiVersion: "rbac.authorization.k8s.io/v1", kind, metadata, rules },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: kind === "ClusterRole" ? "ClusterRoleBinding" : "RoleBinding",
+      metadata: { ...metadata },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind, name },
+      subjects: [serviceAccountSubject(subject)],
+    },
+  ];
+}
+
+/**
+ * The watcher's ServiceAccount and its rules: a ClusterRole for cluster-wide needs, a Role in pepr-system, and a Role
+ * in each chassis namespace for what Redfish does to VMs, VMIs, DataVolumes and Secrets there.
+ */
+export function watcherRbacObjects(ctx: BuildContext, values: ResolvedValues, watcherGrants: readonly Grant[]): KubeObject[] {
+  const account = watcherServiceAccountName(ctx);
+  const out: KubeObject[] = [{ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: account, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } } }];
+  const rulesOf = (scope: Grant["scope"]) => renderRules(watcherGrants.filter(g => g.scope === scope), values.config);
+  out.push(...roleAndBinding("ClusterRole", account, undefined, rulesOf("cluster"), account));
+  const moduleRules = rulesOf("module");
+  if (moduleRules.length > 0) out.push(...roleAndBinding("Role", account, MODULE_NAMESPACE, moduleRules, account));
+  const chassisRules = rulesOf("chassis");
+  if (chassisRules.length > 0) for (const namespace of chassisNamespaces(values)) out.push(...roleAndBinding("Role", account, namespace, chassisRules, account));
+  return out;
+}
+
+/**
+ * `npx pepr deploy` gives both Deployments Pepr's one ServiceAccount: there the watcher's bindings name that account.
+ */
+export function forSharedServiceAccount(objects: readonly KubeObject[], ctx: BuildContext): KubeObject[] {
+  const watcher = watcherServiceAccountName(ctx);
+  return objects
+    .filter(o => !(o.kind === "ServiceAccount" && o.metadata.name === watcher))
+    .map(o => {
+      const subjects = o.subjects as { kind: string; name: string; namespace?: string }[] | undefined;
+      if (!subjects?.some(s => s.kind === "ServiceAccount" && s.name === watcher)) return o;
+      const renamed = subjects.map(s => (s.kind === "ServiceAccount" && s.name === watcher ? serviceAccountSubject(resourceName(ctx)) : s));
+      return { ...o, subjects: renamed.filter((s, i) => renamed.findIndex(x => x.kind === s.kind && x.name === s.name) === i) };
+    });
 }
 
 /** The DataVolume webhook's failure policy and scope: the policed namespaces only. */
@@ -212,7 +274,7 @@ export function moduleObjects(ctx: BuildContext, values: ResolvedValues): KubeOb
       kind: "RoleBinding",
       metadata: { name: `${name}-nonroot-v2`, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } },
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: NONROOT_SCC_CLUSTER_ROLE },
-      subjects: [{ kind: "ServiceAccount", name, namespace: MODULE_NAMESPACE }],
+      subjects: [serviceAccountSubject(name), serviceAccountSubject(watcherServiceAccountName(ctx))],
     });
   }
   return out;

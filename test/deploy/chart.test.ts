@@ -189,6 +189,15 @@ describe("templates", () => {
     expect(templates["validation-webhook.yaml"]).not.toContain("NotIn");
     expect(templates["kubevirt-infra-config.yaml"]).toContain('omit .Values.authentication "users"');
     expect(templates["watcher-deployment.yaml"]).toContain("path: /healthz");
+    expect(templates["watcher-deployment.yaml"]).toContain("serviceAccountName: {{ .Values.uuid }}-watcher\n");
+    expect(templates["watcher-rbac.yaml"]).toContain("kind: ServiceAccount");
+    // A Role per chassis namespace with Redfish's rights there, none of them in a ClusterRole.
+    expect(templates["chassis-roles.yaml"]).toContain("{{- range $namespaces | uniq | sortAlpha }}");
+    expect(templates["chassis-roles.yaml"]).toContain('resources: ["virtualmachines/start"]');
+    expect(templates["chassis-roles.yaml"]).toContain('resources: ["datavolumes"]');
+    for (const file of ["cluster-role.yaml", "watcher-cluster-role.yaml"]) {
+      expect(templates[file], file).not.toMatch(/virtualmachines\/start|"patch"\]\n.*virtualmachines|resources: \["secrets"\]\n\s+verbs: \["create"\]/);
+    }
   });
 
   /**
@@ -215,11 +224,18 @@ describe("templates", () => {
     try {
       fs.cpSync(dist, d, { recursive: true });
       const manifest = await build(d, { role });
-      const fromChart = expandRbacTemplate(templates["cluster-role.yaml"], role) as Json;
-      // Same permissions (the chart keeps each role's rules in its own block, the manifest merges them).
-      const chartPermissions = [...permissionsOf(fromChart.rules as PolicyRule[])].sort();
-      expect(chartPermissions).toEqual([...permissionsOf(manifest.get("ClusterRole", NAME).rules as PolicyRule[])].sort());
-      expect(chartPermissions.length).toBeGreaterThan(3);
+      // Admission pods (Pepr's ClusterRole) and the watcher (its own).
+      for (const [file, name, minimum] of [
+        ["cluster-role.yaml", NAME, 1],
+        ["watcher-cluster-role.yaml", `${NAME}-watcher`, 3],
+      ] as const) {
+        const fromChart = expandRbacTemplate(templates[file], role) as Json;
+        expect(fromChart.metadata).toEqual({ name });
+        // Same permissions (the chart keeps each role's rules in its own block, the manifest merges them).
+        const chartPermissions = [...permissionsOf(fromChart.rules as PolicyRule[])].sort();
+        expect(chartPermissions, file).toEqual([...permissionsOf(manifest.get("ClusterRole", name).rules as PolicyRule[])].sort());
+        expect(chartPermissions.length).toBeGreaterThanOrEqual(minimum);
+      }
     } finally {
       removeDir(d);
     }

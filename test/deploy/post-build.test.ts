@@ -19,6 +19,8 @@ import { build, copyDist, fullValues, NAME, REPO, removeDir, TEST_PASSWORD, UUID
 const name = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
 const meta = (namespaced: boolean) =>
   z.object({ name, ...(namespaced ? { namespace: z.literal("pepr-system") } : {}), labels: z.record(z.string(), z.string()).optional() });
+/** Roles and RoleBindings also live in the chassis namespaces (the watcher's rights on VMs there). */
+const roleMeta = z.object({ name, namespace: name, labels: z.record(z.string(), z.string()).optional() });
 const rule = z.strictObject({
   apiGroups: z.array(z.string()).min(1),
   resources: z.array(z.string()).min(1),
@@ -58,7 +60,7 @@ const deployment = z.object({
     template: z.object({
       metadata: z.object({ labels: z.record(z.string(), z.string()) }),
       spec: z.object({
-        serviceAccountName: z.literal(NAME),
+        serviceAccountName: z.enum([NAME, `${NAME}-watcher`]),
         securityContext: z.object({ runAsNonRoot: z.literal(true), seccompProfile: z.object({ type: z.literal("RuntimeDefault") }) }),
         containers: z.tuple([container]),
         volumes: z.array(z.object({ name: z.string(), secret: z.object({ secretName: z.string() }) })),
@@ -71,8 +73,8 @@ const KINDS: Record<string, z.ZodType> = {
   Namespace: z.object({ apiVersion: z.literal("v1"), metadata: z.object({ name: z.literal("pepr-system") }) }),
   ClusterRole: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(false), rules: z.array(rule).nonempty() }),
   ClusterRoleBinding: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(false), roleRef, subjects: z.array(subject).nonempty() }),
-  Role: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(true), rules: z.array(rule).nonempty() }),
-  RoleBinding: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(true), roleRef, subjects: z.array(subject).nonempty() }),
+  Role: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: roleMeta, rules: z.array(rule).nonempty() }),
+  RoleBinding: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: roleMeta, roleRef, subjects: z.array(subject).nonempty() }),
   ServiceAccount: z.object({ apiVersion: z.literal("v1"), metadata: meta(true) }),
   Secret: z.union([
     z.object({ apiVersion: z.literal("v1"), metadata: meta(true), type: z.enum(["Opaque", "kubernetes.io/tls"]), data: z.record(z.string(), z.string().regex(/^[A-Za-z0-9+/=]+$/)) }),
@@ -114,7 +116,8 @@ function validateManifest(b: Built): void {
   expect(new Set(keys).size, "duplicate objects").toBe(keys.length);
   for (const binding of b.objects.filter(o => o.kind === "RoleBinding" || o.kind === "ClusterRoleBinding")) {
     const ref = binding.roleRef as { kind: string; name: string };
-    if (!ref.name.startsWith("system:")) expect(b.find(ref.kind, ref.name), `${binding.metadata.name} → ${ref.kind} ${ref.name}`).toBeDefined();
+    const target = b.objects.find(o => o.kind === ref.kind && o.metadata.name === ref.name && (ref.kind === "ClusterRole" || o.metadata.namespace === binding.metadata.namespace));
+    if (!ref.name.startsWith("system:")) expect(target, `${binding.metadata.name} → ${ref.kind} ${ref.name}`).toBeDefined();
     for (const s of binding.subjects as { name: string }[]) expect(b.find("ServiceAccount", s.name), `${binding.metadata.name} → SA ${s.name}`).toBeDefined();
   }
   for (const dep of b.objects.filter(o => o.kind === "Deployment")) {
@@ -308,14 +311,19 @@ describe("the manifest for a configured install", () => {
   });
 
   it("reads only the Secrets the config names, and no Secret outside pepr-system", () => {
-    const role = rulesOf(full.get("Role", `${NAME}-store`));
+    const watcherRole = full.objects.find(o => o.kind === "Role" && o.metadata.name === `${NAME}-watcher` && o.metadata.namespace === "pepr-system")!;
     for (const secret of ["infra-kubeconfig", "kubevirt-infra-redfish-tls", "kubevirt-infra-users"]) {
-      expect(role).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: [secret], verbs: ["get"] });
+      expect(rulesOf(watcherRole)).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: [secret], verbs: ["get"] });
     }
-    const clusterWide = [...permissionsOf(rulesOf(full.get("ClusterRole", NAME)))].filter(p => p.startsWith("core/secrets:"));
+    // The admission pods read no Secret at all.
+    expect(grants(full.get("Role", `${NAME}-store`), "", "secrets")).toEqual([]);
+    expect(grants(full.get("ClusterRole", NAME), "", "secrets")).toEqual([]);
+    const clusterWide = [...permissionsOf(rulesOf(full.get("ClusterRole", `${NAME}-watcher`)))].filter(p => p.startsWith("core/secrets:"));
     // Pepr watches the users Secret by name (cluster-wide list with a name field selector); virtual media
-    // creates download credentials in VM namespaces. Nothing reads other Secrets.
-    expect(clusterWide.sort()).toEqual(["core/secrets:create@*", "core/secrets:list@kubevirt-infra-users", "core/secrets:watch@kubevirt-infra-users"]);
+    // creates download credentials in the chassis namespaces only. Nothing reads other Secrets.
+    expect(clusterWide.sort()).toEqual(["core/secrets:list@kubevirt-infra-users", "core/secrets:watch@kubevirt-infra-users"]);
+    const chassisRole = full.objects.find(o => o.kind === "Role" && o.metadata.namespace === "tenant1-vms")!;
+    expect(grants(chassisRole, "", "secrets")).toEqual(["create"]);
   });
 });
 
@@ -333,10 +341,11 @@ describe("the role switch", () => {
     expect(b.find("ValidatingWebhookConfiguration", NAME)).toBeUndefined();
     expect(b.find("MutatingWebhookConfiguration", NAME)).toBeDefined();
     expect(b.find("Service", "kubevirt-infra-redfish")).toBeUndefined();
-    const cr = b.get("ClusterRole", NAME);
+    const cr = b.get("ClusterRole", `${NAME}-watcher`);
     expect(grants(cr, "", "nodes")).toContain("patch");
     expect(grants(cr, "kubevirt.io", "virtualmachines")).not.toContain("patch");
     expect(grants(cr, "subresources.kubevirt.io", "virtualmachines/start")).toEqual([]);
+    expect(b.objects.filter(o => o.kind === "Role" && o.metadata.namespace !== "pepr-system")).toEqual([]);
     expect(watcherContainer(b).env).toContainEqual({ name: "PEPR_RESYNC_FAILURE_MAX", value: "2147483647" });
   });
 
@@ -346,9 +355,12 @@ describe("the role switch", () => {
     expect(b.find("MutatingWebhookConfiguration", NAME)).toBeUndefined();
     expect(b.find("ValidatingWebhookConfiguration", NAME)).toBeDefined();
     expect(b.find("Service", "kubevirt-infra-redfish")).toBeDefined();
-    const cr = b.get("ClusterRole", NAME);
+    const cr = b.get("ClusterRole", `${NAME}-watcher`);
     expect(grants(cr, "", "nodes")).not.toContain("patch");
-    expect(grants(cr, "subresources.kubevirt.io", "virtualmachines/start")).toEqual(["update"]);
+    // Power actions: in the chassis namespace only.
+    expect(grants(cr, "subresources.kubevirt.io", "virtualmachines/start")).toEqual([]);
+    const chassisRole = b.objects.find(o => o.kind === "Role" && o.metadata.namespace === "vms")!;
+    expect(grants(chassisRole, "subresources.kubevirt.io", "virtualmachines/start")).toEqual(["update"]);
     expect(watcherContainer(b).env.map((e: { name: string }) => e.name)).not.toContain("PEPR_RESYNC_FAILURE_MAX");
   });
 });
