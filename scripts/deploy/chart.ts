@@ -255,13 +255,15 @@ export function validatingWebhookTemplate(config: KubeObject): string {
 {{- $policy := .Values.datavolumePolicy }}
 {{- $namespaces := $policy.namespaces | default list }}
 {{- if and (not $namespaces) .Values.infra.namespace }}{{- $namespaces = list .Values.infra.namespace }}{{- end }}
-{{- if and (ne .Values.role "nested") $policy.enabled (gt (len $namespaces) 0) }}
+{{- $policed := and $policy.enabled (gt (len $namespaces) 0) }}
+{{- if ne .Values.role "nested" }}
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata:
   name: {{ .Values.uuid }}
 webhooks:
 ${head}
+    {{- if $policed }}
     # Fail: tenant labels are the CSI driver's only isolation, so the policy must not open up when the module is
     # unavailable. Scoped to the policed namespaces, an outage blocks DataVolumes there only. See docs/deploy.md.
     failurePolicy: {{ ternary "Ignore" "Fail" (eq .Values.deploy.dataVolumeWebhook.failurePolicy "Ignore") }}
@@ -273,6 +275,13 @@ ${head}
             {{- range $namespaces }}
             - {{ . }}
             {{- end }}
+    {{- else }}
+    # No policed namespace in the values: the webhook cannot be scoped, so it fails open (docs/deploy.md).
+    failurePolicy: Ignore
+    namespaceSelector:
+      matchExpressions:
+${PEPR_IGNORED_NAMESPACES}
+    {{- end }}
 ${tail}
 {{- end }}
 `;

@@ -87,11 +87,14 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
   // A Node webhook that rejects can stop a cluster: node-identity fails open and the watcher back-fills.
   for (const hook of mutating.webhooks as any[]) hook.failurePolicy = "Ignore";
   const namespaces = policedNamespaces(config);
-  for (const hook of validating.webhooks as any[]) Object.assign(hook, dataVolumeWebhookScope(namespaces, deploy));
+  // Without policed namespaces in the values the webhook cannot be scoped: it keeps Pepr's scope and fails open, so
+  // enabling the policy later in the live ConfigMap works, but only a rendering with the policy fails closed.
+  for (const hook of validating.webhooks as any[]) {
+    if (namespaces.length > 0) Object.assign(hook, dataVolumeWebhookScope(namespaces, deploy));
+    else hook.failurePolicy = "Ignore";
+  }
   if (role === "infra") objects = objects.filter(o => o !== mutating);
-  // Without policed namespaces there is nothing to admit: no webhook, so an admission pod that has no configuration
-  // yet (and denies) cannot get in the way of DataVolumes anywhere.
-  if (role === "nested" || namespaces.length === 0) objects = objects.filter(o => o !== validating);
+  if (role === "nested") objects = objects.filter(o => o !== validating);
 
   for (const deployment of [find(objects, "Deployment", name), find(objects, "Deployment", `${name}-watcher`)]) {
     const pod = podSpec(deployment);

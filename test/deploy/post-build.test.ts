@@ -172,6 +172,7 @@ describe("the manifest with the default values", () => {
       `Deployment/${NAME}`,
       `Deployment/${NAME}-watcher`,
       `MutatingWebhookConfiguration/${NAME}`,
+      `ValidatingWebhookConfiguration/${NAME}`,
       "Service/kubevirt-infra-redfish",
       "ConfigMap/kubevirt-infra-config",
       "Secret/kubevirt-infra-users",
@@ -181,11 +182,16 @@ describe("the manifest with the default values", () => {
     }
   });
 
-  it("has the Node webhook failing open, and no DataVolume webhook while no namespace is policed", () => {
+  it("has the Node webhook failing open, and the DataVolume webhook failing open while no namespace is policed", () => {
     const mutating = hook(defaults.get("MutatingWebhookConfiguration", NAME));
     expect(mutating.rules).toEqual([{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE", "UPDATE"], resources: ["nodes"] }]);
     expect(mutating.failurePolicy).toBe("Ignore");
-    expect(defaults.find("ValidatingWebhookConfiguration", NAME)).toBeUndefined();
+    const validating = hook(defaults.get("ValidatingWebhookConfiguration", NAME));
+    expect(validating.rules).toEqual([{ apiGroups: ["cdi.kubevirt.io"], apiVersions: ["v1beta1"], operations: ["CREATE", "UPDATE"], resources: ["datavolumes"] }]);
+    expect(validating.failurePolicy).toBe("Ignore");
+    expect(validating.namespaceSelector.matchExpressions[0]).toMatchObject({ operator: "NotIn", values: expect.arrayContaining(["kube-system", "pepr-system"]) });
+    const extras = parseManifest(fs.readFileSync(path.join(dist, `${UUID}-extras.yaml`), "utf8"), "extras");
+    expect(extras.some(o => o.kind === "ValidatingWebhookConfiguration")).toBe(false);
   });
 
   it("serves Redfish through a Service on the watcher pod's Redfish port", () => {

@@ -217,6 +217,15 @@ beforeAll(async () => {
   kubeconfigs = { admission: path.join(tmp, "kubeconfig-admission"), watcher: path.join(tmp, "kubeconfig-watcher") };
   for (const account of Object.keys(TOKENS) as ServiceAccountRole[]) writeKubeconfig(kubeconfigs[account], proxy.url, TOKENS[account]);
   for (const ns of [MODULE_NAMESPACE, NS]) seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+  // The sandbox authorizes token users by RBAC over its store: install the built manifest's rules, so every call
+  // below is also judged by a real authorizer.
+  const rbacResources: Record<string, string> = {
+    ClusterRole: "clusterroles.rbac.authorization.k8s.io",
+    ClusterRoleBinding: "clusterrolebindings.rbac.authorization.k8s.io",
+    Role: "roles.rbac.authorization.k8s.io",
+    RoleBinding: "rolebindings.rbac.authorization.k8s.io",
+  };
+  for (const obj of built.objects.filter(o => rbacResources[o.kind])) seed(rbacResources[obj.kind], obj as KubeObject);
   seed("nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "worker-0" } });
   seed("virtualmachines.kubevirt.io", {
     apiVersion: "kubevirt.io/v1",
