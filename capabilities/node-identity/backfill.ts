@@ -2,7 +2,7 @@
 // predate the module, mapping changes, writes made while the webhook was down). Nodes come from the watch,
 // work is queued per Node name (a Node is never reconciled twice at once), a bounded number of patches are
 // in flight, and only Nodes whose identity differs are written. Plain module: side effects are injected.
-import { decide, type NodeDecision, type Resolution, type Verification } from "./decide";
+import { decide, VmClaims, type NodeDecision, type Resolution, type Verification } from "./decide";
 import { hasChanges, toJsonPatch, toNodeView, type IdentityChanges, type JsonPatchOp, type NodeView } from "./identity";
 import type { VmIndex } from "./infra-index";
 import type { NodeIdentitySettings } from "./settings";
@@ -34,6 +34,7 @@ export class NodeBackfill {
   readonly #maxRetryDelayMs: number;
   #settings?: NodeIdentitySettings;
   #index?: VmIndex;
+  readonly #claims = new VmClaims();
   readonly #nodes = new Map<string, NodeView>();
   /** Queued names; a Set keeps insertion order and drops duplicates. */
   readonly #pending = new Set<string>();
@@ -69,11 +70,13 @@ export class NodeBackfill {
   observe(obj: unknown): void {
     const node = toNodeView(obj);
     this.#nodes.set(node.name, node);
+    this.#claims.observe(node);
     this.#enqueue(node.name);
   }
 
   forget(name: string): void {
     this.#nodes.delete(name);
+    this.#claims.forget(name);
     this.#reported.delete(name);
     this.#clearRetry(name);
   }
@@ -153,8 +156,10 @@ export class NodeBackfill {
     const settings = this.#settings;
     const node = this.#nodes.get(name);
     if (!settings || !node) return;
-    const decision = decide(node, settings, this.#index);
+    const decision = decide(node, settings, this.#index, this.#claims);
     this.#noteProblem(node, decision);
+    // Claimed from now on, so a second Node resolving to the same VM meanwhile is refused, not patched too.
+    if (decision.apply && decision.resolution && hasChanges(decision.changes)) this.#claims.claim(name, decision.resolution.target);
     if (!hasChanges(decision.changes)) {
       this.#clearRetry(name);
       return;
@@ -167,8 +172,11 @@ export class NodeBackfill {
     // The answer is the Node as stored, after admission webhooks. Take it as the latest view unless a newer
     // watch event already replaced the one patched.
     const after = toNodeView(stored);
-    if (this.#nodes.get(name) === node) this.#nodes.set(name, after);
-    const stillWrong = hasChanges(decide(after, settings, this.#index).changes);
+    if (this.#nodes.get(name) === node) {
+      this.#nodes.set(name, after);
+      this.#claims.observe(after);
+    }
+    const stillWrong = hasChanges(decide(after, settings, this.#index, this.#claims).changes);
     if (stillWrong) {
       // Something (a webhook with older data, another controller) rewrote the identity: do not fight it in a
       // tight loop; back off until the views agree.
