@@ -5,7 +5,8 @@
 import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
-import { CONFIG_MAP_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, UNLIMITED_RESYNC, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
+import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
+import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, UNLIMITED_RESYNC, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
 import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
 
@@ -476,6 +477,55 @@ subjects:
 `;
 }
 
+/** The importer NetworkPolicy in each chassis namespace: the same egress as ./manifest.ts importerEgress. */
+export function importerNetworkPolicyTemplate(): string {
+  const v4 = DEFAULT_DENIED_RANGES.filter(r => !r.includes(":"));
+  const v6 = DEFAULT_DENIED_RANGES.filter(r => r.includes(":"));
+  const cidr = `(ternary . (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) (contains "/" .))`;
+  return `${HEADER}{{- if and .Values.deploy.importerNetworkPolicy.enabled (ne .Values.role "nested") }}
+{{- $policy := .Values.redfish.imageUrlPolicy }}
+{{- $v4 := list ${v4.map(q).join(" ")} }}
+{{- $v6 := list ${v6.map(q).join(" ")} }}
+{{- range concat ($policy.serviceCidrs | default list) ($policy.denyCidrs | default list) }}
+{{- if contains ":" . }}{{- $v6 = append $v6 ${cidr} }}{{- else }}{{- $v4 = append $v4 ${cidr} }}{{- end }}
+{{- end }}
+{{- $namespaces := list }}
+{{- range .Values.chassis }}{{- $namespaces = append $namespaces .namespace }}{{- end }}
+{{- range $namespaces | uniq | sortAlpha }}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: ${IMPORTER_NETWORK_POLICY_NAME}
+  namespace: {{ . }}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+    app.kubernetes.io/component: redfish
+spec:
+  podSelector:
+    matchLabels:
+      {{- toYaml $.Values.deploy.importerNetworkPolicy.podSelector | nindent 6 }}
+  policyTypes: ["Egress"]
+  egress:
+  {{- if $policy.allowAllDestinations }}
+    - {}
+  {{- else }}
+    - ports: [{ protocol: UDP, port: 53 }, { protocol: TCP, port: 53 }]
+    - to:
+        - ipBlock: { cidr: "0.0.0.0/0", except: {{ toJson $v4 }} }
+        - ipBlock: { cidr: "::/0", except: {{ toJson $v6 }} }
+    {{- with $policy.allowCidrs }}
+    - to:
+      {{- range . }}
+        - ipBlock: { cidr: {{ ${cidr} | quote }} }
+      {{- end }}
+    {{- end }}
+  {{- end }}
+{{- end }}
+{{- end }}
+`;
+}
+
 /** Every template the post-step writes, by file name under templates/. */
 export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObject; validating: KubeObject; watcherDeployment: string }): Record<string, string> {
   return {
@@ -493,6 +543,7 @@ export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObje
     "kubevirt-infra-config.yaml": configMapTemplate(),
     "kubevirt-infra-users.yaml": usersSecretTemplate(),
     "kubevirt-infra-nonroot-scc.yaml": nonrootSccTemplate(),
+    "kubevirt-infra-importer-network-policy.yaml": importerNetworkPolicyTemplate(),
   };
 }
 
@@ -532,7 +583,8 @@ const SECTION_COMMENTS: Record<string, string> = {
   datavolumePolicy: " DataVolume policy (infra clusters).",
   deploy: [
     " ---- deployment settings (not module config) ----",
-    " Redfish Service, OpenShift Route and SCC, the DataVolume webhook's failure policy. See docs/deploy.md.",
+    " Redfish Service, OpenShift Route and SCC, the importer NetworkPolicy, the DataVolume webhook's failure policy.",
+    " See docs/deploy.md.",
   ].join("\n"),
 };
 

@@ -2,6 +2,8 @@
 // RBAC, per-webhook failure policies, the role switch, pod hardening, and the objects Pepr 1.1.4 cannot
 // express (Redfish Service, OpenShift Route, config ConfigMap and users Secret, SCC binding).
 // Pure functions over plain objects; scripts/post-build.ts does the file I/O.
+import { isIP } from "node:net";
+import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
 import { allGatewayGrants } from "./permissions";
 import { grantApplies, grantHeldBy, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant, type PolicyRule } from "./rbac";
 import { dataVolumeFailurePolicy, policedNamespaces, redfishServes, type DeployValues, type ResolvedValues } from "./values";
@@ -194,6 +196,41 @@ export function dataVolumeWebhookPatch(ctx: BuildContext, values: ResolvedValues
   };
 }
 
+export const IMPORTER_NETWORK_POLICY_NAME = "kubevirt-infra-importer-egress";
+
+/**
+ * Egress of CDI's importer pods under the image URL policy: DNS, every address outside the default-denied ranges,
+ * the Service CIDRs and denyCidrs, and the allowCidrs (a rule of their own, since NetworkPolicy rules add up).
+ * With allowAllDestinations the policy allows all egress.
+ */
+export function importerEgress(config: ResolvedValues["config"]): object[] {
+  const policy = config.redfish.imageUrlPolicy;
+  const dns = { ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] };
+  if (policy.allowAllDestinations) return [{}];
+  const denied = [...DEFAULT_DENIED_RANGES, ...policy.serviceCidrs, ...policy.denyCidrs];
+  const within = (family: 4 | 6) => denied.filter(r => isIP(r.split("/")[0]) === family).map(r => (r.includes("/") ? r : `${r}/${family === 4 ? 32 : 128}`));
+  const asCidr = (r: string) => (r.includes("/") ? r : `${r}/${isIP(r) === 6 ? 128 : 32}`);
+  return [
+    dns,
+    { to: [{ ipBlock: { cidr: "0.0.0.0/0", except: within(4) } }, { ipBlock: { cidr: "::/0", except: within(6) } }] },
+    ...(policy.allowCidrs.length > 0 ? [{ to: policy.allowCidrs.map(r => ({ ipBlock: { cidr: asCidr(r) } })) }] : []),
+  ];
+}
+
+function importerNetworkPolicies(values: ResolvedValues): KubeObject[] {
+  if (!values.deploy.importerNetworkPolicy.enabled) return [];
+  return chassisNamespaces(values).map(namespace => ({
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: IMPORTER_NETWORK_POLICY_NAME, namespace, labels: { ...PART_OF, "app.kubernetes.io/component": "redfish" } },
+    spec: {
+      podSelector: { matchLabels: { ...values.deploy.importerNetworkPolicy.podSelector } },
+      policyTypes: ["Egress"],
+      egress: importerEgress(values.config),
+    },
+  }));
+}
+
 /** The objects Pepr cannot generate, for these values. */
 export function moduleObjects(ctx: BuildContext, values: ResolvedValues): KubeObject[] {
   const { config, deploy } = values;
@@ -271,6 +308,7 @@ export function moduleObjects(ctx: BuildContext, values: ResolvedValues): KubeOb
       stringData: { "users.yaml": values.usersYaml },
     });
   }
+  out.push(...importerNetworkPolicies(values));
   if (deploy.openshift.nonrootSCC) {
     out.push({
       apiVersion: "rbac.authorization.k8s.io/v1",

@@ -13,6 +13,7 @@ import { z } from "zod";
 import { loadConfig } from "../../capabilities/config/load";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { permissionsOf, type PolicyRule } from "../../scripts/deploy/rbac";
+import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
 import { deployValuesSchema } from "../../scripts/deploy/values";
 import { build, copyDist, fullValues, NAME, removeDir, UUID } from "./helpers";
 
@@ -192,6 +193,10 @@ describe("templates", () => {
     expect(templates["watcher-rbac.yaml"]).toContain("kind: ServiceAccount");
     // A Role per chassis namespace with Redfish's rights there, none of them in a ClusterRole.
     expect(templates["chassis-roles.yaml"]).toContain("{{- range $namespaces | uniq | sortAlpha }}");
+    // The importer NetworkPolicy excepts the same default-denied ranges as the URL policy and the manifest.
+    const netpol = templates["kubevirt-infra-importer-network-policy.yaml"];
+    for (const range of DEFAULT_DENIED_RANGES) expect(netpol).toContain(JSON.stringify(range));
+    expect(netpol).toContain("{{- if and .Values.deploy.importerNetworkPolicy.enabled (ne .Values.role \"nested\") }}");
     expect(templates["chassis-roles.yaml"]).toContain('resources: ["virtualmachines/start"]');
     expect(templates["chassis-roles.yaml"]).toContain('resources: ["datavolumes"]');
     for (const file of ["cluster-role.yaml", "watcher-cluster-role.yaml"]) {

@@ -100,6 +100,15 @@ const KINDS: Record<string, z.ZodType> = {
       tls: z.object({ termination: z.enum(["edge", "reencrypt"]), insecureEdgeTerminationPolicy: z.enum(["Redirect", "None"]) }),
     }),
   }),
+  NetworkPolicy: z.object({
+    apiVersion: z.literal("networking.k8s.io/v1"),
+    metadata: roleMeta,
+    spec: z.strictObject({
+      podSelector: z.object({ matchLabels: z.record(z.string(), z.string()) }),
+      policyTypes: z.tuple([z.literal("Egress")]),
+      egress: z.array(z.record(z.string(), z.unknown())).nonempty(),
+    }),
+  }),
   MutatingWebhookConfiguration: z.object({ apiVersion: z.literal("admissionregistration.k8s.io/v1"), metadata: meta(false), webhooks: z.tuple([webhook]) }),
   ValidatingWebhookConfiguration: z.object({ apiVersion: z.literal("admissionregistration.k8s.io/v1"), metadata: meta(false), webhooks: z.tuple([webhook]) }),
 };
@@ -280,6 +289,38 @@ describe("the manifest for a configured install", () => {
     // The webhook name is the one Pepr generates, so the merge hits the DataVolume webhook and nothing else.
     expect(hook(full.get("ValidatingWebhookConfiguration", NAME)).name).toBe(`${NAME}.pepr.dev`);
     expect(extras.some(o => o.kind === "MutatingWebhookConfiguration")).toBe(false);
+  });
+
+  it("can restrict the importer pods' egress in each chassis namespace to what the image URL policy allows", async () => {
+    expect(full.objects.filter(o => o.kind === "NetworkPolicy")).toEqual([]); // an option, off by default
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-netpol-"));
+    try {
+      fs.cpSync(dist, d, { recursive: true });
+      const values = fullValues() as Record<string, any>;
+      values.chassis = [...values.chassis, { name: "tenant2", namespace: "tenant2-vms" }];
+      values.redfish = { imageUrlPolicy: { serviceCidrs: ["172.30.0.0/16"], denyCidrs: ["203.0.113.7"], allowCidrs: ["10.20.0.0/16", "fd12::5"] } };
+      values.deploy = { ...values.deploy, importerNetworkPolicy: { enabled: true } };
+      const b = await build(d, values);
+      validateManifest(b);
+      const policies = b.objects.filter(o => o.kind === "NetworkPolicy");
+      expect(policies.map(p => p.metadata.namespace)).toEqual(["tenant1-vms", "tenant2-vms"]);
+      const spec = policies[0].spec as any;
+      expect(spec.podSelector).toEqual({ matchLabels: { app: "containerized-data-importer" } });
+      const [dns, open, allowed] = spec.egress;
+      expect(dns).toEqual({ ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] });
+      const [v4, v6] = open.to.map((t: any) => t.ipBlock);
+      expect(v4.cidr).toBe("0.0.0.0/0");
+      expect(v4.except).toEqual(expect.arrayContaining(["127.0.0.0/8", "169.254.0.0/16", "10.0.0.0/8", "100.64.0.0/10", "172.30.0.0/16", "203.0.113.7/32"]));
+      expect(v6.cidr).toBe("::/0");
+      expect(v6.except).toEqual(expect.arrayContaining(["::1/128", "fe80::/10", "fc00::/7", "::ffff:0:0/96"]));
+      expect(allowed).toEqual({ to: [{ ipBlock: { cidr: "10.20.0.0/16" } }, { ipBlock: { cidr: "fd12::5/128" } }] });
+
+      values.redfish = { imageUrlPolicy: { allowAllDestinations: true } };
+      const lab = await build(d, values);
+      expect((lab.objects.find(o => o.kind === "NetworkPolicy")!.spec as any).egress).toEqual([{}]);
+    } finally {
+      removeDir(d);
+    }
   });
 
   it("lets the watcher's readiness follow the Redfish cache sync", () => {
