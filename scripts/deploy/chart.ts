@@ -126,23 +126,20 @@ subjects:
  * ServiceAccount and never see the users Secret or the Redfish TLS key).
  */
 export function watcherRbacTemplate(ctx: BuildContext): string {
-  return `${HEADER}apiVersion: v1
-kind: ServiceAccount
-metadata:
+  const metadata = `metadata:
   name: {{ .Values.uuid }}-watcher
   namespace: ${MODULE_NAMESPACE}
   labels:
-    app.kubernetes.io/part-of: kubevirt-infra
+    app.kubernetes.io/part-of: kubevirt-infra`;
+  return `${HEADER}apiVersion: v1
+kind: ServiceAccount
+${metadata}
 ---
 ${binding("ClusterRoleBinding", "ClusterRole", undefined)}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
-metadata:
-  name: {{ .Values.uuid }}-watcher
-  namespace: ${MODULE_NAMESPACE}
-  labels:
-    app.kubernetes.io/part-of: kubevirt-infra
+${metadata}
 rules:
 ${rulesTemplate(grantsOf(ctx, "watcher", "module"))}
 ---
