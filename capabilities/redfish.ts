@@ -7,7 +7,7 @@ import type { CachedKind, KubeObject } from "../redfish/cache/types";
 import { createRedfishApp } from "../redfish/app";
 import { startBootController } from "../redfish/boot";
 import { startMediaController } from "../redfish/media";
-import { configurePower, startPowerController } from "../redfish/power";
+import { startPowerController } from "../redfish/power";
 import { RedfishListener, type TlsMaterial } from "../redfish/server";
 import { chassisDefinitions } from "../redfish/settings";
 import { readSecretKey } from "./common/gateway";
@@ -26,7 +26,6 @@ export const redfishCache = new WatchCache(chassisDefinitions(currentConfig()));
 
 function applyConfig(config: ModuleConfig | undefined): void {
   redfishCache.setChassis(chassisDefinitions(config));
-  if (config) configurePower({ powerOffStaysOff: config.redfish.powerOffStaysOff });
 }
 applyConfig(currentConfig());
 onConfigChange(config => applyConfig(config));
@@ -94,7 +93,7 @@ async function startRedfishService(): Promise<void> {
   void listener.reconcile(currentConfig());
   // Started before the initial lists: seeding replays every object to them, which resumes power-on and
   // boot-once requests recorded on VMs before a restart.
-  startPowerController(redfishCache);
+  startPowerController(redfishCache, { settings: () => ({ powerOffStaysOff: currentConfig()?.redfish.powerOffStaysOff ?? true }) });
   startBootController(redfishCache);
   startMediaController(redfishCache);
   await Promise.all((Object.keys(MODELS) as CachedKind[]).map(initialList));

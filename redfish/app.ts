@@ -20,10 +20,11 @@ import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
-import { registerSessionService, SESSIONS_URI } from "./resources/session-service";
+import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./resources/session-service";
 import { registerSystems } from "./resources/systems";
 import { registerTaskService } from "./resources/task-service";
 import { createVirtualMedia, registerVirtualMedia } from "./resources/virtual-media";
+import { clusterDriver, type KubeVirtDriver } from "./kubevirt/driver";
 import { serviceSettings } from "./settings";
 
 export type { TaskSource, TaskView } from "./resources/context";
@@ -43,6 +44,8 @@ export interface RedfishAppOptions {
   installationId?: () => string | undefined;
   /** Tasks of long operations; default: the virtual-media imports, derived from their DataVolumes. */
   tasks?: TaskSource;
+  /** Where Redfish actions write; default the cluster through the gateway (tests: an in-memory KubeVirt). */
+  driver?: KubeVirtDriver;
   /** Clock for session timeouts and back-off (tests). */
   now?: () => number;
   /** How a login held back by the back-off waits (tests advance their clock instead). */
@@ -102,9 +105,11 @@ export type RedfishApp = Hono<RedfishEnv>;
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
   const auth = new Authenticator(() => serviceSettings(options.config()), { now, ...(options.sleep ? { sleep: options.sleep } : {}) });
-  const media = createVirtualMedia({ cache: options.cache, config: options.config, now });
+  const driver = options.driver ?? clusterDriver;
+  const media = createVirtualMedia({ cache: options.cache, config: options.config, now, driver });
   const deps: ServiceDeps = {
     cache: options.cache,
+    driver,
     auth,
     tasks: options.tasks ?? media.tasks,
     installationId: options.installationId ?? (() => undefined),
@@ -183,7 +188,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url)) throw baseError(501, "QueryNotSupported");
 
     const path = normalizedPath(c.req.path);
-    const isLogin = method === "POST" && path === SESSIONS_URI;
+    const isLogin = method === "POST" && (path === SESSIONS_URI || path === SESSION_MEMBERS_URI);
     if (!PUBLIC_PATHS.has(path) && !isLogin) {
       c.set(
         "principal",

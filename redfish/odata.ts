@@ -21,6 +21,14 @@ export const RESOURCE_SCHEMAS = {
   TaskService: "v1_2_0",
   Task: "v1_7_0",
   VirtualMedia: "v1_6_0",
+  Processor: "v1_10_0",
+  Memory: "v1_10_0",
+  Storage: "v1_9_0",
+  Drive: "v1_11_0",
+  SimpleStorage: "v1_3_0",
+  Bios: "v1_1_0",
+  SecureBoot: "v1_1_0",
+  Role: "v1_3_0",
 } as const;
 
 export type ResourceType = keyof typeof RESOURCE_SCHEMAS;
@@ -35,6 +43,11 @@ export const COLLECTION_TYPES = {
   ManagerAccount: "ManagerAccountCollection",
   Task: "TaskCollection",
   VirtualMedia: "VirtualMediaCollection",
+  Processor: "ProcessorCollection",
+  Memory: "MemoryCollection",
+  Storage: "StorageCollection",
+  SimpleStorage: "SimpleStorageCollection",
+  Role: "RoleCollection",
 } as const;
 
 export type CollectionType = (typeof COLLECTION_TYPES)[keyof typeof COLLECTION_TYPES];

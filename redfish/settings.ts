@@ -13,6 +13,8 @@ export interface ServiceSettings extends AuthSettings {
   isTrustedProxy: (address: string) => boolean;
   /** redfish.serviceUUID when set. */
   serviceUUID?: string;
+  /** redfish.powerOffStaysOff: after a Redfish On, a guest that powers itself off stays off. */
+  powerOffStaysOff: boolean;
 }
 
 const DEFAULT_LOCKOUT: LockoutPolicy = { maxFailures: 5, baseDelaySeconds: 1, maxDelaySeconds: 300 };
@@ -23,6 +25,7 @@ const EMPTY: ServiceSettings = {
   lockout: DEFAULT_LOCKOUT,
   chassis: new Map(),
   isTrustedProxy: () => false,
+  powerOffStaysOff: true,
 };
 
 const derived = new WeakMap<ModuleConfig, ServiceSettings>();
@@ -38,6 +41,7 @@ export function serviceSettings(config: ModuleConfig | undefined): ServiceSettin
       lockout: auth.lockout,
       chassis: new Map(config.chassis.map(c => [c.name, c])),
       isTrustedProxy: trustedProxyMatcher(auth.trustedProxies),
+      powerOffStaysOff: config.redfish.powerOffStaysOff,
       ...(config.redfish.serviceUUID ? { serviceUUID: config.redfish.serviceUUID } : {}),
     };
     derived.set(config, settings);

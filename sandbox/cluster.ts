@@ -23,6 +23,12 @@ import { createCertificateAuthority, issueServerCertificate } from "../capabilit
 export const MODULE_NAMESPACE = "pepr-system";
 export const CONFIG_MAP_NAME = "kubevirt-infra-config";
 export const USERS_SECRET_NAME = "kubevirt-infra-users";
+const CONFIG_IN_FORCE_TIMEOUT_MS = 60_000;
+
+/** A module log line (JSON) saying that the ConfigMap at `resourceVersion` was applied or refused. */
+function configLogLine(resourceVersion: string, outcomes: "applied" | "applied|refused"): RegExp {
+  return new RegExp(`^(?=.*"configMapResourceVersion":"${resourceVersion}")(?=.*"msg":"config (${outcomes})\\b)`);
+}
 
 export interface SandboxClusterOptions {
   /** Start the built module (admission + watcher processes). Default true. */
@@ -138,7 +144,7 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
     },
   });
 
-  const redfishPort = opts.redfishPort ?? (await freePort());
+  const redfishPort = opts.redfishPort || (await freePort()); // 0 = any free port
   const ports = { admission: await freePort(), watcher: await freePort() };
   const hooks = opts.module === false ? undefined : webhookConfigurations(ports.admission, ca.certPem);
   const processes: Partial<Record<"admission" | "watcher", ModuleProcess>> = {};
@@ -190,6 +196,24 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
     }
     // Both pods answer /healthz once their Pepr Store is loaded; admission also binds /mutate and /validate.
     await Promise.all(which.map(role => waitForHttps(ports[role], "/healthz", ca.certPem, 60_000)));
+    await waitForConfigInForce(which);
+  };
+
+  /**
+   * /healthz answers before the configuration is in force (the admission pods get it later, through the Pepr
+   * Store): wait until the watcher has applied the ConfigMap that is in the store now and every admission
+   * process has applied what the watcher published, so that what the caller announces next (the `npm start`
+   * banner, a test's first request) is really enforced. A configuration the watcher refuses is in force
+   * nowhere: then there is nothing to wait for.
+   */
+  const waitForConfigInForce = async (which: ("admission" | "watcher")[]): Promise<void> => {
+    const watcher = processes.watcher;
+    const rv = api.store.get("configmaps", MODULE_NAMESPACE, CONFIG_MAP_NAME)?.metadata.resourceVersion;
+    if (!watcher || !rv) return;
+    const outcome = await watcher.waitForLog(configLogLine(rv, "applied|refused"), CONFIG_IN_FORCE_TIMEOUT_MS);
+    if (outcome.includes('"msg":"config refused')) return;
+    const admission = which.includes("admission") ? processes.admission : undefined;
+    await admission?.waitForLog(configLogLine(rv, "applied"), CONFIG_IN_FORCE_TIMEOUT_MS);
   };
 
   const stopModule = async (which: ("admission" | "watcher")[] = ["admission", "watcher"]): Promise<void> => {

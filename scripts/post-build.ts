@@ -14,7 +14,7 @@ import path from "node:path";
 import YAML from "yaml";
 import { loadBuiltCapabilities } from "./deploy/capabilities";
 import { chartSchema, chartTemplates, chartValuesText, MARKER } from "./deploy/chart";
-import { buildManifest, moduleObjects, resourceName, type BuildContext, type KubeObject } from "./deploy/manifest";
+import { buildManifest, dataVolumeWebhookPatch, moduleObjects, resourceName, type BuildContext, type KubeObject } from "./deploy/manifest";
 import { resolveValues } from "./deploy/values";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -134,7 +134,12 @@ export async function postBuild(opts: PostBuildOptions): Promise<PostBuildResult
 
   // `npx pepr deploy` builds and applies Pepr's objects itself; these are what it leaves out.
   const rbacKinds = new Set(["ClusterRole", "Role", "RoleBinding"]);
-  const extras = [...manifest.filter(o => rbacKinds.has(o.kind) && o.metadata.name.startsWith(name)), ...moduleObjects(ctx, values)];
+  const webhookPatch = dataVolumeWebhookPatch(ctx, values);
+  const extras = [
+    ...manifest.filter(o => rbacKinds.has(o.kind) && o.metadata.name.startsWith(name)),
+    ...moduleObjects(ctx, values),
+    ...(webhookPatch ? [webhookPatch] : []),
+  ];
   const extrasPath = path.join(dist, `${uuid}-extras.yaml`);
   writeIfChanged(
     extrasPath,
@@ -142,7 +147,8 @@ export async function postBuild(opts: PostBuildOptions): Promise<PostBuildResult
       extras.filter((o, i) => extras.findIndex(x => x.kind === o.kind && x.metadata.name === o.metadata.name) === i),
       `${MARKER}: for installs with \`npx pepr deploy\`: apply after it (kubectl apply -f ${uuid}-extras.yaml).\n` +
         `It replaces Pepr's ClusterRole/Role with least-privilege rules and adds the Redfish Service and config objects.\n` +
-        `pepr deploy leaves both webhooks at failurePolicy Ignore; see docs/deploy.md for the DataVolume webhook.`,
+        `pepr deploy renders both webhooks failurePolicy Ignore; the ValidatingWebhookConfiguration below is a patch\n` +
+        `(kubectl apply merges it by webhook name) that makes the DataVolume webhook fail closed in the policed namespaces.`,
     ),
   );
 

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { ensureBuild } from "./ensure-build";
 import { startSandboxCluster } from "../sandbox/cluster";
+import { waitForHttps } from "../sandbox/module-process";
 
 const root = path.resolve(__dirname, "..");
 
@@ -40,6 +41,10 @@ async function main(): Promise<void> {
       if (verbose) console.log(`[${source}] ${line}`);
     },
   });
+
+  // startSandboxCluster returns once the configuration is in force in both module processes; the Redfish
+  // listener starts from that configuration, so wait for it too before announcing it.
+  await waitForHttps(cluster.redfishPort, "/redfish/v1/", cluster.caPem, 60_000);
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {

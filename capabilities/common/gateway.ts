@@ -1,11 +1,26 @@
 // The one place where the module writes to Kubernetes. Every function here is a verb on a resource the
 // generated ClusterRole must allow; keep them small and typed so the RBAC test can enumerate them.
-// Reads on request paths come from watch caches, not from here.
-import { K8s, kind } from "pepr";
-import { KubeConfig } from "@kubernetes/client-node";
-import http from "node:http";
-import https from "node:https";
-import { DataVolume, VirtualMachine, VirtualMachineInstance } from "./kinds";
+// Reads on request paths come from the informers, not from here. Every call goes through the process's one
+// KubeClient (one keep-alive agent, kubeconfig read once).
+import type { kind } from "pepr";
+import { KubeApiError, sharedKubeClient, type Query } from "./kube-client";
+
+export { KubeApiError } from "./kube-client";
+
+type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+const JSON_PATCH = "application/json-patch+json";
+const APPLY_PATCH = "application/apply-patch+yaml";
+
+async function call<T = unknown>(method: Method, path: string, body?: unknown, contentType?: string, query?: Query): Promise<T> {
+  return (await sharedKubeClient()).request<T>({ method, path, body, contentType, query });
+}
+
+const seg = encodeURIComponent;
+const corePath = (namespace: string, plural: string, name?: string) =>
+  `/api/v1/namespaces/${seg(namespace)}/${plural}${name === undefined ? "" : `/${seg(name)}`}`;
+const groupPath = (groupVersion: string, namespace: string, plural: string, name?: string) =>
+  `/apis/${groupVersion}/namespaces/${seg(namespace)}/${plural}${name === undefined ? "" : `/${seg(name)}`}`;
 
 /**
  * Records a Kubernetes Event on an object (best effort: a failed Event never fails the caller).
@@ -22,7 +37,9 @@ export async function recordEvent(
   const namespace = involved.metadata?.namespace ?? "default";
   const now = new Date().toISOString();
   try {
-    await K8s(kind.CoreEvent).Create({
+    await call("POST", corePath(namespace, "events"), {
+      apiVersion: "v1",
+      kind: "Event",
       metadata: opts.name ? { name: opts.name, namespace } : { generateName: `${involved.metadata?.name ?? "object"}.`, namespace },
       involvedObject: {
         apiVersion: involved.apiVersion,
@@ -35,8 +52,8 @@ export async function recordEvent(
       reason,
       message,
       source: { component: "kubevirt-infra" },
-      firstTimestamp: now as unknown as Date,
-      lastTimestamp: now as unknown as Date,
+      firstTimestamp: now,
+      lastTimestamp: now,
       count: 1,
     });
   } catch {
@@ -51,9 +68,12 @@ export async function applyConfigMap(
   data: Record<string, string>,
   labels: Record<string, string> = {},
 ): Promise<void> {
-  await K8s(kind.ConfigMap).Apply(
+  await call(
+    "PATCH",
+    corePath(namespace, "configmaps", name),
     { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace, labels }, data },
-    { force: true },
+    APPLY_PATCH,
+    { fieldManager: "pepr", force: true },
   );
 }
 
@@ -62,11 +82,7 @@ export async function applyConfigMap(
  * admission webhooks. Throws a KubeApiError (a failed `test` operation is a 422).
  */
 export async function patchNode(name: string, ops: JsonPatchOp[]): Promise<kind.Node> {
-  try {
-    return await K8s(kind.Node, { name }).Patch(ops);
-  } catch (e) {
-    throw toKubeApiError(e);
-  }
+  return call<kind.Node>("PATCH", `/api/v1/nodes/${seg(name)}`, ops, JSON_PATCH);
 }
 
 /**
@@ -75,12 +91,15 @@ export async function patchNode(name: string, ops: JsonPatchOp[]): Promise<kind.
  * Callers must never log the value.
  */
 export async function readSecretKey(namespace: string, name: string, key: string): Promise<string | undefined> {
-  const secret = (await readOrUndefined(() => K8s(kind.Secret).InNamespace(namespace).Get(name))) as kind.Secret | undefined;
+  const secret = (await readOrUndefined(corePath(namespace, "secrets", name))) as { data?: Record<string, string> } | undefined;
   const encoded = secret?.data?.[key];
   return encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString("utf8");
 }
 
-const PEPR_STORE_GVK = { group: "pepr.dev", version: "v1", kind: "PeprStore", plural: "peprstores" };
+/** An RFC 6902 JSON pointer token. */
+function pointerToken(key: string): string {
+  return key.replace(/~/g, "~0").replace(/\//g, "~1");
+}
 
 /**
  * Sets one data key of a PeprStore object (JSON patch `add /data/<key>`, the operation Pepr's own Store
@@ -88,64 +107,15 @@ const PEPR_STORE_GVK = { group: "pepr.dev", version: "v1", kind: "PeprStore", pl
  * whose 4 s batching would miss the 5 s hot-reload budget. Throws on failure (404 until Pepr created the store).
  */
 export async function setPeprStoreData(store: { namespace: string; name: string }, dataKey: string, value: string): Promise<void> {
-  const pointer = dataKey.replace(/~/g, "~0").replace(/\//g, "~1");
-  await K8s(kind.GenericKind, { namespace: store.namespace, name: store.name, kindOverride: PEPR_STORE_GVK }).Patch([
-    { op: "add", path: `/data/${pointer}`, value },
-  ]);
+  await call("PATCH", groupPath("pepr.dev/v1", store.namespace, "peprstores", store.name), [{ op: "add", path: `/data/${pointerToken(dataKey)}`, value }], JSON_PATCH);
 }
 
 // ---- KubeVirt VirtualMachine / VirtualMachineInstance: Redfish power and boot ----
 
-/** An RFC 6902 operation, as K8s().Patch sends it (application/json-patch+json). */
+/** An RFC 6902 operation, as sent with application/json-patch+json. */
 export type JsonPatchOp = { op: "add" | "replace" | "test"; path: string; value: unknown } | { op: "remove"; path: string };
 
-/** A failed Kubernetes API call: HTTP status (0 = no answer), the Status reason and message. */
-export class KubeApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = "KubeApiError";
-  }
-}
-
-/** A metav1.Status body's reason and message; the causes' messages are appended (a failed JSON patch `test`
- * is only named there). */
-function statusFields(body: unknown, fallback: string): { reason: string; message: string } {
-  const data = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
-  const details = typeof data.details === "object" && data.details !== null ? (data.details as { causes?: unknown }) : {};
-  const causes = Array.isArray(details.causes)
-    ? details.causes.map(c => (c as { message?: unknown } | null)?.message).filter((m): m is string => typeof m === "string")
-    : [];
-  const message = typeof data.message === "string" ? data.message : fallback;
-  return {
-    reason: typeof data.reason === "string" ? data.reason : fallback,
-    message: causes.length > 0 ? `${message}: ${causes.join("; ")}` : message,
-  };
-}
-
-/** kubernetes-fluent-client throws its response object ({ status, data: Status }); transport errors carry `e`. */
-function toKubeApiError(err: unknown): KubeApiError {
-  if (err instanceof KubeApiError) return err;
-  const resp = typeof err === "object" && err !== null ? (err as Record<string, unknown>) : {};
-  if (typeof resp.status === "number" && !("e" in resp && resp.e)) {
-    const { reason, message } = statusFields(resp.data, String(resp.statusText ?? "request failed"));
-    return new KubeApiError(resp.status, reason, message);
-  }
-  const cause = "e" in resp ? resp.e : err;
-  return new KubeApiError(0, "NoResponse", cause instanceof Error ? cause.message : String(cause));
-}
-
-const SUBRESOURCE_TIMEOUT_MS = 10_000;
-
-/**
- * PUT on a KubeVirt subresource (virt-api). kubernetes-fluent-client has no verb for these, so the request is
- * built here from the same kubeconfig (KUBECONFIG or in-cluster, read per call like K8s() does):
- * `applyToHTTPSOptions` puts CA / client certificate / skip-verify on the agent and the bearer token
- * (static, file or exec) or basic credentials on the options, so every kubeconfig style authenticates.
- */
+/** PUT on a KubeVirt subresource (virt-api), through the same client as everything else. */
 async function putKubeVirtSubresource(
   plural: "virtualmachines" | "virtualmachineinstances",
   namespace: string,
@@ -153,57 +123,7 @@ async function putKubeVirtSubresource(
   subresource: string,
   body: Record<string, unknown>,
 ): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new KubeApiError(0, "NoCluster", "no current cluster in the kubeconfig");
-  const opts: https.RequestOptions = { method: "PUT", headers: {} };
-  try {
-    await kc.applyToHTTPSOptions(opts);
-  } catch (e) {
-    throw new KubeApiError(0, "ClientConfig", e instanceof Error ? e.message : String(e));
-  }
-  const path =
-    `/apis/subresources.kubevirt.io/v1/namespaces/${encodeURIComponent(namespace)}` +
-    `/${plural}/${encodeURIComponent(name)}/${subresource}`;
-  const url = new URL(cluster.server.replace(/\/+$/, "") + path);
-  const payload = JSON.stringify(body);
-  const send = url.protocol === "http:" ? http.request : https.request;
-  await new Promise<void>((resolve, reject) => {
-    const req = send(
-      url,
-      {
-        ...opts,
-        headers: {
-          ...opts.headers,
-          "Content-Type": "application/json",
-          Accept: "application/json",
-          "Content-Length": Buffer.byteLength(payload),
-        },
-        timeout: SUBRESOURCE_TIMEOUT_MS,
-      },
-      res => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", chunk => (text += chunk));
-        res.on("end", () => {
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) return resolve();
-          let body: unknown;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            body = undefined; // not a metav1.Status body: the raw text is the message
-          }
-          const { reason, message } = statusFields(body, text.slice(0, 500) || (res.statusMessage ?? "request failed"));
-          reject(new KubeApiError(status, reason, message));
-        });
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error(`no answer from the API server within ${SUBRESOURCE_TIMEOUT_MS} ms`)));
-    req.on("error", e => reject(new KubeApiError(0, "NoResponse", e.message)));
-    req.end(payload);
-  });
+  await call("PUT", `${groupPath("subresources.kubevirt.io/v1", namespace, plural, name)}/${subresource}`, body);
 }
 
 /** VM `start` subresource (virt-api decides: Halted → running, Manual/RerunOnFailure → start request). */
@@ -239,29 +159,24 @@ export function putVirtualMachineInstanceAction(
 /** JSON patch of a VirtualMachine. Callers include `test` ops on the values they computed from, so a change
  * made meanwhile by someone else fails the patch (422) instead of being overwritten. */
 export async function patchVirtualMachine(namespace: string, name: string, ops: JsonPatchOp[]): Promise<void> {
-  try {
-    await K8s(VirtualMachine, { namespace, name }).Patch(ops);
-  } catch (e) {
-    throw toKubeApiError(e);
-  }
+  await call("PATCH", groupPath("kubevirt.io/v1", namespace, "virtualmachines", name), ops, JSON_PATCH);
 }
 
 /** Fresh reads for the rare retry after a patch built from a stale cache entry failed its `test` ops. */
 export async function readVirtualMachine(namespace: string, name: string): Promise<unknown | undefined> {
-  return readOrUndefined(() => K8s(VirtualMachine).InNamespace(namespace).Get(name));
+  return readOrUndefined(groupPath("kubevirt.io/v1", namespace, "virtualmachines", name));
 }
 
 export async function readVirtualMachineInstance(namespace: string, name: string): Promise<unknown | undefined> {
-  return readOrUndefined(() => K8s(VirtualMachineInstance).InNamespace(namespace).Get(name));
+  return readOrUndefined(groupPath("kubevirt.io/v1", namespace, "virtualmachineinstances", name));
 }
 
-async function readOrUndefined(read: () => Promise<unknown>): Promise<unknown | undefined> {
+async function readOrUndefined(path: string): Promise<unknown | undefined> {
   try {
-    return await read();
+    return await call("GET", path);
   } catch (e) {
-    const err = toKubeApiError(e);
-    if (err.status === 404) return undefined;
-    throw err;
+    if (e instanceof KubeApiError && e.status === 404) return undefined;
+    throw e;
   }
 }
 
@@ -280,27 +195,22 @@ function created(obj: unknown): CreatedObject {
 
 /** Creates a DataVolume (virtual media import). Throws KubeApiError (409 AlreadyExists when the name is taken). */
 export async function createDataVolume(dataVolume: { metadata: { name: string; namespace: string } } & Record<string, unknown>): Promise<CreatedObject> {
-  try {
-    return created(await K8s(DataVolume).Create(dataVolume as unknown as DataVolume));
-  } catch (e) {
-    throw toKubeApiError(e);
-  }
+  const body = { apiVersion: "cdi.kubevirt.io/v1beta1", kind: "DataVolume", ...dataVolume };
+  return created(await call("POST", groupPath("cdi.kubevirt.io/v1beta1", dataVolume.metadata.namespace, "datavolumes"), body));
 }
 
 /** Deletes a DataVolume (its PVC and the Secrets it owns follow by garbage collection); a missing one is success. */
 export async function deleteDataVolume(namespace: string, name: string): Promise<void> {
   try {
-    await K8s(DataVolume).InNamespace(namespace).Delete(name);
+    await call("DELETE", groupPath("cdi.kubevirt.io/v1beta1", namespace, "datavolumes", name));
   } catch (e) {
-    throw toKubeApiError(e);
+    if (e instanceof KubeApiError && e.status === 404) return;
+    throw e;
   }
 }
 
 /** Creates a Secret (virtual media image credentials, owned by their DataVolume). Callers never log its data. */
 export async function createSecret(secret: { metadata: { name: string; namespace: string } } & Record<string, unknown>): Promise<CreatedObject> {
-  try {
-    return created(await K8s(kind.Secret).Create(secret as unknown as kind.Secret));
-  } catch (e) {
-    throw toKubeApiError(e);
-  }
+  const body = { apiVersion: "v1", kind: "Secret", ...secret };
+  return created(await call("POST", corePath(secret.metadata.namespace, "secrets"), body));
 }

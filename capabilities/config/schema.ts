@@ -5,6 +5,7 @@
 // default). Error messages name the field path and say what is allowed, in a platform engineer's words.
 import { BlockList, isIP } from "node:net";
 import { z } from "zod";
+import { imageUrlPolicySchema } from "../../redfish/url-policy";
 
 // ---------------------------------------------------------------------------------------------------
 // Kubernetes name and label rules (k8s.io/apimachinery/pkg/util/validation)
@@ -254,6 +255,8 @@ const redfishSchema = z.strictObject({
       error: iss => `${showValue(iss.input)} is not a UUID (like "0b1c3a5e-8d2f-4e6a-9c7b-1a2b3c4d5e6f"; empty for a generated one)`,
     }),
   powerOffStaysOff: z.boolean().default(true),
+  /** Which image URLs InsertMedia accepts (redfish/url-policy.ts). */
+  imageUrlPolicy: imageUrlPolicySchema.prefault({}),
 });
 
 const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;

@@ -1,18 +1,21 @@
 // The admission decision for one DataVolume CREATE/UPDATE, independent of Pepr. Never throws.
 //
 // Failure handling, per mode (see docs/datavolume-policy.md):
-// - no policy (no config yet, disabled, role nested): allow; the policy is inert.
+// - no configuration yet in this admission pod: deny (the webhook is scoped to the policed namespaces; what the
+//   policy requires there is unknown until the watcher publishes the configuration), except the module's own writes.
+// - no policy (disabled, role nested): allow; the policy is inert.
 // - the policy cannot evaluate a request in a policed namespace (malformed object, internal error): deny when any
 //   rule set is in enforce mode (fail closed: an unevaluated CSI volume may be a cross-tenant claim), otherwise
 //   allow with a warning (fail open: warn/audit never block).
-// - the webhook itself unreachable or timing out: decided by the webhook failurePolicy (module-wide Ignore).
+// - the webhook itself unreachable or timing out: decided by the webhook's failurePolicy (Fail, scoped to the
+//   policed namespaces, whenever the policy is enabled in the rendered values: docs/deploy.md).
 import type { DataVolumeFacts } from "./model";
 import { parseDataVolume } from "./model";
-import { denialMessage, evaluationFailureMessage, warningMessage } from "./messages";
+import { denialMessage, evaluationFailureMessage, policyStartingMessage, warningMessage } from "./messages";
 import type { EvaluatedViolation } from "./rules";
 import { evaluateDataVolume } from "./rules";
 import type { ScopeDecision } from "./scope";
-import { classifyDataVolume } from "./scope";
+import { classifyDataVolume, MODULE_REQUESTERS } from "./scope";
 import type { DataVolumePolicySettings } from "./settings";
 
 export interface AdmissionInput {
@@ -56,6 +59,14 @@ function namespaceOf(input: AdmissionInput): string {
   if (input.namespace) return input.namespace;
   const meta = (input.object as { metadata?: { namespace?: unknown } } | null)?.metadata;
   return typeof meta?.namespace === "string" ? meta.namespace : "";
+}
+
+/** The decision of an admission pod that has no configuration yet. */
+export function decideWithoutConfig(input: AdmissionInput): AdmissionDecision {
+  if (input.operation !== "CREATE" && input.operation !== "UPDATE") return ALLOW;
+  if (input.username !== undefined && MODULE_REQUESTERS.has(input.username)) return ALLOW;
+  const message = policyStartingMessage(namespaceOf(input), input.name ?? "");
+  return { allowed: false, message, warnings: [], violations: [], failure: "no configuration yet" };
 }
 
 export function decideAdmission(input: AdmissionInput, settings: DataVolumePolicySettings | undefined): AdmissionDecision {

@@ -5,7 +5,7 @@ import { applyConfigMap, recordEvent } from "../common/gateway";
 import { DataVolume } from "../common/kinds";
 import { currentConfig, onConfigChange } from "../config/runtime";
 import type { AdmissionDecision } from "./admission";
-import { decideAdmission } from "./admission";
+import { decideAdmission, decideWithoutConfig } from "./admission";
 import type { AuditSinks } from "./audit";
 import { DataVolumeAudit } from "./audit";
 import { cachedPolicySettings } from "./from-config";
@@ -59,26 +59,26 @@ When(DataVolume)
   .Validate(req => {
     try {
       const request = req.Request;
-      const decision = decideAdmission(
-        {
-          operation: request.operation,
-          namespace: request.namespace,
-          name: request.name,
-          object: request.object,
-          oldObject: request.oldObject,
-          username: request.userInfo?.username,
-        },
-        settingsFor(currentConfig()),
-      );
+      const input = {
+        operation: request.operation,
+        namespace: request.namespace,
+        name: request.name,
+        object: request.object,
+        oldObject: request.oldObject,
+        username: request.userInfo?.username,
+      };
+      const config = currentConfig();
+      const decision = config === undefined ? decideWithoutConfig(input) : decideAdmission(input, settingsFor(config));
       if (decision.violations.length > 0 || decision.failure) logDecision(decision, request.operation, request.userInfo?.username);
       if (decision.allowed) return req.Approve(decision.warnings.length > 0 ? decision.warnings : undefined);
       // No status code: Pepr 1.1.4 answers every denial with 422 whatever the callback says.
       return req.Deny(decision.message, undefined, decision.warnings.length > 0 ? decision.warnings : undefined);
     } catch (e) {
-      // decideAdmission never throws; this guards the config lookup. Without settings the modes are unknown, so
-      // the request is admitted (fail open, like the webhook's failurePolicy Ignore) and the watcher audit reports.
-      Log.error({ error: e instanceof Error ? e.message : String(e) }, "DataVolume policy failed; request admitted");
-      return req.Approve();
+      // The deciders never throw; this guards the config lookup. Without settings the modes are unknown: deny, like
+      // the webhook's failurePolicy Fail (the webhook only reaches this pod for the policed namespaces).
+      const error = e instanceof Error ? e.message : String(e);
+      Log.error({ error }, "DataVolume policy failed; request denied");
+      return req.Deny(`kubevirt-infra DataVolume policy failed (${error}); denied because the policy fails closed`);
     }
   });
 

@@ -3,7 +3,7 @@
 import type { DataVolumeFacts } from "./model";
 import { displayName } from "./model";
 import type { EvaluatedViolation, ExpectedLabels, LabelProblem, Violation } from "./rules";
-import { formatLabelSet } from "./settings";
+import { formatLabelSet, type Tenant } from "./settings";
 
 const MAX_LISTED = 5;
 
@@ -47,7 +47,20 @@ function requiredLabelsText(v: Extract<Violation, { rule: "requiredLabels" }>): 
   );
 }
 
+const tenantList = (tenants: readonly Tenant[]): string =>
+  tenants.length === 0 ? "no tenant" : tenants.map(t => `${quote(t.name)} (${formatLabelSet(t.labels)})`).join(", ");
+
+function tenantMoveText(v: Extract<Violation, { rule: "tenantBinding" }>, movedFrom: readonly Tenant[]): string {
+  const requester = v.ownTenants.length > 0 ? `${v.serviceAccount} (bound to ${tenantList(v.ownTenants)})` : `${v.serviceAccount} (bound to no tenant)`;
+  return (
+    `this update moves the DataVolume from tenant ${tenantList(movedFrom)} to ${tenantList(v.labelledFor)}, and requester ` +
+    `${requester} is not allowed for all of them. Only a service account listed for every tenant involved in ` +
+    `datavolumePolicy.tenants[].serviceAccounts may move a DataVolume between tenants' label sets; otherwise keep its labels.`
+  );
+}
+
 function tenantBindingText(v: Extract<Violation, { rule: "tenantBinding" }>): string {
+  if (v.movedFrom) return tenantMoveText(v, v.movedFrom);
   const own = v.ownTenants.map(t => `${quote(t.name)} (${formatLabelSet(t.labels)})`).join(" or ");
   const claim =
     v.labelledFor.length > 0
@@ -110,6 +123,15 @@ export function eventReason(rule: Violation["rule"]): string {
     case "storageClass":
       return "DisallowedStorageClass";
   }
+}
+
+/** Denial while an admission pod has no configuration yet (it cannot tell what the policy requires). */
+export function policyStartingMessage(namespace: string, name: string): string {
+  return (
+    `kubevirt-infra DataVolume policy is starting: this admission pod has no configuration yet, so DataVolume ` +
+    `${namespace}/${name || "<generated>"} cannot be checked and is denied. Retry in a few seconds; if this persists, ` +
+    `check that the module's watcher is running (it publishes the configuration).`
+  );
 }
 
 /** Message when the policy could not evaluate a request (bad object or an internal error). */

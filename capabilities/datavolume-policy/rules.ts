@@ -43,10 +43,14 @@ export type Violation =
   | {
       readonly rule: "tenantBinding";
       readonly origin: ViolationOrigin;
+      /** The requester (a tenant's service account, or anyone when the update moves the DataVolume). */
       readonly serviceAccount: string;
+      /** The tenants the requester is bound to (empty for requesters bound to none). */
       readonly ownTenants: readonly Tenant[];
-      /** Other tenants whose complete label set the DataVolume carries. */
+      /** Other tenants whose complete label set the DataVolume carries (for a move: every tenant it now carries). */
       readonly labelledFor: readonly Tenant[];
+      /** Set when an update moves the DataVolume out of these tenants' label sets. */
+      readonly movedFrom?: readonly Tenant[];
     }
   | {
       readonly rule: "storageClass";
@@ -206,12 +210,34 @@ function checkRequiredLabels(
   };
 }
 
+/** The tenants whose complete label set `labels` carries. */
+function tenantsCarried(labels: Readonly<Record<string, string>>, settings: DataVolumePolicySettings): Tenant[] {
+  return [...tenantsTouchedBy(labels, settings)].filter(t => carries(labels, t.labels));
+}
+
+/**
+ * An UPDATE that changes which tenants' label sets a DataVolume carries hands a volume from one tenant to another
+ * (or out of its tenant). Only a requester bound to every tenant involved may do that: no cluster user, CDI or
+ * foreign CSI controller moves volumes between tenants.
+ */
+function checkTenantMove(dv: DataVolumeFacts, requester: string, old: DataVolumeFacts, settings: DataVolumePolicySettings): Violation | undefined {
+  const before = tenantsCarried(old.labels, settings);
+  if (before.length === 0) return undefined;
+  const after = tenantsCarried(dv.labels, settings);
+  if (before.length === after.length && before.every(t => after.includes(t))) return undefined;
+  const own = settings.tenantsByServiceAccount.get(requester) ?? [];
+  if ([...before, ...after].every(t => own.includes(t))) return undefined;
+  return { rule: "tenantBinding", origin: "new", serviceAccount: requester, ownTenants: own, labelledFor: after, movedFrom: before };
+}
+
 function checkTenantBinding(
   dv: DataVolumeFacts,
   ctx: EvaluationContext,
   settings: DataVolumePolicySettings,
 ): Violation | undefined {
   if (!ctx.requester) return undefined; // the audit cannot know who wrote an existing object
+  const moved = ctx.old ? checkTenantMove(dv, ctx.requester, ctx.old, settings) : undefined;
+  if (moved) return moved;
   const own = settings.tenantsByServiceAccount.get(ctx.requester);
   if (!own || own.length === 0) return undefined; // not a tenant-bound service account
   const carriesOwn = own.some(t => carries(dv.labels, t.labels));

@@ -2,6 +2,10 @@
 // KubeVirt boots the devices that carry a `bootOrder`, lowest first, and rejects duplicate values; a device
 // without one is not bootable once any device has one. Nothing here knows a disk by its name.
 
+import { asObject, devicesOf } from "../kubevirt/objects";
+
+export { devicesOf, templateSpecOf } from "../kubevirt/objects";
+
 export type OverrideTarget = "Pxe" | "Cd" | "Hdd";
 
 export interface BootDevice {
@@ -20,20 +24,6 @@ export interface BootDevice {
 /** bootOrder per device key; null = no bootOrder. */
 export type BootOrders = Record<string, number | null>;
 
-function record(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-}
-
-/** `spec.template.spec` of a VM. */
-export function templateSpecOf(vm: { spec?: unknown }): Record<string, unknown> | undefined {
-  return record(record(record(vm.spec)?.template)?.spec);
-}
-
-/** The `domain.devices` object of a VMI spec or VM template spec. */
-export function devicesOf(podSpec: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-  return record(record(podSpec?.domain)?.devices);
-}
-
 function validBootOrder(v: unknown): number | undefined {
   return typeof v === "number" && Number.isInteger(v) && v > 0 ? v : undefined;
 }
@@ -43,7 +33,7 @@ export function bootDevicesOf(podSpec: Record<string, unknown> | undefined): Boo
   const out: BootDevice[] = [];
   const disks = Array.isArray(devices?.disks) ? devices.disks : [];
   disks.forEach((raw, index) => {
-    const disk = record(raw);
+    const disk = asObject(raw);
     if (!disk || typeof disk.name !== "string") return;
     const media = disk.cdrom !== undefined ? "cdrom" : disk.lun !== undefined ? "lun" : "disk";
     out.push({ key: `disk/${disk.name}`, list: "disks", name: disk.name, index, media, bootOrder: validBootOrder(disk.bootOrder) });
@@ -51,18 +41,18 @@ export function bootDevicesOf(podSpec: Record<string, unknown> | undefined): Boo
   // KubeVirt's SetDefaultVolumeDisk: every volume without a disk (or filesystem) of its name gets `disk: {}`.
   const declared = new Set(out.map(d => d.name));
   const filesystems = Array.isArray(devices?.filesystems) ? devices.filesystems : [];
-  for (const fs of filesystems) if (typeof record(fs)?.name === "string") declared.add(record(fs)!.name as string);
+  for (const fs of filesystems) if (typeof asObject(fs)?.name === "string") declared.add(asObject(fs)!.name as string);
   const volumes = Array.isArray(podSpec?.volumes) ? podSpec.volumes : [];
   let nextIndex = disks.length;
   for (const raw of volumes) {
-    const name = record(raw)?.name;
+    const name = asObject(raw)?.name;
     if (typeof name !== "string" || declared.has(name)) continue;
     declared.add(name);
     out.push({ key: `disk/${name}`, list: "disks", name, index: nextIndex++, media: "disk", implicit: true });
   }
   const interfaces = Array.isArray(devices?.interfaces) ? devices.interfaces : [];
   interfaces.forEach((raw, index) => {
-    const iface = record(raw);
+    const iface = asObject(raw);
     if (!iface || typeof iface.name !== "string") return;
     out.push({
       key: `interface/${iface.name}`,
@@ -182,7 +172,7 @@ export function applyOrdersToList(
     .filter(name => typeof orders[`disk/${name}`] === "number")
     .map(name => ({ name, disk: {}, bootOrder: orders[`disk/${name}`] }));
   const updated = list.map(raw => {
-    const entry = record(raw);
+    const entry = asObject(raw);
     if (!entry || typeof entry.name !== "string") return raw;
     const key = `${kind}/${entry.name}`;
     if (!(key in orders)) return raw;

@@ -1,20 +1,16 @@
 // Boot mode = the VM's firmware: `domain.firmware.bootloader.efi` is UEFI, `bios` (or nothing, KubeVirt's
 // default) is Legacy. A change edits the template, so it takes effect at the next start of the VM.
-import type { JsonPatchOp } from "../../capabilities/common/gateway";
-import { templateSpecOf } from "./devices";
+import type { JsonPatchOp } from "../kubevirt/driver";
+import { asObject, templateSpecOf } from "../kubevirt/objects";
 
 export type BootMode = "UEFI" | "Legacy";
 
-function record(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-}
-
 export function firmwareOf(podSpec: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-  return record(record(podSpec?.domain)?.firmware);
+  return asObject(asObject(podSpec?.domain)?.firmware);
 }
 
 export function bootModeOf(podSpec: Record<string, unknown> | undefined): BootMode {
-  return record(firmwareOf(podSpec)?.bootloader)?.efi !== undefined ? "UEFI" : "Legacy";
+  return asObject(firmwareOf(podSpec)?.bootloader)?.efi !== undefined ? "UEFI" : "Legacy";
 }
 
 /**

@@ -4,13 +4,14 @@
 // State on the VM: annotation kubevirt-infra.io/boot-override (see override.ts); the boot order itself is the
 // template's `bootOrder` values; the mode is `domain.firmware.bootloader`.
 import { Log } from "pepr";
-import { KubeApiError, patchVirtualMachine, type JsonPatchOp } from "../../capabilities/common/gateway";
 import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
+import { clusterDriver, type JsonPatchOp, type KubeVirtDriver } from "../kubevirt/driver";
+import { redfishFailure } from "../kubevirt/failures";
+import { templateSpecOf } from "../kubevirt/objects";
+import { withFreshRecordOnConflict } from "../kubevirt/records";
 import { removeAnnotationOps } from "../power/patch-ops";
-import { kubeFailure } from "../power/failures";
-import { freshRecord } from "../power/fresh-record";
-import { bootDevicesOf, restoredOrders, templateSpecOf } from "./devices";
+import { bootDevicesOf, restoredOrders } from "./devices";
 import { bootModeOf } from "./firmware";
 import { BOOT_OVERRIDE_ANNOTATION, overrideStatus } from "./override";
 import { BOOT_ENABLED, BOOT_MODES, BOOT_TARGETS, bootOrderOps, parseBootPatch, planBootPatch } from "./patch";
@@ -41,29 +42,17 @@ export function bootView(rec: VmRecord): BootView {
 }
 
 /**
- * Writes `plan(rec)` as one JSON patch. When its `test` ops fail (the cache entry was older than the VM), the
- * plan is recomputed once from a fresh read. Returns false when there was nothing to write.
+ * Writes `plan(rec)` as one JSON patch. When it conflicts (the cache entry was older than the VM), the plan is
+ * recomputed once from a fresh read. Returns false when there was nothing to write.
  */
-export async function patchWithRetry(
-  rec: VmRecord,
-  plan: (rec: VmRecord) => JsonPatchOp[],
-): Promise<boolean> {
-  const { namespace, name } = rec.vm.metadata;
-  let current = rec;
-  for (let attempt = 0; ; attempt++) {
+export function patchWithRetry(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => JsonPatchOp[]): Promise<boolean> {
+  const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
+  return withFreshRecordOnConflict(driver, rec, async current => {
     const ops = plan(current);
     if (ops.length === 0) return false;
-    try {
-      await patchVirtualMachine(namespace!, name!, ops);
-      return true;
-    } catch (e) {
-      const staleRead = e instanceof KubeApiError && (e.status === 422 || e.status === 409);
-      if (!staleRead || attempt > 0) throw e;
-      const fresh = await freshRecord(rec);
-      if (!fresh) throw e;
-      current = fresh;
-    }
-  }
+    await driver.patchVm(namespace, name, ops);
+    return true;
+  });
 }
 
 /**
@@ -71,12 +60,13 @@ export async function patchWithRetry(
  * template's boot order; Mode its firmware; both take effect when the VM next starts.
  * Throws RedfishError (400 invalid body, 409 no device for the target, 404/5xx cluster failures).
  */
-export async function applyBootPatch(rec: VmRecord, boot: unknown): Promise<void> {
+export async function applyBootPatch(driver: KubeVirtDriver, rec: VmRecord, boot: unknown): Promise<void> {
   const patch = parseBootPatch(boot);
   try {
-    await patchWithRetry(rec, current => planBootPatch(current, patch));
+    await patchWithRetry(driver, rec, current => planBootPatch(current, patch));
   } catch (e) {
-    throw kubeFailure(e, rec);
+    const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
+    throw redfishFailure(e, { namespace, name }, "the Boot change");
   }
 }
 
@@ -94,11 +84,11 @@ export function restorePlan(rec: VmRecord): JsonPatchOp[] {
  * away (safe: the VMI has its own copy). Event-driven, idempotent; the state lives in the annotation, so a
  * restart of the watcher picks up where it left off.
  */
-export function startBootController(cache: ClusterCache): () => void {
+export function startBootController(cache: ClusterCache, driver: KubeVirtDriver = clusterDriver): () => void {
   return startVmReconciler(cache, {
     needsWrite: rec => restorePlan(rec).length > 0,
     act: async rec => {
-      if (await patchWithRetry(rec, restorePlan)) {
+      if (await patchWithRetry(driver, rec, restorePlan)) {
         const { namespace, name } = rec.vm.metadata;
         Log.info({ namespace, name }, "boot override Once used by a VM start: original boot order restored");
       }

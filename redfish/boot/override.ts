@@ -3,7 +3,8 @@
 import { z } from "zod";
 import { Log } from "pepr";
 import type { KubeObject, VmRecord } from "../cache/types";
-import { bootDevicesOf, matchesOrders, templateSpecOf } from "./devices";
+import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
+import { bootDevicesOf, matchesOrders } from "./devices";
 
 export const BOOT_OVERRIDE_ANNOTATION = "kubevirt-infra.io/boot-override";
 
@@ -65,8 +66,7 @@ export type OverrideStatus =
 /** Whether the VMI was created from the overridden template (the VMI copies the template at creation). */
 function vmiStartedFrom(record: BootOverrideRecord, vmi: Readonly<KubeObject> | undefined): boolean {
   if (!vmi || vmi.metadata.uid === record.vmiUid) return false;
-  const vmiSpec = typeof vmi.spec === "object" && vmi.spec !== null ? (vmi.spec as Record<string, unknown>) : undefined;
-  return matchesOrders(bootDevicesOf(vmiSpec), record.applied);
+  return matchesOrders(bootDevicesOf(vmiSpecOf(vmi)), record.applied);
 }
 
 export function overrideStatus(rec: VmRecord): OverrideStatus {
@@ -85,8 +85,6 @@ export function overrideStatus(rec: VmRecord): OverrideStatus {
 export function overrideAwaitingStart(rec: VmRecord): boolean {
   const status = overrideStatus(rec);
   if (status.kind !== "active") return false;
-  const vmiSpec =
-    typeof rec.vmi?.spec === "object" && rec.vmi.spec !== null ? (rec.vmi.spec as Record<string, unknown>) : undefined;
-  return !rec.vmi || !matchesOrders(bootDevicesOf(vmiSpec), status.record.applied);
+  return !rec.vmi || !matchesOrders(bootDevicesOf(vmiSpecOf(rec.vmi)), status.record.applied);
 }
 

@@ -1,8 +1,11 @@
-// The loop behind the watcher's VM controllers (power, boot): look at a VM whenever the cache shows a change of it
-// or of its VMI, write when its record calls for it, one write per VM at a time, and never repeat a write the
-// cache cannot show yet. Event-driven, no polling; the cache replays every object when it is seeded, so what a
-// controller keeps on the VM (annotations) is picked up again after a restart.
+// The loop behind the watcher's VM controllers (power, boot, media): look at a VM whenever the cache shows a
+// change of it or of its VMI, write when its record calls for it, one write per VM at a time, and never repeat
+// a write the cache cannot show yet. Keys go through the shared keyed work queue: a VM is queued once however
+// many events arrive, and a failed write is retried with back-off even if the VM does not change again. The
+// informers replay every object when they list, so what a controller keeps on the VM (annotations) is picked
+// up again after a restart.
 import { Log } from "pepr";
+import { WorkQueue } from "../../capabilities/common/work-queue";
 import type { ClusterCache, VmRecord } from "./types";
 
 /**
@@ -18,37 +21,54 @@ export interface VmReconciler {
   needsWrite(rec: VmRecord): boolean;
   /** Makes the write(s) the record calls for, and logs what it did. */
   act(rec: VmRecord): Promise<AfterAct>;
-  /** Logged (warn, with the error message) when `act` fails; the next change of the VM or its VMI retries. */
+  /** Logged (warn, with the error message) when `act` fails; the VM is retried with back-off. */
   failureMessage: string;
 }
 
-/** Runs the reconciler on every VM and VMI change of the cache. Returns unsubscribe. */
-export function startVmReconciler(cache: ClusterCache, reconciler: VmReconciler): () => void {
-  const inFlight = new Set<string>();
-  // resourceVersion of the VM an act was given, while its outcome is "await-newer-vm".
+export interface VmReconcilerOptions {
+  /** VMs acted on at once. */
+  concurrency?: number;
+  /** Retry back-off of a failed act: doubles from `baseDelayMs` up to `maxDelayMs`. */
+  retry?: { baseDelayMs: number; maxDelayMs: number };
+}
+
+/** Runs the reconciler on every VM and VMI change of the cache. Returns stop. */
+export function startVmReconciler(cache: ClusterCache, reconciler: VmReconciler, opts: VmReconcilerOptions = {}): () => void {
+  // resourceVersion of the VM an act was given, while its outcome is "await-newer-vm" (compared for equality only).
   const actedOn = new Map<string, string | undefined>();
-  const reconcile = (namespace: string, name: string): void => {
-    const key = `${namespace}/${name}`;
-    if (inFlight.has(key)) return;
+  /** The record when it calls for an act now. */
+  const due = (key: string): VmRecord | undefined => {
+    const [namespace, name] = key.split("/");
     const rec = cache.getVm(namespace, name);
-    if (rec && actedOn.has(key) && actedOn.get(key) === rec.vm.metadata.resourceVersion) return;
+    if (rec && actedOn.has(key) && actedOn.get(key) === rec.vm.metadata.resourceVersion) return undefined;
     actedOn.delete(key);
-    if (!rec || !reconciler.needsWrite(rec)) return;
-    inFlight.add(key);
-    reconciler
-      .act(rec)
-      .then(after => {
-        if (after === "await-newer-vm") actedOn.set(key, rec.vm.metadata.resourceVersion);
-      })
-      .catch(e => Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, reconciler.failureMessage))
-      .finally(() => {
-        inFlight.delete(key);
-        // Events that arrived while the write was running were skipped: look again.
-        const after = cache.getVm(namespace, name);
-        if (after && after.vm.metadata.resourceVersion !== rec.vm.metadata.resourceVersion) reconcile(namespace, name);
-      });
+    return rec && reconciler.needsWrite(rec) ? rec : undefined;
   };
-  return cache.onChange(ev => {
-    if (ev.kind === "VirtualMachine" || ev.kind === "VirtualMachineInstance") reconcile(ev.namespace, ev.name);
+  const queue: WorkQueue = new WorkQueue(
+    async key => {
+      const rec = due(key);
+      if (!rec) return;
+      const after = await reconciler.act(rec);
+      if (after === "await-newer-vm") actedOn.set(key, rec.vm.metadata.resourceVersion);
+    },
+    {
+      concurrency: opts.concurrency ?? 16,
+      baseDelayMs: opts.retry?.baseDelayMs,
+      maxDelayMs: opts.retry?.maxDelayMs,
+      onError: (key, e) => {
+        const [namespace, name] = key.split("/");
+        Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, reconciler.failureMessage);
+      },
+    },
+  );
+  // Only VMs that call for an act are queued (most events need none); the worker checks again when it runs.
+  const unsubscribe = cache.onChange(ev => {
+    if (ev.kind !== "VirtualMachine" && ev.kind !== "VirtualMachineInstance") return;
+    const key = `${ev.namespace}/${ev.name}`;
+    if (due(key)) queue.add(key);
   });
+  return () => {
+    unsubscribe();
+    queue.shutDown();
+  };
 }

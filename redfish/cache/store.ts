@@ -1,6 +1,7 @@
-// The watch cache (client-go informer idea): one store per kind, VM records joining a VM with its VMI
-// and DataVolumes, indexes by namespace and by chassis. Fed by watch events (capabilities/redfish.ts);
-// request handlers only read it, through the ClusterCache interface.
+// The Redfish view of the shared informers: VM records joining a VM with its VMI and DataVolumes, indexes by
+// namespace and by chassis. Fed in stream order by the VirtualMachine, VirtualMachineInstance and DataVolume
+// informers (capabilities/redfish.ts), which list once and then resume their watches, so events never race
+// an initial list; request handlers only read it, through the ClusterCache interface.
 import { Log } from "pepr";
 import { labelSelectorMatches, type LabelSelector } from "../../capabilities/config/schema";
 import type { CacheChangeEvent, CachedKind, ClusterCache, KubeObject, VmRecord } from "./types";
@@ -16,9 +17,6 @@ export interface ChassisDefinition {
 
 const KINDS: readonly CachedKind[] = ["VirtualMachine", "VirtualMachineInstance", "DataVolume"];
 
-/** How long a deleted object's uid is remembered, so that a late ADDED/MODIFIED cannot resurrect it. */
-const TOMBSTONE_TTL_MS = 15 * 60 * 1000;
-
 function keyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
@@ -29,14 +27,6 @@ function deepFreeze<T>(value: T): T {
     for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child);
   }
   return value;
-}
-
-/** Numeric resourceVersions (etcd revisions) are compared; anything else is taken as newer. */
-function isOlder(incoming: KubeObject, stored: KubeObject): boolean {
-  const a = incoming.metadata.resourceVersion;
-  const b = stored.metadata.resourceVersion;
-  if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
-  return BigInt(a) < BigInt(b);
 }
 
 /** Names of the DataVolumes a VM declares (dataVolumeTemplates and dataVolume volumes). */
@@ -105,7 +95,6 @@ export class WatchCache implements ClusterCache {
     VirtualMachineInstance: new Map(),
     DataVolume: new Map(),
   };
-  private readonly tombstones = new Map<string, number>(); // uid -> expiry (ms epoch), insertion-ordered
   private readonly listed = new Set<CachedKind>();
 
   private readonly records = new Map<string, VmRecord>(); // "ns/vm"
@@ -129,7 +118,7 @@ export class WatchCache implements ClusterCache {
 
   // ---- feed (watch side) ----
 
-  /** Applies one watch event. Stale (older resourceVersion) and resurrecting events are ignored. */
+  /** Applies one informer event (in stream order). */
   apply(kind: CachedKind, phase: WatchPhase, obj: KubeObject): void {
     const namespace = obj?.metadata?.namespace;
     const name = obj?.metadata?.name;
@@ -137,21 +126,19 @@ export class WatchCache implements ClusterCache {
     const store = this.objects[kind];
     const key = keyOf(namespace, name);
     const stored = store.get(key);
-    const uid = obj.metadata.uid;
 
     if (phase === "DELETED") {
-      if (uid) this.addTombstone(uid);
       // A DELETED for an older incarnation (other uid) must not remove a re-created object.
+      const uid = obj.metadata.uid;
       if (!stored || (uid && stored.metadata.uid && stored.metadata.uid !== uid)) return;
       store.delete(key);
       this.afterChange(kind, namespace, name, stored, undefined);
       return;
     }
 
-    if (uid && this.tombstones.has(uid)) return;
-    if (stored && stored.metadata.uid === uid && isOlder(obj, stored)) return;
-    // A private copy (watch objects are plain JSON; this is faster than structuredClone), then frozen.
-    const frozen = deepFreeze(JSON.parse(JSON.stringify(obj)) as KubeObject);
+    // Informer objects are deep-frozen and shared as they are; anything else gets a private frozen copy
+    // (plain JSON: faster than structuredClone).
+    const frozen = Object.isFrozen(obj) ? obj : deepFreeze(JSON.parse(JSON.stringify(obj)) as KubeObject);
     store.set(key, frozen);
     this.afterChange(kind, namespace, name, stored, frozen);
   }
@@ -159,6 +146,11 @@ export class WatchCache implements ClusterCache {
   /** Applies the result of an initial list of one kind, then counts that kind as listed. */
   seed(kind: CachedKind, items: readonly KubeObject[]): void {
     for (const item of items) this.apply(kind, "ADDED", item);
+    this.markListed(kind);
+  }
+
+  /** The kind's informer has completed a list: the cache holds all of that kind. */
+  markListed(kind: CachedKind): void {
     this.listed.add(kind);
   }
 
@@ -216,16 +208,6 @@ export class WatchCache implements ClusterCache {
   }
 
   // ---- internals ----
-
-  private addTombstone(uid: string): void {
-    const now = Date.now();
-    for (const [old, expiry] of this.tombstones) {
-      if (expiry > now) break;
-      this.tombstones.delete(old);
-    }
-    this.tombstones.delete(uid);
-    this.tombstones.set(uid, now + TOMBSTONE_TTL_MS);
-  }
 
   private afterChange(
     kind: CachedKind,

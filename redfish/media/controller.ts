@@ -3,8 +3,8 @@
 // at most one virtual media DataVolume, the one its drive uses. Driven by cache changes; the cache replays every
 // object when it is seeded, so a restarted watcher cleans up what its predecessor left.
 import { Log } from "pepr";
-import { deleteDataVolume, readVirtualMachine } from "../../capabilities/common/gateway";
 import type { ClusterCache, KubeObject } from "../cache/types";
+import { clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
 import { withVmLock } from "./lock";
 import { driveSlot, isMediaDataVolumeOf, vmNameOfMediaDataVolume } from "./model";
 
@@ -17,7 +17,7 @@ export function unreferencedMediaDataVolumes(vm: Readonly<KubeObject>, dataVolum
     .map(dv => dv.metadata.name!);
 }
 
-export function startMediaController(cache: ClusterCache): () => void {
+export function startMediaController(cache: ClusterCache, driver: KubeVirtDriver = clusterDriver): () => void {
   let stopped = false;
   const queued = new Set<string>();
 
@@ -30,11 +30,11 @@ export function startMediaController(cache: ClusterCache): () => void {
       // A request that held the lock may have settled it meanwhile (it waits for its writes to show).
       const settled = cache.getVm(namespace, name);
       if (stopped || !settled || unreferencedMediaDataVolumes(settled.vm, settled.dataVolumes).length === 0) return;
-      const vm = (await readVirtualMachine(namespace, name)) as KubeObject | undefined;
+      const vm = await driver.readVm(namespace, name);
       const current = cache.getVm(namespace, name);
       if (!vm || !current || vm.metadata.uid !== current.vm.metadata.uid) return;
       for (const dvName of unreferencedMediaDataVolumes(vm, current.dataVolumes)) {
-        await deleteDataVolume(namespace, dvName);
+        await driver.deleteDataVolume(namespace, dvName);
         Log.info({ namespace, name, dataVolume: dvName }, "virtual media: deleted a DataVolume the VM no longer uses");
       }
     });

@@ -2,6 +2,7 @@
 // CD_VOLUME in the VM template, and the DataVolume this module created for it (owned by the VM, labelled).
 // Everything the Redfish VirtualMedia resource shows is derived from these objects, so it survives a restart.
 import type { KubeObject, VmRecord } from "../cache/types";
+import { asObject, conditionOf, devicesOf, namedEntry, statusOf, templateSpecOf, valueAt } from "../kubevirt/objects";
 
 /** Same value as the datavolume-policy exemption label (capabilities/datavolume-policy/scope.ts). */
 export const MANAGED_BY_LABEL = { key: "app.kubernetes.io/managed-by", value: "kubevirt-infra" } as const;
@@ -35,20 +36,8 @@ export function vmNameOfMediaDataVolume(dataVolumeName: string): string | undefi
   return match ? match[1] : undefined;
 }
 
-function record(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-}
-
-export function templateSpecOf(vm: Readonly<KubeObject>): Record<string, unknown> | undefined {
-  return record(record(record(vm.spec)?.template)?.spec);
-}
-
-function namedEntry(list: unknown, name: string): Record<string, unknown> | undefined {
-  return Array.isArray(list) ? list.map(record).find(e => e?.name === name) : undefined;
-}
-
 export function cdDiskOf(vm: Readonly<KubeObject>): Record<string, unknown> | undefined {
-  return namedEntry(record(record(templateSpecOf(vm)?.domain)?.devices)?.disks, CD_VOLUME);
+  return namedEntry(devicesOf(templateSpecOf(vm))?.disks, CD_VOLUME);
 }
 
 export function cdVolumeOf(vm: Readonly<KubeObject>): Record<string, unknown> | undefined {
@@ -79,7 +68,7 @@ export function driveSlot(vm: Readonly<KubeObject>): DriveSlot {
   if (disk && disk.cdrom === undefined) return { kind: "foreign", reason: `disk ${CD_VOLUME} is not a CD-ROM` };
   // A CD-ROM of the drive's name without a volume is an empty tray (KubeVirt's declarative hotplug style): insert fills it.
   if (!volume) return { kind: "empty" };
-  const dvName = record(volume.dataVolume)?.name;
+  const dvName = asObject(volume.dataVolume)?.name;
   if (typeof dvName !== "string" || vmNameOfMediaDataVolume(dvName) !== vm.metadata.name) {
     return { kind: "foreign", reason: `volume ${CD_VOLUME} is not a virtual media DataVolume of this VM` };
   }
@@ -87,12 +76,12 @@ export function driveSlot(vm: Readonly<KubeObject>): DriveSlot {
 }
 
 export function dataVolumePhase(dv: Readonly<KubeObject> | undefined): string {
-  const phase = record(dv?.status)?.phase;
+  const phase = statusOf(dv).phase;
   return typeof phase === "string" ? phase : "";
 }
 
 export function imageUrlOf(dv: Readonly<KubeObject>): string | undefined {
-  const url = record(record(record(dv.spec)?.source)?.http)?.url;
+  const url = valueAt(dv.spec, "source", "http", "url");
   return typeof url === "string" ? url : undefined;
 }
 
@@ -103,8 +92,7 @@ export function importPhase(dv: Readonly<KubeObject>): ImportPhase {
   const phase = dataVolumePhase(dv);
   if (phase === "Succeeded") return "ready";
   if (phase === "Failed") return "failed";
-  const conditions = record(dv.status)?.conditions;
-  const running = Array.isArray(conditions) ? conditions.map(record).find(c => c?.type === "Running") : undefined;
+  const running = conditionOf(dv, "Running");
   // The importer exited with an error (CDI restarts it with back-off; KubeVirt already reports DataVolumeError).
   if (running?.status === "False" && running.reason === "Error") return "failed";
   return "importing";

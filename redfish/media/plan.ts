@@ -1,5 +1,6 @@
 // The objects and patches of an insert or eject, computed from plain data (no I/O here).
-import type { JsonPatchOp } from "../../capabilities/common/gateway";
+import type { JsonPatchOp } from "../kubevirt/driver";
+import { devicesOf, templateSpecOf } from "../kubevirt/objects";
 import type { KubeObject } from "../cache/types";
 import {
   BIND_IMMEDIATE_ANNOTATION,
@@ -11,7 +12,6 @@ import {
   MEDIA_FOR_LABEL,
   cdDiskOf,
   cdVolumeOf,
-  templateSpecOf,
 } from "./model";
 import type { InsertRequest } from "./request";
 import type { MediaSettings } from "./settings";
@@ -94,12 +94,6 @@ function list(v: unknown): unknown[] | undefined {
   return Array.isArray(v) ? v : undefined;
 }
 
-function devicesOf(vm: Readonly<KubeObject>): Record<string, unknown> | undefined {
-  const domain = templateSpecOf(vm)?.domain as Record<string, unknown> | undefined;
-  const devices = domain?.devices;
-  return typeof devices === "object" && devices !== null ? (devices as Record<string, unknown>) : undefined;
-}
-
 /** Guards every media patch: it applies only to the VM revision it was computed from (409/422 otherwise). */
 function revisionTest(vm: Readonly<KubeObject>): JsonPatchOp {
   const rv = vm.metadata.resourceVersion;
@@ -120,7 +114,7 @@ export function attachOps(vm: Readonly<KubeObject>, dataVolumeName: string): Jso
   const spec = templateSpecOf(vm);
   if (!spec || typeof spec.domain !== "object" || spec.domain === null) throw new Error("the VM has no spec.template.spec.domain");
   const ops: JsonPatchOp[] = [revisionTest(vm)];
-  const devices = devicesOf(vm);
+  const devices = devicesOf(templateSpecOf(vm));
   const disks = list(devices?.disks);
   if (!cdDiskOf(vm)) {
     const disk = { name: CD_VOLUME, cdrom: { bus: "sata", readonly: true } };
@@ -141,7 +135,7 @@ export function detachOps(vm: Readonly<KubeObject>): JsonPatchOp[] {
   if (!cdDiskOf(vm) && !cdVolumeOf(vm)) return [];
   const ops: JsonPatchOp[] = [revisionTest(vm)];
   const notCd = (v: unknown) => (v as { name?: unknown } | null)?.name !== CD_VOLUME;
-  const disks = list(devicesOf(vm)?.disks);
+  const disks = list(devicesOf(templateSpecOf(vm))?.disks);
   if (disks && !disks.every(notCd)) ops.push({ op: "replace", path: `${DEVICES_PATH}/disks`, value: disks.filter(notCd) });
   const volumes = list(templateSpecOf(vm)?.volumes);
   if (volumes && !volumes.every(notCd)) ops.push({ op: "replace", path: VOLUMES_PATH, value: volumes.filter(notCd) });

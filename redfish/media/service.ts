@@ -7,16 +7,12 @@
 // for the import: the reply carries a Task derived from the DataVolume.
 import { randomBytes } from "node:crypto";
 import { Log } from "pepr";
-import {
-  KubeApiError,
-  createDataVolume,
-  createSecret,
-  deleteDataVolume,
-  patchVirtualMachine,
-  readVirtualMachine,
-} from "../../capabilities/common/gateway";
+import { KubeApiError } from "../../capabilities/common/gateway";
 import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
+import { clusterDriver, type KubeVirtDriver, type NewObject } from "../kubevirt/driver";
+import { isWriteConflict, redfishFailure } from "../kubevirt/failures";
+import { NeedsFreshRead, retryOnConflict } from "../kubevirt/retry";
 import { withVmLock } from "./lock";
 import { MAX_VM_NAME_LENGTH, driveSlot, imageUrlOf, importPhase, isMediaDataVolumeOf, mediaDataVolumeName } from "./model";
 import { attachOps, credentialsSecret, detachOps, mediaDataVolume, type OwnerVm } from "./plan";
@@ -25,6 +21,8 @@ import type { MediaSettings } from "./settings";
 
 export interface MediaServiceDeps {
   cache: ClusterCache;
+  /** Where the writes go (default: the cluster, through the gateway). */
+  driver?: KubeVirtDriver;
   settings: () => MediaSettings | undefined;
   /** How long a request waits for the watch cache to show its own writes (read-your-writes for the next request). */
   cacheWaitMs?: number;
@@ -50,46 +48,12 @@ function randomSuffix(): string {
   return [...randomBytes(6)].map(b => alphabet[b % alphabet.length]).join("");
 }
 
-function isConflict(e: unknown): boolean {
-  return e instanceof KubeApiError && (e.status === 409 || e.status === 422);
-}
-
-/** Kubernetes failures as Redfish errors: never an unhandled 500, and a retry hint when retrying helps. */
-function mediaFailure(err: unknown, namespace: string, name: string): RedfishError {
-  if (err instanceof RedfishError) return err;
-  if (!(err instanceof KubeApiError)) {
-    Log.error({ namespace, name, err: err instanceof Error ? err.message : String(err) }, "virtual media: unexpected failure");
-    return new RedfishError(500, MessageId.GeneralError, "The request could not be completed because of an internal error.");
-  }
-  Log.warn({ namespace, name, status: err.status, reason: err.reason, message: err.message }, "virtual media: Kubernetes API write failed");
-  if (err.status === 404) return notFound("ComputerSystem", `${namespace}.${name}`);
-  if (isConflict(err)) {
-    return new RedfishError(
-      409,
-      `${BASE_REGISTRY}.ResourceInUse`,
-      `VirtualMachine ${namespace}/${name} kept changing while the virtual media request was processed. Retry the request.`,
-    );
-  }
-  if (err.status === 0 || err.status === 429 || err.status >= 500) {
-    return new RedfishError(503, MessageId.ServiceTemporarilyUnavailable, "The Kubernetes API server is not reachable right now. Retry the request.", ["5"], {
-      headers: { "Retry-After": "5" },
-    });
-  }
-  return new RedfishError(500, MessageId.GeneralError, `The cluster refused the virtual media change for VirtualMachine ${namespace}/${name}: ${err.message}`);
-}
-
 function foreignDrive(namespace: string, name: string, reason: string): RedfishError {
   return new RedfishError(
     409,
     `${BASE_REGISTRY}.ResourceInUse`,
     `VirtualMachine ${namespace}/${name} cannot take virtual media: ${reason}. The module does not touch volumes it did not create.`,
   );
-}
-
-async function freshVm(namespace: string, name: string): Promise<KubeObject> {
-  const vm = (await readVirtualMachine(namespace, name)) as KubeObject | undefined;
-  if (!vm) throw notFound("ComputerSystem", `${namespace}.${name}`);
-  return vm;
 }
 
 function ownerOf(vm: KubeObject): OwnerVm {
@@ -116,9 +80,11 @@ export function waitForCache(cache: ClusterCache, namespace: string, name: strin
 
 export class MediaService {
   private readonly cacheWaitMs: number;
+  private readonly driver: KubeVirtDriver;
 
   constructor(private readonly deps: MediaServiceDeps) {
     this.cacheWaitMs = deps.cacheWaitMs ?? DEFAULT_CACHE_WAIT_MS;
+    this.driver = deps.driver ?? clusterDriver;
   }
 
   /** InsertMedia on the VM of `rec`. Throws RedfishError. */
@@ -128,7 +94,7 @@ export class MediaService {
       try {
         return await this.insertLocked(namespace, name, request);
       } catch (e) {
-        throw mediaFailure(e, namespace, name);
+        throw redfishFailure(e, { namespace, name }, "the virtual media change");
       }
     });
   }
@@ -140,9 +106,15 @@ export class MediaService {
       try {
         await this.ejectLocked(namespace, name);
       } catch (e) {
-        throw mediaFailure(e, namespace, name);
+        throw redfishFailure(e, { namespace, name }, "the virtual media change");
       }
     });
+  }
+
+  private async freshVm(namespace: string, name: string): Promise<KubeObject> {
+    const vm = await this.driver.readVm(namespace, name);
+    if (!vm) throw notFound("ComputerSystem", `${namespace}.${name}`);
+    return vm;
   }
 
   private cachedVm(namespace: string, name: string): KubeObject | undefined {
@@ -168,52 +140,45 @@ export class MediaService {
     // The first attempt plans from the cache (current: the lock holder waited for its own writes to show);
     // the patch's resourceVersion test catches anything newer, and a decision to write nothing is confirmed
     // by a fresh read, so a lagging cache can cost a retry but never a wrong answer.
-    let vm = this.cachedVm(namespace, name);
-    let fresh = false;
+    let vm: KubeObject;
     try {
-      for (let attempt = 1; ; attempt++) {
-        if (!vm) {
-          vm = await freshVm(namespace, name);
-          fresh = true;
-        }
-        const slot = driveSlot(vm);
-        if (slot.kind === "foreign") {
-          if (!fresh) {
-            vm = undefined;
-            continue;
+      const outcome = await retryOnConflict<KubeObject, InsertOutcome | undefined>({
+        initial: this.cachedVm(namespace, name),
+        readFresh: () => this.freshVm(namespace, name),
+        isConflict: isWriteConflict,
+        maxAttempts: MAX_ATTEMPTS,
+        attempt: async (current, fresh) => {
+          vm = current;
+          const slot = driveSlot(current);
+          if (slot.kind === "foreign") {
+            if (!fresh) throw new NeedsFreshRead();
+            throw foreignDrive(namespace, name, slot.reason);
           }
-          throw foreignDrive(namespace, name, slot.reason);
-        }
-        if (created && created.dataVolume.metadata.ownerReferences?.[0]?.uid !== vm.metadata.uid) {
-          // The VM was deleted and re-created meanwhile: the DataVolume belongs to the old one (and goes with it).
-          created = undefined;
-        }
-        const current = slot.kind === "attached" ? this.ownedDataVolumes(vm).find(dv => dv.metadata.name === slot.dataVolumeName) : undefined;
-        if (current && !current.metadata.deletionTimestamp && imageUrlOf(current) === request.image && importPhase(current) !== "failed") {
-          if (!fresh) {
-            vm = undefined;
-            continue;
+          if (created && created.dataVolume.metadata.ownerReferences?.[0]?.uid !== current.metadata.uid) {
+            // The VM was deleted and re-created meanwhile: the DataVolume belongs to the old one (and goes with it).
+            created = undefined;
           }
-          if (created) await this.deleteQuietly(namespace, created.dataVolume.metadata.name!, "the image is already in the drive");
-          // A failed import of the same URL is not kept: inserting it again means "try again".
-          return importPhase(current) === "ready" ? { kind: "unchanged" } : { kind: "importing", dataVolume: current };
-        }
-        created ??= await this.createImport(ownerOf(vm), request, settings);
-        try {
-          await patchVirtualMachine(namespace, name, attachOps(vm, created.dataVolume.metadata.name!));
-          break;
-        } catch (e) {
-          if (!isConflict(e) || attempt >= MAX_ATTEMPTS) throw e;
-          vm = undefined;
-        }
-      }
+          const attached = slot.kind === "attached" ? this.ownedDataVolumes(current).find(dv => dv.metadata.name === slot.dataVolumeName) : undefined;
+          if (attached && !attached.metadata.deletionTimestamp && imageUrlOf(attached) === request.image && importPhase(attached) !== "failed") {
+            if (!fresh) throw new NeedsFreshRead();
+            if (created) await this.deleteQuietly(namespace, created.dataVolume.metadata.name!, "the image is already in the drive");
+            // A failed import of the same URL is not kept: inserting it again means "try again".
+            return importPhase(attached) === "ready" ? { kind: "unchanged" } : { kind: "importing", dataVolume: attached };
+          }
+          created ??= await this.createImport(ownerOf(current), request, settings);
+          await this.driver.patchVm(namespace, name, attachOps(current, created.dataVolume.metadata.name!));
+          return undefined;
+        },
+      });
+      if (outcome) return outcome;
     } catch (e) {
       if (created) await this.deleteQuietly(namespace, created.dataVolume.metadata.name!, "insert failed");
       throw e;
     }
+    if (!created) throw new Error("insert attached no DataVolume");
 
     const newName = created.dataVolume.metadata.name!;
-    const replaced = this.ownedDataVolumes(vm, newName);
+    const replaced = this.ownedDataVolumes(vm!, newName);
     for (const dv of replaced) await this.deleteQuietly(namespace, dv.metadata.name!, "replaced by a new insert");
     await waitForCache(
       this.deps.cache,
@@ -238,7 +203,7 @@ export class MediaService {
       const dataVolume = mediaDataVolume(vm, mediaDataVolumeName(vm.name, randomSuffix()), request, settings);
       let uid: string;
       try {
-        uid = (await createDataVolume(dataVolume as KubeObject & { metadata: { name: string; namespace: string } })).metadata.uid;
+        uid = (await this.driver.createDataVolume(dataVolume as NewObject)).metadata.uid;
       } catch (e) {
         if (e instanceof KubeApiError && e.status === 409 && attempt < MAX_ATTEMPTS) continue;
         throw e;
@@ -247,7 +212,7 @@ export class MediaService {
       if (request.credentials) {
         try {
           const secret = credentialsSecret(vm, { name: dataVolume.metadata.name!, uid }, request.credentials);
-          await createSecret(secret as KubeObject & { metadata: { name: string; namespace: string } });
+          await this.driver.createSecret(secret as NewObject);
         } catch (e) {
           await this.deleteQuietly(vm.namespace, dataVolume.metadata.name!, "its credentials Secret could not be created");
           throw e;
@@ -258,31 +223,22 @@ export class MediaService {
   }
 
   private async ejectLocked(namespace: string, name: string): Promise<void> {
-    let attachedName: string | undefined;
     // As for insert: plan from the cache, confirm "nothing to detach" with a fresh read.
-    let vm = this.cachedVm(namespace, name);
-    let fresh = false;
-    for (let attempt = 1; ; attempt++) {
-      if (!vm) {
-        vm = await freshVm(namespace, name);
-        fresh = true;
-      }
-      const slot = driveSlot(vm);
-      // Only our drive is ever removed; a foreign disk of the same name is not virtual media.
-      if (slot.kind !== "attached") {
-        if (fresh) break;
-        vm = undefined;
-        continue;
-      }
-      attachedName = slot.dataVolumeName;
-      try {
-        await patchVirtualMachine(namespace, name, detachOps(vm));
-        break;
-      } catch (e) {
-        if (!isConflict(e) || attempt >= MAX_ATTEMPTS) throw e;
-        vm = undefined;
-      }
-    }
+    const { vm, detached } = await retryOnConflict({
+      initial: this.cachedVm(namespace, name),
+      readFresh: () => this.freshVm(namespace, name),
+      isConflict: isWriteConflict,
+      maxAttempts: MAX_ATTEMPTS,
+      attempt: async (current, fresh) => {
+        // Only our drive is ever removed; a foreign disk of the same name is not virtual media.
+        if (driveSlot(current).kind !== "attached") {
+          if (!fresh) throw new NeedsFreshRead();
+          return { vm: current, detached: false };
+        }
+        await this.driver.patchVm(namespace, name, detachOps(current));
+        return { vm: current, detached: true };
+      },
+    });
     const ours = this.ownedDataVolumes(vm);
     for (const dv of ours) await this.deleteQuietly(namespace, dv.metadata.name!, "ejected");
     await waitForCache(
@@ -292,7 +248,7 @@ export class MediaService {
       rec => !rec || (driveSlot(rec.vm).kind !== "attached" && !rec.dataVolumes.some(dv => ours.some(o => o.metadata.name === dv.metadata.name))),
       this.cacheWaitMs,
     );
-    if (attachedName || ours.length > 0) {
+    if (detached || ours.length > 0) {
       Log.info({ namespace, name, dataVolumes: ours.map(dv => dv.metadata.name) }, "virtual media ejected");
     }
   }
@@ -300,7 +256,7 @@ export class MediaService {
   /** Deletes one of our DataVolumes; a failure is logged, the media controller retries unreferenced ones. */
   private async deleteQuietly(namespace: string, name: string, why: string): Promise<void> {
     try {
-      await deleteDataVolume(namespace, name);
+      await this.driver.deleteDataVolume(namespace, name);
     } catch (e) {
       Log.warn({ namespace, dataVolume: name, why, err: e instanceof Error ? e.message : String(e) }, "virtual media: DataVolume not deleted yet");
     }

@@ -19,21 +19,15 @@
 // version leaves the VMI alone. A watcher that halts VMs after a guest power-off would race virt-controller's
 // restart under Always.
 import { Log } from "pepr";
-import {
-  KubeApiError,
-  patchVirtualMachine,
-  putVirtualMachineInstanceAction,
-  restartVirtualMachine,
-  startVirtualMachine,
-  stopVirtualMachine,
-} from "../../capabilities/common/gateway";
 import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
 import { bootModeOf } from "../boot/firmware";
-import { templateSpecOf } from "../boot/devices";
-import { kubeFailure } from "./failures";
-import { freshRecord } from "./fresh-record";
+import { clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
+import { KubeVirtApiUnavailable, redfishFailure } from "../kubevirt/failures";
+import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
+import { withFreshRecordOnConflict } from "../kubevirt/records";
+import { KubeApiError } from "../../capabilities/common/gateway";
 import {
   RESET_TYPES,
   pendingPowerOnPlan,
@@ -50,81 +44,86 @@ export { RESET_TYPES, type PowerSettings } from "./plan";
 export { derivePowerState, type PowerState } from "./state";
 export { POWER_ON_REQUESTED_ANNOTATION } from "./vm-model";
 
-let settings: PowerSettings = { powerOffStaysOff: true };
-
-/** Sets the power policy (config `redfish.powerOffStaysOff`); takes effect for the next request. */
-export function configurePower(next: PowerSettings): void {
-  settings = { ...next };
+/** What a power request runs with: the cluster to write to and the power policy in force. */
+export interface PowerDeps {
+  driver: KubeVirtDriver;
+  settings: PowerSettings;
 }
 
 /** The running VMI was created from an older template: only a new VMI (restart) picks the change up. */
 export function templateChangePending(rec: VmRecord): boolean {
   if (!rec.vmi) return false;
   if (overrideAwaitingStart(rec) || hasCondition(rec.vm, "RestartRequired")) return true;
-  const vmiSpec = typeof rec.vmi.spec === "object" && rec.vmi.spec !== null ? (rec.vmi.spec as Record<string, unknown>) : undefined;
-  return bootModeOf(vmiSpec) !== bootModeOf(templateSpecOf(rec.vm));
+  return bootModeOf(vmiSpecOf(rec.vmi)) !== bootModeOf(templateSpecOf(rec.vm));
 }
 
-function planContext(rec: VmRecord): PlanContext {
+function planContext(rec: VmRecord, settings: PowerSettings): PlanContext {
   return { settings, templateChangePending: templateChangePending(rec), now: () => new Date() };
 }
 
-async function execute(rec: VmRecord, write: PowerWrite): Promise<void> {
+async function execute(driver: KubeVirtDriver, rec: VmRecord, write: PowerWrite): Promise<void> {
   const namespace = rec.vm.metadata.namespace!;
   const name = rec.vm.metadata.name!;
   switch (write.kind) {
     case "patch":
-      return patchVirtualMachine(namespace, name, write.ops);
+      return driver.patchVm(namespace, name, write.ops);
     case "vmi":
-      return putVirtualMachineInstanceAction(namespace, name, write.subresource);
+      return driver.guestAction(namespace, name, write.subresource);
     case "vm":
-      if (write.subresource === "start") return startVirtualMachine(namespace, name);
-      if (write.subresource === "stop") return stopVirtualMachine(namespace, name, { gracePeriod: write.gracePeriod });
-      return restartVirtualMachine(namespace, name, { gracePeriodSeconds: write.gracePeriodSeconds });
+      if (write.subresource === "start") return driver.startVm(namespace, name);
+      if (write.subresource === "stop") return driver.stopVm(namespace, name, { gracePeriod: write.gracePeriod });
+      return driver.restartVm(namespace, name, { gracePeriodSeconds: write.gracePeriodSeconds });
   }
+}
+
+/** virt-api has no such route (older KubeVirt without VMI `reset`: a plain 404), or no such object. */
+function isMissing(err: unknown): boolean {
+  return err instanceof KubeVirtApiUnavailable || (err instanceof KubeApiError && err.status === 404);
 }
 
 /**
  * Runs a plan. A KubeVirt 409 on a write marked conflictMeansDone is success (idempotency when the cache was a
- * moment behind); a missing VMI `reset` falls back; a patch whose `test` failed (the cache entry was older than
- * the VM) is re-planned once from a fresh read.
+ * moment behind); a missing VMI `reset` falls back; a write that conflicts (the cache entry was older than the
+ * VM) is re-planned once from a fresh read.
  */
-async function run(rec: VmRecord, plan: (rec: VmRecord) => PowerPlan, retried = false): Promise<{ status: 202 | 204; wrote: boolean }> {
-  const planned = plan(rec);
-  for (const step of planned.writes) {
-    try {
-      await execute(rec, step.write);
-    } catch (e) {
-      if (!(e instanceof KubeApiError)) throw e;
-      if (e.status === 409 && step.conflictMeansDone) continue;
-      if (e.status === 404 && step.fallbackIfMissing) {
-        Log.info({ namespace: rec.vm.metadata.namespace, name: rec.vm.metadata.name }, "VMI reset unavailable: force restart instead");
-        await execute(rec, step.fallbackIfMissing);
-        continue;
+function run(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => PowerPlan): Promise<{ status: 202 | 204; wrote: boolean }> {
+  return withFreshRecordOnConflict(driver, rec, async current => {
+    const planned = plan(current);
+    for (const step of planned.writes) {
+      try {
+        await execute(driver, current, step.write);
+      } catch (e) {
+        if (step.conflictMeansDone && e instanceof KubeApiError && e.status === 409) continue;
+        if (!step.fallbackIfMissing || !isMissing(e)) throw e;
+        Log.info({ namespace: current.vm.metadata.namespace, name: current.vm.metadata.name }, "VMI reset unavailable: force restart instead");
+        await execute(driver, current, step.fallbackIfMissing);
       }
-      if (e.status === 422 && step.write.kind === "patch" && !retried) {
-        const fresh = await freshRecord(rec);
-        if (fresh) return run(fresh, plan, true);
-      }
-      throw e;
     }
-  }
-  return { status: planned.status, wrote: planned.writes.length > 0 };
+    return { status: planned.status, wrote: planned.writes.length > 0 };
+  });
 }
 
 /**
  * ComputerSystem.Reset. One API write in the normal case, no waiting: 204 when done or under way, 202 when
  * the On is deferred until the VM has powered off. Throws RedfishError (400 unsupported ResetType,
- * 409 Pause/Resume in the wrong state or a conflicting change, 404/5xx cluster failures).
+ * 409 Pause/Resume in the wrong state or a conflicting change, 404/5xx cluster failures, 503 when the
+ * KubeVirt API is not served).
  */
-export async function reset(rec: VmRecord, resetType: string): Promise<{ status: 202 | 204 }> {
+export async function reset(rec: VmRecord, resetType: string, deps: PowerDeps): Promise<{ status: 202 | 204 }> {
   if (!(RESET_TYPES as readonly string[]).includes(resetType)) throw unsupportedResetType(resetType);
   try {
-    const { status } = await run(rec, current => planReset(current, resetType, planContext(current)));
+    const { status } = await run(deps.driver, rec, current => planReset(current, resetType, planContext(current, deps.settings)));
     return { status };
   } catch (e) {
-    throw kubeFailure(e, rec);
+    const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
+    throw redfishFailure(e, { namespace, name }, `ComputerSystem.Reset ${resetType}`);
   }
+}
+
+export interface PowerControllerOptions {
+  driver?: KubeVirtDriver;
+  /** The power policy in force (read on every decision: a config change applies to the next one). */
+  settings: () => PowerSettings;
 }
 
 /**
@@ -133,12 +132,13 @@ export async function reset(rec: VmRecord, resetType: string): Promise<{ status:
  * (powerOffStaysOff). Driven by cache changes, no polling; the request lives on the VM, so a watcher restart
  * resumes it (the cache replays every object when it is seeded).
  */
-export function startPowerController(cache: ClusterCache): () => void {
-  const plan = (rec: VmRecord) => pendingPowerOnPlan(rec, planContext(rec));
+export function startPowerController(cache: ClusterCache, options: PowerControllerOptions): () => void {
+  const driver = options.driver ?? clusterDriver;
+  const plan = (rec: VmRecord) => pendingPowerOnPlan(rec, planContext(rec, options.settings()));
   return startVmReconciler(cache, {
     needsWrite: rec => plan(rec) !== undefined,
     act: async rec => {
-      const { wrote } = await run(rec, current => plan(current) ?? { status: 204, writes: [] });
+      const { wrote } = await run(driver, rec, current => plan(current) ?? { status: 204, writes: [] });
       // Nothing written (nothing to write yet, or a fresh read found nothing): decide again on the next change.
       if (!wrote) return "look-again";
       const { namespace, name } = rec.vm.metadata;

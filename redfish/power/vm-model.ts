@@ -1,30 +1,15 @@
-// Read-only accessors for the VirtualMachine / VirtualMachineInstance fields power logic depends on.
-// Objects come from the watch cache, which stores whatever the API server sent: every accessor checks
-// the shape it reads instead of trusting a cast.
+// The VirtualMachine / VirtualMachineInstance fields power logic depends on, read through the shared typed
+// accessors (../kubevirt/objects.ts).
 import type { KubeObject } from "../cache/types";
+import { asObject, statusOf, specOf } from "../kubevirt/objects";
+
+export { annotationOf, hasCondition, specOf, statusOf } from "../kubevirt/objects";
 
 /** Annotation (on the VM) recording an accepted On that waits for the VM to finish powering off. */
 export const POWER_ON_REQUESTED_ANNOTATION = "kubevirt-infra.io/power-on-requested";
 
 export type RunStrategy = "Always" | "Halted" | "Manual" | "RerunOnFailure" | "Once";
 const RUN_STRATEGIES: readonly string[] = ["Always", "Halted", "Manual", "RerunOnFailure", "Once"];
-
-function record(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-}
-
-export function specOf(obj: Readonly<KubeObject> | undefined): Record<string, unknown> {
-  return record(obj?.spec) ?? {};
-}
-
-export function statusOf(obj: Readonly<KubeObject> | undefined): Record<string, unknown> {
-  return record(obj?.status) ?? {};
-}
-
-export function annotationOf(obj: Readonly<KubeObject>, key: string): string | undefined {
-  const value = obj.metadata.annotations?.[key];
-  return typeof value === "string" ? value : undefined;
-}
 
 /** How the VM expresses its run state: the deprecated `spec.running`, `spec.runStrategy`, or neither (= Halted). */
 export type RunField = { field: "running"; value: boolean } | { field: "runStrategy"; value: string } | { field: "none" };
@@ -55,12 +40,6 @@ export function vmiIsFinal(vmi: Readonly<KubeObject>): boolean {
   return phase === "Succeeded" || phase === "Failed";
 }
 
-export function hasCondition(obj: Readonly<KubeObject>, type: string): boolean {
-  const conditions = statusOf(obj).conditions;
-  if (!Array.isArray(conditions)) return false;
-  return conditions.some(c => record(c)?.type === type && record(c)?.status === "True");
-}
-
 export interface StateChangeRequest {
   action: string;
   uid?: string;
@@ -70,7 +49,7 @@ export function stateChangeRequestsOf(vm: Readonly<KubeObject>): StateChangeRequ
   const list = statusOf(vm).stateChangeRequests;
   if (!Array.isArray(list)) return [];
   return list.flatMap(item => {
-    const r = record(item);
+    const r = asObject(item);
     if (!r || typeof r.action !== "string") return [];
     return [{ action: r.action, uid: typeof r.uid === "string" ? r.uid : undefined }];
   });

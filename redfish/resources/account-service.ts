@@ -4,6 +4,7 @@ import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
 import { resource, type RedfishContext, type RedfishEnv } from "./context";
+import { registerRoles, roleUri, ROLES_URI, USER_ROLE } from "./roles";
 
 const ACCOUNTS_URI = `${SERVICE_ROOT}/AccountService/Accounts`;
 const accountUri = (username: string) => `${ACCOUNTS_URI}/${encodeURIComponent(username)}`;
@@ -26,6 +27,7 @@ export function registerAccountService(app: Hono<RedfishEnv>): void {
           AccountLockoutDuration: Math.ceil(lockout.maxDelaySeconds),
           AccountLockoutCounterResetAfter: Math.ceil(lockout.maxDelaySeconds),
           Accounts: link(ACCOUNTS_URI),
+          Roles: link(ROLES_URI),
           Status: { State: "Enabled", Health: "OK" },
         },
         { conditional: true },
@@ -57,15 +59,18 @@ export function registerAccountService(app: Hono<RedfishEnv>): void {
           Name: "User Account",
           Description: `Chassis: ${account.chassis.join(", ")}`,
           UserName: account.username,
-          RoleId: "Operator",
+          RoleId: USER_ROLE,
           Enabled: true,
           // Back-off refuses a username only at the address that failed (redfish/auth/backoff.ts): never the account.
           Locked: false,
           Password: null,
           AccountTypes: ["Redfish"],
+          Links: { Role: link(roleUri(USER_ROLE)) },
         },
         { conditional: true },
       );
     },
   }, ownAccount);
+
+  registerRoles(app);
 }

@@ -4,6 +4,7 @@ import type { Context, Hono } from "hono";
 import type { Principal } from "../auth";
 import type { Authenticator } from "../auth";
 import type { ClusterCache, VmRecord } from "../cache/types";
+import type { KubeVirtDriver } from "../kubevirt/driver";
 import { baseError, notFound } from "../errors";
 import { SERVICE_ROOT } from "../odata";
 import type { ServiceSettings } from "../settings";
@@ -35,6 +36,8 @@ export interface TaskSource {
 
 export interface ServiceDeps {
   cache: ClusterCache;
+  /** Where Redfish actions write (power, boot, media). */
+  driver: KubeVirtDriver;
   auth: Authenticator;
   tasks?: TaskSource;
   /** Stable identity of this installation (e.g. the pepr-system namespace uid); the ServiceRoot UUID derives from it. */

@@ -8,6 +8,8 @@ import { checkIfMatch, collection, envelope, link, parseBody, readJsonObject, se
 import { resource, type RedfishContext, type RedfishEnv, type ServiceDeps } from "./context";
 
 export const SESSIONS_URI = `${SERVICE_ROOT}/SessionService/Sessions`;
+/** The collection's `Members` path: some clients (the DMTF Protocol Validator) POST logins there. */
+export const SESSION_MEMBERS_URI = `${SESSIONS_URI}/Members`;
 const sessionUri = (id: string) => `${SESSIONS_URI}/${encodeURIComponent(id)}`;
 
 const loginBody = z.strictObject({
@@ -58,20 +60,23 @@ export function registerSessionService(app: Hono<RedfishEnv>, deps: ServiceDeps)
       ),
   });
 
+  // Login: the app lets this one request through without credentials; the body carries them.
+  const login = async (c: RedfishContext) => {
+    const body = parseBody(loginBody, await readJsonObject(c));
+    const account = await auth.verifyPassword(body.UserName, body.Password, c.get("clientAddress"));
+    checkIfMatch(c.req.header("If-Match"), sessionsCollection(account.username));
+    const { session, token } = auth.openSession(account, c.get("clientAddress"), body.Context);
+    return sendJson(c, renderSession(session), {
+      status: 201,
+      headers: { "X-Auth-Token": token, Location: sessionUri(session.id), "Cache-Control": "no-store" },
+    });
+  };
   resource(app, SESSIONS_URI, {
     GET: c => sendJson(c, sessionsCollection(c.get("principal").account.username), { conditional: true }),
-    // Login: the app lets this one request through without credentials; the body carries them.
-    POST: async c => {
-      const body = parseBody(loginBody, await readJsonObject(c));
-      const account = await auth.verifyPassword(body.UserName, body.Password, c.get("clientAddress"));
-      checkIfMatch(c.req.header("If-Match"), sessionsCollection(account.username));
-      const { session, token } = auth.openSession(account, c.get("clientAddress"), body.Context);
-      return sendJson(c, renderSession(session), {
-        status: 201,
-        headers: { "X-Auth-Token": token, Location: sessionUri(session.id), "Cache-Control": "no-store" },
-      });
-    },
+    POST: login,
   });
+  // Registered before `Sessions/:id` so that `Members` is never taken for a session id.
+  resource(app, SESSION_MEMBERS_URI, { POST: login });
 
   resource(app, `${SESSIONS_URI}/:id`, {
     GET: c => sendJson(c, renderSession(ownSession(c)), { conditional: true }),

@@ -1,4 +1,5 @@
-// ComputerSystem: one per VirtualMachine the user may see; EthernetInterfaces; the Reset action; PATCH Boot.
+// ComputerSystem: one per VirtualMachine the user may see; its inventory (Processors, Memory, Storage, SimpleStorage,
+// EthernetInterfaces), Bios and SecureBoot; the Reset action; PATCH Boot.
 import type { Hono } from "hono";
 import { z } from "zod";
 import { applyBootPatch, bootView } from "../boot";
@@ -30,7 +31,13 @@ import {
   type ServiceDeps,
   type VisibleSystem,
 } from "./context";
-import { cpuTopology, firmwareUuid, health, machineType, memoryGiB, networkInterfaces, serialNumber } from "./hardware";
+import { biosUri, registerBios } from "./bios";
+import { biosVersion, cpuTopology, firmwareUuid, health, machineType, memoryGiB, networkInterfaces, serialNumber } from "./hardware";
+import { registerMemory } from "./memory";
+import { registerProcessors } from "./processors";
+import { registerSecureBoot, secureBootUri } from "./secure-boot";
+import { registerSimpleStorage } from "./simple-storage";
+import { registerStorage } from "./storage";
 
 const RESET_ACTION = "ComputerSystem.Reset";
 
@@ -63,6 +70,13 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
       Status: { State: "Enabled", Health: "OK" },
     },
     Boot: bootView(rec),
+    BiosVersion: biosVersion(rec),
+    Bios: link(biosUri(id)),
+    SecureBoot: link(secureBootUri(id)),
+    Processors: link(`${uri}/Processors`),
+    Memory: link(`${uri}/Memory`),
+    Storage: link(`${uri}/Storage`),
+    SimpleStorage: link(`${uri}/SimpleStorage`),
     EthernetInterfaces: link(`${uri}/EthernetInterfaces`),
     VirtualMedia: link(`${uri}/VirtualMedia`),
     Links: {
@@ -115,6 +129,8 @@ function renderInterface(system: VisibleSystem, nicId: string): Record<string, u
     PermanentMACAddress: nic.macAddress,
     InterfaceEnabled: true,
     LinkStatus: nic.linkUp ? "LinkUp" : "NoLink",
+    // KubeVirt sets no link speed on virtual NICs (the guest sees none either): null, not an invented number.
+    SpeedMbps: null,
     Status: { State: "Enabled", Health: "OK" },
     IPv4Addresses: nic.ipv4.map(Address => ({ Address, AddressOrigin: "DHCP" })),
     IPv6Addresses: nic.ipv6.map(Address => ({ Address })),
@@ -135,7 +151,15 @@ const READ_ONLY_SYSTEM_PROPERTIES = new Set([
   "Status",
   "ProcessorSummary",
   "MemorySummary",
+  "BiosVersion",
+  "Bios",
+  "SecureBoot",
+  "Processors",
+  "Memory",
+  "Storage",
+  "SimpleStorage",
   "EthernetInterfaces",
+  "VirtualMedia",
   "Links",
   "Actions",
   "AssetTag",
@@ -170,10 +194,17 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
         if (READ_ONLY_SYSTEM_PROPERTIES.has(key)) throw baseError(400, "PropertyNotWritable", [key], { relatedProperties: [`#/${key}`] });
         throw baseError(400, "PropertyUnknown", [key], { relatedProperties: [`#/${key}`] });
       }
-      await applyBootPatch(target.rec, body.Boot);
+      await applyBootPatch(deps.driver, target.rec, body.Boot);
       return new Response(null, { status: 204 });
     },
   }, system);
+
+  registerProcessors(app, deps);
+  registerMemory(app, deps);
+  registerStorage(app, deps);
+  registerSimpleStorage(app, deps);
+  registerBios(app, deps);
+  registerSecureBoot(app, deps);
 
   resource(app, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
     POST: async c => {
@@ -185,7 +216,10 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
           resolution: `ResetType ${JSON.stringify(body.ResetType).slice(0, 64)} is not supported; use one of: ${RESET_TYPES.join(", ")}.`,
         });
       }
-      const { status } = await reset(target.rec, body.ResetType);
+      const { status } = await reset(target.rec, body.ResetType, {
+        driver: deps.driver,
+        settings: { powerOffStaysOff: c.get("settings").powerOffStaysOff },
+      });
       return new Response(null, { status });
     },
   }, system);

@@ -3,6 +3,7 @@
 import type { Hono } from "hono";
 import type { ModuleConfig } from "../../capabilities/config/schema";
 import type { ClusterCache } from "../cache/types";
+import type { KubeVirtDriver } from "../kubevirt/driver";
 import { MediaService } from "../media/service";
 import { mediaView } from "../media/model";
 import { EJECT_ACTION, INSERT_ACTION, MEDIA_TYPES, TRANSFER_METHODS, TRANSFER_PROTOCOLS, parseEjectMedia, parseInsertMedia } from "../media/request";
@@ -38,6 +39,7 @@ export function createVirtualMedia(options: {
   cache: ClusterCache;
   config: () => ModuleConfig | undefined;
   now: () => number;
+  driver: KubeVirtDriver;
   /** How long a request waits for the cache to show its own writes (default 2 s). */
   cacheWaitMs?: number;
 }): VirtualMedia {
@@ -50,7 +52,7 @@ export function createVirtualMedia(options: {
     now: options.now,
   };
   return {
-    service: new MediaService({ cache: options.cache, settings, ...(options.cacheWaitMs !== undefined ? { cacheWaitMs: options.cacheWaitMs } : {}) }),
+    service: new MediaService({ cache: options.cache, driver: options.driver, settings, ...(options.cacheWaitMs !== undefined ? { cacheWaitMs: options.cacheWaitMs } : {}) }),
     tasks: mediaTaskSource(taskOptions),
     taskOptions,
   };

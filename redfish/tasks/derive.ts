@@ -4,6 +4,7 @@ import type { KubeObject } from "../cache/types";
 import { baseError, errorBody, type RedfishMessage } from "../errors";
 import { imageUrlOf, importPhase, vmNameOfMediaDataVolume } from "../media/model";
 import { SERVICE_ROOT } from "../odata";
+import { conditionOf, statusOf } from "../kubevirt/objects";
 
 export type TaskState = "New" | "Pending" | "Running" | "Completed" | "Exception" | "Cancelled";
 export type TaskStatus = "OK" | "Warning" | "Critical";
@@ -25,15 +26,6 @@ export function parseTaskId(id: string): { namespace: string; dataVolumeName: st
   const dataVolumeName = id.slice(dot + 1);
   const vmName = vmNameOfMediaDataVolume(dataVolumeName);
   return vmName ? { namespace: id.slice(0, dot), dataVolumeName, vmName } : undefined;
-}
-
-function record(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-}
-
-function condition(dv: Readonly<KubeObject>, type: string): Record<string, unknown> | undefined {
-  const conditions = record(dv.status)?.conditions;
-  return Array.isArray(conditions) ? conditions.map(record).find(c => c?.type === type) : undefined;
 }
 
 /** CDI's `status.progress` ("42.10%") as whole percent; undefined for "N/A" or garbage. */
@@ -63,15 +55,15 @@ function timeOf(c: Record<string, unknown> | undefined): string | undefined {
  * `importTimeoutSeconds`. A DataVolume being deleted (replaced or ejected) is Cancelled.
  */
 export function importProgress(dv: Readonly<KubeObject>, now: number, importTimeoutSeconds?: number): ImportProgress {
-  const status = record(dv.status) ?? {};
+  const status = statusOf(dv);
   const percent = percentOf(status.progress);
-  const running = condition(dv, "Running");
+  const running = conditionOf(dv, "Running");
   if (dv.metadata.deletionTimestamp) {
     return { state: "Cancelled", status: "Warning", reason: "The media was ejected or replaced before the import completed.", endTime: dv.metadata.deletionTimestamp };
   }
   switch (importPhase(dv)) {
     case "ready":
-      return { state: "Completed", status: "OK", percent: 100, endTime: timeOf(condition(dv, "Ready")) ?? timeOf(running) };
+      return { state: "Completed", status: "OK", percent: 100, endTime: timeOf(conditionOf(dv, "Ready")) ?? timeOf(running) };
     case "failed": {
       const message = typeof running?.message === "string" && running.message !== "" ? running.message : `DataVolume phase ${String(status.phase ?? "")}`;
       return { state: "Exception", status: "Critical", ...(percent !== undefined ? { percent } : {}), reason: message, endTime: timeOf(running) };

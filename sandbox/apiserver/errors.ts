@@ -42,7 +42,14 @@ export function conflict(type: ResourceType, name: string, why?: string): ApiErr
 export interface FieldError {
   field: string;
   /** kube's cause types: FieldValueInvalid, FieldValueRequired, FieldValueForbidden, FieldValueNotSupported... */
-  type: "FieldValueInvalid" | "FieldValueRequired" | "FieldValueForbidden" | "FieldValueNotSupported" | "FieldValueDuplicate";
+  type:
+    | "FieldValueInvalid"
+    | "FieldValueRequired"
+    | "FieldValueForbidden"
+    | "FieldValueNotSupported"
+    | "FieldValueDuplicate"
+    | "FieldValueTooLong"
+    | "FieldValueTooMany";
   message: string;
 }
 
@@ -52,13 +59,20 @@ const fieldErrorPhrase: Record<FieldError["type"], string> = {
   FieldValueForbidden: "Forbidden",
   FieldValueNotSupported: "Unsupported value",
   FieldValueDuplicate: "Duplicate value",
+  FieldValueTooLong: "Too long",
+  FieldValueTooMany: "Too many",
 };
+
+/** kube's field.Error text: `Required value` alone, `Invalid value: "x": why` with a detail. */
+function fieldErrorText(e: FieldError): string {
+  return e.message ? `${fieldErrorPhrase[e.type]}: ${e.message}` : fieldErrorPhrase[e.type];
+}
 
 /** 422 Invalid: `ConfigMap "x" is invalid: metadata.name: Invalid value: "X": ...`. */
 export function invalid(type: Pick<ResourceType, "kind" | "group">, name: string, errors: FieldError[]): ApiError {
-  const parts = errors.map(e => `${e.field}: ${fieldErrorPhrase[e.type]}: ${e.message}`);
+  const parts = errors.map(e => `${e.field}: ${fieldErrorText(e)}`);
   const summary = parts.length === 1 ? parts[0] : `[${parts.join(", ")}]`;
-  const causes: StatusCause[] = errors.map(e => ({ reason: e.type, message: `${fieldErrorPhrase[e.type]}: ${e.message}`, field: e.field }));
+  const causes: StatusCause[] = errors.map(e => ({ reason: e.type, message: fieldErrorText(e), field: e.field }));
   return new ApiError(422, "Invalid", `${qualifiedKind(type)} "${name}" is invalid: ${summary}`, {
     name,
     group: type.group || undefined,
@@ -103,6 +117,13 @@ export function gone(requested: string, oldest: number): ApiError {
 
 export function internalError(message: string): ApiError {
   return new ApiError(500, "InternalError", `Internal error occurred: ${message}`, { causes: [{ message }] });
+}
+
+/** kube-apiserver's answer for a path whose handler is not installed yet (CRDs, aggregated APIs) while it starts. */
+export function servicePathsNotInstalled(): ApiError {
+  return new ApiError(503, "ServiceUnavailable", "the request has been made before all known HTTP paths have been installed, please try again", {
+    retryAfterSeconds: 5,
+  });
 }
 
 export function requestEntityTooLarge(limit: number): ApiError {

@@ -13,12 +13,21 @@ export { ApiError } from "./types";
 export interface ApiServerOptions {
   /** 0 (default) picks a free port. */
   port?: number;
-  /** Static bearer tokens, like kube-apiserver --token-auth-file. Requests without a token are system:admin. */
+  /**
+   * Static bearer tokens, like kube-apiserver --token-auth-file; requests with one are authorized by RBAC over
+   * the Roles/ClusterRoles/bindings in the store. Requests without a token are system:admin (system:masters).
+   */
   tokens?: { token: string; user: UserInfo }[];
   /** Events kept for watch resume; an older resourceVersion gets 410 Gone (default 1000). */
   watchHistory?: number;
   /** Interval of BOOKMARK events on watches with allowWatchBookmarks=true (default 1000 ms; kube uses ~1 min). */
   bookmarkIntervalMs?: number;
+  /** kube's --min-request-timeout: watches without timeoutSeconds end after a random 1-2x this (default 1800 s, like kube). */
+  minRequestTimeoutSeconds?: number;
+  /** Serve KubeVirt's aggregated `subresources.kubevirt.io` API (default true); false models a cluster without it. */
+  kubevirtApi?: boolean;
+  /** Delay before the garbage collector deletes the dependents of a deleted owner (default 100 ms; it is asynchronous in kube). */
+  gcDelayMs?: number;
   log?: (line: string) => void;
 }
 
@@ -29,23 +38,37 @@ export interface ApiServer {
   registerSubresource(group: string, version: string, resource: string, subresource: string, h: SubresourceHandler): void;
   /** Writes a kubeconfig for this server (optionally with a bearer token) usable by client-node and Pepr. */
   writeKubeconfig(path: string, opts?: { token?: string }): Promise<void>;
+  /** Adds a static bearer token (a ServiceAccount's token, for instance). */
+  addToken(token: string, user: UserInfo): void;
   /** Ends open watches (with `expired`: after a 410 Gone ERROR event, so clients must re-list); returns how many. */
   dropWatches(opts?: { expired?: boolean }): number;
-  /** An API server restart: stops serving, then listens on the same port again after `downtimeMs`; the store is kept. */
-  restart(downtimeMs?: number): Promise<void>;
+  /**
+   * An API server restart: stops serving, then listens on the same port again after `downtimeMs`; the store is
+   * kept, the watch history is not (resumed watches get an in-stream 410 Expired). For `startingMs` (default
+   * 200) it is still starting: CRD-backed and KubeVirt subresource paths answer 503, requests with a token 403.
+   */
+  restart(downtimeMs?: number, startingMs?: number): Promise<void>;
   /** Ends open watches and frees the port. */
   close(): Promise<void>;
 }
 
 export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiServer> {
   const log = opts.log ?? (() => undefined);
-  const store = new MemoryStore({ watchHistory: opts.watchHistory, log });
+  const store = new MemoryStore({ watchHistory: opts.watchHistory, gcDelayMs: opts.gcDelayMs, log });
   store.setHooks(MUTATING_KEY, { prepare: prepareWebhookConfiguration("Mutating") });
   store.setHooks(VALIDATING_KEY, { prepare: prepareWebhookConfiguration("Validating") });
   const admission = new WebhookAdmission(store, log);
   const tokens = new Map<string, UserInfo>();
   for (const t of opts.tokens ?? []) tokens.set(t.token, t.user);
-  const rest = new RestServer({ store, admission, tokens, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000, log });
+  const rest = new RestServer({
+    store,
+    admission,
+    tokens,
+    bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000,
+    minRequestTimeoutSeconds: opts.minRequestTimeoutSeconds ?? 1800,
+    kubevirtApi: opts.kubevirtApi ?? true,
+    log,
+  });
   const port = await rest.listen(opts.port ?? 0);
   const url = `http://127.0.0.1:${port}`;
   let closed = false;
@@ -66,12 +89,14 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       };
       await fs.writeFile(path, toYaml(kubeconfig), { mode: 0o600 });
     },
+    addToken: (token, user) => void tokens.set(token, user),
     dropWatches: watchOpts => rest.dropWatches(watchOpts),
-    restart: downtimeMs => rest.restart(downtimeMs),
+    restart: (downtimeMs, startingMs) => rest.restart(downtimeMs, startingMs),
     async close() {
       if (closed) return;
       closed = true;
       await rest.close();
+      store.close();
       admission.close();
     },
   };

@@ -11,11 +11,12 @@ export function isObject(v: unknown): v is JsonObject {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** kube answers a JSON patch that does not apply with 422 and the library's message as the cause. */
-function patchDoesNotApply(detail: string): ApiError {
-  return new ApiError(422, "Invalid", "the server rejected our request due to an error in our request", {
-    causes: [{ reason: "UnexpectedServerResponse", message: detail }],
-  });
+/**
+ * kube answers a JSON patch that does not apply (a failed `test` included) with errors.NewGenericServerResponse(422):
+ * a generic message, `details: {}` and no causes; the library's reason (`detail`) is not sent.
+ */
+function patchDoesNotApply(_detail: string): ApiError {
+  return new ApiError(422, "Invalid", "the server rejected our request due to an error in our request", {});
 }
 
 interface JsonPatchOp {

@@ -1,6 +1,10 @@
 // The resource types the sandbox serves: built-in kinds, and CRD-backed kinds derived from
 // CustomResourceDefinition objects (the pre-registered ones are created as real CRD objects at start).
+import fs from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { parseStructuralSchema, type StructuralSchema } from "./schema";
 import type { KubeObject, ResourceType } from "./types";
 
 /** What the store and REST layer know about a type beyond the ObjectStore contract. */
@@ -21,6 +25,8 @@ export interface TypeInfo extends ResourceType {
   fieldSelectors: string[];
   /** For CRD-backed types: the CRD's name. */
   crd?: string;
+  /** For CRD-backed types: the storage version's structural schema (prune, default, validate). */
+  schema?: StructuralSchema;
 }
 
 export function storeKey(group: string, resource: string): string {
@@ -152,6 +158,15 @@ const builtinSpecs: BuiltinSpec[] = [
     tracksGeneration: true,
     mergeKeys: { webhooks: "name" },
   },
+  ...(["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"] as const).map(kind => ({
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    resource: `${kind.toLowerCase()}s`,
+    kind,
+    singular: kind.toLowerCase(),
+    namespaced: !kind.startsWith("Cluster"),
+    hasStatus: false,
+  })),
 ];
 
 export const builtinTypes: TypeInfo[] = builtinSpecs.map(s => ({
@@ -190,6 +205,7 @@ export const crdSpecSchema = z.object({
         served: z.boolean(),
         storage: z.boolean(),
         subresources: z.object({ status: z.object({}).passthrough().optional() }).passthrough().optional(),
+        schema: z.object({ openAPIV3Schema: z.unknown().optional() }).passthrough().optional(),
       }).passthrough(),
     )
     .min(1),
@@ -219,79 +235,18 @@ export function typeFromCrd(name: string, spec: CrdSpec): TypeInfo | undefined {
     mergeKeys: {},
     fieldSelectors: [],
     crd: name,
+    schema: parseStructuralSchema(storage.schema?.openAPIV3Schema),
   };
 }
 
-interface PreregisteredCrd {
-  group: string;
-  version: string;
-  kind: string;
-  plural: string;
-  singular: string;
-  shortNames?: string[];
-  namespaced: boolean;
-  status: boolean;
-}
+/** The real CRDs the sandbox serves from the start (copied from upstream, see sandbox/crds/README.md). */
+export const CRD_DIR = path.resolve(__dirname, "..", "crds");
 
-const preregistered: PreregisteredCrd[] = [
-  { group: "pepr.dev", version: "v1", kind: "PeprStore", plural: "peprstores", singular: "peprstore", namespaced: true, status: false },
-  {
-    group: "kubevirt.io",
-    version: "v1",
-    kind: "VirtualMachine",
-    plural: "virtualmachines",
-    singular: "virtualmachine",
-    shortNames: ["vm", "vms"],
-    namespaced: true,
-    status: true,
-  },
-  {
-    group: "kubevirt.io",
-    version: "v1",
-    kind: "VirtualMachineInstance",
-    plural: "virtualmachineinstances",
-    singular: "virtualmachineinstance",
-    shortNames: ["vmi", "vmis"],
-    namespaced: true,
-    status: false,
-  },
-  {
-    group: "cdi.kubevirt.io",
-    version: "v1beta1",
-    kind: "DataVolume",
-    plural: "datavolumes",
-    singular: "datavolume",
-    shortNames: ["dv", "dvs"],
-    namespaced: true,
-    status: true,
-  },
-];
-
-/** CRD objects for the kinds the sandbox serves from the start (schema-less: x-kubernetes-preserve-unknown-fields). */
+/** CRD objects for the kinds the sandbox serves from the start: every YAML file in sandbox/crds/. */
 export function preregisteredCrds(): KubeObject[] {
-  return preregistered.map(c => ({
-    apiVersion: "apiextensions.k8s.io/v1",
-    kind: "CustomResourceDefinition",
-    metadata: { name: `${c.plural}.${c.group}` },
-    spec: {
-      group: c.group,
-      names: {
-        kind: c.kind,
-        listKind: `${c.kind}List`,
-        plural: c.plural,
-        singular: c.singular,
-        ...(c.shortNames ? { shortNames: c.shortNames } : {}),
-      },
-      scope: c.namespaced ? "Namespaced" : "Cluster",
-      versions: [
-        {
-          name: c.version,
-          served: true,
-          storage: true,
-          schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } },
-          ...(c.status ? { subresources: { status: {} } } : {}),
-        },
-      ],
-    },
-  }));
+  return fs
+    .readdirSync(CRD_DIR)
+    .filter(f => f.endsWith(".yaml"))
+    .sort()
+    .map(f => parseYaml(fs.readFileSync(path.join(CRD_DIR, f), "utf8"), { maxAliasCount: -1 }) as KubeObject);
 }

@@ -13,19 +13,34 @@ import {
   notFound,
   requestEntityTooLarge,
   resourceNotFound,
+  servicePathsNotInstalled,
   statusBody,
   successStatus,
   unauthorized,
   unsupportedMediaType,
 } from "./errors";
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, isObject, type Json } from "./patch";
+import { pathForbidden, rbacForbidden, RbacAuthorizer } from "./rbac";
 import { apiVersionOf, type TypeInfo } from "./resources";
+import { requestAttributes, type RequestAttributes } from "../../scripts/deploy/request-attributes";
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type Selector } from "./selectors";
 import type { InternalEvent, MemoryStore } from "./store";
 import { ApiError, type KubeObject, type SubresourceHandler, type UserInfo } from "./types";
 
 export const BODY_LIMIT_BYTES = 3 * 1024 * 1024;
-const KUBE_VERSION = { major: "1", minor: "31", gitVersion: "v1.31.0-sandbox" };
+/** version.Info as kube-apiserver 1.26 reports it (build fields are placeholders of the real shape). */
+const KUBE_VERSION = {
+  major: "1",
+  minor: "26",
+  gitVersion: "v1.26.15",
+  gitCommit: "0000000000000000000000000000000000000000",
+  gitTreeState: "clean",
+  buildDate: "2024-03-14T00:00:00Z",
+  goVersion: "go1.21.8",
+  compiler: "gc",
+  platform: `linux/${process.arch === "x64" ? "amd64" : process.arch}`,
+};
+const KUBEVIRT_SUBRESOURCES = "subresources.kubevirt.io";
 const ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 const STATUS_VERBS = ["get", "patch", "update"];
 /** Write retries when the object changed while admission webhooks were running (kube's GuaranteedUpdate). */
@@ -38,6 +53,10 @@ export interface RestOptions {
   admission: Admission;
   tokens: Map<string, UserInfo>;
   bookmarkIntervalMs: number;
+  /** kube's --min-request-timeout: a watch without timeoutSeconds ends after a random min..2*min seconds. */
+  minRequestTimeoutSeconds: number;
+  /** Serve KubeVirt's aggregated subresources.kubevirt.io API (false: a cluster without KubeVirt's virt-api). */
+  kubevirtApi: boolean;
   log: (line: string) => void;
 }
 
@@ -91,6 +110,11 @@ export class RestServer {
   readonly #admission: Admission;
   readonly #tokens: Map<string, UserInfo>;
   readonly #bookmarkIntervalMs: number;
+  readonly #minRequestTimeoutSeconds: number;
+  readonly #kubevirtApi: boolean;
+  readonly #rbac: RbacAuthorizer;
+  /** Until this time (after a restart), token requests are denied (RBAC cache not synced) and CRD paths answer 503. */
+  #startingUntil = 0;
   readonly #log: (line: string) => void;
   readonly #subresources = new Map<string, SubresourceHandler>();
   /** Ends an open watch stream, optionally after a last event (the 410 of dropWatches({ expired: true })). */
@@ -101,6 +125,9 @@ export class RestServer {
     this.#admission = opts.admission;
     this.#tokens = opts.tokens;
     this.#bookmarkIntervalMs = opts.bookmarkIntervalMs;
+    this.#minRequestTimeoutSeconds = opts.minRequestTimeoutSeconds;
+    this.#kubevirtApi = opts.kubevirtApi;
+    this.#rbac = new RbacAuthorizer(opts.store);
     this.#log = opts.log;
     this.server = http.createServer((req, res) => {
       this.#handle(req, res).catch(err => this.#fail(res, err));
@@ -146,12 +173,23 @@ export class RestServer {
     return open.length;
   }
 
-  /** Stops serving (watches end, connections close) and listens again on the same port after `downtimeMs`; the store is kept. */
-  async restart(downtimeMs = 0): Promise<void> {
+  /**
+   * Stops serving (watches end, connections close) and listens again on the same port after `downtimeMs`; the
+   * store is kept, the watch history is not (a watch resumed from an older resourceVersion gets 410 Expired,
+   * like a fresh watch cache). For `startingMs` after it listens again, the server is still starting: CRD-backed
+   * paths answer 503 and requests with a token 403, as kube-apiserver does until its handlers and RBAC cache sync.
+   */
+  async restart(downtimeMs = 0, startingMs = 200): Promise<void> {
     const { port } = this.server.address() as AddressInfo;
     await this.close();
+    this.#store.compactHistory();
     if (downtimeMs > 0) await new Promise(resolve => setTimeout(resolve, downtimeMs));
+    this.#startingUntil = Date.now() + startingMs;
     await this.listen(port);
+  }
+
+  #starting(): boolean {
+    return Date.now() < this.#startingUntil;
   }
 
   // ---- plumbing ----------------------------------------------------------------------------------
@@ -171,6 +209,35 @@ export class RestServer {
     if (warnings.length > 0) res.setHeader("Warning", warnings.map(w => `299 - ${JSON.stringify(sanitizeHeaderText(w))}`));
     res.writeHead(code, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload), "Cache-Control": "no-cache, private" });
     res.end(payload);
+  }
+
+  /** Go's http.NotFound, which kube-apiserver serves for paths no handler is installed for (an API group it does not serve). */
+  #pageNotFound(res: http.ServerResponse): void {
+    res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff" });
+    res.end("404 page not found\n");
+  }
+
+  /** RBAC for requests with credentials (anonymous loopback requests are system:admin, in system:masters). */
+  #authorize(ctx: Ctx, path: string): void {
+    const { user } = ctx;
+    if (user.groups.includes("system:masters")) return;
+    const method = ctx.req.method ?? "GET";
+    const contentType = ctx.req.headers["content-type"] ?? "";
+    const attributes = requestAttributes(method, ctx.req.url ?? "/", contentType);
+    if (!attributes) {
+      if (this.#starting() || !this.#rbac.allowsPath(user, path)) throw pathForbidden(user, method.toLowerCase(), path);
+      return;
+    }
+    for (const a of attributes) {
+      // Server-side apply also needs `create`, but only when the object does not exist yet.
+      if (a.verb === "create" && method === "PATCH" && this.#exists(a)) continue;
+      if (this.#starting() || !this.#rbac.allows(user, a)) throw rbacForbidden(user, a);
+    }
+  }
+
+  #exists(a: RequestAttributes): boolean {
+    const t = this.#store.types().find(x => x.group === a.group && x.resource === a.resource);
+    return Boolean(t && this.#store.getRaw(t.key, a.namespace || undefined, a.name));
   }
 
   #authenticate(req: http.IncomingMessage): UserInfo {
@@ -243,13 +310,14 @@ export class RestServer {
       return;
     }
     const ctx: Ctx = { req, res, url, user: this.#authenticate(req), warnings: [] };
+    this.#authorize(ctx, path);
     let segments: string[];
     try {
       segments = path.split("/").filter(Boolean).map(decodeURIComponent);
     } catch {
       throw badRequest("malformed request path");
     }
-    if (path === "/version") return this.#send(res, 200, { ...KUBE_VERSION, gitCommit: "", gitTreeState: "clean", buildDate: "", goVersion: process.version, compiler: "node", platform: `${process.platform}/${process.arch}` });
+    if (path === "/version") return this.#send(res, 200, KUBE_VERSION);
     if (segments[0] === "api") {
       if (segments.length === 1) return this.#send(res, 200, { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: req.headers.host ?? "" }] });
       if (segments[1] !== "v1") throw resourceNotFound();
@@ -260,12 +328,16 @@ export class RestServer {
       if (segments.length === 1) return this.#send(res, 200, { kind: "APIGroupList", apiVersion: "v1", groups: this.#groups() });
       const group = segments[1];
       const groupDoc = this.#groups().find(g => g.name === group);
-      if (!groupDoc) throw resourceNotFound();
+      if (!groupDoc) return this.#pageNotFound(res);
       if (segments.length === 2) return this.#send(res, 200, { kind: "APIGroup", apiVersion: "v1", ...groupDoc });
       const version = segments[2];
-      if (!groupDoc.versions.some(v => v.version === version)) throw resourceNotFound();
+      if (!groupDoc.versions.some(v => v.version === version)) return this.#pageNotFound(res);
       if (segments.length === 3) return this.#send(res, 200, this.#resourceList(group, version));
-      if (group.startsWith("subresources.")) return this.#kubevirtSubresource(ctx, group, version, segments.slice(3));
+      if (group === KUBEVIRT_SUBRESOURCES) {
+        // An aggregated API: unavailable until the server has started.
+        if (this.#starting()) throw servicePathsNotInstalled();
+        return this.#kubevirtSubresource(ctx, group, version, segments.slice(3));
+      }
       return this.#resource(ctx, group, version, segments.slice(3));
     }
     throw resourceNotFound();
@@ -281,8 +353,8 @@ export class RestServer {
       for (const v of t.versions) if (!versions.includes(v)) versions.push(v);
       byGroup.set(t.group, versions);
     }
-    // KubeVirt's aggregated API (virt-api): always served, the handlers register at start.
-    if (!byGroup.has("subresources.kubevirt.io")) byGroup.set("subresources.kubevirt.io", ["v1"]);
+    // KubeVirt's aggregated API (virt-api), unless the sandbox models a cluster without it; handlers register at start.
+    if (this.#kubevirtApi) byGroup.set(KUBEVIRT_SUBRESOURCES, ["v1"]);
     return [...byGroup.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([name, versions]) => ({
@@ -363,6 +435,7 @@ export class RestServer {
       parts = parts.slice(1);
     }
     const r = this.#resolve(group, version, parts);
+    if (r.type.crd && this.#starting()) throw servicePathsNotInstalled();
     const method = ctx.req.method ?? "GET";
     const q = ctx.url.searchParams;
     const watch = watchPrefix || q.get("watch") === "true" || q.get("watch") === "1";
@@ -500,7 +573,9 @@ export class RestServer {
       this.#watches.delete(end);
       if (!res.writableEnded) res.end();
     };
-    if (timeoutSeconds !== undefined && timeoutSeconds > 0) timers.push(setTimeout(end, timeoutSeconds * 1000));
+    // Like kube: the client's timeoutSeconds, else a random duration between --min-request-timeout and twice it.
+    const lifetimeSeconds = timeoutSeconds !== undefined && timeoutSeconds > 0 ? timeoutSeconds : this.#minRequestTimeoutSeconds * (1 + Math.random());
+    timers.push(setTimeout(() => end(), lifetimeSeconds * 1000));
     this.#watches.add(end);
     res.on("close", () => end());
   }

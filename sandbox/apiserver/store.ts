@@ -7,6 +7,8 @@
 import { randomUUID } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import { alreadyExists, badRequest, conflict, forbidden, gone, invalid, notFound, type FieldError } from "./errors";
+import { isStringRecord, prepareConfigMap, prepareEvent, prepareNode, prepareSecret } from "./core-validation";
+import { applyStructuralSchema } from "./schema";
 import { builtinTypes, crdSpecSchema, preregisteredCrds, storeKey, typeFromCrd, type TypeInfo } from "./resources";
 import { ApiError, type KubeObject, type ObjectStore, type StoreEvent, type WatchEventType } from "./types";
 
@@ -63,9 +65,6 @@ function qualifiedNameErrors(field: string, value: string): FieldError[] {
   return errors;
 }
 
-function isStringRecord(v: unknown): v is Record<string, string> {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && Object.values(v).every(x => typeof x === "string");
-}
 
 /** Object metadata checks every kind gets (kube's ValidateObjectMeta). */
 function validateMeta(t: TypeInfo, obj: KubeObject): void {
@@ -146,18 +145,33 @@ export class MemoryStore implements ObjectStore {
   readonly #typeListeners = new Set<() => void>();
 
   readonly #log: (line: string) => void;
+  readonly #gcDelayMs: number;
+  /** Pending garbage-collector work (kube's GC runs asynchronously, after the DELETE has answered). */
+  readonly #gcTimers = new Set<NodeJS.Timeout>();
 
-  constructor(opts: { watchHistory?: number; log?: (line: string) => void } = {}) {
+  constructor(opts: { watchHistory?: number; gcDelayMs?: number; log?: (line: string) => void } = {}) {
     this.#historySize = Math.max(1, opts.watchHistory ?? 1000);
+    this.#gcDelayMs = opts.gcDelayMs ?? 100;
     this.#log = opts.log ?? (() => undefined);
     for (const t of builtinTypes) this.#registerType(t);
     this.#hooks.set("namespaces", { prepare: (obj, old) => this.#prepareNamespace(obj, old) });
-    this.#hooks.set("secrets", { prepare: prepareSecret });
+    const core = (key: string) => this.typeInfo(key);
+    this.#hooks.set("secrets", { prepare: (obj, old) => prepareSecret(core("secrets"), obj, old) });
+    this.#hooks.set("configmaps", { prepare: obj => prepareConfigMap(core("configmaps"), obj) });
+    this.#hooks.set("events", { prepare: obj => prepareEvent(core("events"), obj) });
+    this.#hooks.set("nodes", { prepare: prepareNode });
     this.#hooks.set("customresourcedefinitions.apiextensions.k8s.io", { prepare: prepareCrd });
     for (const name of ["default", "kube-system", "kube-public", "kube-node-lease"]) {
       this.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } });
     }
     for (const crd of preregisteredCrds()) this.create("customresourcedefinitions.apiextensions.k8s.io", crd);
+    // kube's bootstrap superuser role, for bindings that grant a token user everything.
+    this.create("clusterroles.rbac.authorization.k8s.io", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: "cluster-admin", labels: { "kubernetes.io/bootstrapping": "rbac-defaults" } },
+      rules: [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }, { nonResourceURLs: ["*"], verbs: ["*"] }],
+    });
   }
 
   // ---- types -------------------------------------------------------------------------------------
@@ -258,6 +272,7 @@ export class MemoryStore implements ObjectStore {
     else delete m.generation;
     this.#hooks.get(key)?.prepare?.(obj, undefined);
     validateMeta(t, obj);
+    applySchema(t, obj);
     this.#checkNamespaceWritable(t, obj);
     if (this.getRaw(key, m.namespace, m.name)) throw alreadyExists(t, m.name);
     return obj;
@@ -359,6 +374,7 @@ export class MemoryStore implements ObjectStore {
     if (m.finalizers !== undefined && Array.isArray(m.finalizers) && m.finalizers.length === 0) delete m.finalizers;
     this.#hooks.get(key)?.prepare?.(next, old);
     validateMeta(t, next);
+    applySchema(t, next);
     if (t.tracksGeneration && !isDeepStrictEqual(specPart(old), specPart(next))) m.generation = (om.generation ?? 0) + 1;
     return { old, next, unchanged: isDeepStrictEqual(old, next) };
   }
@@ -461,12 +477,37 @@ export class MemoryStore implements ObjectStore {
       this.#emit({ type: "MODIFIED", key, rv: this.#rv, object: next, oldObject: current });
       obj = next;
     }
-    this.#runGarbageCollectorFinalizers(t, obj);
-    const after = this.getRaw(key, namespace, name);
-    return { object: after ?? obj, removed: !after };
+    this.#gc(() => this.#runGarbageCollectorFinalizers(t, obj));
+    return { object: obj, removed: false };
   }
 
-  /** What kube's garbage collector does for the orphan/foregroundDeletion finalizers, synchronously. */
+  /** Runs garbage-collector work after `gcDelayMs`, outside the write that caused it. */
+  #gc(work: () => void): void {
+    const timer = setTimeout(() => {
+      this.#gcTimers.delete(timer);
+      try {
+        work();
+      } catch (err) {
+        // The object changed or vanished meanwhile: kube's GC would retry from its next event; nothing to do here.
+        this.#log(`garbage collector: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }, this.#gcDelayMs);
+    this.#gcTimers.add(timer);
+  }
+
+  /** Cancels pending garbage-collector work (the server is shutting down). */
+  close(): void {
+    for (const timer of this.#gcTimers) clearTimeout(timer);
+    this.#gcTimers.clear();
+  }
+
+  /** Forgets the watch history, as a restarted API server's fresh watch cache does: older resourceVersions get 410. */
+  compactHistory(): void {
+    this.#history.length = 0;
+    this.#compactedRv = this.#rv;
+  }
+
+  /** What kube's garbage collector does for the orphan/foregroundDeletion finalizers. */
   #runGarbageCollectorFinalizers(t: TypeInfo, obj: KubeObject): void {
     const finalizers = obj.metadata.finalizers ?? [];
     if (finalizers.includes("orphan")) {
@@ -497,9 +538,12 @@ export class MemoryStore implements ObjectStore {
     this.#unindex(current ?? obj);
     this.#emit({ type: "DELETED", key: t.key, rv: this.#rv, object: removed });
     // Garbage collection (background propagation): dependents whose owners are all gone are deleted.
-    for (const dep of this.#dependentsOf(removed)) this.#collectDependent(dep, removed.metadata.uid!);
-    this.#dependents.delete(removed.metadata.uid!);
-    for (const ref of removed.metadata.ownerReferences ?? []) this.#completeForegroundDeletion(ref.uid);
+    const uid = removed.metadata.uid!;
+    this.#gc(() => {
+      for (const dep of this.#dependentsOf(removed)) this.#collectDependent(dep, uid);
+      this.#dependents.delete(uid);
+      for (const ref of removed.metadata.ownerReferences ?? []) this.#completeForegroundDeletion(ref.uid);
+    });
     if (t.key === "customresourcedefinitions.apiextensions.k8s.io") this.#unregisterCrd(removed);
     if (t.namespaced) this.#tryFinalizeNamespace(removed.metadata.namespace!);
     return removed;
@@ -668,7 +712,13 @@ export class MemoryStore implements ObjectStore {
     // Owners that vanished before this dependent was written: the garbage collector deletes it.
     const refs = obj.metadata.ownerReferences ?? [];
     if (refs.length > 0 && !obj.metadata.deletionTimestamp && refs.every(r => !this.#uids.has(r.uid))) {
-      this.deleteWithOptions(t.key, obj.metadata.namespace, obj.metadata.name!, { propagationPolicy: "Background" });
+      this.#gc(() => {
+        const current = this.getRaw(t.key, obj.metadata.namespace, obj.metadata.name!);
+        if (!current || current.metadata.uid !== obj.metadata.uid || current.metadata.deletionTimestamp) return;
+        if ((current.metadata.ownerReferences ?? []).every(r => !this.#uids.has(r.uid))) {
+          this.deleteWithOptions(t.key, obj.metadata.namespace, obj.metadata.name!, { propagationPolicy: "Background" });
+        }
+      });
     }
   }
 
@@ -727,16 +777,11 @@ export class MemoryStore implements ObjectStore {
   }
 }
 
-function prepareSecret(obj: KubeObject): void {
-  // stringData is a write-only convenience: merged into data (base64) and never stored.
-  if (obj.stringData !== undefined) {
-    if (!isStringRecord(obj.stringData)) throw badRequest("stringData values must be strings");
-    const data = isStringRecord(obj.data) ? { ...obj.data } : {};
-    for (const [k, v] of Object.entries(obj.stringData)) data[k] = Buffer.from(v, "utf8").toString("base64");
-    obj.data = data;
-    delete obj.stringData;
-  }
-  obj.type ??= "Opaque";
+/** A custom resource is pruned, defaulted and validated against its CRD's structural schema (422 Invalid). */
+function applySchema(t: TypeInfo, obj: KubeObject): void {
+  if (!t.schema) return;
+  const errors = applyStructuralSchema(obj as unknown as Record<string, unknown>, t.schema);
+  if (errors.length > 0) throw invalid(t, obj.metadata.name ?? "", errors);
 }
 
 const crdType = builtinTypes.find(t => t.key === "customresourcedefinitions.apiextensions.k8s.io")!;

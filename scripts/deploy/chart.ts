@@ -169,38 +169,28 @@ ${tail}
 
 export function validatingWebhookTemplate(config: KubeObject): string {
   const { head, tail } = webhookCommon(onlyWebhook(config));
-  return `${HEADER}{{- if ne .Values.role "nested" }}
-{{- /* The namespaces the DataVolume policy polices and whether it denies, computed as the module does. */}}
+  return `${HEADER}{{- /* The namespaces the DataVolume policy polices, computed as the module does. */}}
 {{- $policy := .Values.datavolumePolicy }}
 {{- $namespaces := $policy.namespaces | default list }}
 {{- if and (not $namespaces) .Values.infra.namespace }}{{- $namespaces = list .Values.infra.namespace }}{{- end }}
-{{- $policed := and $policy.enabled (gt (len $namespaces) 0) }}
-{{- $mode := $policy.mode | default "enforce" }}
-{{- $enforces := and $policed (or (eq ($policy.requiredLabels.mode | default $mode) "enforce") (eq ($policy.tenantBinding.mode | default $mode) "enforce") (eq ($policy.storageClassEnforcement.mode | default $mode) "enforce")) }}
-{{- $failurePolicy := .Values.deploy.dataVolumeWebhook.failurePolicy }}
-{{- if eq $failurePolicy "auto" }}{{- $failurePolicy = ternary "Fail" "Ignore" $enforces }}{{- end }}
+{{- if and (ne .Values.role "nested") $policy.enabled (gt (len $namespaces) 0) }}
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata:
   name: {{ .Values.uuid }}
 webhooks:
 ${head}
-    # Fail while the policy enforces: tenant labels are the CSI driver's only isolation, so the policy must
-    # not open up when the module is unavailable. Scoped to the policed namespaces, an outage blocks
-    # DataVolumes there only. See docs/deploy.md.
-    failurePolicy: {{ $failurePolicy }}
+    # Fail: tenant labels are the CSI driver's only isolation, so the policy must not open up when the module is
+    # unavailable. Scoped to the policed namespaces, an outage blocks DataVolumes there only. See docs/deploy.md.
+    failurePolicy: {{ ternary "Ignore" "Fail" (eq .Values.deploy.dataVolumeWebhook.failurePolicy "Ignore") }}
     namespaceSelector:
       matchExpressions:
-      {{- if $policed }}
         - key: kubernetes.io/metadata.name
           operator: In
           values:
             {{- range $namespaces }}
             - {{ . }}
             {{- end }}
-      {{- else }}
-${PEPR_IGNORED_NAMESPACES}
-      {{- end }}
 ${tail}
 {{- end }}
 `;

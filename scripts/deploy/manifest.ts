@@ -4,7 +4,7 @@
 // Pure functions over plain objects; scripts/post-build.ts does the file I/O.
 import { allGatewayGrants } from "./permissions";
 import { grantApplies, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant } from "./rbac";
-import { dataVolumeFailurePolicy, policedNamespaces, redfishServes, type ResolvedValues } from "./values";
+import { dataVolumeFailurePolicy, policedNamespaces, redfishServes, type DeployValues, type ResolvedValues } from "./values";
 
 export interface KubeObject {
   apiVersion: string;
@@ -82,14 +82,11 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
   // A Node webhook that rejects can stop a cluster: node-identity fails open and the watcher back-fills.
   for (const hook of mutating.webhooks as any[]) hook.failurePolicy = "Ignore";
   const namespaces = policedNamespaces(config);
-  for (const hook of validating.webhooks as any[]) {
-    hook.failurePolicy = dataVolumeFailurePolicy(config, deploy);
-    if (namespaces.length > 0) {
-      hook.namespaceSelector = { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: [...namespaces] }] };
-    }
-  }
+  for (const hook of validating.webhooks as any[]) Object.assign(hook, dataVolumeWebhookScope(namespaces, deploy));
   if (role === "infra") objects = objects.filter(o => o !== mutating);
-  if (role === "nested") objects = objects.filter(o => o !== validating);
+  // Without policed namespaces there is nothing to admit: no webhook, so an admission pod that has no configuration
+  // yet (and denies) cannot get in the way of DataVolumes anywhere.
+  if (role === "nested" || namespaces.length === 0) objects = objects.filter(o => o !== validating);
 
   for (const deployment of [find(objects, "Deployment", name), find(objects, "Deployment", `${name}-watcher`)]) {
     const pod = podSpec(deployment);
@@ -105,6 +102,31 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
     };
   }
   return objects;
+}
+
+/** The DataVolume webhook's failure policy and scope: the policed namespaces only. */
+export function dataVolumeWebhookScope(namespaces: readonly string[], deploy: DeployValues): { failurePolicy: "Fail" | "Ignore"; namespaceSelector: object } {
+  return {
+    failurePolicy: dataVolumeFailurePolicy(deploy),
+    namespaceSelector: { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: [...namespaces] }] },
+  };
+}
+
+/**
+ * For `npx pepr deploy`, which renders both webhooks from package.json's module-wide onError (Ignore): a patch of
+ * the DataVolume webhook only (kubectl apply merges webhooks by name), making it fail closed and scoped like the
+ * chart's. Undefined when nothing is policed.
+ */
+export function dataVolumeWebhookPatch(ctx: BuildContext, values: ResolvedValues): KubeObject | undefined {
+  const namespaces = policedNamespaces(values.config);
+  if (values.config.role === "nested" || namespaces.length === 0) return undefined;
+  const name = resourceName(ctx);
+  return {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "ValidatingWebhookConfiguration",
+    metadata: { name },
+    webhooks: [{ name: `${name}.pepr.dev`, ...dataVolumeWebhookScope(namespaces, values.deploy) }],
+  };
 }
 
 /** The objects Pepr cannot generate, for these values. */

@@ -47,7 +47,7 @@ export const deployValuesSchema = z.strictObject({
     .prefault({}),
   dataVolumeWebhook: z
     .strictObject({
-      /** auto: Fail while the DataVolume policy enforces (scoped to its namespaces), Ignore otherwise. */
+      /** auto: Fail, scoped to the policed namespaces (the webhook is rendered only when the policy polices some). */
       failurePolicy: z.enum(["auto", "Fail", "Ignore"]).default("auto"),
     })
     .prefault({}),
@@ -129,21 +129,15 @@ export function policedNamespaces(config: ModuleConfig): string[] {
   return config.role === "nested" || !config.datavolumePolicy.enabled ? [] : config.datavolumePolicy.namespaces;
 }
 
-/** Whether any DataVolume rule set denies (enforce mode). */
-export function policyEnforces(config: ModuleConfig): boolean {
-  const p = config.datavolumePolicy;
-  return policedNamespaces(config).length > 0 && [p.requiredLabels.mode, p.tenantBinding.mode, p.storageClassEnforcement.mode].includes("enforce");
-}
-
 /**
- * The DataVolume webhook's failure policy. Fail while the policy enforces: the tenant labels are the CSI
- * driver's only isolation between tenants, and a fail-open webhook would let anyone who can make it
- * unavailable (or wait for an upgrade) create unlabelled or mislabelled volumes. The webhook is then scoped
- * to the policed namespaces, so an outage blocks DataVolumes there and nowhere else. Ignore otherwise.
+ * The DataVolume webhook's failure policy: Fail unless deploy.dataVolumeWebhook.failurePolicy says otherwise. The
+ * tenant labels are the CSI driver's only isolation between tenants; a fail-open webhook would let anyone who can
+ * make it unavailable (or wait for an upgrade) create unlabelled or mislabelled volumes. Fail also in warn and audit
+ * mode: the mode is hot-reloaded from the ConfigMap, the rendering is not. The webhook is scoped to the policed
+ * namespaces, so an outage blocks DataVolumes there and nowhere else.
  */
-export function dataVolumeFailurePolicy(config: ModuleConfig, deploy: DeployValues): "Fail" | "Ignore" {
-  if (deploy.dataVolumeWebhook.failurePolicy !== "auto") return deploy.dataVolumeWebhook.failurePolicy;
-  return policyEnforces(config) ? "Fail" : "Ignore";
+export function dataVolumeFailurePolicy(deploy: DeployValues): "Fail" | "Ignore" {
+  return deploy.dataVolumeWebhook.failurePolicy === "Ignore" ? "Ignore" : "Fail";
 }
 
 /** Whether the Redfish server runs (the watcher's readiness then follows its cache sync). */

@@ -54,6 +54,15 @@ describe("defaults", () => {
         tls: { enabled: true, secretName: "kubevirt-infra-redfish-tls" },
         serviceUUID: "",
         powerOffStaysOff: true,
+        imageUrlPolicy: {
+          allowAllDestinations: false,
+          allowHosts: [],
+          allowCidrs: [],
+          serviceCidrs: [],
+          denyCidrs: [],
+          clusterDomain: "cluster.local",
+          resolveTimeoutMs: 5000,
+        },
       },
       datavolume: {
         storageSize: "10Gi",
@@ -188,7 +197,7 @@ describe("the agreed outline and the sandbox demo are accepted", () => {
 describe("unknown keys and wrong types", () => {
   it("names an unknown key, suggests the intended one and lists the allowed keys", () => {
     expect(errorsOf({ redfish: { prot: 9000 } })).toEqual([
-      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff',
+      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy',
     ]);
     expect(errorsOf({ chasis: [] })).toEqual([
       'top level: unknown key "chasis" (did you mean "chassis"?); allowed keys here: role, chassis, authentication, redfish, datavolume, infra, nodeMapping, nodeIdentity, datavolumePolicy',

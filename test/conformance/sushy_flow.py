@@ -3,6 +3,8 @@
 
 Usage: sushy_flow.py PHASE BASE_URL USERNAME PASSWORD SYSTEM_ID CA_FILE [ISO_URL]
 
+PHASE "inspect": login, what Ironic 21.4's `redfish` inspect interface reads and how it computes the node's
+properties (ironic/drivers/modules/redfish/inspect.py, with the same sushy readers), plus Bios and SecureBoot.
 PHASE "install": login, inventory, ForceOff, eject, insert ISO_URL, wait until Inserted, boot Cd once, On,
 logout (the caller then checks that the VM booted from the CD). PHASE "power": login, the other power
 actions, the boot override reading back Disabled after the one-time boot, eject, logout.
@@ -147,6 +149,46 @@ elif phase == "power":
         fail("Nmi was accepted")
     except (sushy.exceptions.InvalidParameterValueError, sushy.exceptions.BadRequestError) as exc:
         step("Nmi rejected", error=type(exc).__name__)
+elif phase == "inspect":
+    # Ironic's RedfishInspect.inspect_hardware, step by step (Ironic 21.4).
+    GiB = 1024 ** 3
+    system.refresh(force=True)
+    inspected = {}
+    if system.memory_summary and system.memory_summary.size_gib:
+        inspected["memory_mb"] = system.memory_summary.size_gib * 1024
+    cpus, arch = system.processors.summary
+    inspected["cpus"] = cpus
+    inspected["cpu_arch"] = {sushy.PROCESSOR_ARCH_x86: "x86_64", sushy.PROCESSOR_ARCH_IA_64: "ia64",
+                             sushy.PROCESSOR_ARCH_ARM: "arm", sushy.PROCESSOR_ARCH_MIPS: "mips",
+                             sushy.PROCESSOR_ARCH_OEM: "oem"}.get(arch)
+    # _detect_local_gb: the smallest disk of at least 4 GiB, from SimpleStorage and from Storage (volumes, else
+    # drives), the smaller of the two; minus 1 GiB.
+    simple = [size for size in system.simple_storage.disks_sizes_bytes if size >= 4 * GiB] or [0]
+    try:
+        volumes = system.storage.volumes_sizes_bytes
+    except sushy.exceptions.SushyError:
+        volumes = []
+    storage = [size for size in (volumes or system.storage.drives_sizes_bytes) if size >= 4 * GiB] or [0]
+    local = min(simple[0], storage[0]) if simple[0] and storage[0] else max(simple[0], storage[0])
+    inspected["local_gb"] = max(0, int(local / GiB - 1))
+    inspected["boot_mode"] = system.boot.mode.value if system.boot.mode else None
+    # ironic.drivers.modules.redfish.utils.get_enabled_macs: ports only for Enabled NICs with a MAC
+    inspected["macs"] = sorted(mac for mac, state in system.ethernet_interfaces.summary.items()
+                               if mac and state == sushy.STATE_ENABLED)
+    results["inspected"] = inspected
+    processors = system.processors.get_members()
+    results["processors"] = [dict(id=p.identity, type=p.processor_type.value if p.processor_type else None,
+                                  instruction_set=p.instruction_set.value if p.instruction_set else None,
+                                  cores=p.total_cores, threads=p.total_threads, model=p.model) for p in processors]
+    drives = [d for st in system.storage.get_members() for d in st.drives]
+    results["drives"] = [dict(id=d.identity, capacity=d.capacity_bytes, media_type=d.media_type,
+                              state=d.status.state.value if d.status.state else None) for d in drives]
+    # The BIOS interface caches the attributes; the management interface reads secure boot and the BIOS version.
+    results["bios"] = dict(attributes=system.bios.attributes, version=system.bios_version)
+    results["secure_boot"] = dict(enabled=system.secure_boot.enabled,
+                                  current_boot=system.secure_boot.current_boot.value if system.secure_boot.current_boot else None)
+    results["manager_firmware"] = manager.firmware_version
+    step("inspected", **inspected)
 else:
     fail("unknown phase %s" % phase)
 

@@ -7,7 +7,7 @@ import { encodePublishedConfig } from "../../capabilities/config/publish";
 import { applyPublishedConfig } from "../../capabilities/config/runtime";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { DataVolumePolicy } from "../../capabilities/datavolume-policy";
-import { ADMIN, configDoc, dataVolume, NS, TENANT1_LABELS, TENANT1_SA, TENANT2_SA, TWO_TENANTS } from "./policy-helpers";
+import { ADMIN, configDoc, dataVolume, MODULE_WATCHER, NS, TENANT1_LABELS, TENANT1_SA, TENANT2_LABELS, TENANT2_SA, TWO_TENANTS } from "./policy-helpers";
 
 type AdmissionRequest = ConstructorParameters<typeof PeprValidateRequest>[0];
 
@@ -53,8 +53,14 @@ describe("datavolume-policy Validate binding", () => {
     expect(validateBindings[0].event).toBe("CREATEORUPDATE");
   });
 
-  it("admits everything while no configuration is in force (inert)", async () => {
-    expect(await validate(admissionRequest("CREATE", dataVolume("pvc-1")))).toMatchObject({ allowed: true });
+  it("denies while no configuration is in force, saying the policy is starting; the module's own writes pass", async () => {
+    const result = await validate(admissionRequest("CREATE", dataVolume("pvc-1", { labels: TENANT1_LABELS })));
+    expect(result.allowed).toBe(false);
+    expect(result.statusMessage).toContain("DataVolume policy is starting");
+    expect(result.statusMessage).toContain(`${NS}/pvc-1`);
+    const update = await validate(admissionRequest("UPDATE", dataVolume("pvc-1"), { oldObject: dataVolume("pvc-1") }));
+    expect(update.allowed).toBe(false);
+    expect(await validate(admissionRequest("CREATE", dataVolume("vm-1-cd-abc12"), { username: MODULE_WATCHER }))).toMatchObject({ allowed: true });
   });
 
   it("enforces the demo policy: labels required on CSI volumes only", async () => {
@@ -117,6 +123,37 @@ describe("datavolume-policy Validate binding", () => {
     );
     expect(result.allowed).toBe(false);
     expect(result.statusMessage).toContain("could not evaluate DataVolume tenant1-vms/pvc-bad");
+  });
+
+  it("exempts the module's DataVolumes by requester, not by the managed-by label (issue #12 (4))", async () => {
+    useConfig(configDoc(TWO_TENANTS));
+    const managedBy = { "app.kubernetes.io/managed-by": "kubevirt-infra" };
+    // pvc-c with only the label, created by a cluster user: judged like any CSI volume.
+    const labelOnly = await validate(admissionRequest("CREATE", dataVolume("pvc-c", { labels: managedBy })));
+    expect(labelOnly.allowed).toBe(false);
+    expect(labelOnly.statusMessage).toContain("label csi-driver/cluster is missing");
+    // A patch that removes the tenant label while adding the managed-by label.
+    const before = dataVolume("pvc-d", { labels: TENANT2_LABELS });
+    const swap = await validate(admissionRequest("UPDATE", dataVolume("pvc-d", { labels: managedBy }), { oldObject: before }));
+    expect(swap.allowed).toBe(false);
+    // The watcher's own ServiceAccount creates its ISO DataVolumes, label or not.
+    expect(await validate(admissionRequest("CREATE", dataVolume("pvc-iso", { labels: managedBy }), { username: MODULE_WATCHER }))).toMatchObject({
+      allowed: true,
+    });
+  });
+
+  it("denies moving a DataVolume from tenant2's labels to tenant1's unless the requester is allowed for both", async () => {
+    useConfig(configDoc(TWO_TENANTS));
+    const before = dataVolume("pvc-m", { labels: TENANT2_LABELS });
+    const after = dataVolume("pvc-m", { labels: TENANT1_LABELS });
+    for (const username of [ADMIN, "system:serviceaccount:cdi:cdi-sa", TENANT1_SA, TENANT2_SA]) {
+      const result = await validate(admissionRequest("UPDATE", after, { oldObject: before, username }));
+      expect(result.allowed, username).toBe(false);
+      expect(result.statusMessage).toContain(`moves the DataVolume from tenant "tenant2"`);
+    }
+    // An update that keeps the tenant (CDI adding an annotation) is not a move.
+    const annotated = { ...before, metadata: { ...(before.metadata as object), annotations: { "cdi.kubevirt.io/storage.pod.phase": "Succeeded" } } };
+    expect((await validate(admissionRequest("UPDATE", annotated, { oldObject: before, username: "system:serviceaccount:cdi:cdi-sa" }))).allowed).toBe(true);
   });
 
   it("becomes inert again when the policy is disabled", async () => {

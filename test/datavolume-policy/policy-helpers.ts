@@ -8,6 +8,8 @@ export const NS = "tenant1-vms";
 export const TENANT1_SA = "system:serviceaccount:tenant1-csi:kubevirt-csi-controller";
 export const TENANT2_SA = "system:serviceaccount:tenant2-csi:kubevirt-csi-controller";
 export const ADMIN = "kubernetes-admin";
+/** The module's watcher, as the API server names it in admission requests. */
+export const MODULE_WATCHER = "system:serviceaccount:pepr-system:pepr-kubevirt-infra-watcher";
 
 /** A module config document with the policy enabled in tenant1-vms; `policy` is merged into datavolumePolicy. */
 export function configDoc(policy: Record<string, unknown> = {}, infra: Record<string, unknown> = {}): Record<string, unknown> {

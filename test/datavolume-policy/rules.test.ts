@@ -1,16 +1,17 @@
 // Unit tests of the datavolume-policy plain modules: scope, every rule, modes, messages and the admission decision.
 import { describe, expect, it } from "vitest";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
-import { decideAdmission, type AdmissionInput } from "../../capabilities/datavolume-policy/admission";
+import { decideAdmission, decideWithoutConfig, type AdmissionInput } from "../../capabilities/datavolume-policy/admission";
 import { policySettingsFromConfig } from "../../capabilities/datavolume-policy/from-config";
 import { parseDataVolume } from "../../capabilities/datavolume-policy/model";
 import { evaluateDataVolume, storageClassAllowed } from "../../capabilities/datavolume-policy/rules";
-import { classifyDataVolume, MODULE_MANAGED_LABEL } from "../../capabilities/datavolume-policy/scope";
-import type { DataVolumePolicySettings } from "../../capabilities/datavolume-policy/settings";
+import { classifyDataVolume, MODULE_MANAGED_LABEL, MODULE_REQUESTERS } from "../../capabilities/datavolume-policy/scope";
+import { buildPolicySettings, type DataVolumePolicySettings, type PolicySettingsInput, type Tenant } from "../../capabilities/datavolume-policy/settings";
 import {
   ADMIN,
   configDoc,
   dataVolume,
+  MODULE_WATCHER,
   NS,
   settingsFor,
   TENANT1_LABELS,
@@ -77,11 +78,15 @@ describe("scope", () => {
     });
   });
 
-  it("exempts module-managed DataVolumes, except when a CSI service account writes them", () => {
+  it("exempts the module's own writes by requester; the managed-by label only marks ISOs for the audit", () => {
     const managed = facts(dataVolume("pvc-iso", { labels: { [MODULE_MANAGED_LABEL.key]: MODULE_MANAGED_LABEL.value } }));
-    expect(classifyDataVolume(managed, ADMIN, s)).toEqual({ inScope: false, reason: "module-managed" });
-    expect(classifyDataVolume(managed, undefined, s)).toEqual({ inScope: false, reason: "module-managed" });
+    expect(classifyDataVolume(managed, ADMIN, s)).toEqual({ inScope: true, reason: "name-prefix" });
     expect(classifyDataVolume(managed, "system:serviceaccount:csi:controller", s).inScope).toBe(true);
+    expect(classifyDataVolume(managed, undefined, s)).toEqual({ inScope: false, reason: "module-managed" });
+    for (const requester of MODULE_REQUESTERS) {
+      expect(classifyDataVolume(facts(dataVolume("pvc-iso")), requester, s)).toEqual({ inScope: false, reason: "module-requester" });
+    }
+    expect(MODULE_REQUESTERS.has(MODULE_WATCHER)).toBe(true);
   });
 
   it("with an empty prefix, only CSI service accounts define CSI volumes", () => {
@@ -201,6 +206,61 @@ describe("tenant binding", () => {
     const d = decideAdmission(create(dataVolume("pvc-c", { labels: TENANT1_LABELS }), TENANT2_SA), onlyTenant2);
     expect(d.allowed).toBe(false);
     expect(d.violations.map(v => v.rule)).toEqual(["tenantBinding"]);
+  });
+});
+
+describe("moves between tenants' label sets", () => {
+  const s = settingsFor(TWO_TENANTS);
+  const baseInput: PolicySettingsInput = {
+    namespaces: [NS],
+    csiNamePrefix: "pvc-",
+    csiServiceAccounts: [],
+    requiredLabels: {},
+    requiredLabelsMode: "enforce",
+    tenants: [],
+    tenantBindingMode: "enforce",
+    storageClass: { mode: "enforce", allowAll: true, allowDefault: true, allowList: [] },
+  };
+  const before = dataVolume("pvc-1", { labels: TENANT2_LABELS });
+
+  it("denies a move (and a removal of the tenant labels) by a requester not allowed for every tenant involved", () => {
+    for (const [after, to] of [
+      [dataVolume("pvc-1", { labels: TENANT1_LABELS }), ["tenant1"]],
+      [dataVolume("pvc-1", { labels: { ...TENANT2_LABELS, "csi-driver/cluster": "none" } }), []],
+    ] as const) {
+      const [v] = evaluateDataVolume(facts(after), { requester: ADMIN, old: facts(before) }, s).filter(x => x.rule === "tenantBinding");
+      expect(v).toMatchObject({ rule: "tenantBinding", effect: "deny", serviceAccount: ADMIN });
+      expect(v.rule === "tenantBinding" && v.movedFrom?.map(t => t.name)).toEqual(["tenant2"]);
+      expect(v.rule === "tenantBinding" && v.labelledFor.map(t => t.name)).toEqual(to);
+    }
+    const d = decideAdmission(update(before, dataVolume("pvc-1", { labels: TENANT1_LABELS }), TENANT1_SA), s);
+    expect(d.allowed).toBe(false);
+    expect(d.message).toContain(`moves the DataVolume from tenant "tenant2" (csi-driver/cluster=tenant2) to "tenant1"`);
+    expect(d.message).toContain("datavolumePolicy.tenants[].serviceAccounts");
+  });
+
+  it("admits a move by a requester bound to every tenant involved, and updates that keep the tenant", () => {
+    // The config schema gives each service account one tenant; the settings model allows more, and the rule uses it.
+    const mover = "system:serviceaccount:ops:mover";
+    const tenant1: Tenant = { name: "tenant1", labels: TENANT1_LABELS, serviceAccounts: [mover] };
+    const tenant2: Tenant = { name: "tenant2", labels: TENANT2_LABELS, serviceAccounts: [mover] };
+    const both = buildPolicySettings({ ...baseInput, tenants: [tenant1, tenant2] });
+    const onlyOne = buildPolicySettings({ ...baseInput, tenants: [tenant1, { ...tenant2, serviceAccounts: [] }] });
+    const moved = dataVolume("pvc-1", { labels: TENANT1_LABELS });
+    expect(decideAdmission(update(before, moved, mover), both)).toMatchObject({ allowed: true, violations: [] });
+    expect(decideAdmission(update(before, moved, mover), onlyOne).allowed).toBe(false);
+    expect(decideAdmission(update(before, dataVolume("pvc-1", { labels: { ...TENANT2_LABELS, extra: "x" } })), s).allowed).toBe(true);
+  });
+});
+
+describe("an admission pod without configuration", () => {
+  it("denies CREATE and UPDATE with a message saying the policy is starting, except the module's own writes", () => {
+    const d = decideWithoutConfig(create(dataVolume("pvc-1", { labels: TENANT1_LABELS })));
+    expect(d.allowed).toBe(false);
+    expect(d.message).toContain("DataVolume policy is starting");
+    expect(decideWithoutConfig(update(dataVolume("pvc-1"), dataVolume("pvc-1"))).allowed).toBe(false);
+    expect(decideWithoutConfig(create(dataVolume("vm-1-cd"), MODULE_WATCHER)).allowed).toBe(true);
+    expect(decideWithoutConfig({ operation: "DELETE", namespace: NS, object: null }).allowed).toBe(true);
   });
 });
 

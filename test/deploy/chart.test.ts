@@ -184,7 +184,9 @@ describe("templates", () => {
       expect(webhookPath && manifest.includes(webhookPath), `${file} path`).toBe(true);
     }
     expect(templates["mutation-webhook.yaml"]).toMatch(/failurePolicy: Ignore\n/);
-    expect(templates["validation-webhook.yaml"]).toContain('ternary "Fail" "Ignore" $enforces');
+    expect(templates["validation-webhook.yaml"]).toContain('failurePolicy: {{ ternary "Ignore" "Fail" (eq .Values.deploy.dataVolumeWebhook.failurePolicy "Ignore") }}');
+    expect(templates["validation-webhook.yaml"]).toContain('{{- if and (ne .Values.role "nested") $policy.enabled (gt (len $namespaces) 0) }}');
+    expect(templates["validation-webhook.yaml"]).not.toContain("NotIn");
     expect(templates["kubevirt-infra-config.yaml"]).toContain('omit .Values.authentication "users"');
     expect(templates["watcher-deployment.yaml"]).toContain("path: /healthz");
   });

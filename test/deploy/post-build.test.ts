@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { z } from "zod";
 import { loadConfig } from "../../capabilities/config/load";
-import { postBuild } from "../../scripts/post-build";
+import { parseManifest, postBuild } from "../../scripts/post-build";
 import { hasWildcard, permissionsOf, type PolicyRule } from "../../scripts/deploy/rbac";
 import type { KubeObject } from "../../scripts/deploy/manifest";
 import { build, copyDist, fullValues, NAME, REPO, removeDir, TEST_PASSWORD, UUID, writeValues, type Built } from "./helpers";
@@ -169,7 +169,6 @@ describe("the manifest with the default values", () => {
       `Deployment/${NAME}`,
       `Deployment/${NAME}-watcher`,
       `MutatingWebhookConfiguration/${NAME}`,
-      `ValidatingWebhookConfiguration/${NAME}`,
       "Service/kubevirt-infra-redfish",
       "ConfigMap/kubevirt-infra-config",
       "Secret/kubevirt-infra-users",
@@ -179,14 +178,11 @@ describe("the manifest with the default values", () => {
     }
   });
 
-  it("has the Node webhook failing open and the DataVolume webhook failing open while no policy enforces", () => {
+  it("has the Node webhook failing open, and no DataVolume webhook while no namespace is policed", () => {
     const mutating = hook(defaults.get("MutatingWebhookConfiguration", NAME));
     expect(mutating.rules).toEqual([{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE", "UPDATE"], resources: ["nodes"] }]);
     expect(mutating.failurePolicy).toBe("Ignore");
-    const validating = hook(defaults.get("ValidatingWebhookConfiguration", NAME));
-    expect(validating.rules).toEqual([{ apiGroups: ["cdi.kubevirt.io"], apiVersions: ["v1beta1"], operations: ["CREATE", "UPDATE"], resources: ["datavolumes"] }]);
-    expect(validating.failurePolicy).toBe("Ignore");
-    expect(validating.namespaceSelector.matchExpressions[0]).toMatchObject({ operator: "NotIn", values: expect.arrayContaining(["kube-system", "pepr-system"]) });
+    expect(defaults.find("ValidatingWebhookConfiguration", NAME)).toBeUndefined();
   });
 
   it("serves Redfish through a Service on the watcher pod's Redfish port", () => {
@@ -236,9 +232,45 @@ describe("the manifest for a configured install", () => {
 
   it("makes the DataVolume webhook fail closed, scoped to the policed namespace", () => {
     const validating = hook(full.get("ValidatingWebhookConfiguration", NAME));
+    expect(validating.rules).toEqual([{ apiGroups: ["cdi.kubevirt.io"], apiVersions: ["v1beta1"], operations: ["CREATE", "UPDATE"], resources: ["datavolumes"] }]);
     expect(validating.failurePolicy).toBe("Fail");
     expect(validating.namespaceSelector).toEqual({ matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: ["tenant1-vms"] }] });
     expect(hook(full.get("MutatingWebhookConfiguration", NAME)).failurePolicy).toBe("Ignore");
+  });
+
+  it("keeps the DataVolume webhook failing closed in warn and audit mode (the mode is hot-reloaded, the webhook is not)", async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-warn-"));
+    try {
+      fs.cpSync(dist, d, { recursive: true });
+      for (const mode of ["warn", "audit"]) {
+        const b = await build(d, { ...fullValues(), datavolumePolicy: { enabled: true, mode } });
+        expect(hook(b.get("ValidatingWebhookConfiguration", NAME)).failurePolicy, mode).toBe("Fail");
+      }
+      const optedOut = await build(d, { ...fullValues(), deploy: { dataVolumeWebhook: { failurePolicy: "Ignore" } } });
+      expect(hook(optedOut.get("ValidatingWebhookConfiguration", NAME)).failurePolicy).toBe("Ignore");
+    } finally {
+      removeDir(d);
+    }
+  });
+
+  it("gives `npx pepr deploy` installs a patch that makes the DataVolume webhook fail closed and scoped", () => {
+    const extras = parseManifest(fs.readFileSync(path.join(fullDist, `${UUID}-extras.yaml`), "utf8"), "extras");
+    const patch = extras.find(o => o.kind === "ValidatingWebhookConfiguration");
+    expect(patch).toEqual({
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingWebhookConfiguration",
+      metadata: { name: NAME },
+      webhooks: [
+        {
+          name: `${NAME}.pepr.dev`,
+          failurePolicy: "Fail",
+          namespaceSelector: { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: ["tenant1-vms"] }] },
+        },
+      ],
+    });
+    // The webhook name is the one Pepr generates, so the merge hits the DataVolume webhook and nothing else.
+    expect(hook(full.get("ValidatingWebhookConfiguration", NAME)).name).toBe(`${NAME}.pepr.dev`);
+    expect(extras.some(o => o.kind === "MutatingWebhookConfiguration")).toBe(false);
   });
 
   it("lets the watcher's readiness follow the Redfish cache sync", () => {
@@ -309,7 +341,7 @@ describe("the role switch", () => {
   });
 
   it("infra: DataVolume webhook only, no Node writes", async () => {
-    const b = await build(roleDist, { role: "infra", chassis: [{ name: "c", namespace: "vms" }] });
+    const b = await build(roleDist, { role: "infra", chassis: [{ name: "c", namespace: "vms" }], infra: { namespace: "vms" }, datavolumePolicy: { enabled: true } });
     validateManifest(b);
     expect(b.find("MutatingWebhookConfiguration", NAME)).toBeUndefined();
     expect(b.find("ValidatingWebhookConfiguration", NAME)).toBeDefined();

@@ -36,6 +36,21 @@ function alive(pid: number): boolean {
   }
 }
 
+/** POSTs a CSI-style DataVolume (name `pvc-…`) into the demo's policed namespace through the sandbox API server. */
+async function createDataVolume(apiPort: number, name: string, labels: Record<string, string>): Promise<{ status: number; text: string }> {
+  const res = await fetch(`http://127.0.0.1:${apiPort}/apis/cdi.kubevirt.io/v1beta1/namespaces/tenant1-vms/datavolumes`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({
+      apiVersion: "cdi.kubevirt.io/v1beta1",
+      kind: "DataVolume",
+      metadata: { name, namespace: "tenant1-vms", labels },
+      spec: { source: { blank: {} }, storage: { resources: { requests: { storage: "1Gi" } } } },
+    }),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
 describe("npm start", () => {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-npm-start-"));
   afterAll(() => fs.rmSync(stateDir, { recursive: true, force: true }));
@@ -60,6 +75,16 @@ describe("npm start", () => {
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`npm start did not come up:\n${output}`);
         await new Promise(r => setTimeout(r, 200));
       }
+      // The banner means everything it announces is in force: an unlabelled CSI DataVolume created at once is
+      // denied by the DataVolume policy (it used to be admitted for 1-2 s after the banner), and the same
+      // volume with the tenant label is admitted.
+      const unlabelled = await createDataVolume(apiPort, "pvc-right-after-banner", {});
+      expect(unlabelled.status, unlabelled.text).toBeGreaterThanOrEqual(400);
+      expect(unlabelled.status, unlabelled.text).toBeLessThan(500);
+      expect(unlabelled.text).toContain("csi-driver/cluster");
+      const labelled = await createDataVolume(apiPort, "pvc-labelled", { "csi-driver/cluster": "tenant1" });
+      expect(labelled.status, labelled.text).toBe(201);
+
       expect(output).toContain(`https://localhost:${redfishPort}/redfish/v1/`);
       expect(output).toContain(`http://127.0.0.1:${apiPort}`);
       expect(fs.existsSync(path.join(stateDir, "kubeconfig"))).toBe(true);

@@ -1,4 +1,5 @@
 // Realistic KubeVirt objects, a parsed module configuration and request helpers for the Redfish tests.
+import { expect } from "vitest";
 import { moduleConfigSchema, type ModuleConfig } from "../../capabilities/config/schema";
 import { createRedfishApp, type RedfishApp, type RedfishAppOptions } from "../../redfish/app";
 import { WatchCache } from "../../redfish/cache/store";
@@ -239,4 +240,12 @@ export function testService(options: Partial<RedfishAppOptions> = {}): TestServi
       return Promise.resolve(app.request(path, rest, { incoming: { socket: { remoteAddress: address } } }));
     },
   };
+}
+
+/** A 202 with a Task and its TaskMonitor (Location), as InsertMedia answers: the monitor and the Task body. */
+export async function acceptedTask(res: Response): Promise<{ monitor: string; task: any }> {
+  expect(res.status).toBe(202);
+  const monitor = res.headers.get("Location")!;
+  expect(monitor).toMatch(/^\/redfish\/v1\/TaskService\/TaskMonitors\//);
+  return { monitor, task: await res.json() };
 }

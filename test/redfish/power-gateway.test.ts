@@ -17,6 +17,7 @@ import {
   startVirtualMachine,
   stopVirtualMachine,
 } from "../../capabilities/common/gateway";
+import { closeSharedKubeClient } from "../../capabilities/common/kube-client";
 import { createCertificateAuthority, issueServerCertificate } from "../../capabilities/common/tls";
 import { startApiServer, type ApiServer } from "../../sandbox/apiserver";
 import type { SubresourceRequest } from "../../sandbox/apiserver/types";
@@ -71,6 +72,7 @@ async function useTokenKubeconfig(token = TOKEN): Promise<void> {
   const file = path.join(dir, `kubeconfig-${token}`);
   await api.writeKubeconfig(file, { token });
   process.env.KUBECONFIG = file;
+  await closeSharedKubeClient(); // the kubeconfig is read once per client
 }
 
 const bodyOf = (req: SubresourceRequest) => req.body;
@@ -118,6 +120,7 @@ describe("KubeVirt subresource PUTs", () => {
       }),
     );
     process.env.KUBECONFIG = file;
+    await closeSharedKubeClient();
     await expect(startVirtualMachine("tenant1", "vm1")).rejects.toMatchObject({ status: 0 });
   });
 
@@ -151,6 +154,7 @@ describe("KubeVirt subresource PUTs", () => {
         }),
       );
       process.env.KUBECONFIG = file;
+      await closeSharedKubeClient();
       await putVirtualMachineInstanceAction("ns-a", "vm-b", "pause");
       expect(requests).toEqual([
         { method: "PUT", url: "/apis/subresources.kubevirt.io/v1/namespaces/ns-a/virtualmachineinstances/vm-b/pause", clientCn: "pepr-kubevirt-infra", authorization: undefined, body: "{}" },
@@ -159,6 +163,7 @@ describe("KubeVirt subresource PUTs", () => {
       // A server certificate the kubeconfig's trust anchor did not sign is refused (anchor: an unrelated cert).
       const yaml = fs.readFileSync(file, "utf8").replace(b64(ca.certPem), b64(clientCert.certPem));
       fs.writeFileSync(file, yaml);
+      await closeSharedKubeClient();
       await expect(putVirtualMachineInstanceAction("ns-a", "vm-b", "pause")).rejects.toMatchObject({ status: 0 });
       expect(requests).toHaveLength(1);
     } finally {

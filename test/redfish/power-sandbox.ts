@@ -6,13 +6,16 @@ import type { KubeObject as StoreObject } from "../../sandbox/apiserver/types";
 import type { KubeVirtSimulator } from "../../sandbox/simulators";
 import type { WatchCache } from "../../redfish/cache/store";
 import type { KubeObject, VmRecord } from "../../redfish/cache/types";
-import { derivePowerState, type PowerState } from "../../redfish/power";
+import { clusterDriver } from "../../redfish/kubevirt/driver";
+import { derivePowerState, type PowerDeps, type PowerState } from "../../redfish/power";
 import { VM_KEY, VMI_KEY, createVmInStore, pollUntil, startSandboxCluster, startSandboxWatcher } from "./sandbox-cluster";
 
 export { VM_KEY, VMI_KEY } from "./sandbox-cluster";
 
 export interface PowerSandbox {
   api: ApiServer;
+  /** What reset() runs with: the cluster driver (the sandbox) and the power policy (tests may change it). */
+  power: PowerDeps;
   kubevirt: KubeVirtSimulator;
   cache: WatchCache;
   namespace: string;
@@ -31,7 +34,8 @@ export async function startPowerSandbox(opts: { stepDelayMs?: number; namespace?
   const namespace = opts.namespace ?? "power-test";
   const cluster = await startSandboxCluster({ tmpPrefix: "power-sandbox-", namespaces: [namespace], stepDelayMs: opts.stepDelayMs });
   const { api, kubevirt } = cluster;
-  const watcher = startSandboxWatcher(api);
+  const power: PowerDeps = { driver: clusterDriver, settings: { powerOffStaysOff: true } };
+  const watcher = startSandboxWatcher(api, { powerSettings: () => power.settings });
   const { cache } = watcher;
   const unwatch: (() => void)[] = [];
 
@@ -43,6 +47,7 @@ export async function startPowerSandbox(opts: { stepDelayMs?: number; namespace?
 
   return {
     api,
+    power,
     kubevirt,
     cache,
     namespace,

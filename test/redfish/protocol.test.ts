@@ -125,9 +125,11 @@ describe("bad input is a 4xx Redfish error, never a 5xx", () => {
     await expectRedfishError(await send(s, SYSTEM, "PATCH", "null"), 400, "MalformedJSON");
     await expectRedfishError(await send(s, SYSTEM, "PATCH", '"Boot"'), 400, "MalformedJSON");
     await expectRedfishError(await send(s, SYSTEM, "PATCH", "{}"), 400, "EmptyJSON");
-    const unknown = await expectRedfishError(await send(s, SYSTEM, "PATCH", JSON.stringify({ Bios: {} })), 400, "PropertyUnknown");
-    expect(unknown.error["@Message.ExtendedInfo"][0].MessageArgs).toEqual(["Bios"]);
+    const unknown = await expectRedfishError(await send(s, SYSTEM, "PATCH", JSON.stringify({ NoSuchProperty: {} })), 400, "PropertyUnknown");
+    expect(unknown.error["@Message.ExtendedInfo"][0].MessageArgs).toEqual(["NoSuchProperty"]);
     await expectRedfishError(await send(s, SYSTEM, "PATCH", JSON.stringify({ PowerState: "On" })), 400, "PropertyNotWritable");
+    // Bios is a read-only link now, not an unknown property
+    await expectRedfishError(await send(s, SYSTEM, "PATCH", JSON.stringify({ Bios: {} })), 400, "PropertyNotWritable");
   });
 
   it("Reset action: missing, mistyped, unknown and unsupported parameters", async () => {

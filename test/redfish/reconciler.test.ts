@@ -1,6 +1,6 @@
 // The VM reconcile loop of the power and boot controllers, on a real WatchCache: one act per VM at a time,
 // no repeated act on a VM version it already acted on ("await-newer-vm"), another look on any change
-// ("look-again"), failures logged and retried on the next change.
+// ("look-again"), failures logged and retried with back-off (or at once on the next change).
 import { Log } from "pepr";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { startVmReconciler, type AfterAct } from "../../redfish/cache/reconciler";
@@ -94,6 +94,45 @@ describe("startVmReconciler", () => {
     expect(warned).toEqual([[{ namespace: "ns", name: "vm1", err: "API server down" }, "test write failed"]]);
     t.vmiChanged();
     expect(t.acts).toHaveLength(2);
+  });
+
+  it("retries a failed act with growing back-off although nothing changes", async () => {
+    t.stop();
+    vi.useFakeTimers();
+    try {
+      vi.spyOn(Log, "warn").mockImplementation((() => undefined) as never);
+      const cache = new WatchCache([]);
+      let attempts = 0;
+      const stop = startVmReconciler(
+        cache,
+        {
+          needsWrite: () => true,
+          act: async () => {
+            attempts++;
+            if (attempts < 3) throw new Error("API server down");
+            return "await-newer-vm";
+          },
+          failureMessage: "test write failed",
+        },
+        { retry: { baseDelayMs: 1_000, maxDelayMs: 60_000 } },
+      );
+      cache.apply("VirtualMachine", "ADDED", vm("ns", "retried"));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(attempts).toBe(1);
+      await vi.advanceTimersByTimeAsync(999);
+      expect(attempts).toBe(1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(attempts).toBe(2);
+      await vi.advanceTimersByTimeAsync(1_999); // second back-off: 2 s
+      expect(attempts).toBe(2);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(attempts).toBe(3);
+      await vi.advanceTimersByTimeAsync(120_000); // succeeded: no more attempts on the same VM version
+      expect(attempts).toBe(3);
+      stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("stops reacting to cache changes once unsubscribed", async () => {

@@ -67,6 +67,17 @@ describe("unauthenticated entry points", () => {
       "/redfish/v1/Systems/tenant1-vms.vm-a",
       "/redfish/v1/Systems/tenant1-vms.vm-a/EthernetInterfaces",
       "/redfish/v1/Systems/tenant1-vms.vm-a/EthernetInterfaces/default",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Processors",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Processors/CPU0",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Memory",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Memory/DIMM0",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Storage",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Storage/1",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Storage/1/Drives/rootdisk",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/SimpleStorage",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/SimpleStorage/1",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/Bios",
+      "/redfish/v1/Systems/tenant1-vms.vm-a/SecureBoot",
       "/redfish/v1/Chassis",
       "/redfish/v1/Chassis/tenant1",
       "/redfish/v1/Managers",
@@ -76,6 +87,8 @@ describe("unauthenticated entry points", () => {
       "/redfish/v1/AccountService",
       "/redfish/v1/AccountService/Accounts",
       "/redfish/v1/AccountService/Accounts/alice",
+      "/redfish/v1/AccountService/Roles",
+      "/redfish/v1/AccountService/Roles/Operator",
       "/redfish/v1/TaskService",
       "/redfish/v1/TaskService/Tasks",
     ];
@@ -277,6 +290,42 @@ describe("AccountService and TaskService", () => {
     expect(text).not.toContain("$2b$");
     // another user's account is not shown (no ConfigureUsers privilege)
     expect((await getJson(s, "/redfish/v1/AccountService/Accounts/bob")).status).toBe(404);
+  });
+
+  it("accepts a login POSTed to SessionService/Sessions/Members, like one to Sessions", async () => {
+    const s = testService();
+    const login = (path: string, password: string) =>
+      s.request(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ UserName: "bob", Password: password }) });
+    const res = await login("/redfish/v1/SessionService/Sessions/Members", "bob-Secret-2!");
+    expect(res.status).toBe(201);
+    const token = res.headers.get("X-Auth-Token")!;
+    expect(res.headers.get("Location")).toMatch(/^\/redfish\/v1\/SessionService\/Sessions\/[^/]+$/);
+    const sessions = await s.request("/redfish/v1/SessionService/Sessions", { headers: { "X-Auth-Token": token } });
+    expect(((await sessions.json()) as Json).Members).toEqual([{ "@odata.id": res.headers.get("Location") }]);
+    expect((await login("/redfish/v1/SessionService/Sessions/Members", "wrong")).status).toBe(401);
+    // only POST: reading "Members" needs credentials and is not a session
+    expect((await s.request("/redfish/v1/SessionService/Sessions/Members")).status).toBe(401);
+    expect((await s.request("/redfish/v1/SessionService/Sessions/Members", { headers: { "X-Auth-Token": token } })).status).toBe(405);
+  });
+
+  it("serves the predefined roles, and every account's RoleId resolves to one of them", async () => {
+    const s = testService();
+    expect((await getJson(s, "/redfish/v1/AccountService")).body.Roles).toEqual({ "@odata.id": "/redfish/v1/AccountService/Roles" });
+    const roles = (await getJson(s, "/redfish/v1/AccountService/Roles")).body;
+    expect(roles.Members.map((m: Json) => m["@odata.id"])).toEqual(
+      ["Administrator", "Operator", "ReadOnly"].map(r => `/redfish/v1/AccountService/Roles/${r}`),
+    );
+    const account = (await getJson(s, "/redfish/v1/AccountService/Accounts/alice")).body;
+    expect(account.Links.Role["@odata.id"]).toBe(`/redfish/v1/AccountService/Roles/${account.RoleId}`);
+    const role = (await getJson(s, account.Links.Role["@odata.id"])).body;
+    expect(role).toMatchObject({ "@odata.type": "#Role.v1_3_0.Role", RoleId: "Operator", IsPredefined: true });
+    // an Operator acts on its systems but does not configure users or the service
+    expect(role.AssignedPrivileges).toEqual(expect.arrayContaining(["Login", "ConfigureComponents", "ConfigureSelf"]));
+    expect(role.AssignedPrivileges).not.toContain("ConfigureUsers");
+    expect(role.AssignedPrivileges).not.toContain("ConfigureManager");
+    expect((await getJson(s, "/redfish/v1/AccountService/Roles/Root")).status).toBe(404);
+    expect((await getJson(s, "/redfish/v1/AccountService/Roles/toString")).status).toBe(404);
+    expect((await s.request("/redfish/v1/AccountService/Roles")).status).toBe(401);
   });
 
   it("serves an empty task collection until tasks exist; tasks are visible with their system", async () => {

@@ -9,7 +9,7 @@ import { startBootController } from "../../redfish/boot";
 import { WatchCache } from "../../redfish/cache/store";
 import type { CachedKind, KubeObject } from "../../redfish/cache/types";
 import { startMediaController } from "../../redfish/media";
-import { startPowerController } from "../../redfish/power";
+import { startPowerController, type PowerSettings } from "../../redfish/power";
 import { chassisDefinitions } from "../../redfish/settings";
 import { startApiServer, type ApiServer } from "../../sandbox/apiserver";
 import type { KubeObject as StoreObject } from "../../sandbox/apiserver/types";
@@ -67,10 +67,11 @@ export interface SandboxWatcher {
  */
 export function startSandboxWatcher(
   api: ApiServer,
-  opts: { config?: ModuleConfig; mediaController?: boolean; reverseSeed?: boolean } = {},
+  opts: { config?: ModuleConfig; mediaController?: boolean; reverseSeed?: boolean; powerSettings?: () => PowerSettings } = {},
 ): SandboxWatcher {
   const cache = new WatchCache(chassisDefinitions(opts.config));
-  const stops = [startPowerController(cache), startBootController(cache)];
+  const settings = opts.powerSettings ?? (() => ({ powerOffStaysOff: opts.config?.redfish.powerOffStaysOff ?? true }));
+  const stops = [startPowerController(cache, { settings }), startBootController(cache)];
   if (opts.mediaController) stops.push(startMediaController(cache));
   for (const [kind, key] of opts.reverseSeed ? [...CACHED_KINDS].reverse() : CACHED_KINDS) {
     cache.seed(kind, api.store.list(key) as KubeObject[]);

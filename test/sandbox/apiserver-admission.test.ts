@@ -71,6 +71,14 @@ beforeAll(async () => {
     tokens: [{ token: "alice-token", user: { username: "alice", uid: "alice-uid", groups: ["devs", "system:authenticated"] } }],
     log: l => logs.push(l),
   });
+  // RBAC applies to token users: alice's group is bound to the bootstrap cluster-admin role.
+  api.store.create("clusterrolebindings.rbac.authorization.k8s.io", {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRoleBinding",
+    metadata: { name: "devs-admin" },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin" },
+    subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "Group", name: "devs" }],
+  });
   dir = mkdtempSync(path.join(tmpdir(), "admission-test-"));
   const kubeconfig = path.join(dir, "kubeconfig");
   await api.writeKubeconfig(kubeconfig, { token: "alice-token" });

@@ -286,7 +286,10 @@ const VM = { group: "kubevirt.io", version: "v1", plural: "virtualmachines" };
 const DV = { group: "cdi.kubevirt.io", version: "v1beta1", plural: "datavolumes" };
 type Obj = KubernetesObject & { spec?: Record<string, unknown>; status?: Record<string, unknown>; data?: Record<string, string> };
 
-function vm(name: string, spec: Record<string, unknown> = { runStrategy: "Halted" }): Obj {
+/** The smallest VM template KubeVirt's CRD schema accepts (spec.template and its domain are required). */
+const TEMPLATE = { spec: { domain: { devices: {} } } };
+
+function vm(name: string, spec: Record<string, unknown> = { runStrategy: "Halted", template: TEMPLATE }): Obj {
   return { apiVersion: "kubevirt.io/v1", kind: "VirtualMachine", metadata: { name }, spec };
 }
 
@@ -387,16 +390,16 @@ describe("custom resources and the status subresource", () => {
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     )) as Obj;
     expect(withStatus.status).toEqual({ printableStatus: "Stopped" });
-    expect(withStatus.spec).toEqual({ runStrategy: "Halted" });
+    expect(withStatus.spec).toEqual({ runStrategy: "Halted", template: TEMPLATE });
     expect(withStatus.metadata?.generation).toBe(1);
 
     const main = (await custom.replaceNamespacedCustomObject({
       ...VM,
       namespace: ns,
       name: "iso",
-      body: { ...withStatus, spec: { runStrategy: "Always" }, status: { printableStatus: "Overwritten" } },
+      body: { ...withStatus, spec: { runStrategy: "Always", template: TEMPLATE }, status: { printableStatus: "Overwritten" } },
     })) as Obj;
-    expect(main.spec).toEqual({ runStrategy: "Always" });
+    expect(main.spec).toEqual({ runStrategy: "Always", template: TEMPLATE });
     expect(main.status).toEqual({ printableStatus: "Stopped" });
     expect(main.metadata?.generation).toBe(2);
 
@@ -480,12 +483,13 @@ describe("deletion", () => {
     const bg = await owner("bg");
     await dependent("bg-child", bg);
     await core.deleteNamespacedConfigMap({ namespace: ns, name: "bg" });
-    expect(exists("bg-child")).toBe(false);
+    // The garbage collector runs after the DELETE (asynchronously, like kube's).
+    await expect.poll(() => exists("bg-child")).toBe(false);
 
     const orphaner = await owner("orphaner");
     await dependent("orphan-child", orphaner);
     await core.deleteNamespacedConfigMap({ namespace: ns, name: "orphaner", propagationPolicy: "Orphan" });
-    expect(exists("orphaner")).toBe(false);
+    await expect.poll(() => exists("orphaner")).toBe(false);
     expect(api.store.get("configmaps", ns, "orphan-child")?.metadata.ownerReferences).toBeUndefined();
 
     const fg = await owner("fg");
@@ -493,10 +497,10 @@ describe("deletion", () => {
     await core.deleteNamespacedConfigMap({ namespace: ns, name: "fg", body: { propagationPolicy: "Foreground" } });
     // The owner waits (foregroundDeletion finalizer) for its dependent, which waits for its own finalizer.
     expect(api.store.get("configmaps", ns, "fg")?.metadata.finalizers).toEqual(["foregroundDeletion"]);
-    expect(api.store.get("configmaps", ns, "fg-child")?.metadata.deletionTimestamp).toBeDefined();
+    await expect.poll(() => api.store.get("configmaps", ns, "fg-child")?.metadata.deletionTimestamp).toBeDefined();
     await core.patchNamespacedConfigMap({ namespace: ns, name: "fg-child", body: { metadata: { finalizers: null } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     expect(exists("fg-child")).toBe(false);
-    expect(exists("fg")).toBe(false);
+    await expect.poll(() => exists("fg")).toBe(false);
   });
 
   it("deletes collections by selector and honours preconditions", async () => {
@@ -516,6 +520,16 @@ describe("authentication and robustness", () => {
       const unknown = await fetch(`${secured.url}/api/v1/namespaces`, { headers: { Authorization: "Bearer wrong" } });
       expect(unknown.status).toBe(401);
       expect(await unknown.json()).toMatchObject({ kind: "Status", code: 401, reason: "Unauthorized" });
+      // A token user is authorized by RBAC: nothing until a binding grants it.
+      const denied = await fetch(`${secured.url}/api/v1/namespaces`, { headers: { Authorization: "Bearer s3cret" } });
+      expect(denied.status).toBe(403);
+      secured.store.create("clusterrolebindings.rbac.authorization.k8s.io", {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name: "devs-admin" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin" },
+        subjects: [{ kind: "Group", name: "devs" }],
+      });
       const ok = await fetch(`${secured.url}/api/v1/namespaces`, { headers: { Authorization: "Bearer s3cret" } });
       expect(ok.status).toBe(200);
       const kubeconfig = path.join(dir, "token-kubeconfig");

@@ -1,0 +1,269 @@
+// The module's one Kubernetes client (client-go's rest.Interface idea): the kubeconfig is read once, every
+// request and watch goes through ONE keep-alive agent with a bounded number of sockets, so the TCP
+// connections to an API server stay few and stable across watch expiries and API server restarts.
+// kubernetes-fluent-client (a new undici Agent and a kubeconfig read per call) and client-node's Watch (a new
+// agent per watch) are not used for the module's own traffic for that reason.
+import { KubeConfig } from "@kubernetes/client-node";
+import http from "node:http";
+import https from "node:https";
+
+/** A failed Kubernetes API call: HTTP status (0 = no answer), the Status reason and message. */
+export class KubeApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "KubeApiError";
+  }
+}
+
+/** A metav1.Status body's reason and message; the causes' messages are appended (a failed JSON patch `test`
+ * is only named there on some servers). A body that is not JSON (404 "page not found") is the message. */
+export function statusFields(body: unknown, fallback: string): { reason: string; message: string } {
+  const data = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
+  const details = typeof data.details === "object" && data.details !== null ? (data.details as { causes?: unknown }) : {};
+  const causes = Array.isArray(details.causes)
+    ? details.causes.map(c => (c as { message?: unknown } | null)?.message).filter((m): m is string => typeof m === "string")
+    : [];
+  const message = typeof data.message === "string" ? data.message : fallback;
+  return {
+    reason: typeof data.reason === "string" ? data.reason : fallback,
+    message: causes.length > 0 ? `${message}: ${causes.join("; ")}` : message,
+  };
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface KubeRequest {
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+  /** Absolute API path, e.g. /api/v1/namespaces/ns/configmaps/name. */
+  path: string;
+  query?: Query;
+  body?: unknown;
+  /** Content-Type of the body (default application/json; patches name theirs). */
+  contentType?: string;
+  timeoutMs?: number;
+}
+
+/** One event of a watch stream (ERROR carries a metav1.Status as object). */
+export interface WatchEvent {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: Record<string, unknown>;
+}
+
+export interface KubeClientOptions {
+  /** Sockets to the API server at most (watches hold one each while open). */
+  maxSockets?: number;
+  requestTimeoutMs?: number;
+}
+
+/** Sockets per API server: the open watches (at most one per kind, six kinds) plus a few for requests. */
+export const DEFAULT_MAX_SOCKETS = 9;
+const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+const MAX_ERROR_TEXT = 500;
+
+function withQuery(path: string, query: Query | undefined): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) params.set(key, String(value));
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+export class KubeClient {
+  readonly #kc: KubeConfig;
+  readonly #server: URL;
+  readonly #agent: http.Agent;
+  readonly #requestTimeoutMs: number;
+
+  private constructor(kc: KubeConfig, server: URL, agent: http.Agent, requestTimeoutMs: number) {
+    this.#kc = kc;
+    this.#server = server;
+    this.#agent = agent;
+    this.#requestTimeoutMs = requestTimeoutMs;
+  }
+
+  /** KUBECONFIG, ~/.kube/config or the in-cluster service account, read once. */
+  static async fromDefault(opts: KubeClientOptions = {}): Promise<KubeClient> {
+    const kc = new KubeConfig();
+    kc.loadFromDefault();
+    return KubeClient.fromKubeConfig(kc, opts);
+  }
+
+  static async fromKubeConfig(kc: KubeConfig, opts: KubeClientOptions = {}): Promise<KubeClient> {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new KubeApiError(0, "NoCluster", "no current cluster in the kubeconfig");
+    const server = new URL(cluster.server.replace(/\/+$/, ""));
+    // The TLS material (CA, client certificate, skip-verify) as client-node reads it; the agent it builds is dropped.
+    const tls: https.RequestOptions = {};
+    await kc.applyToHTTPSOptions(tls);
+    const common = { keepAlive: true, maxSockets: opts.maxSockets ?? DEFAULT_MAX_SOCKETS, maxFreeSockets: 4 };
+    const agent =
+      server.protocol === "http:"
+        ? new http.Agent(common)
+        : new https.Agent({
+            ...common,
+            ca: tls.ca,
+            cert: tls.cert,
+            key: tls.key,
+            pfx: tls.pfx,
+            passphrase: tls.passphrase,
+            rejectUnauthorized: tls.rejectUnauthorized,
+            servername: cluster.tlsServerName,
+          });
+    return new KubeClient(kc, server, agent, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+  }
+
+  /** The API server this client talks to (for logs: no credentials in it). */
+  get server(): string {
+    return this.#server.origin;
+  }
+
+  /** Sockets the agent holds now (in use + idle), for the connection figures of the bench and tests. */
+  openSockets(): number {
+    const count = (sockets: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(sockets).reduce((n, list) => n + (list?.length ?? 0), 0);
+    return count(this.#agent.sockets) + count(this.#agent.freeSockets);
+  }
+
+  /** Ends every socket (tests, shutdown). */
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  /** One request; the parsed JSON answer (undefined for an empty body). Throws KubeApiError for non-2xx and transport errors. */
+  async request<T = unknown>(req: KubeRequest): Promise<T> {
+    const payload = req.body === undefined ? undefined : typeof req.body === "string" ? req.body : JSON.stringify(req.body);
+    const headers: Record<string, string | number> = { Accept: "application/json" };
+    if (payload !== undefined) {
+      headers["Content-Type"] = req.contentType ?? "application/json";
+      headers["Content-Length"] = Buffer.byteLength(payload);
+    }
+    const res = await this.#send(req.method, withQuery(req.path, req.query), headers, req.timeoutMs ?? this.#requestTimeoutMs, payload);
+    const text = await readText(res);
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) throw errorOf(status, text, res.statusMessage);
+    if (text === "") return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new KubeApiError(0, "InvalidResponse", "the API server answered with a body that is not JSON");
+    }
+  }
+
+  /**
+   * A watch stream: calls `onEvent` per event until the server ends the stream (resolves) or `signal` aborts
+   * (resolves). A refused watch (410 for a too old resourceVersion, 403, ...) rejects with KubeApiError.
+   * `idleMs`: with no byte for that long (no event, no bookmark) the stream counts as dead and rejects.
+   */
+  async watch(path: string, query: Query, onEvent: (ev: WatchEvent) => void, opts: { signal: AbortSignal; idleMs: number }): Promise<void> {
+    if (opts.signal.aborted) return;
+    const res = await this.#send("GET", withQuery(path, { ...query, watch: true }), { Accept: "application/json" }, opts.idleMs, undefined, opts.signal);
+    const status = res.statusCode ?? 0;
+    if (status !== 200) throw errorOf(status, await readText(res), res.statusMessage);
+    await new Promise<void>((resolve, reject) => {
+      let buffered = "";
+      let failed: Error | undefined;
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        buffered += chunk;
+        let newline: number;
+        while ((newline = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, newline).trim();
+          buffered = buffered.slice(newline + 1);
+          if (line === "" || failed) continue;
+          try {
+            onEvent(JSON.parse(line) as WatchEvent);
+          } catch (e) {
+            // A handler error or a garbled line ends the stream: the informer re-lists rather than miss an event.
+            failed = e instanceof Error ? e : new Error(String(e));
+            res.destroy(failed);
+          }
+        }
+      });
+      res.on("end", () => resolve());
+      res.on("error", e => (opts.signal.aborted ? resolve() : reject(failed ?? new KubeApiError(0, "StreamError", e.message))));
+      res.on("close", () => (opts.signal.aborted ? resolve() : failed ? reject(failed) : resolve()));
+    });
+  }
+
+  async #send(
+    method: string,
+    pathAndQuery: string,
+    headers: Record<string, string | number>,
+    timeoutMs: number,
+    payload: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<http.IncomingMessage> {
+    // Credentials are applied per request: tokens from a file or an exec plugin rotate.
+    const auth: https.RequestOptions = { headers: {} };
+    try {
+      await this.#kc.applyToHTTPSOptions(auth);
+    } catch (e) {
+      throw new KubeApiError(0, "ClientConfig", e instanceof Error ? e.message : String(e));
+    }
+    const url = new URL(this.#server.pathname.replace(/\/$/, "") + pathAndQuery, this.#server);
+    const send = url.protocol === "http:" ? http.request : https.request;
+    return new Promise((resolve, reject) => {
+      const req = send(url, {
+        method,
+        agent: this.#agent,
+        auth: auth.auth,
+        headers: { ...(auth.headers as Record<string, string>), ...headers },
+        timeout: timeoutMs,
+        signal,
+      });
+      req.on("response", res => resolve(res));
+      req.on("timeout", () => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)));
+      req.on("error", e => reject(new KubeApiError(0, "NoResponse", e.message)));
+      req.end(payload);
+    });
+  }
+}
+
+function readText(res: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    res.setEncoding("utf8");
+    res.on("data", chunk => (text += chunk));
+    res.on("end", () => resolve(text));
+    res.on("error", e => reject(new KubeApiError(0, "NoResponse", e.message)));
+  });
+}
+
+function errorOf(status: number, text: string, statusMessage: string | undefined): KubeApiError {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined; // not a metav1.Status body: the raw text is the message
+  }
+  const { reason, message } = statusFields(body, text.slice(0, MAX_ERROR_TEXT).trim() || (statusMessage ?? "request failed"));
+  return new KubeApiError(status, reason, message);
+}
+
+let shared: Promise<KubeClient> | undefined;
+
+/**
+ * The process's client for its own cluster (KUBECONFIG or in-cluster), created on first use and then the same
+ * for every caller: the one place that holds it, so there is one agent per process.
+ */
+export function sharedKubeClient(): Promise<KubeClient> {
+  shared ??= KubeClient.fromDefault().catch(e => {
+    shared = undefined; // a kubeconfig that could not be read is read again by the next caller
+    throw e;
+  });
+  return shared;
+}
+
+/** Ends the shared client's sockets; the next use reads the kubeconfig again (shutdown, tests that switch clusters). */
+export async function closeSharedKubeClient(): Promise<void> {
+  const closing = shared;
+  shared = undefined;
+  (await closing?.catch(() => undefined))?.close();
+}
+
+/** Whether an error says the resourceVersion asked for is gone (410 Expired/Gone): re-list. */
+export function isResourceVersionGone(error: unknown): boolean {
+  return error instanceof KubeApiError && error.status === 410;
+}

@@ -1,0 +1,68 @@
+// The seam between Redfish semantics and the cluster, like sushy-tools' AbstractSystemsDriver: power/, boot/ and
+// media/ decide WHAT to do from cached records and call a KubeVirtDriver to do it. `clusterDriver` writes through
+// the gateway (capabilities/common/gateway.ts); tests use an in-memory model of KubeVirt and CDI instead.
+//
+// Drivers throw KubeApiError as the API server answered (./failures.ts turns it into a Redfish error), except
+// for an API group the server does not serve, which is a KubeVirtApiUnavailable naming the group.
+import {
+  createDataVolume,
+  createSecret,
+  deleteDataVolume,
+  patchVirtualMachine,
+  putVirtualMachineInstanceAction,
+  readVirtualMachine,
+  readVirtualMachineInstance,
+  restartVirtualMachine,
+  startVirtualMachine,
+  stopVirtualMachine,
+  type CreatedObject,
+  type JsonPatchOp,
+} from "../../capabilities/common/gateway";
+import type { KubeObject } from "../cache/types";
+import { KUBEVIRT_API, KUBEVIRT_SUBRESOURCE_API, CDI_API, whenServed } from "./failures";
+
+export type { CreatedObject, JsonPatchOp };
+
+/** VMI subresources that act on the running guest. */
+export type GuestAction = "pause" | "unpause" | "softreboot" | "reset";
+
+/** A new object to create: name and namespace are required (the driver never generates names). */
+export type NewObject = KubeObject & { metadata: { name: string; namespace: string } };
+
+export interface KubeVirtDriver {
+  /** The VM as stored now (not from the cache): for re-planning after a conflict. Undefined when it is gone. */
+  readVm(namespace: string, name: string): Promise<KubeObject | undefined>;
+  readVmi(namespace: string, name: string): Promise<KubeObject | undefined>;
+  /** JSON patch of the VM (run strategy, annotations, boot order, firmware, CD-ROM drive and volume). */
+  patchVm(namespace: string, name: string, ops: JsonPatchOp[]): Promise<void>;
+  /** virt-api `start`. */
+  startVm(namespace: string, name: string): Promise<void>;
+  /** virt-api `stop`; `gracePeriod: 0` cuts the guest's grace period (force off). */
+  stopVm(namespace: string, name: string, opts?: { gracePeriod?: number }): Promise<void>;
+  /** virt-api `restart` (a new VMI from the current template); `gracePeriodSeconds: 0` = force restart. */
+  restartVm(namespace: string, name: string, opts?: { gracePeriodSeconds?: number }): Promise<void>;
+  /** virt-api VMI `pause`, `unpause`, `softreboot` or `reset`. */
+  guestAction(namespace: string, name: string, action: GuestAction): Promise<void>;
+  /** Creates a DataVolume (virtual media import); 409 when the name is taken. */
+  createDataVolume(dataVolume: NewObject): Promise<CreatedObject>;
+  /** Deletes a DataVolume; its PVC and the Secrets it owns follow by garbage collection. */
+  deleteDataVolume(namespace: string, name: string): Promise<void>;
+  /** Creates a Secret (image credentials, owned by their DataVolume). */
+  createSecret(secret: NewObject): Promise<CreatedObject>;
+}
+
+/** The driver of the real cluster: every call is one gateway request. */
+export const clusterDriver: KubeVirtDriver = {
+  readVm: (namespace, name) => whenServed(KUBEVIRT_API, async () => (await readVirtualMachine(namespace, name)) as KubeObject | undefined),
+  readVmi: (namespace, name) =>
+    whenServed(KUBEVIRT_API, async () => (await readVirtualMachineInstance(namespace, name)) as KubeObject | undefined),
+  patchVm: (namespace, name, ops) => whenServed(KUBEVIRT_API, () => patchVirtualMachine(namespace, name, ops)),
+  startVm: (namespace, name) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => startVirtualMachine(namespace, name)),
+  stopVm: (namespace, name, opts = {}) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => stopVirtualMachine(namespace, name, opts)),
+  restartVm: (namespace, name, opts = {}) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => restartVirtualMachine(namespace, name, opts)),
+  guestAction: (namespace, name, action) =>
+    whenServed(KUBEVIRT_SUBRESOURCE_API, () => putVirtualMachineInstanceAction(namespace, name, action)),
+  createDataVolume: dataVolume => whenServed(CDI_API, () => createDataVolume(dataVolume)),
+  deleteDataVolume: (namespace, name) => whenServed(CDI_API, () => deleteDataVolume(namespace, name)),
+  createSecret: secret => createSecret(secret),
+};

@@ -1,0 +1,93 @@
+// Storage: one storage subsystem per system holding a Drive for each disk, LUN and CD-ROM of the VM, with
+// the capacity the cluster requested for it (Ironic's redfish inspection takes local_gb from the Drives).
+import type { Hono } from "hono";
+import { notFound } from "../errors";
+import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
+import { resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { vmDrives, type VmDrive } from "./hardware";
+
+/** The one storage subsystem: KubeVirt attaches every disk through the VM's own (virtual) controllers. */
+export const STORAGE_ID = "1";
+const storageCollectionUri = (systemId: string) => `${systemUri(systemId)}/Storage`;
+const storageUri = (systemId: string) => `${storageCollectionUri(systemId)}/${STORAGE_ID}`;
+const driveUri = (systemId: string, drive: string) => `${storageUri(systemId)}/Drives/${encodeURIComponent(drive)}`;
+
+/** Redfish Protocol from the KubeVirt disk bus (virtio disks are PCI devices; scsi has no Redfish protocol of its own). */
+const PROTOCOLS: Record<string, string> = { virtio: "PCIe", sata: "SATA", usb: "USB" };
+
+/** Status of a drive: Absent for an empty CD-ROM, Starting while its DataVolume is not ready, Critical when it failed. */
+export function driveStatus(drive: VmDrive): { State: string; Health: string } {
+  if (drive.empty) return { State: "Absent", Health: "OK" };
+  if (drive.failed) return { State: "Enabled", Health: "Critical" };
+  return { State: drive.ready ? "Enabled" : "Starting", Health: "OK" };
+}
+
+export function driveDescription(drive: VmDrive): string {
+  const what = drive.kind === "cdrom" ? "Optical drive (CD-ROM)" : drive.kind === "lun" ? "LUN" : "Disk";
+  const capacity = drive.capacityBytes > 0 ? "" : ", capacity not known to the cluster";
+  return `${what} ${drive.name} of the KubeVirt VirtualMachine, from ${drive.source}${capacity}`;
+}
+
+function renderDrive(system: VisibleSystem, drive: VmDrive): Record<string, unknown> {
+  const protocol = drive.bus ? PROTOCOLS[drive.bus] : undefined;
+  return {
+    ...envelope("Drive", driveUri(system.id, drive.name)),
+    Id: drive.name,
+    Name: drive.kind === "cdrom" ? `CD-ROM ${drive.name}` : drive.name,
+    Description: driveDescription(drive),
+    // Ironic sorts the capacities of all drives: a number, never null (0 when the cluster does not know it).
+    CapacityBytes: drive.capacityBytes,
+    // Linux guests see virtio and SATA disks as rotational; Redfish has no media type for optical drives.
+    ...(drive.kind === "cdrom" ? {} : { MediaType: "HDD" }),
+    ...(protocol ? { Protocol: protocol } : {}),
+    Manufacturer: "KubeVirt",
+    Status: driveStatus(drive),
+  };
+}
+
+export function registerStorage(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+  const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
+  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage`, {
+    GET: c => {
+      const target = system(c);
+      return sendJson(c, collection("StorageCollection", storageCollectionUri(target.id), "Storage Collection", [storageUri(target.id)]), {
+        conditional: true,
+      });
+    },
+  }, system);
+
+  const storage = (c: RedfishContext) => {
+    const target = system(c);
+    const id = c.req.param("storage") ?? "";
+    if (id !== STORAGE_ID) throw notFound("Storage", id);
+    return target;
+  };
+  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage/:storage`, {
+    GET: c => {
+      const target = storage(c);
+      const drives = vmDrives(target.rec);
+      return sendJson(
+        c,
+        {
+          ...envelope("Storage", storageUri(target.id)),
+          Id: STORAGE_ID,
+          Name: "VirtualMachine storage",
+          Description: "The disks, LUNs and CD-ROMs of the KubeVirt VirtualMachine",
+          Drives: drives.map(d => link(driveUri(target.id, d.name))),
+          "Drives@odata.count": drives.length,
+          Status: { State: "Enabled", Health: drives.some(d => d.failed) ? "Critical" : "OK" },
+        },
+        { conditional: true },
+      );
+    },
+  }, storage);
+
+  const drive = (c: RedfishContext) => {
+    const target = storage(c);
+    const name = c.req.param("drive") ?? "";
+    const found = vmDrives(target.rec).find(d => d.name === name);
+    if (!found) throw notFound("Drive", name);
+    return renderDrive(target, found);
+  };
+  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage/:storage/Drives/:drive`, { GET: c => sendJson(c, drive(c), { conditional: true }) }, drive);
+}
