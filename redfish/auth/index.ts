@@ -118,7 +118,7 @@ export class Authenticator {
     }
     if (credentials.authorization !== undefined) {
       const known = settings.users.verifiedHeader(credentials.authorization);
-      if (known) return { account: known };
+      if (known) return known;
       const basic = parseBasic(credentials.authorization);
       if (!basic) {
         this.backoff.recordFailure(backoffKeys(undefined, credentials.clientAddress), settings.lockout);

@@ -48,7 +48,7 @@ interface StoredUser {
 export class UserDirectory {
   private readonly users = new Map<string, StoredUser>();
   private readonly verified = new Map<string, UserAccount>(); // hex digest of username+password -> account
-  private readonly verifiedHeaders = new Map<string, UserAccount>(); // Authorization header -> account
+  private readonly verifiedHeaders = new Map<string, { readonly account: UserAccount }>(); // Authorization header -> principal
   private readonly inFlight = new Map<string, Promise<UserAccount | undefined>>();
   /**
    * Unknown usernames are checked against a dummy hash of the highest configured cost, so a wrong
@@ -93,8 +93,8 @@ export class UserDirectory {
     return this.users.size;
   }
 
-  /** The account of a Basic header that was verified before (a map lookup: no hashing, no allocation). */
-  verifiedHeader(authorization: string): UserAccount | undefined {
+  /** The principal of a Basic header that was verified before (a map lookup: no hashing, no allocation). */
+  verifiedHeader(authorization: string): { readonly account: UserAccount } | undefined {
     return this.verifiedHeaders.get(authorization);
   }
 
@@ -105,7 +105,7 @@ export class UserDirectory {
       const oldest = this.verifiedHeaders.keys().next().value;
       if (oldest !== undefined) this.verifiedHeaders.delete(oldest);
     }
-    this.verifiedHeaders.set(authorization, account);
+    this.verifiedHeaders.set(authorization, Object.freeze({ account }));
   }
 
   /** Whether these credentials were verified before (no password check, no back-off needed). */
