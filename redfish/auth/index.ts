@@ -10,6 +10,7 @@
 // Ironic treats as a connection problem and retries after its connection_retry_interval, so a client
 // with the right password recovers by itself once the lock expires. A 429 would surface in sushy as a
 // generic HTTPError that Ironic does not retry (and a 401 tells an attacker nothing a 429 would not).
+import { setTimeout as delay } from "node:timers/promises";
 import { Log } from "pepr";
 import { baseError, type RedfishError } from "../errors";
 import { backoffKeys, LoginBackoff, type LockoutPolicy } from "./backoff";
@@ -65,17 +66,14 @@ export function parseBasic(header: string): { username: string; password: string
 export interface AuthenticatorOptions {
   now?: () => number;
   /** How a login is held back (tests pass one that advances their clock). */
-  sleep?: (ms: number) => Promise<void>;
-  bcrypt?: BcryptPool;
+  sleep?: (ms: number) => Promise<unknown>;
 }
-
-const realSleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms));
 
 export class Authenticator {
   readonly sessions: SessionStore;
   readonly backoff: LoginBackoff;
   private readonly bcrypt: BcryptPool;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly sleep: (ms: number) => Promise<unknown>;
   /** Principals of live sessions, so a token request allocates nothing; rebuilt when the account object changes. */
   private readonly sessionPrincipals = new WeakMap<Session, Principal>();
   private readonly bcryptCompare = (password: string, hash: string) => this.bcrypt.compare(password, hash);
@@ -87,8 +85,8 @@ export class Authenticator {
     const now = options.now ?? Date.now;
     this.sessions = new SessionStore(now);
     this.backoff = new LoginBackoff(now);
-    this.bcrypt = options.bcrypt ?? new BcryptPool();
-    this.sleep = options.sleep ?? realSleep;
+    this.bcrypt = new BcryptPool();
+    this.sleep = options.sleep ?? delay;
   }
 
   /** Stops the bcrypt workers. */
