@@ -11,6 +11,7 @@ import { createSecureContext } from "node:tls";
 import os from "node:os";
 import { Log } from "pepr";
 import { createSelfSignedServerCertificate } from "../capabilities/common/tls";
+import { baseError, errorBody } from "./errors";
 import { redfishActive, redfishPortSchema, type ModuleConfig } from "../capabilities/config/schema";
 
 export interface TlsMaterial {
@@ -90,17 +91,9 @@ export interface RedfishServer {
 
 const MAX_RETRY_DELAY_MS = 30_000;
 
-/** A Redfish error body for answers written straight to the socket, before any request object exists. */
-function rawErrorResponse(status: number, message: string): string {
-  const body = JSON.stringify({
-    error: {
-      code: "Base.1.0.GeneralError",
-      message,
-      "@Message.ExtendedInfo": [
-        { "@odata.type": "#Message.v1_1_1.Message", MessageId: "Base.1.0.GeneralError", Message: message, MessageArgs: [], Severity: "Critical", MessageSeverity: "Critical", Resolution: "None" },
-      ],
-    },
-  });
+/** A Redfish error response written straight to the socket, before any request object exists. */
+function rawErrorResponse(status: number, resolution: string): string {
+  const body = JSON.stringify(errorBody(baseError(status, "GeneralError", [], { resolution })));
   return [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
     "Content-Type: application/json; charset=utf-8",
@@ -139,13 +132,13 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy();
     return;
   }
-  const message =
+  const resolution =
     status === 501
-      ? "The HTTP method is not implemented by this service."
+      ? "Use one of the HTTP methods Redfish defines (GET, HEAD, POST, PATCH, PUT, DELETE)."
       : status === 408
-        ? "The request was not received in time."
-        : "The request could not be parsed.";
-  socket.end(rawErrorResponse(status, message));
+        ? "Send the request head within 10 s and the whole request within 30 s."
+        : "Send a well-formed HTTP/1.1 request.";
+  socket.end(rawErrorResponse(status, resolution));
 }
 
 export function startRedfishServer(options: RedfishServerOptions): RedfishServer {
