@@ -127,8 +127,9 @@ function clientErrorStatus(err: NodeJS.ErrnoException): number | undefined {
 
 function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   const status = clientErrorStatus(err);
-  // A socket that already carried a response (or is gone) gets no second one.
-  if (status === undefined || !socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+  // As Node's default handler: no answer once a response has started (or when the socket is gone).
+  const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (status === undefined || !socket.writable || response?.headersSent) {
     socket.destroy();
     return;
   }

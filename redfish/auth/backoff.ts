@@ -54,7 +54,7 @@ export const MAX_BACKOFF_BYTES = 4 * 1024 * 1024;
 const MAX_RECORDS = Math.floor(MAX_BACKOFF_BYTES / RECORD_BYTES);
 
 /** Longest a login is held back by the username or address delay (well inside any client's read timeout). */
-export const MAX_LOGIN_DELAY_MS = 3_000;
+export const MAX_LOGIN_DELAY_MS = 2_000;
 
 export class LoginBackoff {
   private readonly records = new Map<string, FailureRecord>(); // insertion order = least recently failed first

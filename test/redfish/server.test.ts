@@ -171,6 +171,8 @@ function readUntilClosed(socket: net.Socket): Promise<{ text: string; closedAt: 
   });
 }
 
+const SYSTEM_PATH = "/redfish/v1/Systems/tenant1-vms.vm-a";
+
 describe("protocol and connection limits", () => {
   const LIMITS = { handshakeMs: 600, headersMs: 600, requestMs: 1_500, keepAliveMs: 800, maxConnections: 8 };
 
@@ -196,6 +198,11 @@ describe("protocol and connection limits", () => {
     const otherReply = readUntilClosed(other);
     other.write("GET /redfish/v1 HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n");
     expect((await otherReply).text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    // a broken body of a request the app already has is answered too (the response has not started)
+    const chunked = await rawTls(port, ca);
+    const chunkedReply = readUntilClosed(chunked);
+    chunked.write(`POST ${SYSTEM_PATH}/Actions/ComputerSystem.Reset HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${AUTH.alice}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`);
+    expect((await chunkedReply).text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
   });
 
   it("sends HSTS, offers only ECDHE+AEAD suites on TLS 1.2, refuses TLS 1.1, and resumes sessions from tickets", async () => {
