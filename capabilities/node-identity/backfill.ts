@@ -4,7 +4,7 @@
 // one is retried with back-off), a bounded number of patches are in flight, and only Nodes whose identity
 // differs are written. Plain module: side effects are injected.
 import { WorkQueue } from "../common/work-queue";
-import { decide, type NodeDecision, type Resolution, type Verification } from "./decide";
+import { decide, VmClaims, type NodeDecision, type Resolution, type Verification } from "./decide";
 import { hasChanges, toJsonPatch, toNodeView, type IdentityChanges, type JsonPatchOp, type NodeView } from "./identity";
 import type { VmIndex } from "./infra-index";
 import type { NodeIdentitySettings } from "./settings";
@@ -33,6 +33,7 @@ export class NodeBackfill {
   readonly #queue: WorkQueue;
   #settings?: NodeIdentitySettings;
   #index?: VmIndex;
+  readonly #claims = new VmClaims();
   readonly #nodes = new Map<string, NodeView>();
   /** Nodes rewritten by someone else after our patch: not written again before this time (ms epoch). */
   readonly #holdOffUntil = new Map<string, number>();
@@ -64,11 +65,13 @@ export class NodeBackfill {
   observe(obj: unknown): void {
     const node = toNodeView(obj);
     this.#nodes.set(node.name, node);
+    this.#claims.observe(node);
     this.#queue.add(node.name);
   }
 
   forget(name: string): void {
     this.#nodes.delete(name);
+    this.#claims.forget(name);
     this.#reported.delete(name);
     this.#holdOffUntil.delete(name);
     this.#queue.forget(name);
@@ -114,8 +117,10 @@ export class NodeBackfill {
     const settings = this.#settings;
     const node = this.#nodes.get(name);
     if (!settings || !node) return;
-    const decision = decide(node, settings, this.#index);
+    const decision = decide(node, settings, this.#index, this.#claims);
     this.#noteProblem(node, decision);
+    // Claimed from now on, so a second Node resolving to the same VM meanwhile is refused, not patched too.
+    if (decision.apply && decision.resolution && hasChanges(decision.changes)) this.#claims.claim(name, decision.resolution.target);
     if (!hasChanges(decision.changes)) {
       this.#done(name);
       return;
@@ -127,8 +132,11 @@ export class NodeBackfill {
     // The answer is the Node as stored, after admission webhooks. Take it as the latest view unless a newer
     // watch event already replaced the one patched.
     const after = toNodeView(stored);
-    if (this.#nodes.get(name) === node) this.#nodes.set(name, after);
-    const stillWrong = hasChanges(decide(after, settings, this.#index).changes);
+    if (this.#nodes.get(name) === node) {
+      this.#nodes.set(name, after);
+      this.#claims.observe(after);
+    }
+    const stillWrong = hasChanges(decide(after, settings, this.#index, this.#claims).changes);
     if (stillWrong) {
       // Something (a webhook with older data, another controller) rewrote the identity: do not fight it in a
       // tight loop; back off (growing) until the views agree.

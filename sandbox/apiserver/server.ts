@@ -238,7 +238,11 @@ export class RestServer {
     for (const a of attributes) {
       // Server-side apply also needs `create`, but only when the object does not exist yet.
       if (a.verb === "create" && method === "PATCH" && this.#exists(a)) continue;
-      if (this.#starting() || !this.#rbac.allows(user, a)) throw rbacForbidden(user, a);
+      if (this.#starting() || !this.#rbac.allows(user, a)) {
+        const denied = rbacForbidden(user, a);
+        this.#log(`RBAC: ${method} ${ctx.url.pathname}: ${denied.message}`);
+        throw denied;
+      }
     }
   }
 

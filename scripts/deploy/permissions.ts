@@ -22,7 +22,7 @@ const vmSubresource = (action: string): Grant => ({
   group: "subresources.kubevirt.io",
   resource: `virtualmachines/${action}`,
   verbs: ["update"],
-  scope: "cluster",
+  scope: "chassis",
   role: "infra",
   why: `Redfish power: KubeVirt VM ${action} (PUT on virt-api's subresource)`,
 });
@@ -31,7 +31,7 @@ const vmiSubresource = (action: string): Grant => ({
   group: "subresources.kubevirt.io",
   resource: `virtualmachineinstances/${action}`,
   verbs: ["update"],
-  scope: "cluster",
+  scope: "chassis",
   role: "infra",
   why: `Redfish power: KubeVirt VMI ${action}`,
 });
@@ -120,7 +120,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "kubevirt.io",
         resource: "virtualmachines",
         verbs: ["patch"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "Redfish boot override, power-state bookkeeping and virtual media on the VM",
       },
@@ -132,7 +132,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "cdi.kubevirt.io",
         resource: "datavolumes",
         verbs: ["create"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "Redfish virtual media: CDI imports the ISO into a DataVolume in the VM's namespace",
       },
@@ -140,7 +140,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
   },
   deleteDataVolume: {
     grants: [
-      { group: "cdi.kubevirt.io", resource: "datavolumes", verbs: ["delete"], scope: "cluster", role: "infra", why: "Redfish virtual media: eject or replace the ISO" },
+      { group: "cdi.kubevirt.io", resource: "datavolumes", verbs: ["delete"], scope: "chassis", role: "infra", why: "Redfish virtual media: eject or replace the ISO" },
     ],
   },
   createSecret: {
@@ -149,7 +149,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "",
         resource: "secrets",
         verbs: ["create"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "Redfish virtual media: credentials of an image URL for CDI's secretRef, in the VM's namespace (create only, never read)",
       },
@@ -157,7 +157,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
   },
   readVirtualMachine: {
     grants: [
-      { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "cluster", role: "infra", why: "fresh read after a stale-cache conflict" },
+      { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "chassis", role: "infra", why: "fresh read after a stale-cache conflict" },
     ],
   },
   readVirtualMachineInstance: {
@@ -166,7 +166,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "kubevirt.io",
         resource: "virtualmachineinstances",
         verbs: ["get"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "fresh read after a stale-cache conflict",
       },

@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
+import { INSPECTED_MACS, INSPECTED_PROPERTIES, inspectedVirtualMachine } from "./inspected-vm";
 import type { KubeObject } from "../../sandbox/apiserver/types";
 
 const run = promisify(execFile);
@@ -39,32 +40,6 @@ if (!haveSushy || !haveRedfishtool) {
 const SYSTEM = "tenant1-vms.conformance-vm";
 const INSPECTED = "tenant1-vms.inspected-vm";
 
-/** A VM with the hardware an inspection must report: 2 sockets x 2 cores x 2 threads, 6 GiB, a 30 GiB root disk, two NICs. */
-function inspectedVirtualMachine(): KubeObject {
-  const vm = demoVirtualMachine("tenant1-vms", "inspected-vm", "5e1d0000-0000-4000-8000-0000000015ec", "02:00:00:00:15:01");
-  const spec = vm.spec as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  spec.dataVolumeTemplates = [
-    { metadata: { name: "inspected-vm-root" }, spec: { source: { blank: {} }, storage: { resources: { requests: { storage: "30Gi" } } } } },
-  ];
-  const template = spec.template.spec;
-  template.domain.cpu = { sockets: 2, cores: 2, threads: 2 };
-  template.domain.memory = { guest: "6Gi" };
-  template.domain.resources = { requests: { memory: "6Gi" } };
-  template.domain.firmware.bootloader = { efi: { secureBoot: true } };
-  template.domain.features = { smm: { enabled: true } };
-  template.domain.devices.disks = [
-    { name: "rootdisk", disk: { bus: "virtio" } },
-    { name: "scratch", disk: { bus: "virtio" } },
-  ];
-  template.domain.devices.interfaces.push({ name: "provisioning", bridge: {}, macAddress: "02:00:00:00:15:02" });
-  template.networks.push({ name: "provisioning", multus: { networkName: "provisioning" } });
-  template.volumes = [
-    { name: "rootdisk", dataVolume: { name: "inspected-vm-root" } },
-    // below Ironic's 4 GiB floor: not the local disk
-    { name: "scratch", emptyDisk: { capacity: "2Gi" } },
-  ];
-  return vm;
-}
 
 describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, redfishtool)", () => {
   let c: TestCluster;
@@ -83,7 +58,7 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
     const template = (vm.spec as { template: { metadata: { annotations?: Record<string, string> } } }).template;
     template.metadata.annotations = { "sandbox.kubevirt.io/acpi-shutdown-seconds": "1" };
     c.api.store.create("virtualmachines.kubevirt.io", vm);
-    c.api.store.create("virtualmachines.kubevirt.io", inspectedVirtualMachine());
+    c.api.store.create("virtualmachines.kubevirt.io", inspectedVirtualMachine("tenant1-vms", "inspected-vm"));
     for (const system of [SYSTEM, INSPECTED]) {
       await c.waitFor(async () => (await c.redfish("GET", `/redfish/v1/Systems/${system}`, { user: "admin:admin123" })).status === 200, {
         timeoutMs: 15_000,
@@ -112,14 +87,7 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
 
   it("sushy: Ironic's redfish inspection gets cpus, memory_mb, local_gb, cpu_arch and the MACs of the VM spec", async () => {
     const r = await sushy("inspect", INSPECTED);
-    expect(r.inspected).toEqual({
-      cpus: 8, // 2 sockets x 2 cores x 2 threads
-      memory_mb: 6144,
-      local_gb: 29, // the smallest disk of at least 4 GiB (30 GiB), minus 1 as Ironic does
-      cpu_arch: "x86_64",
-      boot_mode: "UEFI",
-      macs: ["02:00:00:00:15:01", "02:00:00:00:15:02"],
-    });
+    expect(r.inspected).toEqual({ ...INSPECTED_PROPERTIES, boot_mode: "UEFI", macs: INSPECTED_MACS });
     expect(r.processors).toEqual([
       { id: "CPU0", type: "CPU", instruction_set: "x86-64", cores: 2, threads: 4, model: null },
       { id: "CPU1", type: "CPU", instruction_set: "x86-64", cores: 2, threads: 4, model: null },
