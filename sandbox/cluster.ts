@@ -1,12 +1,14 @@
 // The sandbox cluster: the in-process API server, the KubeVirt and CDI simulators, a local image server and
 // the BUILT module as real processes (admission server + watcher), wired like a real cluster wires them:
-// the webhook configurations come from the generated manifest, with the service reference replaced by the
-// admission process's loopback URL and its CA.
+// the webhook configurations (and, with `rbac`, the RBAC objects) are rendered for the config the sandbox
+// applies, exactly as `npm run build -- --values` / the chart renders them from the same values, with the
+// service reference replaced by the admission process's loopback URL and its CA. applyConfig re-renders
+// them, like a `helm upgrade`; a config the module would refuse keeps the previous rendering.
 //
 // API (used by scripts/start.ts and the end-to-end tests in test/):
 //   const c = await startSandboxCluster({ module: true, demo: true });
 //   c.api.url, c.kubeconfig, c.redfishUrl, c.isoServer.url, c.admission / c.watcher (logs, waitForLog)
-//   await c.applyConfig({ ...module config... }, users?)   // writes the ConfigMap / Secret
+//   await c.applyConfig({ ...module config... }, users?)   // writes the ConfigMap / Secret (and re-renders)
 //   await c.stop()
 import fs from "node:fs";
 import os from "node:os";
@@ -18,9 +20,10 @@ import { startApiServer, type ApiServer } from "./apiserver";
 import type { KubeObject, UserInfo } from "./apiserver/types";
 import { startKubeVirtSimulator, startCdiSimulator } from "./simulators";
 import { startIsoServer, type IsoServer } from "./iso-server";
-import { startModuleProcess, waitForHttps, MODULE_MANIFEST, type ModuleProcess } from "./module-process";
+import { startModuleProcess, waitForHttps, MODULE_DIST, type ModuleProcess } from "./module-process";
 import { freePort } from "./ports";
 import { createCertificateAuthority, issueServerCertificate } from "../capabilities/common/tls";
+import { renderDeployment } from "../scripts/post-build";
 
 export const MODULE_NAMESPACE = "pepr-system";
 export const CONFIG_MAP_NAME = "kubevirt-infra-config";
@@ -91,13 +94,6 @@ export function ensureNamespace(api: ApiServer, name: string, labels: Record<str
   }
 }
 
-function manifestDocuments(): KubeObject[] {
-  if (!fs.existsSync(MODULE_MANIFEST)) throw new Error(`${MODULE_MANIFEST} is missing: run \`npm run build\` first`);
-  return YAML.parseAllDocuments(fs.readFileSync(MODULE_MANIFEST, "utf8"))
-    .map(d => d.toJS() as KubeObject | null)
-    .filter((d): d is KubeObject => d !== null && typeof d === "object");
-}
-
 const RBAC_KINDS: Record<string, string> = {
   ServiceAccount: "serviceaccounts",
   Role: "roles.rbac.authorization.k8s.io",
@@ -105,47 +101,58 @@ const RBAC_KINDS: Record<string, string> = {
   RoleBinding: "rolebindings.rbac.authorization.k8s.io",
   ClusterRoleBinding: "clusterrolebindings.rbac.authorization.k8s.io",
 };
+const WEBHOOK_KINDS: Record<string, string> = {
+  MutatingWebhookConfiguration: "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+  ValidatingWebhookConfiguration: "validatingwebhookconfigurations.admissionregistration.k8s.io",
+};
 
 const deploymentSchema = z.object({
   metadata: z.object({ namespace: z.string().default("default"), labels: z.record(z.string(), z.string()).default({}) }),
   spec: z.object({ template: z.object({ spec: z.object({ serviceAccountName: z.string().default("default") }) }) }),
 });
+const apiPathSecretSchema = z.object({ data: z.object({ value: z.string() }) });
 
-/**
- * What the generated manifest grants each module process: its RBAC objects (applied to the sandbox) and, per
- * Deployment (`pepr.dev/controller: admission|watcher`), the ServiceAccount it runs as.
- */
-function manifestRbac(docs: KubeObject[]): { objects: { resource: string; obj: KubeObject }[]; accounts: Partial<Record<"admission" | "watcher", { namespace: string; name: string }>> } {
-  const objects = docs.filter(d => d.kind in RBAC_KINDS).map(obj => ({ resource: RBAC_KINDS[obj.kind], obj }));
-  const accounts: Partial<Record<"admission" | "watcher", { namespace: string; name: string }>> = {};
+type ModuleRole = "admission" | "watcher";
+
+/** Per Deployment (`pepr.dev/controller: admission|watcher`), the ServiceAccount it runs as. */
+function deploymentAccounts(docs: KubeObject[]): Partial<Record<ModuleRole, { namespace: string; name: string }>> {
+  const accounts: Partial<Record<ModuleRole, { namespace: string; name: string }>> = {};
   for (const doc of docs) {
     if (doc.kind !== "Deployment") continue;
     const d = deploymentSchema.parse(doc);
     const role = d.metadata.labels["pepr.dev/controller"];
     if (role === "admission" || role === "watcher") accounts[role] = { namespace: d.metadata.namespace, name: d.spec.template.spec.serviceAccountName };
   }
-  return { objects, accounts };
+  return accounts;
 }
 
-/** Reads the webhook configurations `pepr build` generated and points them at the local admission process. */
-function webhookConfigurations(docs: KubeObject[], admissionPort: number, caPem: string): { apiPath: string; objects: KubeObject[] } {
-  const objects: KubeObject[] = [];
-  let apiPath = "";
-  for (const doc of docs) {
-    if (!/^(Mutating|Validating)WebhookConfiguration$/.test(doc.kind)) continue;
-    const webhooks = (doc.webhooks as { clientConfig: { service?: { path: string }; url?: string; caBundle?: string } }[]) ?? [];
-    for (const hook of webhooks) {
-      const servicePath = hook.clientConfig.service?.path ?? "";
-      apiPath = servicePath.split("/").pop() ?? apiPath;
-      hook.clientConfig = {
-        url: `https://127.0.0.1:${admissionPort}${servicePath}`,
-        caBundle: Buffer.from(caPem).toString("base64"),
-      };
-    }
-    objects.push(doc);
-  }
-  if (!apiPath) throw new Error(`no webhook configuration found in ${MODULE_MANIFEST}`);
-  return { apiPath, objects };
+/** The secret path segment Pepr serves /mutate/<path> and /validate/<path> under (its `<name>-api-path` Secret). */
+function admissionApiPath(docs: KubeObject[]): string {
+  const secret = docs.find(d => d.kind === "Secret" && d.metadata.name?.endsWith("-api-path"));
+  if (!secret) throw new Error("the rendered deployment has no <module>-api-path Secret");
+  return Buffer.from(apiPathSecretSchema.parse(secret).data.value, "base64").toString("utf8");
+}
+
+/** Webhook configurations pointed at the local admission process instead of the in-cluster Service. */
+function localWebhooks(docs: KubeObject[], admissionPort: number, caPem: string): KubeObject[] {
+  return docs
+    .filter(d => d.kind in WEBHOOK_KINDS)
+    .map(doc => {
+      const copy = structuredClone(doc);
+      for (const hook of (copy.webhooks as { clientConfig: { service?: { path?: string }; url?: string; caBundle?: string } }[]) ?? []) {
+        hook.clientConfig = { url: `https://127.0.0.1:${admissionPort}${hook.clientConfig.service?.path ?? ""}`, caBundle: Buffer.from(caPem).toString("base64") };
+      }
+      return copy;
+    });
+}
+
+/** The values a `helm install/upgrade` would get for this config: the config keys (users live in their Secret). */
+function valuesFor(config: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!config) return {};
+  const { authentication, ...rest } = config as { authentication?: Record<string, unknown> };
+  if (!authentication) return rest;
+  const { users: _users, ...auth } = authentication;
+  return { ...rest, authentication: auth };
 }
 
 export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Promise<SandboxCluster> {
@@ -188,19 +195,45 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
 
   const redfishPort = opts.redfishPort || (await freePort()); // 0 = any free port
   const ports = { admission: await freePort(), watcher: await freePort() };
-  const docs = opts.module === false ? [] : manifestDocuments();
-  const hooks = opts.module === false ? undefined : webhookConfigurations(docs, ports.admission, ca.certPem);
-  // Each process's kubeconfig: the cluster admin's, or (rbac) a token of the ServiceAccount its Deployment uses.
-  const kubeconfigs: Record<"admission" | "watcher", string> = { admission: kubeconfig, watcher: kubeconfig };
-  if (opts.rbac && hooks) {
-    const { objects, accounts } = manifestRbac(docs);
-    for (const { resource, obj } of objects) {
-      if (obj.metadata.namespace) ensureNamespace(api, obj.metadata.namespace);
-      upsert(api, resource, obj);
+  const withModule = opts.module !== false;
+  const initialConfig = opts.demo ? { ...(await import("./demo")).demoConfig, ...(opts.config ?? {}) } : opts.config;
+  // The module's objects (webhooks; with rbac, RBAC) rendered for the config, as the chart renders them from the
+  // same values; an invalid config (a test of the module's refusal) gets the defaults' rendering.
+  const render = async (config: Record<string, unknown> | undefined): Promise<KubeObject[] | undefined> => {
+    try {
+      return await renderDeployment(MODULE_DIST, valuesFor(config), "sandbox config");
+    } catch (error) {
+      log(`module objects not re-rendered for this config (${error instanceof Error ? error.message.split("\n")[0] : String(error)})`, "sandbox");
+      return undefined;
     }
+  };
+  const firstRendering = withModule ? ((await render(initialConfig)) ?? (await renderDeployment(MODULE_DIST, {}, "defaults"))) : [];
+  const apiPath = withModule ? admissionApiPath(firstRendering) : "";
+  const installed = new Map<string, KubeObject>();
+  /** Installs what a rendering holds and removes what the previous one held that this one does not (helm upgrade). */
+  const installModuleObjects = (docs: KubeObject[]): void => {
+    const wanted = [...localWebhooks(docs, ports.admission, ca.certPem), ...(opts.rbac ? docs.filter(d => d.kind in RBAC_KINDS) : [])];
+    const keyOf = (o: KubeObject) => `${o.kind}/${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+    const resourceOf = (o: KubeObject) => WEBHOOK_KINDS[o.kind] ?? RBAC_KINDS[o.kind];
+    const keep = new Set(wanted.map(keyOf));
+    for (const [key, old] of installed) {
+      if (keep.has(key)) continue;
+      if (api.store.get(resourceOf(old), old.metadata.namespace, old.metadata.name!)) api.store.delete(resourceOf(old), old.metadata.namespace, old.metadata.name!);
+      installed.delete(key);
+    }
+    for (const obj of wanted) {
+      if (obj.metadata.namespace) ensureNamespace(api, obj.metadata.namespace);
+      upsert(api, resourceOf(obj), obj);
+      installed.set(keyOf(obj), obj);
+    }
+  };
+  // Each process's kubeconfig: the cluster admin's, or (rbac) a token of the ServiceAccount its Deployment uses.
+  const kubeconfigs: Record<ModuleRole, string> = { admission: kubeconfig, watcher: kubeconfig };
+  if (opts.rbac && withModule) {
+    const accounts = deploymentAccounts(firstRendering);
     for (const role of ["admission", "watcher"] as const) {
       const account = accounts[role];
-      if (!account) throw new Error(`${MODULE_MANIFEST} has no ${role} Deployment (label pepr.dev/controller: ${role})`);
+      if (!account) throw new Error(`the rendered deployment has no ${role} Deployment (label pepr.dev/controller: ${role})`);
       const token = randomBytes(24).toString("base64url");
       api.addToken(token, {
         username: `system:serviceaccount:${account.namespace}:${account.name}`,
@@ -214,6 +247,10 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
   const processes: Partial<Record<"admission" | "watcher", ModuleProcess>> = {};
 
   const applyConfig: SandboxCluster["applyConfig"] = async (config, users) => {
+    if (withModule && config !== undefined) {
+      const rendering = await render(config);
+      if (rendering) installModuleObjects(rendering);
+    }
     if (config === undefined) {
       if (api.store.get("configmaps", MODULE_NAMESPACE, CONFIG_MAP_NAME)) api.store.delete("configmaps", MODULE_NAMESPACE, CONFIG_MAP_NAME);
     } else {
@@ -235,16 +272,17 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
     }
   };
 
+  if (withModule) installModuleObjects(firstRendering);
   if (opts.demo) {
-    const { seedDemo, demoConfig, demoUsers } = await import("./demo");
+    const { seedDemo, demoUsers } = await import("./demo");
     seedDemo(api, { isoUrl: `${isoServer.url}/images/demo.iso` });
-    await applyConfig({ ...demoConfig, ...(opts.config ?? {}) }, opts.users ?? demoUsers);
+    await applyConfig(initialConfig, opts.users ?? demoUsers);
   } else if (opts.config || opts.users) {
     await applyConfig(opts.config ?? {}, opts.users);
   }
 
   const startModule = async (which: ("admission" | "watcher")[] = opts.processes ?? ["admission", "watcher"]): Promise<void> => {
-    if (!hooks) throw new Error("the sandbox was started with module: false");
+    if (!withModule) throw new Error("the sandbox was started with module: false");
     for (const role of which) {
       if (processes[role]) continue;
       processes[role] = startModuleProcess({
@@ -253,7 +291,7 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
         port: ports[role],
         tlsKeyPath,
         tlsCertPath,
-        apiPath: hooks.apiPath,
+        apiPath,
         env: { REDFISH_PORT: String(redfishPort), ...(opts.moduleEnv ?? {}) },
         onLog: (line, r) => log(line, r),
       });
@@ -289,13 +327,7 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
     );
   };
 
-  if (hooks) {
-    for (const obj of hooks.objects) {
-      const resource = obj.kind === "MutatingWebhookConfiguration" ? "mutatingwebhookconfigurations.admissionregistration.k8s.io" : "validatingwebhookconfigurations.admissionregistration.k8s.io";
-      upsert(api, resource, obj);
-    }
-    await startModule();
-  }
+  if (withModule) await startModule();
 
   const cluster: SandboxCluster = {
     api,

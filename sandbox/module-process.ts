@@ -7,8 +7,8 @@ import fs from "node:fs";
 import https from "node:https";
 import path from "node:path";
 
-export const MODULE_BUNDLE = path.resolve(__dirname, "..", "dist", "pepr-kubevirt-infra.js");
-export const MODULE_MANIFEST = path.resolve(__dirname, "..", "dist", "pepr-module-kubevirt-infra.yaml");
+export const MODULE_DIST = path.resolve(__dirname, "..", "dist");
+export const MODULE_BUNDLE = path.join(MODULE_DIST, "pepr-kubevirt-infra.js");
 const EXIT_WITH_PARENT = path.resolve(__dirname, "exit-with-parent.cjs");
 
 export interface ModuleProcessOptions {

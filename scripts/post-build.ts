@@ -11,6 +11,7 @@
 // the reason, when an input is missing or the values are invalid.
 import fs from "node:fs";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import YAML from "yaml";
 import { loadBuiltCapabilities } from "./deploy/capabilities";
 import { chartSchema, chartTemplates, chartValuesText, MARKER } from "./deploy/chart";
@@ -91,17 +92,35 @@ function writeIfChanged(file: string, text: string): void {
   fs.writeFileSync(file, text);
 }
 
+async function buildContext(dist: string, uuid: string): Promise<BuildContext> {
+  const bundle = path.join(dist, `pepr-${uuid}.js`);
+  const ctx: BuildContext = { uuid, capabilities: await loadBuiltCapabilities(bundle) };
+  if (ctx.capabilities.length === 0) throw new Error(`${bundle} reported no capabilities`);
+  return ctx;
+}
+
+/**
+ * The whole deployment for a values document, as `npm run build -- --values` would write it, without writing
+ * anything: the sandbox installs it the way `helm install/upgrade` would for the config it applies. Throws
+ * (with every problem listed) when the values are invalid.
+ */
+export async function renderDeployment(distDir: string, values: unknown, source = "values"): Promise<KubeObject[]> {
+  const dist = path.resolve(distDir);
+  const uuid = readPackageUuid();
+  const manifestRel = `pepr-module-${uuid}.yaml`;
+  const resolved = resolveValues(values, source);
+  return buildManifest(parseManifest(pristineText(dist, manifestRel), manifestRel), await buildContext(dist, uuid), resolved);
+}
+
 export async function postBuild(opts: PostBuildOptions): Promise<PostBuildResult> {
   const log = opts.log ?? (() => undefined);
   const dist = path.resolve(opts.dist);
   const uuid = readPackageUuid();
   const manifestRel = `pepr-module-${uuid}.yaml`;
   const chartRel = `${uuid}-chart`;
-  const bundle = path.join(dist, `pepr-${uuid}.js`);
 
   const values = resolveValues(opts.valuesFile ? readValuesFile(opts.valuesFile) : {}, opts.valuesFile ?? "defaults");
-  const ctx: BuildContext = { uuid, capabilities: await loadBuiltCapabilities(bundle) };
-  if (ctx.capabilities.length === 0) throw new Error(`${bundle} reported no capabilities`);
+  const ctx = await buildContext(dist, uuid);
 
   const peprManifest = parseManifest(pristineText(dist, manifestRel), manifestRel);
   const peprValues = pristineText(dist, `${chartRel}/values.yaml`);
@@ -162,26 +181,21 @@ export async function postBuild(opts: PostBuildOptions): Promise<PostBuildResult
   return { manifestPath, chartDir, extrasPath, warnings: values.warnings };
 }
 
-function parseArgs(argv: string[]): PostBuildOptions {
-  const opts: PostBuildOptions = { dist: path.join(ROOT, "dist"), valuesFile: process.env.KUBEVIRT_INFRA_VALUES || undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const next = () => {
-      const value = argv[++i];
-      if (value === undefined) throw new Error(`${arg} needs a value`);
-      return value;
-    };
-    if (arg === "--values" || arg === "-f") opts.valuesFile = path.resolve(next());
-    else if (arg === "--dist") opts.dist = path.resolve(next());
-    else throw new Error(`unknown argument ${JSON.stringify(arg)} (use --values <file>, --dist <dir>)`);
-  }
-  return opts;
+function cliOptions(argv: string[]): PostBuildOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: { values: { type: "string", short: "f" }, dist: { type: "string" } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const valuesFile = values.values ?? (process.env.KUBEVIRT_INFRA_VALUES || undefined);
+  return { dist: path.resolve(values.dist ?? path.join(ROOT, "dist")), valuesFile: valuesFile && path.resolve(valuesFile) };
 }
 
 if (require.main === module) {
   (async () => {
     try {
-      await postBuild({ ...parseArgs(process.argv.slice(2)), log: line => console.error(line) });
+      await postBuild({ ...cliOptions(process.argv.slice(2)), log: line => console.error(line) });
     } catch (error) {
       console.error(`post-build failed: ${error instanceof Error ? error.message : String(error)}`);
       process.exit(1);

@@ -22,10 +22,38 @@ export function loadBuiltCapabilities(bundlePath: string): Promise<BuildCapabili
   const key = createHash("sha256").update(fs.readFileSync(bundlePath)).digest("hex");
   const cached = byContent.get(key);
   if (cached) return cached;
-  const loading = askBundle(bundlePath);
+  const onDisk = readSaved(bundlePath, key);
+  const loading = onDisk ? Promise.resolve(onDisk) : askBundle(bundlePath).then(capabilities => (save(bundlePath, key, capabilities), capabilities));
   byContent.set(key, loading);
   loading.catch(() => byContent.delete(key));
   return loading;
+}
+
+// Every process that renders the deployment (post-build, each sandbox cluster of a test run) would otherwise
+// fork the bundle again: the answer is kept next to the bundle, keyed by the bundle's hash.
+function savedPath(bundlePath: string): string {
+  return path.join(path.dirname(bundlePath), ".pepr-original", "capabilities.json");
+}
+
+function readSaved(bundlePath: string, key: string): BuildCapability[] | undefined {
+  try {
+    const saved = JSON.parse(fs.readFileSync(savedPath(bundlePath), "utf8")) as { bundleSha256?: string; capabilities?: BuildCapability[] };
+    return saved.bundleSha256 === key && Array.isArray(saved.capabilities) ? saved.capabilities : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function save(bundlePath: string, key: string, capabilities: BuildCapability[]): void {
+  const file = savedPath(bundlePath);
+  const temp = `${file}.${process.pid}.tmp`;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(temp, JSON.stringify({ bundleSha256: key, capabilities }));
+    fs.renameSync(temp, file); // atomic: concurrent readers see the old file or the new one
+  } catch {
+    fs.rmSync(temp, { force: true }); // a read-only dist/ only costs the next process a fork
+  }
 }
 
 function askBundle(bundlePath: string): Promise<BuildCapability[]> {
