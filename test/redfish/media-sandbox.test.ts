@@ -98,7 +98,7 @@ describe("imports that take time or fail", () => {
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe(CD_VOLUME);
   });
 
-  it("a 404 image ends in a Task Exception with CDI's reason, Inserted false, and the VM does not boot from it", async () => {
+  it("a 404 image ends in a Task Exception with a generic reason (CDI's in an Event), Inserted false, and the VM does not boot from it", async () => {
     sb.createVm("broken-1");
     const system = `/redfish/v1/Systems/${NS}.broken-1`;
     const image = `${sb.iso.url}/missing/nothing.iso`;
@@ -110,12 +110,18 @@ describe("imports that take time or fail", () => {
       return t.TaskState === "Exception" ? t : undefined;
     }, "the task to fail");
     expect(failed.TaskStatus).toBe("Critical");
-    expect(failed.Messages[0].Resolution).toContain("expected status code 200, got 404");
+    expect(failed.Messages[0].Resolution).toContain("The image could not be downloaded.");
+    // CDI's reason is in a Warning Event on the VM (for the platform team), never in the tenant's Task.
+    const event = await sb.waitFor(
+      () => sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === "broken-1"),
+      "the import-failed Event",
+    );
+    expect((event as any).message).toContain("got 404");
     const cd = await sb.json(cdUri("broken-1"));
     expect(cd).toMatchObject({ Image: image, Inserted: false, Status: { Health: "Warning" } });
     const res = await sb.request(monitor);
     expect(res.status).toBe(400);
-    expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("got 404");
+    expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("The image could not be downloaded.");
 
     // KubeVirt does not start a VM whose DataVolume failed: no VMI, ever, from the broken media.
     await new Promise(r => setTimeout(r, 300));
