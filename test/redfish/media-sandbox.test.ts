@@ -143,5 +143,33 @@ describe("imports that take time or fail", () => {
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("rootdisk");
     expect(sb.mediaDataVolumes("broken-1")).toEqual([]);
   });
+
+  it("Ironic's deploy with a 404 image: Reset On answers an error naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
+    sb.createVm("broken-2");
+    const system = `/redfish/v1/Systems/${NS}.broken-2`;
+    const image = `${sb.iso.url}/missing/deploy.iso`;
+    const started = Date.now();
+    const { task } = await taskOf(await sb.request(insertUri("broken-2"), { body: { Image: image } }));
+    // Ironic: boot device cdrom, then power on; it polls nothing in between but the power state.
+    expect((await sb.request(system, { method: "PATCH", body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } })).status).toBeLessThan(300);
+    await sb.waitFor(async () => (await sb.json(task["@odata.id"])).TaskState === "Exception", "the import to fail", 55_000);
+    const on = await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } });
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(on.status).toBe(409);
+    const error = ((await on.json()) as any).error;
+    expect(error.message).toContain(image);
+    expect(error.message).toContain("could not be downloaded");
+    expect(error.message).not.toMatch(/404|Not Found/);
+    // Not PoweringOn: the start cannot happen.
+    expect((await sb.json(system)).PowerState).toBe("Off");
+
+    // Ironic does not eject a drive that reads Inserted: false; its power off clears the failed import.
+    expect((await sb.json(cdUri("broken-2"))).Inserted).toBe(false);
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    await sb.waitFor(() => sb.mediaDataVolumes("broken-2").length === 0, "the failed DataVolume to be deleted");
+    expect(await sb.json(cdUri("broken-2"))).toMatchObject({ Image: null, Inserted: false });
+    expect((await sb.request(ejectUri("broken-2"), { method: "POST" })).status).toBe(204);
+    expect(sb.mediaDataVolumes("broken-2")).toEqual([]);
+  });
 });
 
