@@ -59,8 +59,8 @@ export interface KubeClientOptions {
   requestTimeoutMs?: number;
 }
 
-/** Sockets per API server: the open watches (at most one per kind, six kinds) plus a few for requests. */
-export const DEFAULT_MAX_SOCKETS = 9;
+/** Sockets per API server: the open watches (at most one per kind, six kinds) plus two for requests. */
+export const DEFAULT_MAX_SOCKETS = 8;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const MAX_ERROR_TEXT = 500;
 

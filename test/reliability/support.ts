@@ -58,7 +58,10 @@ export async function startSuiteCluster(opts: SandboxClusterOptions): Promise<Su
 export const RELIABILITY_NAMESPACE = "rel-vms";
 export const RELIABILITY_USER = "ops:ops-password-1";
 
-export async function startReliabilityCluster(iso: SandboxClusterOptions["iso"]): Promise<{ c: SuiteCluster; rf: RedfishClient }> {
+export async function startReliabilityCluster(
+  iso: SandboxClusterOptions["iso"],
+  moduleEnv?: SandboxClusterOptions["moduleEnv"],
+): Promise<{ c: SuiteCluster; rf: RedfishClient }> {
   const c = await startSuiteCluster({
     config: {
       chassis: [{ name: "rel", namespace: RELIABILITY_NAMESPACE }],
@@ -70,6 +73,7 @@ export async function startReliabilityCluster(iso: SandboxClusterOptions["iso"])
     users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
     kubevirt: { stepDelayMs: 50 },
     iso,
+    moduleEnv,
   });
   createNamespace(c, RELIABILITY_NAMESPACE);
   return { c, rf: c.client() };
