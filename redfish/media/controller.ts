@@ -4,7 +4,7 @@
 // object when it is seeded, so a restarted watcher cleans up what its predecessor left.
 // It also reports failed imports with CDI's reason to the log and as a Warning Event on the VM: tenants only
 // see "the image could not be downloaded" (tasks/derive.ts), the platform team sees why.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import type { ClusterCache, KubeObject } from "../cache/types";
 import { clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
 import { withVmLock } from "./lock";

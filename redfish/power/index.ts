@@ -18,7 +18,7 @@
 // Always, Halted, Manual or spec.running before. The switch is made while a VMI runs, where every KubeVirt
 // version leaves the VMI alone. A watcher that halts VMs after a guest power-off would race virt-controller's
 // restart under Always.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
@@ -38,7 +38,7 @@ import {
   type PowerWrite,
 } from "./plan";
 import { hasCondition } from "./vm-model";
-import { derivePowerState, startBlockedByMedia } from "./state";
+import { derivePowerState } from "./state";
 import { mediaView } from "../media/model";
 import { IMPORT_FAILED_REASON } from "../tasks/derive";
 import { RedfishError, MessageId } from "../errors";
