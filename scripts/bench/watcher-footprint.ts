@@ -31,11 +31,13 @@ async function restartWatcher(cluster: SandboxCluster): Promise<number> {
   return cluster.watcher!.child.pid!;
 }
 
-async function sampleConnections(pid: number, port: number, ms: number, during?: () => Promise<void>): Promise<number> {
+async function sampleConnections(cluster: SandboxCluster, port: number, ms: number, during?: () => Promise<void>): Promise<number> {
   let max = 0;
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
+      const pid = cluster.watcher?.child.pid;
+      if (pid === undefined || cluster.watcher?.child.exitCode !== null) throw new Error(`the watcher exited (${cluster.watcher?.child.exitCode})`);
       max = Math.max(max, establishedConnections(pid, port));
       await sleep(100);
     }
@@ -53,6 +55,9 @@ async function main(): Promise<void> {
     users: [],
     moduleEnv: { KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: String(WATCH_TIMEOUT_SECONDS) },
     processes: ["watcher"],
+    onLog: (line, source) => {
+      if (source === "watcher" && /"level":(50|60)|Error|exited/.test(line)) progress(`watcher: ${line.slice(0, 400)}`);
+    },
   });
   try {
     await waitForHttps(cluster.redfishPort, "/healthz", cluster.caPem, 120_000);
@@ -82,8 +87,8 @@ async function main(): Promise<void> {
     progress(`watcher with ${total} VMs: ${mib(rss)} MiB (peak ${mib(peak)} MiB), synced after ${syncedSeconds.toFixed(1)} s`);
 
     const port = cluster.api.port;
-    const withExpiries = await sampleConnections(pid, port, 4 * WATCH_TIMEOUT_SECONDS * 1000);
-    const throughRestart = await sampleConnections(pid, port, 15_000, () => cluster.api.restart(1_000));
+    const withExpiries = await sampleConnections(cluster, port, 4 * WATCH_TIMEOUT_SECONDS * 1000);
+    const throughRestart = await sampleConnections(cluster, port, 15_000, () => cluster.api.restart(1_000));
     const settled = establishedConnections(pid, port);
     const result = {
       vms: total,
