@@ -50,7 +50,12 @@ export const demoConfig = {
     { name: "tenant1", namespace: "tenant1-vms", description: "Tenant 1 virtual machines" },
     { name: "tenant2", namespace: "tenant2-vms", description: "Tenant 2 virtual machines" },
   ],
-  redfish: { enabled: true, tls: { enabled: true, secretName: "kubevirt-infra-redfish-tls" } },
+  redfish: {
+    enabled: true,
+    tls: { enabled: true, secretName: "kubevirt-infra-redfish-tls" },
+    // Lab opt-out: the demo's image server listens on loopback, which the default policy refuses.
+    imageUrlPolicy: { allowCidrs: ["127.0.0.1/32"] },
+  },
   datavolume: { storageSize: "1Gi" },
   infra: { namespace: "tenant1-vms", labels: "csi-driver/cluster=tenant1" },
   nodeMapping: [

@@ -257,6 +257,13 @@ const redfishSchema = z.strictObject({
   powerOffStaysOff: z.boolean().default(true),
   /** Which image URLs InsertMedia accepts (redfish/url-policy.ts). */
   imageUrlPolicy: imageUrlPolicySchema.prefault({}),
+  /** InsertMedia per user (redfish/media/image-policy.ts): a token bucket of `burst`, one more every `refillSeconds`. */
+  insertMediaRate: z
+    .strictObject({
+      burst: z.int().min(1).max(10_000).default(60),
+      refillSeconds: z.number().positive().max(3600).default(1),
+    })
+    .prefault({}),
 });
 
 const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;

@@ -3,7 +3,7 @@
 //
 // State on the VM: annotation kubevirt-infra.io/boot-override (see override.ts); the boot order itself is the
 // template's `bootOrder` values; the mode is `domain.firmware.bootloader`.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { clusterDriver, type JsonPatchOp, type KubeVirtDriver } from "../kubevirt/driver";

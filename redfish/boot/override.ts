@@ -1,7 +1,7 @@
 // The boot override as recorded on the VM (annotation), and what it means given the VM and its VMI now.
 // The annotation is the only state: it survives restarts of the module and is read back from the cache.
 import { z } from "zod";
-import { Log } from "pepr";
+import { Log } from "../platform";
 import type { KubeObject, VmRecord } from "../cache/types";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
 import { bootDevicesOf, matchesOrders } from "./devices";

@@ -11,6 +11,7 @@ import {
   deleteDataVolume,
   patchVirtualMachine,
   putVirtualMachineInstanceAction,
+  recordEvent,
   readVirtualMachine,
   readVirtualMachineInstance,
   restartVirtualMachine,
@@ -60,6 +61,11 @@ export interface KubeVirtDriver {
   deleteDataVolume(namespace: string, name: string): Promise<void>;
   /** Creates a Secret (image credentials, owned by their DataVolume). */
   createSecret(secret: NewObject): Promise<CreatedObject>;
+  /**
+   * A Warning Event on an object (best effort, never throws). `eventName` makes it idempotent: a report repeated
+   * (e.g. after a restart) does not duplicate it.
+   */
+  warningEvent(involved: Readonly<KubeObject>, reason: string, message: string, eventName: string): Promise<void>;
 }
 
 /** The driver of the real cluster: every call is one gateway request. */
@@ -79,4 +85,5 @@ export const clusterDriver: KubeVirtDriver = {
   createDataVolume: dataVolume => whenServed(CDI_API, () => createDataVolume(dataVolume)),
   deleteDataVolume: (namespace, name) => whenServed(CDI_API, () => deleteDataVolume(namespace, name)),
   createSecret: secret => createSecret(secret),
+  warningEvent: (involved, reason, message, eventName) => recordEvent(involved, "Warning", reason, message, { name: eventName }),
 };

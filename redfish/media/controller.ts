@@ -2,11 +2,21 @@
 // what an insert or eject interrupted by a restart (or a failed delete) leaves behind; after it, every VM has
 // at most one virtual media DataVolume, the one its drive uses. Driven by cache changes; the cache replays every
 // object when it is seeded, so a restarted watcher cleans up what its predecessor left.
-import { Log } from "pepr";
+// It also reports failed imports with CDI's reason to the log and as a Warning Event on the VM: tenants only
+// see "the image could not be downloaded" (tasks/derive.ts), the platform team sees why.
+import { Log } from "../platform";
 import type { ClusterCache, KubeObject } from "../cache/types";
 import { clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
 import { withVmLock } from "./lock";
-import { driveSlot, isMediaDataVolumeOf, vmNameOfMediaDataVolume } from "./model";
+import { importProgress } from "../tasks/derive";
+import { driveSlot, imageUrlOf, isMediaDataVolumeOf, vmNameOfMediaDataVolume } from "./model";
+
+export const IMPORT_FAILED_EVENT_REASON = "VirtualMediaImportFailed";
+
+/** The image URL without query and fragment: pre-signed URLs carry their signature there. */
+function withoutQuery(image: string): string {
+  return image.replace(/[?#].*$/, "");
+}
 
 /** Names of our DataVolumes of the VM that its drive does not use (from the cache). */
 export function unreferencedMediaDataVolumes(vm: Readonly<KubeObject>, dataVolumes: readonly Readonly<KubeObject>[]): string[] {
@@ -20,6 +30,32 @@ export function unreferencedMediaDataVolumes(vm: Readonly<KubeObject>, dataVolum
 export function startMediaController(cache: ClusterCache, driver: KubeVirtDriver = clusterDriver): () => void {
   let stopped = false;
   const queued = new Set<string>();
+  // Per VM, the DataVolumes whose failure this process reported (the Event's fixed name dedupes across restarts);
+  // pruned to the VM's current DataVolumes, so it holds only live ones.
+  const reported = new Map<string, Set<string>>();
+
+  const reportFailures = (namespace: string, name: string): void => {
+    const key = `${namespace}/${name}`;
+    const rec = cache.getVm(namespace, name);
+    if (!rec) {
+      reported.delete(key);
+      return;
+    }
+    const seen = new Set([...(reported.get(key) ?? [])].filter(dvName => rec.dataVolumes.some(dv => dv.metadata.name === dvName)));
+    for (const dv of rec.dataVolumes) {
+      const dvName = dv.metadata.name!;
+      if (seen.has(dvName) || !isMediaDataVolumeOf(dv, rec.vm)) continue;
+      const progress = importProgress(dv, Date.now());
+      if (progress.state !== "Exception" || !progress.detail) continue;
+      seen.add(dvName);
+      const image = withoutQuery(imageUrlOf(dv) ?? "");
+      Log.warn({ namespace, name, dataVolume: dvName, image, reason: progress.detail }, "virtual media: image import failed");
+      const message = `Import of ${image} into DataVolume ${dvName} failed: ${progress.detail}`.slice(0, 1024);
+      void driver.warningEvent(rec.vm, IMPORT_FAILED_EVENT_REASON, message, `${dvName}.import-failed`);
+    }
+    if (seen.size > 0) reported.set(key, seen);
+    else reported.delete(key);
+  };
 
   const cleanUp = async (namespace: string, name: string): Promise<void> => {
     const rec = cache.getVm(namespace, name);
@@ -48,6 +84,7 @@ export function startMediaController(cache: ClusterCache, driver: KubeVirtDriver
     setImmediate(() => {
       queued.delete(key);
       if (stopped) return;
+      reportFailures(namespace, name);
       cleanUp(namespace, name).catch(e =>
         Log.warn({ namespace, name, err: e instanceof Error ? e.message : String(e) }, "virtual media: cleanup failed; retried on the next change"),
       );

@@ -6,7 +6,7 @@
 // A crash leaves at most an unreferenced DataVolume of ours, which the media controller deletes. Nothing waits
 // for the import: the reply carries a Task derived from the DataVolume.
 import { randomBytes } from "node:crypto";
-import { Log } from "pepr";
+import { Log } from "../platform";
 import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
 import { KubeApiError, clusterDriver, type KubeVirtDriver, type NewObject } from "../kubevirt/driver";

@@ -18,7 +18,7 @@
 // Always, Halted, Manual or spec.running before. The switch is made while a VMI runs, where every KubeVirt
 // version leaves the VMI alone. A watcher that halts VMs after a guest power-off would race virt-controller's
 // restart under Always.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
@@ -38,6 +38,10 @@ import {
   type PowerWrite,
 } from "./plan";
 import { hasCondition } from "./vm-model";
+import { derivePowerState } from "./state";
+import { mediaView } from "../media/model";
+import { IMPORT_FAILED_REASON } from "../tasks/derive";
+import { RedfishError, MessageId } from "../errors";
 
 export { RESET_TYPES, type PowerSettings } from "./plan";
 export { derivePowerState, type PowerState } from "./state";
@@ -110,6 +114,7 @@ function run(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => Pow
  */
 export async function reset(rec: VmRecord, resetType: string, deps: PowerDeps): Promise<{ status: 202 | 204 }> {
   if (!(RESET_TYPES as readonly string[]).includes(resetType)) throw unsupportedResetType(resetType);
+  if (startsGuest(rec, resetType)) refuseStartWithFailedMedia(rec, resetType);
   try {
     const { status } = await run(deps.driver, rec, current => planReset(current, resetType, planContext(current, deps.settings)));
     return { status };
@@ -117,6 +122,41 @@ export async function reset(rec: VmRecord, resetType: string, deps: PowerDeps): 
     const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
     throw redfishFailure(e, { namespace, name }, `ComputerSystem.Reset ${resetType}`);
   }
+}
+
+/** Reset types that create a VMI from the current template (a start, or a restart into a new VMI). */
+function startsGuest(rec: VmRecord, resetType: string): boolean {
+  switch (resetType) {
+    case "On":
+    case "ForceRestart":
+    case "GracefulRestart":
+      return true;
+    case "PushPowerButton": {
+      const state = derivePowerState(rec);
+      return state === "Off" || state === "PoweringOff";
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * A start from a drive whose import failed cannot happen (KubeVirt keeps the VM in DataVolumeError): answer that
+ * now, naming the image, so Ironic fails the deploy instead of waiting for a power state that never comes.
+ * The reason is the tenant-safe one; CDI's is in the log and an Event (media/controller.ts).
+ */
+function refuseStartWithFailedMedia(rec: VmRecord, resetType: string): void {
+  const view = mediaView(rec);
+  if (view.import !== "failed") return;
+  const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
+  const image = view.image ?? "(unknown)";
+  throw new RedfishError(
+    409,
+    MessageId.GeneralError,
+    `ComputerSystem.Reset ${resetType} cannot start ${namespace}.${name}: the virtual media image ${image} could not be imported. ${IMPORT_FAILED_REASON}`,
+    [],
+    { resolution: "Eject the media or insert a reachable image, then power on again." },
+  );
 }
 
 export interface PowerControllerOptions {

@@ -3,6 +3,7 @@
 // right after a request was accepted already says where the VM is heading (Ironic polls right away and
 // counts PoweringOn as on).
 import type { VmRecord, KubeObject } from "../cache/types";
+import { mediaView } from "../media/model";
 import {
   POWER_ON_REQUESTED_ANNOTATION,
   annotationOf,
@@ -65,9 +66,22 @@ export function hasPendingPowerOn(rec: VmRecord): boolean {
   return annotationOf(rec.vm, POWER_ON_REQUESTED_ANNOTATION) !== undefined;
 }
 
-/** Redfish PowerState: only ever On, Off, PoweringOn, PoweringOff or Paused. */
+/**
+ * The VM has no running VMI and its virtual CD holds a failed import: KubeVirt will not start it (DataVolumeError),
+ * so a start it is heading to cannot happen.
+ */
+export function startBlockedByMedia(rec: VmRecord): boolean {
+  const vmiActive = rec.vmi !== undefined && !vmiIsFinal(rec.vmi);
+  return !vmiActive && mediaView(rec).import === "failed";
+}
+
+/**
+ * Redfish PowerState: only ever On, Off, PoweringOn, PoweringOff or Paused. A start blocked by a failed media
+ * import reads Off, not PoweringOn: Ironic counts PoweringOn as on, and the start will not happen.
+ */
 export function derivePowerState(rec: VmRecord): PowerState {
   const state = deriveKubeVirtPowerState(rec);
+  if (state === "PoweringOn" && startBlockedByMedia(rec)) return "Off";
   if (rec.vm.metadata.deletionTimestamp) return state;
   // An accepted On waiting for the power-off to finish: the system is heading to On.
   if ((state === "Off" || state === "PoweringOff") && hasPendingPowerOn(rec)) return "PoweringOn";

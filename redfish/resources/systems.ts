@@ -19,6 +19,7 @@ import {
   type Representation,
 } from "../odata";
 import { derivePowerState, reset, RESET_TYPES } from "../power";
+import { MediaService, mediaView } from "../media";
 import {
   chassisUri,
   managerUri,
@@ -170,7 +171,11 @@ const READ_ONLY_SYSTEM_PROPERTIES = new Set([
 
 const resetBody = z.strictObject({ ResetType: z.string() });
 
+const POWER_OFF_TYPES = new Set(["ForceOff", "GracefulShutdown"]);
+
 export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+  // Only eject is used here, which needs no media settings.
+  const mediaEject = new MediaService({ cache: deps.cache, driver: deps.driver, settings: () => undefined });
   const { cache } = deps;
   const system = (c: RedfishContext) => resolveSystem(c, cache, c.req.param("id") ?? "");
 
@@ -220,6 +225,9 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
         driver: deps.driver,
         settings: { powerOffStaysOff: c.get("settings").powerOffStaysOff },
       });
+      // Ironic never ejects a drive that reads Inserted: false, so a failed import would stay on the VM (and
+      // block every later start): a power off clears it. A healthy CD stays in the drive, as on a physical BMC.
+      if (POWER_OFF_TYPES.has(body.ResetType) && mediaView(target.rec).import === "failed") await mediaEject.eject(target.rec);
       return new Response(null, { status });
     },
   }, system);

@@ -6,8 +6,19 @@ import type { ClusterCache } from "../cache/types";
 import type { KubeVirtDriver } from "../kubevirt/driver";
 import { MediaService } from "../media/service";
 import { mediaView } from "../media/model";
-import { EJECT_ACTION, INSERT_ACTION, MEDIA_TYPES, TRANSFER_METHODS, TRANSFER_PROTOCOLS, parseEjectMedia, parseInsertMedia } from "../media/request";
+import {
+  EJECT_ACTION,
+  INSERT_ACTION,
+  MEDIA_TYPES,
+  TRANSFER_METHODS,
+  TRANSFER_PROTOCOLS,
+  parseEjectMedia,
+  parseInsertMedia,
+  type InsertRequest,
+} from "../media/request";
 import { mediaSettingsOf } from "../media/settings";
+import { InsertRateLimiter, admitImage } from "../media/image-policy";
+import type { Resolver } from "../url-policy";
 import { mediaTaskSource, mediaTaskView, type MediaTaskSourceOptions } from "../tasks/source";
 import { checkIfMatch, collection, envelope, readJsonObject, readRequestText, sendJson } from "../odata";
 import {
@@ -32,6 +43,8 @@ export interface VirtualMedia {
   service: MediaService;
   tasks: TaskSource;
   taskOptions: MediaTaskSourceOptions;
+  /** InsertMedia's checks before any write: the image URL policy and the per-user rate. */
+  admit(user: string, request: InsertRequest): Promise<InsertRequest>;
 }
 
 /** The virtual-media service of an app: its writes, and its tasks for the TaskService. */
@@ -42,7 +55,10 @@ export function createVirtualMedia(options: {
   driver: KubeVirtDriver;
   /** How long a request waits for the cache to show its own writes (default 2 s). */
   cacheWaitMs?: number;
+  /** Host name resolution for the image URL policy (default: the system's). */
+  resolver?: Resolver;
 }): VirtualMedia {
+  const limiter = new InsertRateLimiter(options.now);
   const settings = () => mediaSettingsOf(options.config());
   const taskOptions: MediaTaskSourceOptions = {
     cache: options.cache,
@@ -55,6 +71,12 @@ export function createVirtualMedia(options: {
     service: new MediaService({ cache: options.cache, driver: options.driver, settings, ...(options.cacheWaitMs !== undefined ? { cacheWaitMs: options.cacheWaitMs } : {}) }),
     tasks: mediaTaskSource(taskOptions),
     taskOptions,
+    admit: async (user, request) => {
+      const config = options.config();
+      if (!config) return request; // the service answers 503 before writing anything
+      limiter.take(user, config.redfish.insertMediaRate);
+      return admitImage(request, config.redfish.imageUrlPolicy, options.resolver);
+    },
   };
 }
 
@@ -129,7 +151,8 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
         const target = system(c);
         const request = parseInsertMedia(await readJsonObject(c));
         checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
-        const outcome = await media.service.insert(target.rec, request);
+        const admitted = await media.admit(c.get("principal").account.username, request);
+        const outcome = await media.service.insert(target.rec, admitted);
         if (outcome.kind === "unchanged") return new Response(null, { status: 204 });
         const rec = cache.getVm(target.rec.vm.metadata.namespace!, target.rec.vm.metadata.name!) ?? target.rec;
         return acceptedTaskResponse(c, mediaTaskView(media.taskOptions, rec, outcome.dataVolume));

@@ -40,14 +40,22 @@ export interface ImportProgress {
   state: TaskState;
   status: TaskStatus;
   percent?: number;
-  /** Why the import failed or is stuck, in CDI's (or our) words. */
+  /** Why the import failed or is stuck, as tenants may read it (a failure never says what the target answered). */
   reason?: string;
+  /** A failure in CDI's (or our) words: for the log and a Kubernetes Event, never for Redfish clients. */
+  detail?: string;
   endTime?: string;
 }
 
 function timeOf(c: Record<string, unknown> | undefined): string | undefined {
   return typeof c?.lastTransitionTime === "string" ? c.lastTransitionTime : undefined;
 }
+
+/**
+ * What a tenant is told about any failed import. CDI's words (404, connection refused, a timeout) would tell
+ * whether an address answers: with InsertMedia that is a port scanner.
+ */
+export const IMPORT_FAILED_REASON = "The image could not be downloaded.";
 
 /**
  * Where an import stands. Completed only when CDI reports Succeeded; Exception when CDI failed (phase Failed, or
@@ -65,8 +73,8 @@ export function importProgress(dv: Readonly<KubeObject>, now: number, importTime
     case "ready":
       return { state: "Completed", status: "OK", percent: 100, endTime: timeOf(conditionOf(dv, "Ready")) ?? timeOf(running) };
     case "failed": {
-      const message = typeof running?.message === "string" && running.message !== "" ? running.message : `DataVolume phase ${String(status.phase ?? "")}`;
-      return { state: "Exception", status: "Critical", ...(percent !== undefined ? { percent } : {}), reason: message, endTime: timeOf(running) };
+      const detail = typeof running?.message === "string" && running.message !== "" ? running.message : `DataVolume phase ${String(status.phase ?? "")}`;
+      return { state: "Exception", status: "Critical", ...(percent !== undefined ? { percent } : {}), reason: IMPORT_FAILED_REASON, detail, endTime: timeOf(running) };
     }
     case "importing":
       break;
@@ -77,7 +85,8 @@ export function importProgress(dv: Readonly<KubeObject>, now: number, importTime
       state: "Exception",
       status: "Critical",
       ...(percent !== undefined ? { percent } : {}),
-      reason: `The import did not complete within ${importTimeoutSeconds} seconds (datavolume.importTimeoutSeconds); DataVolume phase ${String(status.phase ?? "none")}.`,
+      reason: IMPORT_FAILED_REASON,
+      detail: `The import did not complete within ${importTimeoutSeconds} seconds (datavolume.importTimeoutSeconds); DataVolume phase ${String(status.phase ?? "none")}.`,
     };
   }
   // The importer cannot start (missing Secret or CA ConfigMap): still pending, but say why.

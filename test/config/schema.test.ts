@@ -63,6 +63,7 @@ describe("defaults", () => {
           clusterDomain: "cluster.local",
           resolveTimeoutMs: 5000,
         },
+        insertMediaRate: { burst: 60, refillSeconds: 1 },
       },
       datavolume: {
         storageSize: "10Gi",
@@ -197,7 +198,7 @@ describe("the agreed outline and the sandbox demo are accepted", () => {
 describe("unknown keys and wrong types", () => {
   it("names an unknown key, suggests the intended one and lists the allowed keys", () => {
     expect(errorsOf({ redfish: { prot: 9000 } })).toEqual([
-      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy',
+      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy, insertMediaRate',
     ]);
     expect(errorsOf({ chasis: [] })).toEqual([
       'top level: unknown key "chasis" (did you mean "chassis"?); allowed keys here: role, chassis, authentication, redfish, datavolume, infra, nodeMapping, nodeIdentity, datavolumePolicy',

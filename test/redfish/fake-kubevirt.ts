@@ -35,6 +35,8 @@ type Kind = CachedKind | "Secret";
 export class FakeKubeVirt implements KubeVirtDriver {
   readonly cache: WatchCache;
   readonly calls: DriverCall[] = [];
+  /** Warning Events recorded through the driver. */
+  readonly events: { involved: string; reason: string; message: string; eventName: string }[] = [];
   private readonly objects = new Map<string, KubeObject>();
   private readonly failures: { method: DriverMethod; error: unknown }[] = [];
   private resourceVersion = 100;
@@ -209,6 +211,11 @@ export class FakeKubeVirt implements KubeVirtDriver {
   async createSecret(secret: NewObject): Promise<CreatedObject> {
     this.call("createSecret", secret.metadata.namespace, secret.metadata.name);
     return this.create("Secret", structuredClone(secret));
+  }
+
+  async warningEvent(involved: Readonly<KubeObject>, reason: string, message: string, eventName: string): Promise<void> {
+    if (this.events.some(e => e.eventName === eventName)) return; // AlreadyExists, as the API server answers
+    this.events.push({ involved: `${involved.kind}/${involved.metadata.namespace}/${involved.metadata.name}`, reason, message, eventName });
   }
 
   // ---- the model ----

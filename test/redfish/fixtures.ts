@@ -163,7 +163,17 @@ export const ALICE_HASH = "$2b$04$/SneIGhpt2jSwRfqiPMbyOeKf0sBna1VgrQW/NUV0ok9aq
  * Two tenants: alice sees chassis tenant1 (namespace tenant1-vms), bob sees tenant2 (tenant2-vms, only
  * VMs labelled redfish=true), carol sees both.
  */
+/**
+ * The image URL policy of the tests' lab: the local image server on loopback and the made-up image hosts of the
+ * fake-driver tests (never resolved). Explicit, as a lab's config must be: the default refuses all of them.
+ */
+export const LAB_IMAGE_URL_POLICY = {
+  allowCidrs: ["127.0.0.1/32"],
+  allowHosts: ["h", "x", "images.example", "images.example.org", "evil.example.org"],
+};
+
 export function testConfig(overrides: Record<string, unknown> = {}): ModuleConfig {
+  const { redfish, ...rest } = overrides;
   return moduleConfigSchema.parse({
     chassis: [
       { name: "tenant1", namespace: "tenant1-vms", description: "Tenant 1 VMs" },
@@ -178,7 +188,8 @@ export function testConfig(overrides: Record<string, unknown> = {}): ModuleConfi
       sessionTimeoutSeconds: 600,
       lockout: { maxFailures: 3, baseDelaySeconds: 2, maxDelaySeconds: 60 },
     },
-    ...overrides,
+    ...rest,
+    redfish: { imageUrlPolicy: LAB_IMAGE_URL_POLICY, ...(redfish as Record<string, unknown> | undefined) },
   });
 }
 

@@ -47,7 +47,12 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
   const { api, kubevirt } = cluster;
   const cdi = startCdiSimulator(api, { progressIntervalMs: 50, stepDelayMs: 20 });
   const iso = await startIsoServer({ sizeBytes: 1024 * 1024, slowChunkIntervalMs: 40, ...opts.iso });
-  const config = testConfig({ datavolume: { storageSize: "1Gi", sizeMarginPercent: 10, importTimeoutSeconds: 600 }, ...opts.config });
+  const config = testConfig({
+    datavolume: { storageSize: "1Gi", sizeMarginPercent: 10, importTimeoutSeconds: 600 },
+    // The concurrency tests make 70 inserts as one user within seconds.
+    redfish: { insertMediaRate: { burst: 200 } },
+    ...opts.config,
+  });
 
   const startWatcher = (reverseSeed = false): Watcher => {
     const { cache, stop } = startSandboxWatcher(api, { config, mediaController: true, reverseSeed });

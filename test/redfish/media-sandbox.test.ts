@@ -98,7 +98,7 @@ describe("imports that take time or fail", () => {
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe(CD_VOLUME);
   });
 
-  it("a 404 image ends in a Task Exception with CDI's reason, Inserted false, and the VM does not boot from it", async () => {
+  it("a 404 image ends in a Task Exception with a generic reason (CDI's in an Event), Inserted false, and the VM does not boot from it", async () => {
     sb.createVm("broken-1");
     const system = `/redfish/v1/Systems/${NS}.broken-1`;
     const image = `${sb.iso.url}/missing/nothing.iso`;
@@ -110,12 +110,18 @@ describe("imports that take time or fail", () => {
       return t.TaskState === "Exception" ? t : undefined;
     }, "the task to fail");
     expect(failed.TaskStatus).toBe("Critical");
-    expect(failed.Messages[0].Resolution).toContain("expected status code 200, got 404");
+    expect(failed.Messages[0].Resolution).toContain("The image could not be downloaded.");
+    // CDI's reason is in a Warning Event on the VM (for the platform team), never in the tenant's Task.
+    const event = await sb.waitFor(
+      () => sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === "broken-1"),
+      "the import-failed Event",
+    );
+    expect((event as any).message).toContain("got 404");
     const cd = await sb.json(cdUri("broken-1"));
     expect(cd).toMatchObject({ Image: image, Inserted: false, Status: { Health: "Warning" } });
     const res = await sb.request(monitor);
     expect(res.status).toBe(400);
-    expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("got 404");
+    expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("The image could not be downloaded.");
 
     // KubeVirt does not start a VM whose DataVolume failed: no VMI, ever, from the broken media.
     await new Promise(r => setTimeout(r, 300));
@@ -136,6 +142,34 @@ describe("imports that take time or fail", () => {
     }, "the VM to start from its disk");
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("rootdisk");
     expect(sb.mediaDataVolumes("broken-1")).toEqual([]);
+  });
+
+  it("Ironic's deploy with a 404 image: Reset On answers an error naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
+    sb.createVm("broken-2");
+    const system = `/redfish/v1/Systems/${NS}.broken-2`;
+    const image = `${sb.iso.url}/missing/deploy.iso`;
+    const started = Date.now();
+    const { task } = await taskOf(await sb.request(insertUri("broken-2"), { body: { Image: image } }));
+    // Ironic: boot device cdrom, then power on; it polls nothing in between but the power state.
+    expect((await sb.request(system, { method: "PATCH", body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } })).status).toBeLessThan(300);
+    await sb.waitFor(async () => (await sb.json(task["@odata.id"])).TaskState === "Exception", "the import to fail", 55_000);
+    const on = await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } });
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(on.status).toBe(409);
+    const error = ((await on.json()) as any).error;
+    expect(error.message).toContain(image);
+    expect(error.message).toContain("could not be downloaded");
+    expect(error.message).not.toMatch(/404|Not Found/);
+    // Not PoweringOn: the start cannot happen.
+    expect((await sb.json(system)).PowerState).toBe("Off");
+
+    // Ironic does not eject a drive that reads Inserted: false; its power off clears the failed import.
+    expect((await sb.json(cdUri("broken-2"))).Inserted).toBe(false);
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    await sb.waitFor(() => sb.mediaDataVolumes("broken-2").length === 0, "the failed DataVolume to be deleted");
+    expect(await sb.json(cdUri("broken-2"))).toMatchObject({ Image: null, Inserted: false });
+    expect((await sb.request(ejectUri("broken-2"), { method: "POST" })).status).toBe(204);
+    expect(sb.mediaDataVolumes("broken-2")).toEqual([]);
   });
 });
 

@@ -63,7 +63,13 @@ export async function startReliabilityCluster(
   moduleEnv?: SandboxClusterOptions["moduleEnv"],
 ): Promise<{ c: SuiteCluster; rf: RedfishClient }> {
   const c = await startSuiteCluster({
-    config: { chassis: [{ name: "rel", namespace: RELIABILITY_NAMESPACE }], datavolume: { storageSize: "1Gi" } },
+    config: {
+      chassis: [{ name: "rel", namespace: RELIABILITY_NAMESPACE }],
+      datavolume: { storageSize: "1Gi" },
+      // The local image server is on loopback: allowed explicitly, as a lab does. The concurrency suite makes
+      // 70 inserts as one user within seconds.
+      redfish: { imageUrlPolicy: { allowCidrs: ["127.0.0.1/32"] }, insertMediaRate: { burst: 200 } },
+    },
     users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
     kubevirt: { stepDelayMs: 50 },
     iso,

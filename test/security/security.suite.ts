@@ -91,6 +91,8 @@ beforeAll(async () => {
       // A lock of 3 s after 3 failures: long enough to observe on a loaded machine, short enough to wait out.
       authentication: { lockout: { maxFailures: 3, baseDelaySeconds: 3, maxDelaySeconds: 6 }, trustedProxies: ["127.0.0.9"] },
       datavolume: { storageSize: "1Gi" },
+      // The local image server is on loopback: allowed explicitly (the SSRF tests use other loopback spellings).
+      redfish: { imageUrlPolicy: { allowCidrs: ["127.0.0.1/32"] } },
     },
     users: [
       ...USER_NAMES.map(u =>
