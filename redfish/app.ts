@@ -15,9 +15,11 @@ import { clientAddress } from "./auth/client-address";
 import type { ClusterCache } from "./cache/types";
 import { baseError, RedfishError } from "./errors";
 import { sendError, SERVICE_ROOT } from "./odata";
+import { createEventService, type EventSetup } from "./events";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
+import { registerEventService } from "./resources/event-service";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
 import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./resources/session-service";
@@ -49,6 +51,8 @@ export interface RedfishAppOptions {
   /** Clock for session timeouts and back-off (tests). */
   now?: () => number;
   maxBodyBytes?: number;
+  /** EventService: where subscriptions are kept, delivery retry settings (default: in memory, 3 retries from 5 s). */
+  events?: EventSetup;
 }
 
 /** Paths served without credentials (DSP0266): the version document, ServiceRoot, OData documents. */
@@ -176,6 +180,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   registerAccountService(app, deps);
   registerTaskService(app, deps);
   registerVirtualMedia(app, deps, media);
+  registerEventService(app, createEventService({ cache: options.cache, config: options.config, tasks: deps.tasks, now, ...options.events }));
 
   app.notFound(c => {
     if (c.req.path.startsWith("/redfish")) {
