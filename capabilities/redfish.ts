@@ -6,6 +6,7 @@ import { WatchCache, type WatchPhase } from "../redfish/cache/store";
 import type { CachedKind, KubeObject } from "../redfish/cache/types";
 import { createRedfishApp } from "../redfish/app";
 import { startBootController } from "../redfish/boot";
+import { clusterSubscriptionStore } from "../redfish/events/cluster-store";
 import { startMediaController } from "../redfish/media";
 import { startPowerController } from "../redfish/power";
 import { RedfishListener, type TlsMaterial } from "../redfish/server";
@@ -87,7 +88,12 @@ async function startRedfishService(): Promise<void> {
   if (started) return;
   started = true;
   const installationId = await readInstallationId();
-  const app = createRedfishApp({ cache: redfishCache, config: currentConfig, installationId: () => installationId });
+  const app = createRedfishApp({
+    cache: redfishCache,
+    config: currentConfig,
+    installationId: () => installationId,
+    events: { store: clusterSubscriptionStore(CONFIG_NAMESPACE) },
+  });
   const listener = new RedfishListener({ fetch: app.fetch, loadTlsSecret });
   onConfigChange(config => void listener.reconcile(config));
   void listener.reconcile(currentConfig());
