@@ -13,6 +13,7 @@
 import bcrypt from "bcryptjs";
 import fs from "node:fs";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import YAML from "yaml";
 import { translateSeedShapes } from "../capabilities/config/seed";
 import { resolveValues } from "./deploy/values";
@@ -213,26 +214,31 @@ function readYaml(file: string): unknown {
   return doc.toJS();
 }
 
+const USAGE = "usage: migrate-values [--redfish f]... [--csi f]... [-o out.yaml] [--secret-out secret.yaml] [--keep-plain-passwords]";
+
 function main(argv: string[]): void {
-  const redfish: unknown[] = [];
-  const csi: unknown[] = [];
-  let out: string | undefined;
-  let secretOut: string | undefined;
-  let hashPasswords = true;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const next = () => {
-      const value = argv[++i];
-      if (value === undefined) throw new Error(`${arg} needs a value`);
-      return value;
-    };
-    if (arg === "--redfish") redfish.push(readYaml(next()));
-    else if (arg === "--csi") csi.push(readYaml(next()));
-    else if (arg === "-o" || arg === "--out") out = next();
-    else if (arg === "--secret-out") secretOut = next();
-    else if (arg === "--keep-plain-passwords") hashPasswords = false;
-    else throw new Error(`unknown argument ${JSON.stringify(arg)}; usage: migrate-values [--redfish f]... [--csi f]... [-o out.yaml] [--secret-out secret.yaml] [--keep-plain-passwords]`);
+  let values: { redfish?: string[]; csi?: string[]; out?: string; "secret-out"?: string; "keep-plain-passwords"?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        redfish: { type: "string", multiple: true },
+        csi: { type: "string", multiple: true },
+        out: { type: "string", short: "o" },
+        "secret-out": { type: "string" },
+        "keep-plain-passwords": { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new Error(`${error instanceof Error ? error.message : String(error)}; ${USAGE}`);
   }
+  const redfish = (values.redfish ?? []).map(readYaml);
+  const csi = (values.csi ?? []).map(readYaml);
+  const out = values.out;
+  const secretOut = values["secret-out"];
+  const hashPasswords = values["keep-plain-passwords"] !== true;
   const result = migrateValues({ redfish, csi, hashPasswords });
   if (result.kubeconfigSecret && !secretOut) {
     throw new Error("the CSI values hold an infra kubeconfig: give --secret-out <file> to write it as a Secret manifest (it never goes into the values)");

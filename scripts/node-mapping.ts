@@ -8,6 +8,7 @@
 //
 // When node-identity is disabled (or role is infra), the report shows what it would do once enabled.
 import fs from "node:fs";
+import { parseArgs } from "node:util";
 import { CoreV1Api, KubeConfig, type V1Node } from "@kubernetes/client-node";
 import { CONFIG_MAP_KEY, CONFIG_MAP_NAME, CONFIG_NAMESPACE, loadConfig } from "../capabilities/config/load";
 import type { ModuleConfig } from "../capabilities/config/schema";
@@ -161,16 +162,24 @@ export function formatReport(report: MappingReport): string {
 const USAGE = "usage: node-mapping [--json] [--config <config.yaml>]   (cluster from KUBECONFIG)";
 
 export async function main(argv: string[], write: (text: string) => void = t => process.stdout.write(t)): Promise<number> {
-  let json = false;
-  let configFile: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--json") json = true;
-    else if (argv[i] === "--config" && argv[i + 1]) configFile = argv[++i];
-    else {
-      write(`${USAGE}\n`);
-      return argv[i] === "--help" || argv[i] === "-h" ? 0 : 2;
-    }
+  let args: { json?: boolean; config?: string; help?: boolean };
+  try {
+    args = parseArgs({
+      args: argv,
+      options: { json: { type: "boolean" }, config: { type: "string" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    write(`node-mapping: ${error instanceof Error ? error.message : String(error)}\n${USAGE}\n`);
+    return 2;
   }
+  if (args.help) {
+    write(`${USAGE}\n`);
+    return 0;
+  }
+  const json = args.json === true;
+  const configFile = args.config;
   try {
     const kc = new KubeConfig();
     kc.loadFromDefault();

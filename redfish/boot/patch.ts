@@ -1,7 +1,7 @@
 // PATCH of ComputerSystem.Boot: validation, then one JSON patch of the VM template (boot orders, firmware)
 // and the override annotation.
 import { z } from "zod";
-import type { JsonPatchOp } from "../../capabilities/common/gateway";
+import type { JsonPatchOp } from "../kubevirt/driver";
 import type { VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError } from "../errors";
 import { removeAnnotationOps, setAnnotationOps } from "../power/patch-ops";

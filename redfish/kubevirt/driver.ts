@@ -5,6 +5,7 @@
 // Drivers throw KubeApiError as the API server answered (./failures.ts turns it into a Redfish error), except
 // for an API group the server does not serve, which is a KubeVirtApiUnavailable naming the group.
 import {
+  KubeApiError,
   createDataVolume,
   createSecret,
   deleteDataVolume,
@@ -19,8 +20,11 @@ import {
   type JsonPatchOp,
 } from "../../capabilities/common/gateway";
 import type { KubeObject } from "../cache/types";
+import { attachOps, detachOps } from "../media/plan";
 import { KUBEVIRT_API, KUBEVIRT_SUBRESOURCE_API, CDI_API, whenServed } from "./failures";
 
+// The rest of redfish/ reaches the gateway only through this file and ./failures.ts.
+export { KubeApiError };
 export type { CreatedObject, JsonPatchOp };
 
 /** VMI subresources that act on the running guest. */
@@ -43,6 +47,13 @@ export interface KubeVirtDriver {
   restartVm(namespace: string, name: string, opts?: { gracePeriodSeconds?: number }): Promise<void>;
   /** virt-api VMI `pause`, `unpause`, `softreboot` or `reset`. */
   guestAction(namespace: string, name: string, action: GuestAction): Promise<void>;
+  /**
+   * Puts the virtual CD drive (CD-ROM disk + volume) on `dataVolumeName`, planned from `vm` as read and refused
+   * (409/422) when the VM changed since. A template change: KubeVirt applies it at the next start.
+   */
+  attachCdrom(vm: Readonly<KubeObject>, dataVolumeName: string): Promise<void>;
+  /** Removes the virtual CD drive (as `attachCdrom`, guarded by the VM as read). */
+  detachCdrom(vm: Readonly<KubeObject>): Promise<void>;
   /** Creates a DataVolume (virtual media import); 409 when the name is taken. */
   createDataVolume(dataVolume: NewObject): Promise<CreatedObject>;
   /** Deletes a DataVolume; its PVC and the Secrets it owns follow by garbage collection. */
@@ -62,6 +73,9 @@ export const clusterDriver: KubeVirtDriver = {
   restartVm: (namespace, name, opts = {}) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => restartVirtualMachine(namespace, name, opts)),
   guestAction: (namespace, name, action) =>
     whenServed(KUBEVIRT_SUBRESOURCE_API, () => putVirtualMachineInstanceAction(namespace, name, action)),
+  attachCdrom: (vm, dataVolumeName) =>
+    whenServed(KUBEVIRT_API, () => patchVirtualMachine(vm.metadata.namespace!, vm.metadata.name!, attachOps(vm, dataVolumeName))),
+  detachCdrom: vm => whenServed(KUBEVIRT_API, () => patchVirtualMachine(vm.metadata.namespace!, vm.metadata.name!, detachOps(vm))),
   createDataVolume: dataVolume => whenServed(CDI_API, () => createDataVolume(dataVolume)),
   deleteDataVolume: (namespace, name) => whenServed(CDI_API, () => deleteDataVolume(namespace, name)),
   createSecret: secret => createSecret(secret),

@@ -5,8 +5,8 @@
 //     NotFound. That is "the KubeVirt API is unavailable" (503 naming the group), never "system not found".
 //   - a JSON patch that does not apply (a `test` op failed, a path is gone): 422 reason Invalid, message
 //     "the server rejected our request due to an error in our request", `details: {}` and no causes
-//     (apiserver's NewGenericServerResponse; the sandbox adds a cause naming the failed op). Like a 409, it
-//     means the object changed since it was read.
+//     (apiserver's NewGenericServerResponse drops the patch library's text). Like a 409, it means the object
+//     changed since it was read.
 import { Log } from "pepr";
 import { KubeApiError } from "../../capabilities/common/gateway";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";

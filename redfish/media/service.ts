@@ -7,15 +7,14 @@
 // for the import: the reply carries a Task derived from the DataVolume.
 import { randomBytes } from "node:crypto";
 import { Log } from "pepr";
-import { KubeApiError } from "../../capabilities/common/gateway";
 import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
-import { clusterDriver, type KubeVirtDriver, type NewObject } from "../kubevirt/driver";
+import { KubeApiError, clusterDriver, type KubeVirtDriver, type NewObject } from "../kubevirt/driver";
 import { isWriteConflict, redfishFailure } from "../kubevirt/failures";
 import { NeedsFreshRead, retryOnConflict } from "../kubevirt/retry";
 import { withVmLock } from "./lock";
 import { MAX_VM_NAME_LENGTH, driveSlot, imageUrlOf, importPhase, isMediaDataVolumeOf, mediaDataVolumeName } from "./model";
-import { attachOps, credentialsSecret, detachOps, mediaDataVolume, type OwnerVm } from "./plan";
+import { credentialsSecret, mediaDataVolume, type OwnerVm } from "./plan";
 import type { InsertRequest } from "./request";
 import type { MediaSettings } from "./settings";
 
@@ -140,15 +139,14 @@ export class MediaService {
     // The first attempt plans from the cache (current: the lock holder waited for its own writes to show);
     // the patch's resourceVersion test catches anything newer, and a decision to write nothing is confirmed
     // by a fresh read, so a lagging cache can cost a retry but never a wrong answer.
-    let vm: KubeObject;
+    let step: { done: InsertOutcome } | { attachedTo: KubeObject; dataVolume: KubeObject };
     try {
-      const outcome = await retryOnConflict<KubeObject, InsertOutcome | undefined>({
+      step = await retryOnConflict<KubeObject, typeof step>({
         initial: this.cachedVm(namespace, name),
         readFresh: () => this.freshVm(namespace, name),
         isConflict: isWriteConflict,
         maxAttempts: MAX_ATTEMPTS,
         attempt: async (current, fresh) => {
-          vm = current;
           const slot = driveSlot(current);
           if (slot.kind === "foreign") {
             if (!fresh) throw new NeedsFreshRead();
@@ -163,22 +161,21 @@ export class MediaService {
             if (!fresh) throw new NeedsFreshRead();
             if (created) await this.deleteQuietly(namespace, created.dataVolume.metadata.name!, "the image is already in the drive");
             // A failed import of the same URL is not kept: inserting it again means "try again".
-            return importPhase(attached) === "ready" ? { kind: "unchanged" } : { kind: "importing", dataVolume: attached };
+            return { done: importPhase(attached) === "ready" ? { kind: "unchanged" } : { kind: "importing", dataVolume: attached } };
           }
           created ??= await this.createImport(ownerOf(current), request, settings);
-          await this.driver.patchVm(namespace, name, attachOps(current, created.dataVolume.metadata.name!));
-          return undefined;
+          await this.driver.attachCdrom(current, created.dataVolume.metadata.name!);
+          return { attachedTo: current, dataVolume: created.dataVolume };
         },
       });
-      if (outcome) return outcome;
     } catch (e) {
       if (created) await this.deleteQuietly(namespace, created.dataVolume.metadata.name!, "insert failed");
       throw e;
     }
-    if (!created) throw new Error("insert attached no DataVolume");
+    if ("done" in step) return step.done;
 
-    const newName = created.dataVolume.metadata.name!;
-    const replaced = this.ownedDataVolumes(vm!, newName);
+    const newName = step.dataVolume.metadata.name!;
+    const replaced = this.ownedDataVolumes(step.attachedTo, newName);
     for (const dv of replaced) await this.deleteQuietly(namespace, dv.metadata.name!, "replaced by a new insert");
     await waitForCache(
       this.deps.cache,
@@ -194,7 +191,7 @@ export class MediaService {
     );
     const fromCache = this.deps.cache.getVm(namespace, name)?.dataVolumes.find(dv => dv.metadata.name === newName);
     Log.info({ namespace, name, dataVolume: newName, replaced: replaced.map(dv => dv.metadata.name) }, "virtual media inserted; import started");
-    return { kind: "started", dataVolume: fromCache ?? created.dataVolume };
+    return { kind: "started", dataVolume: fromCache ?? step.dataVolume };
   }
 
   /** Creates the DataVolume (a fresh name; another on a name clash) and the credentials Secret it owns. */
@@ -235,7 +232,7 @@ export class MediaService {
           if (!fresh) throw new NeedsFreshRead();
           return { vm: current, detached: false };
         }
-        await this.driver.patchVm(namespace, name, detachOps(current));
+        await this.driver.detachCdrom(current);
         return { vm: current, detached: true };
       },
     });

@@ -23,11 +23,10 @@ import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
 import { bootModeOf } from "../boot/firmware";
-import { clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
+import { KubeApiError, clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
 import { KubeVirtApiUnavailable, redfishFailure } from "../kubevirt/failures";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
 import { withFreshRecordOnConflict } from "../kubevirt/records";
-import { KubeApiError } from "../../capabilities/common/gateway";
 import {
   RESET_TYPES,
   pendingPowerOnPlan,

@@ -1,6 +1,6 @@
 // JSON patch building blocks for VirtualMachine writes. Each write carries `test` ops on the values it was
 // computed from, so a VM changed meanwhile makes the patch fail (and be recomputed) instead of being clobbered.
-import type { JsonPatchOp } from "../../capabilities/common/gateway";
+import type { JsonPatchOp } from "../kubevirt/driver";
 import type { KubeObject } from "../cache/types";
 import { runFieldOf, type RunStrategy } from "./vm-model";
 

@@ -1,6 +1,6 @@
 // ResetType → KubeVirt operations, as a pure function of the VM record: which writes to make (normally one),
 // which KubeVirt refusals mean "already done", and what to answer. Executed by ./index.ts.
-import type { JsonPatchOp } from "../../capabilities/common/gateway";
+import type { JsonPatchOp } from "../kubevirt/driver";
 import type { VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError } from "../errors";
 import { removeAnnotationOps, setAnnotationOps, setRunStrategyOps } from "./patch-ops";

@@ -8,6 +8,7 @@ import { KubeApiError } from "../../capabilities/common/gateway";
 import { WatchCache, type ChassisDefinition } from "../../redfish/cache/store";
 import type { CachedKind, KubeObject, VmRecord } from "../../redfish/cache/types";
 import type { CreatedObject, GuestAction, JsonPatchOp, KubeVirtDriver, NewObject } from "../../redfish/kubevirt/driver";
+import { attachOps, detachOps } from "../../redfish/media/plan";
 import { hasStartRequest, runFieldOf, runStrategyOf, stateChangeRequestsOf, vmiIsFinal } from "../../redfish/power/vm-model";
 import { applyJsonPatch, type Json } from "../../sandbox/apiserver/patch";
 
@@ -115,6 +116,11 @@ export class FakeKubeVirt implements KubeVirtDriver {
 
   async patchVm(namespace: string, name: string, ops: JsonPatchOp[]): Promise<void> {
     this.call("patchVm", namespace, name, ops);
+    this.applyPatch(namespace, name, ops);
+  }
+
+  /** kube-apiserver's JSON patch of a VM: all ops or none; one that does not apply is its real 422. */
+  private applyPatch(namespace: string, name: string, ops: JsonPatchOp[]): void {
     const vm = this.vm(namespace, name);
     if (!vm) throw notFound("virtualmachines.kubevirt.io", name);
     let patched: Json;
@@ -124,6 +130,16 @@ export class FakeKubeVirt implements KubeVirtDriver {
       throw PATCH_TEST_FAILED;
     }
     this.put("VirtualMachine", patched as unknown as KubeObject);
+  }
+
+  async attachCdrom(vm: Readonly<KubeObject>, dataVolumeName: string): Promise<void> {
+    this.call("attachCdrom", vm.metadata.namespace!, vm.metadata.name!, dataVolumeName);
+    this.applyPatch(vm.metadata.namespace!, vm.metadata.name!, attachOps(vm, dataVolumeName));
+  }
+
+  async detachCdrom(vm: Readonly<KubeObject>): Promise<void> {
+    this.call("detachCdrom", vm.metadata.namespace!, vm.metadata.name!);
+    this.applyPatch(vm.metadata.namespace!, vm.metadata.name!, detachOps(vm));
   }
 
   async startVm(namespace: string, name: string): Promise<void> {

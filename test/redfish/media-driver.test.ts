@@ -162,9 +162,9 @@ describe("virtual media semantics (fake KubeVirt + CDI)", () => {
   it("a change to the VM by another writer during an insert is kept, and the insert still lands", async () => {
     const t = setup();
     t.addVm("busy-1");
-    t.fake.failNext("patchVm", PATCH_TEST_FAILED); // the cached VM was older than the stored one
+    t.fake.failNext("attachCdrom", PATCH_TEST_FAILED); // the cached VM was older than the stored one
     await taskOf(await t.request(insertUri("busy-1"), { body: { Image: IMAGE } }));
-    expect(t.fake.calls.filter(c => c.method === "patchVm")).toHaveLength(2);
+    expect(t.fake.calls.filter(c => c.method === "attachCdrom")).toHaveLength(2);
     expect(t.fake.calls.filter(c => c.method === "readVm")).toHaveLength(1);
     expect(t.mediaDataVolumes("busy-1")).toHaveLength(1);
   });
@@ -176,7 +176,7 @@ describe("virtual media semantics (fake KubeVirt + CDI)", () => {
     const res = await t.request(insertUri("nocdi-1"), { body: { Image: IMAGE } });
     expect(res.status).toBe(503);
     expect(((await res.json()) as any).error.message).toContain("cdi.kubevirt.io/v1beta1");
-    expect(t.fake.calls.filter(c => c.method === "patchVm")).toEqual([]);
+    expect(t.fake.calls.filter(c => c.method === "attachCdrom")).toEqual([]);
     expect(await t.json(cdUri("nocdi-1"))).toMatchObject({ Image: null, Inserted: false });
   });
 

@@ -57,9 +57,6 @@ describe("the Ironic virtual-media sequence", () => {
   });
 });
 
-describe("insert, re-insert, replace, eject", () => {
-});
-
 describe("imports that take time or fail", () => {
   it("a slow image shows rising PercentComplete; On meanwhile is PoweringOn and boots from the CD once imported", async () => {
     sb.createVm("slow-1");
@@ -142,11 +139,3 @@ describe("imports that take time or fail", () => {
   });
 });
 
-describe("credentials and what the module does not own", () => {
-});
-
-describe("tenancy", () => {
-});
-
-describe("fuzzing the virtual-media endpoints", () => {
-});

@@ -31,7 +31,9 @@ const seen: { subresource: string; req: SubresourceRequest }[] = [];
 const previousKubeconfig = process.env.KUBECONFIG;
 
 beforeAll(async () => {
-  api = await startApiServer({ tokens: [{ token: TOKEN, user: { username: SERVICE_ACCOUNT, groups: ["system:serviceaccounts"] } }] });
+  // system:masters: the sandbox applies RBAC to token users, and what the module's ClusterRole allows is
+  // test/deploy/rbac.test.ts's subject, not this one's.
+  api = await startApiServer({ tokens: [{ token: TOKEN, user: { username: SERVICE_ACCOUNT, groups: ["system:serviceaccounts", "system:masters"] } }] });
   for (const [resource, sub] of [
     ["virtualmachines", "start"],
     ["virtualmachines", "stop"],

@@ -32,8 +32,14 @@ export interface SandboxCluster {
 }
 
 /** The API server with the KubeVirt simulator, the given namespaces, and KUBECONFIG pointing at it. */
-export async function startSandboxCluster(opts: { tmpPrefix: string; namespaces: readonly string[]; stepDelayMs?: number }): Promise<SandboxCluster> {
-  const api = await startApiServer();
+export async function startSandboxCluster(opts: {
+  tmpPrefix: string;
+  namespaces: readonly string[];
+  stepDelayMs?: number;
+  /** false: the API server does not serve KubeVirt's subresources.kubevirt.io (a cluster without virt-api). */
+  kubevirtApi?: boolean;
+}): Promise<SandboxCluster> {
+  const api = await startApiServer({ kubevirtApi: opts.kubevirtApi ?? true });
   const kubevirt = startKubeVirtSimulator(api, { stepDelayMs: opts.stepDelayMs ?? 20 });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), opts.tmpPrefix));
   const kubeconfig = path.join(dir, "kubeconfig");

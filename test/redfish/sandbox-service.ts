@@ -20,9 +20,16 @@ export interface SandboxService {
   stop(): Promise<void>;
 }
 
-/** The same VMs as testService(): tenant1-vms/vm-a (running), vm-b; tenant2-vms/vm-c, hidden; other-vms/vm-x. */
-export async function startSandboxService(): Promise<SandboxService> {
-  const cluster = await startSandboxCluster({ tmpPrefix: "redfish-sandbox-", namespaces: ["tenant1-vms", "tenant2-vms", "other-vms"] });
+/**
+ * The same VMs as testService(): tenant1-vms/vm-a (running), vm-b; tenant2-vms/vm-c, hidden; other-vms/vm-x.
+ * `kubevirtApi: false`: the API server does not serve KubeVirt's subresource API.
+ */
+export async function startSandboxService(opts: { kubevirtApi?: boolean } = {}): Promise<SandboxService> {
+  const cluster = await startSandboxCluster({
+    tmpPrefix: "redfish-sandbox-",
+    namespaces: ["tenant1-vms", "tenant2-vms", "other-vms"],
+    ...(opts.kubevirtApi !== undefined ? { kubevirtApi: opts.kubevirtApi } : {}),
+  });
   const { api } = cluster;
   createVmInStore(api, vm("tenant1-vms", "vm-a", { runStrategy: "Always" }));
   createVmInStore(api, vm("tenant1-vms", "vm-b"));
