@@ -70,21 +70,21 @@ export class EventHub {
   readonly #listeners = new Set<EventListener>();
   readonly #unsubscribe: () => void;
   #sequence = 0;
+  /** Whether the snapshots were taken from a cache holding the whole cluster (after the initial lists). */
+  #baselined = false;
 
   constructor(options: EventHubOptions) {
     this.#options = options;
     // Systems the cache already holds are the starting point, not new systems.
-    const namespaces = new Set([...options.settings().chassis.values()].map(c => c.namespace));
-    for (const namespace of namespaces) for (const rec of options.cache.listVms(namespace)) this.#remember(namespace, rec.vm.metadata.name!, rec);
+    if (options.cache.synced()) this.#rebaseline();
     this.#unsubscribe = options.cache.onChange(ev => {
-      if (ev.kind === "DataVolume") {
-        // A DataVolume belongs to the VMs of its namespace whose records changed with it (records are replaced on change).
-        for (const rec of options.cache.listVms(ev.namespace)) this.#observe(ev.namespace, rec.vm.metadata.name!);
-        for (const key of [...this.#snapshots.keys()].filter(k => k.startsWith(`${ev.namespace}/`))) {
-          this.#observe(ev.namespace, key.slice(ev.namespace.length + 1));
-        }
-      } else {
+      if (!this.#baselined && options.cache.synced()) this.#rebaseline(ev.kind === "DataVolume" ? undefined : `${ev.namespace}/${ev.name}`);
+      if (ev.kind !== "DataVolume") {
         this.#observe(ev.namespace, ev.name);
+      } else if (this.#baselined) {
+        // A DataVolume belongs to the VMs of its namespace whose records changed with it (records are replaced on
+        // change, so unchanged ones are skipped by identity). During the initial lists the rebaseline covers them.
+        for (const rec of options.cache.listVms(ev.namespace)) this.#observe(ev.namespace, rec.vm.metadata.name!);
       }
     });
   }
@@ -150,8 +150,23 @@ export class EventHub {
     for (const event of diffSnapshots(namespace, name, previous?.snapshot, snapshot)) this.#publish(event, chassis);
   }
 
+  /**
+   * Once the initial lists are in: snapshots of every system of the configured chassis whose record changed since
+   * its snapshot (e.g. its DataVolumes were listed after it), except the system whose change is being handled.
+   */
+  #rebaseline(except?: string): void {
+    this.#baselined = true;
+    const namespaces = new Set([...this.#options.settings().chassis.values()].map(c => c.namespace));
+    for (const namespace of namespaces) {
+      for (const rec of this.#options.cache.listVms(namespace)) {
+        const key = `${namespace}/${rec.vm.metadata.name}`;
+        if (key !== except && this.#snapshots.get(key)?.rec !== rec) this.#remember(namespace, rec.vm.metadata.name!, rec);
+      }
+    }
+  }
+
   #remember(namespace: string, name: string, rec: VmRecord): SystemSnapshot {
-    const tasks = (this.#options.tasks?.list() ?? []).filter(t => t.namespace === namespace && t.vmName === name);
+    const tasks = this.#options.tasks?.ofSystem?.(rec) ?? (this.#options.tasks?.list() ?? []).filter(t => t.namespace === namespace && t.vmName === name);
     const snapshot = snapshotOf(rec, tasks);
     this.#snapshots.set(`${namespace}/${name}`, { rec, snapshot, chassis: this.#options.cache.chassisOf(namespace, name) });
     return snapshot;
