@@ -14,6 +14,8 @@ import { resource, type RedfishContext, type RedfishEnv } from "./context";
 export const EVENT_SERVICE_URI = `${SERVICE_ROOT}/EventService`;
 export const SUBSCRIPTIONS_URI = `${EVENT_SERVICE_URI}/Subscriptions`;
 export const SSE_URI = `${EVENT_SERVICE_URI}/SSE`;
+/** Events written to an SSE stream and not yet taken by the client; beyond this the stream is closed. */
+const MAX_UNSENT_SSE_EVENTS = 1000;
 const subscriptionUri = (id: string) => `${SUBSCRIPTIONS_URI}/${encodeURIComponent(id)}`;
 
 export interface EventServiceOptions {
@@ -145,9 +147,14 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
     GET: c => {
       const username = owner(c);
       return streamSSE(c, async stream => {
+        // A client that stops reading is disconnected rather than buffered for without bound.
+        let unsent = 0;
         const stop = hub.listen({
           owner: username,
-          send: record => void stream.writeSSE({ id: record.id, data: JSON.stringify(eventBody([record], "")) }),
+          send: record => {
+            if (++unsent > MAX_UNSENT_SSE_EVENTS) return void stream.abort();
+            void stream.writeSSE({ id: record.id, data: JSON.stringify(eventBody([record], "")) }).finally(() => unsent--);
+          },
         });
         const keepAlive = setInterval(() => void stream.write(": keep-alive\n\n"), options.keepAliveMs ?? 15_000);
         await new Promise<void>(resolve => stream.onAbort(resolve));
