@@ -15,4 +15,22 @@ export default [
       "@typescript-eslint/no-explicit-any": "off",
     },
   },
+  {
+    // The Redfish service is a plain module: Pepr only through its adapter, never the sandbox, and of the
+    // config only the public schema (docs/ARCHITECTURE.md, "Seams").
+    files: ["redfish/**/*.ts"],
+    ignores: ["redfish/platform.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            { group: ["pepr", "pepr/*"], message: "redfish/ reaches Pepr only through redfish/platform.ts" },
+            { group: ["**/sandbox", "**/sandbox/**"], message: "redfish/ must not depend on the sandbox" },
+            { group: ["**/capabilities/config/*", "!**/capabilities/config/schema"], message: "redfish/ may import only the config's public schema" },
+          ],
+        },
+      ],
+    },
+  },
 ];

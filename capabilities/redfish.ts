@@ -1,9 +1,9 @@
-// Pepr bindings of the Redfish service: Watch callbacks feed the watch cache (in every pod that runs
-// watches); in the watcher, the initial lists mark the cache synced and the Redfish server, the power
-// and boot controllers start. Everything else lives in redfish/ and knows nothing of Pepr.
-import { Capability, K8s, kind, Log } from "pepr";
-import { WatchCache, type WatchPhase } from "../redfish/cache/store";
-import type { CachedKind, KubeObject } from "../redfish/cache/types";
+// The Redfish service in the watcher: the shared VirtualMachine, VirtualMachineInstance and DataVolume
+// informers feed the watch cache, the power, boot and media controllers and the Redfish server start.
+// Everything else lives in redfish/ and knows nothing of Pepr.
+import { Capability, Log, a } from "pepr";
+import { WatchCache } from "../redfish/cache/store";
+import type { CachedKind } from "../redfish/cache/types";
 import { createRedfishApp } from "../redfish/app";
 import { startBootController } from "../redfish/boot";
 import { clusterSubscriptionStore } from "../redfish/events/cluster-store";
@@ -12,7 +12,7 @@ import { startPowerController } from "../redfish/power";
 import { RedfishListener, type TlsMaterial } from "../redfish/server";
 import { chassisDefinitions } from "../redfish/settings";
 import { readSecretKey } from "./common/gateway";
-import { DataVolume, VirtualMachine, VirtualMachineInstance } from "./common/kinds";
+import type { SharedInformers } from "./common/informers";
 import { CONFIG_NAMESPACE } from "./config/load";
 import { currentConfig, onConfigChange } from "./config/runtime";
 import type { ModuleConfig } from "./config/schema";
@@ -21,6 +21,9 @@ export const Redfish = new Capability({
   name: "redfish",
   description: "Redfish BMC for KubeVirt VMs, served from the watch cache",
 });
+const { When } = Redfish;
+
+const CACHED_KINDS: readonly CachedKind[] = ["VirtualMachine", "VirtualMachineInstance", "DataVolume"];
 
 /** The process's watch cache of VirtualMachines, VirtualMachineInstances and DataVolumes. */
 export const redfishCache = new WatchCache(chassisDefinitions(currentConfig()));
@@ -31,47 +34,32 @@ function applyConfig(config: ModuleConfig | undefined): void {
 applyConfig(currentConfig());
 onConfigChange(config => applyConfig(config));
 
-const MODELS = { VirtualMachine, VirtualMachineInstance, DataVolume } as const;
-
-function feed(cachedKind: CachedKind) {
-  return (obj: unknown, phase: unknown) => redfishCache.apply(cachedKind, String(phase) as WatchPhase, obj as KubeObject);
+/** Feeds the watch cache from the shared informers (events in stream order; each complete list marks the kind listed). */
+export function feedRedfishCache(informers: SharedInformers, cache: WatchCache = redfishCache): () => void {
+  const unsubscribes = CACHED_KINDS.map(cachedKind =>
+    informers.informer(cachedKind).addHandlers({
+      onAdd: obj => cache.apply(cachedKind, "ADDED", obj),
+      onUpdate: obj => cache.apply(cachedKind, "MODIFIED", obj),
+      onDelete: obj => cache.apply(cachedKind, "DELETED", obj),
+      onSynced: () => cache.markListed(cachedKind),
+    }),
+  );
+  return () => unsubscribes.forEach(fn => fn());
 }
 
-const { When } = Redfish;
-for (const cachedKind of Object.keys(MODELS) as CachedKind[]) {
-  const model = MODELS[cachedKind];
-  When(model).IsCreatedOrUpdated().Watch(feed(cachedKind));
-  When(model).IsDeleted().Watch(feed(cachedKind));
-}
+/**
+ * The uid of the module's namespace: a stable id of this installation for the ServiceRoot UUID. Watched
+ * through Pepr because Pepr generates the watcher Deployment only for a module with a Watch binding; this
+ * one named, never-changing object is that anchor (everything else is watched by the shared informers).
+ */
+const moduleNamespace: { uid?: string } = {};
 
-/** Lists one kind until it succeeds (the API server may not be reachable yet), then seeds the cache. */
-async function initialList(cachedKind: CachedKind): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const list = await K8s(MODELS[cachedKind]).Get();
-      redfishCache.seed(cachedKind, (list.items ?? []) as unknown as KubeObject[]);
-      Log.info({ kind: cachedKind, count: list.items?.length ?? 0 }, "Redfish cache: initial list loaded");
-      return;
-    } catch (err) {
-      const delay = Math.min(30_000, 500 * 2 ** attempt);
-      Log.warn({ kind: cachedKind, err: err instanceof Error ? err.message : String(err), retryInMs: delay }, "Redfish cache: initial list failed");
-      await new Promise(resolve => setTimeout(resolve, delay));
-    }
-  }
-}
-
-/** A stable id of this installation for the ServiceRoot UUID: the uid of the module's namespace. */
-async function readInstallationId(): Promise<string | undefined> {
-  try {
-    return (await K8s(kind.Namespace).Get(CONFIG_NAMESPACE)).metadata?.uid;
-  } catch (err) {
-    Log.warn(
-      { namespace: CONFIG_NAMESPACE, err: err instanceof Error ? err.message : String(err) },
-      "cannot read the module namespace uid; the Redfish ServiceRoot UUID falls back to one derived from the module name (set redfish.serviceUUID)",
-    );
-    return undefined;
-  }
-}
+When(a.Namespace)
+  .IsCreatedOrUpdated()
+  .WithName(CONFIG_NAMESPACE)
+  .Watch(ns => {
+    moduleNamespace.uid = ns.metadata?.uid;
+  });
 
 async function loadTlsSecret(secretName: string): Promise<TlsMaterial | undefined> {
   const [certPem, keyPem] = await Promise.all([
@@ -81,30 +69,27 @@ async function loadTlsSecret(secretName: string): Promise<TlsMaterial | undefine
   return certPem && keyPem ? { certPem, keyPem } : undefined;
 }
 
-let started = false;
-
-/** Starts the Redfish service of the watcher pod (once). */
-async function startRedfishService(): Promise<void> {
-  if (started) return;
-  started = true;
-  const installationId = await readInstallationId();
+/**
+ * Starts the Redfish service of the watcher pod: the controllers first, then the cache feed (each list
+ * replays every object to them, which resumes power-on and boot-once requests recorded on VMs before a
+ * restart), then the server. Returns stop.
+ */
+export function startRedfishService(informers: SharedInformers): () => void {
+  const stops = [
+    startPowerController(redfishCache, { settings: () => ({ powerOffStaysOff: currentConfig()?.redfish.powerOffStaysOff ?? true }) }),
+    startBootController(redfishCache),
+    startMediaController(redfishCache),
+  ];
+  stops.push(feedRedfishCache(informers));
   const app = createRedfishApp({
     cache: redfishCache,
     config: currentConfig,
-    installationId: () => installationId,
+    installationId: () => moduleNamespace.uid,
     events: { store: clusterSubscriptionStore(CONFIG_NAMESPACE) },
   });
   const listener = new RedfishListener({ fetch: app.fetch, loadTlsSecret });
-  onConfigChange(config => void listener.reconcile(config));
+  stops.push(onConfigChange(config => void listener.reconcile(config)));
   void listener.reconcile(currentConfig());
-  // Started before the initial lists: seeding replays every object to them, which resumes power-on and
-  // boot-once requests recorded on VMs before a restart.
-  startPowerController(redfishCache, { settings: () => ({ powerOffStaysOff: currentConfig()?.redfish.powerOffStaysOff ?? true }) });
-  startBootController(redfishCache);
-  startMediaController(redfishCache);
-  await Promise.all((Object.keys(MODELS) as CachedKind[]).map(initialList));
-}
-
-if (process.env.PEPR_WATCH_MODE === "true" && process.env.PEPR_MODE !== "build") {
-  void startRedfishService();
+  Log.info({}, "Redfish service started");
+  return () => stops.forEach(fn => fn());
 }

@@ -14,8 +14,8 @@ import { Authenticator } from "./auth";
 import { clientAddress } from "./auth/client-address";
 import type { ClusterCache } from "./cache/types";
 import { baseError, RedfishError } from "./errors";
-import { sendError, SERVICE_ROOT } from "./odata";
 import { createEventService, type EventSetup } from "./events";
+import { readRequestText, sendError, SERVICE_ROOT } from "./odata";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
@@ -50,6 +50,8 @@ export interface RedfishAppOptions {
   driver?: KubeVirtDriver;
   /** Clock for session timeouts and back-off (tests). */
   now?: () => number;
+  /** How a login held back by the back-off waits (tests advance their clock instead). */
+  sleep?: (ms: number) => Promise<void>;
   maxBodyBytes?: number;
   /** EventService: where subscriptions are kept, delivery retry settings (default: in memory, 3 retries from 5 s). */
   events?: EventSetup;
@@ -70,11 +72,43 @@ function unsupportedQuery(url: string): boolean {
   return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => key.startsWith("$") || key === "only" || key === "excerpt");
 }
 
+/** Deepest JSON nesting a request body may have; Redfish bodies here are two or three levels deep. */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * Whether a JSON text nests arrays/objects deeper than `max`, by one pass over its characters. It runs before
+ * JSON.parse, so a hostile body never reaches a recursive step (a parser, a validator, an error formatter).
+ */
+export function jsonNestingExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c) i++; // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) inString = true;
+    else if (ch === 0x5b || ch === 0x7b) {
+      if (++depth > max) return true;
+    } else if (ch === 0x5d || ch === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** application/json, with or without parameters (charset). */
+function isJsonMediaType(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const semicolon = contentType.indexOf(";");
+  return (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase() === "application/json";
+}
+
+const BODY_METHODS = new Set(["POST", "PATCH", "PUT"]);
+
 export type RedfishApp = Hono<RedfishEnv>;
 
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
-  const auth = new Authenticator(() => serviceSettings(options.config()), now);
+  const auth = new Authenticator(() => serviceSettings(options.config()), { now, ...(options.sleep ? { sleep: options.sleep } : {}) });
   const driver = options.driver ?? clusterDriver;
   const media = createVirtualMedia({ cache: options.cache, config: options.config, now, driver });
   const deps: ServiceDeps = {
@@ -169,6 +203,19 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
         }),
       );
     }
+    if (BODY_METHODS.has(method)) {
+      // A body that is not declared JSON is refused: a browser can send text/plain cross-site without a CORS
+      // preflight, with the BMC's Basic credentials attached. Depth is checked before anything parses it.
+      const text = await readRequestText(c);
+      if (text.length > 0) {
+        if (!isJsonMediaType(c.req.header("Content-Type"))) {
+          throw baseError(415, "GeneralError", [], { resolution: "Send the request body as JSON with Content-Type: application/json." });
+        }
+        if (jsonNestingExceeds(text, MAX_JSON_DEPTH)) {
+          throw baseError(400, "MalformedJSON", [], { resolution: `Send a JSON body nested at most ${MAX_JSON_DEPTH} levels deep.` });
+        }
+      }
+    }
     await next();
   });
 
@@ -177,7 +224,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   registerChassis(app, deps);
   registerManagers(app, deps);
   registerSessionService(app, deps);
-  registerAccountService(app, deps);
+  registerAccountService(app);
   registerTaskService(app, deps);
   registerVirtualMedia(app, deps, media);
   registerEventService(app, createEventService({ cache: options.cache, config: options.config, tasks: deps.tasks, now, ...options.events }));

@@ -3,13 +3,15 @@
 // own server, so a listen error (EADDRINUSE) is logged and retried, never thrown: an unhandled 'error'
 // event would kill the watcher.
 import { createAdaptorServer } from "@hono/node-server";
+import { randomBytes } from "node:crypto";
+import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo, Socket } from "node:net";
 import { createSecureContext } from "node:tls";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
-import { Log } from "pepr";
+import { Log } from "./platform";
 import { createSelfSignedServerCertificate } from "../capabilities/common/tls";
+import { baseError, errorBody } from "./errors";
 import { redfishActive, redfishPortSchema, type ModuleConfig } from "../capabilities/config/schema";
 
 export interface TlsMaterial {
@@ -18,6 +20,52 @@ export interface TlsMaterial {
 }
 
 type FetchHandler = (request: Request, env: unknown) => Response | Promise<Response>;
+
+/**
+ * Limits against slow or idle clients (slowloris) and connection floods. A client has handshakeMs to finish
+ * the TLS handshake, headersMs to send the request head and requestMs for the whole request; an idle
+ * keep-alive connection is closed after keepAliveMs. Connections beyond maxConnections are dropped at accept.
+ */
+export interface ServerLimits {
+  handshakeMs: number;
+  headersMs: number;
+  requestMs: number;
+  keepAliveMs: number;
+  maxConnections: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  handshakeMs: 10_000,
+  headersMs: 10_000,
+  requestMs: 30_000,
+  keepAliveMs: 5_000,
+  maxConnections: 1_024,
+};
+
+/**
+ * TLS 1.2 suites with forward secrecy (ECDHE) and authenticated encryption (GCM, ChaCha20-Poly1305) only;
+ * the TLS 1.3 suites are all of that kind. No static-RSA key exchange, no CBC.
+ */
+export const TLS_CIPHERS = [
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
+/** Browsers that once reached the BMC over HTTPS never try plain HTTP for it again. */
+const HSTS = "max-age=31536000";
+
+/** Lifetime of TLS session tickets: sushy opens a new connection per request and resumes instead of a full handshake. */
+const TLS_SESSION_TIMEOUT_SECONDS = 300;
+
+/** How often Node checks the header and request timeouts (its default, 30 s, would let a slow client overstay). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
 export interface RedfishServerOptions {
   /** The Hono app's fetch (`app.fetch`). */
@@ -30,6 +78,8 @@ export interface RedfishServerOptions {
   tls: TlsMaterial | false;
   /** First retry delay after EADDRINUSE (doubles up to 30 s). */
   retryDelayMs?: number;
+  /** Overrides of DEFAULT_SERVER_LIMITS (tests). */
+  limits?: Partial<ServerLimits>;
 }
 
 export interface RedfishServer {
@@ -41,17 +91,94 @@ export interface RedfishServer {
 
 const MAX_RETRY_DELAY_MS = 30_000;
 
+/** A Redfish error response written straight to the socket, before any request object exists. */
+function rawErrorResponse(status: number, resolution: string): string {
+  const body = JSON.stringify(errorBody(baseError(status, "GeneralError", [], { resolution })));
+  return [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+    "Content-Type: application/json; charset=utf-8",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    "Connection: close",
+    "",
+    body,
+  ].join("\r\n");
+}
+
+/**
+ * Requests Node's HTTP parser rejects before the app sees them. An unknown method is 501 (RFC 9110 15.6.2;
+ * DSP0266 allows 405 or 501), not the parser's generic 400; the other parse errors keep Node's default
+ * statuses. Anything else (a reset, a TLS handshake failure or timeout: https forwards those here too) gets
+ * no HTTP answer: the connection is dropped.
+ */
+function clientErrorStatus(err: NodeJS.ErrnoException): number | undefined {
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") return 408;
+  if (!err.code?.startsWith("HPE_")) return undefined;
+  switch (err.code) {
+    case "HPE_INVALID_METHOD":
+      return 501;
+    case "HPE_HEADER_OVERFLOW":
+      return 431;
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return 413;
+    default:
+      return 400;
+  }
+}
+
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  const status = clientErrorStatus(err);
+  // As Node's default handler: no answer once a response has started (or when the socket is gone).
+  const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (status === undefined || !socket.writable || response?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const resolution =
+    status === 501
+      ? "Use one of the HTTP methods Redfish defines (GET, HEAD, POST, PATCH, PUT, DELETE)."
+      : status === 408
+        ? "Send the request head within 10 s and the whole request within 30 s."
+        : "Send a well-formed HTTP/1.1 request.";
+  socket.end(rawErrorResponse(status, resolution));
+}
+
 export function startRedfishServer(options: RedfishServerOptions): RedfishServer {
   const protocol = options.tls ? "https" : "http";
+  const limits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
+  const httpOptions = {
+    headersTimeout: limits.headersMs,
+    requestTimeout: limits.requestMs,
+    keepAliveTimeout: limits.keepAliveMs,
+    connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+  };
+  const tls = options.tls;
   const server = (
-    options.tls
+    tls
       ? createAdaptorServer({
           fetch: options.fetch,
-          createServer: createHttpsServer,
-          serverOptions: { cert: options.tls.certPem, key: options.tls.keyPem, minVersion: "TLSv1.2" },
+          // HSTS is set on the Node response before the adaptor writes its head: no per-request Response copy.
+          createServer: ((serverOptions: object, listener: RequestListener) =>
+            createHttpsServer(serverOptions, (req: IncomingMessage, res: ServerResponse) => {
+              res.setHeader("Strict-Transport-Security", HSTS);
+              listener(req, res);
+            })) as typeof createHttpsServer,
+          serverOptions: {
+            ...httpOptions,
+            cert: tls.certPem,
+            key: tls.keyPem,
+            minVersion: "TLSv1.2",
+            ciphers: TLS_CIPHERS,
+            honorCipherOrder: true,
+            handshakeTimeout: limits.handshakeMs,
+            // Tickets keyed per listener: a restart invalidates them, which only costs clients one full handshake.
+            ticketKeys: randomBytes(48),
+            sessionTimeout: TLS_SESSION_TIMEOUT_SECONDS,
+          },
         })
-      : createAdaptorServer({ fetch: options.fetch })
+      : createAdaptorServer({ fetch: options.fetch, createServer: createHttpServer, serverOptions: httpOptions })
   ) as Server;
+  server.maxConnections = limits.maxConnections;
+  server.on("clientError", answerClientError);
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
   let delay = options.retryDelayMs ?? 1000;

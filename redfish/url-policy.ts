@@ -111,6 +111,9 @@ const DEFAULT_DENIED: readonly (readonly [AddressRule, string])[] = [
   ["reserved", "ff00::/8"],
 ];
 
+/** The ranges denied by default, for the importer NetworkPolicy (scripts/deploy): the same list the check uses. */
+export const DEFAULT_DENIED_RANGES: readonly string[] = DEFAULT_DENIED.map(([, range]) => range);
+
 /** Instance-metadata host names of the common clouds (their addresses are link-local, but names may be served otherwise). */
 const METADATA_NAMES = new Set([
   "metadata",

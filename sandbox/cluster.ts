@@ -11,7 +11,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { randomBytes, randomUUID } from "node:crypto";
 import YAML from "yaml";
+import { z } from "zod";
 import { startApiServer, type ApiServer } from "./apiserver";
 import type { KubeObject, UserInfo } from "./apiserver/types";
 import { startKubeVirtSimulator, startCdiSimulator } from "./simulators";
@@ -44,12 +46,18 @@ export interface SandboxClusterOptions {
   redfishPort?: number;
   /** Where kubeconfig, TLS material and the demo files go. Default: a fresh temp dir. */
   stateDir?: string;
-  /** Static tokens for the API server (identities for admission userInfo). */
+  /** Static tokens for the API server: identities for admission userInfo, authorized by RBAC (bind them to roles). */
   tokens?: { token: string; user: UserInfo }[];
   kubevirt?: { stepDelayMs?: number };
   iso?: { sizeBytes?: number; slowChunkIntervalMs?: number };
   /** Extra environment for the module processes. */
   moduleEnv?: Record<string, string>;
+  /**
+   * Run each module process as the ServiceAccount its Deployment uses in the generated manifest, with the
+   * manifest's Roles, ClusterRoles and bindings applied and enforced (a 403 then means the chart lacks a rule).
+   * Default false: the module talks to the API server as system:admin.
+   */
+  rbac?: boolean;
   onLog?: (line: string, source: string) => void;
 }
 
@@ -83,14 +91,48 @@ export function ensureNamespace(api: ApiServer, name: string, labels: Record<str
   }
 }
 
-/** Reads the webhook configurations `pepr build` generated and points them at the local admission process. */
-function webhookConfigurations(admissionPort: number, caPem: string): { apiPath: string; objects: KubeObject[] } {
+function manifestDocuments(): KubeObject[] {
   if (!fs.existsSync(MODULE_MANIFEST)) throw new Error(`${MODULE_MANIFEST} is missing: run \`npm run build\` first`);
-  const docs = YAML.parseAllDocuments(fs.readFileSync(MODULE_MANIFEST, "utf8")).map(d => d.toJS() as KubeObject | null);
+  return YAML.parseAllDocuments(fs.readFileSync(MODULE_MANIFEST, "utf8"))
+    .map(d => d.toJS() as KubeObject | null)
+    .filter((d): d is KubeObject => d !== null && typeof d === "object");
+}
+
+const RBAC_KINDS: Record<string, string> = {
+  ServiceAccount: "serviceaccounts",
+  Role: "roles.rbac.authorization.k8s.io",
+  ClusterRole: "clusterroles.rbac.authorization.k8s.io",
+  RoleBinding: "rolebindings.rbac.authorization.k8s.io",
+  ClusterRoleBinding: "clusterrolebindings.rbac.authorization.k8s.io",
+};
+
+const deploymentSchema = z.object({
+  metadata: z.object({ namespace: z.string().default("default"), labels: z.record(z.string(), z.string()).default({}) }),
+  spec: z.object({ template: z.object({ spec: z.object({ serviceAccountName: z.string().default("default") }) }) }),
+});
+
+/**
+ * What the generated manifest grants each module process: its RBAC objects (applied to the sandbox) and, per
+ * Deployment (`pepr.dev/controller: admission|watcher`), the ServiceAccount it runs as.
+ */
+function manifestRbac(docs: KubeObject[]): { objects: { resource: string; obj: KubeObject }[]; accounts: Partial<Record<"admission" | "watcher", { namespace: string; name: string }>> } {
+  const objects = docs.filter(d => d.kind in RBAC_KINDS).map(obj => ({ resource: RBAC_KINDS[obj.kind], obj }));
+  const accounts: Partial<Record<"admission" | "watcher", { namespace: string; name: string }>> = {};
+  for (const doc of docs) {
+    if (doc.kind !== "Deployment") continue;
+    const d = deploymentSchema.parse(doc);
+    const role = d.metadata.labels["pepr.dev/controller"];
+    if (role === "admission" || role === "watcher") accounts[role] = { namespace: d.metadata.namespace, name: d.spec.template.spec.serviceAccountName };
+  }
+  return { objects, accounts };
+}
+
+/** Reads the webhook configurations `pepr build` generated and points them at the local admission process. */
+function webhookConfigurations(docs: KubeObject[], admissionPort: number, caPem: string): { apiPath: string; objects: KubeObject[] } {
   const objects: KubeObject[] = [];
   let apiPath = "";
   for (const doc of docs) {
-    if (!doc || !/^(Mutating|Validating)WebhookConfiguration$/.test(doc.kind)) continue;
+    if (!/^(Mutating|Validating)WebhookConfiguration$/.test(doc.kind)) continue;
     const webhooks = (doc.webhooks as { clientConfig: { service?: { path: string }; url?: string; caBundle?: string } }[]) ?? [];
     for (const hook of webhooks) {
       const servicePath = hook.clientConfig.service?.path ?? "";
@@ -146,7 +188,29 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
 
   const redfishPort = opts.redfishPort || (await freePort()); // 0 = any free port
   const ports = { admission: await freePort(), watcher: await freePort() };
-  const hooks = opts.module === false ? undefined : webhookConfigurations(ports.admission, ca.certPem);
+  const docs = opts.module === false ? [] : manifestDocuments();
+  const hooks = opts.module === false ? undefined : webhookConfigurations(docs, ports.admission, ca.certPem);
+  // Each process's kubeconfig: the cluster admin's, or (rbac) a token of the ServiceAccount its Deployment uses.
+  const kubeconfigs: Record<"admission" | "watcher", string> = { admission: kubeconfig, watcher: kubeconfig };
+  if (opts.rbac && hooks) {
+    const { objects, accounts } = manifestRbac(docs);
+    for (const { resource, obj } of objects) {
+      if (obj.metadata.namespace) ensureNamespace(api, obj.metadata.namespace);
+      upsert(api, resource, obj);
+    }
+    for (const role of ["admission", "watcher"] as const) {
+      const account = accounts[role];
+      if (!account) throw new Error(`${MODULE_MANIFEST} has no ${role} Deployment (label pepr.dev/controller: ${role})`);
+      const token = randomBytes(24).toString("base64url");
+      api.addToken(token, {
+        username: `system:serviceaccount:${account.namespace}:${account.name}`,
+        uid: randomUUID(),
+        groups: ["system:serviceaccounts", `system:serviceaccounts:${account.namespace}`, "system:authenticated"],
+      });
+      kubeconfigs[role] = path.join(stateDir, `kubeconfig-${role}`);
+      await api.writeKubeconfig(kubeconfigs[role], { token });
+    }
+  }
   const processes: Partial<Record<"admission" | "watcher", ModuleProcess>> = {};
 
   const applyConfig: SandboxCluster["applyConfig"] = async (config, users) => {
@@ -185,7 +249,7 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
       if (processes[role]) continue;
       processes[role] = startModuleProcess({
         role,
-        kubeconfig,
+        kubeconfig: kubeconfigs[role],
         port: ports[role],
         tlsKeyPath,
         tlsCertPath,

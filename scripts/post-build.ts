@@ -14,7 +14,7 @@ import path from "node:path";
 import YAML from "yaml";
 import { loadBuiltCapabilities } from "./deploy/capabilities";
 import { chartSchema, chartTemplates, chartValuesText, MARKER } from "./deploy/chart";
-import { buildManifest, dataVolumeWebhookPatch, moduleObjects, resourceName, type BuildContext, type KubeObject } from "./deploy/manifest";
+import { buildManifest, dataVolumeWebhookPatch, forSharedServiceAccount, moduleObjects, resourceName, type BuildContext, type KubeObject } from "./deploy/manifest";
 import { resolveValues } from "./deploy/values";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -133,20 +133,25 @@ export async function postBuild(opts: PostBuildOptions): Promise<PostBuildResult
   writeIfChanged(path.join(chartDir, "values.schema.json"), `${JSON.stringify(chartSchema(peprSchema), null, 2)}\n`);
 
   // `npx pepr deploy` builds and applies Pepr's objects itself; these are what it leaves out.
-  const rbacKinds = new Set(["ClusterRole", "Role", "RoleBinding"]);
+  // Pepr's own ClusterRoleBinding binds its ClusterRole already; the watcher's binding is ours.
+  const rbacKinds = new Set(["ClusterRole", "Role", "RoleBinding", "ClusterRoleBinding"]);
   const webhookPatch = dataVolumeWebhookPatch(ctx, values);
-  const extras = [
-    ...manifest.filter(o => rbacKinds.has(o.kind) && o.metadata.name.startsWith(name)),
-    ...moduleObjects(ctx, values),
-    ...(webhookPatch ? [webhookPatch] : []),
-  ];
+  const extras = forSharedServiceAccount(
+    [
+      ...manifest.filter(o => rbacKinds.has(o.kind) && o.metadata.name.startsWith(name) && !(o.kind === "ClusterRoleBinding" && o.metadata.name === name)),
+      ...moduleObjects(ctx, values),
+      ...(webhookPatch ? [webhookPatch] : []),
+    ],
+    ctx,
+  );
   const extrasPath = path.join(dist, `${uuid}-extras.yaml`);
   writeIfChanged(
     extrasPath,
     manifestText(
-      extras.filter((o, i) => extras.findIndex(x => x.kind === o.kind && x.metadata.name === o.metadata.name) === i),
+      extras.filter((o, i) => extras.findIndex(x => x.kind === o.kind && x.metadata.name === o.metadata.name && x.metadata.namespace === o.metadata.namespace) === i),
       `${MARKER}: for installs with \`npx pepr deploy\`: apply after it (kubectl apply -f ${uuid}-extras.yaml).\n` +
-        `It replaces Pepr's ClusterRole/Role with least-privilege rules and adds the Redfish Service and config objects.\n` +
+        `It replaces Pepr's ClusterRole/Role with least-privilege rules (pepr deploy gives both Deployments one\n` +
+        `ServiceAccount, so the watcher's rules are bound to it) and adds the Redfish Service and config objects.\n` +
         `pepr deploy renders both webhooks failurePolicy Ignore; the ValidatingWebhookConfiguration below is a patch\n` +
         `(kubectl apply merges it by webhook name) that makes the DataVolume webhook fail closed in the policed namespaces.`,
     ),

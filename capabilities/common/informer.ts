@@ -264,6 +264,7 @@ export class Informer<T extends KubeObject = KubeObject> {
     let gone: KubeApiError | undefined;
     this.#stats.watches++;
     this.#stats.watching = true;
+    this.#log.debug({ kind: this.#resource.kind, timeoutSeconds }, `${this.#resource.kind} informer: watching`);
     try {
       await this.#client.watch(
         this.#resource.path,

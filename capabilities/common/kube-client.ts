@@ -59,8 +59,8 @@ export interface KubeClientOptions {
   requestTimeoutMs?: number;
 }
 
-/** Sockets per API server: the open watches (at most one per kind, six kinds) plus a few for requests. */
-export const DEFAULT_MAX_SOCKETS = 9;
+/** Sockets per API server: the open watches (at most one per kind, six kinds) plus two for requests. */
+export const DEFAULT_MAX_SOCKETS = 8;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const MAX_ERROR_TEXT = 500;
 
@@ -158,33 +158,42 @@ export class KubeClient {
    */
   async watch(path: string, query: Query, onEvent: (ev: WatchEvent) => void, opts: { signal: AbortSignal; idleMs: number }): Promise<void> {
     if (opts.signal.aborted) return;
-    const res = await this.#send("GET", withQuery(path, { ...query, watch: true }), { Accept: "application/json" }, opts.idleMs, undefined, opts.signal);
+    const res = await this.#send("GET", withQuery(path, { ...query, watch: true }), { Accept: "application/json" }, opts.idleMs, undefined);
     const status = res.statusCode ?? 0;
     if (status !== 200) throw errorOf(status, await readText(res), res.statusMessage);
-    await new Promise<void>((resolve, reject) => {
-      let buffered = "";
-      let failed: Error | undefined;
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        buffered += chunk;
-        let newline: number;
-        while ((newline = buffered.indexOf("\n")) >= 0) {
-          const line = buffered.slice(0, newline).trim();
-          buffered = buffered.slice(newline + 1);
-          if (line === "" || failed) continue;
-          try {
-            onEvent(JSON.parse(line) as WatchEvent);
-          } catch (e) {
-            // A handler error or a garbled line ends the stream: the informer re-lists rather than miss an event.
-            failed = e instanceof Error ? e : new Error(String(e));
-            res.destroy(failed);
+    // Aborting destroys the response without an error (an AbortError on the request would have no listener
+    // once this function returned); the stream then closes and the watch resolves.
+    const onAbort = () => res.destroy();
+    if (opts.signal.aborted) onAbort();
+    opts.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let buffered = "";
+        let failed: Error | undefined;
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          buffered += chunk;
+          let newline: number;
+          while ((newline = buffered.indexOf("\n")) >= 0) {
+            const line = buffered.slice(0, newline).trim();
+            buffered = buffered.slice(newline + 1);
+            if (line === "" || failed) continue;
+            try {
+              onEvent(JSON.parse(line) as WatchEvent);
+            } catch (e) {
+              // A handler error or a garbled line ends the stream: the informer re-lists rather than miss an event.
+              failed = e instanceof Error ? e : new Error(String(e));
+              res.destroy();
+            }
           }
-        }
+        });
+        res.on("end", () => resolve());
+        res.on("error", e => (opts.signal.aborted ? resolve() : reject(failed ?? new KubeApiError(0, "StreamError", e.message))));
+        res.on("close", () => (opts.signal.aborted ? resolve() : failed ? reject(failed) : resolve()));
       });
-      res.on("end", () => resolve());
-      res.on("error", e => (opts.signal.aborted ? resolve() : reject(failed ?? new KubeApiError(0, "StreamError", e.message))));
-      res.on("close", () => (opts.signal.aborted ? resolve() : failed ? reject(failed) : resolve()));
-    });
+    } finally {
+      opts.signal.removeEventListener("abort", onAbort);
+    }
   }
 
   async #send(
@@ -193,7 +202,6 @@ export class KubeClient {
     headers: Record<string, string | number>,
     timeoutMs: number,
     payload: string | undefined,
-    signal?: AbortSignal,
   ): Promise<http.IncomingMessage> {
     // Credentials are applied per request: tokens from a file or an exec plugin rotate.
     const auth: https.RequestOptions = { headers: {} };
@@ -211,7 +219,6 @@ export class KubeClient {
         auth: auth.auth,
         headers: { ...(auth.headers as Record<string, string>), ...headers },
         timeout: timeoutMs,
-        signal,
       });
       req.on("response", res => resolve(res));
       req.on("timeout", () => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)));

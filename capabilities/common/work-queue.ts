@@ -1,6 +1,7 @@
 // A keyed work queue like client-go's workqueue (util/workqueue, examples/workqueue): a key is queued at most
-// once, never processed twice at once (a key added while it runs runs again afterwards), and a failed key is
-// retried with a per-key exponential back-off (AddRateLimited) that resets when it succeeds (Forget).
+// once, never processed twice at once (a key added while it runs runs again afterwards), and a key whose
+// processing throws is retried with a per-key exponential back-off (AddRateLimited). As in client-go the
+// worker says when a key is done (`forget`), which resets its back-off.
 
 export interface WorkQueueOptions {
   /** Keys processed at once. */
@@ -25,8 +26,6 @@ export class WorkQueue {
   readonly #dirty = new Set<string>();
   readonly #failures = new Map<string, number>();
   readonly #delayed = new Map<string, NodeJS.Timeout>();
-  /** Keys whose current run asked for a rate-limited retry (so success does not reset their back-off). */
-  readonly #requeued = new Set<string>();
   #idleWaiters: (() => void)[] = [];
   #held = false;
   #shutDown = false;
@@ -39,26 +38,25 @@ export class WorkQueue {
     this.#onError = opts.onError;
   }
 
-  /** Queues a key now (a pending delayed retry of it is superseded). */
+  /** Queues a key now (a pending delayed add of it still happens later, as in client-go). */
   add(key: string): void {
     if (this.#shutDown) return;
-    const timer = this.#delayed.get(key);
-    if (timer) {
-      clearTimeout(timer);
-      this.#delayed.delete(key);
-    }
     if (this.#processing.has(key)) this.#dirty.add(key);
     else this.#queue.add(key);
     this.#pump();
   }
 
-  /** Queues a key after its back-off: base × 2^(failures so far), at most maxDelayMs. */
+  /** Queues a key after its back-off (`nextDelay`), and counts one more failure of it. */
   addRateLimited(key: string): void {
     if (this.#shutDown) return;
-    if (this.#processing.has(key)) this.#requeued.add(key);
-    const failures = this.#failures.get(key) ?? 0;
-    this.#failures.set(key, failures + 1);
-    this.addAfter(key, Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** failures));
+    const delay = this.nextDelay(key);
+    this.#failures.set(key, this.numRequeues(key) + 1);
+    this.addAfter(key, delay);
+  }
+
+  /** The back-off the next addRateLimited of this key waits: base × 2^(failures so far), at most maxDelayMs. */
+  nextDelay(key: string): number {
+    return Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** this.numRequeues(key));
   }
 
   /** Queues a key after `delayMs` (an earlier pending delay of the same key wins). */
@@ -127,12 +125,10 @@ export class WorkQueue {
   async #run(key: string): Promise<void> {
     try {
       await this.#process(key);
-      if (!this.#requeued.has(key)) this.#failures.delete(key);
     } catch (error) {
       this.#onError?.(key, error, (this.#failures.get(key) ?? 0) + 1);
       this.addRateLimited(key);
     } finally {
-      this.#requeued.delete(key);
       this.#processing.delete(key);
       if (this.#dirty.delete(key) && !this.#shutDown) this.#queue.add(key);
       this.#pump();

@@ -1,5 +1,8 @@
-import { Capability, K8s, Log, a, kind } from "pepr";
+import { Capability, Log } from "pepr";
 import { setPeprStoreData } from "../common/gateway";
+import type { Informer } from "../common/informer";
+import type { SharedInformers } from "../common/informers";
+import type { KubeObject } from "../common/kube-types";
 import {
   CONFIG_MAP_NAME,
   CONFIG_NAMESPACE,
@@ -9,17 +12,17 @@ import {
   type ConfigMapSource,
   type SecretSource,
 } from "./load";
-import { PEPR_STORE, STORE_CONFIG_DATA_KEY, STORE_CONFIG_KEY, createStorePublisher, describeError } from "./publish";
+import { PEPR_STORE, STORE_CONFIG_DATA_KEY, STORE_CONFIG_KEY, createStorePublisher } from "./publish";
 import { applyConfigSource, applyPublishedConfig, moduleConfigRuntime } from "./runtime";
 
-// Watcher: the ConfigMap and the users Secret feed the runtime, which publishes the non-secret part to
-// the Store. Admission pods never see Watch callbacks; they read that Store key (see ./publish.ts).
+// Watcher: the ConfigMap and the users Secret feed the runtime (startConfigWatch), which publishes the
+// non-secret part to the Store. Admission pods read that Store key (see ./publish.ts).
 export const ModuleConfig = new Capability({
   name: "module-config",
   description: "Loads, validates and hot-reloads the kubevirt-infra configuration",
 });
 
-const { When, Store } = ModuleConfig;
+const { Store } = ModuleConfig;
 
 function parseConfigMap(obj: unknown): ConfigMapSource | undefined {
   const parsed = configMapSourceSchema.safeParse(obj);
@@ -33,68 +36,44 @@ function parseSecret(obj: unknown): SecretSource | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
-When(a.ConfigMap)
-  .IsCreatedOrUpdated()
-  .InNamespace(CONFIG_NAMESPACE)
-  .WithName(CONFIG_MAP_NAME)
-  .Watch(async obj => {
-    const configMap = parseConfigMap(obj);
-    if (configMap) await applyConfigSource({ configMap });
-  });
-When(a.ConfigMap)
-  .IsDeleted()
-  .InNamespace(CONFIG_NAMESPACE)
-  .WithName(CONFIG_MAP_NAME)
-  .Watch(async () => {
-    await applyConfigSource({ configMap: null });
-  });
-When(a.Secret)
-  .IsCreatedOrUpdated()
-  .InNamespace(CONFIG_NAMESPACE)
-  .WithName(USERS_SECRET_NAME)
-  .Watch(async obj => {
-    const usersSecret = parseSecret(obj);
-    if (usersSecret) await applyConfigSource({ usersSecret });
-  });
-When(a.Secret)
-  .IsDeleted()
-  .InNamespace(CONFIG_NAMESPACE)
-  .WithName(USERS_SECRET_NAME)
-  .Watch(async () => {
-    await applyConfigSource({ usersSecret: null });
-  });
-
-async function getOrNull<T>(read: () => Promise<T>): Promise<T | null> {
-  try {
-    return await read();
-  } catch (e) {
-    if ((e as { status?: number }).status === 404) return null;
-    throw e;
-  }
+/**
+ * Watcher: the shared informers of the ConfigMap and the users Secret (each watches that ONE object in
+ * pepr-system) feed the runtime. A complete list that does not hold the object says it does not exist, so a
+ * ConfigMap deleted while the watcher was down still switches the capabilities (and the Store) off.
+ * Secret content is never logged: the runtime logs only field names and counts.
+ */
+export function startConfigWatch(informers: SharedInformers): () => void {
+  const stops = [
+    watchSource(informers.informer("ConfigMap"), CONFIG_MAP_NAME, obj => {
+      const configMap = obj === null ? null : parseConfigMap(obj);
+      return configMap === undefined ? undefined : { configMap };
+    }),
+    watchSource(informers.informer("UsersSecret"), USERS_SECRET_NAME, obj => {
+      const usersSecret = obj === null ? null : parseSecret(obj);
+      return usersSecret === undefined ? undefined : { usersSecret };
+    }),
+  ];
+  return () => stops.forEach(stop => stop());
 }
 
-// Watch events never say "this object does not exist", so the watcher reads both objects once at start:
-// a ConfigMap deleted while the watcher was down must still switch the capabilities (and the Store) off.
-async function readSourcesAtStart(): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const [configMap, usersSecret] = await Promise.all([
-        getOrNull(() => K8s(kind.ConfigMap).InNamespace(CONFIG_NAMESPACE).Get(CONFIG_MAP_NAME)),
-        getOrNull(() => K8s(kind.Secret).InNamespace(CONFIG_NAMESPACE).Get(USERS_SECRET_NAME)),
-      ]);
-      await applyConfigSource(
-        {
-          configMap: configMap === null ? null : parseConfigMap(configMap),
-          usersSecret: usersSecret === null ? null : parseSecret(usersSecret),
-        },
-        { onlyIfUnseen: true },
-      );
-      return;
-    } catch (e) {
-      Log.warn({ attempt, error: describeError(e) }, "could not read the kubevirt-infra configuration yet; retrying");
-      await new Promise(resolve => setTimeout(resolve, Math.min(5000, 250 * 2 ** attempt)).unref());
-    }
-  }
+/** Feeds one named source object to the runtime: its states, null when deleted or absent from a complete list. */
+function watchSource(
+  informer: Informer<KubeObject>,
+  name: string,
+  toChange: (obj: unknown | null) => { configMap?: ConfigMapSource | null; usersSecret?: SecretSource | null } | undefined,
+): () => void {
+  const apply = (obj: unknown | null, opts?: { onlyIfUnseen: boolean }) => {
+    const change = toChange(obj);
+    if (change) void applyConfigSource(change, opts);
+  };
+  return informer.addHandlers({
+    onAdd: obj => apply(obj),
+    onUpdate: obj => apply(obj),
+    onDelete: () => apply(null),
+    onSynced: () => {
+      if (!informer.get(CONFIG_NAMESPACE, name)) apply(null, { onlyIfUnseen: true });
+    },
+  });
 }
 
 const isBuild = process.env.PEPR_MODE === "build";
@@ -105,7 +84,6 @@ if (isWatcher && !isBuild) {
   const runtime = moduleConfigRuntime();
   runtime.expectSources();
   runtime.setPublisher(createStorePublisher(value => setPeprStoreData(PEPR_STORE, STORE_CONFIG_DATA_KEY, value), Log));
-  void readSourcesAtStart();
 } else if (!isBuild && !isDev) {
   // Admission pod: Pepr delivers the Store before it serves the first webhook request.
   Store.subscribe(() => applyPublishedConfig(Store.getItem(STORE_CONFIG_KEY)));

@@ -1,7 +1,8 @@
-// Pepr bindings of the datavolume-policy (infra cluster): Validate DataVolume CREATE/UPDATE in the admission pods,
-// Watch DataVolumes in the watcher for the audit. The logic lives in the plain modules next to this file.
+// Pepr bindings of the datavolume-policy (infra cluster): Validate DataVolume CREATE/UPDATE in the admission pods;
+// in the watcher the audit follows the shared DataVolume informer (startDataVolumeAuditWatch). The logic lives in the plain modules next to this file.
 import { Capability, Log, metricsCollector } from "pepr";
 import { applyConfigMap, recordEvent } from "../common/gateway";
+import type { SharedInformers } from "../common/informers";
 import { DataVolume } from "../common/kinds";
 import { currentConfig, onConfigChange } from "../config/runtime";
 import type { AdmissionDecision } from "./admission";
@@ -126,13 +127,12 @@ export function dataVolumeAudit(): DataVolumeAudit {
   return audit;
 }
 
-When(DataVolume)
-  .IsCreatedOrUpdated()
-  .Watch(dv => dataVolumeAudit().upsert(dv));
-
-When(DataVolume)
-  .IsDeleted()
-  .Watch(dv => dataVolumeAudit().remove(dv));
-
-// The watcher creates the audit at start, so the summary exists even before the first DataVolume event.
-if (process.env.PEPR_WATCH_MODE === "true" && process.env.PEPR_MODE !== "build") dataVolumeAudit();
+/** The watcher's audit follows the shared DataVolume informer (the same one the Redfish cache uses). Returns stop. */
+export function startDataVolumeAuditWatch(informers: SharedInformers): () => void {
+  const audit = dataVolumeAudit();
+  return informers.informer("DataVolume").addHandlers({
+    onAdd: dv => audit.upsert(dv),
+    onUpdate: dv => audit.upsert(dv),
+    onDelete: dv => audit.remove(dv),
+  });
+}

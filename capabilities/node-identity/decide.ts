@@ -3,6 +3,9 @@
 // O(1) in the number of Nodes, mappings and VMs.
 import {
   CLUSTER_NAMESPACE_ANNOTATION,
+  VM_NAME_ANNOTATION,
+  VM_NAME_LEGACY_ANNOTATION,
+  VM_NAMESPACE_ANNOTATION,
   identityChanges,
   sameUUID,
   vmNameFromProviderID,
@@ -20,7 +23,7 @@ export interface Resolution {
   source: MappingSource;
 }
 
-export type ProblemKind = "VmNotFound" | "UuidMismatch" | "ProviderIDConflict";
+export type ProblemKind = "VmNotFound" | "UuidMismatch" | "ProviderIDConflict" | "DuplicateClaim";
 
 export type Verification =
   | { outcome: "verified" }
@@ -66,13 +69,66 @@ function discover(node: NodeView, settings: NodeIdentitySettings, index: VmIndex
   return undefined;
 }
 
+/**
+ * The namespace of a kubevirt:// providerID's VM. Whoever creates a Node sets its annotations, so the Cluster API
+ * cluster-namespace annotation counts only when it names an infra namespace this module is configured for
+ * (infra.namespace or a nodeMapping namespace); otherwise infra.namespace. A Node cannot point itself at another
+ * tenant's namespace.
+ */
+function providerIDNamespace(node: NodeView, settings: NodeIdentitySettings): string | undefined {
+  const claimed = node.annotations[CLUSTER_NAMESPACE_ANNOTATION];
+  if (claimed && settings.infraNamespaces.includes(claimed)) return claimed;
+  return settings.defaultNamespace;
+}
+
+/**
+ * Which VM each Node claims (the identity annotations it carries, or the identity about to be applied), to find two
+ * Nodes claiming one VM: the CSI driver would attach one VM's volumes to whichever Node asked.
+ */
+export class VmClaims {
+  readonly #byNode = new Map<string, string>();
+  readonly #byVm = new Map<string, Set<string>>();
+
+  /** The Node's claim as its annotations state it. */
+  observe(node: NodeView): void {
+    const name = node.annotations[VM_NAME_ANNOTATION] || node.annotations[VM_NAME_LEGACY_ANNOTATION];
+    const namespace = node.annotations[VM_NAMESPACE_ANNOTATION];
+    if (name && namespace) this.claim(node.name, { name, namespace });
+    else this.forget(node.name);
+  }
+
+  claim(nodeName: string, vm: VmRef): void {
+    this.forget(nodeName);
+    const key = vmLabel(vm);
+    this.#byNode.set(nodeName, key);
+    const nodes = this.#byVm.get(key) ?? new Set<string>();
+    nodes.add(nodeName);
+    this.#byVm.set(key, nodes);
+  }
+
+  forget(nodeName: string): void {
+    const key = this.#byNode.get(nodeName);
+    if (key === undefined) return;
+    this.#byNode.delete(nodeName);
+    const nodes = this.#byVm.get(key);
+    nodes?.delete(nodeName);
+    if (nodes?.size === 0) this.#byVm.delete(key);
+  }
+
+  /** Another Node that claims `vm`, if any (the alphabetically first, so reports are stable). */
+  otherClaimant(vm: VmRef, nodeName: string): string | undefined {
+    const others = [...(this.#byVm.get(vmLabel(vm)) ?? [])].filter(n => n !== nodeName);
+    return others.sort()[0];
+  }
+}
+
 /** Mapping sources in order, first match wins: nodeMapping, kubevirt:// providerID, discovery, identity. */
 export function resolveMapping(node: NodeView, settings: NodeIdentitySettings, index?: VmIndex): Resolution | undefined {
   const explicit = settings.explicit.get(node.name);
   if (explicit) return { target: explicit, source: "nodeMapping" };
 
   const providerVm = vmNameFromProviderID(node.providerID);
-  const providerNamespace = node.annotations[CLUSTER_NAMESPACE_ANNOTATION] || settings.defaultNamespace;
+  const providerNamespace = providerIDNamespace(node, settings);
   if (providerVm && providerNamespace) return { target: { name: providerVm, namespace: providerNamespace }, source: "providerID" };
 
   if (index) {
@@ -121,10 +177,23 @@ export function verifyMapping(node: NodeView, resolution: Resolution, index?: Vm
   return { outcome: "verified" };
 }
 
-export function decide(node: NodeView, settings: NodeIdentitySettings, index?: VmIndex): NodeDecision {
+/** A failed verification when another Node already claims the target VM. */
+function claimConflict(node: NodeView, resolution: Resolution, claims: VmClaims | undefined): Verification | undefined {
+  const other = claims?.otherClaimant(resolution.target, node.name);
+  if (!other) return undefined;
+  return {
+    outcome: "failed",
+    problem: "DuplicateClaim",
+    message: `${resolution.source} maps node ${node.name} to VM ${vmLabel(resolution.target)}, which node ${other} already claims; two Nodes must not carry one VM's identity`,
+  };
+}
+
+/** @param claims the other Nodes' claims (the watcher sees every Node; admission pods see one at a time). */
+export function decide(node: NodeView, settings: NodeIdentitySettings, index?: VmIndex, claims?: VmClaims): NodeDecision {
   const resolution = resolveMapping(node, settings, index);
   if (!resolution) return { apply: false, changes: { annotations: {} } };
-  const verification = verifyMapping(node, resolution, index);
+  const verified = verifyMapping(node, resolution, index);
+  const verification = verified.outcome === "failed" ? verified : (claimConflict(node, resolution, claims) ?? verified);
   // A mapping the infra cluster contradicts could hot-plug this tenant's disks into another node's VM.
   const apply = verification.outcome !== "failed" || settings.mode === "report";
   const changes = apply ? identityChanges(node, resolution.target, settings) : { annotations: {} };

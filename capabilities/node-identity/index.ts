@@ -1,5 +1,6 @@
 import { Capability, Log, a, metricsCollector, type PeprMutateRequest } from "pepr";
 import { patchNode, readSecretKey, recordEvent, setPeprStoreData } from "../common/gateway";
+import type { SharedInformers } from "../common/informers";
 import { PEPR_STORE, createStorePublisher } from "../config/publish";
 import { currentConfig, onConfigChange } from "../config/runtime";
 import { NodeAdmission } from "./admission";
@@ -7,7 +8,7 @@ import { INFRA_SNAPSHOT_STORE_KEY } from "./infra-index";
 import { nodeIdentitySettings } from "./settings";
 import { NodeIdentityWatcher, type NodeIdentityCounter } from "./watcher";
 
-// Bindings only: admission → NodeAdmission, Node watch + config → NodeIdentityWatcher (see docs/node-identity.md).
+// Bindings only: admission → NodeAdmission; the shared Node informer + config → NodeIdentityWatcher (see docs/node-identity.md).
 // No `namespaces` filter: Pepr's namespace filter silently skips cluster-scoped kinds like Node.
 export const NodeIdentity = new Capability({
   name: "node-identity",
@@ -88,19 +89,17 @@ function nodeIdentityWatcher(): NodeIdentityWatcher {
   return created;
 }
 
-When(a.Node)
-  .IsCreatedOrUpdated()
-  .Watch(node => nodeIdentityWatcher().nodeEvent(node, "MODIFIED"));
-When(a.Node)
-  .IsDeleted()
-  .Watch(node => nodeIdentityWatcher().nodeEvent(node, "DELETED"));
+/** The watcher's back-fill follows the shared Node informer. Returns stop. */
+export function startNodeIdentityWatch(informers: SharedInformers): () => void {
+  const nodes = nodeIdentityWatcher();
+  return informers.informer("Node").addHandlers({
+    onAdd: node => nodes.nodeEvent(node, "MODIFIED"),
+    onUpdate: node => nodes.nodeEvent(node, "MODIFIED"),
+    onDelete: node => nodes.nodeEvent(node, "DELETED"),
+  });
+}
 
-if (process.env.PEPR_MODE !== "build") {
-  if (process.env.PEPR_WATCH_MODE === "true") {
-    // Start the infra mirror and back-fill with the pod, not with the first Node event.
-    nodeIdentityWatcher();
-  } else {
-    // Admission pods (and `pepr dev`): the watcher's infra snapshot arrives through the Store.
-    Store.subscribe(() => admission.acceptSnapshot(Store.getItem(INFRA_SNAPSHOT_STORE_KEY)));
-  }
+// Admission pods (and `pepr dev`): the watcher's infra snapshot arrives through the Store.
+if (process.env.PEPR_MODE !== "build" && process.env.PEPR_WATCH_MODE !== "true") {
+  Store.subscribe(() => admission.acceptSnapshot(Store.getItem(INFRA_SNAPSHOT_STORE_KEY)));
 }

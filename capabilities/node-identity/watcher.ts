@@ -39,6 +39,7 @@ const EVENT_REASONS: Record<FailedVerification["problem"], string> = {
   VmNotFound: "InfraVMNotFound",
   UuidMismatch: "InfraVMUUIDMismatch",
   ProviderIDConflict: "ProviderIDConflict",
+  DuplicateClaim: "InfraVMClaimedTwice",
 };
 
 function errorText(error: unknown): string {

@@ -1,15 +1,25 @@
 // Authentication of Redfish requests: HTTP Basic and X-Auth-Token sessions, with failed-login back-off
-// per username and per client address. Nothing here logs a password, a token or an Authorization header.
+// (redfish/auth/backoff.ts). Nothing here logs a password, a token or an Authorization header.
+//
+// A repeated credential costs a map lookup: a token finds its session, a Basic header that was verified
+// before finds its account (both caches belong to the user directory of one configuration, so a config
+// change empties them). Credentials that were verified before skip the back-off: an attacker's failures
+// never stand between a client and the credential it has been using.
 //
 // Back-off answers 401 (not 429), with Retry-After as a hint: sushy maps 401/403 to AccessError, which
 // Ironic treats as a connection problem and retries after its connection_retry_interval, so a client
 // with the right password recovers by itself once the lock expires. A 429 would surface in sushy as a
 // generic HTTPError that Ironic does not retry (and a 401 tells an attacker nothing a 429 would not).
-import { Log } from "pepr";
+import { setTimeout as delay } from "node:timers/promises";
+import { Log } from "../platform";
 import { baseError, type RedfishError } from "../errors";
-import { LoginBackoff, type LockoutPolicy } from "./backoff";
+import { backoffKeys, LoginBackoff, type LockoutPolicy } from "./backoff";
+import { BcryptPool } from "./bcrypt-pool";
 import { SessionStore, type Session } from "./sessions";
 import type { UserAccount, UserDirectory } from "./users";
+
+/** Longest username accepted (bytes); longer ones are refused before they are hashed, stored or logged. */
+export const MAX_USERNAME_BYTES = 256;
 
 export const AUTH_REALM = 'Basic realm="Redfish", charset="UTF-8"';
 
@@ -53,16 +63,35 @@ export function parseBasic(header: string): { username: string; password: string
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+export interface AuthenticatorOptions {
+  now?: () => number;
+  /** How a login is held back (tests pass one that advances their clock). */
+  sleep?: (ms: number) => Promise<unknown>;
+}
+
 export class Authenticator {
   readonly sessions: SessionStore;
   readonly backoff: LoginBackoff;
+  private readonly bcrypt: BcryptPool;
+  private readonly sleep: (ms: number) => Promise<unknown>;
+  /** Principals of live sessions, so a token request allocates nothing; rebuilt when the account object changes. */
+  private readonly sessionPrincipals = new WeakMap<Session, Principal>();
+  private readonly bcryptCompare = (password: string, hash: string) => this.bcrypt.compare(password, hash);
 
   constructor(
     private readonly settings: () => AuthSettings,
-    now: () => number = Date.now,
+    options: AuthenticatorOptions = {},
   ) {
+    const now = options.now ?? Date.now;
     this.sessions = new SessionStore(now);
     this.backoff = new LoginBackoff(now);
+    this.bcrypt = new BcryptPool();
+    this.sleep = options.sleep ?? delay;
+  }
+
+  /** Stops the bcrypt workers. */
+  close(): Promise<void> {
+    return this.bcrypt.close();
   }
 
   /** The principal of a request, or a 401 RedfishError. A present X-Auth-Token is never ignored. */
@@ -79,36 +108,58 @@ export class Authenticator {
         this.sessions.delete(session.id);
         throw unauthorized();
       }
-      return { account, session };
+      const known = this.sessionPrincipals.get(session);
+      if (known?.account === account) return known;
+      const principal = { account, session };
+      this.sessionPrincipals.set(session, principal);
+      return principal;
     }
     if (credentials.authorization !== undefined) {
+      const known = settings.users.verifiedHeader(credentials.authorization);
+      if (known) return known;
       const basic = parseBasic(credentials.authorization);
       if (!basic) {
-        this.backoff.recordFailure([`addr:${credentials.clientAddress}`], settings.lockout);
+        this.backoff.recordFailure(backoffKeys(undefined, credentials.clientAddress), settings.lockout);
         throw unauthorized();
       }
       const account = await this.verifyPassword(basic.username, basic.password, credentials.clientAddress);
+      settings.users.rememberHeader(credentials.authorization, account);
       return { account };
     }
     throw unauthorized();
   }
 
-  /** Checks a username and password under back-off; the account, or a 401 RedfishError. */
+  /**
+   * Checks a username and password under back-off; the account, or a 401 RedfishError. Credentials verified
+   * before pass at once. Otherwise a username+address pair that failed too often is refused (Retry-After)
+   * without a check, and failures of the username elsewhere or of the address with other usernames hold the
+   * check back (at most MAX_LOGIN_DELAY_MS) but never refuse it.
+   */
   async verifyPassword(username: string, password: string, clientAddress: string): Promise<UserAccount> {
     const settings = this.settings();
-    const keys = [`user:${username}`, `addr:${clientAddress}`];
-    const wait = this.backoff.retryAfterSeconds(keys);
-    if (wait > 0) throw unauthorized(wait);
-    const account = await settings.users.verify(username, password);
+    if (Buffer.byteLength(username) > MAX_USERNAME_BYTES) {
+      // Never a configured user (the schema allows 64 characters); counted against the address only.
+      this.backoff.recordFailure(backoffKeys(undefined, clientAddress), settings.lockout);
+      Log.info({ usernameBytes: Buffer.byteLength(username), clientAddress }, "Redfish login failed: username too long");
+      throw unauthorized();
+    }
+    const known = settings.users.knownGood(username, password);
+    if (known) return known;
+    const keys = backoffKeys(username, clientAddress);
+    const refused = this.backoff.refusedForSeconds(keys);
+    if (refused > 0) throw unauthorized(refused);
+    const delay = this.backoff.delayMs(keys);
+    if (delay > 0) await this.sleep(delay);
+    const account = await settings.users.verify(username, password, this.bcryptCompare);
     if (!account) {
       this.backoff.recordFailure(keys, settings.lockout);
-      const locked = this.backoff.retryAfterSeconds(keys);
+      const locked = this.backoff.refusedForSeconds(keys);
       const fields = { username: loggableUsername(username), clientAddress };
-      if (locked > 0) Log.warn({ ...fields, lockedForSeconds: locked }, "Redfish login failed; back-off engaged");
+      if (locked > 0) Log.warn({ ...fields, lockedForSeconds: locked }, "Redfish login failed; back-off engaged for this username at this address");
       else Log.info(fields, "Redfish login failed");
       throw unauthorized(locked);
     }
-    this.backoff.recordSuccess(`user:${username}`);
+    this.backoff.recordSuccess(keys);
     return account;
   }
 

@@ -1,8 +1,9 @@
-// Redfish sessions (X-Auth-Token). Tokens are 256-bit random values; only their keyed digest is stored,
-// so a lookup never compares a secret byte by byte and a heap dump does not reveal live tokens.
-// Sessions live in memory only: after a restart clients log in again (sushy does so on a 401).
+// Redfish sessions (X-Auth-Token). Tokens are 256-bit random values, looked up as they are sent: a request with
+// a token costs one map lookup, no hashing (a guess is as hopeless as against a digest; the map's own string
+// hashing leaks nothing usable about a 256-bit value). Sessions live in memory only: after a restart clients
+// log in again (sushy does so on a 401).
 import { randomBytes } from "node:crypto";
-import { keyedDigest, type UserAccount } from "./users";
+import type { UserAccount } from "./users";
 
 export interface Session {
   readonly id: string;
@@ -19,8 +20,8 @@ export interface Session {
 export const MAX_SESSIONS_PER_USER = 64;
 
 export class SessionStore {
-  private readonly byDigest = new Map<string, Session>();
-  private readonly byId = new Map<string, { session: Session; digest: string }>();
+  private readonly byToken = new Map<string, Session>();
+  private readonly byId = new Map<string, { session: Session; token: string }>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -36,9 +37,8 @@ export class SessionStore {
       clientAddress,
       ...(context !== undefined ? { context } : {}),
     };
-    const digest = keyedDigest("token", token).toString("hex");
-    this.byDigest.set(digest, session);
-    this.byId.set(session.id, { session, digest });
+    this.byToken.set(token, session);
+    this.byId.set(session.id, { session, token });
     const own = this.listFor(account.username);
     if (own.length > MAX_SESSIONS_PER_USER) {
       const leastRecent = own.reduce((a, b) => (b.lastUsedAt < a.lastUsedAt ? b : a));
@@ -49,8 +49,7 @@ export class SessionStore {
 
   /** The live session of a token (its idle timer restarts), or undefined when unknown or timed out. */
   authenticate(token: string, timeoutSeconds: number): Session | undefined {
-    const digest = keyedDigest("token", token).toString("hex");
-    const session = this.byDigest.get(digest);
+    const session = this.byToken.get(token);
     if (!session) return undefined;
     const now = this.now();
     if (now - session.lastUsedAt >= timeoutSeconds * 1000) {
@@ -84,7 +83,7 @@ export class SessionStore {
     const entry = this.byId.get(id);
     if (!entry) return false;
     this.byId.delete(id);
-    this.byDigest.delete(entry.digest);
+    this.byToken.delete(entry.token);
     return true;
   }
 

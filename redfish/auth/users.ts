@@ -1,8 +1,8 @@
 // Redfish users from the module configuration and password verification that does not cost a bcrypt
-// hash per request: successful verifications are remembered under a keyed digest of username+password.
-import bcrypt from "bcryptjs";
+// hash per request: successful verifications are remembered under a keyed digest of username+password, and
+// a verified Basic header as it was sent, so that a client repeating it costs one map lookup.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { Log } from "pepr";
+import { Log } from "../platform";
 import type { UserConfig } from "../../capabilities/config/schema";
 
 /** Per-process key: digests of credentials and tokens are useless outside this process. */
@@ -22,6 +22,11 @@ const DUMMY_BCRYPT_BODY = "99Ufwf7K9pfhMCVpJ0dva.ud8HMYCXMfsvp4m.pWbbBN5UtpD7Ya.
 
 /** Bound on remembered successful verifications (a map of digests; cleared oldest-first). */
 const MAX_VERIFIED = 10_000;
+/** Longer Basic headers are verified but not remembered: the header cache stays within MAX_VERIFIED x 512 bytes. */
+const MAX_REMEMBERED_HEADER_LENGTH = 512;
+
+/** bcrypt.compare as the caller provides it (off the event loop: BcryptPool). */
+export type BcryptCompare = (password: string, hash: string) => Promise<boolean>;
 
 export interface UserAccount {
   readonly username: string;
@@ -33,7 +38,7 @@ export interface UserAccount {
 
 interface StoredUser {
   account: UserAccount;
-  check: (password: string) => Promise<boolean>;
+  check: (password: string, bcryptCompare: BcryptCompare) => Promise<boolean>;
 }
 
 /**
@@ -43,6 +48,7 @@ interface StoredUser {
 export class UserDirectory {
   private readonly users = new Map<string, StoredUser>();
   private readonly verified = new Map<string, UserAccount>(); // hex digest of username+password -> account
+  private readonly verifiedHeaders = new Map<string, { readonly account: UserAccount }>(); // Authorization header -> principal
   private readonly inFlight = new Map<string, Promise<UserAccount | undefined>>();
   /**
    * Unknown usernames are checked against a dummy hash of the highest configured cost, so a wrong
@@ -63,7 +69,7 @@ export class UserDirectory {
       });
       if (user.passwordHash !== undefined) {
         const hash = user.passwordHash;
-        this.users.set(user.username, { account, check: password => bcrypt.compare(password, hash) });
+        this.users.set(user.username, { account, check: (password, bcryptCompare) => bcryptCompare(password, hash) });
       } else {
         Log.warn(
           { username: user.username },
@@ -87,15 +93,35 @@ export class UserDirectory {
     return this.users.size;
   }
 
+  /** The principal of a Basic header that was verified before (a map lookup: no hashing, no allocation). */
+  verifiedHeader(authorization: string): { readonly account: UserAccount } | undefined {
+    return this.verifiedHeaders.get(authorization);
+  }
+
+  /** Remembers a Basic header whose credentials were just verified. */
+  rememberHeader(authorization: string, account: UserAccount): void {
+    if (authorization.length > MAX_REMEMBERED_HEADER_LENGTH) return;
+    if (this.verifiedHeaders.size >= MAX_VERIFIED) {
+      const oldest = this.verifiedHeaders.keys().next().value;
+      if (oldest !== undefined) this.verifiedHeaders.delete(oldest);
+    }
+    this.verifiedHeaders.set(authorization, Object.freeze({ account }));
+  }
+
+  /** Whether these credentials were verified before (no password check, no back-off needed). */
+  knownGood(username: string, password: string): UserAccount | undefined {
+    return this.verified.get(keyedDigest("login", username, password).toString("hex"));
+  }
+
   /** The account when username and password are right; undefined otherwise. */
-  async verify(username: string, password: string): Promise<UserAccount | undefined> {
+  async verify(username: string, password: string, bcryptCompare: BcryptCompare): Promise<UserAccount | undefined> {
     const digest = keyedDigest("login", username, password).toString("hex");
     const known = this.verified.get(digest);
     if (known) return known;
     // Concurrent requests with the same credentials share one hash computation.
     const pending = this.inFlight.get(digest);
     if (pending) return pending;
-    const check = this.check(username, password).then(account => {
+    const check = this.check(username, password, bcryptCompare).then(account => {
       this.inFlight.delete(digest);
       if (account) this.remember(digest, account);
       return account;
@@ -104,15 +130,15 @@ export class UserDirectory {
     return check;
   }
 
-  private async check(username: string, password: string): Promise<UserAccount | undefined> {
+  private async check(username: string, password: string, bcryptCompare: BcryptCompare): Promise<UserAccount | undefined> {
     const user = this.users.get(username);
     if (!user) {
-      if (this.dummyHash) await bcrypt.compare(password, this.dummyHash);
+      if (this.dummyHash) await bcryptCompare(password, this.dummyHash).catch(() => false);
       else timingSafeEqual(keyedDigest("plain", password), keyedDigest("plain", ""));
       return undefined;
     }
     try {
-      return (await user.check(password)) ? user.account : undefined;
+      return (await user.check(password, bcryptCompare)) ? user.account : undefined;
     } catch {
       return undefined;
     }

@@ -4,7 +4,7 @@
 // many events arrive, and a failed write is retried with back-off even if the VM does not change again. The
 // informers replay every object when they list, so what a controller keeps on the VM (annotations) is picked
 // up again after a restart.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { WorkQueue } from "../../capabilities/common/work-queue";
 import type { ClusterCache, VmRecord } from "./types";
 
@@ -47,9 +47,11 @@ export function startVmReconciler(cache: ClusterCache, reconciler: VmReconciler,
   const queue: WorkQueue = new WorkQueue(
     async key => {
       const rec = due(key);
-      if (!rec) return;
-      const after = await reconciler.act(rec);
-      if (after === "await-newer-vm") actedOn.set(key, rec.vm.metadata.resourceVersion);
+      if (rec) {
+        const after = await reconciler.act(rec);
+        if (after === "await-newer-vm") actedOn.set(key, rec.vm.metadata.resourceVersion);
+      }
+      queue.forget(key); // done: the next failure starts its back-off from the beginning
     },
     {
       concurrency: opts.concurrency ?? 16,

@@ -2,7 +2,7 @@
 // namespace and by chassis. Fed in stream order by the VirtualMachine, VirtualMachineInstance and DataVolume
 // informers (capabilities/redfish.ts), which list once and then resume their watches, so events never race
 // an initial list; request handlers only read it, through the ClusterCache interface.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { labelSelectorMatches, type LabelSelector } from "../../capabilities/config/schema";
 import type { CacheChangeEvent, CachedKind, ClusterCache, KubeObject, VmRecord } from "./types";
 

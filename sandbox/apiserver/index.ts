@@ -42,6 +42,8 @@ export interface ApiServer {
   addToken(token: string, user: UserInfo): void;
   /** Ends open watches (with `expired`: after a 410 Gone ERROR event, so clients must re-list); returns how many. */
   dropWatches(opts?: { expired?: boolean }): number;
+  /** Open watch streams per resource key ("virtualmachines.kubevirt.io", "configmaps", ...). */
+  openWatches(): Record<string, number>;
   /**
    * An API server restart: stops serving, then listens on the same port again after `downtimeMs`; the store is
    * kept, the watch history is not (resumed watches get an in-stream 410 Expired). For `startingMs` (default
@@ -91,6 +93,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     },
     addToken: (token, user) => void tokens.set(token, user),
     dropWatches: watchOpts => rest.dropWatches(watchOpts),
+    openWatches: () => rest.openWatches(),
     restart: (downtimeMs, startingMs) => rest.restart(downtimeMs, startingMs),
     async close() {
       if (closed) return;

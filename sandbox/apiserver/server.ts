@@ -118,7 +118,7 @@ export class RestServer {
   readonly #log: (line: string) => void;
   readonly #subresources = new Map<string, SubresourceHandler>();
   /** Ends an open watch stream, optionally after a last event (the 410 of dropWatches({ expired: true })). */
-  readonly #watches = new Set<(lastEvent?: { type: string; object: unknown }) => void>();
+  readonly #watches = new Map<(lastEvent?: { type: string; object: unknown }) => void, string>(); // → resource key
 
   constructor(opts: RestOptions) {
     this.#store = opts.store;
@@ -152,11 +152,18 @@ export class RestServer {
   }
 
   async close(): Promise<void> {
-    for (const end of [...this.#watches]) end();
+    for (const end of [...this.#watches.keys()]) end();
     await new Promise<void>(resolve => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  /** Open watch streams per resource key (e.g. "virtualmachines.kubevirt.io"). For reliability tests. */
+  openWatches(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const key of this.#watches.values()) counts[key] = (counts[key] ?? 0) + 1;
+    return counts;
   }
 
   /**
@@ -165,7 +172,7 @@ export class RestServer {
    * no longer be resumed; clients must list again). Returns how many watches ended. For reliability tests.
    */
   dropWatches(opts: { expired?: boolean } = {}): number {
-    const open = [...this.#watches];
+    const open = [...this.#watches.keys()];
     const lastEvent = opts.expired
       ? { type: "ERROR", object: statusBody(new ApiError(410, "Expired", "The resourceVersion for the provided watch is too old.")) }
       : undefined;
@@ -231,7 +238,11 @@ export class RestServer {
     for (const a of attributes) {
       // Server-side apply also needs `create`, but only when the object does not exist yet.
       if (a.verb === "create" && method === "PATCH" && this.#exists(a)) continue;
-      if (this.#starting() || !this.#rbac.allows(user, a)) throw rbacForbidden(user, a);
+      if (this.#starting() || !this.#rbac.allows(user, a)) {
+        const denied = rbacForbidden(user, a);
+        this.#log(`RBAC: ${method} ${ctx.url.pathname}: ${denied.message}`);
+        throw denied;
+      }
     }
   }
 
@@ -576,7 +587,7 @@ export class RestServer {
     // Like kube: the client's timeoutSeconds, else a random duration between --min-request-timeout and twice it.
     const lifetimeSeconds = timeoutSeconds !== undefined && timeoutSeconds > 0 ? timeoutSeconds : this.#minRequestTimeoutSeconds * (1 + Math.random());
     timers.push(setTimeout(() => end(), lifetimeSeconds * 1000));
-    this.#watches.add(end);
+    this.#watches.set(end, r.type.key);
     res.on("close", () => end());
   }
 

@@ -23,6 +23,7 @@ import type { KubeObject } from "../../sandbox/apiserver/types";
 import { basicAuth, requester, type Requester } from "./client";
 import { measureHandlerScaling } from "./handlers";
 import { runLoad, runPaced, type LoadResult } from "./load";
+import { mib, rssBytes, sampledRss } from "./memory";
 import { renderTable } from "./report";
 import { elapsedMs, median, summarize, type LatencySummary } from "./stats";
 
@@ -423,27 +424,6 @@ function fetchJson(url: string, body: string): Promise<{ response?: { allowed?: 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
 
 // ---- memory ----
-
-function rssBytes(pid: number): { rss: number; peak: number } {
-  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
-  return { rss: kib("VmRSS"), peak: kib("VmHWM") };
-}
-
-/**
- * Resident memory once it has settled: sampled every second for `seconds`, the median of the last three.
- * V8 gives memory back some seconds after the garbage of a burst (an initial list, a load phase) is collected.
- */
-async function sampledRss(pid: number, seconds = 3): Promise<number> {
-  const samples: number[] = [];
-  for (let i = 0; i < seconds; i++) {
-    samples.push(rssBytes(pid).rss);
-    if (i < seconds - 1) await sleep(1_000);
-  }
-  return median(samples.slice(-3));
-}
-
-const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;
 
 async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Requester, fleetAuth: string, emptyWatcherRss: number) {
   const pid = cluster.watcher!.child.pid!;

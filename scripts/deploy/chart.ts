@@ -5,8 +5,9 @@
 import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
-import { CONFIG_MAP_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, UNLIMITED_RESYNC, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
-import { MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule } from "./rbac";
+import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
+import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, UNLIMITED_RESYNC, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
+import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
 
 export const MARKER = "kubevirt-infra post-build";
@@ -66,14 +67,28 @@ export function rulesTemplate(grants: readonly Grant[]): string {
   return blocks.join("\n");
 }
 
+const grantsOf = (ctx: BuildContext, account: ServiceAccountRole, scope: Grant["scope"]) =>
+  moduleGrants(ctx).filter(g => g.scope === scope && grantHeldBy(g, account));
+
+/** The admission pods' ClusterRole (Pepr's name, bound by Pepr's ClusterRoleBinding). */
 export function clusterRoleTemplate(ctx: BuildContext): string {
-  const grants = moduleGrants(ctx).filter(g => g.scope === "cluster");
   return `${HEADER}apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
   name: {{ .Values.uuid }}
 rules:
-${rulesTemplate(grants)}
+${rulesTemplate(grantsOf(ctx, "admission", "cluster"))}
+`;
+}
+
+/** The watcher's ClusterRole; `rbac` values add rules to it. */
+export function watcherClusterRoleTemplate(ctx: BuildContext): string {
+  return `${HEADER}apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ .Values.uuid }}-watcher
+rules:
+${rulesTemplate(grantsOf(ctx, "watcher", "cluster"))}
 {{- with .Values.rbac }}
 {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -81,14 +96,79 @@ ${rulesTemplate(grants)}
 }
 
 export function moduleRoleTemplate(ctx: BuildContext): string {
-  const grants = moduleGrants(ctx).filter(g => g.scope === "module");
   return `${HEADER}apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
   name: {{ .Values.uuid }}-store
   namespace: ${MODULE_NAMESPACE}
 rules:
-${rulesTemplate(grants)}
+${rulesTemplate(grantsOf(ctx, "admission", "module"))}
+`;
+}
+
+const binding = (kind: "ClusterRoleBinding" | "RoleBinding", roleKind: "ClusterRole" | "Role", namespace: string | undefined, uuid = ".Values.uuid") => `apiVersion: rbac.authorization.k8s.io/v1
+kind: ${kind}
+metadata:
+  name: {{ ${uuid} }}-watcher
+${namespace ? `  namespace: ${namespace}\n` : ""}  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ${roleKind}
+  name: {{ ${uuid} }}-watcher
+subjects:
+  - kind: ServiceAccount
+    name: {{ ${uuid} }}-watcher
+    namespace: ${MODULE_NAMESPACE}`;
+
+/**
+ * The watcher's own ServiceAccount, its ClusterRoleBinding, and its Role in pepr-system (admission pods keep Pepr's
+ * ServiceAccount and never see the users Secret or the Redfish TLS key).
+ */
+export function watcherRbacTemplate(ctx: BuildContext): string {
+  const metadata = `metadata:
+  name: {{ .Values.uuid }}-watcher
+  namespace: ${MODULE_NAMESPACE}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra`;
+  return `${HEADER}apiVersion: v1
+kind: ServiceAccount
+${metadata}
+---
+${binding("ClusterRoleBinding", "ClusterRole", undefined)}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+${metadata}
+rules:
+${rulesTemplate(grantsOf(ctx, "watcher", "module"))}
+---
+${binding("RoleBinding", "Role", MODULE_NAMESPACE)}
+`;
+}
+
+/** A Role and RoleBinding for the watcher in each chassis namespace: Redfish's rights on VMs, DataVolumes, Secrets. */
+export function chassisRolesTemplate(ctx: BuildContext): string {
+  // Inside range the dot is the namespace: the rules' role guards must read the root values.
+  const rules = rulesTemplate(grantsOf(ctx, "watcher", "chassis")).replaceAll(".Values", "$.Values");
+  return `${HEADER}{{- if ne .Values.role "nested" }}
+{{- $namespaces := list }}
+{{- range .Values.chassis }}{{- $namespaces = append $namespaces .namespace }}{{- end }}
+{{- range $namespaces | uniq | sortAlpha }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ $.Values.uuid }}-watcher
+  namespace: {{ . }}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+rules:
+${rules}
+---
+${binding("RoleBinding", "Role", "{{ . }}", "$.Values.uuid")}
+{{- end }}
+{{- end }}
 `;
 }
 
@@ -173,13 +253,15 @@ export function validatingWebhookTemplate(config: KubeObject): string {
 {{- $policy := .Values.datavolumePolicy }}
 {{- $namespaces := $policy.namespaces | default list }}
 {{- if and (not $namespaces) .Values.infra.namespace }}{{- $namespaces = list .Values.infra.namespace }}{{- end }}
-{{- if and (ne .Values.role "nested") $policy.enabled (gt (len $namespaces) 0) }}
+{{- $policed := and $policy.enabled (gt (len $namespaces) 0) }}
+{{- if ne .Values.role "nested" }}
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata:
   name: {{ .Values.uuid }}
 webhooks:
 ${head}
+    {{- if $policed }}
     # Fail: tenant labels are the CSI driver's only isolation, so the policy must not open up when the module is
     # unavailable. Scoped to the policed namespaces, an outage blocks DataVolumes there only. See docs/deploy.md.
     failurePolicy: {{ ternary "Ignore" "Fail" (eq .Values.deploy.dataVolumeWebhook.failurePolicy "Ignore") }}
@@ -191,6 +273,13 @@ ${head}
             {{- range $namespaces }}
             - {{ . }}
             {{- end }}
+    {{- else }}
+    # No policed namespace in the values: the webhook cannot be scoped, so it fails open (docs/deploy.md).
+    failurePolicy: Ignore
+    namespaceSelector:
+      matchExpressions:
+${PEPR_IGNORED_NAMESPACES}
+    {{- end }}
 ${tail}
 {{- end }}
 `;
@@ -199,6 +288,7 @@ ${tail}
 const READINESS_ANCHOR = `          readinessProbe:
             {{- toYaml .Values.watcher.readinessProbe | nindent 12 }}
 `;
+const SERVICE_ACCOUNT_ANCHOR = "      serviceAccountName: {{ .Values.uuid }}\n";
 const WATCH_MODE_ANCHOR = `            - name: PEPR_WATCH_MODE
               value: "true"
 `;
@@ -211,7 +301,10 @@ function replaceOnce(text: string, anchor: string, replacement: string, file: st
   return text.slice(0, at) + replacement + text.slice(at + anchor.length);
 }
 
-/** Watcher: readiness follows the Redfish cache sync when Redfish serves; role-dependent env (see watcherEnvForRole). */
+/**
+ * Watcher: its own ServiceAccount; readiness follows the Redfish cache sync when Redfish serves; role-dependent env
+ * (see watcherEnvForRole).
+ */
 export function patchWatcherDeploymentTemplate(text: string): string {
   let out = replaceOnce(
     text,
@@ -229,6 +322,7 @@ export function patchWatcherDeploymentTemplate(text: string): string {
 `,
     "templates/watcher-deployment.yaml",
   );
+  out = replaceOnce(out, SERVICE_ACCOUNT_ANCHOR, "      serviceAccountName: {{ .Values.uuid }}-watcher\n", "templates/watcher-deployment.yaml");
   out = replaceOnce(
     out,
     WATCH_MODE_ANCHOR,
@@ -373,6 +467,58 @@ subjects:
   - kind: ServiceAccount
     name: {{ .Values.uuid }}
     namespace: ${MODULE_NAMESPACE}
+  - kind: ServiceAccount
+    name: {{ .Values.uuid }}-watcher
+    namespace: ${MODULE_NAMESPACE}
+{{- end }}
+`;
+}
+
+/** The importer NetworkPolicy in each chassis namespace: the same egress as ./manifest.ts importerEgress. */
+export function importerNetworkPolicyTemplate(): string {
+  const v4 = DEFAULT_DENIED_RANGES.filter(r => !r.includes(":"));
+  const v6 = DEFAULT_DENIED_RANGES.filter(r => r.includes(":"));
+  const cidr = `(ternary . (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) (contains "/" .))`;
+  return `${HEADER}{{- if and .Values.deploy.importerNetworkPolicy.enabled (ne .Values.role "nested") }}
+{{- $policy := .Values.redfish.imageUrlPolicy }}
+{{- $v4 := list ${v4.map(q).join(" ")} }}
+{{- $v6 := list ${v6.map(q).join(" ")} }}
+{{- range concat ($policy.serviceCidrs | default list) ($policy.denyCidrs | default list) }}
+{{- if contains ":" . }}{{- $v6 = append $v6 ${cidr} }}{{- else }}{{- $v4 = append $v4 ${cidr} }}{{- end }}
+{{- end }}
+{{- $namespaces := list }}
+{{- range .Values.chassis }}{{- $namespaces = append $namespaces .namespace }}{{- end }}
+{{- range $namespaces | uniq | sortAlpha }}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: ${IMPORTER_NETWORK_POLICY_NAME}
+  namespace: {{ . }}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra
+    app.kubernetes.io/component: redfish
+spec:
+  podSelector:
+    matchLabels:
+      {{- toYaml $.Values.deploy.importerNetworkPolicy.podSelector | nindent 6 }}
+  policyTypes: ["Egress"]
+  egress:
+  {{- if $policy.allowAllDestinations }}
+    - {}
+  {{- else }}
+    - ports: [{ protocol: UDP, port: 53 }, { protocol: TCP, port: 53 }]
+    - to:
+        - ipBlock: { cidr: "0.0.0.0/0", except: {{ toJson $v4 }} }
+        - ipBlock: { cidr: "::/0", except: {{ toJson $v6 }} }
+    {{- with $policy.allowCidrs }}
+    - to:
+      {{- range . }}
+        - ipBlock: { cidr: {{ ${cidr} | quote }} }
+      {{- end }}
+    {{- end }}
+  {{- end }}
+{{- end }}
 {{- end }}
 `;
 }
@@ -381,6 +527,9 @@ subjects:
 export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObject; validating: KubeObject; watcherDeployment: string }): Record<string, string> {
   return {
     "cluster-role.yaml": clusterRoleTemplate(ctx),
+    "watcher-cluster-role.yaml": watcherClusterRoleTemplate(ctx),
+    "watcher-rbac.yaml": watcherRbacTemplate(ctx),
+    "chassis-roles.yaml": chassisRolesTemplate(ctx),
     "store-role.yaml": moduleRoleTemplate(ctx),
     "store-role-binding.yaml": moduleRoleBindingTemplate(),
     "mutation-webhook.yaml": mutatingWebhookTemplate(pristine.mutating),
@@ -391,6 +540,7 @@ export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObje
     "kubevirt-infra-config.yaml": configMapTemplate(),
     "kubevirt-infra-users.yaml": usersSecretTemplate(),
     "kubevirt-infra-nonroot-scc.yaml": nonrootSccTemplate(),
+    "kubevirt-infra-importer-network-policy.yaml": importerNetworkPolicyTemplate(),
   };
 }
 
@@ -430,7 +580,8 @@ const SECTION_COMMENTS: Record<string, string> = {
   datavolumePolicy: " DataVolume policy (infra clusters).",
   deploy: [
     " ---- deployment settings (not module config) ----",
-    " Redfish Service, OpenShift Route and SCC, the DataVolume webhook's failure policy. See docs/deploy.md.",
+    " Redfish Service, OpenShift Route and SCC, the importer NetworkPolicy, the DataVolume webhook's failure policy.",
+    " See docs/deploy.md.",
   ].join("\n"),
 };
 
@@ -442,7 +593,7 @@ export function chartValuesText(peprValuesText: string): string {
   doc.set("rbac", doc.createNode([]));
   const rbac = doc.contents.items.find(p => YAML.isScalar(p.key) && p.key.value === "rbac");
   if (rbac && YAML.isScalar(rbac.key)) {
-    rbac.key.commentBefore = " Extra ClusterRole rules, appended to the module's own least-privilege rules (templates/cluster-role.yaml).";
+    rbac.key.commentBefore = " Extra ClusterRole rules for the watcher, appended to its least-privilege rules (templates/watcher-cluster-role.yaml).";
   }
   // The Node webhook is always Ignore and the DataVolume webhook follows deploy.dataVolumeWebhook.
   doc.deleteIn(["admission", "failurePolicy"]);

@@ -9,6 +9,7 @@
 //     might pass another name, which the Role would then deny).
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { PEPR_STORE } from "../../capabilities/config/publish";
+import { INFORMED_KINDS, type InformedKind } from "../../capabilities/common/informers";
 import type { Grant } from "./rbac";
 
 export interface GatewayPermission {
@@ -21,7 +22,7 @@ const vmSubresource = (action: string): Grant => ({
   group: "subresources.kubevirt.io",
   resource: `virtualmachines/${action}`,
   verbs: ["update"],
-  scope: "cluster",
+  scope: "chassis",
   role: "infra",
   why: `Redfish power: KubeVirt VM ${action} (PUT on virt-api's subresource)`,
 });
@@ -30,7 +31,7 @@ const vmiSubresource = (action: string): Grant => ({
   group: "subresources.kubevirt.io",
   resource: `virtualmachineinstances/${action}`,
   verbs: ["update"],
-  scope: "cluster",
+  scope: "chassis",
   role: "infra",
   why: `Redfish power: KubeVirt VMI ${action}`,
 });
@@ -119,7 +120,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "kubevirt.io",
         resource: "virtualmachines",
         verbs: ["patch"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "Redfish boot override, power-state bookkeeping and virtual media on the VM",
       },
@@ -131,7 +132,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "cdi.kubevirt.io",
         resource: "datavolumes",
         verbs: ["create"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "Redfish virtual media: CDI imports the ISO into a DataVolume in the VM's namespace",
       },
@@ -139,7 +140,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
   },
   deleteDataVolume: {
     grants: [
-      { group: "cdi.kubevirt.io", resource: "datavolumes", verbs: ["delete"], scope: "cluster", role: "infra", why: "Redfish virtual media: eject or replace the ISO" },
+      { group: "cdi.kubevirt.io", resource: "datavolumes", verbs: ["delete"], scope: "chassis", role: "infra", why: "Redfish virtual media: eject or replace the ISO" },
     ],
   },
   createSecret: {
@@ -148,7 +149,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "",
         resource: "secrets",
         verbs: ["create"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "Redfish virtual media: credentials of an image URL for CDI's secretRef, in the VM's namespace (create only, never read)",
       },
@@ -174,7 +175,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
   },
   readVirtualMachine: {
     grants: [
-      { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "cluster", role: "infra", why: "fresh read after a stale-cache conflict" },
+      { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "chassis", role: "infra", why: "fresh read after a stale-cache conflict" },
     ],
   },
   readVirtualMachineInstance: {
@@ -183,7 +184,7 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         group: "kubevirt.io",
         resource: "virtualmachineinstances",
         verbs: ["get"],
-        scope: "cluster",
+        scope: "chassis",
         role: "infra",
         why: "fresh read after a stale-cache conflict",
       },
@@ -192,49 +193,28 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
 };
 
 /**
- * Calls the module makes outside the gateway (reads that Pepr's K8s() makes directly). The RBAC test's run of
- * the built module observes them; a new one fails that test until it is listed here (or, better, moved
- * into the gateway).
+ * The shared informers (capabilities/common/informers.ts): list + watch of each kind the module informs on.
+ * A named one (the config ConfigMap, the users Secret) watches with a metadata.name field selector, which
+ * RBAC authorizes against resourceNames in the module namespace.
  */
-export const directCalls: Record<string, GatewayPermission> = {
-  "config loader": {
-    grants: [
-      {
-        group: "",
-        resource: "configmaps",
-        verbs: ["get"],
-        scope: "module",
-        resourceNames: ["kubevirt-infra-config"],
-        role: "any",
-        why: "the config capability reads its ConfigMap when it (re)loads",
-      },
-      {
-        group: "",
-        resource: "secrets",
-        verbs: ["get"],
-        scope: "module",
-        resourceNames: ["kubevirt-infra-users"],
-        role: "any",
-        why: "the config capability reads the users Secret when it (re)loads",
-      },
-    ],
-    callers: ["capabilities/config/index.ts"],
-  },
-  "redfish installation id": {
-    grants: [
-      {
-        group: "",
-        resource: "namespaces",
-        verbs: ["get"],
-        scope: "cluster",
-        resourceNames: ["pepr-system"],
-        role: "any",
-        why: "the Redfish ServiceRoot UUID derives from the uid of the module's namespace (read once at watcher start)",
-      },
-    ],
-    callers: ["capabilities/redfish.ts"],
-  },
-};
+export const directCalls: Record<string, GatewayPermission> = Object.fromEntries(
+  Object.entries(INFORMED_KINDS).map(([name, def]: [string, InformedKind]) => [
+    `${name} informer`,
+    {
+      grants: [
+        {
+          group: def.group,
+          resource: def.plural,
+          verbs: ["list", "watch"],
+          scope: def.namespace ? "module" : "cluster",
+          ...(def.name ? { resourceNames: [def.name] } : {}),
+          role: def.role,
+          why: `shared informer: ${def.why}`,
+        } satisfies Grant,
+      ],
+    },
+  ]),
+);
 
 export function allGatewayGrants(): Grant[] {
   return [...Object.values(gatewayPermissions), ...Object.values(directCalls)].flatMap(p => p.grants);

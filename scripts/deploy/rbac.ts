@@ -26,8 +26,13 @@ export interface Grant {
   /** Plural resource, with "/subresource" for subresources ("virtualmachines/start"). */
   resource: string;
   verbs: Verb[];
-  /** cluster: ClusterRole (cluster-scoped kinds, or any namespace); module: Role in pepr-system. */
-  scope: "cluster" | "module";
+  /**
+   * cluster: ClusterRole (cluster-scoped kinds, or any namespace); module: Role in pepr-system; chassis: a Role in
+   * each chassis namespace (the only namespaces Redfish acts in; nothing is granted while no chassis is configured).
+   */
+  scope: "cluster" | "module" | "chassis";
+  /** Which Deployment's ServiceAccount needs it; default the watcher (admission pods only answer webhooks). */
+  identity?: GrantIdentity;
   /** Restricts the grant to these names; absent = every object of the resource. */
   resourceNames?: readonly string[];
   /** Names taken from the configuration (rendered from values); the grant is dropped when all are empty. */
@@ -44,8 +49,18 @@ export interface PolicyRule {
   resourceNames?: string[];
 }
 
+/** The module's two ServiceAccounts: admission pods and the watcher (docs/deploy.md). */
+export type ServiceAccountRole = "admission" | "watcher";
+export type GrantIdentity = ServiceAccountRole | "both";
+
 export function grantApplies(grant: Grant, role: DeployRole): boolean {
   return grant.role === "any" || role === "both" || grant.role === role;
+}
+
+/** Whether the ServiceAccount of `account` holds the grant. */
+export function grantHeldBy(grant: Grant, account: ServiceAccountRole): boolean {
+  const identity = grant.identity ?? "watcher";
+  return identity === "both" || identity === account;
 }
 
 function valueAt(values: unknown, path: readonly string[]): unknown {
@@ -208,6 +223,7 @@ export function peprRuntimeGrants(uuid: string): Grant[] {
       scope: "cluster",
       resourceNames: ["peprstores.pepr.dev"],
       role: "any",
+      identity: "both",
       why: "Pepr's controller applies the PeprStore CRD at start-up",
     },
     {
@@ -217,6 +233,7 @@ export function peprRuntimeGrants(uuid: string): Grant[] {
       scope: "module",
       resourceNames: peprStoreNames(uuid),
       role: "any",
+      identity: "both",
       why: "Pepr's Store (the only channel between the admission and watcher pods)",
     },
   ];

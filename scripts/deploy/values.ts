@@ -45,6 +45,17 @@ export const deployValuesSchema = z.strictObject({
       nonrootSCC: z.boolean().default(false),
     })
     .prefault({}),
+  importerNetworkPolicy: z
+    .strictObject({
+      /**
+       * A NetworkPolicy in each chassis namespace for CDI's importer pods: egress only to DNS and to addresses the
+       * image URL policy allows (CDI follows redirects, which the URL check cannot see).
+       */
+      enabled: z.boolean().default(false),
+      /** Pod selector of the importer pods (CDI labels them app: containerized-data-importer). */
+      podSelector: z.record(z.string(), z.string()).default({ app: "containerized-data-importer" }),
+    })
+    .prefault({}),
   dataVolumeWebhook: z
     .strictObject({
       /** auto: Fail, scoped to the policed namespaces (the webhook is rendered only when the policy polices some). */

@@ -102,11 +102,12 @@ describe("WorkQueue", () => {
       let failB = 2;
       let release: (() => void) | undefined;
       const errors: number[] = [];
-      const queue = new WorkQueue(
+      const queue: WorkQueue = new WorkQueue(
         async key => {
           runs.push(key);
           if (key === "a" && !release) await new Promise<void>(resolve => (release = resolve));
           if (key === "b" && failB-- > 0) throw new Error("transient");
+          queue.forget(key);
         },
         { concurrency: 1, baseDelayMs: 100, maxDelayMs: 1_000, onError: (_key, _e, failures) => errors.push(failures) },
       );

@@ -1,6 +1,7 @@
 // The module-config capability as the watcher pod runs it (PEPR_WATCH_MODE=true), against a minimal
-// fake Kubernetes API server over HTTP: the startup read, the Watch bindings, the Events it records and
-// the PeprStore patch that carries the config to the admission pods.
+// fake Kubernetes API server over HTTP: the informers' list and watch of the two named objects, events pushed
+// into their watch streams, the Events it records and the PeprStore patch that carries the config to the
+// admission pods.
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -56,6 +57,10 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
 const storePatches = () => requests.filter(r => r.method === "PATCH" && r.url.includes("/peprstores/"));
 const events = () => requests.filter(r => r.method === "POST" && r.url === "/api/v1/namespaces/pepr-system/events").map(r => r.body as Record<string, any>);
 
+/** Open watch responses, per collection: the test pushes events into them. */
+const watchStreams: Record<"configmaps" | "secrets", http.ServerResponse[]> = { configmaps: [], secrets: [] };
+let stopInformers: (() => Promise<void>) | undefined;
+
 let capability: typeof import("../../capabilities/config");
 let runtime: typeof import("../../capabilities/config/runtime");
 
@@ -66,8 +71,18 @@ beforeAll(async () => {
     req.on("end", () => {
       const url = req.url ?? "";
       requests.push({ method: req.method ?? "", url, contentType: req.headers["content-type"] ?? "", body: raw ? JSON.parse(raw) : undefined });
-      if (req.method === "GET" && url.startsWith("/api/v1/namespaces/pepr-system/configmaps/kubevirt-infra-config")) return reply(res, 200, initialConfigMap);
-      if (req.method === "GET" && url.startsWith("/api/v1/namespaces/pepr-system/secrets/kubevirt-infra-users")) return notFound(res);
+      const collection = /^\/api\/v1\/namespaces\/pepr-system\/(configmaps|secrets)\?/.exec(url)?.[1] as "configmaps" | "secrets" | undefined;
+      if (req.method === "GET" && collection) {
+        const query = new URL(url, "http://x").searchParams;
+        const expectedName = collection === "configmaps" ? "kubevirt-infra-config" : "kubevirt-infra-users";
+        if (query.get("fieldSelector") !== `metadata.name=${expectedName}`) return reply(res, 400, { kind: "Status", code: 400, message: "unexpected selector" });
+        if (query.get("watch") === "true") {
+          res.writeHead(200, { "content-type": "application/json" });
+          watchStreams[collection].push(res);
+          return;
+        }
+        return reply(res, 200, { kind: "List", metadata: { resourceVersion: "41" }, items: collection === "configmaps" ? [initialConfigMap] : [] });
+      }
       if (req.method === "POST" && url === "/api/v1/namespaces/pepr-system/events") return reply(res, 201, JSON.parse(raw));
       if (req.method === "PATCH" && url === "/apis/pepr.dev/v1/namespaces/pepr-system/peprstores/pepr-kubevirt-infra-store") {
         if (storePatchFailures > 0) {
@@ -101,19 +116,26 @@ beforeAll(async () => {
   // Imported only now: the capability decides at import time which pod it is in.
   capability = await import("../../capabilities/config");
   runtime = await import("../../capabilities/config/runtime");
+  const { SharedInformers } = await import("../../capabilities/common/informers");
+  const { sharedKubeClient } = await import("../../capabilities/common/kube-client");
+  const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
+  const informers = new SharedInformers(await sharedKubeClient(), { log: quiet });
+  capability.startConfigWatch(informers);
+  stopInformers = () => informers.stop();
 });
 
 afterAll(async () => {
+  await stopInformers?.();
   server.closeAllConnections(); // the Kubernetes client keeps connections alive
   await new Promise(resolve => server.close(resolve));
   fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
-function binding(kind: "ConfigMap" | "Secret", event: "CREATEORUPDATE" | "DELETE") {
-  const found = capability.ModuleConfig.bindings.find(b => b.isWatch && b.kind.kind === kind && b.event === event);
-  if (!found?.watchCallback) throw new Error(`no ${kind} ${event} watch binding`);
-  const callback = found.watchCallback;
-  return (obj: unknown, phase: string) => callback(obj as never, phase as never);
+/** Sends one watch event to the informer of the ConfigMap or the Secret, over its open watch stream. */
+async function pushWatchEvent(kind: "ConfigMap" | "Secret", type: "ADDED" | "MODIFIED" | "DELETED", obj: unknown): Promise<void> {
+  const collection = kind === "ConfigMap" ? "configmaps" : "secrets";
+  const [stream] = await waitFor(`the ${kind} watch`, () => (watchStreams[collection].length > 0 ? watchStreams[collection] : undefined));
+  stream.write(`${JSON.stringify({ type, object: obj })}\n`);
 }
 
 function decodeStoreValue(patch: SeenRequest): Record<string, any> {
@@ -124,16 +146,14 @@ function decodeStoreValue(patch: SeenRequest): Record<string, any> {
 }
 
 describe("module-config in the watcher pod", () => {
-  it("watches the ConfigMap and the Secret in pepr-system, by name, for changes and deletions", () => {
-    const watches = capability.ModuleConfig.bindings
-      .filter(b => b.isWatch)
-      .map(b => ({ kind: b.kind.kind, event: b.event, namespaces: b.filters.namespaces, name: b.filters.name }));
-    expect(watches).toEqual([
-      { kind: "ConfigMap", event: "CREATEORUPDATE", namespaces: ["pepr-system"], name: "kubevirt-infra-config" },
-      { kind: "ConfigMap", event: "DELETE", namespaces: ["pepr-system"], name: "kubevirt-infra-config" },
-      { kind: "Secret", event: "CREATEORUPDATE", namespaces: ["pepr-system"], name: "kubevirt-infra-users" },
-      { kind: "Secret", event: "DELETE", namespaces: ["pepr-system"], name: "kubevirt-infra-users" },
-    ]);
+  it("watches the ConfigMap and the Secret in pepr-system, by name (one list+watch each, never all Secrets)", async () => {
+    await waitFor("both watches", () => (watchStreams.configmaps.length === 1 && watchStreams.secrets.length === 1 ? true : undefined));
+    const reads = requests.filter(r => r.method === "GET" && /\/(configmaps|secrets)/.test(r.url)).map(r => r.url);
+    expect(reads.every(url => url.startsWith("/api/v1/namespaces/pepr-system/"))).toBe(true);
+    expect(reads.filter(url => url.includes("/secrets") && url.includes("watch=true"))).toHaveLength(1);
+    expect(reads.filter(url => url.includes("/secrets") && !url.includes("watch=true"))).toHaveLength(1);
+    for (const url of reads) expect(new URL(url, "http://x").searchParams.get("fieldSelector")).toMatch(/^metadata\.name=kubevirt-infra-(config|users)$/);
+    expect(reads.filter(url => url.includes("watch=true")).every(url => /timeoutSeconds=\d+/.test(url))).toBe(true);
   });
 
   it("reads both objects at start, applies the config and publishes it once the PeprStore exists", async () => {
@@ -158,15 +178,13 @@ describe("module-config in the watcher pod", () => {
 
   it("applies users from the Secret's base64 data without publishing them", async () => {
     const before = storePatches().length;
-    await binding("Secret", "CREATEORUPDATE")(
-      {
-        apiVersion: "v1",
-        kind: "Secret",
-        metadata: { name: "kubevirt-infra-users", namespace: "pepr-system", resourceVersion: "42" },
-        data: { "users.yaml": Buffer.from("- {username: admin, password: Very-Secret-1, chassis: [tenant1]}\n").toString("base64") },
-      },
-      "ADDED",
-    );
+    await pushWatchEvent("Secret", "ADDED", {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "kubevirt-infra-users", namespace: "pepr-system", resourceVersion: "42" },
+      data: { "users.yaml": Buffer.from("- {username: admin, password: Very-Secret-1, chassis: [tenant1]}\n").toString("base64") },
+    });
+    await waitFor("the users", () => (runtime.currentConfig()?.authentication.users.length ? true : undefined));
     expect(runtime.currentConfig()?.authentication.users.map(u => u.username)).toEqual(["admin"]);
     expect(runtime.configStatus().generation).toBe(2);
     await new Promise(resolve => setTimeout(resolve, 100));
@@ -177,25 +195,27 @@ describe("module-config in the watcher pod", () => {
   it("refuses a bad ConfigMap with a Warning Event naming the field and keeps the last good config", async () => {
     const good = runtime.currentConfig();
     const before = storePatches().length;
-    await binding("ConfigMap", "CREATEORUPDATE")(
-      { ...initialConfigMap, metadata: { ...initialConfigMap.metadata, resourceVersion: "43" }, data: { "config.yaml": "redfish:\n  port: 3000\n" } },
-      "MODIFIED",
-    );
-    expect(runtime.currentConfig()).toBe(good);
+    await pushWatchEvent("ConfigMap", "MODIFIED", {
+      ...initialConfigMap,
+      metadata: { ...initialConfigMap.metadata, resourceVersion: "43" },
+      data: { "config.yaml": "redfish:\n  port: 3000\n" },
+    });
     const refused = await waitFor("the ConfigRefused Event", () => events().find(e => e.reason === "ConfigRefused"));
     expect(refused).toMatchObject({ type: "Warning", involvedObject: { kind: "ConfigMap", name: "kubevirt-infra-config" } });
     expect(refused.message).toContain("redfish.port: must not be 3000 (the Pepr watcher's own port)");
     expect(refused.message).toContain("the previous configuration stays in force");
+    expect(runtime.currentConfig()).toBe(good);
     expect(storePatches().length).toBe(before);
   });
 
   it("publishes a good change at once (no 4 s Store batching)", async () => {
     const before = storePatches().length;
     const changedAt = Date.now();
-    await binding("ConfigMap", "CREATEORUPDATE")(
-      { ...initialConfigMap, metadata: { ...initialConfigMap.metadata, resourceVersion: "44" }, data: { "config.yaml": "role: infra\nchassis: [{name: tenant1, namespace: tenant1-vms}]\n" } },
-      "MODIFIED",
-    );
+    await pushWatchEvent("ConfigMap", "MODIFIED", {
+      ...initialConfigMap,
+      metadata: { ...initialConfigMap.metadata, resourceVersion: "44" },
+      data: { "config.yaml": "role: infra\nchassis: [{name: tenant1, namespace: tenant1-vms}]\n" },
+    });
     const patch = await waitFor("the new PeprStore patch", () => storePatches()[before], 2000);
     expect(Date.now() - changedAt).toBeLessThan(2000);
     const value = decodeStoreValue(patch);
@@ -205,8 +225,8 @@ describe("module-config in the watcher pod", () => {
 
   it("a deleted ConfigMap switches every capability off, in the watcher and in the Store", async () => {
     const before = storePatches().length;
-    await binding("ConfigMap", "DELETE")(initialConfigMap, "DELETED");
-    expect(runtime.currentConfig()?.chassis).toEqual([]);
+    await pushWatchEvent("ConfigMap", "DELETED", initialConfigMap);
+    await waitFor("the config switched off", () => (runtime.currentConfig()?.chassis.length === 0 ? true : undefined));
     const value = decodeStoreValue(await waitFor("the PeprStore patch", () => storePatches()[before], 2000));
     expect(value.config.chassis).toEqual([]);
     expect(value.config.nodeIdentity.enabled).toBe(false);

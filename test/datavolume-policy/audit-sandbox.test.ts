@@ -1,17 +1,19 @@
-// The watcher audit through the capability's Pepr Watch bindings, writing through the real gateway (Pepr's K8s())
+// The watcher audit fed by the shared DataVolume informer (real list + watch), writing through the real gateway
 // to the sandbox API server: Events on the DataVolumes, the summary ConfigMap, the metric; re-audit on config change.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { K8s, kind, metricsCollector } from "pepr";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { SharedInformers } from "../../capabilities/common/informers";
+import { closeSharedKubeClient, sharedKubeClient } from "../../capabilities/common/kube-client";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
 import { recordEvent } from "../../capabilities/common/gateway";
 import { DataVolume } from "../../capabilities/common/kinds";
 import { encodePublishedConfig } from "../../capabilities/config/publish";
 import { applyPublishedConfig } from "../../capabilities/config/runtime";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
-import { DataVolumePolicy, dataVolumeAudit } from "../../capabilities/datavolume-policy";
+import { dataVolumeAudit, startDataVolumeAuditWatch } from "../../capabilities/datavolume-policy";
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { configDoc, dataVolume, NS, TENANT1_LABELS } from "./policy-helpers";
 
@@ -19,17 +21,13 @@ const DV = "datavolumes.cdi.kubevirt.io";
 let api: ApiServer;
 let stateDir: string;
 
-const watchBinding = (event: string) => {
-  const binding = DataVolumePolicy.bindings.find(b => b.isWatch && b.event === event && b.watchCallback);
-  if (!binding) throw new Error(`no ${event} watch binding`);
-  return binding.watchCallback!;
-};
+let informers: SharedInformers;
+const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
-/** Delivers every stored DataVolume to the Watch binding, as Pepr's list+watch does at start and on re-list. */
-async function deliverAll(): Promise<void> {
-  const list = await K8s(DataVolume).Get();
-  const onUpsert = watchBinding("CREATEORUPDATE");
-  for (const dv of list.items) await onUpsert(dv, "ADDED" as never);
+/** Waits until the DataVolume informer holds exactly what the API server stores (resourceVersions included). */
+async function informerCaughtUp(): Promise<void> {
+  const versions = (objs: { metadata: { name?: string; resourceVersion?: string } }[]) => objs.map(o => `${o.metadata.name}@${o.metadata.resourceVersion}`).sort();
+  await vi.waitFor(() => expect(versions(informers.informer("DataVolume").list())).toEqual(versions(api.store.list(DV))), { timeout: 10_000 });
 }
 
 function storedDataVolume(name: string, opts: Parameters<typeof dataVolume>[1] = {}): KubeObject {
@@ -53,14 +51,19 @@ beforeAll(async () => {
   stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "dv-audit-"));
   const kubeconfig = path.join(stateDir, "kubeconfig");
   await api.writeKubeconfig(kubeconfig);
-  process.env.KUBECONFIG = kubeconfig; // Pepr's K8s() reads it on every call
+  process.env.KUBECONFIG = kubeconfig;
+  await closeSharedKubeClient();
   for (const name of ["pepr-system", NS, "tenant2-vms"]) {
     api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } });
   }
+  informers = new SharedInformers(await sharedKubeClient(), { log: quiet, backoff: { initialMs: 50, maxMs: 500 } });
+  startDataVolumeAuditWatch(informers);
 });
 
 afterAll(async () => {
   dataVolumeAudit().stop();
+  await informers?.stop();
+  await closeSharedKubeClient();
   await api?.close();
   if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
 });
@@ -74,7 +77,7 @@ describe("DataVolume audit against the sandbox API server", () => {
     storedDataVolume("pvc-other-ns", { namespace: "tenant2-vms" });
 
     useConfig(configDoc(classes), "1");
-    await deliverAll();
+    await informerCaughtUp();
     await dataVolumeAudit().flush();
 
     const events = eventsIn(NS);
@@ -100,7 +103,9 @@ describe("DataVolume audit against the sandbox API server", () => {
   });
 
   it("does not repeat Events on a re-list, and a repeated report after a restart is absorbed by the fixed name", async () => {
-    await deliverAll();
+    const lists = informers.informer("DataVolume").stats().lists;
+    api.dropWatches({ expired: true }); // 410 in the stream: the informer re-lists, replaying nothing new
+    await vi.waitFor(() => expect(informers.informer("DataVolume").stats().lists).toBe(lists + 1), { timeout: 10_000 });
     await dataVolumeAudit().flush();
     expect(eventsIn(NS)).toHaveLength(2);
 
@@ -117,14 +122,12 @@ describe("DataVolume audit against the sandbox API server", () => {
       ["pvc-other-ns", "MissingTenantLabels"],
     ]);
 
-    const fixed = await K8s(DataVolume).Apply(
+    await K8s(DataVolume).Apply(
       { apiVersion: "cdi.kubevirt.io/v1beta1", kind: "DataVolume", metadata: { name: "pvc-unlabelled", namespace: NS, labels: TENANT1_LABELS } },
       { force: true },
     );
-    await watchBinding("CREATEORUPDATE")(fixed, "MODIFIED" as never);
-    const gone = api.store.get(DV, NS, "pvc-slow")!;
     api.store.delete(DV, NS, "pvc-slow");
-    await watchBinding("DELETE")(gone as never, "DELETED" as never);
+    await informerCaughtUp();
     await dataVolumeAudit().flush();
 
     const data = api.store.get("configmaps", AUDIT_CONFIGMAP.namespace, AUDIT_CONFIGMAP.name)!.data as Record<string, string>;

@@ -54,6 +54,21 @@ beforeAll(async () => {
       { token: TOKENS.tenant2, user: { username: TENANT2_SA, groups: ["system:serviceaccounts", "system:authenticated"] } },
     ],
   });
+  // The sandbox authorizes token users by RBAC: the tenants' CSI controllers may write DataVolumes in the infra
+  // namespace (as the KubeVirt CSI driver's Role allows), so what stops them below is the policy.
+  c.api.store.create("roles.rbac.authorization.k8s.io", {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "Role",
+    metadata: { name: "csi-datavolumes", namespace: NS },
+    rules: [{ apiGroups: ["cdi.kubevirt.io"], resources: ["datavolumes"], verbs: ["get", "create", "update", "patch"] }],
+  });
+  c.api.store.create("rolebindings.rbac.authorization.k8s.io", {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "RoleBinding",
+    metadata: { name: "csi-datavolumes", namespace: NS },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "csi-datavolumes" },
+    subjects: [TENANT1_SA, TENANT2_SA].map(username => ({ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: username })),
+  });
   // The demo config reaches the admission pods through the Pepr Store: wait until it denies.
   await c.waitFor(async () => (await createDataVolume(dataVolume("pvc-probe"), { dryRun: true })).status === 422, {
     timeoutMs: 30_000,

@@ -13,6 +13,7 @@ import { z } from "zod";
 import { loadConfig } from "../../capabilities/config/load";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { permissionsOf, type PolicyRule } from "../../scripts/deploy/rbac";
+import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
 import { deployValuesSchema } from "../../scripts/deploy/values";
 import { build, copyDist, fullValues, NAME, removeDir, UUID } from "./helpers";
 
@@ -185,10 +186,22 @@ describe("templates", () => {
     }
     expect(templates["mutation-webhook.yaml"]).toMatch(/failurePolicy: Ignore\n/);
     expect(templates["validation-webhook.yaml"]).toContain('failurePolicy: {{ ternary "Ignore" "Fail" (eq .Values.deploy.dataVolumeWebhook.failurePolicy "Ignore") }}');
-    expect(templates["validation-webhook.yaml"]).toContain('{{- if and (ne .Values.role "nested") $policy.enabled (gt (len $namespaces) 0) }}');
-    expect(templates["validation-webhook.yaml"]).not.toContain("NotIn");
+    expect(templates["validation-webhook.yaml"]).toContain("{{- $policed := and $policy.enabled (gt (len $namespaces) 0) }}");
     expect(templates["kubevirt-infra-config.yaml"]).toContain('omit .Values.authentication "users"');
     expect(templates["watcher-deployment.yaml"]).toContain("path: /healthz");
+    expect(templates["watcher-deployment.yaml"]).toContain("serviceAccountName: {{ .Values.uuid }}-watcher\n");
+    expect(templates["watcher-rbac.yaml"]).toContain("kind: ServiceAccount");
+    // A Role per chassis namespace with Redfish's rights there, none of them in a ClusterRole.
+    expect(templates["chassis-roles.yaml"]).toContain("{{- range $namespaces | uniq | sortAlpha }}");
+    // The importer NetworkPolicy excepts the same default-denied ranges as the URL policy and the manifest.
+    const netpol = templates["kubevirt-infra-importer-network-policy.yaml"];
+    for (const range of DEFAULT_DENIED_RANGES) expect(netpol).toContain(JSON.stringify(range));
+    expect(netpol).toContain("{{- if and .Values.deploy.importerNetworkPolicy.enabled (ne .Values.role \"nested\") }}");
+    expect(templates["chassis-roles.yaml"]).toContain('resources: ["virtualmachines/start"]');
+    expect(templates["chassis-roles.yaml"]).toContain('resources: ["datavolumes"]');
+    for (const file of ["cluster-role.yaml", "watcher-cluster-role.yaml"]) {
+      expect(templates[file], file).not.toMatch(/virtualmachines\/start|"patch"\]\n.*virtualmachines|resources: \["secrets"\]\n\s+verbs: \["create"\]/);
+    }
   });
 
   /**
@@ -215,11 +228,18 @@ describe("templates", () => {
     try {
       fs.cpSync(dist, d, { recursive: true });
       const manifest = await build(d, { role });
-      const fromChart = expandRbacTemplate(templates["cluster-role.yaml"], role) as Json;
-      // Same permissions (the chart keeps each role's rules in its own block, the manifest merges them).
-      const chartPermissions = [...permissionsOf(fromChart.rules as PolicyRule[])].sort();
-      expect(chartPermissions).toEqual([...permissionsOf(manifest.get("ClusterRole", NAME).rules as PolicyRule[])].sort());
-      expect(chartPermissions.length).toBeGreaterThan(3);
+      // Admission pods (Pepr's ClusterRole) and the watcher (its own).
+      for (const [file, name, minimum] of [
+        ["cluster-role.yaml", NAME, 1],
+        ["watcher-cluster-role.yaml", `${NAME}-watcher`, 3],
+      ] as const) {
+        const fromChart = expandRbacTemplate(templates[file], role) as Json;
+        expect(fromChart.metadata).toEqual({ name });
+        // Same permissions (the chart keeps each role's rules in its own block, the manifest merges them).
+        const chartPermissions = [...permissionsOf(fromChart.rules as PolicyRule[])].sort();
+        expect(chartPermissions, file).toEqual([...permissionsOf(manifest.get("ClusterRole", name).rules as PolicyRule[])].sort());
+        expect(chartPermissions.length).toBeGreaterThanOrEqual(minimum);
+      }
     } finally {
       removeDir(d);
     }

@@ -19,6 +19,8 @@ import { build, copyDist, fullValues, NAME, REPO, removeDir, TEST_PASSWORD, UUID
 const name = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
 const meta = (namespaced: boolean) =>
   z.object({ name, ...(namespaced ? { namespace: z.literal("pepr-system") } : {}), labels: z.record(z.string(), z.string()).optional() });
+/** Roles and RoleBindings also live in the chassis namespaces (the watcher's rights on VMs there). */
+const roleMeta = z.object({ name, namespace: name, labels: z.record(z.string(), z.string()).optional() });
 const rule = z.strictObject({
   apiGroups: z.array(z.string()).min(1),
   resources: z.array(z.string()).min(1),
@@ -58,7 +60,7 @@ const deployment = z.object({
     template: z.object({
       metadata: z.object({ labels: z.record(z.string(), z.string()) }),
       spec: z.object({
-        serviceAccountName: z.literal(NAME),
+        serviceAccountName: z.enum([NAME, `${NAME}-watcher`]),
         securityContext: z.object({ runAsNonRoot: z.literal(true), seccompProfile: z.object({ type: z.literal("RuntimeDefault") }) }),
         containers: z.tuple([container]),
         volumes: z.array(z.object({ name: z.string(), secret: z.object({ secretName: z.string() }) })),
@@ -71,8 +73,8 @@ const KINDS: Record<string, z.ZodType> = {
   Namespace: z.object({ apiVersion: z.literal("v1"), metadata: z.object({ name: z.literal("pepr-system") }) }),
   ClusterRole: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(false), rules: z.array(rule).nonempty() }),
   ClusterRoleBinding: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(false), roleRef, subjects: z.array(subject).nonempty() }),
-  Role: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(true), rules: z.array(rule).nonempty() }),
-  RoleBinding: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: meta(true), roleRef, subjects: z.array(subject).nonempty() }),
+  Role: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: roleMeta, rules: z.array(rule).nonempty() }),
+  RoleBinding: z.object({ apiVersion: z.literal("rbac.authorization.k8s.io/v1"), metadata: roleMeta, roleRef, subjects: z.array(subject).nonempty() }),
   ServiceAccount: z.object({ apiVersion: z.literal("v1"), metadata: meta(true) }),
   Secret: z.union([
     z.object({ apiVersion: z.literal("v1"), metadata: meta(true), type: z.enum(["Opaque", "kubernetes.io/tls"]), data: z.record(z.string(), z.string().regex(/^[A-Za-z0-9+/=]+$/)) }),
@@ -98,6 +100,15 @@ const KINDS: Record<string, z.ZodType> = {
       tls: z.object({ termination: z.enum(["edge", "reencrypt"]), insecureEdgeTerminationPolicy: z.enum(["Redirect", "None"]) }),
     }),
   }),
+  NetworkPolicy: z.object({
+    apiVersion: z.literal("networking.k8s.io/v1"),
+    metadata: roleMeta,
+    spec: z.strictObject({
+      podSelector: z.object({ matchLabels: z.record(z.string(), z.string()) }),
+      policyTypes: z.tuple([z.literal("Egress")]),
+      egress: z.array(z.record(z.string(), z.unknown())).nonempty(),
+    }),
+  }),
   MutatingWebhookConfiguration: z.object({ apiVersion: z.literal("admissionregistration.k8s.io/v1"), metadata: meta(false), webhooks: z.tuple([webhook]) }),
   ValidatingWebhookConfiguration: z.object({ apiVersion: z.literal("admissionregistration.k8s.io/v1"), metadata: meta(false), webhooks: z.tuple([webhook]) }),
 };
@@ -114,7 +125,8 @@ function validateManifest(b: Built): void {
   expect(new Set(keys).size, "duplicate objects").toBe(keys.length);
   for (const binding of b.objects.filter(o => o.kind === "RoleBinding" || o.kind === "ClusterRoleBinding")) {
     const ref = binding.roleRef as { kind: string; name: string };
-    if (!ref.name.startsWith("system:")) expect(b.find(ref.kind, ref.name), `${binding.metadata.name} → ${ref.kind} ${ref.name}`).toBeDefined();
+    const target = b.objects.find(o => o.kind === ref.kind && o.metadata.name === ref.name && (ref.kind === "ClusterRole" || o.metadata.namespace === binding.metadata.namespace));
+    if (!ref.name.startsWith("system:")) expect(target, `${binding.metadata.name} → ${ref.kind} ${ref.name}`).toBeDefined();
     for (const s of binding.subjects as { name: string }[]) expect(b.find("ServiceAccount", s.name), `${binding.metadata.name} → SA ${s.name}`).toBeDefined();
   }
   for (const dep of b.objects.filter(o => o.kind === "Deployment")) {
@@ -169,6 +181,7 @@ describe("the manifest with the default values", () => {
       `Deployment/${NAME}`,
       `Deployment/${NAME}-watcher`,
       `MutatingWebhookConfiguration/${NAME}`,
+      `ValidatingWebhookConfiguration/${NAME}`,
       "Service/kubevirt-infra-redfish",
       "ConfigMap/kubevirt-infra-config",
       "Secret/kubevirt-infra-users",
@@ -178,11 +191,16 @@ describe("the manifest with the default values", () => {
     }
   });
 
-  it("has the Node webhook failing open, and no DataVolume webhook while no namespace is policed", () => {
+  it("has the Node webhook failing open, and the DataVolume webhook failing open while no namespace is policed", () => {
     const mutating = hook(defaults.get("MutatingWebhookConfiguration", NAME));
     expect(mutating.rules).toEqual([{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE", "UPDATE"], resources: ["nodes"] }]);
     expect(mutating.failurePolicy).toBe("Ignore");
-    expect(defaults.find("ValidatingWebhookConfiguration", NAME)).toBeUndefined();
+    const validating = hook(defaults.get("ValidatingWebhookConfiguration", NAME));
+    expect(validating.rules).toEqual([{ apiGroups: ["cdi.kubevirt.io"], apiVersions: ["v1beta1"], operations: ["CREATE", "UPDATE"], resources: ["datavolumes"] }]);
+    expect(validating.failurePolicy).toBe("Ignore");
+    expect(validating.namespaceSelector.matchExpressions[0]).toMatchObject({ operator: "NotIn", values: expect.arrayContaining(["kube-system", "pepr-system"]) });
+    const extras = parseManifest(fs.readFileSync(path.join(dist, `${UUID}-extras.yaml`), "utf8"), "extras");
+    expect(extras.some(o => o.kind === "ValidatingWebhookConfiguration")).toBe(false);
   });
 
   it("serves Redfish through a Service on the watcher pod's Redfish port", () => {
@@ -273,6 +291,38 @@ describe("the manifest for a configured install", () => {
     expect(extras.some(o => o.kind === "MutatingWebhookConfiguration")).toBe(false);
   });
 
+  it("can restrict the importer pods' egress in each chassis namespace to what the image URL policy allows", async () => {
+    expect(full.objects.filter(o => o.kind === "NetworkPolicy")).toEqual([]); // an option, off by default
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-netpol-"));
+    try {
+      fs.cpSync(dist, d, { recursive: true });
+      const values = fullValues() as Record<string, any>;
+      values.chassis = [...values.chassis, { name: "tenant2", namespace: "tenant2-vms" }];
+      values.redfish = { imageUrlPolicy: { serviceCidrs: ["172.30.0.0/16"], denyCidrs: ["203.0.113.7"], allowCidrs: ["10.20.0.0/16", "fd12::5"] } };
+      values.deploy = { ...values.deploy, importerNetworkPolicy: { enabled: true } };
+      const b = await build(d, values);
+      validateManifest(b);
+      const policies = b.objects.filter(o => o.kind === "NetworkPolicy");
+      expect(policies.map(p => p.metadata.namespace)).toEqual(["tenant1-vms", "tenant2-vms"]);
+      const spec = policies[0].spec as any;
+      expect(spec.podSelector).toEqual({ matchLabels: { app: "containerized-data-importer" } });
+      const [dns, open, allowed] = spec.egress;
+      expect(dns).toEqual({ ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] });
+      const [v4, v6] = open.to.map((t: any) => t.ipBlock);
+      expect(v4.cidr).toBe("0.0.0.0/0");
+      expect(v4.except).toEqual(expect.arrayContaining(["127.0.0.0/8", "169.254.0.0/16", "10.0.0.0/8", "100.64.0.0/10", "172.30.0.0/16", "203.0.113.7/32"]));
+      expect(v6.cidr).toBe("::/0");
+      expect(v6.except).toEqual(expect.arrayContaining(["::1/128", "fe80::/10", "fc00::/7", "::ffff:0:0/96"]));
+      expect(allowed).toEqual({ to: [{ ipBlock: { cidr: "10.20.0.0/16" } }, { ipBlock: { cidr: "fd12::5/128" } }] });
+
+      values.redfish = { imageUrlPolicy: { allowAllDestinations: true } };
+      const lab = await build(d, values);
+      expect((lab.objects.find(o => o.kind === "NetworkPolicy")!.spec as any).egress).toEqual([{}]);
+    } finally {
+      removeDir(d);
+    }
+  });
+
   it("lets the watcher's readiness follow the Redfish cache sync", () => {
     expect(watcherContainer(full).readinessProbe).toEqual({ httpGet: { path: "/healthz", port: 8443, scheme: "HTTPS" }, initialDelaySeconds: 10 });
     expect(watcherContainer(full).livenessProbe.httpGet.port).toBe(3000);
@@ -308,14 +358,19 @@ describe("the manifest for a configured install", () => {
   });
 
   it("reads only the Secrets the config names, and no Secret outside pepr-system", () => {
-    const role = rulesOf(full.get("Role", `${NAME}-store`));
+    const watcherRole = full.objects.find(o => o.kind === "Role" && o.metadata.name === `${NAME}-watcher` && o.metadata.namespace === "pepr-system")!;
     for (const secret of ["infra-kubeconfig", "kubevirt-infra-redfish-tls", "kubevirt-infra-users"]) {
-      expect(role).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: [secret], verbs: ["get"] });
+      expect(rulesOf(watcherRole)).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: [secret], verbs: ["get"] });
     }
-    const clusterWide = [...permissionsOf(rulesOf(full.get("ClusterRole", NAME)))].filter(p => p.startsWith("core/secrets:"));
+    // The admission pods read no Secret at all.
+    expect(grants(full.get("Role", `${NAME}-store`), "", "secrets")).toEqual([]);
+    expect(grants(full.get("ClusterRole", NAME), "", "secrets")).toEqual([]);
+    const clusterWide = [...permissionsOf(rulesOf(full.get("ClusterRole", `${NAME}-watcher`)))].filter(p => p.startsWith("core/secrets:"));
     // Pepr watches the users Secret by name (cluster-wide list with a name field selector); virtual media
-    // creates download credentials in VM namespaces. Nothing reads other Secrets.
-    expect(clusterWide.sort()).toEqual(["core/secrets:create@*", "core/secrets:list@kubevirt-infra-users", "core/secrets:watch@kubevirt-infra-users"]);
+    // creates download credentials in the chassis namespaces only. Nothing reads other Secrets.
+    expect(clusterWide.sort()).toEqual(["core/secrets:list@kubevirt-infra-users", "core/secrets:watch@kubevirt-infra-users"]);
+    const chassisRole = full.objects.find(o => o.kind === "Role" && o.metadata.namespace === "tenant1-vms")!;
+    expect(grants(chassisRole, "", "secrets")).toEqual(["create"]);
   });
 });
 
@@ -333,10 +388,11 @@ describe("the role switch", () => {
     expect(b.find("ValidatingWebhookConfiguration", NAME)).toBeUndefined();
     expect(b.find("MutatingWebhookConfiguration", NAME)).toBeDefined();
     expect(b.find("Service", "kubevirt-infra-redfish")).toBeUndefined();
-    const cr = b.get("ClusterRole", NAME);
+    const cr = b.get("ClusterRole", `${NAME}-watcher`);
     expect(grants(cr, "", "nodes")).toContain("patch");
     expect(grants(cr, "kubevirt.io", "virtualmachines")).not.toContain("patch");
     expect(grants(cr, "subresources.kubevirt.io", "virtualmachines/start")).toEqual([]);
+    expect(b.objects.filter(o => o.kind === "Role" && o.metadata.namespace !== "pepr-system")).toEqual([]);
     expect(watcherContainer(b).env).toContainEqual({ name: "PEPR_RESYNC_FAILURE_MAX", value: "2147483647" });
   });
 
@@ -346,9 +402,12 @@ describe("the role switch", () => {
     expect(b.find("MutatingWebhookConfiguration", NAME)).toBeUndefined();
     expect(b.find("ValidatingWebhookConfiguration", NAME)).toBeDefined();
     expect(b.find("Service", "kubevirt-infra-redfish")).toBeDefined();
-    const cr = b.get("ClusterRole", NAME);
+    const cr = b.get("ClusterRole", `${NAME}-watcher`);
     expect(grants(cr, "", "nodes")).not.toContain("patch");
-    expect(grants(cr, "subresources.kubevirt.io", "virtualmachines/start")).toEqual(["update"]);
+    // Power actions: in the chassis namespace only.
+    expect(grants(cr, "subresources.kubevirt.io", "virtualmachines/start")).toEqual([]);
+    const chassisRole = b.objects.find(o => o.kind === "Role" && o.metadata.namespace === "vms")!;
+    expect(grants(chassisRole, "subresources.kubevirt.io", "virtualmachines/start")).toEqual(["update"]);
     expect(watcherContainer(b).env.map((e: { name: string }) => e.name)).not.toContain("PEPR_RESYNC_FAILURE_MAX");
   });
 });

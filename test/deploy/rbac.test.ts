@@ -6,7 +6,11 @@
 //   - the built module (admission + watcher processes) runs against the proxy with every capability
 //     configured, and each call it makes is allowed by the ClusterRole/Role in the built manifest;
 //   - every permission in the built manifest was needed by some observed call (no unused grant), and no
-//     rule has a wildcard.
+//     rule has a wildcard;
+//   - admission pods and the watcher run as separate ServiceAccounts (the proxy tells them apart by token), each
+//     call is allowed for the account that made it, and the admission account cannot read any Secret;
+//   - with chassis configured, Redfish's rights on VMs, VMI subresources, DataVolumes and Secrets are Roles in the
+//     chassis namespaces: no cluster-wide rule on them beyond the list+watch Pepr's Watch bindings need.
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -24,15 +28,29 @@ import { freePort } from "../../sandbox/ports";
 import { startKubeVirtSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
 import { loadBuiltCapabilities } from "../../scripts/deploy/capabilities";
 import { gatewayPermissions } from "../../scripts/deploy/permissions";
-import { hasWildcard, MODULE_NAMESPACE, permissionKey, permissionsOf, resolveResourceNames, type Grant, type PolicyRule } from "../../scripts/deploy/rbac";
+import { parseManifest } from "../../scripts/post-build";
+import type { KubeObject as ManifestObject } from "../../scripts/deploy/manifest";
+import { MODULE_REQUESTERS } from "../../capabilities/datavolume-policy/scope";
+import {
+  hasWildcard,
+  MODULE_NAMESPACE,
+  permissionKey,
+  permissionsOf,
+  renderRules,
+  resolveResourceNames,
+  watchGrants,
+  type Grant,
+  type PolicyRule,
+  type ServiceAccountRole,
+} from "../../scripts/deploy/rbac";
 import { rbacResource, requestAttributes, type RequestAttributes } from "../../scripts/deploy/request-attributes";
 import { resolveValues } from "../../scripts/deploy/values";
 import { build, copyDist, fullValues, NAME, REPO, removeDir, UUID, type Built } from "./helpers";
 
 // ---- recording proxy -------------------------------------------------------------------------------------
 
-/** A recorded call and the API server's answer (set when the answer arrives). */
-type Call = RequestAttributes & { status?: number };
+/** A recorded call, who made it (by bearer token) and the API server's answer (set when the answer arrives). */
+type Call = RequestAttributes & { status?: number; account?: ServiceAccountRole };
 
 interface Recorder {
   url: string;
@@ -45,7 +63,8 @@ async function startRecordingProxy(target: string): Promise<Recorder> {
   const upstream = new URL(target);
   const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
-    const attrs: Call[] = requestAttributes(req.method ?? "GET", req.url ?? "/", String(req.headers["content-type"] ?? "")) ?? [];
+    const account = ACCOUNT_BY_TOKEN.get(String(req.headers.authorization ?? "").replace(/^Bearer /, ""));
+    const attrs: Call[] = (requestAttributes(req.method ?? "GET", req.url ?? "/", String(req.headers["content-type"] ?? "")) ?? []).map(a => ({ ...a, account }));
     calls.push(...attrs);
     const forward = http.request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
@@ -74,18 +93,23 @@ async function startRecordingProxy(target: string): Promise<Recorder> {
   };
 }
 
-/** The module's identity, as its ServiceAccount token would give it. */
-const MODULE_TOKEN = "module-service-account-token";
-const MODULE_USER = { username: `system:serviceaccount:pepr-system:${NAME}`, groups: ["system:serviceaccounts", "system:serviceaccounts:pepr-system", "system:authenticated"] };
+/** The module's two identities, as their ServiceAccount tokens would give them. */
+const serviceAccountUser = (name: string) => ({
+  username: `system:serviceaccount:pepr-system:${name}`,
+  groups: ["system:serviceaccounts", "system:serviceaccounts:pepr-system", "system:authenticated"],
+});
+const TOKENS: Record<ServiceAccountRole, string> = { admission: "admission-service-account-token", watcher: "watcher-service-account-token" };
+const ACCOUNT_BY_TOKEN = new Map(Object.entries(TOKENS).map(([account, token]) => [token, account as ServiceAccountRole]));
+const SERVICE_ACCOUNTS: Record<ServiceAccountRole, string> = { admission: NAME, watcher: `${NAME}-watcher` };
 
-function writeKubeconfig(file: string, server: string): void {
+function writeKubeconfig(file: string, server: string, token: string): void {
   fs.writeFileSync(
     file,
     YAML.stringify({
       apiVersion: "v1",
       kind: "Config",
       clusters: [{ name: "proxy", cluster: { server, "insecure-skip-tls-verify": true } }],
-      users: [{ name: "module", user: { token: MODULE_TOKEN } }],
+      users: [{ name: "module", user: { token } }],
       contexts: [{ name: "proxy", context: { cluster: "proxy", user: "module" } }],
       "current-context": "proxy",
     }),
@@ -101,29 +125,55 @@ const describeCall = (a: RequestAttributes) =>
 const TEST_VALUES = fullValues();
 const TEST_CONFIG = resolveValues(TEST_VALUES).config;
 
+const CHASSIS_NAMESPACES = new Set(TEST_CONFIG.chassis.map(c => c.namespace));
+
 function grantAllows(grant: Grant, a: RequestAttributes): boolean {
   if (grant.group !== a.group || grant.resource !== rbacResource(a) || !grant.verbs.includes(a.verb as Grant["verbs"][number])) return false;
   if (grant.scope === "module" && a.namespace !== MODULE_NAMESPACE) return false;
+  if (grant.scope === "chassis" && !CHASSIS_NAMESPACES.has(a.namespace)) return false;
   const names = resolveResourceNames(grant, TEST_CONFIG);
   return names === undefined || names.includes(a.name);
 }
 
-/** Permission keys the built Roles grant; a call is allowed when its named or unnamed key is there. */
-function builtPermissions(b: Built): { cluster: Set<string>; module: Set<string> } {
-  return {
-    cluster: permissionsOf(b.get("ClusterRole", NAME).rules as PolicyRule[]),
-    module: permissionsOf(b.get("Role", `${NAME}-store`).rules as PolicyRule[]),
-  };
+/** What one ServiceAccount may do under the built manifest: cluster-wide permission keys, and per namespace. */
+interface AccountPermissions {
+  cluster: Set<string>;
+  byNamespace: Map<string, Set<string>>;
 }
 
-function allowedBy(perms: { cluster: Set<string>; module: Set<string> }, a: RequestAttributes): string | undefined {
+/** Follows the bindings of the built manifest to the rules that apply to `account`. */
+function builtPermissions(b: Built, account: ServiceAccountRole): AccountPermissions {
+  const out: AccountPermissions = { cluster: new Set(), byNamespace: new Map() };
+  const subjectIs = (o: ManifestObject) =>
+    ((o.subjects as { kind: string; name: string; namespace?: string }[] | undefined) ?? []).some(
+      s => s.kind === "ServiceAccount" && s.name === SERVICE_ACCOUNTS[account] && s.namespace === MODULE_NAMESPACE,
+    );
+  for (const binding of b.objects.filter(o => (o.kind === "ClusterRoleBinding" || o.kind === "RoleBinding") && subjectIs(o))) {
+    const ref = binding.roleRef as { kind: string; name: string };
+    const role = b.objects.find(o => o.kind === ref.kind && o.metadata.name === ref.name && (ref.kind === "ClusterRole" || o.metadata.namespace === binding.metadata.namespace));
+    if (!role) continue; // e.g. OpenShift's SCC ClusterRole, not part of the manifest
+    const keys = permissionsOf(role.rules as PolicyRule[]);
+    const target = binding.kind === "ClusterRoleBinding" ? out.cluster : out.byNamespace.get(binding.metadata.namespace!) ?? new Set<string>();
+    keys.forEach(k => target.add(k));
+    if (binding.kind === "RoleBinding") out.byNamespace.set(binding.metadata.namespace!, target);
+  }
+  return out;
+}
+
+/** The permission that allows the call (`namespace|key` for a namespaced one), or undefined when none does. */
+function allowedBy(perms: AccountPermissions, a: RequestAttributes): string | undefined {
   const keys = [permissionKey(a.group, rbacResource(a), a.verb, a.name || "*"), permissionKey(a.group, rbacResource(a), a.verb)];
   for (const key of keys) {
     if (perms.cluster.has(key)) return key;
-    if (a.namespace === MODULE_NAMESPACE && perms.module.has(key)) return key;
+    if (a.namespace && perms.byNamespace.get(a.namespace)?.has(key)) return `${a.namespace}|${key}`;
   }
   return undefined;
 }
+
+const allPermissionsOf = (perms: AccountPermissions): string[] => [
+  ...perms.cluster,
+  ...[...perms.byNamespace].flatMap(([ns, keys]) => [...keys].map(k => `${ns}|${k}`)),
+];
 
 function isPlainFunction(value: unknown): value is (...args: never[]) => unknown {
   return typeof value === "function" && !/^class\b/.test(Function.prototype.toString.call(value));
@@ -146,7 +196,7 @@ let api: ApiServer;
 let kubevirt: KubeVirtSimulator;
 let proxy: Recorder;
 let tmp: string;
-let kubeconfig: string;
+let kubeconfigs: Record<ServiceAccountRole, string>;
 let dist: string;
 let built: Built;
 const savedKubeconfig = process.env.KUBECONFIG;
@@ -159,12 +209,23 @@ beforeAll(async () => {
   dist = await copyDist();
   built = await build(dist, TEST_VALUES);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-rbac-"));
-  api = await startApiServer({ tokens: [{ token: MODULE_TOKEN, user: MODULE_USER }] });
+  api = await startApiServer({
+    tokens: (Object.keys(TOKENS) as ServiceAccountRole[]).map(account => ({ token: TOKENS[account], user: serviceAccountUser(SERVICE_ACCOUNTS[account]) })),
+  });
   kubevirt = startKubeVirtSimulator(api, { stepDelayMs: 20 });
   proxy = await startRecordingProxy(api.url);
-  kubeconfig = path.join(tmp, "kubeconfig");
-  writeKubeconfig(kubeconfig, proxy.url);
+  kubeconfigs = { admission: path.join(tmp, "kubeconfig-admission"), watcher: path.join(tmp, "kubeconfig-watcher") };
+  for (const account of Object.keys(TOKENS) as ServiceAccountRole[]) writeKubeconfig(kubeconfigs[account], proxy.url, TOKENS[account]);
   for (const ns of [MODULE_NAMESPACE, NS]) seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+  // The sandbox authorizes token users by RBAC over its store: install the built manifest's rules, so every call
+  // below is also judged by a real authorizer.
+  const rbacResources: Record<string, string> = {
+    ClusterRole: "clusterroles.rbac.authorization.k8s.io",
+    ClusterRoleBinding: "clusterrolebindings.rbac.authorization.k8s.io",
+    Role: "roles.rbac.authorization.k8s.io",
+    RoleBinding: "rolebindings.rbac.authorization.k8s.io",
+  };
+  for (const obj of built.objects.filter(o => rbacResources[o.kind])) seed(rbacResources[obj.kind], obj as KubeObject);
   seed("nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "worker-0" } });
   seed("virtualmachines.kubevirt.io", {
     apiVersion: "kubevirt.io/v1",
@@ -271,7 +332,8 @@ describe("the gateway's permission table", () => {
   const observedByGateway: Call[] = [];
 
   it("makes, for each function, exactly the calls its entry declares", async () => {
-    process.env.KUBECONFIG = kubeconfig;
+    // The gateway runs in the watcher.
+    process.env.KUBECONFIG = kubeconfigs.watcher;
     const problems: string[] = [];
     for (const [fn, permission] of Object.entries(gatewayPermissions)) {
       const scenarios = exercises[fn];
@@ -308,9 +370,10 @@ describe("the gateway's permission table", () => {
     expect(problems).toEqual([]);
   });
 
-  it("is allowed by the built ClusterRole and Role", () => {
-    const perms = builtPermissions(built);
+  it("is allowed by the watcher's built ClusterRole and Roles", () => {
+    const perms = builtPermissions(built, "watcher");
     expect(observedByGateway.length).toBeGreaterThan(0);
+    expect(observedByGateway.every(c => c.account === "watcher")).toBe(true);
     expect(observedByGateway.filter(c => !allowedBy(perms, c)).map(describeCall)).toEqual([]);
   });
 
@@ -347,7 +410,7 @@ describe("the gateway's permission table", () => {
         processes.push(
           startModuleProcess({
             role,
-            kubeconfig,
+            kubeconfig: kubeconfigs[role],
             port: await freePort(),
             tlsKeyPath: path.join(tmp, "tls.key"),
             tlsCertPath: path.join(tmp, "tls.crt"),
@@ -365,18 +428,89 @@ describe("the gateway's permission table", () => {
       await Promise.all(processes.map(p => p.stop()));
     }
     const observedByModule = proxy.calls.splice(0);
-    const perms = builtPermissions(built);
-    expect(observedByModule.filter(c => !allowedBy(perms, c)).map(describeCall), "calls the built RBAC would deny").toEqual([]);
+    expect(observedByModule.filter(c => c.account === undefined).map(describeCall), "calls without a module token").toEqual([]);
+    const perms = { admission: builtPermissions(built, "admission"), watcher: builtPermissions(built, "watcher") };
+    for (const account of ["admission", "watcher"] as const) {
+      const denied = observedByModule.filter(c => c.account === account && !allowedBy(perms[account], c)).map(describeCall);
+      expect(denied, `calls of the ${account} the built RBAC would deny`).toEqual([]);
+    }
 
-    // Every granted permission was needed. Pepr's controller.js (not run here: the test runs the bundle
-    // directly) applies the PeprStore CRD at start-up; that grant cannot be observed.
+    // Every granted permission was needed by the account that holds it. Pepr's controller.js (not run here: the
+    // test runs the bundle directly) applies the PeprStore CRD at start-up; that grant cannot be observed.
     const unobservable = new Set([
       permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "create", "peprstores.pepr.dev"),
       permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "patch", "peprstores.pepr.dev"),
     ]);
-    const used = new Set([...observedByGateway, ...observedByModule].map(c => allowedBy(perms, c)).filter(Boolean));
-    const unused = [...perms.cluster, ...perms.module].filter(p => !used.has(p) && !unobservable.has(p));
+    // Pepr's Store grants are held by both accounts, and whichever pod starts first creates the PeprStores: such a
+    // grant counts as used when either account used it.
+    const usedBy = { admission: new Set<string | undefined>(), watcher: new Set<string | undefined>() };
+    for (const account of ["admission", "watcher"] as const) {
+      const calls = [...(account === "watcher" ? observedByGateway : []), ...observedByModule.filter(c => c.account === account)];
+      calls.forEach(c => usedBy[account].add(allowedBy(perms[account], c)));
+    }
+    const unused: string[] = [];
+    for (const account of ["admission", "watcher"] as const) {
+      const other = account === "admission" ? "watcher" : "admission";
+      const held = allPermissionsOf(perms[account]);
+      const sharedAndUsed = (p: string) => allPermissionsOf(perms[other]).includes(p) && usedBy[other].has(p);
+      unused.push(...held.filter(p => !usedBy[account].has(p) && !sharedAndUsed(p) && !unobservable.has(p)).map(p => `${account}: ${p}`));
+    }
     expect(unused, "granted but never used").toEqual([]);
+  });
+
+  it("gives the admission pods their own ServiceAccount, which cannot read the users Secret or the Redfish TLS key", () => {
+    const admissionDeployment = built.get("Deployment", NAME).spec as any;
+    const watcherDeployment = built.get("Deployment", `${NAME}-watcher`).spec as any;
+    expect(admissionDeployment.template.spec.serviceAccountName).toBe(SERVICE_ACCOUNTS.admission);
+    expect(watcherDeployment.template.spec.serviceAccountName).toBe(SERVICE_ACCOUNTS.watcher);
+    expect(built.get("ServiceAccount", SERVICE_ACCOUNTS.watcher).metadata.namespace).toBe(MODULE_NAMESPACE);
+    // The DataVolume policy exempts exactly this account's writes.
+    expect(MODULE_REQUESTERS.has(`system:serviceaccount:${MODULE_NAMESPACE}:${SERVICE_ACCOUNTS.watcher}`)).toBe(true);
+
+    const admission = allPermissionsOf(builtPermissions(built, "admission"));
+    expect(admission.filter(p => /core\/secrets:/.test(p)), "admission rights on Secrets").toEqual([]);
+    const watcher = allPermissionsOf(builtPermissions(built, "watcher"));
+    expect(watcher).toContain(`${MODULE_NAMESPACE}|${permissionKey("", "secrets", "get", "kubevirt-infra-users")}`);
+  });
+
+  it("keeps Redfish's rights on VMs, VMI subresources, DataVolumes and Secrets in the chassis namespaces", async () => {
+    expect(TEST_CONFIG.chassis.length).toBeGreaterThan(0);
+    // Pepr 1.1.4's Watch bindings list+watch cluster-wide; those reads (and only those) may stay cluster-wide.
+    const capabilities = await loadBuiltCapabilities(path.join(dist, `pepr-${UUID}.js`));
+    const watchReads = permissionsOf(renderRules(watchGrants(capabilities), TEST_CONFIG));
+    const tenantResources = /^(kubevirt\.io\/virtualmachines|kubevirt\.io\/virtualmachineinstances|subresources\.kubevirt\.io\/.*|cdi\.kubevirt\.io\/datavolumes|core\/secrets):/;
+    for (const account of ["admission", "watcher"] as const) {
+      const clusterWide = [...builtPermissions(built, account).cluster].filter(p => tenantResources.test(p) && !watchReads.has(p));
+      expect(clusterWide, `${account}: cluster-wide rights on tenant resources`).toEqual([]);
+    }
+    for (const role of built.objects.filter(o => o.kind === "ClusterRole")) {
+      const writes = (role.rules as PolicyRule[]).filter(r => r.resources.some(res => tenantResources.test(`${r.apiGroups[0] || "core"}/${res}:`)) && r.verbs.some(v => v !== "list" && v !== "watch"));
+      expect(writes, `ClusterRole ${role.metadata.name}`).toEqual([]);
+    }
+    const chassisRole = built.get("Role", SERVICE_ACCOUNTS.watcher);
+    const inChassis = built.objects.filter(o => o.kind === "Role" && o.metadata.namespace === NS);
+    expect(inChassis.map(o => o.metadata.name)).toEqual([SERVICE_ACCOUNTS.watcher]);
+    const chassisPerms = builtPermissions(built, "watcher").byNamespace.get(NS) ?? new Set<string>();
+    for (const expected of [
+      permissionKey("kubevirt.io", "virtualmachines", "patch"),
+      permissionKey("subresources.kubevirt.io", "virtualmachines/start", "update"),
+      permissionKey("subresources.kubevirt.io", "virtualmachineinstances/pause", "update"),
+      permissionKey("cdi.kubevirt.io", "datavolumes", "create"),
+      permissionKey("cdi.kubevirt.io", "datavolumes", "delete"),
+      permissionKey("", "secrets", "create"),
+    ]) {
+      expect(chassisPerms.has(expected), `${expected} in ${NS}`).toBe(true);
+    }
+    expect(chassisRole).toBeDefined();
+  });
+
+  it("binds the watcher's rules to Pepr's one ServiceAccount in the extras for `npx pepr deploy`", () => {
+    const extras = parseManifest(fs.readFileSync(path.join(dist, `${UUID}-extras.yaml`), "utf8"), "extras");
+    const subjects = extras.flatMap(o => (o.subjects as { name: string }[] | undefined) ?? []).map(s => s.name);
+    expect(subjects.length).toBeGreaterThan(0);
+    expect(new Set(subjects)).toEqual(new Set([NAME]));
+    expect(extras.find(o => o.kind === "Role" && o.metadata.namespace === NS)?.metadata.name).toBe(SERVICE_ACCOUNTS.watcher);
+    expect(extras.some(o => o.kind === "ServiceAccount")).toBe(false);
   });
 
   it("has no wildcard in any rule", () => {

@@ -24,7 +24,8 @@ export interface TestCluster extends SandboxCluster {
 export async function startTestCluster(opts: SandboxClusterOptions = {}): Promise<TestCluster> {
   // End-to-end suites run the BUILT module: build once (under a lock) when the sources are newer than dist/.
   if (opts.module !== false) await ensureBuild(() => undefined);
-  const cluster = await startSandboxCluster(opts);
+  // The module runs under the generated ServiceAccount RBAC, enforced: a 403 means the chart lacks a rule.
+  const cluster = await startSandboxCluster({ rbac: true, ...opts });
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
 

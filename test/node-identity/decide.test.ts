@@ -2,7 +2,7 @@
 // configurations parsed by the real module config schema.
 import { describe, expect, it } from "vitest";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
-import { decide, resolveMapping, verifyMapping } from "../../capabilities/node-identity/decide";
+import { decide, resolveMapping, verifyMapping, VmClaims } from "../../capabilities/node-identity/decide";
 import { CLUSTER_NAMESPACE_ANNOTATION, toNodeView, VM_NAME_ANNOTATION } from "../../capabilities/node-identity/identity";
 import { VmIndex, decodeSnapshot, encodeSnapshot, sameContent, type InfraVm } from "../../capabilities/node-identity/infra-index";
 import { nodeIdentitySettings, type NodeIdentitySettings } from "../../capabilities/node-identity/settings";
@@ -68,13 +68,21 @@ describe("resolveMapping: first match wins", () => {
     expect(resolveMapping(n, settings, vms)).toEqual({ target: { name: "vm-1", namespace: "tenant1-vms" }, source: "nodeMapping" });
   });
 
-  it("then a kubevirt:// providerID, namespaced by the cluster-namespace annotation or infra.namespace", () => {
+  it("then a kubevirt:// providerID, in infra.namespace (or a configured namespace the cluster-namespace annotation names)", () => {
     expect(resolveMapping(node("w", { providerID: "kubevirt://vm-x", systemUUID: UUID_A }), settings, vms)).toEqual({
       target: { name: "vm-x", namespace: "tenant1-vms" },
       source: "providerID",
     });
+    // Issue #12 (12): whoever creates the Node sets the annotation; another tenant's namespace is not followed.
+    const steered = node("w", { providerID: "kubevirt://vm-2", annotations: { [CLUSTER_NAMESPACE_ANNOTATION]: "tenant2-vms" } });
+    expect(resolveMapping(steered, settings)?.target).toEqual({ name: "vm-2", namespace: "tenant1-vms" });
+    // A namespace the configuration names (nodeMapping) is an allowed value.
+    const multi = settingsFor({ ...base, nodeMapping: [{ nodeName: "other", vmName: "vm-o", vmNamespace: "capi-ns" }] });
     const annotated = node("w", { providerID: "kubevirt://vm-x", annotations: { [CLUSTER_NAMESPACE_ANNOTATION]: "capi-ns" } });
-    expect(resolveMapping(annotated, settings)?.target).toEqual({ name: "vm-x", namespace: "capi-ns" });
+    expect(resolveMapping(annotated, multi)?.target).toEqual({ name: "vm-x", namespace: "capi-ns" });
+    // Without infra.namespace, an unlisted annotation gives no providerID mapping at all.
+    const noDefault = settingsFor({ role: "nested", nodeIdentity: { enabled: true }, nodeMapping: [{ nodeName: "x", vmName: "vm-x", vmNamespace: "vms-a" }] });
+    expect(resolveMapping(steered, noDefault)).toBeUndefined();
     // Another provider's ID is not an identity source.
     expect(resolveMapping(node("w", { providerID: "aws:///z/i-1" }), settings, vms)?.source).toBe("identity");
   });
@@ -179,6 +187,34 @@ describe("decide", () => {
     expect(decide(node("worker-9", { systemUUID: UUID_B }), settingsFor(base), vms).changes.annotations[VM_NAME_ANNOTATION]).toBe("vm-2");
     expect(decide(node("worker-0"), settingsFor(wrongMapping), undefined)).toMatchObject({ apply: true, verification: { outcome: "unverified" } });
     expect(decide(node("stranger"), settingsFor(base), vms)).toEqual({ apply: false, changes: { annotations: {} } });
+  });
+});
+
+describe("two Nodes claiming one VM", () => {
+  const settings = settingsFor(base);
+  const claimedBy = (name: string) =>
+    node(name, { providerID: "kubevirt://vm-2", annotations: { [VM_NAME_ANNOTATION]: "vm-2", "csi.kubevirt.io/infra-vm-namespace": "tenant1-vms" } });
+
+  it("refuses the second claim in enforce mode, naming the Node that holds the VM", () => {
+    const claims = new VmClaims();
+    claims.observe(claimedBy("worker-a"));
+    const decision = decide(node("worker-b", { providerID: "kubevirt://vm-2" }), settings, undefined, claims);
+    expect(decision).toMatchObject({ apply: false, changes: { annotations: {} }, verification: { outcome: "failed", problem: "DuplicateClaim" } });
+    expect(decision.verification?.outcome === "failed" && decision.verification.message).toContain("which node worker-a already claims");
+    // The holder itself is fine, and a claim ends with its Node.
+    expect(decide(claimedBy("worker-a"), settings, undefined, claims).verification).toEqual({ outcome: "unverified", reason: expect.any(String) });
+    claims.forget("worker-a");
+    expect(decide(node("worker-b", { providerID: "kubevirt://vm-2" }), settings, undefined, claims).apply).toBe(true);
+  });
+
+  it("reports but applies in report mode, and reports both Nodes when both already carry the VM", () => {
+    const claims = new VmClaims();
+    claims.observe(claimedBy("worker-a"));
+    claims.observe(claimedBy("worker-b"));
+    const report = settingsFor({ ...base, nodeIdentity: { enabled: true, mode: "report" } });
+    expect(decide(node("worker-c", { providerID: "kubevirt://vm-2" }), report, undefined, claims)).toMatchObject({ apply: true, verification: { problem: "DuplicateClaim" } });
+    expect(decide(claimedBy("worker-a"), settings, undefined, claims).verification).toMatchObject({ problem: "DuplicateClaim" });
+    expect(decide(claimedBy("worker-b"), settings, undefined, claims).verification).toMatchObject({ problem: "DuplicateClaim" });
   });
 });
 

@@ -195,6 +195,22 @@ describe("node-identity through the built admission server and watcher", () => {
       namespace: "pepr-system",
       body: { metadata: { name: "infra-kubeconfig" }, stringData: { kubeconfig: fs.readFileSync(infraKubeconfig, "utf8") } },
     });
+    // RBAC is enforced and dist/ was built for the default values: grant what the chart renders for
+    // infra.kubeconfigSecret.name (get on that Secret) to the module's ServiceAccounts (the manifest's subjects).
+    const moduleSubjects = c.api.store.list("rolebindings.rbac.authorization.k8s.io", "pepr-system").flatMap(b => (b.subjects as object[] | undefined) ?? []);
+    c.api.store.create("roles.rbac.authorization.k8s.io", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name: "infra-kubeconfig-reader", namespace: "pepr-system" },
+      rules: [{ apiGroups: [""], resources: ["secrets"], resourceNames: ["infra-kubeconfig"], verbs: ["get"] }],
+    });
+    c.api.store.create("rolebindings.rbac.authorization.k8s.io", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "infra-kubeconfig-reader", namespace: "pepr-system" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "infra-kubeconfig-reader" },
+      subjects: moduleSubjects,
+    });
     const infraConfig = { role: "nested", infra: { namespace: VM_NS, kubeconfigSecret: { name: "infra-kubeconfig" } }, nodeIdentity: { enabled: true } };
     await c.applyConfig(infraConfig);
 

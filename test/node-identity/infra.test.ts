@@ -1,6 +1,6 @@
 // node-identity's watcher side against two sandbox API servers: a nested cluster (Nodes, the config, the
-// infra kubeconfig Secret, the PeprStore) and an infra cluster (VirtualMachines, VMIs). The capability's
-// watch bindings are fed by a real watch on the nested API server, exactly as Pepr's watcher feeds them;
+// infra kubeconfig Secret, the PeprStore) and an infra cluster (VirtualMachines, VMIs). The back-fill follows
+// the shared Node informer (real list + watch on the nested API server), exactly as in the watcher pod;
 // every write goes through the module's gateway over HTTP, and the infra VMs are read with the kubeconfig
 // taken from the Secret.
 import fs from "node:fs";
@@ -12,7 +12,9 @@ import YAML from "yaml";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
 import { applyConfigSource, currentConfig } from "../../capabilities/config/runtime";
 import { PEPR_STORE } from "../../capabilities/config/publish";
-import { NodeIdentity } from "../../capabilities/node-identity";
+import { SharedInformers } from "../../capabilities/common/informers";
+import { closeSharedKubeClient, sharedKubeClient } from "../../capabilities/common/kube-client";
+import { startNodeIdentityWatch } from "../../capabilities/node-identity";
 import { NodeAdmission } from "../../capabilities/node-identity/admission";
 import { VM_NAME_ANNOTATION, VM_NAMESPACE_ANNOTATION } from "../../capabilities/node-identity/identity";
 import { decodeSnapshot } from "../../capabilities/node-identity/infra-index";
@@ -24,7 +26,7 @@ const uuid = (i: number) => `6a1f0000-0000-4000-8000-${String(i).padStart(12, "0
 let nested: ApiServer;
 let infra: ApiServer;
 let stateDir: string;
-let nodeWatch: { close(): void } | undefined;
+let informers: SharedInformers | undefined;
 
 function vm(name: string, opts: { uuid?: string; hostname?: string } = {}): KubeObject {
   return {
@@ -76,8 +78,9 @@ beforeAll(async () => {
   const infraKubeconfig = path.join(stateDir, "infra.kubeconfig");
   await nested.writeKubeconfig(nestedKubeconfig);
   await infra.writeKubeconfig(infraKubeconfig);
-  // The module's K8s() calls (gateway) go to the nested cluster, as in the watcher pod.
+  // The module's client (gateway, informers) talks to the nested cluster, as in the watcher pod.
   process.env.KUBECONFIG = nestedKubeconfig;
+  await closeSharedKubeClient();
 
   nested.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "pepr-system" } });
   nested.store.create("secrets", {
@@ -112,25 +115,19 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  nodeWatch?.close();
+  await informers?.stop();
   // Deleting the ConfigMap deactivates node-identity, which also stops its watch of the infra cluster.
   await applyConfigSource({ configMap: null });
+  await closeSharedKubeClient();
   await Promise.all([nested?.close(), infra?.close()]);
   if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
 });
 
-/** Feeds the capability's Node watch bindings from a real watch, as Pepr's watcher does. */
+/** Starts the shared Node informer and the back-fill on it, as the watcher does for role nested. */
 async function startNodeWatch(): Promise<void> {
-  const bindings = NodeIdentity.bindings.filter(b => b.isWatch && b.kind.kind === "Node");
-  expect(bindings).toHaveLength(2);
-  const watcher = K8s(kind.Node).Watch(async (obj, phase) => {
-    for (const binding of bindings) {
-      const matches = binding.event === "DELETE" ? phase === "DELETED" : phase === "ADDED" || phase === "MODIFIED";
-      if (matches) await binding.watchCallback!(obj, phase);
-    }
-  });
-  await watcher.start();
-  nodeWatch = watcher;
+  const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
+  informers = new SharedInformers(await sharedKubeClient(), { log: quiet });
+  startNodeIdentityWatch(informers);
 }
 
 describe("node-identity watcher with a simulated infra cluster", () => {

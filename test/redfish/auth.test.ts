@@ -1,9 +1,18 @@
 // Authentication: Basic, sessions (login, use, logout, timeout), back-off per username and per address
 // (forwarded headers only from trusted proxies), config changes, and no secret in any log call.
 import bcrypt from "bcryptjs";
+import fs from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import { Log } from "pepr";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Authenticator } from "../../redfish/auth";
+import { backoffKeys, MAX_BACKOFF_BYTES, MAX_LOGIN_DELAY_MS } from "../../redfish/auth/backoff";
+import { BcryptPool } from "../../redfish/auth/bcrypt-pool";
+import { BCRYPTJS_UMD_SOURCE, BCRYPTJS_VERSION } from "../../redfish/auth/bcryptjs-umd.generated";
 import { clientAddress } from "../../redfish/auth/client-address";
+import { UserDirectory } from "../../redfish/auth/users";
+import { serviceSettings } from "../../redfish/settings";
 import { AUTH, basic, PASSWORDS, testConfig, testService } from "./fixtures";
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -47,9 +56,9 @@ describe("HTTP Basic", () => {
     }
   });
 
-  it("does not cost a bcrypt hash per request: one verification, then a keyed-digest cache", async () => {
+  it("does not cost a bcrypt hash per request: one verification (on a worker thread), then a cache", async () => {
     const s = testService();
-    const compare = vi.spyOn(bcrypt, "compare");
+    const compare = vi.spyOn(BcryptPool.prototype, "compare");
     const results = await Promise.all(Array.from({ length: 20 }, () => s.request(SYSTEM, { headers: { Authorization: AUTH.alice } })));
     expect(results.every(r => r.status === 200)).toBe(true);
     for (let i = 0; i < 20; i++) expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice } })).status).toBe(200);
@@ -183,22 +192,35 @@ describe("sessions", () => {
 });
 
 describe("failed-login back-off", () => {
-  it("engages per username across addresses, answers 401 + Retry-After, and lets the right password in after the delay", async () => {
+  it("refuses a username only at the address that guessed it (401 + Retry-After); the right password works from elsewhere at once", async () => {
     const s = testService();
     // lockout: 3 failures, base 2 s, max 60 s
     for (let i = 0; i < 3; i++) {
-      expect((await s.request(SYSTEM, { headers: { Authorization: basic("alice", `guess-${i}`) }, address: `198.51.100.${i}` })).status).toBe(401);
+      expect((await s.request(SYSTEM, { headers: { Authorization: basic("alice", `guess-${i}`) }, address: "198.51.100.1" })).status).toBe(401);
     }
-    const locked = await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "203.0.113.77" });
+    const locked = await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "198.51.100.1" });
     expect(locked.status).toBe(401);
     expect(locked.headers.get("Retry-After")).toBe("2");
-    // other users are not affected
-    expect((await s.request("/redfish/v1/Systems", { headers: { Authorization: AUTH.bob }, address: "203.0.113.77" })).status).toBe(200);
-    s.clock.now += 2_000;
+    // the victim, from its own address, during the attack: in (the username's failures only hold it back a little)
+    const before = s.clock.now;
     expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "203.0.113.77" })).status).toBe(200);
+    expect(s.clock.now - before).toBeLessThanOrEqual(MAX_LOGIN_DELAY_MS);
+    // other users are not affected
+    expect((await s.request("/redfish/v1/Systems", { headers: { Authorization: AUTH.bob }, address: "198.51.100.1" })).status).toBe(200);
   });
 
-  it("doubles the delay with every further failure, up to the maximum", async () => {
+  it("a credential verified before is never refused, even from the address that is locked for its username", async () => {
+    const s = testService();
+    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "198.51.100.2" })).status).toBe(200);
+    for (let i = 0; i < 6; i++) await s.request(SYSTEM, { headers: { Authorization: basic("alice", `guess-${i}`) }, address: "198.51.100.2" });
+    expect(Number((await s.request(SYSTEM, { headers: { Authorization: basic("alice", "another") }, address: "198.51.100.2" })).headers.get("Retry-After"))).toBeGreaterThan(0);
+    const before = s.clock.now;
+    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "198.51.100.2" })).status).toBe(200);
+    expect((await login(s, "alice", PASSWORDS.alice, "198.51.100.2")).status).toBe(201);
+    expect(s.clock.now).toBe(before); // not even held back
+  });
+
+  it("doubles the lock with every further failure, up to the maximum, and lets the right password in after it", async () => {
     const s = testService();
     const fail = () => s.request(SYSTEM, { headers: { Authorization: basic("alice", "bad") } });
     for (let i = 0; i < 3; i++) await fail();
@@ -210,18 +232,24 @@ describe("failed-login back-off", () => {
       await fail(); // a real attempt after the lock expired: counts
     }
     expect(delays).toEqual(["2", "4", "8", "16", "32", "60", "60"]);
+    s.clock.now += 60_000;
+    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice } })).status).toBe(200);
   });
 
-  it("engages per client address across usernames (password spraying)", async () => {
+  it("holds back, never refuses, an address that sprays usernames: the right password from there gets in after the delay", async () => {
     const s = testService();
     for (const user of ["u1", "u2", "u3"]) {
       expect((await s.request(SYSTEM, { headers: { Authorization: basic(user, "x") }, address: "198.51.100.9" })).status).toBe(401);
     }
-    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "198.51.100.9" })).status).toBe(401);
-    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "198.51.100.10" })).status).toBe(200);
+    let before = s.clock.now;
+    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice }, address: "198.51.100.9" })).status).toBe(200);
+    expect(s.clock.now - before).toBe(2_000);
+    before = s.clock.now;
+    expect((await s.request("/redfish/v1/Systems", { headers: { Authorization: AUTH.bob }, address: "198.51.100.10" })).status).toBe(200);
+    expect(s.clock.now).toBe(before);
   });
 
-  it("ignores X-Forwarded-For from untrusted peers: spoofing it does not reset the address back-off", async () => {
+  it("ignores X-Forwarded-For from untrusted peers: spoofing it does not escape the address back-off", async () => {
     const s = testService();
     for (let i = 0; i < 3; i++) {
       await s.request(SYSTEM, {
@@ -229,9 +257,10 @@ describe("failed-login back-off", () => {
         address: "198.51.100.20",
       });
     }
-    const spoofed = await s.request(SYSTEM, { headers: { Authorization: AUTH.alice, "X-Forwarded-For": "10.1.1.1" }, address: "198.51.100.20" });
+    const before = s.clock.now;
+    const spoofed = await s.request(SYSTEM, { headers: { Authorization: basic("spray9", "x"), "X-Forwarded-For": "10.1.1.1" }, address: "198.51.100.20" });
     expect(spoofed.status).toBe(401);
-    expect(spoofed.headers.get("Retry-After")).not.toBeNull();
+    expect(s.clock.now - before).toBe(2_000);
   });
 
   it("honours X-Forwarded-For from a configured trusted proxy (per real client)", async () => {
@@ -245,18 +274,95 @@ describe("failed-login back-off", () => {
     });
     const viaProxy = (client: string, user: string, password: string) =>
       s.request(SYSTEM, { headers: { Authorization: basic(user, password), "X-Forwarded-For": client }, address: "::ffff:10.128.3.4" });
-    for (const user of ["u1", "u2", "u3"]) await viaProxy("198.51.100.30", user, "x");
-    expect((await viaProxy("198.51.100.30", "alice", PASSWORDS.alice)).status).toBe(401);
+    for (let i = 0; i < 3; i++) await viaProxy("198.51.100.30", "alice", `guess-${i}`);
+    expect((await viaProxy("198.51.100.30", "alice", "guess-4")).headers.get("Retry-After")).toBe("2");
     // another client behind the same proxy is a different address
     expect((await viaProxy("198.51.100.31", "alice", PASSWORDS.alice)).status).toBe(200);
   });
 
   it("applies to session logins too", async () => {
     const s = testService();
-    for (let i = 0; i < 3; i++) expect((await login(s, "alice", `bad-${i}`)).status).toBe(401);
-    const res = await login(s, "alice", PASSWORDS.alice);
+    for (let i = 0; i < 3; i++) expect((await login(s, "alice", `bad-${i}`, "198.51.100.40")).status).toBe(401);
+    const res = await login(s, "alice", PASSWORDS.alice, "198.51.100.40");
     expect(res.status).toBe(401);
     expect(res.headers.get("X-Auth-Token")).toBeNull();
+    expect((await login(s, "alice", PASSWORDS.alice, "198.51.100.41")).status).toBe(201);
+  });
+
+  it("refuses user names over 256 bytes before using them, and keeps its memory bounded whatever the names", async () => {
+    const s = testService();
+    const auth = new Authenticator(() => serviceSettings(s.config.current), { sleep: async () => undefined });
+    const huge = "u".repeat(60_000);
+    await expect(auth.verifyPassword(huge, "x", "198.51.100.50")).rejects.toMatchObject({ status: 401 });
+    expect(auth.backoff.size).toBe(2); // the address and its unknown-user pair: nothing keyed by the name
+    expect(JSON.stringify(logCalls)).not.toContain("u".repeat(257));
+    // 257 bytes in 86 characters is refused as well (the bound is in bytes)
+    await expect(auth.verifyPassword("€".repeat(86), "x", "198.51.100.50")).rejects.toMatchObject({ status: 401 });
+    // Distinct names and addresses beyond the bound: the oldest records go, the count stays within the byte budget.
+    const settings = serviceSettings(s.config.current);
+    for (let i = 0; i < 25_000; i++) {
+      auth.backoff.recordFailure(backoffKeys(`user-${i}-${"n".repeat(200)}`, `198.51.${i >> 8}.${i & 255}`), settings.lockout);
+    }
+    expect(auth.backoff.size).toBeLessThanOrEqual(MAX_BACKOFF_BYTES / 200);
+    expect(auth.backoff.size).toBeGreaterThan(10_000);
+    await auth.close();
+  });
+});
+
+describe("repeated credentials", () => {
+  it("a repeated Basic header or session token is a map lookup: no password check, no digest", async () => {
+    const s = testService();
+    const verify = vi.spyOn(UserDirectory.prototype, "verify");
+    const knownGood = vi.spyOn(UserDirectory.prototype, "knownGood");
+    const token = (await login(s, "bob", PASSWORDS.bob)).headers.get("X-Auth-Token")!;
+    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice } })).status).toBe(200);
+    const [verifyCalls, knownGoodCalls] = [verify.mock.calls.length, knownGood.mock.calls.length];
+    for (let i = 0; i < 50; i++) {
+      expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice } })).status).toBe(200);
+      expect((await s.request("/redfish/v1/Systems", { headers: { "X-Auth-Token": token } })).status).toBe(200);
+    }
+    expect([verify.mock.calls.length, knownGood.mock.calls.length]).toEqual([verifyCalls, knownGoodCalls]);
+    // the cache belongs to one configuration: a new one checks again
+    s.config.current = testConfig();
+    expect((await s.request(SYSTEM, { headers: { Authorization: AUTH.alice } })).status).toBe(200);
+    expect(verify.mock.calls.length).toBe(verifyCalls + 1);
+  });
+});
+
+describe("bcrypt on worker threads", () => {
+  it("checks hashes off the event loop with at most `size` at a time, and answers false for a malformed hash", async () => {
+    const pool = new BcryptPool(2);
+    try {
+      const hash = bcrypt.hashSync("right", 8);
+      const loop: number[] = [];
+      const ticker = setInterval(() => loop.push(Date.now()), 5);
+      const started = Date.now();
+      const results = await Promise.all([...Array.from({ length: 6 }, () => pool.compare("wrong", hash)), pool.compare("right", hash), pool.compare("x", "not-a-hash")]);
+      clearInterval(ticker);
+      expect(results).toEqual([false, false, false, false, false, false, true, false]);
+      // the event loop kept ticking while 7 cost-8 hashes ran
+      const gaps = loop.map((t, i) => t - (i === 0 ? started : loop[i - 1]));
+      expect(Math.max(...gaps)).toBeLessThan(250);
+      expect(loop.length).toBeGreaterThan(3);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("embeds exactly the installed bcryptjs (regenerate: UPDATE_BCRYPT_SOURCE=1 npx vitest run test/redfish/auth.test.ts)", () => {
+    const require = createRequire(import.meta.url);
+    const umd = require.resolve("bcryptjs"); // require() gets bcryptjs/umd/index.js
+    expect(umd.endsWith(path.join("bcryptjs", "umd", "index.js"))).toBe(true);
+    const installed = fs.readFileSync(umd, "utf8");
+    const version = (JSON.parse(fs.readFileSync(path.join(umd, "../../package.json"), "utf8")) as { version: string }).version;
+    if (process.env.UPDATE_BCRYPT_SOURCE === "1") {
+      const file = new URL("../../redfish/auth/bcryptjs-umd.generated.ts", import.meta.url);
+      const header = fs.readFileSync(file, "utf8").split("\n").filter(l => l.startsWith("//")).join("\n").replace(/bcryptjs [^ ]+ /, `bcryptjs ${version} `);
+      fs.writeFileSync(file, `${header}\nexport const BCRYPTJS_VERSION = ${JSON.stringify(version)};\nexport const BCRYPTJS_UMD_SOURCE = ${JSON.stringify(installed)};\n`);
+      return;
+    }
+    expect(BCRYPTJS_VERSION).toBe(version);
+    expect(BCRYPTJS_UMD_SOURCE === installed).toBe(true);
   });
 });
 

@@ -1,72 +1,100 @@
-// The Pepr bindings of capabilities/redfish.ts: the registered Watch callbacks feed the watch cache, and a
-// configuration change rebuilds its chassis index. Runs with PEPR_MODE=dev (vitest.config), where Pepr
-// registers watch bindings; the server is not started (PEPR_WATCH_MODE is not "true").
-import { describe, expect, it } from "vitest";
-import { Redfish, redfishCache } from "../../capabilities/redfish";
+// capabilities/redfish.ts in the watcher: the shared VirtualMachine, VirtualMachineInstance and DataVolume
+// informers (real list + watch against the sandbox API server) feed the watch cache, each kind is marked listed
+// after its list, and a configuration change rebuilds the chassis index. The module namespace is the one
+// kind still watched through Pepr (it makes `pepr build` generate the watcher Deployment).
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { SharedInformers } from "../../capabilities/common/informers";
+import { KubeClient } from "../../capabilities/common/kube-client";
 import { applyConfigSource } from "../../capabilities/config/runtime";
-import { dataVolume, revise, runningVmi, vm } from "./fixtures";
+import { feedRedfishCache, Redfish, redfishCache } from "../../capabilities/redfish";
+import { startApiServer, type ApiServer, type KubeObject as StoreObject } from "../../sandbox/apiserver";
+import { dataVolume, runningVmi, vm } from "./fixtures";
+import { DV_KEY, VMI_KEY, VM_KEY } from "./sandbox-cluster";
 
-type WatchCallback = (obj: unknown, phase: string) => unknown;
+const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
+let api: ApiServer;
+let client: KubeClient;
+let informers: SharedInformers;
+let stopFeed: () => void;
+let dir: string;
 
-function callbacks(kind: string, event: string): WatchCallback[] {
-  return Redfish.bindings
-    .filter(b => b.isWatch && b.kind.kind === kind && b.event === event)
-    .map(b => b.watchCallback as unknown as WatchCallback);
-}
+/** As a client sends an object: the server assigns uid and resourceVersion. */
+const asCreated = (obj: object) => {
+  const o = obj as StoreObject;
+  return { ...o, metadata: { ...o.metadata, uid: undefined, resourceVersion: undefined } } as StoreObject;
+};
 
-describe("Redfish capability bindings", () => {
-  it("registers created-or-updated and deleted watches for VMs, VMIs and DataVolumes", () => {
-    for (const kind of ["VirtualMachine", "VirtualMachineInstance", "DataVolume"]) {
-      expect(callbacks(kind, "CREATEORUPDATE"), kind).toHaveLength(1);
-      expect(callbacks(kind, "DELETE"), kind).toHaveLength(1);
-    }
-    const groups = Redfish.bindings.filter(b => b.isWatch).map(b => `${b.kind.group}/${b.kind.version}/${b.kind.kind}`);
-    expect(new Set(groups)).toEqual(
-      new Set(["kubevirt.io/v1/VirtualMachine", "kubevirt.io/v1/VirtualMachineInstance", "cdi.kubevirt.io/v1beta1/DataVolume"]),
-    );
+beforeAll(async () => {
+  api = await startApiServer();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "redfish-binding-"));
+  await api.writeKubeconfig(path.join(dir, "kubeconfig"));
+  const kc = new KubeConfig();
+  kc.loadFromFile(path.join(dir, "kubeconfig"));
+  client = await KubeClient.fromKubeConfig(kc);
+  api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "binding-ns" } });
+  api.store.create(VM_KEY, asCreated(vm("binding-ns", "listed")));
+  informers = new SharedInformers(client, { log: quiet });
+  stopFeed = feedRedfishCache(informers);
+});
+afterAll(async () => {
+  stopFeed?.();
+  await informers?.stop();
+  client?.close();
+  await api?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe("Redfish capability in the watcher", () => {
+  it("has one Pepr Watch binding only: the module namespace (installation id)", () => {
+    const watches = Redfish.bindings.filter(b => b.isWatch).map(b => ({ kind: b.kind.kind, name: b.filters.name }));
+    expect(watches).toEqual([{ kind: "Namespace", name: "pepr-system" }]);
   });
 
-  it("feeds the watch cache from the Watch callbacks", async () => {
-    const [vmUpsert] = callbacks("VirtualMachine", "CREATEORUPDATE");
-    const [vmDelete] = callbacks("VirtualMachine", "DELETE");
-    const [vmiUpsert] = callbacks("VirtualMachineInstance", "CREATEORUPDATE");
-    const [dvUpsert] = callbacks("DataVolume", "CREATEORUPDATE");
+  it("lists each kind once, marks the cache synced, and follows the watches", async () => {
+    await vi.waitFor(() => expect(redfishCache.synced()).toBe(true), { timeout: 10_000 });
+    expect(redfishCache.getVm("binding-ns", "listed")).toBeDefined();
+    expect([...informers.started().keys()].sort()).toEqual(["DataVolume", "VirtualMachine", "VirtualMachineInstance"]);
 
     const machine = vm("binding-ns", "m1", { dataVolumeTemplates: ["m1-root"] });
-    await vmUpsert(machine, "ADDED");
-    await dvUpsert(dataVolume("binding-ns", "m1-root"), "ADDED");
-    await vmiUpsert(runningVmi(machine), "ADDED");
-    const rec = redfishCache.getVm("binding-ns", "m1")!;
-    expect(rec.vm.metadata.name).toBe("m1");
-    expect(rec.vmi?.metadata.name).toBe("m1");
-    expect(rec.dataVolumes.map(d => d.metadata.name)).toEqual(["m1-root"]);
+    api.store.create(VM_KEY, asCreated(machine));
+    api.store.create(DV_KEY, asCreated(dataVolume("binding-ns", "m1-root")));
+    // The VMI's ownerReference must name the VM as stored (the sandbox garbage-collects orphans).
+    api.store.create(VMI_KEY, asCreated(runningVmi(api.store.get(VM_KEY, "binding-ns", "m1") as never)));
+    await vi.waitFor(
+      () => {
+        const rec = redfishCache.getVm("binding-ns", "m1");
+        expect(rec?.vmi?.metadata.name).toBe("m1");
+        expect(rec?.dataVolumes.map(d => d.metadata.name)).toEqual(["m1-root"]);
+      },
+      { timeout: 10_000 },
+    );
 
-    const relabelled = revise(machine, v => (v.metadata.labels!.team = "blue"));
-    await vmUpsert(relabelled, "MODIFIED");
-    expect(redfishCache.getVm("binding-ns", "m1")!.vm.metadata.labels!.team).toBe("blue");
-    await vmDelete(relabelled, "DELETED");
-    expect(redfishCache.getVm("binding-ns", "m1")).toBeUndefined();
+    api.store.mutate(VM_KEY, "binding-ns", "m1", o => ({ ...o, metadata: { ...o.metadata, labels: { ...o.metadata.labels, team: "blue" } } }));
+    await vi.waitFor(() => expect(redfishCache.getVm("binding-ns", "m1")?.vm.metadata.labels?.team).toBe("blue"), { timeout: 10_000 });
+    api.store.delete(VM_KEY, "binding-ns", "m1");
+    await vi.waitFor(() => expect(redfishCache.getVm("binding-ns", "m1")).toBeUndefined(), { timeout: 10_000 });
+    // One list per kind: no separate initial list racing the watch.
+    for (const informer of informers.started().values()) expect(informer.stats().lists).toBe(1);
   });
 
   it("rebuilds the chassis index when the configuration changes", async () => {
-    const [vmUpsert] = callbacks("VirtualMachine", "CREATEORUPDATE");
-    await vmUpsert(vm("binding-ns", "in-chassis", { labels: { redfish: "yes" } }), "ADDED");
-    await vmUpsert(vm("binding-ns", "outside"), "ADDED");
+    api.store.create(VM_KEY, asCreated(vm("binding-ns", "in-chassis", { labels: { redfish: "yes" } })));
+    api.store.create(VM_KEY, asCreated(vm("binding-ns", "outside")));
+    await vi.waitFor(() => expect(redfishCache.getVm("binding-ns", "outside")).toBeDefined(), { timeout: 10_000 });
     expect(redfishCache.listVmsInChassis("binding")).toEqual([]);
     const outcome = await applyConfigSource({
       configMap: {
         metadata: { name: "kubevirt-infra-config", namespace: "pepr-system" },
         data: {
-          "config.yaml": [
-            "chassis:",
-            "  - name: binding",
-            "    namespace: binding-ns",
-            "    vmSelector: { matchLabels: { redfish: \"yes\" } }",
-          ].join("\n"),
+          "config.yaml": ["chassis:", "  - name: binding", "    namespace: binding-ns", '    vmSelector: { matchLabels: { redfish: "yes" } }'].join("\n"),
         },
       },
     });
-    expect(JSON.stringify(outcome)).not.toMatch(/rejected|error/i);
+    expect(outcome.status).toBe("applied");
     expect(redfishCache.listVmsInChassis("binding").map(r => r.vm.metadata.name)).toEqual(["in-chassis"]);
   });
 });

@@ -219,7 +219,17 @@ export function testService(options: Partial<RedfishAppOptions> = {}): TestServi
   ]);
   cache.seed("VirtualMachineInstance", [runningVmi(vmA)]);
   cache.seed("DataVolume", []);
-  const app = createRedfishApp({ cache, config: () => config.current, now: () => clock.now, installationId: () => "test-install", ...options });
+  const app = createRedfishApp({
+    cache,
+    config: () => config.current,
+    now: () => clock.now,
+    // A login the back-off holds back waits on the test clock, not in real time.
+    sleep: async ms => {
+      clock.now += ms;
+    },
+    installationId: () => "test-install",
+    ...options,
+  });
   return {
     app,
     cache,

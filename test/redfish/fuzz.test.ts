@@ -58,7 +58,7 @@ describe("fuzzing", () => {
       '{"a":' + "[".repeat(5000) + "]".repeat(5000) + "}",
     ];
     const headerSets: Record<string, string>[] = [
-      { Authorization: AUTH.alice },
+      { Authorization: AUTH.alice, "Content-Type": "application/json" },
       { Authorization: "Basic" },
       { Authorization: "Basic =====" },
       { Authorization: `Basic ${Buffer.from("alice").toString("base64")}` },

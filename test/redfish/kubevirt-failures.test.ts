@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { stringify as toYaml } from "yaml";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AUTH, testService, type TestService } from "./fixtures";
+import { PATCH_NOT_APPLICABLE_STATUS } from "../helpers/kube-status";
 
 interface ErrorBody {
   error: { message: string; "@Message.ExtendedInfo": { MessageId: string }[] };
@@ -35,18 +36,7 @@ function kubeApiserverLike(svc: () => TestService, seen: Seen[]): http.Server {
       }
       if (vm && req.method === "PATCH") {
         // apiserver's NewGenericServerResponse(422, ...) for a JSON patch that does not apply.
-        res.writeHead(422, { "Content-Type": "application/json" }).end(
-          JSON.stringify({
-            kind: "Status",
-            apiVersion: "v1",
-            metadata: {},
-            status: "Failure",
-            message: "the server rejected our request due to an error in our request",
-            reason: "Invalid",
-            details: {},
-            code: 422,
-          }),
-        );
+        res.writeHead(422, { "Content-Type": "application/json" }).end(JSON.stringify(PATCH_NOT_APPLICABLE_STATUS));
         return;
       }
       // subresources.kubevirt.io is not registered: the mux's NotFound handler.

@@ -151,6 +151,52 @@ describe("bad input is a 4xx Redfish error, never a 5xx", () => {
     }
   });
 
+  it("refuses bodies that are not declared JSON with 415 (no cross-site text/plain form posts)", async () => {
+    const s = testService();
+    const logins = (contentType?: string) =>
+      s.request("/redfish/v1/SessionService/Sessions", {
+        method: "POST",
+        headers: contentType === undefined ? {} : { "Content-Type": contentType },
+        body: JSON.stringify({ UserName: "alice", Password: "x" }),
+      });
+    for (const [path, method, body] of [
+      [RESET, "POST", '{"ResetType":"On"}'],
+      [SYSTEM, "PATCH", '{"Boot":{"BootSourceOverrideTarget":"Pxe"}}'],
+      [`${SYSTEM}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia`, "POST", '{"Image":"http://example.test/a.iso"}'],
+    ]) {
+      for (const contentType of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""]) {
+        const res = await s.request(path, { method, headers: { Authorization: AUTH.alice, ...(contentType ? { "Content-Type": contentType } : {}) }, body });
+        await expectRedfishError(res, 415, "GeneralError", `${method} ${path} as ${contentType || "no Content-Type"}`);
+      }
+    }
+    await expectRedfishError(await logins("text/plain"), 415, "GeneralError", "login as text/plain");
+    await expectRedfishError(await logins(), 415, "GeneralError", "login without Content-Type");
+    // JSON with parameters is JSON; a body-less POST needs no Content-Type
+    expect((await logins("Application/JSON; charset=utf-8")).status).toBe(401);
+    const eject = (headers: Record<string, string>) => s.request(`${SYSTEM}/VirtualMedia/Cd/Actions/VirtualMedia.EjectMedia`, { method: "POST", headers: { Authorization: AUTH.alice, ...headers } });
+    const [bare, declared] = [await eject({}), await eject({ "Content-Type": "application/json" })];
+    expect(bare.status).toBe(declared.status);
+    expect(bare.status).not.toBe(415);
+  });
+
+  it("refuses deeply nested JSON with 400 MalformedJSON before parsing it, never a 500 or an error log", async () => {
+    const errors = vi.spyOn(Log, "error");
+    const s = testService();
+    const nested = (depth: number, leaf: string) => "[".repeat(depth) + leaf + "]".repeat(depth);
+    const login = await s.request("/redfish/v1/SessionService/Sessions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: `{"UserName":${nested(30_000, '"alice"')},"Password":"x"}`,
+    });
+    await expectRedfishError(login, 400, "MalformedJSON", "30,000-deep login");
+    await expectRedfishError(await send(s, RESET, "POST", `{"ResetType":${nested(5_000, '"On"')}}`), 400, "MalformedJSON", "5,000-deep Reset");
+    await expectRedfishError(await send(s, SYSTEM, "PATCH", `{"Boot":${"{\"a\":".repeat(5_000)}1${"}".repeat(5_000)}}`), 400, "MalformedJSON", "5,000-deep PATCH");
+    // brackets inside strings do not count; 32 levels are fine
+    await expectRedfishError(await send(s, RESET, "POST", `{"ResetType":"${"[".repeat(1000)}"}`), 400, "ActionParameterNotSupported", "brackets in a string");
+    expect((await send(s, SYSTEM, "PATCH", `{"Oem":${nested(31, "1")}}`)).status).not.toBe(500);
+    expect(errors).not.toHaveBeenCalled();
+  });
+
   it("refuses bodies over 64 KiB with 413, with or without Content-Length", async () => {
     const s = testService();
     const big = JSON.stringify({ ResetType: "On", pad: "x".repeat(70 * 1024) });

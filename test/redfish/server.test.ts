@@ -4,6 +4,7 @@
 import http from "node:http";
 import https from "node:https";
 import net, { type AddressInfo } from "node:net";
+import tls from "node:tls";
 import { Log } from "pepr";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createCertificateAuthority, issueServerCertificate, type PemPair } from "../../capabilities/common/tls";
@@ -107,11 +108,11 @@ describe("HTTPS server", () => {
     for (let i = 0; i < 3; i++) {
       const res = await call(`${base}/redfish/v1/Systems`, {
         ca: ca.certPem,
-        headers: { Authorization: basic(`sprayed-${i}`, "x"), "X-Forwarded-For": `203.0.113.${i}` },
+        headers: { Authorization: basic("alice", `guess-${i}`), "X-Forwarded-For": `203.0.113.${i}` },
       });
       expect(res.status).toBe(401);
     }
-    const blocked = await call(`${base}/redfish/v1/Systems`, { ca: ca.certPem, headers: { Authorization: AUTH.alice, "X-Forwarded-For": "203.0.113.200" } });
+    const blocked = await call(`${base}/redfish/v1/Systems`, { ca: ca.certPem, headers: { Authorization: basic("alice", "guess-3"), "X-Forwarded-For": "203.0.113.200" } });
     expect(blocked.status).toBe(401);
     expect(blocked.headers["retry-after"]).toBeDefined();
   });
@@ -149,6 +150,147 @@ describe("HTTPS server", () => {
     const server = startRedfishServer({ fetch: s.app.fetch, port: (blocker.address() as AddressInfo).port, host: "127.0.0.1", tls: false, retryDelayMs: 20 });
     await server.close();
     await expect(server.ready).rejects.toThrow(/closed/);
+  });
+});
+
+/** A raw TLS connection to the server (no HTTP client in between). */
+function rawTls(port: number, ca: string, options: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca, ...options }, () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
+/** Everything the server sends until it closes the connection, and when it closed it. */
+function readUntilClosed(socket: net.Socket): Promise<{ text: string; closedAt: number }> {
+  return new Promise(resolve => {
+    let text = "";
+    socket.on("data", chunk => (text += chunk.toString("latin1")));
+    socket.on("error", () => undefined);
+    socket.on("close", () => resolve({ text, closedAt: Date.now() }));
+  });
+}
+
+const SYSTEM_PATH = "/redfish/v1/Systems/tenant1-vms.vm-a";
+
+describe("protocol and connection limits", () => {
+  const LIMITS = { handshakeMs: 600, headersMs: 600, requestMs: 1_500, keepAliveMs: 800, maxConnections: 8 };
+
+  async function limitedServer() {
+    const { ca, server: pair } = certificates();
+    const s = testService();
+    const server = serve(startRedfishServer({ fetch: s.app.fetch, port: 0, host: "127.0.0.1", tls: pair, limits: LIMITS }));
+    return { port: await server.ready, ca: ca.certPem };
+  }
+
+  it("answers an unknown HTTP method with 501 and a Redfish error body, not the parser's 400", async () => {
+    const { port, ca } = await limitedServer();
+    const socket = await rawTls(port, ca);
+    const reply = readUntilClosed(socket);
+    socket.write("FAKEMETHODFORTEST /redfish/v1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    const { text } = await reply;
+    expect(text).toMatch(/^HTTP\/1\.1 501 Not Implemented\r\n/);
+    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as { error: { code: string; "@Message.ExtendedInfo": unknown[] } };
+    expect(body.error.code).toBe("Base.1.18.1.GeneralError");
+    expect(body.error["@Message.ExtendedInfo"]).toHaveLength(1);
+    // other parse errors keep their status
+    const other = await rawTls(port, ca);
+    const otherReply = readUntilClosed(other);
+    other.write("GET /redfish/v1 HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n");
+    expect((await otherReply).text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    // a broken body of a request the app already has is answered too (the response has not started)
+    const chunked = await rawTls(port, ca);
+    const chunkedReply = readUntilClosed(chunked);
+    chunked.write(`POST ${SYSTEM_PATH}/Actions/ComputerSystem.Reset HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${AUTH.alice}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`);
+    expect((await chunkedReply).text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+  });
+
+  it("sends HSTS, offers only ECDHE+AEAD suites on TLS 1.2, refuses TLS 1.1, and resumes sessions from tickets", async () => {
+    const { port, ca } = await limitedServer();
+    const root = await call(`https://127.0.0.1:${port}/redfish/v1/`, { ca });
+    expect(root.headers["strict-transport-security"]).toBe("max-age=31536000");
+    for (const cipher of ["AES128-GCM-SHA256", "AES256-SHA256", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384"]) {
+      await expect(rawTls(port, ca, { maxVersion: "TLSv1.2", ciphers: cipher }), cipher).rejects.toThrow();
+    }
+    for (const cipher of ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"]) {
+      const socket = await rawTls(port, ca, { maxVersion: "TLSv1.2", ciphers: cipher });
+      expect(socket.getCipher().standardName, cipher).toMatch(/^TLS_ECDHE_RSA_WITH_/);
+      socket.destroy();
+    }
+    await expect(rawTls(port, ca, { minVersion: "TLSv1.1", maxVersion: "TLSv1.1", ciphers: "DEFAULT:@SECLEVEL=0" })).rejects.toThrow();
+
+    for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
+      const first = await rawTls(port, ca, { maxVersion: version });
+      // TLS 1.2 has its ticket after the handshake; TLS 1.3 sends it after the handshake, with the first data
+      const session =
+        version === "TLSv1.2"
+          ? first.getSession()!
+          : await new Promise<Buffer>(resolve => {
+              first.once("session", resolve);
+              first.write("GET /redfish HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            });
+      expect(first.isSessionReused()).toBe(false);
+      first.destroy();
+      const resumed = await rawTls(port, ca, { maxVersion: version, session });
+      expect(resumed.isSessionReused(), version).toBe(true);
+      resumed.destroy();
+    }
+  });
+
+  it("keeps a connection for clients that keep it, and closes it once idle for the keep-alive timeout", async () => {
+    const { port, ca } = await limitedServer();
+    const socket = await rawTls(port, ca);
+    const closed = readUntilClosed(socket);
+    socket.write("GET /redfish HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    await new Promise(r => setTimeout(r, 300));
+    socket.write("GET /redfish/v1/ HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    const sentAt = Date.now();
+    const { text, closedAt } = await closed;
+    expect(text.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
+    expect(closedAt - sentAt).toBeGreaterThanOrEqual(LIMITS.keepAliveMs - 100);
+    expect(closedAt - sentAt).toBeLessThan(LIMITS.keepAliveMs + 2_500);
+  });
+
+  it("closes slow clients within the timeouts: no ClientHello, headers a byte at a time, a body a byte at a time", async () => {
+    const { port, ca } = await limitedServer();
+    const started = Date.now();
+    // 1. a TCP connection that never starts TLS
+    const silent = net.connect({ host: "127.0.0.1", port });
+    const silentClosed = readUntilClosed(silent);
+    // 2. the request head, one byte every 100 ms, never finished
+    const slowHead = await rawTls(port, ca);
+    const slowHeadClosed = readUntilClosed(slowHead);
+    const head = "GET /redfish/v1/ HTTP/1.1\r\nHost: localhost\r\nX-Padding: " + "a".repeat(200);
+    let i = 0;
+    const headTimer = setInterval(() => slowHead.writable && slowHead.write(head[i++ % head.length]), 100);
+    // 3. a complete head, then a body one byte every 100 ms
+    const slowBody = await rawTls(port, ca);
+    const slowBodyClosed = readUntilClosed(slowBody);
+    slowBody.write("POST /redfish/v1/SessionService/Sessions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n");
+    const bodyTimer = setInterval(() => slowBody.writable && slowBody.write(" "), 100);
+    try {
+      const [a, b, c] = await Promise.all([silentClosed, slowHeadClosed, slowBodyClosed]);
+      const check = 1_000 + 700; // Node checks the timeouts once a second; scheduling slack on a loaded machine
+      expect(a.closedAt - started).toBeLessThan(LIMITS.handshakeMs + check);
+      expect(b.closedAt - started).toBeLessThan(LIMITS.headersMs + check);
+      expect(c.closedAt - started).toBeLessThan(LIMITS.requestMs + check);
+      // an incomplete head is answered 408; a request already handed to the app is just closed
+      expect(b.text).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      clearInterval(headTimer);
+      clearInterval(bodyTimer);
+    }
+  });
+
+  it("drops connections beyond maxConnections at accept and serves again once they are gone", async () => {
+    const { port, ca } = await limitedServer();
+    const held = await Promise.all(Array.from({ length: LIMITS.maxConnections }, () => rawTls(port, ca)));
+    const extra = net.connect({ host: "127.0.0.1", port });
+    const { closedAt } = await readUntilClosed(extra);
+    expect(closedAt).toBeGreaterThan(0);
+    held.forEach(s => s.destroy());
+    await new Promise(r => setTimeout(r, 100));
+    expect((await call(`https://127.0.0.1:${port}/redfish`, { ca })).status).toBe(200);
   });
 });
 

@@ -58,12 +58,16 @@ export async function startSuiteCluster(opts: SandboxClusterOptions): Promise<Su
 export const RELIABILITY_NAMESPACE = "rel-vms";
 export const RELIABILITY_USER = "ops:ops-password-1";
 
-export async function startReliabilityCluster(iso: SandboxClusterOptions["iso"]): Promise<{ c: SuiteCluster; rf: RedfishClient }> {
+export async function startReliabilityCluster(
+  iso: SandboxClusterOptions["iso"],
+  moduleEnv?: SandboxClusterOptions["moduleEnv"],
+): Promise<{ c: SuiteCluster; rf: RedfishClient }> {
   const c = await startSuiteCluster({
     config: { chassis: [{ name: "rel", namespace: RELIABILITY_NAMESPACE }], datavolume: { storageSize: "1Gi" } },
     users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
     kubevirt: { stepDelayMs: 50 },
     iso,
+    moduleEnv,
   });
   createNamespace(c, RELIABILITY_NAMESPACE);
   return { c, rf: c.client() };

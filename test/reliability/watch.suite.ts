@@ -2,27 +2,18 @@
 // 410 Gone, or by restarting), the cluster changes while the watcher is not watching, and the watcher's cache
 // must converge through its own re-list: no process restart, no stale PowerState once it has resynced.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNamespace, eventually, sleep, startSuiteCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
+import { eventually, RELIABILITY_NAMESPACE as NS, RELIABILITY_USER as OPS, sleep, startReliabilityCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
 
-const NS = "rel-vms";
-const OPS = "ops:ops-password-1";
-// kubernetes-fluent-client re-lists at once when a stream ends; after a failed reconnect it retries on its
-// 5 s resync tick (Pepr's default), so convergence after an API server outage can take one or two ticks.
+// The informers resume a watch the server ended at once, re-list after a 410, and back off (0.5 s → 10 s)
+// while the API server is unreachable, so convergence after an outage takes at most one back-off step.
 const RESYNC_BOUND_MS = 15_000;
 
 let c: SuiteCluster;
 let rf: RedfishClient;
 
 beforeAll(async () => {
-  c = await startSuiteCluster({
-    config: { chassis: [{ name: "rel", namespace: NS }] },
-    users: [{ username: "ops", password: "ops-password-1", chassis: ["rel"] }],
-    // Debug logs show Pepr's watch events (connect, old resource version), so the tests can see the path taken.
-    moduleEnv: { LOG_LEVEL: "debug" },
-    kubevirt: { stepDelayMs: 50 },
-  });
-  rf = c.client();
-  createNamespace(c, NS);
+  // Debug logs show the informers' watch opens and re-lists, so the tests can see the path taken.
+  ({ c, rf } = await startReliabilityCluster(undefined, { LOG_LEVEL: "debug" }));
 });
 afterAll(async () => {
   rf?.close();
@@ -89,25 +80,25 @@ describe("watch interruptions", () => {
   it("dropped watches: the watcher re-lists and converges without a restart", async () => {
     await prepare("drop");
     const pid = c.watcher!.child.pid;
-    const connectsBefore = watcherLines(/Watch event connect received/);
+    const connectsBefore = watcherLines(/informer: watching/);
     const dropped = c.api.dropWatches();
     expect(dropped).toBeGreaterThan(0);
     changeClusterNow("drop"); // synchronously: no watch can have reconnected yet
     const took = await expectConverged("drop", pid);
-    expect(watcherLines(/Watch event connect received/)).toBeGreaterThan(connectsBefore);
+    expect(watcherLines(/informer: watching/)).toBeGreaterThan(connectsBefore);
     console.log(`dropped ${dropped} watches; converged after ${took} ms`);
   });
 
   it("410 Gone on the open watches: the watcher drops its resourceVersion, re-lists and converges", async () => {
     await prepare("gone");
     const pid = c.watcher!.child.pid;
-    const expiredBefore = watcherLines(/old_resource_version/);
+    const expiredBefore = watcherLines(/resourceVersion expired \(410\), re-listing/);
     const dropped = c.api.dropWatches({ expired: true });
     expect(dropped).toBeGreaterThan(0);
     changeClusterNow("gone");
     const took = await expectConverged("gone", pid);
-    // The 410 path really ran (Pepr logs kubernetes-fluent-client's OLD_RESOURCE_VERSION event at debug level).
-    expect(watcherLines(/old_resource_version/)).toBeGreaterThan(expiredBefore);
+    // The 410 path really ran (the informers log each re-list it forces).
+    expect(watcherLines(/resourceVersion expired \(410\), re-listing/)).toBeGreaterThan(expiredBefore);
     console.log(`410 on ${dropped} watches; converged after ${took} ms`);
   });
 
