@@ -12,6 +12,7 @@ import { startTestCluster, type TestCluster } from "../helpers/cluster";
 const ADMIN = "admin:admin123";
 const TENANT1 = "tenant1:tenant1-pass";
 const VMI_KEY = "virtualmachineinstances.kubevirt.io";
+const VM_KEY = "virtualmachines.kubevirt.io";
 
 let c: TestCluster;
 let receiver: Server;
@@ -88,9 +89,11 @@ function sseClient(user: string): { events: { at: number; body: any; id: string 
 const records = (bodies: any[]) => bodies.flatMap(b => b.Events as any[]);
 const origins = (bodies: any[]) => records(bodies).map(e => e.OriginOfCondition["@odata.id"] as string);
 
-async function reset(system: string, type: string): Promise<void> {
-  const res = await c.redfish("POST", `/redfish/v1/Systems/${system}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: type } });
-  expect(res.status, res.text).toBeLessThan(300);
+/** Starts or stops a VM the way a cluster user would (runStrategy), so KubeVirt changes its VMI. */
+function setRunning(system: string, running: boolean): void {
+  const [namespace, name] = system.split(".");
+  const vm = c.api.store.get(VM_KEY, namespace, name)!;
+  c.api.store.update(VM_KEY, { ...vm, spec: { ...(vm.spec as object), runStrategy: running ? "Always" : "Halted" } });
 }
 
 /** When the VMI in the API server first reached `phase` (polled every 10 ms). */
@@ -116,8 +119,8 @@ describe("EventService with the built module", () => {
     expect(created.text).not.toContain("abc123");
     await new Promise(resolve => setTimeout(resolve, 300)); // the stream is open
 
-    await reset("tenant2-vms.vm-1", "On");
-    await reset("tenant1-vms.vm-1", "On");
+    setRunning("tenant2-vms.vm-1", true);
+    setRunning("tenant1-vms.vm-1", true);
     const running = await whenVmiPhase("tenant1-vms", "vm-1", "Running");
     const poweredOn = await c.waitFor(
       () => tenant1.events.find(e => records([e.body]).some(r => r.MessageId === "ResourceEvent.1.3.0.ResourcePoweredOn")),
@@ -143,10 +146,11 @@ describe("EventService with the built module", () => {
     answer = 503;
     const before = attempts;
     const delivered = received.length;
-    await reset("tenant1-vms.vm-1", "ForceOff");
+    setRunning("tenant1-vms.vm-1", false);
     await c.waitFor(() => attempts >= before + 2, { timeoutMs: 30_000, what: "a retried delivery" });
     answer = 204;
-    await c.waitFor(() => records(received.slice(delivered).map(r => r.body)).some(r => r.MessageId === "ResourceEvent.1.3.0.ResourcePoweredOff"), {
+    // The demo VMs shut down gracefully (180 s): PoweringOff is the event of this change.
+    await c.waitFor(() => records(received.slice(delivered).map(r => r.body)).some(r => r.MessageId === "ResourceEvent.1.3.0.ResourcePoweringOff"), {
       timeoutMs: 30_000,
       what: "the event delivered once the subscriber is back",
     });
@@ -160,7 +164,7 @@ describe("EventService with the built module", () => {
     await redfishUp();
     await c.waitFor(async () => (await c.redfish("GET", subscription, { user: TENANT1 })).status === 200, { timeoutMs: 20_000, what: "the subscription after the restart" });
     const delivered = received.length;
-    await reset("tenant1-vms.vm-1", "On");
+    setRunning("tenant1-vms.vm-1", true);
     await c.waitFor(() => received.length > delivered, { timeoutMs: 30_000, what: "an event after the restart" });
     expect((await c.redfish("DELETE", subscription, { user: TENANT1 })).status).toBe(204);
     await c.waitFor(() => c.api.store.list("secrets", "pepr-system").every(s => s.metadata.labels?.["kubevirt-infra.dev/event-subscription"] !== "true"), {
