@@ -6,6 +6,7 @@ import { WatchCache } from "../redfish/cache/store";
 import type { CachedKind } from "../redfish/cache/types";
 import { createRedfishApp } from "../redfish/app";
 import { startBootController } from "../redfish/boot";
+import { clusterSubscriptionStore } from "../redfish/events/cluster-store";
 import { startMediaController } from "../redfish/media";
 import { startPowerController } from "../redfish/power";
 import { RedfishListener, type TlsMaterial } from "../redfish/server";
@@ -80,7 +81,12 @@ export function startRedfishService(informers: SharedInformers): () => void {
     startMediaController(redfishCache),
   ];
   stops.push(feedRedfishCache(informers));
-  const app = createRedfishApp({ cache: redfishCache, config: currentConfig, installationId: () => moduleNamespace.uid });
+  const app = createRedfishApp({
+    cache: redfishCache,
+    config: currentConfig,
+    installationId: () => moduleNamespace.uid,
+    events: { store: clusterSubscriptionStore(CONFIG_NAMESPACE) },
+  });
   const listener = new RedfishListener({ fetch: app.fetch, loadTlsSecret });
   stops.push(onConfigChange(config => void listener.reconcile(config)));
   void listener.reconcile(currentConfig());

@@ -14,10 +14,12 @@ import { Authenticator } from "./auth";
 import { clientAddress } from "./auth/client-address";
 import type { ClusterCache } from "./cache/types";
 import { baseError, RedfishError } from "./errors";
+import { createEventService, type EventSetup } from "./events";
 import { readRequestText, sendError, SERVICE_ROOT } from "./odata";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
+import { registerEventService } from "./resources/event-service";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
 import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./resources/session-service";
@@ -51,6 +53,8 @@ export interface RedfishAppOptions {
   /** How a login held back by the back-off waits (tests advance their clock instead). */
   sleep?: (ms: number) => Promise<void>;
   maxBodyBytes?: number;
+  /** EventService: where subscriptions are kept, delivery retry settings (default: in memory, 3 retries from 5 s). */
+  events?: EventSetup;
 }
 
 /** Paths served without credentials (DSP0266): the version document, ServiceRoot, OData documents. */
@@ -223,6 +227,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   registerAccountService(app);
   registerTaskService(app, deps);
   registerVirtualMedia(app, deps, media);
+  registerEventService(app, createEventService({ cache: options.cache, config: options.config, tasks: deps.tasks, now, ...options.events }));
 
   app.notFound(c => {
     if (c.req.path.startsWith("/redfish")) {

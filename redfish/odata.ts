@@ -29,6 +29,9 @@ export const RESOURCE_SCHEMAS = {
   Bios: "v1_1_0",
   SecureBoot: "v1_1_0",
   Role: "v1_3_0",
+  EventService: "v1_10_0",
+  EventDestination: "v1_13_0",
+  Event: "v1_7_0",
 } as const;
 
 export type ResourceType = keyof typeof RESOURCE_SCHEMAS;
@@ -48,6 +51,7 @@ export const COLLECTION_TYPES = {
   Storage: "StorageCollection",
   SimpleStorage: "SimpleStorageCollection",
   Role: "RoleCollection",
+  EventDestination: "EventDestinationCollection",
 } as const;
 
 export type CollectionType = (typeof COLLECTION_TYPES)[keyof typeof COLLECTION_TYPES];

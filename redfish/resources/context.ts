@@ -32,6 +32,8 @@ export interface TaskView {
 export interface TaskSource {
   list(): readonly TaskView[];
   get(id: string): TaskView | undefined;
+  /** The tasks of one system (the EventService diffs them on every change of the system's record). */
+  ofSystem?(rec: VmRecord): readonly TaskView[];
 }
 
 export interface ServiceDeps {

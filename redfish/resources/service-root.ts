@@ -29,6 +29,7 @@ const TOP_LEVEL = {
   SessionService: `${SERVICE_ROOT}/SessionService`,
   AccountService: `${SERVICE_ROOT}/AccountService`,
   Tasks: `${SERVICE_ROOT}/TaskService`,
+  EventService: `${SERVICE_ROOT}/EventService`,
 };
 
 /** CSDL: every DMTF schema (and version) whose types the service returns, so validators can resolve them. */

@@ -32,6 +32,9 @@ export function mediaTaskView(opts: MediaTaskSourceOptions, rec: VmRecord, dv: R
 
 export function mediaTaskSource(opts: MediaTaskSourceOptions): TaskSource {
   return {
+    ofSystem(rec: VmRecord): readonly TaskView[] {
+      return rec.dataVolumes.filter(dv => isMediaDataVolumeOf(dv, rec.vm)).map(dv => mediaTaskView(opts, rec, dv));
+    },
     list(): readonly TaskView[] {
       const views: TaskView[] = [];
       for (const namespace of new Set(opts.namespaces())) {

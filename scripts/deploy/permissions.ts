@@ -155,6 +155,24 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
       },
     ],
   },
+  createEventSubscriptionSecret: {
+    grants: [
+      { group: "", resource: "secrets", verbs: ["create"], scope: "module", role: "infra", why: "Redfish EventService: keeps each event subscription (with its HttpHeaders) across restarts" },
+    ],
+    callers: ["redfish/events/cluster-store.ts"],
+  },
+  deleteEventSubscriptionSecret: {
+    grants: [
+      { group: "", resource: "secrets", verbs: ["delete"], scope: "module", role: "infra", why: "Redfish EventService: DELETE of an event subscription" },
+    ],
+    callers: ["redfish/events/cluster-store.ts"],
+  },
+  listEventSubscriptionSecrets: {
+    grants: [
+      { group: "", resource: "secrets", verbs: ["list"], scope: "module", role: "infra", why: "Redfish EventService: reads the stored event subscriptions back at start" },
+    ],
+    callers: ["redfish/events/cluster-store.ts"],
+  },
   readVirtualMachine: {
     grants: [
       { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "chassis", role: "infra", why: "fresh read after a stale-cache conflict" },

@@ -1,0 +1,166 @@
+// EventService: the service description, the Subscriptions collection (push-style EventDestinations, per user)
+// and the ServerSentEventUri stream. Events come from redfish/events (derived from the watch cache); a user only
+// sees, deletes and receives through their own subscriptions, and only events of systems they may see.
+import type { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { baseError, notFound } from "../errors";
+import { EVENT_TYPES, REGISTRY_PREFIXES, RESOURCE_TYPES } from "../events/derive";
+import { eventBody, SubscriptionLimitError, type EventHub } from "../events/hub";
+import { newSubscription, parseHttpHeaders, subscriptionRequestSchema, type Subscription } from "../events/subscriptions";
+import { collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
+import { checkImageUrl, type ImageUrlPolicyConfig } from "../url-policy";
+import { resource, type RedfishContext, type RedfishEnv } from "./context";
+
+export const EVENT_SERVICE_URI = `${SERVICE_ROOT}/EventService`;
+export const SUBSCRIPTIONS_URI = `${EVENT_SERVICE_URI}/Subscriptions`;
+export const SSE_URI = `${EVENT_SERVICE_URI}/SSE`;
+/** Events written to an SSE stream and not yet taken by the client; beyond this the stream is closed. */
+const MAX_UNSENT_SSE_EVENTS = 1000;
+const subscriptionUri = (id: string) => `${SUBSCRIPTIONS_URI}/${encodeURIComponent(id)}`;
+
+export interface EventServiceOptions {
+  hub: EventHub;
+  policy: () => ImageUrlPolicyConfig;
+  retryAttempts: number;
+  retryIntervalSeconds: number;
+  /** SSE keep-alive comment period. */
+  keepAliveMs?: number;
+}
+
+function renderSubscription(sub: Subscription): Record<string, unknown> {
+  return {
+    ...envelope("EventDestination", subscriptionUri(sub.id)),
+    Id: sub.id,
+    Name: "Event Subscription",
+    Destination: sub.destination,
+    Protocol: "Redfish",
+    SubscriptionType: "RedfishEvent",
+    EventFormatType: "Event",
+    Context: sub.context,
+    EventTypes: sub.eventTypes,
+    RegistryPrefixes: sub.registryPrefixes,
+    ResourceTypes: sub.resourceTypes,
+    // DSP0266: HttpHeaders are never returned (they may carry credentials).
+    HttpHeaders: [],
+    Status: { State: "Enabled", Health: "OK" },
+  };
+}
+
+export function registerEventService(app: Hono<RedfishEnv>, options: EventServiceOptions): void {
+  const { hub } = options;
+  const owner = (c: RedfishContext) => c.get("principal").account.username;
+
+  resource(app, EVENT_SERVICE_URI, {
+    GET: c =>
+      sendJson(
+        c,
+        {
+          ...envelope("EventService", EVENT_SERVICE_URI),
+          Id: "EventService",
+          Name: "Event Service",
+          Description: "Events derived from the VirtualMachines, VirtualMachineInstances and DataVolumes of the user's chassis",
+          ServiceEnabled: true,
+          DeliveryRetryAttempts: options.retryAttempts,
+          DeliveryRetryIntervalSeconds: options.retryIntervalSeconds,
+          EventFormatTypes: ["Event"],
+          EventTypesForSubscription: [...EVENT_TYPES],
+          RegistryPrefixes: [...REGISTRY_PREFIXES],
+          ResourceTypes: [...RESOURCE_TYPES],
+          ServerSentEventUri: SSE_URI,
+          SSEFilterPropertiesSupported: {
+            EventFormatType: false,
+            EventType: false,
+            MessageId: false,
+            MetricReportDefinition: false,
+            OriginResource: false,
+            RegistryPrefix: false,
+            ResourceType: false,
+            SubordinateResources: false,
+          },
+          SubordinateResourcesSupported: false,
+          IncludeOriginOfConditionSupported: false,
+          Subscriptions: link(SUBSCRIPTIONS_URI),
+          Status: { State: "Enabled", Health: "OK" },
+        },
+        { conditional: true },
+      ),
+  });
+
+  resource(app, SUBSCRIPTIONS_URI, {
+    GET: c =>
+      sendJson(
+        c,
+        collection("EventDestinationCollection", SUBSCRIPTIONS_URI, "Event Subscriptions", hub.subscriptionsOf(owner(c)).map(s => subscriptionUri(s.id))),
+        { conditional: true },
+      ),
+    POST: async c => {
+      const raw = await readJsonObject(c);
+      const request = parseBody(subscriptionRequestSchema, raw);
+      const headers = parseHttpHeaders(request.HttpHeaders);
+      const check = await checkImageUrl(request.Destination, options.policy());
+      if (!check.ok) {
+        throw baseError(400, "PropertyValueFormatError", [request.Destination.slice(0, 256), "Destination"], {
+          resolution: `The destination is not allowed: ${check.message}.`,
+          relatedProperties: ["#/Destination"],
+        });
+      }
+      if (new URL(check.url).username || new URL(check.url).password) {
+        throw baseError(400, "PropertyValueFormatError", ["(hidden)", "Destination"], {
+          resolution: "Give credentials in HttpHeaders, not in the Destination URL.",
+          relatedProperties: ["#/Destination"],
+        });
+      }
+      const sub = newSubscription(owner(c), check.url, request, headers);
+      try {
+        await hub.addSubscription(sub);
+      } catch (err) {
+        if (err instanceof SubscriptionLimitError) {
+          throw baseError(400, "GeneralError", [], { resolution: `Delete a subscription first: ${err.message}.` });
+        }
+        throw err;
+      }
+      return sendJson(c, renderSubscription(sub), { status: 201, headers: { Location: subscriptionUri(sub.id) } });
+    },
+  });
+
+  const ownSubscription = (c: RedfishContext) => {
+    const id = c.req.param("id") ?? "";
+    const sub = hub.subscription(id, owner(c));
+    if (!sub) throw notFound("EventDestination", id);
+    return sub;
+  };
+  resource(
+    app,
+    `${SUBSCRIPTIONS_URI}/:id`,
+    {
+      GET: c => sendJson(c, renderSubscription(ownSubscription(c)), { conditional: true }),
+      DELETE: async c => {
+        const sub = ownSubscription(c);
+        await hub.removeSubscription(sub.id);
+        return new Response(null, { status: 204 });
+      },
+    },
+    ownSubscription,
+  );
+
+  resource(app, SSE_URI, {
+    GET: c => {
+      const username = owner(c);
+      return streamSSE(c, async stream => {
+        // A client that stops reading is disconnected rather than buffered for without bound.
+        let unsent = 0;
+        const stop = hub.listen({
+          owner: username,
+          send: record => {
+            if (++unsent > MAX_UNSENT_SSE_EVENTS) return void stream.abort();
+            void stream.writeSSE({ id: record.id, data: JSON.stringify(eventBody([record], "")) }).finally(() => unsent--);
+          },
+        });
+        const keepAlive = setInterval(() => void stream.write(": keep-alive\n\n"), options.keepAliveMs ?? 15_000);
+        await new Promise<void>(resolve => stream.onAbort(resolve));
+        clearInterval(keepAlive);
+        stop();
+      });
+    },
+  });
+}
