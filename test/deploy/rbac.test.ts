@@ -27,7 +27,7 @@ import { startModuleProcess, type ModuleProcess } from "../../sandbox/module-pro
 import { freePort } from "../../sandbox/ports";
 import { startKubeVirtSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
 import { loadBuiltCapabilities } from "../../scripts/deploy/capabilities";
-import { gatewayPermissions } from "../../scripts/deploy/permissions";
+import { directCalls, gatewayPermissions } from "../../scripts/deploy/permissions";
 import { parseManifest } from "../../scripts/post-build";
 import type { KubeObject as ManifestObject } from "../../scripts/deploy/manifest";
 import { MODULE_REQUESTERS } from "../../capabilities/datavolume-policy/scope";
@@ -470,14 +470,19 @@ describe("the gateway's permission table", () => {
     const admission = allPermissionsOf(builtPermissions(built, "admission"));
     expect(admission.filter(p => /core\/secrets:/.test(p)), "admission rights on Secrets").toEqual([]);
     const watcher = allPermissionsOf(builtPermissions(built, "watcher"));
-    expect(watcher).toContain(`${MODULE_NAMESPACE}|${permissionKey("", "secrets", "get", "kubevirt-infra-users")}`);
+    // The watcher reads the users Secret through its informer: list + watch of that one Secret, by name.
+    // (A `list` of every Secret in pepr-system, for the event subscriptions, covers the named list.)
+    expect(watcher).toContain(`${MODULE_NAMESPACE}|${permissionKey("", "secrets", "watch", "kubevirt-infra-users")}`);
+    expect(watcher.filter(p => p.startsWith(`${MODULE_NAMESPACE}|core/secrets:list@`))).not.toEqual([]);
   });
 
   it("keeps Redfish's rights on VMs, VMI subresources, DataVolumes and Secrets in the chassis namespaces", async () => {
     expect(TEST_CONFIG.chassis.length).toBeGreaterThan(0);
-    // Pepr 1.1.4's Watch bindings list+watch cluster-wide; those reads (and only those) may stay cluster-wide.
+    // The shared informers (and Pepr 1.1.4's remaining Watch binding) list+watch cluster-wide; those reads (and
+    // only those) may stay cluster-wide. Every write and every Secret right is namespaced.
     const capabilities = await loadBuiltCapabilities(path.join(dist, `pepr-${UUID}.js`));
-    const watchReads = permissionsOf(renderRules(watchGrants(capabilities), TEST_CONFIG));
+    const informerGrants = Object.values(directCalls).flatMap(p => p.grants);
+    const watchReads = permissionsOf(renderRules([...watchGrants(capabilities), ...informerGrants], TEST_CONFIG));
     const tenantResources = /^(kubevirt\.io\/virtualmachines|kubevirt\.io\/virtualmachineinstances|subresources\.kubevirt\.io\/.*|cdi\.kubevirt\.io\/datavolumes|core\/secrets):/;
     for (const account of ["admission", "watcher"] as const) {
       const clusterWide = [...builtPermissions(built, account).cluster].filter(p => tenantResources.test(p) && !watchReads.has(p));
