@@ -13,6 +13,8 @@ export default [
     rules: {
       ...typescriptEslint.configs.recommended.rules,
       "@typescript-eslint/no-explicit-any": "off",
+      // A leading underscore marks a value left out on purpose (rest-destructuring, unused callback parameters).
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrorsIgnorePattern: "^_", ignoreRestSiblings: true }],
     },
   },
   {

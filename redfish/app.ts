@@ -8,7 +8,7 @@ import type { IncomingMessage } from "node:http";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import { Log } from "pepr";
+import { Log } from "./platform";
 import type { ModuleConfig } from "../capabilities/config/schema";
 import { Authenticator } from "./auth";
 import { clientAddress } from "./auth/client-address";

@@ -1,7 +1,7 @@
 // Event subscriptions kept in the cluster: one Secret per subscription in the module namespace (HttpHeaders can
 // carry credentials), written through the gateway and read back once when the watcher starts. Only the watcher
 // writes them, so a list at start is the whole state.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { createEventSubscriptionSecret, deleteEventSubscriptionSecret, listEventSubscriptionSecrets } from "../../capabilities/common/gateway";
 import type { SubscriptionStore } from "./index";
 import { storedSubscriptionSchema, type Subscription } from "./subscriptions";

@@ -7,7 +7,7 @@ import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import http from "node:http";
 import https from "node:https";
 import { isIP } from "node:net";
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { WorkQueue } from "../../capabilities/common/work-queue";
 import { checkImageUrl, systemResolver, type ImageUrlPolicyConfig, type Resolver } from "../url-policy";
 import { eventBody, type EventDelivery, type EventRecord } from "./hub";

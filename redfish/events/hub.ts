@@ -1,7 +1,7 @@
 // The event hub: derives Redfish events from the watch cache (one snapshot per system, diffed on every change
 // of its record), and hands each event to the SSE streams and subscriptions whose user may see its system.
 // Subscriptions live here; their persistence and HTTP delivery are injected.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { RESOURCE_SCHEMAS } from "../odata";
 import type { TaskSource } from "../resources/context";

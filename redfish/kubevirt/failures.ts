@@ -7,7 +7,7 @@
 //     "the server rejected our request due to an error in our request", `details: {}` and no causes
 //     (apiserver's NewGenericServerResponse drops the patch library's text). Like a 409, it means the object
 //     changed since it was read.
-import { Log } from "pepr";
+import { Log } from "../platform";
 import { KubeApiError } from "../../capabilities/common/gateway";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
 

@@ -108,7 +108,12 @@ describe("values.yaml and values.schema.json", () => {
     const patterns: string[] = [];
     const walk = (node: unknown): void => {
       if (Array.isArray(node)) node.forEach(walk);
-      else if (isMap(node)) for (const [k, v] of Object.entries(node)) k === "pattern" && typeof v === "string" ? patterns.push(v) : walk(v);
+      else if (isMap(node)) {
+        for (const [k, v] of Object.entries(node)) {
+          if (k === "pattern" && typeof v === "string") patterns.push(v);
+          else walk(v);
+        }
+      }
     };
     walk(schema);
     expect(patterns.length).toBeGreaterThan(0);

@@ -15,7 +15,7 @@ import { UserDirectory } from "../../redfish/auth/users";
 import { serviceSettings } from "../../redfish/settings";
 import { AUTH, basic, PASSWORDS, testConfig, testService } from "./fixtures";
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;  
 
 const SYSTEM = "/redfish/v1/Systems/tenant1-vms.vm-a";
 

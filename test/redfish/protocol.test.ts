@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ClusterCache } from "../../redfish/cache/types";
 import { AUTH, testService } from "./fixtures";
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;  
 
 const SYSTEM = "/redfish/v1/Systems/tenant1-vms.vm-a";
 const RESET = `${SYSTEM}/Actions/ComputerSystem.Reset`;

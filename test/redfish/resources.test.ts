@@ -5,7 +5,7 @@ import { RESET_TYPES } from "../../redfish/power";
 import { firmwareUuid, uuidV5 } from "../../redfish/resources/hardware";
 import { AUTH, revise, runningVmi, testConfig, testService, vm } from "./fixtures";
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;  
 
 async function getJson(s: ReturnType<typeof testService>, path: string, auth = AUTH.alice): Promise<{ status: number; body: Json; headers: Headers }> {
   const res = await s.request(path, { headers: { Authorization: auth } });

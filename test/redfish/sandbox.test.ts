@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH, PASSWORDS } from "./fixtures";
 import { startSandboxService, VM_KEY, type SandboxService } from "./sandbox-service";
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;  
 
 let s: SandboxService;
 let token: string;

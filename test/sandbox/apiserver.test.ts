@@ -283,7 +283,6 @@ describe("list and watch", () => {
 });
 
 const VM = { group: "kubevirt.io", version: "v1", plural: "virtualmachines" };
-const DV = { group: "cdi.kubevirt.io", version: "v1beta1", plural: "datavolumes" };
 type Obj = KubernetesObject & { spec?: Record<string, unknown>; status?: Record<string, unknown>; data?: Record<string, string> };
 
 /** The smallest VM template KubeVirt's CRD schema accepts (spec.template and its domain are required). */
