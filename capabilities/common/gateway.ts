@@ -215,40 +215,34 @@ export async function createSecret(secret: { metadata: { name: string; namespace
   return created(await call("POST", corePath(secret.metadata.namespace, "secrets"), body));
 }
 
-// ---- Redfish event subscriptions: one Secret each in the module namespace (their HttpHeaders may carry credentials) ----
+// ---- Redfish event subscriptions: ONE Secret in the module namespace (their HttpHeaders may carry credentials) ----
 
-export const EVENT_SUBSCRIPTION_LABEL = { key: "kubevirt-infra.dev/event-subscription", value: "true" } as const;
+/** The Secret that holds every event subscription (data key = subscription id), read and written by name only. */
+export const EVENT_SUBSCRIPTIONS_SECRET = "kubevirt-infra-event-subscriptions";
 
-/** Stores one event subscription (a new Secret; its name is the subscription id). Callers never log the data. */
-export async function createEventSubscriptionSecret(namespace: string, name: string, data: Record<string, string>): Promise<void> {
-  await call("POST", corePath(namespace, "secrets"), {
-    apiVersion: "v1",
-    kind: "Secret",
-    metadata: { name, namespace, labels: { [EVENT_SUBSCRIPTION_LABEL.key]: EVENT_SUBSCRIPTION_LABEL.value, "app.kubernetes.io/managed-by": "kubevirt-infra" } },
-    type: "Opaque",
-    stringData: data,
-  });
+/** The stored event subscriptions (decoded data by subscription id); none before the first write. Never logged. */
+export async function readEventSubscriptions(namespace: string): Promise<Record<string, string>> {
+  const secret = (await readOrUndefined(corePath(namespace, "secrets", EVENT_SUBSCRIPTIONS_SECRET))) as { data?: Record<string, string> } | undefined;
+  return Object.fromEntries(Object.entries(secret?.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
 }
 
-/** Deletes a stored event subscription; a missing one is success. */
-export async function deleteEventSubscriptionSecret(namespace: string, name: string): Promise<void> {
-  try {
-    await call("DELETE", corePath(namespace, "secrets", name));
-  } catch (e) {
-    if (e instanceof KubeApiError && e.status === 404) return;
-    throw e;
-  }
-}
-
-/** The stored event subscriptions (decoded Secret data by Secret name). Callers never log the data. */
-export async function listEventSubscriptionSecrets(namespace: string): Promise<Map<string, Record<string, string>>> {
-  const list = await call<{ items?: { metadata?: { name?: string }; data?: Record<string, string> }[] }>("GET", corePath(namespace, "secrets"), undefined, undefined, {
-    labelSelector: `${EVENT_SUBSCRIPTION_LABEL.key}=${EVENT_SUBSCRIPTION_LABEL.value}`,
-  });
-  const found = new Map<string, Record<string, string>>();
-  for (const item of list.items ?? []) {
-    if (!item.metadata?.name) continue;
-    found.set(item.metadata.name, Object.fromEntries(Object.entries(item.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")])));
-  }
-  return found;
+/**
+ * Replaces the stored event subscriptions with `data` (server-side apply of the whole set: a subscription left
+ * out is removed). Creates the Secret on first use. Callers never log the data.
+ */
+export async function writeEventSubscriptions(namespace: string, data: Record<string, string>): Promise<void> {
+  const encoded = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, "utf8").toString("base64")]));
+  await call(
+    "PATCH",
+    corePath(namespace, "secrets", EVENT_SUBSCRIPTIONS_SECRET),
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: EVENT_SUBSCRIPTIONS_SECRET, namespace, labels: { "app.kubernetes.io/managed-by": "kubevirt-infra" } },
+      type: "Opaque",
+      data: encoded,
+    },
+    APPLY_PATCH,
+    { fieldManager: "kubevirt-infra-events", force: true },
+  );
 }

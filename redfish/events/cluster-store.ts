@@ -1,39 +1,56 @@
-// Event subscriptions kept in the cluster: one Secret per subscription in the module namespace (HttpHeaders can
-// carry credentials), written through the gateway and read back once when the watcher starts. Only the watcher
-// writes them, so a list at start is the whole state.
+// Event subscriptions kept in the cluster: ONE Secret in the module namespace (HttpHeaders can carry
+// credentials), data key = subscription id, read and written by name only, so the watcher needs no right on
+// any other Secret. Only the watcher writes it, so what it read at start plus its own writes is the whole
+// state: each change writes the whole set (server-side apply), one write at a time, in order.
 import { Log } from "../platform";
-import { createEventSubscriptionSecret, deleteEventSubscriptionSecret, listEventSubscriptionSecrets } from "../../capabilities/common/gateway";
+import { readEventSubscriptions, writeEventSubscriptions } from "../../capabilities/common/gateway";
 import type { SubscriptionStore } from "./index";
 import { storedSubscriptionSchema, type Subscription } from "./subscriptions";
 
-const DATA_KEY = "subscription";
-const secretName = (id: string) => `redfish-subscription-${id}`;
-
 export function clusterSubscriptionStore(namespace: string): SubscriptionStore {
+  const stored = new Map<string, string>();
+  let writes: Promise<void> = Promise.resolve();
+  const write = (change: () => void): Promise<void> => {
+    const next = writes.then(async () => {
+      const before = new Map(stored);
+      change();
+      try {
+        await writeEventSubscriptions(namespace, Object.fromEntries(stored));
+      } catch (err) {
+        stored.clear();
+        for (const [id, text] of before) stored.set(id, text);
+        throw err;
+      }
+    });
+    writes = next.catch(() => undefined);
+    return next;
+  };
   return {
-    save: (sub: Subscription) => createEventSubscriptionSecret(namespace, secretName(sub.id), { [DATA_KEY]: JSON.stringify(sub) }),
-    remove: (id: string) => deleteEventSubscriptionSecret(namespace, secretName(id)),
+    save: (sub: Subscription) => write(() => stored.set(sub.id, JSON.stringify(sub))),
+    remove: (id: string) => write(() => stored.delete(id)),
     async load() {
       for (let attempt = 0; ; attempt++) {
         try {
           const subs: Subscription[] = [];
-          for (const [name, data] of await listEventSubscriptionSecrets(namespace)) {
-            let stored: unknown;
+          for (const [id, text] of Object.entries(await readEventSubscriptions(namespace))) {
+            let value: unknown;
             try {
-              stored = JSON.parse(data[DATA_KEY] ?? "null");
+              value = JSON.parse(text);
             } catch {
-              stored = undefined;
+              value = undefined;
             }
-            const parsed = storedSubscriptionSchema.safeParse(stored);
+            const parsed = storedSubscriptionSchema.safeParse(value);
             // Never log the data: it holds the subscriber's headers.
-            if (parsed.success && secretName(parsed.data.id) === name) subs.push(parsed.data);
-            else Log.warn({ secret: name }, "Redfish event subscription Secret is not valid; ignored");
+            if (parsed.success && parsed.data.id === id) {
+              subs.push(parsed.data);
+              stored.set(id, text);
+            } else Log.warn({ subscription: id.slice(0, 64) }, "a stored Redfish event subscription is not valid; ignored");
           }
           Log.info({ count: subs.length }, "Redfish event subscriptions loaded");
           return subs;
         } catch (err) {
           const delay = Math.min(30_000, 500 * 2 ** attempt);
-          Log.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: delay }, "cannot list the Redfish event subscriptions; retrying");
+          Log.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: delay }, "cannot read the Redfish event subscriptions; retrying");
           await new Promise(resolve => setTimeout(resolve, delay));
         }
       }

@@ -155,21 +155,33 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
       },
     ],
   },
-  createEventSubscriptionSecret: {
+  readEventSubscriptions: {
     grants: [
-      { group: "", resource: "secrets", verbs: ["create"], scope: "module", role: "infra", why: "Redfish EventService: keeps each event subscription (with its HttpHeaders) across restarts" },
+      {
+        group: "",
+        resource: "secrets",
+        verbs: ["get"],
+        scope: "module",
+        resourceNames: ["kubevirt-infra-event-subscriptions"],
+        role: "infra",
+        why: "Redfish EventService: reads the stored event subscriptions back at start (that one Secret only)",
+      },
     ],
     callers: ["redfish/events/cluster-store.ts"],
   },
-  deleteEventSubscriptionSecret: {
+  writeEventSubscriptions: {
     grants: [
-      { group: "", resource: "secrets", verbs: ["delete"], scope: "module", role: "infra", why: "Redfish EventService: DELETE of an event subscription" },
-    ],
-    callers: ["redfish/events/cluster-store.ts"],
-  },
-  listEventSubscriptionSecrets: {
-    grants: [
-      { group: "", resource: "secrets", verbs: ["list"], scope: "module", role: "infra", why: "Redfish EventService: reads the stored event subscriptions back at start" },
+      {
+        group: "",
+        resource: "secrets",
+        verbs: ["patch"],
+        scope: "module",
+        resourceNames: ["kubevirt-infra-event-subscriptions"],
+        role: "infra",
+        why: "Redfish EventService: keeps the event subscriptions (with their HttpHeaders) across restarts",
+      },
+      // Server-side apply creates the Secret on first use; RBAC cannot name an object that does not exist yet.
+      { group: "", resource: "secrets", verbs: ["create"], scope: "module", role: "infra", why: "Redfish EventService: creates the subscriptions Secret on first use" },
     ],
     callers: ["redfish/events/cluster-store.ts"],
   },

@@ -359,16 +359,22 @@ describe("the manifest for a configured install", () => {
 
   it("reads only the Secrets the config names, and no Secret outside pepr-system", () => {
     const watcherRole = full.objects.find(o => o.kind === "Role" && o.metadata.name === `${NAME}-watcher` && o.metadata.namespace === "pepr-system")!;
-    for (const secret of ["infra-kubeconfig", "kubevirt-infra-redfish-tls", "kubevirt-infra-users"]) {
+    for (const secret of ["infra-kubeconfig", "kubevirt-infra-redfish-tls"]) {
       expect(rulesOf(watcherRole)).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: [secret], verbs: ["get"] });
     }
+    // The users Secret through its informer (that one Secret), the event subscriptions' Secret by name; the only
+    // unnamed right on Secrets in pepr-system is `create` (server-side apply creates the subscriptions' Secret).
+    expect(rulesOf(watcherRole)).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: ["kubevirt-infra-users"], verbs: ["list", "watch"] });
+    expect(rulesOf(watcherRole)).toContainEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: ["kubevirt-infra-event-subscriptions"], verbs: ["get", "patch"] });
+    const unnamed = rulesOf(watcherRole).filter(r => r.resources.includes("secrets") && !r.resourceNames);
+    expect(unnamed.flatMap(r => r.verbs)).toEqual(["create"]);
     // The admission pods read no Secret at all.
     expect(grants(full.get("Role", `${NAME}-store`), "", "secrets")).toEqual([]);
     expect(grants(full.get("ClusterRole", NAME), "", "secrets")).toEqual([]);
     const clusterWide = [...permissionsOf(rulesOf(full.get("ClusterRole", `${NAME}-watcher`)))].filter(p => p.startsWith("core/secrets:"));
-    // Pepr watches the users Secret by name (cluster-wide list with a name field selector); virtual media
-    // creates download credentials in the chassis namespaces only. Nothing reads other Secrets.
-    expect(clusterWide.sort()).toEqual(["core/secrets:list@kubevirt-infra-users", "core/secrets:watch@kubevirt-infra-users"]);
+    // No cluster-wide right on Secrets at all; virtual media creates download credentials in the chassis
+    // namespaces only. Nothing reads other Secrets.
+    expect(clusterWide).toEqual([]);
     const chassisRole = full.objects.find(o => o.kind === "Role" && o.metadata.namespace === "tenant1-vms")!;
     expect(grants(chassisRole, "", "secrets")).toEqual(["create"]);
   });

@@ -319,9 +319,8 @@ describe("the gateway's permission table", () => {
     createSecret: [
       () => gateway.createSecret({ apiVersion: "v1", kind: "Secret", metadata: { name: "iso-credentials", namespace: NS }, stringData: { accessKeyId: "u", secretKey: "p" } }),
     ],
-    createEventSubscriptionSecret: [() => gateway.createEventSubscriptionSecret(MODULE_NAMESPACE, "subscription-exercise", { subscription: "{}" })],
-    listEventSubscriptionSecrets: [() => gateway.listEventSubscriptionSecrets(MODULE_NAMESPACE)],
-    deleteEventSubscriptionSecret: [() => gateway.deleteEventSubscriptionSecret(MODULE_NAMESPACE, "subscription-exercise")],
+    writeEventSubscriptions: [() => gateway.writeEventSubscriptions(MODULE_NAMESPACE, { "subscription-exercise": "{}" })],
+    readEventSubscriptions: [() => gateway.readEventSubscriptions(MODULE_NAMESPACE)],
     readVirtualMachine: [() => gateway.readVirtualMachine(NS, "vm-1")],
     readVirtualMachineInstance: [() => gateway.readVirtualMachineInstance(NS, "vm-1")],
     patchVirtualMachine: [() => gateway.patchVirtualMachine(NS, "vm-1", [{ op: "add", path: "/metadata/labels", value: { exercised: "true" } }])],

@@ -157,8 +157,9 @@ describe("EventService with the built module", () => {
   }, 60_000);
 
   it("keeps the subscription across a watcher restart (a Secret in the module namespace)", async () => {
-    const stored = c.api.store.list("secrets", "pepr-system").filter(s => s.metadata.labels?.["kubevirt-infra.dev/event-subscription"] === "true");
-    expect(stored).toHaveLength(1);
+    const storedIds = () => Object.keys((c.api.store.get("secrets", "pepr-system", "kubevirt-infra-event-subscriptions")?.data as Record<string, string> | undefined) ?? {});
+    expect(storedIds()).toHaveLength(1);
+    expect(subscription.endsWith(`/${storedIds()[0]}`)).toBe(true);
     await c.stopModule(["watcher"]);
     await c.startModule(["watcher"]);
     await redfishUp();
@@ -167,8 +168,6 @@ describe("EventService with the built module", () => {
     setRunning("tenant1-vms.vm-1", true);
     await c.waitFor(() => received.length > delivered, { timeoutMs: 30_000, what: "an event after the restart" });
     expect((await c.redfish("DELETE", subscription, { user: TENANT1 })).status).toBe(204);
-    await c.waitFor(() => c.api.store.list("secrets", "pepr-system").every(s => s.metadata.labels?.["kubevirt-infra.dev/event-subscription"] !== "true"), {
-      what: "the Secret deleted",
-    });
+    await c.waitFor(() => storedIds().length === 0, { what: "the subscription removed from its Secret" });
   }, 120_000);
 });

@@ -131,6 +131,8 @@ describe("EventService and Subscriptions", () => {
 
   it("refuses destinations the URL policy denies, bad bodies and credentials in the URL, with the field named", async () => {
     const service = testService();
+    // The default policy (the shared test config allows the tests' loopback lab).
+    service.config.current = testConfig({ redfish: { imageUrlPolicy: {} } });
     const loopback = await subscribe(service, AUTH.alice, { Destination: "http://127.0.0.1:9/x", Protocol: "Redfish" });
     expect(loopback.status).toBe(400);
     expect(JSON.stringify(await loopback.json())).toMatch(/Destination.*loopback|loopback.*Destination/s);

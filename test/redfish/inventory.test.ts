@@ -166,7 +166,7 @@ describe("Bios and SecureBoot", () => {
       Attributes: { BootMode: "Bios", SecureBoot: "Disabled", Smm: "Disabled", MachineType: "q35", ProcessorSockets: 1 },
     });
     expect(bios.headers.get("Allow")).toBe("GET, HEAD");
-    const patch = await s.request(`${SYS}.vm-b/Bios`, { method: "PATCH", headers: { Authorization: AUTH.alice }, body: "{}" });
+    const patch = await s.request(`${SYS}.vm-b/Bios`, { method: "PATCH", headers: { Authorization: AUTH.alice, "Content-Type": "application/json" }, body: "{}" });
     expect(patch.status).toBe(405);
     expect((await getJson(s, `${SYS}.vm-b/SecureBoot`)).body).toMatchObject({
       "@odata.type": "#SecureBoot.v1_1_0.SecureBoot",
@@ -206,7 +206,7 @@ describe("Bios and SecureBoot", () => {
     expect(JSON.stringify(body)).toContain("secureBoot");
     expect((await getJson(s, `${SYS}.vm-b/SecureBoot`)).body.SecureBootEnable).toBe(false);
     // another tenant's system: the same 404 as a missing one
-    const foreign = await s.request("/redfish/v1/Systems/tenant2-vms.vm-c/SecureBoot", { method: "PATCH", headers: { Authorization: AUTH.alice }, body: "{}" });
+    const foreign = await s.request("/redfish/v1/Systems/tenant2-vms.vm-c/SecureBoot", { method: "PATCH", headers: { Authorization: AUTH.alice, "Content-Type": "application/json" }, body: "{}" });
     expect(foreign.status).toBe(404);
   });
 });

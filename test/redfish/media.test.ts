@@ -168,7 +168,7 @@ describe("the VirtualMedia resources", () => {
   it("are 404 for other tenants and 405 with Allow for wrong methods", async () => {
     const svc = testService();
     expect((await svc.request("/redfish/v1/Systems/tenant1-vms.vm-b/VirtualMedia/Cd", { headers: { Authorization: AUTH.bob } })).status).toBe(404);
-    const patch = await svc.request("/redfish/v1/Systems/tenant1-vms.vm-b/VirtualMedia/Cd", { method: "PATCH", headers: { Authorization: AUTH.alice }, body: "{}" });
+    const patch = await svc.request("/redfish/v1/Systems/tenant1-vms.vm-b/VirtualMedia/Cd", { method: "PATCH", headers: { Authorization: AUTH.alice, "Content-Type": "application/json" }, body: "{}" });
     expect(patch.status).toBe(405);
     expect(patch.headers.get("Allow")).toBe("GET, HEAD");
     expect((await svc.request("/redfish/v1/Systems/tenant1-vms.vm-b/VirtualMedia/Floppy", { headers: { Authorization: AUTH.alice } })).status).toBe(404);

@@ -104,6 +104,8 @@ beforeAll(async () => {
     ],
     kubevirt: { stepDelayMs: 50 },
     iso: { sizeBytes: 256 * 1024, slowChunkIntervalMs: 20 },
+    // The most verbose level an operator can choose: no secret may reach the logs even there.
+    moduleEnv: { LOG_LEVEL: "debug" },
   });
   for (const ns of ["sec-a", "sec-b", "sec-c"]) createNamespace(c, ns);
   for (const id of SYSTEMS) {
@@ -467,6 +469,14 @@ describe("brute-force back-off", () => {
 
 // ---- 4. secrets ----
 
+/** The users Secret's users.yaml as the API server stores it (base64). */
+function usersSecretData(cluster: SuiteCluster): string {
+  const data = cluster.api.store.get("secrets", "pepr-system", "kubevirt-infra-users")?.data as Record<string, string> | undefined;
+  const value = data?.["users.yaml"];
+  if (!value) throw new Error("the users Secret has no users.yaml");
+  return value;
+}
+
 describe("no secret in logs or responses", () => {
   it("no password, credential header, hash, token or key in any log line of any process, nor in a response body", async () => {
     // Media credentials go into a Secret; a URL with credentials is refused. Neither may reach a log.
@@ -484,6 +494,13 @@ describe("no secret in logs or responses", () => {
       body: { Image: `http://iso-user:${encodeURIComponent(urlPassword)}@127.0.0.1:${port}/images/credentials.iso` },
     });
     expect(inUrl.status).toBe(400);
+    // A Node write goes through the module's Node webhook, so the API server logs an admission call too.
+    const node = await fetch(`${c.api.url}/api/v1/nodes`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "secrets-probe" } }),
+    });
+    expect(node.status).toBe(201);
     await sleep(1_000); // let the processes log what they log about these requests
 
     const credentialHeaders = USER_NAMES.map(u => Buffer.from(basic(u)).toString("base64"));
@@ -497,6 +514,8 @@ describe("no secret in logs or responses", () => {
       ["a password in an image URL", urlPassword],
       ...tokens.map(t => ["a session token", t] as [string, string]),
       ...tlsKeyLines.map(l => ["the Redfish TLS key", l] as [string, string]),
+      // The users Secret as the API server stores it (base64): what a debug log of the watched object would show.
+      ["the users Secret's data", usersSecretData(c).slice(0, 60)],
     ];
     expect(tokens.length).toBeGreaterThanOrEqual(USER_NAMES.length + 1);
     const sources = new Map<string, number>();
