@@ -5,16 +5,10 @@
 import { z } from "zod";
 import { ApiError, type UserInfo } from "./types";
 import type { MemoryStore } from "./store";
+import type { RequestAttributes } from "../../scripts/deploy/request-attributes";
 
 /** What the authorizer decides on (k8s.io/apiserver authorizer.Attributes for a resource request). */
-export interface ResourceAttributes {
-  verb: string;
-  group: string;
-  resource: string;
-  subresource: string;
-  namespace: string;
-  name: string;
-}
+export type ResourceAttributes = RequestAttributes;
 
 const ruleSchema = z.object({
   apiGroups: z.array(z.string()).default([]),
