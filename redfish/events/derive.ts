@@ -1,6 +1,7 @@
 // Redfish events derived from the watch cache: the service keeps, per system, a snapshot of what clients see
 // (PowerState, Health, the rendered ComputerSystem and Cd bodies, the states of the system's Tasks) and turns
 // the difference between two snapshots into Event records. Pure: no clocks, no I/O.
+import { createHash } from "node:crypto";
 import type { VmRecord } from "../cache/types";
 import { derivePowerState } from "../power";
 import { systemIdOf, systemUri, type TaskView } from "../resources/context";
@@ -70,11 +71,17 @@ export interface SystemSnapshot {
   id: string;
   powerState: string;
   health: string;
-  /** The ComputerSystem body as served (without per-principal chassis links). */
+  /** Digest of the ComputerSystem body as served (without per-principal chassis links): compared, never read, so
+   * 10,000 systems cost 10,000 short strings rather than 10,000 rendered bodies. */
   system: string;
+  /** Digest of the Cd VirtualMedia body. */
   media: string;
   /** Task id → TaskState. */
   tasks: ReadonlyMap<string, string>;
+}
+
+function digest(body: unknown): string {
+  return createHash("sha1").update(JSON.stringify(body)).digest("base64");
 }
 
 export function snapshotOf(rec: VmRecord, tasks: readonly TaskView[]): SystemSnapshot {
@@ -84,8 +91,8 @@ export function snapshotOf(rec: VmRecord, tasks: readonly TaskView[]): SystemSna
     id,
     powerState: derivePowerState(rec),
     health: health(rec.vm),
-    system: JSON.stringify(renderSystem(visible)),
-    media: JSON.stringify(renderCd(visible, `${systemVirtualMediaUri(id)}/${CD_ID}`)),
+    system: digest(renderSystem(visible)),
+    media: digest(renderCd(visible, `${systemVirtualMediaUri(id)}/${CD_ID}`)),
     tasks: new Map(tasks.map(t => [t.id, String(t.body.TaskState ?? "")])),
   };
 }

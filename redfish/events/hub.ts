@@ -75,9 +75,9 @@ export class EventHub {
 
   constructor(options: EventHubOptions) {
     this.#options = options;
-    // Systems the cache already holds are the starting point, not new systems.
-    if (options.cache.synced()) this.#rebaseline();
     this.#unsubscribe = options.cache.onChange(ev => {
+      // Nobody listens: derive nothing and keep no snapshots (10,000 systems would cost a rendered snapshot each).
+      if (!this.#active()) return;
       if (!this.#baselined && options.cache.synced()) this.#rebaseline(ev.kind === "DataVolume" ? undefined : `${ev.namespace}/${ev.name}`);
       if (ev.kind !== "DataVolume") {
         this.#observe(ev.namespace, ev.name);
@@ -98,7 +98,9 @@ export class EventHub {
 
   /** Subscriptions read back at start (no persistence write). */
   load(subs: readonly Subscription[]): void {
-    for (const sub of subs) this.#subscriptions.set(sub.id, sub);
+    this.#whileListened(() => {
+      for (const sub of subs) this.#subscriptions.set(sub.id, sub);
+    });
   }
 
   async addSubscription(sub: Subscription): Promise<void> {
@@ -108,12 +110,12 @@ export class EventHub {
     if (owned >= perUser) throw new SubscriptionLimitError(`at most ${perUser} subscriptions per user`);
     if (this.#subscriptions.size >= total) throw new SubscriptionLimitError(`at most ${total} subscriptions in all`);
     await this.#options.persistence?.save(sub);
-    this.#subscriptions.set(sub.id, sub);
+    this.#whileListened(() => this.#subscriptions.set(sub.id, sub));
   }
 
   async removeSubscription(id: string): Promise<void> {
     await this.#options.persistence?.remove(id);
-    this.#subscriptions.delete(id);
+    this.#whileListened(() => this.#subscriptions.delete(id));
     this.#options.delivery?.forget(id);
   }
 
@@ -129,8 +131,28 @@ export class EventHub {
 
   /** Adds an SSE stream; returns its removal. */
   listen(listener: EventListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    this.#whileListened(() => this.#listeners.add(listener));
+    return () => this.#whileListened(() => this.#listeners.delete(listener));
+  }
+
+  /** Events are derived only while a subscription or an SSE stream exists. */
+  #active(): boolean {
+    return this.#subscriptions.size > 0 || this.#listeners.size > 0;
+  }
+
+  /**
+   * Applies a change of who listens: the first listener takes the starting snapshots (what the cache holds now is
+   * the starting point, not news), the last one going drops them.
+   */
+  #whileListened(change: () => void): void {
+    const wasActive = this.#active();
+    change();
+    const active = this.#active();
+    if (active && !wasActive && this.#options.cache.synced()) this.#rebaseline();
+    if (!active && wasActive) {
+      this.#snapshots.clear();
+      this.#baselined = false;
+    }
   }
 
   // ---- derivation ----
