@@ -4,6 +4,7 @@
 // state: each change writes the whole set (server-side apply), one write at a time, in order.
 import { Log } from "../platform";
 import { readEventSubscriptions, writeEventSubscriptions } from "../../capabilities/common/gateway";
+import { WorkQueue } from "../../capabilities/common/work-queue";
 import type { SubscriptionStore } from "./index";
 import { storedSubscriptionSchema, type Subscription } from "./subscriptions";
 
@@ -28,32 +29,41 @@ export function clusterSubscriptionStore(namespace: string): SubscriptionStore {
   return {
     save: (sub: Subscription) => write(() => stored.set(sub.id, JSON.stringify(sub))),
     remove: (id: string) => write(() => stored.delete(id)),
-    async load() {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const subs: Subscription[] = [];
-          for (const [id, text] of Object.entries(await readEventSubscriptions(namespace))) {
-            let value: unknown;
-            try {
-              value = JSON.parse(text);
-            } catch {
-              value = undefined;
-            }
-            const parsed = storedSubscriptionSchema.safeParse(value);
-            // Never log the data: it holds the subscriber's headers.
-            if (parsed.success && parsed.data.id === id) {
-              subs.push(parsed.data);
-              stored.set(id, text);
-            } else Log.warn({ subscription: id.slice(0, 64) }, "a stored Redfish event subscription is not valid; ignored");
-          }
-          Log.info({ count: subs.length }, "Redfish event subscriptions loaded");
-          return subs;
-        } catch (err) {
-          const delay = Math.min(30_000, 500 * 2 ** attempt);
-          Log.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: delay }, "cannot read the Redfish event subscriptions; retrying");
-          await new Promise(resolve => setTimeout(resolve, delay));
-        }
-      }
-    },
+    // Read until it succeeds (the API server may not answer yet), with the work queue's back-off.
+    load: () =>
+      new Promise<Subscription[]>(resolve => {
+        const queue = new WorkQueue(
+          async () => {
+            resolve(parseStored(await readEventSubscriptions(namespace), stored));
+            queue.shutDown();
+          },
+          {
+            onError: (_key, err, failures) =>
+              Log.warn({ err: err instanceof Error ? err.message : String(err), failures }, "cannot read the Redfish event subscriptions; retrying"),
+          },
+        );
+        queue.add("load");
+      }),
   };
+}
+
+/** The valid stored subscriptions; each one's text is kept in `stored` (the set the next write starts from). */
+function parseStored(data: Record<string, string>, stored: Map<string, string>): Subscription[] {
+  const subs: Subscription[] = [];
+  for (const [id, text] of Object.entries(data)) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = undefined;
+    }
+    const parsed = storedSubscriptionSchema.safeParse(value);
+    // Never log the data: it holds the subscriber's headers.
+    if (parsed.success && parsed.data.id === id) {
+      subs.push(parsed.data);
+      stored.set(id, text);
+    } else Log.warn({ subscription: id.slice(0, 64) }, "a stored Redfish event subscription is not valid; ignored");
+  }
+  Log.info({ count: subs.length }, "Redfish event subscriptions loaded");
+  return subs;
 }
