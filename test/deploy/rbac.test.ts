@@ -19,7 +19,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import * as gateway from "../../capabilities/common/gateway";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { MODULE_PEPR_STORE as PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { createCertificateAuthority, issueServerCertificate } from "../../capabilities/common/tls";
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
