@@ -13,7 +13,8 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { peprStoreDataKey } from "../common/pepr-store";
-import { configErrorMap, formatIssues, moduleConfigSchema, type ModuleConfig } from "./schema";
+import { configErrorMap, formatIssues } from "./errors";
+import { moduleConfigSchema, type ModuleConfig } from "./schema";
 
 export const CONFIG_CAPABILITY_NAME = "module-config";
 /** Store key (through `Store.getItem`) of the published configuration. */
