@@ -11,7 +11,6 @@
 import bcrypt from "bcryptjs";
 import fs from "node:fs";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   createNamespace,
@@ -179,8 +178,13 @@ async function settle(quietMs = 500, timeoutMs = 15_000): Promise<void> {
   let last = Date.now();
   const stops = [VM_KEY, DV_KEY].map(key => c.api.store.watch(key, undefined, () => (last = Date.now())));
   try {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() - last < quietMs && Date.now() < deadline) await sleep(50);
+    await vi.waitFor(
+      () => {
+        const quietFor = Date.now() - last;
+        if (quietFor < quietMs) throw new Error(`VMs and DataVolumes still changing: last change ${quietFor} ms ago, waiting for ${quietMs} ms of quiet`);
+      },
+      { timeout: timeoutMs, interval: 50 },
+    );
   } finally {
     stops.forEach(stop => stop());
   }
