@@ -16,7 +16,7 @@ import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import YAML from "yaml";
 import * as gateway from "../../capabilities/common/gateway";
 import { PEPR_STORE } from "../../capabilities/config/publish";
@@ -179,16 +179,6 @@ function isPlainFunction(value: unknown): value is (...args: never[]) => unknown
   return typeof value === "function" && !/^class\b/.test(Function.prototype.toString.call(value));
 }
 
-async function waitFor<T>(probe: () => T | undefined, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise(r => setTimeout(r, 100));
-  }
-}
-
 // ---- fixture: sandbox API server + KubeVirt simulator + recording proxy ------------------------------------
 
 const NS = "tenant1-vms";
@@ -302,7 +292,7 @@ describe("the gateway's permission table", () => {
       async () => {
         await gateway.startVirtualMachine(NS, "vm-1");
         const phase = () => (api.store.get("virtualmachineinstances.kubevirt.io", NS, "vm-1")?.status as { phase?: string } | undefined)?.phase;
-        await waitFor(() => phase() === "Running" || undefined, "the VMI to run");
+        await vi.waitFor(() => expect(phase(), "the VMI to run").toBe("Running"), { timeout: 20_000, interval: 100 });
       },
     ],
     putVirtualMachineInstanceAction: (["pause", "unpause", "softreboot", "reset"] as const).map(action => () => gateway.putVirtualMachineInstanceAction(NS, "vm-1", action)),
@@ -402,6 +392,31 @@ describe("the gateway's permission table", () => {
     fs.writeFileSync(path.join(tmp, "tls.crt"), pair.certPem);
     const apiPath = /\/validate\/([0-9a-f]+)/.exec(JSON.stringify(built.objects))?.[1] ?? "x";
 
+    const perms = { admission: builtPermissions(built, "admission"), watcher: builtPermissions(built, "watcher") };
+    // Every granted permission was needed by the account that holds it. Pepr's controller.js (not run here: the
+    // test runs the bundle directly) applies the PeprStore CRD at start-up; that grant cannot be observed.
+    const unobservable = new Set([
+      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "create", "peprstores.pepr.dev"),
+      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "patch", "peprstores.pepr.dev"),
+    ]);
+    // Pepr's Store grants are held by both accounts, and whichever pod starts first creates the PeprStores: such a
+    // grant counts as used when either account used it.
+    const unusedGrants = (moduleCalls: Call[]): string[] => {
+      const usedBy = { admission: new Set<string | undefined>(), watcher: new Set<string | undefined>() };
+      for (const account of ["admission", "watcher"] as const) {
+        const calls = [...(account === "watcher" ? observedByGateway : []), ...moduleCalls.filter(c => c.account === account)];
+        calls.forEach(c => usedBy[account].add(allowedBy(perms[account], c)));
+      }
+      const unused: string[] = [];
+      for (const account of ["admission", "watcher"] as const) {
+        const other = account === "admission" ? "watcher" : "admission";
+        const held = allPermissionsOf(perms[account]);
+        const sharedAndUsed = (p: string) => allPermissionsOf(perms[other]).includes(p) && usedBy[other].has(p);
+        unused.push(...held.filter(p => !usedBy[account].has(p) && !sharedAndUsed(p) && !unobservable.has(p)).map(p => `${account}: ${p}`));
+      }
+      return unused;
+    };
+
     proxy.calls.length = 0;
     const processes: ModuleProcess[] = [];
     try {
@@ -421,40 +436,21 @@ describe("the gateway's permission table", () => {
       // The watcher has started every Watch binding: a watch request per watched kind.
       const capabilities = await loadBuiltCapabilities(path.join(dist, `pepr-${UUID}.js`));
       const watched = capabilities.flatMap(c => c.bindings.filter(b => b.isWatch).map(b => b.kind.plural ?? `${b.kind.kind.toLowerCase()}s`));
-      await waitFor(() => watched.every(r => proxy.calls.some(c => c.verb === "watch" && c.resource === r)) || undefined, `watches on ${watched.join(", ")}`, 45_000);
-      await new Promise(r => setTimeout(r, 3000));
+      await expect
+        .poll(() => watched.filter(r => !proxy.calls.some(c => c.verb === "watch" && c.resource === r)), { timeout: 45_000, interval: 100, message: "resources not watched yet" })
+        .toEqual([]);
+      // ...and, while it runs, uses every grant (the module's first writes come a moment after its watches).
+      await expect.poll(() => unusedGrants(proxy.calls), { timeout: 30_000, interval: 200, message: "granted but not used yet" }).toEqual([]);
     } finally {
       await Promise.all(processes.map(p => p.stop()));
     }
     const observedByModule = proxy.calls.splice(0);
     expect(observedByModule.filter(c => c.account === undefined).map(describeCall), "calls without a module token").toEqual([]);
-    const perms = { admission: builtPermissions(built, "admission"), watcher: builtPermissions(built, "watcher") };
     for (const account of ["admission", "watcher"] as const) {
       const denied = observedByModule.filter(c => c.account === account && !allowedBy(perms[account], c)).map(describeCall);
       expect(denied, `calls of the ${account} the built RBAC would deny`).toEqual([]);
     }
-
-    // Every granted permission was needed by the account that holds it. Pepr's controller.js (not run here: the
-    // test runs the bundle directly) applies the PeprStore CRD at start-up; that grant cannot be observed.
-    const unobservable = new Set([
-      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "create", "peprstores.pepr.dev"),
-      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "patch", "peprstores.pepr.dev"),
-    ]);
-    // Pepr's Store grants are held by both accounts, and whichever pod starts first creates the PeprStores: such a
-    // grant counts as used when either account used it.
-    const usedBy = { admission: new Set<string | undefined>(), watcher: new Set<string | undefined>() };
-    for (const account of ["admission", "watcher"] as const) {
-      const calls = [...(account === "watcher" ? observedByGateway : []), ...observedByModule.filter(c => c.account === account)];
-      calls.forEach(c => usedBy[account].add(allowedBy(perms[account], c)));
-    }
-    const unused: string[] = [];
-    for (const account of ["admission", "watcher"] as const) {
-      const other = account === "admission" ? "watcher" : "admission";
-      const held = allPermissionsOf(perms[account]);
-      const sharedAndUsed = (p: string) => allPermissionsOf(perms[other]).includes(p) && usedBy[other].has(p);
-      unused.push(...held.filter(p => !usedBy[account].has(p) && !sharedAndUsed(p) && !unobservable.has(p)).map(p => `${account}: ${p}`));
-    }
-    expect(unused, "granted but never used").toEqual([]);
+    expect(unusedGrants(observedByModule), "granted but never used").toEqual([]);
   });
 
   it("gives the admission pods their own ServiceAccount, which cannot read the users Secret or the Redfish TLS key", () => {
