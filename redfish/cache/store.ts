@@ -3,7 +3,7 @@
 // informers (capabilities/redfish.ts), which list once and then resume their watches, so events never race
 // an initial list; request handlers only read it, through the ClusterCache interface.
 import { Log } from "../platform";
-import { labelSelectorMatches, type LabelSelector } from "../../capabilities/config/schema";
+import { labelSelectorMatches, type LabelSelector } from "../../capabilities/common/kube-values";
 import type { CacheChangeEvent, CachedKind, ClusterCache, KubeObject, VmRecord } from "./types";
 
 export type WatchPhase = "ADDED" | "MODIFIED" | "DELETED";
@@ -143,8 +143,8 @@ export class WatchCache implements ClusterCache {
     this.afterChange(kind, namespace, name, stored, frozen);
   }
 
-  /** Applies the result of an initial list of one kind, then counts that kind as listed. */
-  seed(kind: CachedKind, items: readonly KubeObject[]): void {
+  /** Applies a complete list of one kind, then counts that kind as listed (tests; the informers call apply + markListed). */
+  applyList(kind: CachedKind, items: readonly KubeObject[]): void {
     for (const item of items) this.apply(kind, "ADDED", item);
     this.markListed(kind);
   }

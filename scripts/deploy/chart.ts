@@ -6,7 +6,7 @@ import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
-import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, UNLIMITED_RESYNC, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
+import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
 import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
 
@@ -289,9 +289,6 @@ const READINESS_ANCHOR = `          readinessProbe:
             {{- toYaml .Values.watcher.readinessProbe | nindent 12 }}
 `;
 const SERVICE_ACCOUNT_ANCHOR = "      serviceAccountName: {{ .Values.uuid }}\n";
-const WATCH_MODE_ANCHOR = `            - name: PEPR_WATCH_MODE
-              value: "true"
-`;
 
 function replaceOnce(text: string, anchor: string, replacement: string, file: string): string {
   const at = text.indexOf(anchor);
@@ -301,10 +298,7 @@ function replaceOnce(text: string, anchor: string, replacement: string, file: st
   return text.slice(0, at) + replacement + text.slice(at + anchor.length);
 }
 
-/**
- * Watcher: its own ServiceAccount; readiness follows the Redfish cache sync when Redfish serves; role-dependent env
- * (see watcherEnvForRole).
- */
+/** Watcher: its own ServiceAccount; readiness follows the Redfish cache sync when Redfish serves. */
 export function patchWatcherDeploymentTemplate(text: string): string {
   let out = replaceOnce(
     text,
@@ -323,16 +317,6 @@ export function patchWatcherDeploymentTemplate(text: string): string {
     "templates/watcher-deployment.yaml",
   );
   out = replaceOnce(out, SERVICE_ACCOUNT_ANCHOR, "      serviceAccountName: {{ .Values.uuid }}-watcher\n", "templates/watcher-deployment.yaml");
-  out = replaceOnce(
-    out,
-    WATCH_MODE_ANCHOR,
-    `${WATCH_MODE_ANCHOR}            {{- if eq .Values.role "nested" }}
-            - name: PEPR_RESYNC_FAILURE_MAX
-              value: ${q(UNLIMITED_RESYNC)}
-            {{- end }}
-`,
-    "templates/watcher-deployment.yaml",
-  );
   return HEADER + out;
 }
 

@@ -8,7 +8,7 @@
 //   - a grant restricted by name or namespace is used from a file not listed in its `callers` (a new caller
 //     might pass another name, which the Role would then deny).
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { MODULE_PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { INFORMED_KINDS, type InformedKind } from "../../capabilities/common/informers";
 import type { Grant } from "./rbac";
 
@@ -100,12 +100,12 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         resource: "peprstores",
         verbs: ["patch"],
         scope: "module",
-        resourceNames: [PEPR_STORE.name],
+        resourceNames: [MODULE_PEPR_STORE.name],
         role: "any",
         why: "the config and node-identity capabilities publish to the admission pods through Pepr's Store",
       },
     ],
-    // both write PEPR_STORE (capabilities/config/publish.ts)
+    // both write MODULE_PEPR_STORE (capabilities/common/pepr-store.ts)
     callers: ["capabilities/config/index.ts", "capabilities/node-identity/index.ts"],
   },
   startVirtualMachine: { grants: [vmSubresource("start")] },

@@ -6,6 +6,7 @@
 //   2. the Watch bindings: Pepr list+watches every watched kind (kubernetes-fluent-client lists first);
 //   3. Pepr's own runtime: its Store (PeprStore) and the PeprStore CRD it applies at start-up.
 // Admission bindings need no RBAC: the API server calls the module.
+import { peprStoreRefs } from "../../capabilities/common/pepr-store";
 
 export const MODULE_NAMESPACE = "pepr-system";
 
@@ -205,7 +206,8 @@ export function watchGrants(capabilities: readonly BuildCapability[]): Grant[] {
 
 /** The PeprStore objects Pepr's controller opens for this module, with or without OnSchedule bindings. */
 export function peprStoreNames(uuid: string): string[] {
-  return [`pepr-${uuid}-schedule`, `pepr-${uuid}-store`];
+  const { schedule, store } = peprStoreRefs(uuid);
+  return [schedule.name, store.name];
 }
 
 /**

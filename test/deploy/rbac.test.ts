@@ -19,7 +19,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import YAML from "yaml";
 import * as gateway from "../../capabilities/common/gateway";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { MODULE_PEPR_STORE as PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { createCertificateAuthority, issueServerCertificate } from "../../capabilities/common/tls";
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
@@ -191,7 +191,7 @@ let dist: string;
 let built: Built;
 const savedKubeconfig = process.env.KUBECONFIG;
 
-function seed(resource: string, obj: KubeObject): void {
+function put(resource: string, obj: KubeObject): void {
   if (!api.store.get(resource, obj.metadata.namespace, obj.metadata.name!)) api.store.create(resource, obj);
 }
 
@@ -206,7 +206,7 @@ beforeAll(async () => {
   proxy = await startRecordingProxy(api.url);
   kubeconfigs = { admission: path.join(tmp, "kubeconfig-admission"), watcher: path.join(tmp, "kubeconfig-watcher") };
   for (const account of Object.keys(TOKENS) as ServiceAccountRole[]) writeKubeconfig(kubeconfigs[account], proxy.url, TOKENS[account]);
-  for (const ns of [MODULE_NAMESPACE, NS]) seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+  for (const ns of [MODULE_NAMESPACE, NS]) put("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
   // The sandbox authorizes token users by RBAC over its store: install the built manifest's rules, so every call
   // below is also judged by a real authorizer.
   const rbacResources: Record<string, string> = {
@@ -215,9 +215,9 @@ beforeAll(async () => {
     Role: "roles.rbac.authorization.k8s.io",
     RoleBinding: "rolebindings.rbac.authorization.k8s.io",
   };
-  for (const obj of built.objects.filter(o => rbacResources[o.kind])) seed(rbacResources[obj.kind], obj as KubeObject);
-  seed("nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "worker-0" } });
-  seed("virtualmachines.kubevirt.io", {
+  for (const obj of built.objects.filter(o => rbacResources[o.kind])) put(rbacResources[obj.kind], obj as KubeObject);
+  put("nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "worker-0" } });
+  put("virtualmachines.kubevirt.io", {
     apiVersion: "kubevirt.io/v1",
     kind: "VirtualMachine",
     metadata: { name: "vm-1", namespace: NS },
@@ -284,7 +284,7 @@ describe("the gateway's permission table", () => {
     ],
     setPeprStoreData: [
       async () => {
-        seed("peprstores.pepr.dev", { apiVersion: "pepr.dev/v1", kind: "PeprStore", metadata: { name: PEPR_STORE.name, namespace: PEPR_STORE.namespace }, data: {} });
+        put("peprstores.pepr.dev", { apiVersion: "pepr.dev/v1", kind: "PeprStore", metadata: { name: PEPR_STORE.name, namespace: PEPR_STORE.namespace }, data: {} });
         await gateway.setPeprStoreData(PEPR_STORE, "module-config-v2-test", "value");
       },
     ],
@@ -369,17 +369,17 @@ describe("the gateway's permission table", () => {
   // ---- the built module ---------------------------------------------------------------------------------
 
   it("runs the built module with every capability configured: each call is allowed, and each grant is used", async () => {
-    // A fresh cluster: Pepr creates its Store itself (the gateway exercise seeded one).
+    // A fresh cluster: Pepr creates its Store itself (the gateway exercise created one).
     if (api.store.get("peprstores.pepr.dev", PEPR_STORE.namespace, PEPR_STORE.name)) api.store.delete("peprstores.pepr.dev", PEPR_STORE.namespace, PEPR_STORE.name);
     const { authentication, deploy: _deploy, ...config } = TEST_VALUES as Record<string, any>;
     const { users, ...auth } = authentication;
-    seed("configmaps", {
+    put("configmaps", {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: { name: "kubevirt-infra-config", namespace: MODULE_NAMESPACE },
       data: { "config.yaml": YAML.stringify({ ...config, authentication: auth }) },
     });
-    seed("secrets", {
+    put("secrets", {
       apiVersion: "v1",
       kind: "Secret",
       metadata: { name: "kubevirt-infra-users", namespace: MODULE_NAMESPACE },

@@ -11,7 +11,7 @@ import { K8s, kind } from "pepr";
 import YAML from "yaml";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
 import { applyConfigSource, currentConfig } from "../../capabilities/config/runtime";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { MODULE_PEPR_STORE as PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { SharedInformers } from "../../capabilities/common/informers";
 import { closeSharedKubeClient, sharedKubeClient } from "../../capabilities/common/kube-client";
 import { startNodeIdentityWatch } from "../../capabilities/node-identity";

@@ -15,16 +15,16 @@ describe("WatchCache", () => {
   it("is synced only once the initial list of every kind arrived", () => {
     const cache = new WatchCache(chassis);
     expect(cache.synced()).toBe(false);
-    cache.seed("VirtualMachine", [vm("ns1", "a")]);
-    cache.seed("VirtualMachineInstance", []);
+    cache.applyList("VirtualMachine", [vm("ns1", "a")]);
+    cache.applyList("VirtualMachineInstance", []);
     expect(cache.synced()).toBe(false);
-    cache.seed("DataVolume", []);
+    cache.applyList("DataVolume", []);
     expect(cache.synced()).toBe(true);
   });
 
   it("indexes VMs by namespace and by chassis (namespace + selector), sorted by name", () => {
     const cache = new WatchCache(chassis);
-    cache.seed("VirtualMachine", [
+    cache.applyList("VirtualMachine", [
       vm("ns1", "zeta"),
       vm("ns1", "alpha", { labels: { gpu: "yes" } }),
       vm("ns2", "gold-1", { labels: { tier: "gold" } }),
@@ -58,7 +58,7 @@ describe("WatchCache", () => {
 
   it("rebuilds the chassis index on a config change", () => {
     const cache = new WatchCache(chassis);
-    cache.seed("VirtualMachine", [vm("ns1", "a"), vm("ns3", "c")]);
+    cache.applyList("VirtualMachine", [vm("ns1", "a"), vm("ns3", "c")]);
     cache.setChassis([{ name: "only-ns3", namespace: "ns3" }]);
     expect(cache.listVmsInChassis("t1")).toEqual([]);
     expect(names(cache.listVmsInChassis("only-ns3"))).toEqual(["c"]);
@@ -164,7 +164,7 @@ describe("WatchCache", () => {
     const cache = new WatchCache(many);
     const vms = [];
     for (let n = 0; n < 100; n++) for (let i = 0; i < 100; i++) vms.push(vm(`ns-${n}`, `vm-${String(i).padStart(3, "0")}`));
-    cache.seed("VirtualMachine", vms);
+    cache.applyList("VirtualMachine", vms);
     expect(cache.stats().virtualMachines).toBe(10_000);
     const all = many.flatMap(c => cache.listVmsInChassis(c.name));
     expect(all).toHaveLength(10_000);
