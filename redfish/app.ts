@@ -6,7 +6,7 @@
 // (response-cache.ts), behind both. Middleware that has nothing to do for a request costs nothing: no per-request
 // objects, no body handling for GET/HEAD, no headers rewritten on a response that already has them.
 import type { IncomingMessage } from "node:http";
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Log } from "./platform";
@@ -143,13 +143,6 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       : c.json({ status: "waiting for the initial lists of VirtualMachines, VirtualMachineInstances and DataVolumes" }, 503),
   );
 
-  app.use("/redfish/*", async (c, next) => {
-    await next();
-    if (hasProtocolHeaders(c.res)) return;
-    c.res.headers.set("OData-Version", PROTOCOL_HEADERS["OData-Version"]);
-    if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", PROTOCOL_HEADERS["Cache-Control"]);
-  });
-
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const limitBody = bodyLimit({
     maxSize: maxBodyBytes,
@@ -157,8 +150,9 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       throw baseError(413, "GeneralError", [], { resolution: `Send a request body of at most ${maxBodyBytes} bytes.` });
     },
   });
-  app.use("/redfish/*", async (c, next) => {
-    if (BODYLESS_METHODS.has(c.req.method)) return next();
+
+  /** Refuses a request body above maxBodyBytes (413) before anything else looks at the request. */
+  const withBodyLimit = async (c: Context<RedfishEnv>, next: () => Promise<void>): Promise<void> => {
     // An oversized body announced by Content-Length is read and dropped before the 413 (up to a bound): a server
     // that answers and closes while the client is still sending makes the kernel reset the connection, and the
     // client never sees the 413 (the HTTP/1.1 lingering-close problem).
@@ -183,9 +177,10 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       if (handled || e instanceof RedfishError) throw e;
       throw baseError(400, "GeneralError", [], { resolution: "Send the complete request body; the connection ended before it was read." });
     }
-  });
+  };
 
-  app.use("/redfish/*", async (c, next) => {
+  /** Protocol checks and authentication, then the resource. */
+  const admit = async (c: Context<RedfishEnv>, next: () => Promise<void>): Promise<void> => {
     const settings = serviceSettings(options.config());
     c.set("settings", settings);
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
@@ -224,6 +219,16 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       }
     }
     await next();
+  };
+
+  // One middleware for the whole tree (each level of Hono's middleware chain costs a promise and a closure per
+  // request). An error thrown before the resource becomes sendError's response, which has the protocol headers.
+  app.use("/redfish/*", async (c, next) => {
+    if (BODYLESS_METHODS.has(c.req.method)) await admit(c, next);
+    else await withBodyLimit(c, () => admit(c, next));
+    if (hasProtocolHeaders(c.res)) return;
+    c.res.headers.set("OData-Version", PROTOCOL_HEADERS["OData-Version"]);
+    if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", PROTOCOL_HEADERS["Cache-Control"]);
   });
 
   registerServiceRoot(app, deps);

@@ -213,10 +213,12 @@ export function sendJson(c: Context, body: unknown, options: JsonOptions = {}): 
 }
 
 export function sendError(err: RedfishError): Response {
-  return new Response(JSON.stringify(errorBody(err)), {
+  const res = new Response(JSON.stringify(errorBody(err)), {
     status: err.status,
-    headers: { "Content-Type": "application/json; charset=utf-8", ...err.headers },
-  });
+    headers: { "Content-Type": "application/json; charset=utf-8", ...PROTOCOL_HEADERS, ...err.headers },
+  }) as MarkedResponse;
+  res[COMPLETE] = true;
+  return res;
 }
 
 // ---- request bodies ----

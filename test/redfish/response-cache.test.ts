@@ -167,5 +167,12 @@ describe("cached GETs through the app", () => {
     expect(notModified.status).toBe(304);
     expect(notModified.res.headers.get("OData-Version")).toBe("4.0");
     expect(notModified.res.headers.get("Allow")).toBe("GET, HEAD, PATCH");
+    // Errors thrown before the resource (authentication) and after it (a missing system) carry them too.
+    for (const [auth, status] of [[basic("alice", "wrong-password"), 401], [alice, 404]] as const) {
+      const error = await s.request("/redfish/v1/Systems/tenant1-vms.nope", { headers: { Authorization: auth } });
+      expect(error.status).toBe(status);
+      expect(error.headers.get("OData-Version")).toBe("4.0");
+      expect(error.headers.get("Cache-Control")).toBe("private, no-cache");
+    }
   });
 });
