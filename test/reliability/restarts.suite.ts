@@ -142,7 +142,9 @@ describe("watcher killed during a power sequence", () => {
     const firstVmi = c.api.store.get(VMI_KEY, NS, "p-deferred")!.metadata.uid;
 
     expect((await rf.request("POST", `${systemUri("p-deferred")}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "GracefulShutdown" } })).status).toBe(204);
-    await eventually(async () => (await powerState("p-deferred")) === "PoweringOff", "p-deferred PoweringOff");
+    // The System reads On until the guest is off (Ironic counts PoweringOff as off): wait for the stop itself.
+    await eventually(() => c.api.store.get(VMI_KEY, NS, "p-deferred")?.metadata.deletionTimestamp !== undefined, "p-deferred shutting down");
+    expect(await powerState("p-deferred")).toBe("On");
     const deferred = await rf.request("POST", `${systemUri("p-deferred")}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "On" } });
     expect(deferred.status, deferred.text).toBe(202);
     expect(c.api.store.get(VM_KEY, NS, "p-deferred")!.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toBeDefined();
