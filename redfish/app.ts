@@ -55,6 +55,8 @@ export interface RedfishAppOptions {
   /** How a login held back by the back-off waits (tests advance their clock instead). */
   sleep?: (ms: number) => Promise<void>;
   maxBodyBytes?: number;
+  /** How long InsertMedia waits at most for the import's first result (tests of a CDI that never moves: 0). */
+  mediaFirstResultWaitMs?: number;
   /** EventService: where subscriptions are kept, delivery retry settings (default: in memory, 3 retries from 5 s). */
   events?: EventSetup;
 }
@@ -115,7 +117,13 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
   const auth = new Authenticator(() => serviceSettings(options.config()), { now, ...(options.sleep ? { sleep: options.sleep } : {}) });
   const driver = options.driver ?? clusterDriver;
-  const media = createVirtualMedia({ cache: options.cache, config: options.config, now, driver });
+  const media = createVirtualMedia({
+    cache: options.cache,
+    config: options.config,
+    now,
+    driver,
+    ...(options.mediaFirstResultWaitMs !== undefined ? { firstResultWaitMs: options.mediaFirstResultWaitMs } : {}),
+  });
   const deps: ServiceDeps = {
     cache: options.cache,
     driver,

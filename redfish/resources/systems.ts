@@ -16,7 +16,7 @@ import {
   SERVICE_ROOT,
   type Representation,
 } from "../odata";
-import { derivePowerState, reset, RESET_TYPES } from "../power";
+import { reportedPowerState, reset, RESET_TYPES } from "../power";
 import { MediaService, mediaView } from "../media";
 import {
   chassisUri,
@@ -56,7 +56,7 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
     Manufacturer: "KubeVirt",
     Model: machineType(rec) ?? "VirtualMachine",
     SerialNumber: serialNumber(rec) ?? null,
-    PowerState: derivePowerState(rec),
+    PowerState: reportedPowerState(rec),
     Status: status,
     ProcessorSummary: {
       Count: cpu.sockets,
