@@ -26,7 +26,7 @@ import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./res
 import { registerSystems } from "./resources/systems";
 import { registerTaskService } from "./resources/task-service";
 import { createVirtualMedia, registerVirtualMedia } from "./resources/virtual-media";
-import { clusterDriver, type KubeVirtDriver } from "./kubevirt/driver";
+import { clusterDriver, type IdentityReviews, type KubeVirtDriver } from "./kubevirt/driver";
 import { serviceSettings } from "./settings";
 
 export type { TaskSource, TaskView } from "./resources/context";
@@ -53,6 +53,8 @@ export interface RedfishAppOptions {
   /** How a login held back by the back-off waits (tests advance their clock instead). */
   sleep?: (ms: number) => Promise<void>;
   maxBodyBytes?: number;
+  /** Where Kubernetes tokens and access are reviewed (default: the cluster's API server; tests answer themselves). */
+  reviews?: IdentityReviews;
   /** EventService: where subscriptions are kept, delivery retry settings (default: in memory, 3 retries from 5 s). */
   events?: EventSetup;
 }
@@ -108,7 +110,11 @@ export type RedfishApp = Hono<RedfishEnv>;
 
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
-  const auth = new Authenticator(() => serviceSettings(options.config()), { now, ...(options.sleep ? { sleep: options.sleep } : {}) });
+  const auth = new Authenticator(() => serviceSettings(options.config()), {
+    now,
+    ...(options.sleep ? { sleep: options.sleep } : {}),
+    ...(options.reviews ? { reviews: options.reviews } : {}),
+  });
   const driver = options.driver ?? clusterDriver;
   const media = createVirtualMedia({ cache: options.cache, config: options.config, now, driver });
   const deps: ServiceDeps = {
@@ -227,7 +233,17 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   registerAccountService(app);
   registerTaskService(app, deps);
   registerVirtualMedia(app, deps, media);
-  registerEventService(app, createEventService({ cache: options.cache, config: options.config, tasks: deps.tasks, now, ...options.events }));
+  registerEventService(
+    app,
+    createEventService({
+      cache: options.cache,
+      config: options.config,
+      tasks: deps.tasks,
+      now,
+      identitySees: (identity, namespace) => auth.identitySees(identity, namespace),
+      ...options.events,
+    }),
+  );
 
   app.notFound(c => {
     if (c.req.path.startsWith("/redfish")) {

@@ -15,6 +15,7 @@ import {
   type DerivedEvent,
   type SystemSnapshot,
 } from "./derive";
+import type { KubernetesIdentity } from "../auth/kubernetes";
 import { subscriptionWants, type Subscription, type SubscriptionPersistence } from "./subscriptions";
 
 export const EVENT_SCHEMA = `#Event.${RESOURCE_SCHEMAS.Event}.Event`;
@@ -40,6 +41,8 @@ export function eventBody(records: readonly EventRecord[], context: string): Rec
 /** A live receiver of events (an SSE stream): who it belongs to, and what to do with an event it may see. */
 export interface EventListener {
   owner: string;
+  /** Set when a Kubernetes identity listens: what it may see is asked of the API server (cached). */
+  identity?: KubernetesIdentity;
   wants?: (event: DerivedEvent) => boolean;
   send: (record: EventRecord) => void;
 }
@@ -56,6 +59,8 @@ export interface EventHubOptions {
   now: () => number;
   persistence?: SubscriptionPersistence;
   delivery?: EventDelivery;
+  /** Whether a Kubernetes identity may see the systems of a namespace now (Authenticator.identitySees). */
+  identitySees?: (identity: KubernetesIdentity, namespace: string) => Promise<boolean>;
   /** Subscriptions at most per user, and in all. */
   maxSubscriptionsPerUser?: number;
   maxSubscriptions?: number;
@@ -69,6 +74,8 @@ export class EventHub {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #listeners = new Set<EventListener>();
   readonly #unsubscribe: () => void;
+  /** Per receiver of a Kubernetes identity: its events in order while their access checks run. */
+  readonly #identityQueues = new WeakMap<object, Promise<void>>();
   #sequence = 0;
   /** Whether the snapshots were taken from a cache holding the whole cluster (after the initial lists). */
   #baselined = false;
@@ -169,7 +176,7 @@ export class EventHub {
     if (!this.#options.cache.synced()) return;
     // A removed system's events go to who could see it until then.
     const chassis = rec ? this.#options.cache.chassisOf(namespace, name) : (previous?.chassis ?? []);
-    for (const event of diffSnapshots(namespace, name, previous?.snapshot, snapshot)) this.#publish(event, chassis);
+    for (const event of diffSnapshots(namespace, name, previous?.snapshot, snapshot)) this.#publish(event, namespace, chassis);
   }
 
   /**
@@ -194,7 +201,7 @@ export class EventHub {
     return snapshot;
   }
 
-  #publish(event: DerivedEvent, chassis: readonly string[]): void {
+  #publish(event: DerivedEvent, namespace: string, chassis: readonly string[]): void {
     const id = String(++this.#sequence);
     const record: EventRecord = {
       id,
@@ -211,16 +218,37 @@ export class EventHub {
       },
     };
     for (const listener of this.#listeners) {
-      if (!this.#visibleTo(listener.owner, chassis) || (listener.wants && !listener.wants(event))) continue;
-      try {
-        listener.send(record);
-      } catch (err) {
-        Log.warn({ err: err instanceof Error ? err.message : String(err) }, "Redfish event stream: send failed");
-      }
+      if (listener.wants && !listener.wants(event)) continue;
+      this.#whenVisible(listener, listener, namespace, chassis, () => {
+        try {
+          listener.send(record);
+        } catch (err) {
+          Log.warn({ err: err instanceof Error ? err.message : String(err) }, "Redfish event stream: send failed");
+        }
+      });
     }
     for (const sub of this.#subscriptions.values()) {
-      if (this.#visibleTo(sub.owner, chassis) && subscriptionWants(sub, event)) this.#options.delivery?.enqueue(sub, record);
+      if (subscriptionWants(sub, event)) this.#whenVisible(sub, sub, namespace, chassis, () => this.#options.delivery?.enqueue(sub, record));
     }
+  }
+
+  /**
+   * Runs `deliver` if the receiver may see the event's system: a configured user at once (its chassis); a Kubernetes
+   * identity once its access decision is in (usually cached), its events kept in order.
+   */
+  #whenVisible(receiver: object, who: { owner: string; identity?: KubernetesIdentity }, namespace: string, chassis: readonly string[], deliver: () => void): void {
+    const { identity } = who;
+    if (!identity) {
+      if (this.#visibleTo(who.owner, chassis)) deliver();
+      return;
+    }
+    const sees = this.#options.identitySees;
+    if (!sees || chassis.length === 0) return;
+    const previous = this.#identityQueues.get(receiver) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      if (await sees(identity, namespace).catch(() => false)) deliver();
+    });
+    this.#identityQueues.set(receiver, next);
   }
 
   /**

@@ -110,7 +110,7 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
           relatedProperties: ["#/Destination"],
         });
       }
-      const sub = newSubscription(owner(c), check.url, request, headers);
+      const sub = newSubscription(owner(c), check.url, request, headers, c.get("principal").account.identity);
       try {
         await hub.addSubscription(sub);
       } catch (err) {
@@ -146,11 +146,13 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
   resource(app, SSE_URI, {
     GET: c => {
       const username = owner(c);
+      const identity = c.get("principal").account.identity;
       return streamSSE(c, async stream => {
         // A client that stops reading is disconnected rather than buffered for without bound.
         let unsent = 0;
         const stop = hub.listen({
           owner: username,
+          ...(identity ? { identity } : {}),
           send: record => {
             if (++unsent > MAX_UNSENT_SSE_EVENTS) return void stream.abort();
             void stream.writeSSE({ id: record.id, data: JSON.stringify(eventBody([record], "")) }).finally(() => unsent--);
