@@ -19,7 +19,7 @@ import { readRequestText, sendError, SERVICE_ROOT } from "./odata";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
-import { registerEventService } from "./resources/event-service";
+import { registerEventService, SSE_URI } from "./resources/event-service";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
 import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./resources/session-service";
@@ -67,11 +67,14 @@ function normalizedPath(path: string): string {
   return trimmed === "" ? "/" : trimmed;
 }
 
-/** Query options this service does not implement (DSP0266: 501 QueryNotSupported); other parameters are ignored. */
-function unsupportedQuery(url: string): boolean {
+/**
+ * Query options this service does not implement (DSP0266: 501 QueryNotSupported); other parameters are ignored.
+ * `supported`: the options the addressed resource handles itself (the SSE stream's $filter).
+ */
+function unsupportedQuery(url: string, supported: readonly string[]): boolean {
   const query = url.indexOf("?");
   if (query < 0) return false;
-  return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => key.startsWith("$") || key === "only" || key === "excerpt");
+  return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => !supported.includes(key) && (key.startsWith("$") || key === "only" || key === "excerpt"));
 }
 
 /** Deepest JSON nesting a request body may have; Redfish bodies here are two or three levels deep. */
@@ -195,9 +198,9 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       throw baseError(412, "PreconditionFailed", [], { resolution: "This service supports OData-Version 4.0." });
     }
     const method = c.req.method.toUpperCase();
-    if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url)) throw baseError(501, "QueryNotSupported");
-
     const path = normalizedPath(c.req.path);
+    if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url, path === SSE_URI ? ["$filter"] : [])) throw baseError(501, "QueryNotSupported");
+
     const isLogin = method === "POST" && (path === SESSIONS_URI || path === SESSION_MEMBERS_URI);
     if (!PUBLIC_PATHS.has(path) && !isLogin) {
       c.set(

@@ -10,12 +10,14 @@ import {
   diffSnapshots,
   messageIdOf,
   messageTextOf,
+  registryPrefixOf,
   severityOf,
   snapshotOf,
   type DerivedEvent,
   type SystemSnapshot,
 } from "./derive";
 import type { KubernetesIdentity } from "../auth/kubernetes";
+import type { SseFilterSubject } from "./sse-filter";
 import { subscriptionWants, type Subscription, type SubscriptionPersistence } from "./subscriptions";
 
 export const EVENT_SCHEMA = `#Event.${RESOURCE_SCHEMAS.Event}.Event`;
@@ -23,8 +25,23 @@ export const EVENT_SCHEMA = `#Event.${RESOURCE_SCHEMAS.Event}.Event`;
 /** An event with its id and time: the Events[] member of an Event body. */
 export interface EventRecord {
   id: string;
-  event: DerivedEvent;
+  /** What an SSE `$filter` sees of it. */
+  subject: SseFilterSubject;
   record: Record<string, unknown>;
+}
+
+/** Events kept for `Last-Event-ID` replay (only while someone listens). */
+export const REPLAYABLE_EVENTS = 1000;
+
+/** SubmitTestEvent's parameters, checked by the EventService resource. */
+export interface TestEventRequest {
+  messageId: string;
+  message?: string;
+  messageArgs?: string[];
+  messageSeverity?: string;
+  eventType?: string;
+  origin?: string;
+  eventGroupId?: number;
 }
 
 /** The Event resource body sent to one receiver (Context is the receiver's). */
@@ -43,7 +60,7 @@ export interface EventListener {
   owner: string;
   /** Set when a Kubernetes identity listens: what it may see is asked of the API server (cached). */
   identity?: KubernetesIdentity;
-  wants?: (event: DerivedEvent) => boolean;
+  wants?: (subject: SseFilterSubject) => boolean;
   send: (record: EventRecord) => void;
 }
 
@@ -76,6 +93,8 @@ export class EventHub {
   readonly #unsubscribe: () => void;
   /** Per receiver of a Kubernetes identity: its events in order while their access checks run. */
   readonly #identityQueues = new WeakMap<object, Promise<void>>();
+  /** The latest events with the system they belong to, oldest first, for Last-Event-ID replay. */
+  readonly #recent: { record: EventRecord; namespace: string; chassis: readonly string[] }[] = [];
   #sequence = 0;
   /** Whether the snapshots were taken from a cache holding the whole cluster (after the initial lists). */
   #baselined = false;
@@ -136,10 +155,51 @@ export class EventHub {
     return [...this.#subscriptions.values()].filter(s => s.owner === owner).sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  /** Adds an SSE stream; returns its removal. */
-  listen(listener: EventListener): () => void {
+  /**
+   * Adds an SSE stream; returns its removal. With `lastEventId` (the client's Last-Event-ID), the kept events after it
+   * that the listener may see are sent first (ids are per watcher process; at most REPLAYABLE_EVENTS are kept).
+   */
+  listen(listener: EventListener, lastEventId?: number): () => void {
+    if (lastEventId !== undefined) {
+      for (const { record, namespace, chassis } of this.#recent) {
+        if (Number(record.id) <= lastEventId || (listener.wants && !listener.wants(record.subject))) continue;
+        this.#whenVisible(listener, listener, namespace, chassis, () => listener.send(record));
+      }
+    }
     this.#whileListened(() => this.#listeners.add(listener));
     return () => this.#whileListened(() => this.#listeners.delete(listener));
+  }
+
+  /** SubmitTestEvent: one event to the owner's own subscriptions and streams, whatever their filters. */
+  submitTestEvent(owner: string, request: TestEventRequest): EventRecord {
+    const id = String(++this.#sequence);
+    const eventType = request.eventType ?? "Other";
+    const origin = request.origin ?? "/redfish/v1/EventService";
+    const record: EventRecord = {
+      id,
+      subject: {
+        EventFormatType: "Event",
+        EventType: eventType,
+        MessageId: request.messageId,
+        OriginResource: origin,
+        RegistryPrefix: request.messageId.split(".")[0],
+        ResourceType: "",
+      },
+      record: {
+        EventId: id,
+        EventTimestamp: new Date(this.#options.now()).toISOString(),
+        EventType: eventType,
+        MessageId: request.messageId,
+        Message: request.message ?? "Test event.",
+        MessageArgs: request.messageArgs ?? [],
+        MessageSeverity: request.messageSeverity ?? "OK",
+        OriginOfCondition: { "@odata.id": origin },
+        ...(request.eventGroupId !== undefined ? { EventGroupId: request.eventGroupId } : {}),
+      },
+    };
+    for (const listener of this.#listeners) if (listener.owner === owner) this.#inOrder(listener, listener.identity, () => listener.send(record));
+    for (const sub of this.#subscriptions.values()) if (sub.owner === owner) this.#inOrder(sub, sub.identity, () => this.#options.delivery?.enqueue(sub, record));
+    return record;
   }
 
   /** Events are derived only while a subscription or an SSE stream exists. */
@@ -158,6 +218,7 @@ export class EventHub {
     if (active && !wasActive && this.#options.cache.synced()) this.#rebaseline();
     if (!active && wasActive) {
       this.#snapshots.clear();
+      this.#recent.length = 0;
       this.#baselined = false;
     }
   }
@@ -205,7 +266,14 @@ export class EventHub {
     const id = String(++this.#sequence);
     const record: EventRecord = {
       id,
-      event,
+      subject: {
+        EventFormatType: "Event",
+        EventType: event.eventType,
+        MessageId: messageIdOf(event.messageKey),
+        OriginResource: event.origin,
+        RegistryPrefix: registryPrefixOf(event.messageKey),
+        ResourceType: event.resourceType,
+      },
       record: {
         EventId: id,
         EventTimestamp: new Date(this.#options.now()).toISOString(),
@@ -217,8 +285,10 @@ export class EventHub {
         OriginOfCondition: { "@odata.id": event.origin },
       },
     };
+    this.#recent.push({ record, namespace, chassis });
+    if (this.#recent.length > REPLAYABLE_EVENTS) this.#recent.shift();
     for (const listener of this.#listeners) {
-      if (listener.wants && !listener.wants(event)) continue;
+      if (listener.wants && !listener.wants(record.subject)) continue;
       this.#whenVisible(listener, listener, namespace, chassis, () => {
         try {
           listener.send(record);
@@ -244,11 +314,19 @@ export class EventHub {
     }
     const sees = this.#options.identitySees;
     if (!sees || chassis.length === 0) return;
-    const previous = this.#identityQueues.get(receiver) ?? Promise.resolve();
-    const next = previous.then(async () => {
+    this.#inOrder(receiver, identity, async () => {
       if (await sees(identity, namespace).catch(() => false)) deliver();
     });
-    this.#identityQueues.set(receiver, next);
+  }
+
+  /** Runs `step` now for a configured user's receiver; after the receiver's pending steps for a Kubernetes identity's. */
+  #inOrder(receiver: object, identity: KubernetesIdentity | undefined, step: () => unknown): void {
+    if (!identity) {
+      step();
+      return;
+    }
+    const previous = this.#identityQueues.get(receiver) ?? Promise.resolve();
+    this.#identityQueues.set(receiver, previous.then(step).then(() => undefined));
   }
 
   /**
