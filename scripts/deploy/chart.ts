@@ -56,11 +56,16 @@ export function rulesTemplate(grants: readonly Grant[]): string {
   for (const role of ["any", "nested", "infra"] as const) {
     const ofRole = grants.filter(g => g.role === role);
     const fixed = renderRules(
-      ofRole.filter(g => !g.resourceNamesFrom),
+      ofRole.filter(g => !g.resourceNamesFrom && !g.enabledBy),
       {},
     ).map(r => ruleText(r));
     const dynamic = ofRole.filter(g => g.resourceNamesFrom).map(g => namedFromValuesText(g, dynamicIndex++));
-    const body = [...fixed, ...dynamic].join("\n");
+    // An opt-in feature's grants: behind its switch.
+    const switched = ofRole.filter(g => g.enabledBy && !g.resourceNamesFrom).map(g => {
+      const [rule] = renderRules([{ ...g, enabledBy: undefined }], {});
+      return `{{- if dig ${g.enabledBy!.path.map(q).join(" ")} false .Values.AsMap }}\n${ruleText(rule)}\n{{- end }}`;
+    });
+    const body = [...fixed, ...dynamic, ...switched].join("\n");
     if (body === "") continue;
     blocks.push(role === "any" ? body : `${ROLE_GUARD[role]}\n${body}\n{{- end }}`);
   }

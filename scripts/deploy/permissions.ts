@@ -185,6 +185,32 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
     ],
     callers: ["redfish/events/cluster-store.ts"],
   },
+  createTokenReview: {
+    grants: [
+      {
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        verbs: ["create"],
+        scope: "cluster",
+        role: "infra",
+        enabledBy: { path: ["redfish", "kubernetesIdentities", "enabled"] },
+        why: "Redfish Kubernetes identities: who a client's bearer token belongs to (only when enabled)",
+      },
+    ],
+  },
+  createSubjectAccessReview: {
+    grants: [
+      {
+        group: "authorization.k8s.io",
+        resource: "subjectaccessreviews",
+        verbs: ["create"],
+        scope: "cluster",
+        role: "infra",
+        enabledBy: { path: ["redfish", "kubernetesIdentities", "enabled"] },
+        why: "Redfish Kubernetes identities: what a client's identity may see and do in a VM's namespace (only when enabled)",
+      },
+    ],
+  },
   readVirtualMachine: {
     grants: [
       { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "chassis", role: "infra", why: "fresh read after a stale-cache conflict" },

@@ -38,6 +38,8 @@ export interface Grant {
   resourceNames?: readonly string[];
   /** Names taken from the configuration (rendered from values); the grant is dropped when all are empty. */
   resourceNamesFrom?: readonly ValuesRef[];
+  /** An opt-in feature's switch (a boolean in the values): the grant is rendered only when it is true. */
+  enabledBy?: ValuesRef;
   role: GrantRole;
   /** Why the module needs it (shown in docs and test failures). */
   why: string;
@@ -96,6 +98,7 @@ function sortVerbs(verbs: Iterable<Verb>): Verb[] {
 export function renderRules(grants: readonly Grant[], values: unknown): PolicyRule[] {
   const merged = new Map<string, { group: string; resource: string; names?: string[]; verbs: Set<Verb> }>();
   for (const grant of grants) {
+    if (grant.enabledBy && valueAt(values, grant.enabledBy.path) !== true) continue;
     const names = resolveResourceNames(grant, values);
     if (names !== undefined && names.length === 0) continue;
     const key = JSON.stringify([grant.group, grant.resource, names ?? null]);

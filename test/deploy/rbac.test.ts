@@ -311,6 +311,10 @@ describe("the gateway's permission table", () => {
     ],
     writeEventSubscriptions: [() => gateway.writeEventSubscriptions(MODULE_NAMESPACE, { "subscription-exercise": "{}" })],
     readEventSubscriptions: [() => gateway.readEventSubscriptions(MODULE_NAMESPACE)],
+    createTokenReview: [() => gateway.createTokenReview("a-token-nobody-has", ["https://kubernetes.default.svc.cluster.local"])],
+    createSubjectAccessReview: [
+      () => gateway.createSubjectAccessReview({ username: "system:serviceaccount:tenant1-vms:bmc", groups: ["system:serviceaccounts"] }, { namespace: NS, verb: "get", group: "kubevirt.io", resource: "virtualmachines" }),
+    ],
     readVirtualMachine: [() => gateway.readVirtualMachine(NS, "vm-1")],
     readVirtualMachineInstance: [() => gateway.readVirtualMachineInstance(NS, "vm-1")],
     patchVirtualMachine: [() => gateway.patchVirtualMachine(NS, "vm-1", [{ op: "add", path: "/metadata/labels", value: { exercised: "true" } }])],
