@@ -177,6 +177,43 @@ ${binding("RoleBinding", "Role", "{{ . }}", "$.Values.uuid")}
 `;
 }
 
+/** A Role and RoleBinding for the watcher in each policed namespace: the DataVolume audit's list+watch there. */
+export function policedRolesTemplate(ctx: BuildContext): string {
+  const rules = rulesTemplate(grantsOf(ctx, "watcher", "policed")).replaceAll(".Values", "$.Values");
+  const metadata = `metadata:
+  name: {{ $.Values.uuid }}-watcher-datavolume-audit
+  namespace: {{ . }}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra`;
+  return `${HEADER}{{- /* The namespaces the DataVolume policy polices, computed as the module does. */}}
+{{- $policy := .Values.datavolumePolicy }}
+{{- $namespaces := $policy.namespaces | default list }}
+{{- if and (not $namespaces) .Values.infra.namespace }}{{- $namespaces = list .Values.infra.namespace }}{{- end }}
+{{- if and (ne .Values.role "nested") $policy.enabled }}
+{{- range $namespaces | uniq | sortAlpha }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+${metadata}
+rules:
+${rules}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+${metadata}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ $.Values.uuid }}-watcher-datavolume-audit
+subjects:
+  - kind: ServiceAccount
+    name: {{ $.Values.uuid }}-watcher
+    namespace: ${MODULE_NAMESPACE}
+{{- end }}
+{{- end }}
+`;
+}
+
 export function moduleRoleBindingTemplate(): string {
   return `${HEADER}apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -519,6 +556,7 @@ export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObje
     "watcher-cluster-role.yaml": watcherClusterRoleTemplate(ctx),
     "watcher-rbac.yaml": watcherRbacTemplate(ctx),
     "chassis-roles.yaml": chassisRolesTemplate(ctx),
+    "datavolume-audit-roles.yaml": policedRolesTemplate(ctx),
     "store-role.yaml": moduleRoleTemplate(ctx),
     "store-role-binding.yaml": moduleRoleBindingTemplate(),
     "mutation-webhook.yaml": mutatingWebhookTemplate(pristine.mutating),

@@ -29,9 +29,10 @@ export interface Grant {
   verbs: Verb[];
   /**
    * cluster: ClusterRole (cluster-scoped kinds, or any namespace); module: Role in pepr-system; chassis: a Role in
-   * each chassis namespace (the only namespaces Redfish acts in; nothing is granted while no chassis is configured).
+   * each chassis namespace (the only namespaces Redfish acts in; nothing is granted while no chassis is configured);
+   * policed: a Role in each namespace the DataVolume policy polices (the audit reads DataVolumes there).
    */
-  scope: "cluster" | "module" | "chassis";
+  scope: "cluster" | "module" | "chassis" | "policed";
   /** Which Deployment's ServiceAccount needs it; default the watcher (admission pods only answer webhooks). */
   identity?: GrantIdentity;
   /** Restricts the grant to these names; absent = every object of the resource. */
