@@ -96,6 +96,9 @@ export class ProtocolListener {
   async close(): Promise<void> {
     const closed = new Promise<void>(resolve => this.#tcp.close(() => resolve()));
     const sessions = [...this.#sessions];
+    for (const session of sessions) session.goaway(http2.constants.NGHTTP2_NO_ERROR);
+    // close() alone may tear a session without streams down before its GOAWAY frame is written.
+    await new Promise(resolve => setImmediate(resolve));
     for (const session of sessions) session.close();
     if (sessions.length > 0) {
       await Promise.race([
