@@ -28,7 +28,7 @@ function watchTimeoutSeconds(): number | undefined {
  * without KubeVirt never watches VMs, an infra cluster never watches Nodes).
  */
 async function startWatcher(): Promise<void> {
-  const informers = new SharedInformers(await sharedKubeClient(), {
+  const informers = new SharedInformers(await sharedKubeClient({ log: Log }), {
     log: Log,
     config: { current: currentConfig, onChange: onConfigChange },
     watchTimeoutSeconds: watchTimeoutSeconds(),
