@@ -243,3 +243,63 @@ export async function writeEventSubscriptions(namespace: string, data: Record<st
     { fieldManager: "kubevirt-infra-events", force: true },
   );
 }
+
+// ---- Redfish Kubernetes identities: TokenReview and SubjectAccessReview (only when enabled) ----
+
+/** The user a TokenReview authenticated (authentication.k8s.io/v1 UserInfo). */
+export interface ReviewedUser {
+  username: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface TokenReviewStatus {
+  authenticated?: boolean;
+  user?: ReviewedUser;
+  audiences?: string[];
+  error?: string;
+}
+
+/** Asks the API server who a bearer token belongs to. The token is never logged; the answer's status is returned as is. */
+export async function createTokenReview(token: string, audiences: readonly string[] = []): Promise<TokenReviewStatus> {
+  const review = await call<{ status?: TokenReviewStatus }>("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+    apiVersion: "authentication.k8s.io/v1",
+    kind: "TokenReview",
+    spec: { token, ...(audiences.length > 0 ? { audiences: [...audiences] } : {}) },
+  });
+  return review.status ?? {};
+}
+
+/** What a SubjectAccessReview asks about (authorization.k8s.io/v1 ResourceAttributes). */
+export interface AccessAttributes {
+  namespace: string;
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  name?: string;
+}
+
+/** Whether `user` may do `attributes` (the API server's authorizer decides; the module only asks). */
+export async function createSubjectAccessReview(user: ReviewedUser, attributes: AccessAttributes): Promise<boolean> {
+  const review = await call<{ status?: { allowed?: boolean } }>("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+    apiVersion: "authorization.k8s.io/v1",
+    kind: "SubjectAccessReview",
+    spec: {
+      user: user.username,
+      ...(user.uid ? { uid: user.uid } : {}),
+      groups: user.groups ?? [],
+      ...(user.extra ? { extra: user.extra } : {}),
+      resourceAttributes: {
+        namespace: attributes.namespace,
+        verb: attributes.verb,
+        group: attributes.group,
+        resource: attributes.resource,
+        ...(attributes.subresource ? { subresource: attributes.subresource } : {}),
+        ...(attributes.name ? { name: attributes.name } : {}),
+      },
+    },
+  });
+  return review.status?.allowed === true;
+}

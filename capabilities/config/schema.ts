@@ -173,6 +173,32 @@ export const redfishPortSchema = z
   .max(65_535)
   .refine(port => port !== 3000, { error: "must not be 3000 (the Pepr watcher's own port)" });
 
+/**
+ * Kubernetes bearer tokens as Redfish credentials (redfish/auth/kubernetes.ts): validated by TokenReview, each
+ * request authorized by SubjectAccessReview in the VM's namespace. Off by default; the chart grants the
+ * tokenreviews/subjectaccessreviews create rights only when enabled.
+ */
+export const kubernetesIdentitiesSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** TokenReview spec.audiences; empty = the API server's own audiences. */
+  audiences: z.array(z.string().min(1).max(256)).max(16).default([]),
+  /** How long a token's review is reused (a revoked token keeps working at most this long). */
+  tokenReviewCacheSeconds: z.int().min(1).max(600).default(60),
+  /** How long an access decision is reused (a removed RoleBinding takes effect within this time). */
+  accessReviewCacheSeconds: z.int().min(1).max(300).default(10),
+  /**
+   * The Basic / session-login user name that means "the password is a Kubernetes token" (Ironic sends only a user
+   * name and a password). It must not be a configured user's name.
+   */
+  basicUserName: z
+    .string()
+    .regex(/^[^:\s\p{Cc}]{1,64}$/u, {
+      error: iss => `${showValue(iss.input)} is not a valid user name (1-64 characters, no spaces, no ":", no control characters)`,
+    })
+    .default("kubernetes"),
+});
+export type KubernetesIdentitiesConfig = z.infer<typeof kubernetesIdentitiesSchema>;
+
 const redfishSchema = z.strictObject({
   enabled: z.boolean().default(true),
   port: redfishPortSchema.default(8443),
@@ -198,6 +224,7 @@ const redfishSchema = z.strictObject({
       refillSeconds: z.number().positive().max(3600).default(1),
     })
     .prefault({}),
+  kubernetesIdentities: kubernetesIdentitiesSchema.prefault({}),
 });
 
 const datavolumeSchema = z.strictObject({
@@ -319,6 +346,14 @@ function checkChassisAndUsers(cfg: ParsedObject, ctx: Ctx): void {
     if (first !== undefined) {
       addIssue(ctx, ["authentication", "users", i, "username"], `user ${showValue(user.username)} is defined twice`);
     } else userIndex.set(user.username, i);
+    const identities = cfg.redfish.kubernetesIdentities;
+    if (identities.enabled && user.username === identities.basicUserName) {
+      addIssue(
+        ctx,
+        ["authentication", "users", i, "username"],
+        `user ${showValue(user.username)} has the name redfish.kubernetesIdentities.basicUserName, which means "the password is a Kubernetes token"; rename one of them`,
+      );
+    }
     user.chassis.forEach((name, j) => {
       if (!chassisIndex.has(name)) {
         const known = [...chassisIndex.keys()];

@@ -44,7 +44,7 @@ import { IMPORT_FAILED_REASON } from "../tasks/derive";
 import { RedfishError, MessageId } from "../errors";
 
 export { RESET_TYPES, type PowerSettings } from "./plan";
-export { derivePowerState, type PowerState } from "./state";
+export { derivePowerState, reportedPowerState, type PowerState } from "./state";
 export { POWER_ON_REQUESTED_ANNOTATION } from "./vm-model";
 
 /** What a power request runs with: the cluster to write to and the power policy in force. */

@@ -60,11 +60,16 @@ export function rulesTemplate(grants: readonly Grant[]): string {
   for (const role of ["any", "nested", "infra"] as const) {
     const ofRole = grants.filter(g => g.role === role);
     const fixed = renderRules(
-      ofRole.filter(g => !g.resourceNamesFrom),
+      ofRole.filter(g => !g.resourceNamesFrom && !g.enabledBy),
       {},
     ).map(r => ruleText(r));
     const dynamic = ofRole.filter(g => g.resourceNamesFrom).map(g => namedFromValuesText(g, dynamicIndex++));
-    const body = [...fixed, ...dynamic].join("\n");
+    // An opt-in feature's grants: behind its switch.
+    const switched = ofRole.filter(g => g.enabledBy && !g.resourceNamesFrom).map(g => {
+      const [rule] = renderRules([{ ...g, enabledBy: undefined }], {});
+      return `{{- if dig ${g.enabledBy!.path.map(q).join(" ")} false .Values.AsMap }}\n${ruleText(rule)}\n{{- end }}`;
+    });
+    const body = [...fixed, ...dynamic, ...switched].join("\n");
     if (body === "") continue;
     blocks.push(role === "any" ? body : `${ROLE_GUARD[role]}\n${body}\n{{- end }}`);
   }
@@ -171,6 +176,43 @@ rules:
 ${rules}
 ---
 ${binding("RoleBinding", "Role", "{{ . }}", "$.Values.uuid")}
+{{- end }}
+{{- end }}
+`;
+}
+
+/** A Role and RoleBinding for the watcher in each policed namespace: the DataVolume audit's list+watch there. */
+export function policedRolesTemplate(ctx: BuildContext): string {
+  const rules = rulesTemplate(grantsOf(ctx, "watcher", "policed")).replaceAll(".Values", "$.Values");
+  const metadata = `metadata:
+  name: {{ $.Values.uuid }}-watcher-datavolume-audit
+  namespace: {{ . }}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra`;
+  return `${HEADER}{{- /* The namespaces the DataVolume policy polices, computed as the module does. */}}
+{{- $policy := .Values.datavolumePolicy }}
+{{- $namespaces := $policy.namespaces | default list }}
+{{- if and (not $namespaces) .Values.infra.namespace }}{{- $namespaces = list .Values.infra.namespace }}{{- end }}
+{{- if and (ne .Values.role "nested") $policy.enabled }}
+{{- range $namespaces | uniq | sortAlpha }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+${metadata}
+rules:
+${rules}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+${metadata}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ $.Values.uuid }}-watcher-datavolume-audit
+subjects:
+  - kind: ServiceAccount
+    name: {{ $.Values.uuid }}-watcher
+    namespace: ${MODULE_NAMESPACE}
 {{- end }}
 {{- end }}
 `;
@@ -417,6 +459,7 @@ export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObje
     "watcher-cluster-role.yaml": watcherClusterRoleTemplate(ctx),
     "watcher-rbac.yaml": watcherRbacTemplate(ctx),
     "chassis-roles.yaml": chassisRolesTemplate(ctx),
+    "datavolume-audit-roles.yaml": policedRolesTemplate(ctx),
     "store-role.yaml": moduleRoleTemplate(ctx),
     "store-role-binding.yaml": moduleRoleBindingTemplate(),
     "mutation-webhook.yaml": mutatingWebhookTemplate(pristine.mutating),

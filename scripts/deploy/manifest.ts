@@ -130,8 +130,9 @@ function roleAndBinding(kind: "ClusterRole" | "Role", name: string, namespace: s
 }
 
 /**
- * The watcher's ServiceAccount and its rules: a ClusterRole for cluster-wide needs, a Role in pepr-system, and a Role
- * in each chassis namespace for what Redfish does to VMs, VMIs, DataVolumes and Secrets there.
+ * The watcher's ServiceAccount and its rules: a ClusterRole for cluster-wide needs, a Role in pepr-system, a Role
+ * in each chassis namespace for what Redfish reads and does to VMs, VMIs, DataVolumes and Secrets there, and a Role
+ * in each policed namespace for the DataVolume audit's reads.
  */
 export function watcherRbacObjects(ctx: BuildContext, values: ResolvedValues, watcherGrants: readonly Grant[]): KubeObject[] {
   const account = watcherServiceAccountName(ctx);
@@ -142,6 +143,10 @@ export function watcherRbacObjects(ctx: BuildContext, values: ResolvedValues, wa
   if (moduleRules.length > 0) out.push(...roleAndBinding("Role", account, MODULE_NAMESPACE, moduleRules, account));
   const chassisRules = rulesOf("chassis");
   if (chassisRules.length > 0) for (const namespace of chassisNamespaces(values)) out.push(...roleAndBinding("Role", account, namespace, chassisRules, account));
+  const policedRules = rulesOf("policed");
+  if (policedRules.length > 0) {
+    for (const namespace of policedNamespaces(values.config)) out.push(...roleAndBinding("Role", `${account}-datavolume-audit`, namespace, policedRules, account));
+  }
   return out;
 }
 

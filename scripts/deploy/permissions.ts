@@ -185,6 +185,32 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
     ],
     callers: ["redfish/events/cluster-store.ts"],
   },
+  createTokenReview: {
+    grants: [
+      {
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        verbs: ["create"],
+        scope: "cluster",
+        role: "infra",
+        enabledBy: { path: ["redfish", "kubernetesIdentities", "enabled"] },
+        why: "Redfish Kubernetes identities: who a client's bearer token belongs to (only when enabled)",
+      },
+    ],
+  },
+  createSubjectAccessReview: {
+    grants: [
+      {
+        group: "authorization.k8s.io",
+        resource: "subjectaccessreviews",
+        verbs: ["create"],
+        scope: "cluster",
+        role: "infra",
+        enabledBy: { path: ["redfish", "kubernetesIdentities", "enabled"] },
+        why: "Redfish Kubernetes identities: what a client's identity may see and do in a VM's namespace (only when enabled)",
+      },
+    ],
+  },
   readVirtualMachine: {
     grants: [
       { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "chassis", role: "infra", why: "fresh read after a stale-cache conflict" },
@@ -205,27 +231,27 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
 };
 
 /**
- * The shared informers (capabilities/common/informers.ts): list + watch of each kind the module informs on.
- * A named one (the config ConfigMap, the users Secret) watches with a metadata.name field selector, which
- * RBAC authorizes against resourceNames in the module namespace.
+ * The shared informers (capabilities/common/informers.ts): list + watch of each kind the module informs on, where
+ * it informs on it: a named one (the config ConfigMap, the users Secret) with a metadata.name field selector,
+ * which RBAC authorizes against resourceNames in the module namespace; VMs, VMIs and DataVolumes in the namespaces
+ * the configuration names (a Role in each chassis / policed namespace); the rest (Nodes) cluster-wide.
  */
+function informerGrants(def: InformedKind): Grant[] {
+  const grant = (scope: Grant["scope"]): Grant => ({
+    group: def.group,
+    resource: def.plural,
+    verbs: ["list", "watch"],
+    scope,
+    ...(def.name ? { resourceNames: [def.name] } : {}),
+    role: def.role,
+    why: `shared informer: ${def.why}`,
+  });
+  if (def.namespacesFrom) return def.namespacesFrom.map(grant);
+  return [grant(def.namespace ? "module" : "cluster")];
+}
+
 export const directCalls: Record<string, GatewayPermission> = Object.fromEntries(
-  Object.entries(INFORMED_KINDS).map(([name, def]: [string, InformedKind]) => [
-    `${name} informer`,
-    {
-      grants: [
-        {
-          group: def.group,
-          resource: def.plural,
-          verbs: ["list", "watch"],
-          scope: def.namespace ? "module" : "cluster",
-          ...(def.name ? { resourceNames: [def.name] } : {}),
-          role: def.role,
-          why: `shared informer: ${def.why}`,
-        } satisfies Grant,
-      ],
-    },
-  ]),
+  Object.entries(INFORMED_KINDS).map(([name, def]: [string, InformedKind]) => [`${name} informer`, { grants: informerGrants(def) }]),
 );
 
 export function allGatewayGrants(): Grant[] {

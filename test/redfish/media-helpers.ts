@@ -9,7 +9,7 @@ import type { KubeObject as StoreObject } from "../../sandbox/apiserver/types";
 import { startIsoServer, type IsoServer } from "../../sandbox/iso-server";
 import { startCdiSimulator, type CdiSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
 import { AUTH, testConfig, vm } from "./fixtures";
-import { DV_KEY, createVmInStore, pollUntil, startSandboxCluster, startSandboxWatcher, type SandboxWatcher } from "./sandbox-cluster";
+import { DV_KEY, createVmInStore, startSandboxCluster, startSandboxWatcher, type SandboxWatcher } from "./sandbox-cluster";
 
 export { DV_KEY, VMI_KEY, VM_KEY } from "./sandbox-cluster";
 
@@ -38,7 +38,6 @@ export interface MediaSandbox {
   mediaDataVolumes(vmName: string): StoreObject[];
   request(path: string, init?: { method?: string; body?: unknown; user?: keyof typeof AUTH; headers?: Record<string, string> }): Promise<Response>;
   json(path: string, user?: keyof typeof AUTH): Promise<any>;
-  waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -93,7 +92,6 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
       if (res.status !== 200) throw new Error(`GET ${p}: ${res.status} ${await res.text()}`);
       return res.json();
     },
-    waitFor: (probe, what, timeoutMs = 10_000) => pollUntil(probe, what, timeoutMs, 20),
     stop: async () => {
       sandbox.watcher.stop();
       await cdi.stop();

@@ -90,19 +90,3 @@ export function startSandboxWatcher(
 export function createVmInStore(api: ApiServer, vm: KubeObject): void {
   api.store.create(VM_KEY, { ...vm, metadata: { ...vm.metadata, uid: undefined, resourceVersion: undefined } } as StoreObject);
 }
-
-/** Polls `probe` every `intervalMs` until it gives a value (not undefined or false); throws naming `what` after `timeoutMs`. */
-export async function pollUntil<T>(
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  timeoutMs: number,
-  intervalMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise(r => setTimeout(r, intervalMs));
-  }
-}
