@@ -58,6 +58,7 @@ describe("defaults", () => {
           resolveTimeoutMs: 5000,
         },
         insertMediaRate: { burst: 60, refillSeconds: 1 },
+        kubernetesIdentities: { enabled: false, audiences: [], basicUserName: "kubernetes", tokenReviewCacheSeconds: 60, accessReviewCacheSeconds: 10 },
       },
       datavolume: {
         storageSize: "10Gi",
@@ -192,7 +193,7 @@ describe("the agreed outline and the sandbox demo are accepted", () => {
 describe("unknown keys and wrong types", () => {
   it("names an unknown key, suggests the intended one and lists the allowed keys", () => {
     expect(errorsOf({ redfish: { prot: 9000 } })).toEqual([
-      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy, insertMediaRate',
+      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy, insertMediaRate, kubernetesIdentities',
     ]);
     expect(errorsOf({ chasis: [] })).toEqual([
       'top level: unknown key "chasis" (did you mean "chassis"?); allowed keys here: role, chassis, authentication, redfish, datavolume, infra, nodeMapping, nodeIdentity, datavolumePolicy',
