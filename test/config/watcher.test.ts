@@ -113,7 +113,7 @@ beforeAll(async () => {
   const { SharedInformers } = await import("../../capabilities/common/informers");
   const { sharedKubeClient } = await import("../../capabilities/common/kube-client");
   const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
-  const informers = new SharedInformers(await sharedKubeClient(), { log: quiet });
+  const informers = new SharedInformers(await sharedKubeClient(), { log: quiet, config: { current: runtime.currentConfig, onChange: runtime.onConfigChange } });
   capability.startConfigWatch(informers);
   stopInformers = () => informers.stop();
 });

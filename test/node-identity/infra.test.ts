@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { K8s, kind } from "pepr";
 import YAML from "yaml";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
-import { applyConfigSource, currentConfig } from "../../capabilities/config/runtime";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { applyConfigSource, currentConfig, onConfigChange } from "../../capabilities/config/runtime";
+import { MODULE_PEPR_STORE as PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { SharedInformers } from "../../capabilities/common/informers";
 import { closeSharedKubeClient, sharedKubeClient } from "../../capabilities/common/kube-client";
 import { startNodeIdentityWatch } from "../../capabilities/node-identity";
@@ -120,7 +120,7 @@ afterAll(async () => {
 /** Starts the shared Node informer and the back-fill on it, as the watcher does for role nested. */
 async function startNodeWatch(): Promise<void> {
   const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
-  informers = new SharedInformers(await sharedKubeClient(), { log: quiet });
+  informers = new SharedInformers(await sharedKubeClient(), { log: quiet, config: { current: currentConfig, onChange: onConfigChange } });
   startNodeIdentityWatch(informers);
 }
 

@@ -114,6 +114,53 @@ describe("virtual media with the built module", () => {
     expect(volumes).toContainEqual({ name: "virtualmedia-cd", dataVolume: { name: dvs[0].metadata.name } });
   });
 
+  it("Boot Cd Once on a VM without a CD-ROM is 204 (an empty virtual drive); after InsertMedia and On the VMI boots from the CD", async () => {
+    const sys = "/redfish/v1/Systems/tenant2-vms.vm-2";
+    const drive = `${sys}/VirtualMedia/Cd`;
+    expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    expect((await c.redfish("POST", `${drive}/Actions/VirtualMedia.EjectMedia`, { user: ADMIN })).status).toBe(204);
+    const disks = () => ((c.api.store.get(VM_KEY, "tenant2-vms", "vm-2")!.spec as any).template.spec.domain.devices.disks as { cdrom?: unknown }[]);
+    expect(disks().some(d => d.cdrom !== undefined)).toBe(false);
+
+    const boot = await c.redfish("PATCH", sys, { user: ADMIN, body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } });
+    expect(boot.status, boot.text).toBe(204);
+    expect((await get(sys)).Boot).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
+
+    const insert = await c.redfish("POST", `${drive}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: `${c.isoServer.url}/images/empty-drive.iso` } });
+    expect(insert.status, insert.text).toBe(202);
+    const on = await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
+    expect(on.status, on.text).toBeLessThan(300);
+    await expect
+      .poll(() => c.api.store.get(VMI_KEY, "tenant2-vms", "vm-2")?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"], { timeout: 30_000 })
+      .toBe("virtualmedia-cd");
+  });
+
+  it("InsertMedia of a 404 image fails within 60 s naming the image; Reset On then answers 409 naming it; Eject + ForceOff leave no DataVolume", async () => {
+    const vm = "vm-2";
+    const sys = `/redfish/v1/Systems/tenant2-vms.${vm}`;
+    const drive = `${sys}/VirtualMedia/Cd`;
+    expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    await expect.poll(async () => (await get(sys)).PowerState, { timeout: 20_000 }).toBe("Off");
+    const image = `${c.isoServer.url}/missing/deploy.iso`;
+    const started = Date.now();
+    const insert = await c.redfish("POST", `${drive}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: image } });
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(insert.status, insert.text).toBe(400);
+    expect(insert.body.error.message).toContain(image);
+    expect(insert.body.error.message).toContain("The image could not be downloaded.");
+    expect(insert.text).not.toMatch(/404|Not Found/);
+
+    const on = await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
+    expect(on.status, on.text).toBe(409);
+    expect(on.body.error.message).toContain(image);
+
+    expect((await c.redfish("POST", `${drive}/Actions/VirtualMedia.EjectMedia`, { user: ADMIN })).status).toBe(204);
+    expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    const ofDrive = () => c.api.store.list(DV_KEY, "tenant2-vms").filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === vm);
+    await expect.poll(() => ofDrive().length, { timeout: 20_000 }).toBe(0);
+    expect(await get(drive)).toMatchObject({ Image: null, Inserted: false });
+  });
+
   it.skipIf(!HAVE_SUSHY)("python3-sushy inserts and ejects through the Manager's VirtualMedia, as Ironic does", async () => {
     const caFile = path.join(c.stateDir, "ca.crt");
     const image = `${c.isoServer.url}/images/sushy.iso`;

@@ -29,9 +29,9 @@ export interface MediaSandbox {
   watcher: Watcher;
   /**
    * Stops the current watcher and starts a new one from the cluster state (what a pod restart does).
-   * `reverseSeed` lists DataVolumes first and VirtualMachines last (the initial lists race each other).
+   * `reverseListOrder` lists DataVolumes first and VirtualMachines last (the initial lists race each other).
    */
-  restartWatcher(opts?: { reverseSeed?: boolean }): Watcher;
+  restartWatcher(opts?: { reverseListOrder?: boolean }): Watcher;
   /** A VM in tenant1-vms (alice's chassis) with a root disk; Halted. */
   createVm(name: string, opts?: { runStrategy?: string }): void;
   /** The VM's DataVolumes of our making, as the API server has them. */
@@ -53,8 +53,8 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
     ...opts.config,
   });
 
-  const startWatcher = (reverseSeed = false): Watcher => {
-    const { cache, stop } = startSandboxWatcher(api, { config, mediaController: true, reverseSeed });
+  const startWatcher = (reverseListOrder = false): Watcher => {
+    const { cache, stop } = startSandboxWatcher(api, { config, mediaController: true, reverseListOrder });
     const app = createRedfishApp({ cache, config: () => config });
     return { cache, app, stop };
   };
@@ -68,7 +68,7 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
     watcher: startWatcher(),
     restartWatcher(o = {}) {
       sandbox.watcher.stop();
-      sandbox.watcher = startWatcher(o.reverseSeed);
+      sandbox.watcher = startWatcher(o.reverseListOrder);
       return sandbox.watcher;
     },
     createVm(name, o = {}) {

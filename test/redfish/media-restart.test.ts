@@ -72,7 +72,7 @@ describe("watcher restarts", () => {
     sb.watcher.stop(); // the watcher is down...
     createOurDataVolume("crash-create", "orphan", `${sb.iso.url}/images/orphan.iso`);
     expect(mediaNames("crash-create")).toEqual(["crash-create-cd-orphan"]);
-    sb.restartWatcher({ reverseSeed: true }); // ...and comes back
+    sb.restartWatcher({ reverseListOrder: true }); // ...and comes back
     await expect.poll(() => mediaNames("crash-create").length, { message: "the orphan to be deleted" }).toBe(0);
     expect((sb.api.store.get(VM_KEY, NS, "crash-create")!.spec as any).template.spec.volumes.map((v: any) => v.name)).toEqual(["rootdisk"]);
     expect(await sb.json(cdUri("crash-create"))).toMatchObject({ Image: null, Inserted: false });
@@ -109,11 +109,11 @@ describe("watcher restarts", () => {
     expect(await sb.json(cdUri("crash-eject"))).toMatchObject({ Image: null, Inserted: false });
   });
 
-  it("leaves a DataVolume the drive uses alone, whatever the order the cache is seeded in", async () => {
+  it("leaves a DataVolume the drive uses alone, whatever the order the cache lists the kinds in", async () => {
     sb.createVm("steady-1");
     expect((await sb.request(insertUri("steady-1"), { body: { Image: `${sb.iso.url}/images/s.iso` } })).status).toBe(202);
     const before = mediaNames("steady-1");
-    for (const reverseSeed of [false, true, false, true]) sb.restartWatcher({ reverseSeed });
+    for (const reverseListOrder of [false, true, false, true]) sb.restartWatcher({ reverseListOrder });
     await new Promise(r => setTimeout(r, 200));
     expect(mediaNames("steady-1")).toEqual(before);
   });

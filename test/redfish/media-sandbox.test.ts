@@ -114,18 +114,22 @@ describe("imports that take time or fail", () => {
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe(CD_VOLUME);
   });
 
-  it("a 404 image ends in a Task Exception with a generic reason (CDI's in an Event), Inserted false, and the VM does not boot from it", async () => {
+  it("a 404 image fails the InsertMedia (400 naming it) and its Task ends in Exception with a generic reason (CDI's in an Event); the VM does not boot from it", async () => {
     sb.createVm("broken-1");
     const system = `/redfish/v1/Systems/${NS}.broken-1`;
     const image = `${sb.iso.url}/missing/nothing.iso`;
-    const { monitor, task } = await taskOf(await sb.request(insertUri("broken-1"), { body: { Image: image } }));
-    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
+    const insert = await sb.request(insertUri("broken-1"), { body: { Image: image } });
+    expect(insert.status).toBe(400);
+    const insertError = ((await insert.json()) as any).error;
+    expect(insertError.message).toContain(image);
+    expect(insertError.message).toContain("The image could not be downloaded.");
+    expect(JSON.stringify(insertError)).not.toMatch(/404|Not Found/);
 
-    const failed = await vi.waitFor(async () => {
-      const t = await sb.json(task["@odata.id"]);
-      return present(t.TaskState === "Exception" && t, "the task to fail");
-    }, WAIT);
-    expect(failed.TaskStatus).toBe("Critical");
+    // The drive keeps the failed import, with its Task, until an eject or a power off.
+    const [dv] = sb.mediaDataVolumes("broken-1");
+    const taskId = `${NS}.${dv.metadata.name}`;
+    const failed = await sb.json(`/redfish/v1/TaskService/Tasks/${taskId}`);
+    expect(failed).toMatchObject({ TaskState: "Exception", TaskStatus: "Critical" });
     expect(failed.Messages[0].Resolution).toContain("The image could not be downloaded.");
     // CDI's reason is in a Warning Event on the VM (for the platform team), never in the tenant's Task.
     const event = await vi.waitFor(
@@ -139,23 +143,24 @@ describe("imports that take time or fail", () => {
     expect((event as any).message).toContain("got 404");
     const cd = await sb.json(cdUri("broken-1"));
     expect(cd).toMatchObject({ Image: image, Inserted: false, Status: { Health: "Warning" } });
-    const res = await sb.request(monitor);
+    const res = await sb.request(`/redfish/v1/TaskService/TaskMonitors/${taskId}`);
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("The image could not be downloaded.");
 
-    // KubeVirt does not start a VM whose DataVolume failed: no VMI, ever, from the broken media.
-    await new Promise(r => setTimeout(r, 300));
+    // A start from it is refused; KubeVirt would not start from a failed DataVolume either.
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBe(409);
     expect(sb.api.store.get(VMI_KEY, NS, "broken-1")).toBeUndefined();
 
     // The same URL again is a new attempt (the failed import is replaced), not a no-op.
     const retry = await sb.request(insertUri("broken-1"), { body: { Image: image } });
-    expect(retry.status).toBe(202);
+    expect(retry.status).toBe(400);
     const dvs = sb.mediaDataVolumes("broken-1");
     expect(dvs).toHaveLength(1);
-    expect(dvs[0].metadata.name).not.toBe(failed.Id.split(".")[1]);
+    expect(dvs[0].metadata.name).not.toBe(dv.metadata.name);
 
     // Eject: the drive goes, the VM starts without it (from its disk).
     expect((await sb.request(ejectUri("broken-1"), { method: "POST" })).status).toBe(204);
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
     const vmi = await vi.waitFor(() => {
       const v = sb.api.store.get(VMI_KEY, NS, "broken-1");
       return present(v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined, "the VM to start from its disk");
@@ -164,15 +169,16 @@ describe("imports that take time or fail", () => {
     expect(sb.mediaDataVolumes("broken-1")).toEqual([]);
   });
 
-  it("Ironic's deploy with a 404 image: Reset On answers an error naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
+  it("Ironic's deploy with a 404 image: InsertMedia and then Reset On answer errors naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
     sb.createVm("broken-2");
     const system = `/redfish/v1/Systems/${NS}.broken-2`;
     const image = `${sb.iso.url}/missing/deploy.iso`;
     const started = Date.now();
-    const { task } = await taskOf(await sb.request(insertUri("broken-2"), { body: { Image: image } }));
-    // Ironic: boot device cdrom, then power on; it polls nothing in between but the power state.
+    const insert = await sb.request(insertUri("broken-2"), { body: { Image: image } });
+    expect(insert.status).toBe(400);
+    expect(((await insert.json()) as any).error.message).toContain(image);
+    // Were Ironic to go on: boot device cdrom, then power on.
     expect((await sb.request(system, { method: "PATCH", body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } })).status).toBeLessThan(300);
-    await expect.poll(async () => (await sb.json(task["@odata.id"])).TaskState, { message: "the import to fail", timeout: 55_000 }).toBe("Exception");
     const on = await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } });
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(on.status).toBe(409);

@@ -2,7 +2,7 @@
 // VMs and VMIs that really start, stop (with grace periods), reboot and pause; PowerState read from a WatchCache.
 // The per-ResetType semantics (writes, refusals, idempotency, policy) run against the fake driver in power-driver.test.ts.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { POWER_ON_REQUESTED_ANNOTATION, reset } from "../../redfish/power";
+import { POWER_ON_REQUESTED_ANNOTATION, reportedPowerState, reset, type PowerState } from "../../redfish/power";
 import { SANDBOX_ANNOTATIONS } from "../../sandbox/simulators";
 import { makeVm } from "./power-fixtures";
 import { runStrategyFields, startPowerSandbox, type PowerSandbox } from "./power-sandbox";
@@ -85,6 +85,26 @@ describe("power on sandbox KubeVirt", () => {
     await reset(sb.record(acpi), "GracefulShutdown", sb.power);
     await expect.poll(() => sb.state(acpi), { message: "guest powered off on ACPI" }).toBe("Off");
     expect(states).toEqual(["On", "PoweringOff", "Off"]);
+  });
+
+  it("GracefulShutdown: the System reports On until the guest is off (sushy and Ironic count PoweringOff as off)", async () => {
+    const name = uniqueName("soft");
+    await createVm(name, { runStrategy: "Halted", acpiSeconds: 1 });
+    await powerOn(name);
+    const reported: PowerState[] = [];
+    const unsubscribe = sb.cache.onChange(ev => {
+      const rec = ev.namespace === sb.namespace && ev.name === name ? sb.cache.getVm(sb.namespace, name) : undefined;
+      if (rec && reported[reported.length - 1] !== reportedPowerState(rec)) reported.push(reportedPowerState(rec));
+    });
+    try {
+      expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 });
+      expect(sb.state(name)).toBe("PoweringOff"); // heading off: PushPowerButton now means On
+      expect(reportedPowerState(sb.record(name))).toBe("On"); // the guest still runs
+      await expect.poll(() => reportedPowerState(sb.record(name)), { timeout: 10_000 }).toBe("Off");
+      expect(reported).toEqual(["On", "Off"]);
+    } finally {
+      unsubscribe();
+    }
   });
 
   it("a guest that powers itself off after a Redfish On stays off", async () => {

@@ -141,7 +141,9 @@ describe("watcher killed during a power sequence", () => {
     const firstVmi = c.api.store.get(VMI_KEY, NS, "p-deferred")!.metadata.uid;
 
     expect((await rf.request("POST", `${systemUri("p-deferred")}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "GracefulShutdown" } })).status).toBe(204);
-    await expect.poll(() => powerState("p-deferred"), { message: "p-deferred PoweringOff" }).toBe("PoweringOff");
+    // The System reads On until the guest is off (Ironic counts PoweringOff as off): wait for the stop itself.
+    await expect.poll(() => c.api.store.get(VMI_KEY, NS, "p-deferred")?.metadata.deletionTimestamp, { message: "p-deferred shutting down" }).toBeDefined();
+    expect(await powerState("p-deferred")).toBe("On");
     const deferred = await rf.request("POST", `${systemUri("p-deferred")}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "On" } });
     expect(deferred.status, deferred.text).toBe(202);
     expect(c.api.store.get(VM_KEY, NS, "p-deferred")!.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toBeDefined();
