@@ -21,14 +21,14 @@ import { ResponseCache } from "./response-cache";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
-import { registerEventService } from "./resources/event-service";
+import { registerEventService, SSE_URI } from "./resources/event-service";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
 import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./resources/session-service";
 import { registerSystems } from "./resources/systems";
 import { registerTaskService } from "./resources/task-service";
 import { createVirtualMedia, registerVirtualMedia } from "./resources/virtual-media";
-import { clusterDriver, type KubeVirtDriver } from "./kubevirt/driver";
+import { clusterDriver, type IdentityReviews, type KubeVirtDriver } from "./kubevirt/driver";
 import { serviceSettings } from "./settings";
 
 export type { TaskSource, TaskView } from "./resources/context";
@@ -55,6 +55,10 @@ export interface RedfishAppOptions {
   /** How a login held back by the back-off waits (tests advance their clock instead). */
   sleep?: (ms: number) => Promise<void>;
   maxBodyBytes?: number;
+  /** How long InsertMedia waits at most for the import's first result (tests of a CDI that never moves: 0). */
+  mediaFirstResultWaitMs?: number;
+  /** Where Kubernetes tokens and access are reviewed (default: the cluster's API server; tests answer themselves). */
+  reviews?: IdentityReviews;
   /** EventService: where subscriptions are kept, delivery retry settings (default: in memory, 3 retries from 5 s). */
   events?: EventSetup;
 }
@@ -68,11 +72,14 @@ function normalizedPath(path: string): string {
   return end === path.length ? path : end === 0 ? "/" : path.slice(0, end);
 }
 
-/** Query options this service does not implement (DSP0266: 501 QueryNotSupported); other parameters are ignored. */
-function unsupportedQuery(url: string): boolean {
+/**
+ * Query options this service does not implement (DSP0266: 501 QueryNotSupported); other parameters are ignored.
+ * `supported`: the options the addressed resource handles itself (the SSE stream's $filter).
+ */
+function unsupportedQuery(url: string, supported: readonly string[]): boolean {
   const query = url.indexOf("?");
   if (query < 0) return false;
-  return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => key.startsWith("$") || key === "only" || key === "excerpt");
+  return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => !supported.includes(key) && (key.startsWith("$") || key === "only" || key === "excerpt"));
 }
 
 /** Deepest JSON nesting a request body may have; Redfish bodies here are two or three levels deep. */
@@ -113,9 +120,19 @@ export type RedfishApp = Hono<RedfishEnv>;
 
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
-  const auth = new Authenticator(() => serviceSettings(options.config()), { now, ...(options.sleep ? { sleep: options.sleep } : {}) });
+  const auth = new Authenticator(() => serviceSettings(options.config()), {
+    now,
+    ...(options.sleep ? { sleep: options.sleep } : {}),
+    ...(options.reviews ? { reviews: options.reviews } : {}),
+  });
   const driver = options.driver ?? clusterDriver;
-  const media = createVirtualMedia({ cache: options.cache, config: options.config, now, driver });
+  const media = createVirtualMedia({
+    cache: options.cache,
+    config: options.config,
+    now,
+    driver,
+    ...(options.mediaFirstResultWaitMs !== undefined ? { firstResultWaitMs: options.mediaFirstResultWaitMs } : {}),
+  });
   const deps: ServiceDeps = {
     cache: options.cache,
     driver,
@@ -191,9 +208,9 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       throw baseError(412, "PreconditionFailed", [], { resolution: "This service supports OData-Version 4.0." });
     }
     const method = c.req.method.toUpperCase();
-    if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url)) throw baseError(501, "QueryNotSupported");
-
     const path = normalizedPath(c.req.path);
+    if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url, path === SSE_URI ? ["$filter"] : [])) throw baseError(501, "QueryNotSupported");
+
     const isLogin = method === "POST" && (path === SESSIONS_URI || path === SESSION_MEMBERS_URI);
     if (!PUBLIC_PATHS.has(path) && !isLogin) {
       c.set(
@@ -239,7 +256,17 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   registerAccountService(app);
   registerTaskService(app, deps);
   registerVirtualMedia(app, deps, media);
-  registerEventService(app, createEventService({ cache: options.cache, config: options.config, tasks: deps.tasks, now, ...options.events }));
+  registerEventService(
+    app,
+    createEventService({
+      cache: options.cache,
+      config: options.config,
+      tasks: deps.tasks,
+      now,
+      identitySees: (identity, namespace) => auth.identitySees(identity, namespace),
+      ...options.events,
+    }),
+  );
 
   app.notFound(c => {
     if (c.req.path.startsWith("/redfish")) {

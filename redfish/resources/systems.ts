@@ -3,6 +3,7 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import { applyBootPatch, bootView } from "../boot";
+import { PATCH_BOOT, resetPermissions } from "../auth/kubernetes";
 import { baseError, notFound } from "../errors";
 import {
   checkIfMatchEtag,
@@ -16,7 +17,7 @@ import {
   SERVICE_ROOT,
   type Representation,
 } from "../odata";
-import { derivePowerState, reset, RESET_TYPES } from "../power";
+import { reportedPowerState, reset, RESET_TYPES } from "../power";
 import { MediaService, mediaView } from "../media";
 import {
   cachedSystemResource,
@@ -56,7 +57,7 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
     Manufacturer: "KubeVirt",
     Model: machineType(rec) ?? "VirtualMachine",
     SerialNumber: serialNumber(rec) ?? null,
-    PowerState: derivePowerState(rec),
+    PowerState: reportedPowerState(rec),
     Status: status,
     ProcessorSummary: {
       Count: cpu.sockets,
@@ -179,6 +180,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
         if (READ_ONLY_SYSTEM_PROPERTIES.has(key)) throw baseError(400, "PropertyNotWritable", [key], { relatedProperties: [`#/${key}`] });
         throw baseError(400, "PropertyUnknown", [key], { relatedProperties: [`#/${key}`] });
       }
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       await applyBootPatch(deps.driver, target.rec, body.Boot);
       return new Response(null, { status: 204 });
     },
@@ -201,6 +203,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
           resolution: `ResetType ${JSON.stringify(body.ResetType).slice(0, 64)} is not supported; use one of: ${RESET_TYPES.join(", ")}.`,
         });
       }
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, resetPermissions(body.ResetType));
       const { status } = await reset(target.rec, body.ResetType, {
         driver: deps.driver,
         settings: { powerOffStaysOff: c.get("settings").powerOffStaysOff },
