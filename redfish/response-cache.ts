@@ -9,13 +9,14 @@
 // that resolved the record, never by URL or credentials.
 //
 // Memory is bounded: at most MAX_CACHED_SYSTEMS VMs (least recently used first out) with at most
-// MAX_VIEWS_PER_SYSTEM entries each. An entry is the body's bytes (about 2 KiB for a System), its ETag and one
-// header record per Allow value. A fleet polled in a cycle larger than the bound misses every time, which costs
-// what rendering without the cache costs.
+// MAX_VIEWS_PER_SYSTEM entries each. An entry is the body's bytes (about 2 KiB for a System), its ETag and its
+// header record; System, SecureBoot and Manager of one VM take about 10 KiB of heap
+// (scripts/bench/response-cache-memory.ts), so the bound is about 10 MiB. A fleet polled in a cycle larger than
+// the bound misses every time, which costs what rendering without the cache costs.
 import { represent, type Representation } from "./odata";
 
 /** VMs whose responses are kept. */
-export const MAX_CACHED_SYSTEMS = 2_048;
+export const MAX_CACHED_SYSTEMS = 1_024;
 /** Distinct (resource, view) entries kept per VM; the oldest goes first beyond it. */
 export const MAX_VIEWS_PER_SYSTEM = 16;
 
