@@ -169,7 +169,7 @@ export interface PowerControllerOptions {
  * Finishes accepted power-ons (annotation kubevirt-infra.io/power-on-requested): starts a VM whose On arrived
  * while it was powering off once it is off, and moves a VM started by On to RerunOnFailure once its VMI exists
  * (powerOffStaysOff). Driven by cache changes, no polling; the request lives on the VM, so a watcher restart
- * resumes it (the cache replays every object when it is seeded).
+ * resumes it (the cache replays every object when it lists).
  */
 export function startPowerController(cache: ClusterCache, options: PowerControllerOptions): () => void {
   const driver = options.driver ?? clusterDriver;

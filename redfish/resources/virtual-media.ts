@@ -33,6 +33,7 @@ import {
   type VisibleSystem,
 } from "./context";
 import { acceptedTaskResponse, registerTaskMonitors } from "./tasks";
+import { EJECT_MEDIA, INSERT_MEDIA } from "../auth/kubernetes";
 
 export const CD_ID = "Cd";
 
@@ -159,6 +160,7 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
         const target = system(c);
         const request = parseInsertMedia(await readJsonObject(c));
         checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
+        await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [INSERT_MEDIA]);
         const admitted = await media.admit(c.get("principal").account.username, request);
         const outcome = await media.service.insert(target.rec, admitted);
         if (outcome.kind === "unchanged") return new Response(null, { status: 204 });
@@ -172,6 +174,7 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
         const target = system(c);
         parseEjectMedia(await readRequestText(c));
         checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
+        await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [EJECT_MEDIA]);
         await media.service.eject(target.rec);
         return new Response(null, { status: 204 });
       },

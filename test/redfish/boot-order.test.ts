@@ -103,8 +103,8 @@ describe("boot devices and orders", () => {
   });
 
   it("never produces duplicate or non-positive bootOrders, over many random shapes (even invalid input)", () => {
-    let seed = 7;
-    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+    let state = 7;
+    const rnd = (n: number) => ((state = (state * 1103515245 + 12345) % 2147483648), state % n);
     for (let i = 0; i < 500; i++) {
       const disks = Array.from({ length: rnd(5) }, (_, j) => ({
         name: `d${j}`,

@@ -4,8 +4,9 @@
 import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
+import { present } from "../helpers/present";
 
 const NS = "tenant1-vms";
 const ADMIN = "admin:admin123";
@@ -38,10 +39,10 @@ afterAll(async () => {
 });
 
 async function redfishUp(): Promise<void> {
-  await c.waitFor(async () => (await c.redfish("GET", `/redfish/v1/Systems/${NS}.vm-1`, { user: ADMIN })).status === 200, {
-    timeoutMs: 60_000,
-    what: "the Redfish server of the watcher",
-  });
+  await vi.waitFor(
+    async () => expect((await c.redfish("GET", `/redfish/v1/Systems/${NS}.vm-1`, { user: ADMIN })).status, "the Redfish server of the watcher").toBe(200),
+    { timeout: 60_000, interval: 100 },
+  );
 }
 
 const system = (vm: string) => `/redfish/v1/Systems/${NS}.${vm}`;
@@ -77,15 +78,15 @@ describe("virtual media with the built module", () => {
     const on = await c.redfish("POST", `${system(vm)}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
     expect(on.status, on.text).toBeLessThan(300);
 
-    const vmi = await c.waitFor(
+    const vmi = await vi.waitFor(
       () => {
         const v = c.api.store.get(VMI_KEY, NS, vm);
-        return v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined;
+        return present(v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined, "the VMI to boot");
       },
-      { timeoutMs: 30_000, what: "the VMI to boot" },
+      { timeout: 30_000, interval: 100 },
     );
     expect(vmi!.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("virtualmedia-cd");
-    await c.waitFor(async () => (await c.redfish("GET", monitor, { user: ADMIN })).status === 204, { timeoutMs: 20_000, what: "the task to complete" });
+    await expect.poll(async () => (await c.redfish("GET", monitor, { user: ADMIN })).status, { timeout: 20_000, interval: 100, message: "the task to complete" }).toBe(204);
     expect(await get(cd(vm))).toMatchObject({ Image: image, Inserted: true, ConnectedVia: "URI" });
     // The datavolume-policy webhook of the demo polices tenant1-vms: the module's own DataVolume is exempt.
     expect(mediaDataVolumes(vm)).toHaveLength(1);
@@ -97,14 +98,14 @@ describe("virtual media with the built module", () => {
     const insert = await c.redfish("POST", `${cd(vm)}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: image } });
     expect(insert.status, insert.text).toBe(202);
     const taskUri = insert.body["@odata.id"] as string;
-    await c.waitFor(async () => (await get(taskUri)).TaskState === "Running", { timeoutMs: 10_000, what: "the import to run" });
+    await expect.poll(async () => (await get(taskUri)).TaskState, { timeout: 10_000, interval: 100, message: "the import to run" }).toBe("Running");
 
     await c.stopModule(["watcher"]);
     await c.startModule(["watcher"]);
     await redfishUp();
 
     expect((await get(cd(vm))).Image).toBe(image);
-    await c.waitFor(async () => (await get(taskUri)).TaskState === "Completed", { timeoutMs: 30_000, what: "the import to complete after the restart" });
+    await expect.poll(async () => (await get(taskUri)).TaskState, { timeout: 30_000, interval: 100, message: "the import to complete after the restart" }).toBe("Completed");
     expect((await get(taskUri)).PercentComplete).toBe(100);
     expect(await get(cd(vm))).toMatchObject({ Image: image, Inserted: true });
     const dvs = mediaDataVolumes(vm);
