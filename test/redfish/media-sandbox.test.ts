@@ -73,6 +73,18 @@ function requestNoWait(path: string, init: { method?: string; body?: unknown } =
   return Promise.resolve(app.request(path, { method: init.method ?? (body ? "POST" : "GET"), headers, body }, { incoming: { socket: { remoteAddress: "192.0.2.7" } } }));
 }
 
+/** The Warning Event the media controller records for a failed import of the VM's drive (CDI's reason). */
+function importFailedEvent(vmName: string): Promise<unknown> {
+  return vi.waitFor(
+    () =>
+      present(
+        sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === vmName),
+        `the import-failed Event of ${vmName}`,
+      ),
+    WAIT,
+  );
+}
+
 describe("imports that take time or fail", () => {
   it("a slow image shows rising PercentComplete; On meanwhile is PoweringOn and boots from the CD once imported", async () => {
     sb.createVm("slow-1");
@@ -140,14 +152,7 @@ describe("imports that take time or fail", () => {
     expect(failed.TaskStatus).toBe("Critical");
     expect(failed.Messages[0].Resolution).toContain("The image could not be downloaded.");
     // CDI's reason is in a Warning Event on the VM (for the platform team), never in the tenant's Task.
-    const event = await vi.waitFor(
-      () =>
-        present(
-          sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === "broken-1"),
-          "the import-failed Event",
-        ),
-      WAIT,
-    );
+    const event = await importFailedEvent("broken-1");
     expect((event as any).message).toContain("got 404");
     const cd = await sb.json(cdUri("broken-1"));
     expect(cd).toMatchObject({ Image: image, Inserted: false, Status: { Health: "Warning" } });
@@ -217,14 +222,7 @@ describe("imports that take time or fail", () => {
     expect(JSON.stringify(error)).not.toMatch(/404|Not Found/);
     expect(await sb.json(cdUri("broken-3"))).toMatchObject({ Image: null, Inserted: false });
     expect(sb.mediaDataVolumes("broken-3").filter(dv => !dv.metadata.deletionTimestamp)).toEqual([]);
-    const event = await vi.waitFor(
-      () =>
-        present(
-          sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === "broken-3"),
-          "the import-failed Event",
-        ),
-      WAIT,
-    );
+    const event = await importFailedEvent("broken-3");
     expect((event as any).message).toContain("got 404");
     // Nothing blocks the VM: it starts from its disk.
     expect((await sb.request(`/redfish/v1/Systems/${NS}.broken-3/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
