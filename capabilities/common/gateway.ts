@@ -4,6 +4,7 @@
 // KubeClient (one keep-alive agent, kubeconfig read once).
 import type { kind } from "pepr";
 import { KubeApiError, sharedKubeClient, type Query } from "./kube-client";
+import { PEPR_STORE_RESOURCE, peprStoreSetPatch, type PeprStoreRef } from "./pepr-store";
 
 export { KubeApiError } from "./kube-client";
 
@@ -96,18 +97,14 @@ export async function readSecretKey(namespace: string, name: string, key: string
   return encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString("utf8");
 }
 
-/** An RFC 6902 JSON pointer token. */
-function pointerToken(key: string): string {
-  return key.replace(/~/g, "~0").replace(/\//g, "~1");
-}
-
 /**
- * Sets one data key of a PeprStore object (JSON patch `add /data/<key>`, the operation Pepr's own Store
- * sender uses). The config capability writes its Store key directly instead of through `Store.setItem`,
- * whose 4 s batching would miss the 5 s hot-reload budget. Throws on failure (404 until Pepr created the store).
+ * Sets one data key of a PeprStore object, with the patch Pepr's own Store sender sends (./pepr-store.ts).
+ * The config capability writes its Store key directly instead of through `Store.setItem`, whose 4 s batching
+ * would miss the 5 s hot-reload budget. Throws on failure (404 until Pepr created the store).
  */
-export async function setPeprStoreData(store: { namespace: string; name: string }, dataKey: string, value: string): Promise<void> {
-  await call("PATCH", groupPath("pepr.dev/v1", store.namespace, "peprstores", store.name), [{ op: "add", path: `/data/${pointerToken(dataKey)}`, value }], JSON_PATCH);
+export async function setPeprStoreData(store: PeprStoreRef, dataKey: string, value: string): Promise<void> {
+  const { group, version, plural } = PEPR_STORE_RESOURCE;
+  await call("PATCH", groupPath(`${group}/${version}`, store.namespace, plural, store.name), peprStoreSetPatch(dataKey, value), JSON_PATCH);
 }
 
 // ---- KubeVirt VirtualMachine / VirtualMachineInstance: Redfish power and boot ----

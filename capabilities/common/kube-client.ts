@@ -1,11 +1,13 @@
 // The module's one Kubernetes client (client-go's rest.Interface idea): the kubeconfig is read once, every
-// request and watch goes through ONE keep-alive agent with a bounded number of sockets, so the TCP
-// connections to an API server stay few and stable across watch expiries and API server restarts.
+// request and watch goes through ONE transport (kube-transport.ts: HTTP/2 streams over one connection, or a
+// bounded HTTP/1.1 keep-alive agent where the server does not speak h2), so the TCP connections to an API
+// server stay few and stable across watch expiries and API server restarts, whatever the number of watches.
 // kubernetes-fluent-client (a new undici Agent and a kubeconfig read per call) and client-node's Watch (a new
 // agent per watch) are not used for the module's own traffic for that reason.
 import { KubeConfig } from "@kubernetes/client-node";
-import http from "node:http";
-import https from "node:https";
+import type https from "node:https";
+import type { Readable } from "node:stream";
+import { KubeTransport, type Protocol, type TransportOptions, type TransportResponse } from "./kube-transport";
 
 /** A failed Kubernetes API call: HTTP status (0 = no answer), the Status reason and message. */
 export class KubeApiError extends Error {
@@ -54,12 +56,16 @@ export interface WatchEvent {
 }
 
 export interface KubeClientOptions {
-  /** Sockets to the API server at most (watches hold one each while open). */
+  /** HTTP/1.1 only: sockets to the API server at most (watches hold one each while open). */
   maxSockets?: number;
   requestTimeoutMs?: number;
+  /** Speak HTTP/1.1 even to a server that speaks HTTP/2 (independent of the kubeconfig; tests). */
+  forceHttp1?: boolean;
+  /** Where the protocol in use is reported, once, at info level. */
+  log?: TransportOptions["log"];
 }
 
-/** Sockets per API server: the open watches (at most one per kind, six kinds) plus two for requests. */
+/** HTTP/1.1 sockets per API server: the open watches (one per kind, six kinds) plus two for requests. */
 export const DEFAULT_MAX_SOCKETS = 8;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const MAX_ERROR_TEXT = 500;
@@ -74,13 +80,13 @@ function withQuery(path: string, query: Query | undefined): string {
 export class KubeClient {
   readonly #kc: KubeConfig;
   readonly #server: URL;
-  readonly #agent: http.Agent;
+  readonly #transport: KubeTransport;
   readonly #requestTimeoutMs: number;
 
-  private constructor(kc: KubeConfig, server: URL, agent: http.Agent, requestTimeoutMs: number) {
+  private constructor(kc: KubeConfig, server: URL, transport: KubeTransport, requestTimeoutMs: number) {
     this.#kc = kc;
     this.#server = server;
-    this.#agent = agent;
+    this.#transport = transport;
     this.#requestTimeoutMs = requestTimeoutMs;
   }
 
@@ -98,21 +104,22 @@ export class KubeClient {
     // The TLS material (CA, client certificate, skip-verify) as client-node reads it; the agent it builds is dropped.
     const tls: https.RequestOptions = {};
     await kc.applyToHTTPSOptions(tls);
-    const common = { keepAlive: true, maxSockets: opts.maxSockets ?? DEFAULT_MAX_SOCKETS, maxFreeSockets: 4 };
-    const agent =
-      server.protocol === "http:"
-        ? new http.Agent(common)
-        : new https.Agent({
-            ...common,
-            ca: tls.ca,
-            cert: tls.cert,
-            key: tls.key,
-            pfx: tls.pfx,
-            passphrase: tls.passphrase,
-            rejectUnauthorized: tls.rejectUnauthorized,
-            servername: cluster.tlsServerName,
-          });
-    return new KubeClient(kc, server, agent, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    const transport = new KubeTransport({
+      server,
+      tls: {
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        pfx: tls.pfx,
+        passphrase: tls.passphrase,
+        rejectUnauthorized: tls.rejectUnauthorized,
+        servername: cluster.tlsServerName,
+      },
+      maxSockets: opts.maxSockets ?? DEFAULT_MAX_SOCKETS,
+      forceHttp1: opts.forceHttp1,
+      log: opts.log,
+    });
+    return new KubeClient(kc, server, transport, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
   }
 
   /** The API server this client talks to (for logs: no credentials in it). */
@@ -120,15 +127,19 @@ export class KubeClient {
     return this.#server.origin;
   }
 
-  /** Sockets the agent holds now (in use + idle), for the connection figures of the bench and tests. */
+  /** TCP connections to the API server now (HTTP/2 sessions, HTTP/1.1 sockets in use + idle), for the bench and tests. */
   openSockets(): number {
-    const count = (sockets: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(sockets).reduce((n, list) => n + (list?.length ?? 0), 0);
-    return count(this.#agent.sockets) + count(this.#agent.freeSockets);
+    return this.#transport.connections();
   }
 
-  /** Ends every socket (tests, shutdown). */
+  /** "h2" or "http/1.1"; undefined until the first connection to an https server negotiated it. */
+  get protocol(): Protocol | undefined {
+    return this.#transport.protocol;
+  }
+
+  /** Ends every connection (tests, shutdown). */
   close(): void {
-    this.#agent.destroy();
+    this.#transport.close();
   }
 
   /** One request; the parsed JSON answer (undefined for an empty body). Throws KubeApiError for non-2xx and transport errors. */
@@ -140,8 +151,8 @@ export class KubeClient {
       headers["Content-Length"] = Buffer.byteLength(payload);
     }
     const res = await this.#send(req.method, withQuery(req.path, req.query), headers, req.timeoutMs ?? this.#requestTimeoutMs, payload);
-    const text = await readText(res);
-    const status = res.statusCode ?? 0;
+    const text = await readText(res.body);
+    const { status } = res;
     if (status < 200 || status >= 300) throw errorOf(status, text, res.statusMessage);
     if (text === "") return undefined as T;
     try {
@@ -158,9 +169,8 @@ export class KubeClient {
    */
   async watch(path: string, query: Query, onEvent: (ev: WatchEvent) => void, opts: { signal: AbortSignal; idleMs: number }): Promise<void> {
     if (opts.signal.aborted) return;
-    const res = await this.#send("GET", withQuery(path, { ...query, watch: true }), { Accept: "application/json" }, opts.idleMs, undefined);
-    const status = res.statusCode ?? 0;
-    if (status !== 200) throw errorOf(status, await readText(res), res.statusMessage);
+    const { status, statusMessage, body: res } = await this.#send("GET", withQuery(path, { ...query, watch: true }), { Accept: "application/json" }, opts.idleMs, undefined);
+    if (status !== 200) throw errorOf(status, await readText(res), statusMessage);
     // Aborting destroys the response without an error (an AbortError on the request would have no listener
     // once this function returned); the stream then closes and the watch resolves.
     const onAbort = () => res.destroy();
@@ -170,6 +180,7 @@ export class KubeClient {
       await new Promise<void>((resolve, reject) => {
         let buffered = "";
         let failed: Error | undefined;
+        let ended = false;
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => {
           buffered += chunk;
@@ -187,9 +198,14 @@ export class KubeClient {
             }
           }
         });
-        res.on("end", () => resolve());
+        res.on("end", () => {
+          ended = true;
+          resolve();
+        });
         res.on("error", e => (opts.signal.aborted ? resolve() : reject(failed ?? new KubeApiError(0, "StreamError", e.message))));
-        res.on("close", () => (opts.signal.aborted ? resolve() : failed ? reject(failed) : resolve()));
+        // Closed without its end (a reset stream, a lost connection): retriable, like a transport error.
+        const lost = () => new KubeApiError(0, "StreamError", "the watch stream was cut off by the connection");
+        res.on("close", () => (opts.signal.aborted || ended ? resolve() : reject(failed ?? lost())));
       });
     } finally {
       opts.signal.removeEventListener("abort", onAbort);
@@ -202,7 +218,7 @@ export class KubeClient {
     headers: Record<string, string | number>,
     timeoutMs: number,
     payload: string | undefined,
-  ): Promise<http.IncomingMessage> {
+  ): Promise<TransportResponse> {
     // Credentials are applied per request: tokens from a file or an exec plugin rotate.
     const auth: https.RequestOptions = { headers: {} };
     try {
@@ -210,31 +226,37 @@ export class KubeClient {
     } catch (e) {
       throw new KubeApiError(0, "ClientConfig", e instanceof Error ? e.message : String(e));
     }
-    const url = new URL(this.#server.pathname.replace(/\/$/, "") + pathAndQuery, this.#server);
-    const send = url.protocol === "http:" ? http.request : https.request;
-    return new Promise((resolve, reject) => {
-      const req = send(url, {
+    const credentials: Record<string, string> = { ...(auth.headers as Record<string, string>) };
+    if (auth.auth) credentials.Authorization = `Basic ${Buffer.from(auth.auth).toString("base64")}`;
+    try {
+      return await this.#transport.send({
         method,
-        agent: this.#agent,
-        auth: auth.auth,
-        headers: { ...(auth.headers as Record<string, string>), ...headers },
-        timeout: timeoutMs,
+        path: this.#server.pathname.replace(/\/$/, "") + pathAndQuery,
+        headers: { ...credentials, ...headers },
+        timeoutMs,
+        body: payload,
       });
-      req.on("response", res => resolve(res));
-      req.on("timeout", () => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)));
-      req.on("error", e => reject(new KubeApiError(0, "NoResponse", e.message)));
-      req.end(payload);
-    });
+    } catch (e) {
+      throw new KubeApiError(0, "NoResponse", e instanceof Error ? e.message : String(e));
+    }
   }
 }
 
-function readText(res: http.IncomingMessage): Promise<string> {
+/** The whole body; a body cut off before its end (reset stream, lost connection) is a transport error. */
+function readText(body: Readable): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = "";
-    res.setEncoding("utf8");
-    res.on("data", chunk => (text += chunk));
-    res.on("end", () => resolve(text));
-    res.on("error", e => reject(new KubeApiError(0, "NoResponse", e.message)));
+    let ended = false;
+    body.setEncoding("utf8");
+    body.on("data", chunk => (text += chunk));
+    body.on("end", () => {
+      ended = true;
+      resolve(text);
+    });
+    body.on("error", e => reject(new KubeApiError(0, "NoResponse", e.message)));
+    body.on("close", () => {
+      if (!ended) reject(new KubeApiError(0, "NoResponse", "the answer was cut off by the connection"));
+    });
   });
 }
 
@@ -253,17 +275,18 @@ let shared: Promise<KubeClient> | undefined;
 
 /**
  * The process's client for its own cluster (KUBECONFIG or in-cluster), created on first use and then the same
- * for every caller: the one place that holds it, so there is one agent per process.
+ * for every caller: the one place that holds it, so there is one transport per process. `opts` count only for
+ * the call that creates it (the watcher's start passes its logger).
  */
-export function sharedKubeClient(): Promise<KubeClient> {
-  shared ??= KubeClient.fromDefault().catch(e => {
+export function sharedKubeClient(opts: KubeClientOptions = {}): Promise<KubeClient> {
+  shared ??= KubeClient.fromDefault(opts).catch(e => {
     shared = undefined; // a kubeconfig that could not be read is read again by the next caller
     throw e;
   });
   return shared;
 }
 
-/** Ends the shared client's sockets; the next use reads the kubeconfig again (shutdown, tests that switch clusters). */
+/** Ends the shared client's connections; the next use reads the kubeconfig again (shutdown, tests that switch clusters). */
 export async function closeSharedKubeClient(): Promise<void> {
   const closing = shared;
   shared = undefined;

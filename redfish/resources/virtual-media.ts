@@ -56,6 +56,8 @@ export function createVirtualMedia(options: {
   driver: KubeVirtDriver;
   /** How long a request waits for the cache to show its own writes (default 2 s). */
   cacheWaitMs?: number;
+  /** How long InsertMedia waits at most for the import's first result (default media/service.ts FIRST_RESULT_WAIT_MS). */
+  firstResultWaitMs?: number;
   /** Host name resolution for the image URL policy (default: the system's). */
   resolver?: Resolver;
 }): VirtualMedia {
@@ -69,7 +71,13 @@ export function createVirtualMedia(options: {
     now: options.now,
   };
   return {
-    service: new MediaService({ cache: options.cache, driver: options.driver, settings, ...(options.cacheWaitMs !== undefined ? { cacheWaitMs: options.cacheWaitMs } : {}) }),
+    service: new MediaService({
+      cache: options.cache,
+      driver: options.driver,
+      settings,
+      ...(options.cacheWaitMs !== undefined ? { cacheWaitMs: options.cacheWaitMs } : {}),
+      ...(options.firstResultWaitMs !== undefined ? { firstResultWaitMs: options.firstResultWaitMs } : {}),
+    }),
     tasks: mediaTaskSource(taskOptions),
     taskOptions,
     admit: async (user, request) => {

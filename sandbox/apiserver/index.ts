@@ -1,8 +1,9 @@
-// The sandbox Kubernetes API server: HTTP on 127.0.0.1, kube-apiserver semantics for the subset the
+// The sandbox Kubernetes API server: HTTP/1.1 and HTTP/2 (h2c) on 127.0.0.1, kube-apiserver semantics for the subset the
 // module uses (see store.ts, server.ts, admission.ts, apply.ts for what is modelled and simplified).
 import { promises as fs } from "node:fs";
 import { stringify as toYaml } from "yaml";
 import { MUTATING_KEY, VALIDATING_KEY, WebhookAdmission, prepareWebhookConfiguration } from "./admission";
+import type { ConnectionCounts } from "./listener";
 import { RestServer } from "./server";
 import { MemoryStore } from "./store";
 import type { ObjectStore, SubresourceHandler, UserInfo } from "./types";
@@ -28,6 +29,8 @@ export interface ApiServerOptions {
   kubevirtApi?: boolean;
   /** Delay before the garbage collector deletes the dependents of a deleted owner (default 100 ms; it is asynchronous in kube). */
   gcDelayMs?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS for HTTP/2 clients, like kube's --http2-max-streams-per-connection (default 100). */
+  http2MaxStreamsPerConnection?: number;
   log?: (line: string) => void;
 }
 
@@ -44,6 +47,8 @@ export interface ApiServer {
   dropWatches(opts?: { expired?: boolean }): number;
   /** Open watch streams per resource key ("virtualmachines.kubevirt.io", "configmaps", ...). */
   openWatches(): Record<string, number>;
+  /** Open TCP connections by protocol (HTTP/1.1 and HTTP/2 are served on the one port). */
+  connections(): ConnectionCounts;
   /**
    * An API server restart: stops serving, then listens on the same port again after `downtimeMs`; the store is
    * kept, the watch history is not (resumed watches get an in-stream 410 Expired). For `startingMs` (default
@@ -69,6 +74,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000,
     minRequestTimeoutSeconds: opts.minRequestTimeoutSeconds ?? 1800,
     kubevirtApi: opts.kubevirtApi ?? true,
+    http2MaxStreamsPerConnection: opts.http2MaxStreamsPerConnection,
     log,
   });
   const port = await rest.listen(opts.port ?? 0);
@@ -94,6 +100,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     addToken: (token, user) => void tokens.set(token, user),
     dropWatches: watchOpts => rest.dropWatches(watchOpts),
     openWatches: () => rest.openWatches(),
+    connections: () => rest.connections(),
     restart: (downtimeMs, startingMs) => rest.restart(downtimeMs, startingMs),
     async close() {
       if (closed) return;

@@ -1,7 +1,5 @@
 // The REST layer: kube-apiserver's URL scheme, verbs, content types, discovery, watch streams,
 // authentication and the admission chain, on top of MemoryStore.
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import type { Admission, AdmissionAttributes } from "./admission";
@@ -19,6 +17,7 @@ import {
   unauthorized,
   unsupportedMediaType,
 } from "./errors";
+import { ProtocolListener, type ApiRequest, type ApiResponse, type ConnectionCounts } from "./listener";
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, isObject, type Json } from "./patch";
 import { pathForbidden, rbacForbidden, RbacAuthorizer } from "./rbac";
 import { review, REVIEW_PATHS } from "./reviews";
@@ -58,13 +57,15 @@ export interface RestOptions {
   minRequestTimeoutSeconds: number;
   /** Serve KubeVirt's aggregated subresources.kubevirt.io API (false: a cluster without KubeVirt's virt-api). */
   kubevirtApi: boolean;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS for HTTP/2 clients (kube's --http2-max-streams-per-connection). */
+  http2MaxStreamsPerConnection?: number;
   log: (line: string) => void;
 }
 
 /** Request-scoped state shared by the handlers. */
 interface Ctx {
-  req: http.IncomingMessage;
-  res: http.ServerResponse;
+  req: ApiRequest;
+  res: ApiResponse;
   url: URL;
   user: UserInfo;
   warnings: string[];
@@ -106,7 +107,7 @@ function sanitizeHeaderText(text: string): string {
 }
 
 export class RestServer {
-  readonly server: http.Server;
+  readonly #listener: ProtocolListener;
   readonly #store: MemoryStore;
   readonly #admission: Admission;
   readonly #tokens: Map<string, UserInfo>;
@@ -130,34 +131,31 @@ export class RestServer {
     this.#kubevirtApi = opts.kubevirtApi;
     this.#rbac = new RbacAuthorizer(opts.store);
     this.#log = opts.log;
-    this.server = http.createServer((req, res) => {
-      this.#handle(req, res).catch(err => this.#fail(res, err));
-    });
-    // Watches are long-lived: no per-socket inactivity timeout.
-    this.server.timeout = 0;
+    // HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port.
+    this.#listener = new ProtocolListener(
+      (req, res) => {
+        this.#handle(req, res).catch(err => this.#fail(res, err));
+      },
+      { http2MaxStreamsPerConnection: opts.http2MaxStreamsPerConnection },
+    );
   }
 
   registerSubresource(group: string, version: string, resource: string, subresource: string, h: SubresourceHandler): void {
     this.#subresources.set(`${group}/${version}/${resource}/${subresource}`, h);
   }
 
-  async listen(port: number): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, "127.0.0.1", () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
-    return (this.server.address() as AddressInfo).port;
+  listen(port: number): Promise<number> {
+    return this.#listener.listen(port, "127.0.0.1");
   }
 
   async close(): Promise<void> {
     for (const end of [...this.#watches.keys()]) end();
-    await new Promise<void>(resolve => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    await this.#listener.close();
+  }
+
+  /** Open TCP connections by protocol, counted by the server. For transport tests and the bench. */
+  connections(): ConnectionCounts {
+    return this.#listener.connections();
   }
 
   /** Open watch streams per resource key (e.g. "virtualmachines.kubevirt.io"). For reliability tests. */
@@ -188,7 +186,7 @@ export class RestServer {
    * paths answer 503 and requests with a token 403, as kube-apiserver does until its handlers and RBAC cache sync.
    */
   async restart(downtimeMs = 0, startingMs = 200): Promise<void> {
-    const { port } = this.server.address() as AddressInfo;
+    const port = this.#listener.port;
     await this.close();
     this.#store.compactHistory();
     if (downtimeMs > 0) await new Promise(resolve => setTimeout(resolve, downtimeMs));
@@ -202,7 +200,7 @@ export class RestServer {
 
   // ---- plumbing ----------------------------------------------------------------------------------
 
-  #fail(res: http.ServerResponse, err: unknown): void {
+  #fail(res: ApiResponse, err: unknown): void {
     const apiErr = err instanceof ApiError ? err : internalError(err instanceof Error ? err.message : String(err));
     if (!(err instanceof ApiError)) this.#log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     if (res.headersSent) {
@@ -212,7 +210,7 @@ export class RestServer {
     this.#send(res, apiErr.code, statusBody(apiErr));
   }
 
-  #send(res: http.ServerResponse, code: number, body: unknown, warnings: string[] = []): void {
+  #send(res: ApiResponse, code: number, body: unknown, warnings: string[] = []): void {
     const payload = JSON.stringify(body);
     if (warnings.length > 0) res.setHeader("Warning", warnings.map(w => `299 - ${JSON.stringify(sanitizeHeaderText(w))}`));
     res.writeHead(code, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload), "Cache-Control": "no-cache, private" });
@@ -220,7 +218,7 @@ export class RestServer {
   }
 
   /** Go's http.NotFound, which kube-apiserver serves for paths no handler is installed for (an API group it does not serve). */
-  #pageNotFound(res: http.ServerResponse): void {
+  #pageNotFound(res: ApiResponse): void {
     res.writeHead(404, { "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff" });
     res.end("404 page not found\n");
   }
@@ -252,7 +250,7 @@ export class RestServer {
     return Boolean(t && this.#store.getRaw(t.key, a.namespace || undefined, a.name));
   }
 
-  #authenticate(req: http.IncomingMessage): UserInfo {
+  #authenticate(req: ApiRequest): UserInfo {
     const header = req.headers.authorization;
     // No credentials on the loopback listener: cluster admin, like a local development cluster.
     // There is no RBAC: every authenticated user may do everything (the sandbox is single-tenant).
@@ -263,7 +261,7 @@ export class RestServer {
     return user;
   }
 
-  async #readBody(req: http.IncomingMessage): Promise<Buffer> {
+  async #readBody(req: ApiRequest): Promise<Buffer> {
     const declared = Number(req.headers["content-length"] ?? "0");
     if (declared > BODY_LIMIT_BYTES) {
       req.resume();
@@ -283,7 +281,7 @@ export class RestServer {
   }
 
   /** Parses a body as JSON (or YAML for apply/yaml content types); malformed input is a 400. */
-  async #readJson(req: http.IncomingMessage, allowYaml: boolean): Promise<unknown> {
+  async #readJson(req: ApiRequest, allowYaml: boolean): Promise<unknown> {
     const raw = (await this.#readBody(req)).toString("utf8");
     const contentType = (req.headers["content-type"] ?? "application/json").split(";")[0].trim().toLowerCase();
     if (raw.trim() === "") return undefined;
@@ -308,7 +306,7 @@ export class RestServer {
 
   // ---- routing -----------------------------------------------------------------------------------
 
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async #handle(req: ApiRequest, res: ApiResponse): Promise<void> {
     let url: URL;
     try {
       url = new URL(req.url ?? "/", "http://localhost");
@@ -552,8 +550,8 @@ export class RestServer {
         send(ev.type, present(ev.object));
       }
     };
-    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache, private", "Transfer-Encoding": "chunked" });
-    res.flushHeaders();
+    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-cache, private" });
+    res.flushHeaders?.();
     const bookmark = (annotations?: Record<string, string>) =>
       send("BOOKMARK", {
         kind: r.type.kind,

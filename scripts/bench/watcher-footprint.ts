@@ -2,8 +2,9 @@
 // `npm run bench` takes long and loads the machine). Against the sandbox with the BUILT module:
 //   1. RSS of a watcher started with no VMs, then of one started with 10,000 VMs in 100 namespaces already
 //      there (cache cost per VM = the difference / VMs);
-//   2. TCP connections from the watcher to the API server (from /proc), sampled every 100 ms through watch
-//      expiries (watch timeout 5 s) and one API server restart.
+//   2. TCP connections from the watcher to the API server (from /proc: sockets, not HTTP/2 streams), sampled
+//      every 100 ms through watch expiries (watch timeout 5 s) and one API server restart; and the API server's
+//      own count of them by protocol afterwards (the module's client speaks HTTP/2, Pepr's own calls HTTP/1.1).
 // Output: one JSON document on stdout; progress on stderr. BENCH_QUICK=1: 1,000 VMs.
 import { ensureBuild } from "../ensure-build";
 import { ensureNamespace, startSandboxCluster, type SandboxCluster } from "../../sandbox/cluster";
@@ -90,11 +91,12 @@ async function main(): Promise<void> {
     const withExpiries = await sampleConnections(cluster, port, 4 * WATCH_TIMEOUT_SECONDS * 1000);
     const throughRestart = await sampleConnections(cluster, port, 15_000, () => cluster.api.restart(1_000));
     const settled = establishedConnections(pid, port);
+    const byProtocol = cluster.api.connections();
     const result = {
       vms: total,
       watcher: { rssWithoutVmsMiB: mib(emptyRss), rssWithVmsMiB: mib(rss), peakRssMiB: mib(peak), syncedSeconds: Math.round(syncedSeconds * 10) / 10 },
       cacheBytesPerVm: Math.round((rss - emptyRss) / total),
-      connectionsToApiServer: { maxWithWatchExpiries: withExpiries, maxThroughApiServerRestart: throughRestart, afterRestart: settled, watchTimeoutSeconds: WATCH_TIMEOUT_SECONDS },
+      connectionsToApiServer: { maxWithWatchExpiries: withExpiries, maxThroughApiServerRestart: throughRestart, afterRestart: settled, afterRestartByProtocol: { http2: byProtocol.http2, http1: byProtocol.http1 }, watchTimeoutSeconds: WATCH_TIMEOUT_SECONDS },
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {

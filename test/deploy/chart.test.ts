@@ -204,6 +204,10 @@ describe("templates", () => {
     expect(netpol).toContain("{{- if and .Values.deploy.importerNetworkPolicy.enabled (ne .Values.role \"nested\") }}");
     expect(templates["chassis-roles.yaml"]).toContain('resources: ["virtualmachines/start"]');
     expect(templates["chassis-roles.yaml"]).toContain('resources: ["datavolumes"]');
+    // The DataVolume audit's list+watch: a Role in each policed namespace, with nothing else in it.
+    expect(templates["datavolume-audit-roles.yaml"]).toContain("{{- range $namespaces | uniq | sortAlpha }}");
+    expect(templates["datavolume-audit-roles.yaml"]).toContain('resources: ["datavolumes"]\n    verbs: ["list", "watch"]');
+    expect(templates["datavolume-audit-roles.yaml"]).not.toMatch(/virtualmachines|secrets/);
     for (const file of ["cluster-role.yaml", "watcher-cluster-role.yaml"]) {
       expect(templates[file], file).not.toMatch(/virtualmachines\/start|"patch"\]\n.*virtualmachines|resources: \["secrets"\]\n\s+verbs: \["create"\]/);
     }
