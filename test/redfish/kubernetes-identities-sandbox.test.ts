@@ -33,10 +33,9 @@ beforeAll(async () => {
       { token: NOBODY_TOKEN, user: NOBODY_USER },
     ],
   });
-  await c.waitFor(async () => (await c.redfish("GET", "/redfish/v1/Systems", { user: "admin:admin123" })).status === 200, {
-    timeoutMs: 60_000,
-    what: "the Redfish server of the watcher",
-  });
+  await expect
+    .poll(async () => (await c.redfish("GET", "/redfish/v1/Systems", { user: "admin:admin123" })).status, { timeout: 60_000, message: "the Redfish server of the watcher" })
+    .toBe(200);
 }, 180_000);
 
 afterAll(async () => {
