@@ -89,9 +89,13 @@ const GET_ONLY = [{ apiGroups: ["kubevirt.io"], resources: ["virtualmachines"], 
 
 /** Ids a user may address: every full id, every bare name (visible when exactly one visible VM has it), none-such. */
 function idsFor(user: User): { id: string; target?: string }[] {
-  const full = SYSTEMS.map(id => ({ id, target: VISIBLE[user].includes(id) ? id : undefined }));
+  return idsForVisible(VISIBLE[user]);
+}
+
+function idsForVisible(visible: readonly string[]): { id: string; target?: string }[] {
+  const full = SYSTEMS.map(id => ({ id, target: visible.includes(id) ? id : undefined }));
   const bare = [...new Set(SYSTEMS.map(id => id.split(".")[1]))].map(name => {
-    const matches = VISIBLE[user].filter(id => id.split(".")[1] === name);
+    const matches = visible.filter(id => id.split(".")[1] === name);
     return { id: name, target: matches.length === 1 ? matches[0] : undefined };
   });
   return [...full, ...bare, { id: "sec-a.nope" }, { id: "nope" }];
@@ -237,6 +241,30 @@ function footprint(id: string): string {
   return JSON.stringify({ spec: vm?.spec, annotations: vm?.metadata.annotations, dvs });
 }
 
+/**
+ * One matrix answer: for a visible system one of `visibleStatuses`; otherwise exactly the answer `send` gets for a
+ * system that does not exist. Problems are collected, not thrown, so one run lists them all.
+ */
+async function checkMatrixAnswer(
+  problems: string[],
+  label: string,
+  id: string,
+  res: RedfishResponse,
+  visibleStatuses: number[] | undefined,
+  send: (addressed: string) => Promise<RedfishResponse>,
+): Promise<void> {
+  if (visibleStatuses) {
+    if (!visibleStatuses.includes(res.status)) problems.push(`${label}: ${res.status} (expected ${visibleStatuses.join("/")}) ${res.text.slice(0, 200)}`);
+    return;
+  }
+  const missingId = id.includes(".") ? "sec-a.does-not-exist" : "does-not-exist";
+  const reference = await send(missingId);
+  if (res.status !== 404) problems.push(`${label}: ${res.status}, expected 404 ${res.text.slice(0, 200)}`);
+  else if (JSON.stringify(normalized(res, id)) !== JSON.stringify(normalized(reference, missingId))) {
+    problems.push(`${label}: differs from a missing system: ${JSON.stringify(normalized(res, id))} vs ${JSON.stringify(normalized(reference, missingId))}`);
+  }
+}
+
 describe("tenant isolation", () => {
   it("every user x every system x every verb: 404 outside the user's chassis, identical to a missing system, and no write lands there", async () => {
     const createdDataVolumes: { namespace: string; vm: string; url?: string }[] = [];
@@ -254,20 +282,9 @@ describe("tenant isolation", () => {
           for (const req of SYSTEM_REQUESTS) {
             const send = (addressed: string) =>
               rf.request(req.method, req.path(addressed), { user: basic(user), ...(req.body ? { body: req.body(user, target ?? addressed) } : {}) });
-            const res = await send(id);
             cases++;
-            const label = `${user} ${req.name} ${id}`;
-            if (target) {
-              if (!req.visible.includes(res.status)) problems.push(`${label}: ${res.status} (expected ${req.visible.join("/")}) ${res.text.slice(0, 200)}`);
-              continue;
-            }
             // Not visible: exactly the answer for a system that does not exist.
-            const missingId = id.includes(".") ? "sec-a.does-not-exist" : "does-not-exist";
-            const reference = await send(missingId);
-            if (res.status !== 404) problems.push(`${label}: ${res.status}, expected 404 ${res.text.slice(0, 200)}`);
-            else if (JSON.stringify(normalized(res, id)) !== JSON.stringify(normalized(reference, missingId))) {
-              problems.push(`${label}: differs from a missing system: ${JSON.stringify(normalized(res, id))} vs ${JSON.stringify(normalized(reference, missingId))}`);
-            }
+            await checkMatrixAnswer(problems, `${user} ${req.name} ${id}`, id, await send(id), target ? req.visible : undefined, send);
           }
         }
         await settle(); // writes the module might still make after a reply would show up here
@@ -371,15 +388,6 @@ describe("tenant isolation", () => {
 /** Requests that write: an identity without the Kubernetes right gets 403 InsufficientPrivilege on a visible system. */
 const WRITES = new Set(["PATCH boot override", "Reset ForceOff", "InsertMedia", "EjectMedia", "Manager InsertMedia"]);
 
-function idsForVisible(visible: readonly string[]): { id: string; target?: string }[] {
-  const full = SYSTEMS.map(id => ({ id, target: visible.includes(id) ? id : undefined }));
-  const bare = [...new Set(SYSTEMS.map(id => id.split(".")[1]))].map(name => {
-    const matches = visible.filter(id => id.split(".")[1] === name);
-    return { id: name, target: matches.length === 1 ? matches[0] : undefined };
-  });
-  return [...full, ...bare, { id: "sec-a.nope" }, { id: "nope" }];
-}
-
 describe("Kubernetes identities", () => {
   it("every identity x every system x every verb: 404 where its RBAC cannot get the VM (identical to a missing one), 403 for writes it lacks, and no write lands outside", async () => {
     let cases = 0;
@@ -396,18 +404,9 @@ describe("Kubernetes identities", () => {
           const res = await send(id);
           cases++;
           const label = `${who} ${req.name} ${id}`;
-          if (target) {
-            const expected = !fullRights && WRITES.has(req.name) ? [403] : req.visible;
-            if (!expected.includes(res.status)) problems.push(`${label}: ${res.status} (expected ${expected.join("/")}) ${res.text.slice(0, 200)}`);
-            if (res.status === 403 && !/InsufficientPrivilege/.test(res.text)) problems.push(`${label}: 403 without InsufficientPrivilege`);
-            continue;
-          }
-          const missingId = id.includes(".") ? "sec-a.does-not-exist" : "does-not-exist";
-          const reference = await send(missingId);
-          if (res.status !== 404) problems.push(`${label}: ${res.status}, expected 404 ${res.text.slice(0, 200)}`);
-          else if (JSON.stringify(normalized(res, id)) !== JSON.stringify(normalized(reference, missingId))) {
-            problems.push(`${label}: differs from a missing system: ${JSON.stringify(normalized(res, id))} vs ${JSON.stringify(normalized(reference, missingId))}`);
-          }
+          const expected = !fullRights && WRITES.has(req.name) ? [403] : req.visible;
+          await checkMatrixAnswer(problems, label, id, res, target ? expected : undefined, send);
+          if (res.status === 403 && !/InsufficientPrivilege/.test(res.text)) problems.push(`${label}: 403 without InsufficientPrivilege`);
         }
       }
       await settle();
