@@ -58,7 +58,7 @@ describe("defaults", () => {
           resolveTimeoutMs: 5000,
         },
         insertMediaRate: { burst: 60, refillSeconds: 1 },
-        kubernetesIdentities: { enabled: false, audiences: [], basicUserName: "kubernetes", tokenReviewCacheSeconds: 60, accessReviewCacheSeconds: 10 },
+        kubernetesIdentities: { enabled: false, audiences: [], tokenReviewCacheSeconds: 60, accessReviewCacheSeconds: 10, basicUserName: "kubernetes" },
       },
       datavolume: {
         storageSize: "10Gi",
@@ -187,6 +187,19 @@ describe("the agreed outline and the sandbox demo are accepted", () => {
       datavolumePolicy: { enabled: true, mode: "enforce", namespaces: ["tenant1-vms"], csiNamePrefix: "pvc-" },
     });
     expect(config.datavolume.storageSize).toBe("1Gi");
+  });
+});
+
+describe("redfish.kubernetesIdentities", () => {
+  it("refuses a configured user with the token user name while identities are on, and bounds the cache times", () => {
+    const users = [{ username: "kubernetes", passwordHash: HASH, chassis: ["tenant1"] }];
+    expect(errorsOf({ chassis: twoChassis, authentication: { users }, redfish: { kubernetesIdentities: { enabled: true } } })).toEqual([
+      'authentication.users[0].username: user "kubernetes" has the name redfish.kubernetesIdentities.basicUserName, which means "the password is a Kubernetes token"; rename one of them',
+    ]);
+    // Another token user name, or identities off: the user "kubernetes" is an ordinary user.
+    expect(moduleConfigSchema.safeParse({ chassis: twoChassis, authentication: { users }, redfish: { kubernetesIdentities: { enabled: true, basicUserName: "k8s-token" } } }).success).toBe(true);
+    expect(moduleConfigSchema.safeParse({ chassis: twoChassis, authentication: { users } }).success).toBe(true);
+    expect(errorsOf({ redfish: { kubernetesIdentities: { accessReviewCacheSeconds: 0, basicUserName: "a:b" } } })).toHaveLength(2);
   });
 });
 
