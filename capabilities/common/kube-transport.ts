@@ -3,7 +3,8 @@
 // the server's SETTINGS_MAX_CONCURRENT_STREAMS: kube-apiserver's default is 100). With HTTP/1.1 every open
 // watch holds a connection of its own, which a watcher with one watch per kind and namespace cannot afford.
 // https: ALPN offers h2 and http/1.1; a server (or proxy) that picks http/1.1 gets the keep-alive agent.
-// http: (the sandbox only) HTTP/2 with prior knowledge (h2c), unless HTTP/1.1 is forced.
+// http: (the sandbox, kubectl proxy) HTTP/2 with prior knowledge (h2c) unless HTTP/1.1 is forced; a server that
+// refuses the h2c preface on the first connection gets HTTP/1.1.
 // A connection that ends (GOAWAY, close, error) is dropped; the next request opens a new one, and the requests
 // that were on it fail (KubeClient makes that a KubeApiError(0, ...), which informers and work queues retry with
 // their back-off). Failures here are plain Errors: KubeClient owns the mapping to KubeApiError.
@@ -151,24 +152,37 @@ export class KubeTransport {
       session = http2.connect(origin, { settings, maxSessionMemory: MAX_SESSION_MEMORY_MB, createConnection: () => socket });
     }
     const entry: Session = { session, streams: 0, maxStreams: 1, draining: false };
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`no HTTP/2 SETTINGS from the API server within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
-      const onClose = () => fail(new Error("the API server closed the connection"));
-      const fail = (e: Error) => {
-        clearTimeout(timer);
-        session.off("close", onClose);
-        session.destroy();
-        reject(e);
-      };
-      session.once("error", fail);
-      session.once("close", onClose);
-      session.once("remoteSettings", () => {
-        clearTimeout(timer);
-        session.off("error", fail);
-        session.off("close", onClose);
-        resolve();
+    let reached = false;
+    session.once("connect", () => (reached = true));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => fail(new Error(`no HTTP/2 SETTINGS from the API server within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+        const onClose = () => fail(new Error("the API server closed the connection"));
+        const fail = (e: Error) => {
+          clearTimeout(timer);
+          session.off("close", onClose);
+          session.destroy();
+          reject(e);
+        };
+        session.once("error", fail);
+        session.once("close", onClose);
+        session.once("remoteSettings", () => {
+          clearTimeout(timer);
+          session.off("error", fail);
+          session.off("close", onClose);
+          resolve();
+        });
       });
-    });
+    } catch (e) {
+      // A cleartext server that took the connection but not the h2c preface (kubectl proxy, an HTTP/1.1-only
+      // server answers it with 400) speaks HTTP/1.1 only. Decided on the first connection only: a server that
+      // spoke HTTP/2 once and fails later is restarting, not changing protocols.
+      if (this.#server.protocol === "http:" && reached && this.#protocol === undefined) {
+        this.#choose("http/1.1", `the server did not take the HTTP/2 connection preface: ${e instanceof Error ? e.message : String(e)}`);
+        return "http/1.1";
+      }
+      throw e;
+    }
     session.setLocalWindowSize(SESSION_WINDOW_BYTES);
     this.#track(entry);
     this.#sessions.push(entry);

@@ -3,6 +3,7 @@
 // server's max concurrent streams, reconnection after an API server restart, failures that are retriable, and
 // the HTTP/1.1 fallback where ALPN does not offer h2. Connections are counted by the server.
 import fs from "node:fs";
+import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -182,6 +183,28 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
     await client.watch("/api/v1/namespaces/default/configmaps", { timeoutSeconds: 1 }, () => undefined, { signal: new AbortController().signal, idleMs: 30_000 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   }, 60_000);
+
+  it("falls back to HTTP/1.1 for a cleartext server that refuses the h2c preface (kubectl proxy)", async () => {
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ kind: "Namespace", metadata: { name: "default" }, httpVersion: req.httpVersion }));
+    });
+    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
+    cleanups.push(() => new Promise(resolve => server.close(resolve)));
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: "u" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
+    const logged: string[] = [];
+    const client = await KubeClient.fromKubeConfig(kc, { log: { info: (_o, msg) => logged.push(msg) } });
+    cleanups.push(() => client.close());
+    for (let i = 0; i < 3; i++) expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ httpVersion: "1.1" });
+    expect(client.protocol).toBe("http/1.1");
+    expect(logged).toEqual([expect.stringContaining("HTTP/1.1")]);
+  });
 
   it("speaks HTTP/1.1 to the sandbox when forced to, on the same port", async () => {
     const api = await sandbox();
