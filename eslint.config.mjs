@@ -35,4 +35,14 @@ export default [
       ],
     },
   },
+  {
+    // Kubernetes value helpers are imported by Redfish and the config alike: they import neither (nor Pepr).
+    files: ["capabilities/common/kube-values.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ group: ["pepr", "pepr/*", "**/config/*", "**/redfish/**"], message: "kube-values.ts is plain: no config, Redfish or Pepr imports" }] },
+      ],
+    },
+  },
 ];

@@ -28,7 +28,11 @@ function watchTimeoutSeconds(): number | undefined {
  * without KubeVirt never watches VMs, an infra cluster never watches Nodes).
  */
 async function startWatcher(): Promise<void> {
-  const informers = new SharedInformers(await sharedKubeClient({ log: Log }), { log: Log, watchTimeoutSeconds: watchTimeoutSeconds() });
+  const informers = new SharedInformers(await sharedKubeClient({ log: Log }), {
+    log: Log,
+    config: { current: currentConfig, onChange: onConfigChange },
+    watchTimeoutSeconds: watchTimeoutSeconds(),
+  });
   startConfigWatch(informers);
   const started = { infra: false, nested: false };
   const startForRole = (config: Config | undefined): void => {

@@ -34,16 +34,21 @@ function applyConfig(config: ModuleConfig | undefined): void {
 applyConfig(currentConfig());
 onConfigChange(config => applyConfig(config));
 
-/** Feeds the watch cache from the shared informers (events in stream order; each complete list marks the kind listed). */
+/**
+ * Feeds the watch cache from the shared informers: the cache reads the informers' stores (adding its indexes to
+ * them) and follows their events in stream order; each complete list marks the kind listed.
+ */
 export function feedRedfishCache(informers: SharedInformers, cache: WatchCache = redfishCache): () => void {
-  const unsubscribes = CACHED_KINDS.map(cachedKind =>
-    informers.informer(cachedKind).addHandlers({
-      onAdd: obj => cache.apply(cachedKind, "ADDED", obj),
-      onUpdate: obj => cache.apply(cachedKind, "MODIFIED", obj),
-      onDelete: obj => cache.apply(cachedKind, "DELETED", obj),
+  const unsubscribes = CACHED_KINDS.map(cachedKind => {
+    const informer = informers.informer(cachedKind);
+    cache.attach(cachedKind, informer.store);
+    return informer.addHandlers({
+      onAdd: obj => cache.notify(cachedKind, obj),
+      onUpdate: (obj, old) => cache.notify(cachedKind, obj, old),
+      onDelete: obj => cache.notify(cachedKind, undefined, obj),
       onSynced: () => cache.markListed(cachedKind),
-    }),
-  );
+    });
+  });
   return () => unsubscribes.forEach(fn => fn());
 }
 

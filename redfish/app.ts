@@ -1,11 +1,12 @@
 // The Redfish service as a Hono app: protocol rules, authentication, and the resource tree.
 // Served by redfish/server.ts in the watcher; tests drive it in-process with app.request().
 //
-// There is deliberately no response cache: every response is rendered from the watch cache for the
-// authenticated principal, after authentication and chassis authorization. (The one memo, of
-// ComputerSystem bodies per immutable cache record in resources/systems.ts, sits behind both.)
+// Responses are rendered from the watch cache for the authenticated principal, after authentication and chassis
+// authorization. The hot GETs (System, SecureBoot, Manager) are serialized once per cache record and view
+// (response-cache.ts), behind both. Middleware that has nothing to do for a request costs nothing: no per-request
+// objects, no body handling for GET/HEAD, no headers rewritten on a response that already has them.
 import type { IncomingMessage } from "node:http";
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Log } from "./platform";
@@ -15,18 +16,19 @@ import { clientAddress } from "./auth/client-address";
 import type { ClusterCache } from "./cache/types";
 import { baseError, RedfishError } from "./errors";
 import { createEventService, type EventSetup } from "./events";
-import { readRequestText, sendError, SERVICE_ROOT } from "./odata";
+import { hasProtocolHeaders, PROTOCOL_HEADERS, readRequestText, sendError, SERVICE_ROOT } from "./odata";
+import { ResponseCache } from "./response-cache";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
 import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
-import { registerEventService } from "./resources/event-service";
+import { registerEventService, SSE_URI } from "./resources/event-service";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
 import { registerSessionService, SESSION_MEMBERS_URI, SESSIONS_URI } from "./resources/session-service";
 import { registerSystems } from "./resources/systems";
 import { registerTaskService } from "./resources/task-service";
 import { createVirtualMedia, registerVirtualMedia } from "./resources/virtual-media";
-import { clusterDriver, type KubeVirtDriver } from "./kubevirt/driver";
+import { clusterDriver, type IdentityReviews, type KubeVirtDriver } from "./kubevirt/driver";
 import { serviceSettings } from "./settings";
 
 export type { TaskSource, TaskView } from "./resources/context";
@@ -53,6 +55,10 @@ export interface RedfishAppOptions {
   /** How a login held back by the back-off waits (tests advance their clock instead). */
   sleep?: (ms: number) => Promise<void>;
   maxBodyBytes?: number;
+  /** How long InsertMedia waits at most for the import's first result (tests of a CDI that never moves: 0). */
+  mediaFirstResultWaitMs?: number;
+  /** Where Kubernetes tokens and access are reviewed (default: the cluster's API server; tests answer themselves). */
+  reviews?: IdentityReviews;
   /** EventService: where subscriptions are kept, delivery retry settings (default: in memory, 3 retries from 5 s). */
   events?: EventSetup;
 }
@@ -61,15 +67,19 @@ export interface RedfishAppOptions {
 const PUBLIC_PATHS = new Set(["/redfish", SERVICE_ROOT, `${SERVICE_ROOT}/odata`, `${SERVICE_ROOT}/$metadata`]);
 
 function normalizedPath(path: string): string {
-  const trimmed = path.replace(/\/+$/, "");
-  return trimmed === "" ? "/" : trimmed;
+  let end = path.length;
+  while (end > 0 && path.charCodeAt(end - 1) === 0x2f) end--; // trailing "/"
+  return end === path.length ? path : end === 0 ? "/" : path.slice(0, end);
 }
 
-/** Query options this service does not implement (DSP0266: 501 QueryNotSupported); other parameters are ignored. */
-function unsupportedQuery(url: string): boolean {
+/**
+ * Query options this service does not implement (DSP0266: 501 QueryNotSupported); other parameters are ignored.
+ * `supported`: the options the addressed resource handles itself (the SSE stream's $filter).
+ */
+function unsupportedQuery(url: string, supported: readonly string[]): boolean {
   const query = url.indexOf("?");
   if (query < 0) return false;
-  return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => key.startsWith("$") || key === "only" || key === "excerpt");
+  return [...new URLSearchParams(url.slice(query + 1)).keys()].some(key => !supported.includes(key) && (key.startsWith("$") || key === "only" || key === "excerpt"));
 }
 
 /** Deepest JSON nesting a request body may have; Redfish bodies here are two or three levels deep. */
@@ -103,14 +113,26 @@ function isJsonMediaType(contentType: string | undefined): boolean {
 }
 
 const BODY_METHODS = new Set(["POST", "PATCH", "PUT"]);
+/** Requests whose body the adaptor never reads (it gives them none): the body checks have nothing to do. */
+const BODYLESS_METHODS = new Set(["GET", "HEAD"]);
 
 export type RedfishApp = Hono<RedfishEnv>;
 
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
-  const auth = new Authenticator(() => serviceSettings(options.config()), { now, ...(options.sleep ? { sleep: options.sleep } : {}) });
+  const auth = new Authenticator(() => serviceSettings(options.config()), {
+    now,
+    ...(options.sleep ? { sleep: options.sleep } : {}),
+    ...(options.reviews ? { reviews: options.reviews } : {}),
+  });
   const driver = options.driver ?? clusterDriver;
-  const media = createVirtualMedia({ cache: options.cache, config: options.config, now, driver });
+  const media = createVirtualMedia({
+    cache: options.cache,
+    config: options.config,
+    now,
+    driver,
+    ...(options.mediaFirstResultWaitMs !== undefined ? { firstResultWaitMs: options.mediaFirstResultWaitMs } : {}),
+  });
   const deps: ServiceDeps = {
     cache: options.cache,
     driver,
@@ -118,6 +140,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     tasks: options.tasks ?? media.tasks,
     installationId: options.installationId ?? (() => undefined),
     now,
+    responses: new ResponseCache(),
   };
   const app = new Hono<RedfishEnv>({ strict: false });
 
@@ -137,13 +160,6 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       : c.json({ status: "waiting for the initial lists of VirtualMachines, VirtualMachineInstances and DataVolumes" }, 503),
   );
 
-  app.use("/redfish/*", async (c, next) => {
-    await next();
-    c.res.headers.set("OData-Version", "4.0");
-    // Responses depend on who asked: no shared cache may store them.
-    if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", "private, no-cache");
-  });
-
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const limitBody = bodyLimit({
     maxSize: maxBodyBytes,
@@ -151,7 +167,9 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       throw baseError(413, "GeneralError", [], { resolution: `Send a request body of at most ${maxBodyBytes} bytes.` });
     },
   });
-  app.use("/redfish/*", async (c, next) => {
+
+  /** Refuses a request body above maxBodyBytes (413) before anything else looks at the request. */
+  const withBodyLimit = async (c: Context<RedfishEnv>, next: () => Promise<void>): Promise<void> => {
     // An oversized body announced by Content-Length is read and dropped before the 413 (up to a bound): a server
     // that answers and closes while the client is still sending makes the kernel reset the connection, and the
     // client never sees the 413 (the HTTP/1.1 lingering-close problem).
@@ -176,9 +194,10 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       if (handled || e instanceof RedfishError) throw e;
       throw baseError(400, "GeneralError", [], { resolution: "Send the complete request body; the connection ended before it was read." });
     }
-  });
+  };
 
-  app.use("/redfish/*", async (c, next) => {
+  /** Protocol checks and authentication, then the resource. */
+  const admit = async (c: Context<RedfishEnv>, next: () => Promise<void>): Promise<void> => {
     const settings = serviceSettings(options.config());
     c.set("settings", settings);
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
@@ -189,9 +208,9 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       throw baseError(412, "PreconditionFailed", [], { resolution: "This service supports OData-Version 4.0." });
     }
     const method = c.req.method.toUpperCase();
-    if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url)) throw baseError(501, "QueryNotSupported");
-
     const path = normalizedPath(c.req.path);
+    if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url, path === SSE_URI ? ["$filter"] : [])) throw baseError(501, "QueryNotSupported");
+
     const isLogin = method === "POST" && (path === SESSIONS_URI || path === SESSION_MEMBERS_URI);
     if (!PUBLIC_PATHS.has(path) && !isLogin) {
       c.set(
@@ -217,6 +236,16 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       }
     }
     await next();
+  };
+
+  // One middleware for the whole tree (each level of Hono's middleware chain costs a promise and a closure per
+  // request). An error thrown before the resource becomes sendError's response, which has the protocol headers.
+  app.use("/redfish/*", async (c, next) => {
+    if (BODYLESS_METHODS.has(c.req.method)) await admit(c, next);
+    else await withBodyLimit(c, () => admit(c, next));
+    if (hasProtocolHeaders(c.res)) return;
+    c.res.headers.set("OData-Version", PROTOCOL_HEADERS["OData-Version"]);
+    if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", PROTOCOL_HEADERS["Cache-Control"]);
   });
 
   registerServiceRoot(app, deps);
@@ -227,7 +256,17 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   registerAccountService(app);
   registerTaskService(app, deps);
   registerVirtualMedia(app, deps, media);
-  registerEventService(app, createEventService({ cache: options.cache, config: options.config, tasks: deps.tasks, now, ...options.events }));
+  registerEventService(
+    app,
+    createEventService({
+      cache: options.cache,
+      config: options.config,
+      tasks: deps.tasks,
+      now,
+      identitySees: (identity, namespace) => auth.identitySees(identity, namespace),
+      ...options.events,
+    }),
+  );
 
   app.notFound(c => {
     if (c.req.path.startsWith("/redfish")) {

@@ -130,18 +130,41 @@ export interface JsonOptions {
   conditional?: boolean;
 }
 
-/** A serialized JSON body with its strong ETag. */
+/** Headers every Redfish response carries (DSP0266), set by the app's protocol middleware unless already there. */
+export const PROTOCOL_HEADERS = {
+  "OData-Version": "4.0",
+  // Responses depend on who asked: no shared cache may store them.
+  "Cache-Control": "private, no-cache",
+} as const;
+
+/**
+ * Marks a response whose header record already has PROTOCOL_HEADERS (and Allow, when the resource set one), so the
+ * middleware leaves its headers alone: reading `Response.headers` makes the Node adaptor build a Headers object
+ * and convert it back for the socket, the most expensive part of a cached GET otherwise.
+ */
+const COMPLETE = Symbol("redfish protocol headers present");
+
+type MarkedResponse = Response & { [COMPLETE]?: true };
+
+export function hasProtocolHeaders(res: Response): boolean {
+  return (res as MarkedResponse)[COMPLETE] === true;
+}
+
+/** A serialized JSON body with its strong ETag; immutable once made, so it can be served any number of times. */
 export interface Representation {
-  text: string;
-  etag: string;
+  /** The UTF-8 bytes of the body, written to the socket as they are. */
+  readonly body: Buffer;
+  readonly etag: string;
   /** The `Link: <schema>; rel=describedby` value, when the body has an @odata.type. */
-  schemaLink?: string;
+  readonly schemaLink?: string;
+  /** Complete 200 header records by Allow value ("" for none), made on first use. */
+  readonly headersByAllow: Map<string, Readonly<Record<string, string>>>;
 }
 
 export function represent(body: unknown): Representation {
   const text = JSON.stringify(body);
   const schemaLink = describedBy(body);
-  return { text, etag: etagOf(text), ...(schemaLink ? { schemaLink } : {}) };
+  return { body: Buffer.from(text), etag: etagOf(text), ...(schemaLink ? { schemaLink } : {}), headersByAllow: new Map() };
 }
 
 /** Throws 412 PreconditionFailed when If-Match does not hold for the current representation. */
@@ -149,19 +172,40 @@ export function checkIfMatchEtag(header: string | undefined, etag: string): void
   if (!ifMatchHolds(header, etag)) throw baseError(412, "PreconditionFailed");
 }
 
-export function sendRepresentation(c: Context, rep: Representation, options: JsonOptions = {}): Response {
-  const headers: Record<string, string> = {
+function completeHeaders(rep: Representation, allow: string, conditional: boolean): Record<string, string> {
+  return {
     "Content-Type": "application/json; charset=utf-8",
-    ...options.headers,
+    "Content-Length": String(rep.body.byteLength),
+    ...PROTOCOL_HEADERS,
+    ...(rep.schemaLink ? { Link: rep.schemaLink } : {}),
+    ...(conditional ? { ETag: rep.etag } : {}),
+    ...(allow ? { Allow: allow } : {}),
   };
-  if (rep.schemaLink) headers.Link = rep.schemaLink;
-  if (options.conditional) {
-    headers.ETag = rep.etag;
-    if (noneMatchHits(c.req.header("If-None-Match"), rep.etag)) {
-      return new Response(null, { status: 304, headers: { ETag: rep.etag } });
-    }
+}
+
+/**
+ * The response for a representation. A plain 200 (the hot path) reuses the representation's header record for
+ * the resource's Allow value (set by `resource()` in the context): nothing is built per request but the Response.
+ */
+export function sendRepresentation(c: Context, rep: Representation, options: JsonOptions = {}): Response {
+  const conditional = options.conditional === true;
+  if (conditional && noneMatchHits(c.req.header("If-None-Match"), rep.etag)) {
+    return new Response(null, { status: 304, headers: { ETag: rep.etag } });
   }
-  return new Response(rep.text, { status: options.status ?? 200, headers });
+  const allow = (c.get("allow") as string | undefined) ?? "";
+  let headers: Readonly<Record<string, string>> | undefined;
+  if (conditional && options.headers === undefined) {
+    headers = rep.headersByAllow.get(allow);
+    if (!headers) {
+      headers = completeHeaders(rep, allow, true);
+      rep.headersByAllow.set(allow, headers);
+    }
+  } else {
+    headers = { ...completeHeaders(rep, allow, conditional), ...options.headers };
+  }
+  const res = new Response(rep.body, { status: options.status ?? 200, headers }) as MarkedResponse;
+  res[COMPLETE] = true;
+  return res;
 }
 
 export function sendJson(c: Context, body: unknown, options: JsonOptions = {}): Response {
@@ -169,10 +213,12 @@ export function sendJson(c: Context, body: unknown, options: JsonOptions = {}): 
 }
 
 export function sendError(err: RedfishError): Response {
-  return new Response(JSON.stringify(errorBody(err)), {
+  const res = new Response(JSON.stringify(errorBody(err)), {
     status: err.status,
-    headers: { "Content-Type": "application/json; charset=utf-8", ...err.headers },
-  });
+    headers: { "Content-Type": "application/json; charset=utf-8", ...PROTOCOL_HEADERS, ...err.headers },
+  }) as MarkedResponse;
+  res[COMPLETE] = true;
+  return res;
 }
 
 // ---- request bodies ----

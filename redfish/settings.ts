@@ -1,7 +1,7 @@
 // What the Redfish service derives from one module configuration. Derived once per config object (the
 // runtime hands out a new object on every change), so a config change replaces users, verification
 // cache, chassis and proxy list at once, and requests in flight keep a consistent snapshot.
-import { trustedProxyMatcher, type ChassisConfig, type ModuleConfig } from "../capabilities/config/schema";
+import { kubernetesIdentitiesSchema, trustedProxyMatcher, type ChassisConfig, type ModuleConfig } from "../capabilities/config/schema";
 import type { LockoutPolicy } from "./auth/backoff";
 import type { AuthSettings } from "./auth";
 import { UserDirectory } from "./auth/users";
@@ -26,6 +26,7 @@ const EMPTY: ServiceSettings = {
   chassis: new Map(),
   isTrustedProxy: () => false,
   powerOffStaysOff: true,
+  kubernetesIdentities: kubernetesIdentitiesSchema.parse({}),
 };
 
 const derived = new WeakMap<ModuleConfig, ServiceSettings>();
@@ -42,6 +43,7 @@ export function serviceSettings(config: ModuleConfig | undefined): ServiceSettin
       chassis: new Map(config.chassis.map(c => [c.name, c])),
       isTrustedProxy: trustedProxyMatcher(auth.trustedProxies),
       powerOffStaysOff: config.redfish.powerOffStaysOff,
+      kubernetesIdentities: config.redfish.kubernetesIdentities,
       ...(config.redfish.serviceUUID ? { serviceUUID: config.redfish.serviceUUID } : {}),
     };
     derived.set(config, settings);

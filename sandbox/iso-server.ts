@@ -2,7 +2,7 @@
 //   /images/<name>.iso        a deterministic image of `sizeBytes` (default 4 MiB), with Content-Length
 //   /slow/<name>.iso          the same, sent in 64 KiB chunks every `slowChunkIntervalMs` (rising progress)
 //   anything else             404
-// Images are generated on the fly from a seed, so nothing large is kept in memory or on disk.
+// Images are generated on the fly (a deterministic byte pattern), so nothing large is kept in memory or on disk.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 

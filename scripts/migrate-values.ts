@@ -15,7 +15,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import YAML from "yaml";
-import { translateSeedShapes } from "../capabilities/config/seed";
+import { translateLegacyShapes } from "../capabilities/config/legacy-values";
 import { resolveValues } from "./deploy/values";
 
 type Doc = Record<string, unknown>;
@@ -67,7 +67,7 @@ function take(doc: Doc, key: string): unknown {
   return value;
 }
 
-/** Maps the kubevirt-redfish chart's deployment-level keys; the config-level keys are left for translateSeedShapes. */
+/** Maps the kubevirt-redfish chart's deployment-level keys; the config-level keys are left for translateLegacyShapes. */
 function fromRedfishChart(chart: Doc, values: Doc, deploy: Doc, notes: string[]): void {
   const global = take(chart, "global");
   if (global !== undefined) notes.push("global: dropped: the module runs in pepr-system with Pepr's controller image");
@@ -107,7 +107,7 @@ function fromRedfishChart(chart: Doc, values: Doc, deploy: Doc, notes: string[])
     if (isMap(route.annotations) && Object.keys(route.annotations).length > 0) out.annotations = route.annotations;
     deploy.route = out;
     if (out.enabled && out.termination === "edge") {
-      // The seed chart pairs an edge Route with plain HTTP in the pod (server.tls.enabled: false).
+      // The legacy chart pairs an edge Route with plain HTTP in the pod (server.tls.enabled: false).
       const server = isMap(chart.server) ? chart.server : {};
       const serverTls = isMap(server.tls) ? server.tls : {};
       if (serverTls.enabled === undefined) {
@@ -130,7 +130,7 @@ function fromRedfishChart(chart: Doc, values: Doc, deploy: Doc, notes: string[])
   if (!("role" in values)) values.role = "infra";
 }
 
-/** Maps the CSI chart's keys that are not config; infra.* and nodeMapping are left for translateSeedShapes. */
+/** Maps the CSI chart's keys that are not config; infra.* and nodeMapping are left for translateLegacyShapes. */
 function fromCsiChart(chart: Doc, values: Doc, notes: string[]): Doc | undefined {
   let secret: Doc | undefined;
   if (isMap(chart.infra) && typeof chart.infra.kubeconfig === "string" && chart.infra.kubeconfig.trim() !== "") {
@@ -185,11 +185,11 @@ export function migrateValues(input: MigrationInput): MigrationResult {
 
   if (redfish) fromRedfishChart(redfish, values, deploy, notes);
   const kubeconfigSecret = csi ? fromCsiChart(csi, values, notes) : undefined;
-  if (redfish && csi) notes.push("role: both: the two seed charts usually run on different clusters; split the file per cluster if so");
+  if (redfish && csi) notes.push("role: both: the two legacy charts usually run on different clusters; split the file per cluster if so");
 
-  // Both charts' remaining keys are config-shaped: the config loader's seed translation takes them from here.
-  const seedShaped = merge([redfish ?? {}, csi ?? {}]);
-  const translated = translateSeedShapes(seedShaped);
+  // Both charts' remaining keys are config-shaped: the config loader's legacy-shape translation takes them from here.
+  const legacyShaped = merge([redfish ?? {}, csi ?? {}]);
+  const translated = translateLegacyShapes(legacyShaped);
   notes.push(...translated.warnings);
   if (translated.errors.length > 0) throw new Error(translated.errors.join("\n"));
   const config = translated.doc as Doc;

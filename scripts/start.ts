@@ -3,6 +3,7 @@
 // Ctrl-C stops everything it started.
 import fs from "node:fs";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import { ensureBuild } from "./ensure-build";
 import { startSandboxCluster } from "../sandbox/cluster";
 import { waitForHttps } from "../sandbox/module-process";
@@ -20,7 +21,25 @@ function portFromEnv(name: string, fallback: number): number {
   return port;
 }
 
+const USAGE = `usage: npm start [-- --help]
+Settings are environment variables: REDFISH_PORT (default 8443, 0 = any free port), SANDBOX_API_PORT (default 0),
+SANDBOX_STATE_DIR (default .sandbox), SANDBOX_VERBOSE=true (print the module's logs here).`;
+
+/** No arguments but --help: anything else is refused rather than silently ignored. */
+function parseCommandLine(argv: string[]): { help: boolean } {
+  try {
+    return parseArgs({ args: argv, options: { help: { type: "boolean", short: "h", default: false } }, strict: true }).values;
+  } catch (e) {
+    console.error(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
 async function main(): Promise<void> {
+  if (parseCommandLine(process.argv.slice(2)).help) {
+    console.log(USAGE);
+    return;
+  }
   const redfishPort = portFromEnv("REDFISH_PORT", 8443);
   const apiPort = portFromEnv("SANDBOX_API_PORT", 0);
   const stateDir = path.resolve(root, process.env.SANDBOX_STATE_DIR || ".sandbox");

@@ -4,6 +4,7 @@
 // KubeClient (one keep-alive agent, kubeconfig read once).
 import type { kind } from "pepr";
 import { KubeApiError, sharedKubeClient, type Query } from "./kube-client";
+import { PEPR_STORE_RESOURCE, peprStoreSetPatch, type PeprStoreRef } from "./pepr-store";
 
 export { KubeApiError } from "./kube-client";
 
@@ -96,18 +97,14 @@ export async function readSecretKey(namespace: string, name: string, key: string
   return encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString("utf8");
 }
 
-/** An RFC 6902 JSON pointer token. */
-function pointerToken(key: string): string {
-  return key.replace(/~/g, "~0").replace(/\//g, "~1");
-}
-
 /**
- * Sets one data key of a PeprStore object (JSON patch `add /data/<key>`, the operation Pepr's own Store
- * sender uses). The config capability writes its Store key directly instead of through `Store.setItem`,
- * whose 4 s batching would miss the 5 s hot-reload budget. Throws on failure (404 until Pepr created the store).
+ * Sets one data key of a PeprStore object, with the patch Pepr's own Store sender sends (./pepr-store.ts).
+ * The config capability writes its Store key directly instead of through `Store.setItem`, whose 4 s batching
+ * would miss the 5 s hot-reload budget. Throws on failure (404 until Pepr created the store).
  */
-export async function setPeprStoreData(store: { namespace: string; name: string }, dataKey: string, value: string): Promise<void> {
-  await call("PATCH", groupPath("pepr.dev/v1", store.namespace, "peprstores", store.name), [{ op: "add", path: `/data/${pointerToken(dataKey)}`, value }], JSON_PATCH);
+export async function setPeprStoreData(store: PeprStoreRef, dataKey: string, value: string): Promise<void> {
+  const { group, version, plural } = PEPR_STORE_RESOURCE;
+  await call("PATCH", groupPath(`${group}/${version}`, store.namespace, plural, store.name), peprStoreSetPatch(dataKey, value), JSON_PATCH);
 }
 
 // ---- KubeVirt VirtualMachine / VirtualMachineInstance: Redfish power and boot ----
@@ -245,4 +242,64 @@ export async function writeEventSubscriptions(namespace: string, data: Record<st
     APPLY_PATCH,
     { fieldManager: "kubevirt-infra-events", force: true },
   );
+}
+
+// ---- Redfish Kubernetes identities: TokenReview and SubjectAccessReview (only when enabled) ----
+
+/** The user a TokenReview authenticated (authentication.k8s.io/v1 UserInfo). */
+export interface ReviewedUser {
+  username: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface TokenReviewStatus {
+  authenticated?: boolean;
+  user?: ReviewedUser;
+  audiences?: string[];
+  error?: string;
+}
+
+/** Asks the API server who a bearer token belongs to. The token is never logged; the answer's status is returned as is. */
+export async function createTokenReview(token: string, audiences: readonly string[] = []): Promise<TokenReviewStatus> {
+  const review = await call<{ status?: TokenReviewStatus }>("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+    apiVersion: "authentication.k8s.io/v1",
+    kind: "TokenReview",
+    spec: { token, ...(audiences.length > 0 ? { audiences: [...audiences] } : {}) },
+  });
+  return review.status ?? {};
+}
+
+/** What a SubjectAccessReview asks about (authorization.k8s.io/v1 ResourceAttributes). */
+export interface AccessAttributes {
+  namespace: string;
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  name?: string;
+}
+
+/** Whether `user` may do `attributes` (the API server's authorizer decides; the module only asks). */
+export async function createSubjectAccessReview(user: ReviewedUser, attributes: AccessAttributes): Promise<boolean> {
+  const review = await call<{ status?: { allowed?: boolean } }>("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+    apiVersion: "authorization.k8s.io/v1",
+    kind: "SubjectAccessReview",
+    spec: {
+      user: user.username,
+      ...(user.uid ? { uid: user.uid } : {}),
+      groups: user.groups ?? [],
+      ...(user.extra ? { extra: user.extra } : {}),
+      resourceAttributes: {
+        namespace: attributes.namespace,
+        verb: attributes.verb,
+        group: attributes.group,
+        resource: attributes.resource,
+        ...(attributes.subresource ? { subresource: attributes.subresource } : {}),
+        ...(attributes.name ? { name: attributes.name } : {}),
+      },
+    },
+  });
+  return review.status?.allowed === true;
 }

@@ -1,10 +1,14 @@
-// A shared informer (client-go's reflector + indexer idea) on the module's one KubeClient: list (paged), then
-// watch from the list's resourceVersion with `timeoutSeconds`; a watch the server ends is resumed from the last
-// resourceVersion seen (events and bookmarks), a 410 Gone re-lists, other failures back off (bounded, with
-// jitter). One store of frozen objects with named indexes; handlers see add / update / delete in stream order.
-// resourceVersions are compared for equality only (Kubernetes says they are opaque).
+// A shared informer (client-go's reflector + indexer idea) on the module's one KubeClient. One informer per
+// kind holds ONE store with named indexes and ONE handler stream, fed by one reflector per watched namespace
+// (or one for the whole cluster): each lists (paged), then watches from its list's resourceVersion with
+// `timeoutSeconds`; a watch the server ends is resumed from the last resourceVersion seen (events and
+// bookmarks), a 410 Gone re-lists that namespace, other failures back off (bounded, with jitter). The watched
+// namespaces can change at run time: a new one is listed (adds), a dropped one's objects leave the store as
+// deletes. resourceVersions are compared for equality only (Kubernetes says they are opaque, and each
+// namespace's stream has its own).
 // client-node's ListWatch was not used: it stops on the first non-410 error (no back-off, no restart), sets
 // no timeoutSeconds, and its Watch builds a new agent (new connections) per watch.
+import { IndexedStore, keyOf, NAMESPACE_INDEX, type IndexFunc } from "./indexer";
 import type { KubeObject } from "./kube-types";
 import { KubeApiError, isResourceVersionGone, type KubeClient, type WatchEvent } from "./kube-client";
 
@@ -18,14 +22,19 @@ export interface InformerLog {
 export interface InformerResource {
   /** For logs and metrics: "VirtualMachine", "users Secret", ... */
   kind: string;
-  /** Collection path: /apis/kubevirt.io/v1/virtualmachines, /api/v1/namespaces/pepr-system/secrets, ... */
-  path: string;
+  /** Collection path of one namespace, or of the whole cluster when `namespace` is undefined. */
+  path(namespace?: string): string;
   fieldSelector?: string;
   labelSelector?: string;
 }
 
-export interface InformerOptions {
+/** The namespaces an informer lists and watches: all of them (one cluster-wide stream) or these (one stream each). */
+export type NamespaceScope = "all" | readonly string[];
+
+export interface InformerOptions<T extends KubeObject = KubeObject> {
   log: InformerLog;
+  /** Default "all". */
+  namespaces?: NamespaceScope;
   /** Watches ask the server to end them after a random time in [t, 2t) seconds (client-go: 5 min). */
   watchTimeoutSeconds?: number;
   /** Items per list page. */
@@ -33,28 +42,31 @@ export interface InformerOptions {
   backoff?: { initialMs: number; maxMs: number };
   /** Objects are never logged; set for kinds whose content is secret, to keep even names out of debug logs. */
   quiet?: boolean;
+  /** client-go's SetTransform: applied to every listed or watched object before it is stored (drop what nobody reads). */
+  transform?: (obj: T) => T;
 }
 
 export interface InformerHandlers<T> {
   onAdd?(obj: T): void;
   onUpdate?(obj: T, old: T): void;
   onDelete?(obj: T): void;
-  /** After each complete list (first sync and every re-list): the store holds exactly what was listed. */
+  /** After each complete list of a namespace (or the cluster): the store holds exactly what was listed there. */
   onSynced?(): void;
 }
 
-/** Counters for tests, the bench and logs. */
+/** Counters for tests, the bench and logs (summed over the namespaces' streams). */
 export interface InformerStats {
   lists: number;
   watches: number;
   /** Re-lists forced by 410 Gone. */
   expired: number;
   failures: number;
+  /** Every stream of the informer is watching (false while one lists, backs off, or there is none). */
   watching: boolean;
+  /** Streams: one per watched namespace, or one cluster-wide. */
+  streams: number;
   objects: number;
 }
-
-type Indexer<T> = (obj: T) => readonly string[];
 
 const DEFAULT_WATCH_TIMEOUT_SECONDS = 300;
 const DEFAULT_PAGE_SIZE = 500;
@@ -62,10 +74,8 @@ const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 10_000 };
 const LIST_TIMEOUT_MS = 60_000;
 /** A watch that ends sooner than this after it opened counts as a failure for the back-off. */
 const SHORT_WATCH_MS = 1_000;
-
-function keyOf(obj: KubeObject): string {
-  return `${obj.metadata.namespace ?? ""}/${obj.metadata.name ?? ""}`;
-}
+/** The stream key of a cluster-wide reflector (namespaces are DNS labels, never empty). */
+const ALL = "";
 
 function deepFreeze<V>(value: V): V {
   if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
@@ -85,101 +95,64 @@ interface ListPage {
   items?: unknown[];
 }
 
-export class Informer<T extends KubeObject = KubeObject> {
+/** What a reflector needs from its informer. */
+interface ReflectorSink<T> {
+  /** A complete list of the reflector's namespace (or of the cluster). */
+  replace(namespace: string | undefined, items: readonly T[]): void;
+  /** One watch event, in stream order. */
+  apply(type: "ADDED" | "MODIFIED" | "DELETED", obj: T): void;
+  /** Raw object → stored object (transformed, frozen), or undefined when it is not an object. */
+  accept(raw: unknown): T | undefined;
+}
+
+type ReflectorOptions = { log: InformerLog; watchTimeoutSeconds: number; pageSize: number; backoff: { initialMs: number; maxMs: number }; quiet: boolean };
+
+/** client-go's Reflector: the list + watch loop of one namespace (or of the whole cluster). */
+class Reflector<T extends KubeObject> {
+  readonly #namespace: string | undefined;
   readonly #client: KubeClient;
   readonly #resource: InformerResource;
-  readonly #log: InformerLog;
-  readonly #watchTimeoutSeconds: number;
-  readonly #pageSize: number;
-  readonly #backoff: { initialMs: number; maxMs: number };
-  readonly #quiet: boolean;
-  readonly #store = new Map<string, T>();
-  readonly #indexers = new Map<string, Indexer<T>>();
-  /** index name → value → keys */
-  readonly #indexes = new Map<string, Map<string, Set<string>>>();
-  readonly #handlers = new Set<InformerHandlers<T>>();
-  readonly #stats: InformerStats = { lists: 0, watches: 0, expired: 0, failures: 0, watching: false, objects: 0 };
+  readonly #opts: ReflectorOptions;
+  readonly #stats: InformerStats;
+  readonly #sink: ReflectorSink<T>;
+  readonly #abort = new AbortController();
+  readonly #loop: Promise<void>;
   #resourceVersion: string | undefined;
-  #synced = false;
-  #syncWaiters: (() => void)[] = [];
-  #running = false;
-  #abort = new AbortController();
-  #loop: Promise<void> | undefined;
+  #running = true;
+  watching = false;
+  listed = false;
 
-  constructor(client: KubeClient, resource: InformerResource, opts: InformerOptions) {
+  constructor(
+    namespace: string | undefined,
+    client: KubeClient,
+    resource: InformerResource,
+    opts: ReflectorOptions,
+    stats: InformerStats,
+    sink: ReflectorSink<T>,
+  ) {
+    this.#namespace = namespace;
     this.#client = client;
     this.#resource = resource;
-    this.#log = opts.log;
-    this.#watchTimeoutSeconds = opts.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_SECONDS;
-    this.#pageSize = opts.pageSize ?? DEFAULT_PAGE_SIZE;
-    this.#backoff = opts.backoff ?? DEFAULT_BACKOFF;
-    this.#quiet = opts.quiet ?? false;
-    this.addIndexer("namespace", obj => [obj.metadata.namespace ?? ""]);
-  }
-
-  get kind(): string {
-    return this.#resource.kind;
-  }
-
-  /** A named index: `fn` gives the index values of an object. Add before `start`. */
-  addIndexer(name: string, fn: Indexer<T>): void {
-    this.#indexers.set(name, fn);
-    this.#indexes.set(name, new Map());
-    for (const [key, obj] of this.#store) this.#index(name, fn, key, obj);
-  }
-
-  /** Subscribes; when already synced, the objects in the store are delivered as adds first. Returns unsubscribe. */
-  addHandlers(handlers: InformerHandlers<T>): () => void {
-    this.#handlers.add(handlers);
-    if (this.#synced) {
-      for (const obj of this.#store.values()) this.#call(handlers, "onAdd", obj);
-      this.#call(handlers, "onSynced");
-    }
-    return () => this.#handlers.delete(handlers);
-  }
-
-  start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#abort = new AbortController();
+    this.#opts = opts;
+    this.#stats = stats;
+    this.#sink = sink;
     this.#loop = this.#run();
   }
 
+  /** Ends the stream; nothing reaches the store afterwards. */
   async stop(): Promise<void> {
     this.#running = false;
     this.#abort.abort();
     await this.#loop;
   }
 
-  hasSynced(): boolean {
-    return this.#synced;
+  get #logFields(): object {
+    return { kind: this.#resource.kind, ...(this.#namespace ? { namespace: this.#namespace } : {}) };
   }
 
-  /** Resolves after the first complete list. */
-  waitForSync(): Promise<void> {
-    if (this.#synced) return Promise.resolve();
-    return new Promise(resolve => this.#syncWaiters.push(resolve));
+  get #what(): string {
+    return `${this.#resource.kind} informer${this.#namespace ? ` (${this.#namespace})` : ""}`;
   }
-
-  get(namespace: string | undefined, name: string): T | undefined {
-    return this.#store.get(`${namespace ?? ""}/${name}`);
-  }
-
-  list(): T[] {
-    return [...this.#store.values()];
-  }
-
-  /** Objects whose indexer `name` gives `value`. */
-  byIndex(name: string, value: string): T[] {
-    const keys = this.#indexes.get(name)?.get(value);
-    return keys ? [...keys].map(k => this.#store.get(k)!).filter(Boolean) : [];
-  }
-
-  stats(): InformerStats {
-    return { ...this.#stats, objects: this.#store.size };
-  }
-
-  // ---- the reflector loop ----
 
   async #run(): Promise<void> {
     let failures = 0;
@@ -198,34 +171,39 @@ export class Informer<T extends KubeObject = KubeObject> {
         if (!this.#running) break;
         if (isResourceVersionGone(error) && this.#resourceVersion !== undefined) {
           this.#stats.expired++;
-          this.#log.info({ kind: this.#resource.kind }, `${this.#resource.kind} informer: resourceVersion expired (410), re-listing`);
+          this.#opts.log.info(this.#logFields, `${this.#what}: resourceVersion expired (410), re-listing`);
           this.#resourceVersion = undefined;
           continue;
         }
         this.#stats.failures++;
         const delay = this.#delay(failures++);
-        this.#log.warn(
-          { kind: this.#resource.kind, status: error instanceof KubeApiError ? error.status : undefined, error: describe(error), retryInMs: delay },
-          `${this.#resource.kind} informer: list/watch failed; retrying`,
+        this.#opts.log.warn(
+          { ...this.#logFields, status: error instanceof KubeApiError ? error.status : undefined, error: describe(error), retryInMs: delay },
+          `${this.#what}: list/watch failed; retrying`,
         );
         await this.#sleep(delay);
       }
     }
-    this.#stats.watching = false;
+    this.watching = false;
   }
 
   #delay(failures: number): number {
-    const base = Math.min(this.#backoff.maxMs, this.#backoff.initialMs * 2 ** failures);
+    const { initialMs, maxMs } = this.#opts.backoff;
+    const base = Math.min(maxMs, initialMs * 2 ** failures);
     return Math.round(base * (0.8 + Math.random() * 0.4));
   }
 
   #sleep(ms: number): Promise<void> {
     return new Promise(resolve => {
       const timer = setTimeout(resolve, ms);
-      this.#abort.signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
+      this.#abort.signal.addEventListener(
+        "abort",
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
     });
   }
 
@@ -236,38 +214,42 @@ export class Informer<T extends KubeObject = KubeObject> {
     do {
       const page = await this.#client.request<ListPage>({
         method: "GET",
-        path: this.#resource.path,
+        path: this.#resource.path(this.#namespace),
         query: {
-          limit: this.#pageSize,
+          limit: this.#opts.pageSize,
           continue: continueToken,
           fieldSelector: this.#resource.fieldSelector,
           labelSelector: this.#resource.labelSelector,
         },
         timeoutMs: LIST_TIMEOUT_MS,
       });
-      for (const item of page?.items ?? []) if (isKubeObject(item)) items.push(deepFreeze(item as T));
+      for (const item of page?.items ?? []) {
+        const obj = this.#sink.accept(item);
+        if (obj) items.push(obj);
+      }
       resourceVersion = page?.metadata?.resourceVersion;
       continueToken = page?.metadata?.continue || undefined;
     } while (continueToken && this.#running);
     if (!this.#running) return;
     this.#stats.lists++;
-    this.#replace(items);
+    this.listed = true;
+    this.#sink.replace(this.#namespace, items);
     this.#resourceVersion = resourceVersion ?? "";
-    if (!this.#quiet) this.#log.debug({ kind: this.#resource.kind, count: items.length }, `${this.#resource.kind} informer: listed`);
+    if (!this.#opts.quiet) this.#opts.log.debug({ ...this.#logFields, count: items.length }, `${this.#what}: listed`);
   }
 
   async #watch(): Promise<void> {
     const abort = new AbortController();
     const onStop = () => abort.abort();
     this.#abort.signal.addEventListener("abort", onStop, { once: true });
-    const timeoutSeconds = this.#watchTimeoutSeconds + Math.floor(Math.random() * this.#watchTimeoutSeconds);
+    const timeoutSeconds = this.#opts.watchTimeoutSeconds + Math.floor(Math.random() * this.#opts.watchTimeoutSeconds);
     let gone: KubeApiError | undefined;
     this.#stats.watches++;
-    this.#stats.watching = true;
-    this.#log.debug({ kind: this.#resource.kind, timeoutSeconds }, `${this.#resource.kind} informer: watching`);
+    this.watching = true;
+    this.#opts.log.debug({ ...this.#logFields, timeoutSeconds }, `${this.#what}: watching`);
     try {
       await this.#client.watch(
-        this.#resource.path,
+        this.#resource.path(this.#namespace),
         {
           resourceVersion: this.#resourceVersion,
           allowWatchBookmarks: true,
@@ -276,6 +258,7 @@ export class Informer<T extends KubeObject = KubeObject> {
           labelSelector: this.#resource.labelSelector,
         },
         ev => {
+          if (!this.#running) return;
           const failure = this.#onEvent(ev);
           if (failure) {
             gone = failure;
@@ -285,7 +268,7 @@ export class Informer<T extends KubeObject = KubeObject> {
         { signal: abort.signal, idleMs: (timeoutSeconds + 30) * 1000 },
       );
     } finally {
-      this.#stats.watching = false;
+      this.watching = false;
       this.#abort.signal.removeEventListener("abort", onStop);
     }
     if (gone) throw gone;
@@ -297,84 +280,223 @@ export class Informer<T extends KubeObject = KubeObject> {
       const status = ev.object as { code?: unknown; reason?: unknown; message?: unknown };
       return new KubeApiError(typeof status.code === "number" ? status.code : 500, String(status.reason ?? "Error"), String(status.message ?? "watch error"));
     }
-    const obj = ev.object;
-    if (!isKubeObject(obj)) return undefined;
-    const rv = obj.metadata.resourceVersion;
-    if (ev.type === "BOOKMARK") {
-      if (rv) this.#resourceVersion = rv;
-      return undefined;
-    }
-    const frozen = deepFreeze(obj as T);
-    const key = keyOf(frozen);
-    const old = this.#store.get(key);
-    if (ev.type === "DELETED") {
-      if (old) this.#remove(key, old);
-      this.#emit("onDelete", old ?? frozen);
-    } else {
-      this.#put(key, frozen, old);
-      if (old) this.#emit("onUpdate", frozen, old);
-      else this.#emit("onAdd", frozen);
+    const rv = isKubeObject(ev.object) ? ev.object.metadata.resourceVersion : undefined;
+    if (ev.type !== "BOOKMARK") {
+      const obj = this.#sink.accept(ev.object);
+      if (!obj) return undefined;
+      this.#sink.apply(ev.type, obj);
     }
     if (rv) this.#resourceVersion = rv;
     return undefined;
   }
+}
 
-  /** The store becomes exactly `items`: adds, updates (a changed resourceVersion) and deletes as events. */
-  #replace(items: readonly T[]): void {
+export class Informer<T extends KubeObject = KubeObject> {
+  readonly #client: KubeClient;
+  readonly #resource: InformerResource;
+  readonly #log: InformerLog;
+  readonly #reflectorOpts: ReflectorOptions;
+  readonly #transform: ((obj: T) => T) | undefined;
+  readonly #store = new IndexedStore<T>();
+  readonly #handlers = new Set<InformerHandlers<T>>();
+  readonly #stats: InformerStats = { lists: 0, watches: 0, expired: 0, failures: 0, watching: false, streams: 0, objects: 0 };
+  /** Stream key (a namespace, or ALL) → its reflector, while running. */
+  readonly #reflectors = new Map<string, Reflector<T>>();
+  #scope: NamespaceScope;
+  #synced = false;
+  #syncWaiters: (() => void)[] = [];
+  #running = false;
+  /** Serialises scope changes and stop (a dropped stream is stopped before its objects leave the store). */
+  #changes: Promise<void> = Promise.resolve();
+
+  constructor(client: KubeClient, resource: InformerResource, opts: InformerOptions<T>) {
+    this.#client = client;
+    this.#resource = resource;
+    this.#log = opts.log;
+    this.#scope = opts.namespaces ?? "all";
+    this.#transform = opts.transform;
+    this.#reflectorOpts = {
+      log: opts.log,
+      watchTimeoutSeconds: opts.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_SECONDS,
+      pageSize: opts.pageSize ?? DEFAULT_PAGE_SIZE,
+      backoff: opts.backoff ?? DEFAULT_BACKOFF,
+      quiet: opts.quiet ?? false,
+    };
+  }
+
+  get kind(): string {
+    return this.#resource.kind;
+  }
+
+  /** The informer's store (client-go's GetIndexer): read it, add indexes; only the informer writes it. */
+  get store(): IndexedStore<T> {
+    return this.#store;
+  }
+
+  /** A named index: `fn` gives the index values of an object; replacing a function rebuilds its index. */
+  addIndexer(name: string, fn: IndexFunc<T>): void {
+    this.#store.addIndexer(name, fn);
+  }
+
+  /** Subscribes; when already synced, the objects in the store are delivered as adds first. Returns unsubscribe. */
+  addHandlers(handlers: InformerHandlers<T>): () => void {
+    this.#handlers.add(handlers);
+    if (this.#synced) {
+      for (const obj of this.#store.list()) this.#call(handlers, "onAdd", obj);
+      this.#call(handlers, "onSynced");
+    }
+    return () => this.#handlers.delete(handlers);
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#reconcileStreams();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    const stopping = [...this.#reflectors.values()].map(r => r.stop());
+    this.#reflectors.clear();
+    await Promise.all([this.#changes, ...stopping]);
+  }
+
+  /**
+   * Changes the watched namespaces: streams of new namespaces start (their objects arrive as adds), streams of
+   * dropped ones stop and their objects leave the store as deletes. Resolves when the change is done.
+   */
+  setNamespaces(scope: NamespaceScope): Promise<void> {
+    this.#scope = scope === "all" ? "all" : [...new Set(scope)].sort();
+    if (this.#running) this.#reconcileStreams();
+    return this.#changes;
+  }
+
+  /** The namespaces listed and watched ("all" = one cluster-wide stream). */
+  namespaces(): NamespaceScope {
+    return this.#scope;
+  }
+
+  /** True once every stream has completed its first list (client-go: stays true afterwards). */
+  hasSynced(): boolean {
+    return this.#synced;
+  }
+
+  /** Resolves after the first complete list of every stream. */
+  waitForSync(): Promise<void> {
+    if (this.#synced) return Promise.resolve();
+    return new Promise(resolve => this.#syncWaiters.push(resolve));
+  }
+
+  get(namespace: string | undefined, name: string): T | undefined {
+    return this.#store.get(namespace, name);
+  }
+
+  list(): T[] {
+    return this.#store.list();
+  }
+
+  /** Objects whose indexer `name` gives `value`, in key order. */
+  byIndex(name: string, value: string): T[] {
+    return this.#store.byIndex(name, value);
+  }
+
+  stats(): InformerStats {
+    const streams = [...this.#reflectors.values()];
+    return { ...this.#stats, watching: streams.length > 0 && streams.every(r => r.watching), streams: streams.length, objects: this.#store.size };
+  }
+
+  // ---- streams ----
+
+  #reconcileStreams(): void {
+    const wanted = new Set(this.#scope === "all" ? [ALL] : this.#scope);
+    const dropped = [...this.#reflectors.keys()].filter(key => !wanted.has(key));
+    const stopping = dropped.map(key => {
+      const reflector = this.#reflectors.get(key)!;
+      this.#reflectors.delete(key);
+      return { key, stopped: reflector.stop() };
+    });
+    for (const key of wanted) {
+      if (this.#reflectors.has(key)) continue;
+      const namespace = key === ALL ? undefined : key;
+      this.#log.debug({ kind: this.#resource.kind, ...(namespace ? { namespace } : {}) }, `${this.#resource.kind} informer: stream started`);
+      this.#reflectors.set(key, new Reflector(namespace, this.#client, this.#resource, this.#reflectorOpts, this.#stats, this.#sink));
+    }
+    if (stopping.length > 0) {
+      this.#changes = this.#changes.then(async () => {
+        for (const { key, stopped } of stopping) {
+          await stopped;
+          // The namespace's objects leave; a cluster-wide stream replaced by namespaced ones hands over what they list.
+          if (key !== ALL) this.#forget(key);
+          else this.#forgetOutside(wanted);
+        }
+      });
+    }
+    this.#checkSynced();
+  }
+
+  /** Deletes (with events) the objects of a namespace that is no longer watched. */
+  #forget(namespace: string): void {
+    // Watched again meanwhile (or cluster-wide now): that stream's lists replace what it holds.
+    if (this.#reflectors.has(namespace) || this.#reflectors.has(ALL)) return;
+    for (const obj of this.#store.byIndex(NAMESPACE_INDEX, namespace)) this.#delete(obj);
+  }
+
+  #forgetOutside(wanted: ReadonlySet<string>): void {
+    if (this.#reflectors.has(ALL)) return;
+    for (const obj of this.#store.list()) if (!wanted.has(obj.metadata.namespace ?? "")) this.#delete(obj);
+  }
+
+  readonly #sink: ReflectorSink<T> = {
+    accept: raw => {
+      if (!isKubeObject(raw)) return undefined;
+      const obj = this.#transform ? this.#transform(raw as T) : (raw as T);
+      return deepFreeze(obj);
+    },
+    replace: (namespace, items) => this.#replace(namespace, items),
+    apply: (type, obj) => {
+      if (type === "DELETED") {
+        const old = this.#store.remove(keyOf(obj));
+        this.#emit("onDelete", old ?? obj);
+        return;
+      }
+      const old = this.#store.put(obj);
+      if (old) this.#emit("onUpdate", obj, old);
+      else this.#emit("onAdd", obj);
+    },
+  };
+
+  #delete(obj: T): void {
+    this.#store.remove(keyOf(obj));
+    this.#emit("onDelete", obj);
+  }
+
+  /** One stream's part of the store becomes exactly `items`: adds, updates (a changed resourceVersion) and deletes as events. */
+  #replace(namespace: string | undefined, items: readonly T[]): void {
     const listed = new Set<string>();
     for (const obj of items) {
       const key = keyOf(obj);
       listed.add(key);
-      const old = this.#store.get(key);
+      const old = this.#store.getByKey(key);
       if (old && old.metadata.resourceVersion === obj.metadata.resourceVersion) continue;
-      this.#put(key, obj, old);
+      this.#store.put(obj);
       if (old) this.#emit("onUpdate", obj, old);
       else this.#emit("onAdd", obj);
     }
-    for (const [key, old] of [...this.#store]) {
-      if (listed.has(key)) continue;
-      this.#remove(key, old);
-      this.#emit("onDelete", old);
-    }
-    const first = !this.#synced;
-    this.#synced = true;
+    const before = namespace === undefined ? this.#store.list() : this.#store.byIndex(NAMESPACE_INDEX, namespace);
+    for (const old of before) if (!listed.has(keyOf(old))) this.#delete(old);
     this.#emit("onSynced");
-    if (first) {
-      const waiters = this.#syncWaiters;
-      this.#syncWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
+    this.#checkSynced();
   }
 
-  #put(key: string, obj: T, old: T | undefined): void {
-    if (old) this.#unindex(key, old);
-    this.#store.set(key, obj);
-    for (const [name, fn] of this.#indexers) this.#index(name, fn, key, obj);
-  }
-
-  #remove(key: string, old: T): void {
-    this.#unindex(key, old);
-    this.#store.delete(key);
-  }
-
-  #index(name: string, fn: Indexer<T>, key: string, obj: T): void {
-    const index = this.#indexes.get(name)!;
-    for (const value of fn(obj)) {
-      let keys = index.get(value);
-      if (!keys) index.set(value, (keys = new Set()));
-      keys.add(key);
-    }
-  }
-
-  #unindex(key: string, obj: T): void {
-    for (const [name, fn] of this.#indexers) {
-      const index = this.#indexes.get(name)!;
-      for (const value of fn(obj)) {
-        const keys = index.get(value);
-        keys?.delete(key);
-        if (keys?.size === 0) index.delete(value);
-      }
-    }
+  #checkSynced(): void {
+    if (this.#synced || !this.#running) return;
+    for (const reflector of this.#reflectors.values()) if (!reflector.listed) return;
+    this.#synced = true;
+    // No namespace to watch: the (empty) store is complete.
+    if (this.#reflectors.size === 0) this.#emit("onSynced");
+    const waiters = this.#syncWaiters;
+    this.#syncWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   #emit(event: "onAdd" | "onUpdate" | "onDelete" | "onSynced", obj?: T, old?: T): void {

@@ -1,18 +1,28 @@
-// The process's shared informers: at most ONE list+watch per kind, whatever the number of consumers
-// (Redfish cache, DataVolume audit, node-identity back-fill, config). What each kind watches, and which
-// deployment role needs it, is data here; scripts/deploy/permissions.ts derives the list/watch RBAC from it.
+// The process's shared informers: at most ONE informer per kind, whatever the number of consumers (Redfish
+// cache, DataVolume audit, node-identity back-fill, config). What each kind watches, where, and which deployment
+// role needs it, is data here; scripts/deploy/permissions.ts derives the list/watch RBAC from it.
+// VMs, VMIs and DataVolumes are watched in the namespaces the configuration names (chassis, policed DataVolume
+// namespaces), one stream per namespace behind the kind's one informer, and never cluster-wide: the schema has no
+// "every namespace" chassis, so with nothing configured nothing of those kinds is watched.
 import { CONFIG_MAP_NAME, CONFIG_NAMESPACE, USERS_SECRET_NAME } from "../config/load";
-import { Informer, type InformerLog } from "./informer";
+import { datavolumePolicyActive, redfishActive, type ModuleConfig } from "../config/schema";
+import { DATAVOLUME_BY_VM_INDEX, owningVmKeys } from "./indexer";
+import { Informer, type InformerLog, type NamespaceScope } from "./informer";
 import type { KubeClient } from "./kube-client";
-import type { KubeObject } from "./kube-types";
+import type { KubeObject, ObjectMeta } from "./kube-types";
+
+/** Namespaces the configuration names: the chassis' (Redfish) and the policed DataVolume namespaces (the audit). */
+export type ConfiguredNamespaces = "chassis" | "policed";
 
 export interface InformedKind {
   kind: string;
   group: string;
   version: string;
   plural: string;
-  /** Watched in this namespace only (else cluster-wide). */
+  /** Watched in this namespace only. */
   namespace?: string;
+  /** Watched in the namespaces the configuration names for these (one stream each); neither field = cluster-wide. */
+  namespacesFrom?: readonly ConfiguredNamespaces[];
   /** Only this object (a metadata.name field selector, which RBAC authorizes against resourceNames). */
   name?: string;
   /** Deployment role that needs the watch (see capabilities/config/schema.ts `role`). */
@@ -23,12 +33,21 @@ export interface InformedKind {
 }
 
 export const INFORMED_KINDS = {
-  VirtualMachine: { kind: "VirtualMachine", group: "kubevirt.io", version: "v1", plural: "virtualmachines", role: "infra", why: "Redfish systems (watch cache)" },
+  VirtualMachine: {
+    kind: "VirtualMachine",
+    group: "kubevirt.io",
+    version: "v1",
+    plural: "virtualmachines",
+    namespacesFrom: ["chassis"],
+    role: "infra",
+    why: "Redfish systems (watch cache)",
+  },
   VirtualMachineInstance: {
     kind: "VirtualMachineInstance",
     group: "kubevirt.io",
     version: "v1",
     plural: "virtualmachineinstances",
+    namespacesFrom: ["chassis"],
     role: "infra",
     why: "Redfish power state (watch cache)",
   },
@@ -37,6 +56,7 @@ export const INFORMED_KINDS = {
     group: "cdi.kubevirt.io",
     version: "v1beta1",
     plural: "datavolumes",
+    namespacesFrom: ["chassis", "policed"],
     role: "infra",
     why: "Redfish virtual media (watch cache) and the datavolume-policy audit",
   },
@@ -66,13 +86,50 @@ export const INFORMED_KINDS = {
 
 export type InformedKindName = keyof typeof INFORMED_KINDS;
 
-export function collectionPath(def: InformedKind): string {
+/** The kind's collection path in `namespace` (its fixed one when it has one), or cluster-wide. */
+export function collectionPath(def: InformedKind, namespace = def.namespace): string {
   const prefix = def.group === "" ? `/api/${def.version}` : `/apis/${def.group}/${def.version}`;
-  return def.namespace ? `${prefix}/namespaces/${encodeURIComponent(def.namespace)}/${def.plural}` : `${prefix}/${def.plural}`;
+  return namespace ? `${prefix}/namespaces/${encodeURIComponent(namespace)}/${def.plural}` : `${prefix}/${def.plural}`;
+}
+
+/** The namespaces of one kind of configured namespace (none while that capability is inactive). */
+export function configuredNamespaces(config: ModuleConfig | undefined, from: ConfiguredNamespaces): string[] {
+  if (from === "chassis") return redfishActive(config) ? config!.chassis.map(c => c.namespace) : [];
+  return datavolumePolicyActive(config) ? config!.datavolumePolicy.namespaces : [];
+}
+
+/** Where the informer of `def` lists and watches under `config`. */
+export function watchedNamespaces(def: InformedKind, config: ModuleConfig | undefined): NamespaceScope {
+  if (def.namespace) return [def.namespace];
+  if (!def.namespacesFrom) return "all";
+  return [...new Set(def.namespacesFrom.flatMap(from => configuredNamespaces(config, from)))].sort();
+}
+
+const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
+
+/**
+ * What no consumer reads and every object carries: managedFields and kubectl's last-applied copy of the object
+ * (often as large as the object itself). Dropped before an object is stored.
+ */
+export function withoutBookkeeping<T extends KubeObject>(obj: T): T {
+  const { managedFields: _managed, ...metadata }: ObjectMeta = obj.metadata;
+  if (metadata.annotations && LAST_APPLIED in metadata.annotations) {
+    const { [LAST_APPLIED]: _lastApplied, ...rest } = metadata.annotations;
+    metadata.annotations = rest;
+  }
+  return { ...obj, metadata };
+}
+
+/** The configuration as the informers follow it (capabilities/config/runtime.ts in the watcher). */
+export interface ConfigFeed {
+  current(): ModuleConfig | undefined;
+  onChange(fn: (config: ModuleConfig) => void): () => void;
 }
 
 export interface SharedInformersOptions {
   log: InformerLog;
+  /** Decides the namespaces of the kinds watched where the configuration says. */
+  config: ConfigFeed;
   watchTimeoutSeconds?: number;
   backoff?: { initialMs: number; maxMs: number };
 }
@@ -82,10 +139,15 @@ export class SharedInformers {
   readonly #client: KubeClient;
   readonly #opts: SharedInformersOptions;
   readonly #informers = new Map<InformedKindName, Informer<KubeObject>>();
+  readonly #unsubscribe: () => void;
 
   constructor(client: KubeClient, opts: SharedInformersOptions) {
     this.#client = client;
     this.#opts = opts;
+    // A config change moves each configured kind to its new namespaces (streams start and stop per namespace).
+    this.#unsubscribe = opts.config.onChange(config => {
+      for (const [name, informer] of this.#informers) void informer.setNamespaces(watchedNamespaces(INFORMED_KINDS[name], config));
+    });
   }
 
   /** The kind's informer, started. */
@@ -95,9 +157,21 @@ export class SharedInformers {
       const def: InformedKind = INFORMED_KINDS[name];
       informer = new Informer(
         this.#client,
-        { kind: def.name ? `${def.kind} ${def.namespace}/${def.name}` : def.kind, path: collectionPath(def), fieldSelector: def.name ? `metadata.name=${def.name}` : undefined },
-        { log: this.#opts.log, watchTimeoutSeconds: this.#opts.watchTimeoutSeconds, backoff: this.#opts.backoff, quiet: def.secret },
+        {
+          kind: def.name ? `${def.kind} ${def.namespace}/${def.name}` : def.kind,
+          path: namespace => collectionPath(def, namespace),
+          fieldSelector: def.name ? `metadata.name=${def.name}` : undefined,
+        },
+        {
+          log: this.#opts.log,
+          namespaces: watchedNamespaces(def, this.#opts.config.current()),
+          watchTimeoutSeconds: this.#opts.watchTimeoutSeconds,
+          backoff: this.#opts.backoff,
+          quiet: def.secret,
+          transform: withoutBookkeeping,
+        },
       );
+      if (name === "DataVolume") informer.addIndexer(DATAVOLUME_BY_VM_INDEX, owningVmKeys);
       this.#informers.set(name, informer);
       informer.start();
     }
@@ -110,6 +184,7 @@ export class SharedInformers {
   }
 
   async stop(): Promise<void> {
+    this.#unsubscribe();
     await Promise.all([...this.#informers.values()].map(i => i.stop()));
   }
 }

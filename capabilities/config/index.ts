@@ -1,5 +1,6 @@
 import { Capability, Log } from "pepr";
 import { setPeprStoreData } from "../common/gateway";
+import { MODULE_PEPR_STORE } from "../common/pepr-store";
 import type { Informer } from "../common/informer";
 import type { SharedInformers } from "../common/informers";
 import type { KubeObject } from "../common/kube-types";
@@ -12,13 +13,13 @@ import {
   type ConfigMapSource,
   type SecretSource,
 } from "./load";
-import { PEPR_STORE, STORE_CONFIG_DATA_KEY, STORE_CONFIG_KEY, createStorePublisher } from "./publish";
+import { CONFIG_CAPABILITY_NAME, STORE_CONFIG_DATA_KEY, STORE_CONFIG_KEY, createStorePublisher } from "./publish";
 import { applyConfigSource, applyPublishedConfig, moduleConfigRuntime } from "./runtime";
 
 // Watcher: the ConfigMap and the users Secret feed the runtime (startConfigWatch), which publishes the
 // non-secret part to the Store. Admission pods read that Store key (see ./publish.ts).
 export const ModuleConfig = new Capability({
-  name: "module-config",
+  name: CONFIG_CAPABILITY_NAME,
   description: "Loads, validates and hot-reloads the kubevirt-infra configuration",
 });
 
@@ -83,7 +84,7 @@ const isWatcher = process.env.PEPR_WATCH_MODE === "true";
 if (isWatcher && !isBuild) {
   const runtime = moduleConfigRuntime();
   runtime.expectSources();
-  runtime.setPublisher(createStorePublisher(value => setPeprStoreData(PEPR_STORE, STORE_CONFIG_DATA_KEY, value), Log));
+  runtime.setPublisher(createStorePublisher(value => setPeprStoreData(MODULE_PEPR_STORE, STORE_CONFIG_DATA_KEY, value), Log));
 } else if (!isBuild && !isDev) {
   // Admission pod: Pepr delivers the Store before it serves the first webhook request.
   Store.subscribe(() => applyPublishedConfig(Store.getItem(STORE_CONFIG_KEY)));

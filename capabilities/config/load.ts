@@ -3,11 +3,9 @@
 // list, same shape as authentication.users). Pure: text in, validated config (or every error) out.
 import YAML from "yaml";
 import { z } from "zod";
-import { translateSeedShapes } from "./seed";
+import { translateLegacyShapes } from "./legacy-values";
+import { configErrorMap, formatIssues, formatPath } from "./errors";
 import {
-  configErrorMap,
-  formatIssues,
-  formatPath,
   moduleConfigSchema,
   redfishActive,
   redfishPortSchema,
@@ -138,10 +136,10 @@ export function loadConfig(input: LoadInput): LoadResult {
   if (configDoc !== undefined && configDoc !== null && !isMap(configDoc)) {
     errors.push(`${CONFIG_MAP_KEY}: must be a mapping of settings (role, chassis, redfish, ...), not ${Array.isArray(configDoc) ? "a list" : "a single value"}`);
   }
-  const seed = translateSeedShapes(isMap(configDoc) ? configDoc : {});
-  errors.push(...seed.errors);
-  warnings.push(...seed.warnings);
-  const doc = seed.doc as Doc;
+  const legacy = translateLegacyShapes(isMap(configDoc) ? configDoc : {});
+  errors.push(...legacy.errors);
+  warnings.push(...legacy.warnings);
+  const doc = legacy.doc as Doc;
 
   const secretUsers = readUsers(input.usersYaml, errors);
   applyEnvOverrides(doc, input.env ?? process.env, errors);

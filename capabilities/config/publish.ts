@@ -5,23 +5,22 @@
 // (dist/lib.js, StoreController) `setItem` only queues the write; a timer flushes the queue every 4 s,
 // and every receiver debounces PeprStore watch events by 1 s. A change could thus take 4 s + 1 s + API
 // latency, over the product's 5 s budget. Patching the key right away leaves only the receivers' 1 s
-// debounce. The key and value are exactly what `Store.setItem` would write (data key
-// `<capability>-v2-<key>`, string value), so admission pods read it with the ordinary
-// `Store.getItem`/`Store.subscribe`, and Pepr's startup migration leaves `-v2-` keys alone.
+// debounce. The key and value are exactly what `Store.setItem` would write (../common/pepr-store.ts), so
+// admission pods read it with the ordinary `Store.getItem`/`Store.subscribe`.
 //
 // Only the non-secret part is published (no users, no passwords): anyone who can read the PeprStore
 // object can read the Store.
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { configErrorMap, formatIssues, moduleConfigSchema, type ModuleConfig } from "./schema";
+import { peprStoreDataKey } from "../common/pepr-store";
+import { configErrorMap, formatIssues } from "./errors";
+import { moduleConfigSchema, type ModuleConfig } from "./schema";
 
 export const CONFIG_CAPABILITY_NAME = "module-config";
 /** Store key (through `Store.getItem`) of the published configuration. */
 export const STORE_CONFIG_KEY = "config";
-/** The PeprStore object Pepr creates for this module: `pepr-<uuid>-store` in pepr-system. */
-export const PEPR_STORE = { namespace: "pepr-system", name: "pepr-kubevirt-infra-store" };
-/** Data key inside the PeprStore object, as Pepr's Store writes it for `setItem(key)`. */
-export const STORE_CONFIG_DATA_KEY = `${CONFIG_CAPABILITY_NAME}-v2-${STORE_CONFIG_KEY}`;
+/** Data key inside the PeprStore object, as Pepr's Store writes it for `setItem(STORE_CONFIG_KEY)`. */
+export const STORE_CONFIG_DATA_KEY = peprStoreDataKey(CONFIG_CAPABILITY_NAME, STORE_CONFIG_KEY);
 const FORMAT = 1;
 
 /** The config without anything secret (users and their passwords). */

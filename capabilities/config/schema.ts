@@ -1,94 +1,29 @@
 // The one schema of the module's configuration (ConfigMap `config.yaml` + users Secret `users.yaml`).
-// Key names follow the seed charts (kubevirt-redfish, kubevirt-csi-driver) in camelCase; their snake_case
-// and map shapes are translated by ./seed.ts before this schema sees the document.
+// Key names follow the legacy charts (kubevirt-redfish, kubevirt-csi-driver) in camelCase; their snake_case
+// and map shapes are translated by ./legacy-values.ts before this schema sees the document.
 // Every object is strict: an unknown key is an error naming the key (a typo must not silently become a
-// default). Error messages name the field path and say what is allowed, in a platform engineer's words.
+// default). Messages set here name what is allowed; ./errors.ts renders the rest and the field paths.
+// Kubernetes value rules (names, labels, selectors, quantities) are in ../common/kube-values.ts.
 import { BlockList, isIP } from "node:net";
 import { z } from "zod";
 import { imageUrlPolicySchema } from "../../redfish/url-policy";
+import {
+  isDns1123Label,
+  isDns1123Subdomain,
+  isPositiveQuantity,
+  labelKeyProblem,
+  labelValueProblem,
+  parseLabelList,
+  showValue,
+  tryParseLabelList,
+} from "../common/kube-values";
+import { describeKind } from "./errors";
 
-// ---------------------------------------------------------------------------------------------------
-// Kubernetes name and label rules (k8s.io/apimachinery/pkg/util/validation)
-// ---------------------------------------------------------------------------------------------------
-
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const LABEL_NAME_PART = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 // bcrypt modular crypt format: $2a$/$2b$/$2y$, two-digit cost 04-31, 22 salt + 31 hash chars.
 const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/;
 const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
-
-/** Shows a user-supplied (non-secret) value in an error message, shortened. */
-export function showValue(value: unknown): string {
-  const text = typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
-
-export function isDns1123Label(value: string): boolean {
-  return value.length <= 63 && DNS1123_LABEL.test(value);
-}
-
-export function isDns1123Subdomain(value: string): boolean {
-  return value.length <= 253 && DNS1123_SUBDOMAIN.test(value);
-}
-
-/** Why `key` is not a valid Kubernetes label key, or undefined when it is. */
-export function labelKeyProblem(key: string): string | undefined {
-  const parts = key.split("/");
-  const name = parts.length === 2 ? parts[1] : parts[0];
-  if (parts.length > 2) return `label key ${showValue(key)} has more than one "/"`;
-  if (parts.length === 2 && !isDns1123Subdomain(parts[0])) {
-    return `label key ${showValue(key)} has an invalid prefix (a DNS subdomain like "example.com", lowercase, at most 253 characters)`;
-  }
-  if (name.length === 0 || name.length > 63 || !LABEL_NAME_PART.test(name)) {
-    return `label key ${showValue(key)} is not a valid Kubernetes label key (name part: 1-63 characters, letters, digits, "-", "_", ".", starting and ending with a letter or digit)`;
-  }
-  return undefined;
-}
-
-/** Why `value` is not a valid Kubernetes label value, or undefined when it is. */
-export function labelValueProblem(key: string, value: string): string | undefined {
-  if (value === "") return undefined;
-  if (value.length > 63 || !LABEL_NAME_PART.test(value)) {
-    return `label ${showValue(key)} has an invalid value ${showValue(value)} (at most 63 characters, letters, digits, "-", "_", ".", starting and ending with a letter or digit, or empty)`;
-  }
-  return undefined;
-}
-
-export type LabelListResult = { ok: true; labels: Record<string, string> } | { ok: false; problem: string };
-
-/**
- * Parses the KubeVirt CSI driver's label list format (`infraClusterLabels`, flag `--infra-cluster-labels`):
- * `key=value,key=value`, split on "," then on the first "=", no whitespace trimming (the driver does none,
- * so " b=c" would become the invalid key " b" there too). Empty text is an empty set.
- */
-export function tryParseLabelList(text: string): LabelListResult {
-  const labels: Record<string, string> = {};
-  if (text === "") return { ok: true, labels };
-  const entries = text.split(",");
-  for (const [index, entry] of entries.entries()) {
-    const eq = entry.indexOf("=");
-    if (eq < 0) {
-      return { ok: false, problem: `entry ${index + 1} (${showValue(entry)}) is not key=value; the format is "key=value,key=value"` };
-    }
-    const key = entry.slice(0, eq);
-    const value = entry.slice(eq + 1);
-    const problem = labelKeyProblem(key) ?? labelValueProblem(key, value);
-    if (problem) return { ok: false, problem };
-    if (Object.hasOwn(labels, key)) return { ok: false, problem: `label ${showValue(key)} is given twice` };
-    labels[key] = value;
-  }
-  return { ok: true, labels };
-}
-
-/** `parseLabelList("a=b,c=d")` → `{ a: "b", c: "d" }`; throws an Error starting with `field` on bad input. */
-export function parseLabelList(text: string, field = "labels"): Record<string, string> {
-  const result = tryParseLabelList(text);
-  if (!result.ok) throw new Error(`${field}: ${result.problem}`);
-  return result.labels;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Field schemas
@@ -165,7 +100,6 @@ const labelSelector = z.strictObject({
   matchLabels: labelMap.optional(),
   matchExpressions: z.array(labelSelectorRequirement).optional(),
 });
-export type LabelSelector = z.infer<typeof labelSelector>;
 
 const chassisSchema = z.strictObject({
   // Chassis names appear in Redfish URLs (/redfish/v1/Chassis/{name}) and in users' chassis lists.
@@ -239,6 +173,32 @@ export const redfishPortSchema = z
   .max(65_535)
   .refine(port => port !== 3000, { error: "must not be 3000 (the Pepr watcher's own port)" });
 
+/**
+ * Kubernetes bearer tokens as Redfish credentials (redfish/auth/kubernetes.ts): validated by TokenReview, each
+ * request authorized by SubjectAccessReview in the VM's namespace. Off by default; the chart grants the
+ * tokenreviews/subjectaccessreviews create rights only when enabled.
+ */
+export const kubernetesIdentitiesSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** TokenReview spec.audiences; empty = the API server's own audiences. */
+  audiences: z.array(z.string().min(1).max(256)).max(16).default([]),
+  /** How long a token's review is reused (a revoked token keeps working at most this long). */
+  tokenReviewCacheSeconds: z.int().min(1).max(600).default(60),
+  /** How long an access decision is reused (a removed RoleBinding takes effect within this time). */
+  accessReviewCacheSeconds: z.int().min(1).max(300).default(10),
+  /**
+   * The Basic / session-login user name that means "the password is a Kubernetes token" (Ironic sends only a user
+   * name and a password). It must not be a configured user's name.
+   */
+  basicUserName: z
+    .string()
+    .regex(/^[^:\s\p{Cc}]{1,64}$/u, {
+      error: iss => `${showValue(iss.input)} is not a valid user name (1-64 characters, no spaces, no ":", no control characters)`,
+    })
+    .default("kubernetes"),
+});
+export type KubernetesIdentitiesConfig = z.infer<typeof kubernetesIdentitiesSchema>;
+
 const redfishSchema = z.strictObject({
   enabled: z.boolean().default(true),
   port: redfishPortSchema.default(8443),
@@ -264,15 +224,14 @@ const redfishSchema = z.strictObject({
       refillSeconds: z.number().positive().max(3600).default(1),
     })
     .prefault({}),
+  kubernetesIdentities: kubernetesIdentitiesSchema.prefault({}),
 });
-
-const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
 
 const datavolumeSchema = z.strictObject({
   storageSize: z
     .string({ error: iss => (iss.input === undefined ? undefined : `must be a Kubernetes quantity in quotes, like "10Gi"`) })
     .default("10Gi")
-    .refine(v => QUANTITY.test(v) && quantityToBytes(v) > 0, {
+    .refine(isPositiveQuantity, {
       error: iss => `${showValue(iss.input)} is not a positive Kubernetes quantity (like "10Gi" or "500Mi")`,
     }),
   sizeMarginPercent: z.number().min(0).max(1000).default(10),
@@ -387,6 +346,14 @@ function checkChassisAndUsers(cfg: ParsedObject, ctx: Ctx): void {
     if (first !== undefined) {
       addIssue(ctx, ["authentication", "users", i, "username"], `user ${showValue(user.username)} is defined twice`);
     } else userIndex.set(user.username, i);
+    const identities = cfg.redfish.kubernetesIdentities;
+    if (identities.enabled && user.username === identities.basicUserName) {
+      addIssue(
+        ctx,
+        ["authentication", "users", i, "username"],
+        `user ${showValue(user.username)} has the name redfish.kubernetesIdentities.basicUserName, which means "the password is a Kubernetes token"; rename one of them`,
+      );
+    }
     user.chassis.forEach((name, j) => {
       if (!chassisIndex.has(name)) {
         const known = [...chassisIndex.keys()];
@@ -502,137 +469,8 @@ export type TenantConfig = ModuleConfig["datavolumePolicy"]["tenants"][number];
 export type DataVolumePolicyConfig = ModuleConfig["datavolumePolicy"];
 
 // ---------------------------------------------------------------------------------------------------
-// Error formatting: field paths and plain words
-// ---------------------------------------------------------------------------------------------------
-
-/** `["chassis", 1, "namespace"]` → `chassis[1].namespace`; label keys with dots/slashes are quoted. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const segment of path) {
-    if (typeof segment === "number") out += `[${segment}]`;
-    else if (typeof segment === "string" && /^[A-Za-z_$][\w$]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
-    else out += `[${JSON.stringify(String(segment))}]`;
-  }
-  return out;
-}
-
-function describeKind(value: unknown): string {
-  if (value === null) return "nothing (null)";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
-  if (typeof value === "string") return `text ${showValue(value)}`;
-  if (typeof value === "number") return `the number ${value}`;
-  if (typeof value === "boolean") return `${value}`;
-  return typeof value;
-}
-
-const EXPECTED_WORDS: Record<string, string> = {
-  string: "text",
-  number: "a number",
-  int: "a whole number",
-  boolean: "true or false",
-  array: "a list",
-  object: "a mapping",
-  record: "a mapping",
-};
-
-function isIntegerSchema(inst: unknown): boolean {
-  const format = (inst as { _zod?: { def?: { format?: string } } } | undefined)?._zod?.def?.format;
-  return format === "safeint" || format === "int32" || format === "uint32";
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length];
-}
-
-function unknownKeysMessage(keys: string[], allowed: string[]): string {
-  const parts = keys.map(key => {
-    const best = allowed
-      .map(candidate => ({ candidate, distance: editDistance(key, candidate) }))
-      .sort((x, y) => x.distance - y.distance)[0];
-    const hint = best && best.distance <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean ${showValue(best.candidate)}?)` : "";
-    return `${showValue(key)}${hint}`;
-  });
-  const list = allowed.length > 0 ? `; allowed keys here: ${allowed.join(", ")}` : "";
-  return `unknown key${keys.length > 1 ? "s" : ""} ${parts.join(", ")}${list}`;
-}
-
-/**
- * Per-parse error map: plain words for zod's built-in checks. Messages set on a schema win over this.
- * Never echoes the input of a type error (it could be a password).
- */
-export const configErrorMap: z.core.$ZodErrorMap = iss => {
-  switch (iss.code) {
-    case "invalid_type":
-      if (iss.input === undefined) return "is required";
-      return `must be ${EXPECTED_WORDS[isIntegerSchema(iss.inst) ? "int" : iss.expected] ?? iss.expected} (got ${describeKind(iss.input)})`;
-    case "invalid_value":
-      return `must be one of ${iss.values.map(v => showValue(v)).join(", ")} (got ${describeKind(iss.input)})`;
-    case "unrecognized_keys": {
-      const shape = (iss.inst as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
-      return unknownKeysMessage(iss.keys, shape ? Object.keys(shape) : []);
-    }
-    case "too_small":
-      if (iss.origin === "string") return Number(iss.minimum) <= 1 ? "must not be empty" : `must be at least ${iss.minimum} characters`;
-      if (iss.origin === "array") return `must list at least ${iss.minimum} item${Number(iss.minimum) === 1 ? "" : "s"}`;
-      return iss.inclusive ? `must be at least ${iss.minimum}` : `must be greater than ${iss.minimum}`;
-    case "too_big":
-      if (iss.origin === "string") return `must be at most ${iss.maximum} characters`;
-      if (iss.origin === "array") return `must list at most ${iss.maximum} items`;
-      return iss.inclusive ? `must be at most ${iss.maximum}` : `must be less than ${iss.maximum}`;
-    default:
-      return undefined;
-  }
-};
-
-/** Turns zod issues into `path: message` lines; `rename` lets the loader name the source of a path. */
-export function formatIssues(issues: readonly z.core.$ZodIssue[], rename: (path: readonly PropertyKey[]) => string = formatPath): string[] {
-  return issues.map(issue => {
-    const where = rename(issue.path);
-    return `${where === "" ? "top level" : where}: ${issue.message}`;
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Accessors other code needs
 // ---------------------------------------------------------------------------------------------------
-
-const QUANTITY_FACTORS: Record<string, number> = {
-  "": 1,
-  m: 1e-3,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-};
-
-/** Bytes of a Kubernetes quantity like "10Gi", "500M", "1e9"; NaN when it is not one. */
-export function quantityToBytes(quantity: string): number {
-  const match = /^(\d+(?:\.\d+)?|\.\d+)(.*)$/.exec(quantity);
-  if (!match) return Number.NaN;
-  const [, number, suffix] = match;
-  if (/^[eE][+-]?\d+$/.test(suffix)) return Number(`${number}${suffix}`);
-  const factor = QUANTITY_FACTORS[suffix];
-  return factor === undefined ? Number.NaN : Number(number) * factor;
-}
 
 function isIpOrCidr(value: string): boolean {
   if (isIP(value) !== 0) return true;
@@ -663,24 +501,6 @@ export function trustedProxyMatcher(entries: readonly string[]): (address: strin
     if (family === 0) return false;
     return list.check(plain, family === 6 ? "ipv6" : "ipv4");
   };
-}
-
-/** Whether a VM's labels satisfy a chassis `vmSelector` (no selector = every VM of the namespace). */
-export function labelSelectorMatches(selector: LabelSelector | undefined, labels: Record<string, string> | undefined): boolean {
-  if (!selector) return true;
-  const have = labels ?? {};
-  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
-    if (have[key] !== value) return false;
-  }
-  for (const req of selector.matchExpressions ?? []) {
-    const present = Object.hasOwn(have, req.key);
-    const values = req.values ?? [];
-    if (req.operator === "Exists" && !present) return false;
-    if (req.operator === "DoesNotExist" && present) return false;
-    if (req.operator === "In" && !(present && values.includes(have[req.key]))) return false;
-    if (req.operator === "NotIn" && present && values.includes(have[req.key])) return false;
-  }
-  return true;
 }
 
 /** The labels every CSI DataVolume must carry (`infra.labels`), as a map. */

@@ -1,7 +1,8 @@
 import { Capability, Log, a, metricsCollector, type PeprMutateRequest } from "pepr";
 import { patchNode, readSecretKey, recordEvent, setPeprStoreData } from "../common/gateway";
 import type { SharedInformers } from "../common/informers";
-import { PEPR_STORE, createStorePublisher } from "../config/publish";
+import { MODULE_PEPR_STORE, peprStoreDataKey } from "../common/pepr-store";
+import { createStorePublisher } from "../config/publish";
 import { currentConfig, onConfigChange } from "../config/runtime";
 import { NodeAdmission } from "./admission";
 import { INFRA_SNAPSHOT_STORE_KEY } from "./infra-index";
@@ -18,7 +19,7 @@ export const NodeIdentity = new Capability({
 const { When, Store } = NodeIdentity;
 const MODULE_NAMESPACE = "pepr-system";
 // What Store.setItem(INFRA_SNAPSHOT_STORE_KEY) would write; patched directly like the config (see config/publish.ts).
-const SNAPSHOT_DATA_KEY = `${NodeIdentity.name}-v2-${INFRA_SNAPSHOT_STORE_KEY}`;
+const SNAPSHOT_DATA_KEY = peprStoreDataKey(NodeIdentity.name, INFRA_SNAPSHOT_STORE_KEY);
 
 const COUNTERS: Record<NodeIdentityCounter | "mutated", [string, string]> = {
   mutated: ["kubevirt_infra_node_identity_admission_mutations_total", "Node admission requests whose identity was set or corrected"],
@@ -73,7 +74,7 @@ let watcher: NodeIdentityWatcher | undefined;
 
 function nodeIdentityWatcher(): NodeIdentityWatcher {
   if (watcher) return watcher;
-  const snapshotPublisher = createStorePublisher(value => setPeprStoreData(PEPR_STORE, SNAPSHOT_DATA_KEY, value), Log);
+  const snapshotPublisher = createStorePublisher(value => setPeprStoreData(MODULE_PEPR_STORE, SNAPSHOT_DATA_KEY, value), Log);
   const created = new NodeIdentityWatcher({
     patchNode,
     recordNodeEvent: (node, reason, message, eventName) =>

@@ -1,5 +1,6 @@
 // Authentication of Redfish requests: HTTP Basic and X-Auth-Token sessions, with failed-login back-off
-// (redfish/auth/backoff.ts). Nothing here logs a password, a token or an Authorization header.
+// (redfish/auth/backoff.ts), and, when enabled, Kubernetes bearer tokens (redfish/auth/kubernetes.ts: `Bearer`, or the
+// password of the configured user name). Nothing here logs a password, a token or an Authorization header.
 //
 // A repeated credential costs a map lookup: a token finds its session, a Basic header that was verified
 // before finds its account (both caches belong to the user directory of one configuration, so a config
@@ -17,6 +18,14 @@ import { backoffKeys, LoginBackoff, type LockoutPolicy } from "./backoff";
 import { BcryptPool } from "./bcrypt-pool";
 import { SessionStore, type Session } from "./sessions";
 import type { UserAccount, UserDirectory } from "./users";
+import type { KubernetesIdentitiesConfig } from "../../capabilities/config/schema";
+import { clusterReviews, type IdentityReviews } from "../kubevirt/driver";
+import {
+  identityUserName,
+  KubernetesIdentities,
+  type KubernetesIdentity,
+  type Permission,
+} from "./kubernetes";
 
 /** Longest username accepted (bytes); longer ones are refused before they are hashed, stored or logged. */
 export const MAX_USERNAME_BYTES = 256;
@@ -27,6 +36,9 @@ export interface AuthSettings {
   users: UserDirectory;
   sessionTimeoutSeconds: number;
   lockout: LockoutPolicy;
+  /** Configured chassis by name (a Kubernetes identity sees those in namespaces where it may get VMs). */
+  chassis: ReadonlyMap<string, { namespace: string }>;
+  kubernetesIdentities: KubernetesIdentitiesConfig;
 }
 
 export interface Principal {
@@ -67,6 +79,20 @@ export interface AuthenticatorOptions {
   now?: () => number;
   /** How a login is held back (tests pass one that advances their clock). */
   sleep?: (ms: number) => Promise<unknown>;
+  /** Where Kubernetes tokens and access are reviewed (default: the cluster's API server). */
+  reviews?: IdentityReviews;
+}
+
+/** An identity's account as of its cached decisions: rebuilt when they expire or the configuration changes. */
+interface IdentityAccount {
+  account: UserAccount;
+  principal: Principal;
+  settings: AuthSettings;
+  expiresAt: number;
+}
+
+function insufficientPrivilege(): RedfishError {
+  return baseError(403, "InsufficientPrivilege");
 }
 
 export class Authenticator {
@@ -77,12 +103,18 @@ export class Authenticator {
   /** Principals of live sessions, so a token request allocates nothing; rebuilt when the account object changes. */
   private readonly sessionPrincipals = new WeakMap<Session, Principal>();
   private readonly bcryptCompare = (password: string, hash: string) => this.bcrypt.compare(password, hash);
+  readonly identities: KubernetesIdentities;
+  /** Accounts of Kubernetes identities, per identity object of the token cache or of a session. */
+  private readonly identityAccounts = new WeakMap<KubernetesIdentity, IdentityAccount>();
+  private readonly now: () => number;
 
   constructor(
     private readonly settings: () => AuthSettings,
     options: AuthenticatorOptions = {},
   ) {
     const now = options.now ?? Date.now;
+    this.now = now;
+    this.identities = new KubernetesIdentities(options.reviews ?? clusterReviews, now);
     this.sessions = new SessionStore(now);
     this.backoff = new LoginBackoff(now);
     this.bcrypt = new BcryptPool();
@@ -102,6 +134,14 @@ export class Authenticator {
       // expired sessions of legitimate clients (sushy re-authenticates on 401) must not lock their address.
       const session = this.sessions.authenticate(credentials.token, settings.sessionTimeoutSeconds);
       if (!session) throw unauthorized();
+      if (session.identity) {
+        // Identities switched off end their sessions.
+        if (!settings.kubernetesIdentities.enabled) {
+          this.sessions.delete(session.id);
+          throw unauthorized();
+        }
+        return { ...(await this.identityAccount(session.identity, settings)).principal, session };
+      }
       const account = settings.users.account(session.username);
       // A removed user or a changed password ends the user's sessions.
       if (!account || account.credentialFingerprint !== session.credentialFingerprint) {
@@ -117,7 +157,15 @@ export class Authenticator {
     if (credentials.authorization !== undefined) {
       const known = settings.users.verifiedHeader(credentials.authorization);
       if (known) return known;
+      const bearer = /^bearer\s+(\S+)\s*$/i.exec(credentials.authorization);
+      if (bearer && settings.kubernetesIdentities.enabled) {
+        return (await this.identityAccount(await this.reviewToken(bearer[1], credentials.clientAddress), settings)).principal;
+      }
       const basic = parseBasic(credentials.authorization);
+      if (basic && this.isTokenLogin(basic.username, settings)) {
+        // Not remembered as a header: the token is kept only as a digest (kubernetes.ts).
+        return (await this.identityAccount(await this.reviewToken(basic.password, credentials.clientAddress), settings)).principal;
+      }
       if (!basic) {
         this.backoff.recordFailure(backoffKeys(undefined, credentials.clientAddress), settings.lockout);
         throw unauthorized();
@@ -137,6 +185,7 @@ export class Authenticator {
    */
   async verifyPassword(username: string, password: string, clientAddress: string): Promise<UserAccount> {
     const settings = this.settings();
+    if (this.isTokenLogin(username, settings)) return (await this.identityAccount(await this.reviewToken(password, clientAddress), settings)).account;
     if (Buffer.byteLength(username) > MAX_USERNAME_BYTES) {
       // Never a configured user (the schema allows 64 characters); counted against the address only.
       this.backoff.recordFailure(backoffKeys(undefined, clientAddress), settings.lockout);
@@ -161,6 +210,71 @@ export class Authenticator {
     }
     this.backoff.recordSuccess(keys);
     return account;
+  }
+
+  /** The configured user name whose password is a Kubernetes token. */
+  private isTokenLogin(username: string, settings: AuthSettings): boolean {
+    return settings.kubernetesIdentities.enabled && username === settings.kubernetesIdentities.basicUserName;
+  }
+
+  /**
+   * The identity of a Kubernetes token, or a 401. A token reviewed before costs a digest and a map lookup; a new one
+   * a TokenReview, held back like a failed login when its address keeps sending tokens the API server rejects.
+   */
+  private async reviewToken(token: string, clientAddress: string): Promise<KubernetesIdentity> {
+    const settings = this.settings();
+    const cached = this.identities.cachedToken(token);
+    if (cached) return cached;
+    const keys = backoffKeys(undefined, clientAddress);
+    const refused = this.backoff.refusedForSeconds(keys);
+    if (refused > 0) throw unauthorized(refused);
+    const identity = await this.identities.authenticate(token, settings.kubernetesIdentities);
+    if (!identity) {
+      this.backoff.recordFailure(keys, settings.lockout);
+      Log.info({ clientAddress }, "Redfish login failed: the API server did not authenticate the Kubernetes token");
+      throw unauthorized(this.backoff.refusedForSeconds(keys));
+    }
+    return identity;
+  }
+
+  /**
+   * The account of a Kubernetes identity: the chassis in namespaces where it may get VirtualMachines. Reused until
+   * the access decisions it was built from expire (accessReviewCacheSeconds) or the configuration changes.
+   */
+  private async identityAccount(identity: KubernetesIdentity, settings: AuthSettings): Promise<IdentityAccount> {
+    const known = this.identityAccounts.get(identity);
+    if (known && known.settings === settings && known.expiresAt > this.now()) return known;
+    const config = settings.kubernetesIdentities;
+    const namespaces = await this.identities.visibleNamespaces(identity, [...settings.chassis.values()].map(c => c.namespace), config);
+    const account: UserAccount = Object.freeze({
+      username: identityUserName(identity),
+      chassis: Object.freeze([...settings.chassis].filter(([, c]) => namespaces.has(c.namespace)).map(([name]) => name)),
+      credentialFingerprint: "kubernetes",
+      identity,
+    });
+    const entry = { account, principal: { account }, settings, expiresAt: this.now() + config.accessReviewCacheSeconds * 1000 };
+    this.identityAccounts.set(identity, entry);
+    return entry;
+  }
+
+  /**
+   * Authorizes an action on a system the principal can see: a Kubernetes identity needs every permission in the
+   * system's namespace (403 InsufficientPrivilege otherwise); a configured user's chassis already decided.
+   */
+  async authorize(principal: Principal, namespace: string, permissions: readonly Permission[]): Promise<void> {
+    const identity = principal.account.identity;
+    if (!identity) return;
+    const config = this.settings().kubernetesIdentities;
+    for (const permission of permissions) {
+      if (!(await this.identities.allowed(identity, namespace, permission, config))) throw insufficientPrivilege();
+    }
+  }
+
+  /** Whether an identity may see systems of `namespace` now (EventService delivery). */
+  async identitySees(identity: KubernetesIdentity, namespace: string): Promise<boolean> {
+    const settings = this.settings();
+    if (!settings.kubernetesIdentities.enabled) return false;
+    return (await this.identities.visibleNamespaces(identity, [namespace], settings.kubernetesIdentities)).has(namespace);
   }
 
   /** Opens a session for an account whose password was just verified (SessionService login). */

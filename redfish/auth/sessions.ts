@@ -3,6 +3,7 @@
 // hashing leaks nothing usable about a 256-bit value). Sessions live in memory only: after a restart clients
 // log in again (sushy does so on a 401).
 import { randomBytes } from "node:crypto";
+import type { KubernetesIdentity } from "./kubernetes";
 import type { UserAccount } from "./users";
 
 export interface Session {
@@ -14,6 +15,8 @@ export interface Session {
   lastUsedAt: number;
   readonly clientAddress: string;
   readonly context?: string;
+  /** A session opened with a Kubernetes token keeps the token's identity (never the token). */
+  readonly identity?: KubernetesIdentity;
 }
 
 /** Sessions per user; the least recently used one is closed when a user opens more. */
@@ -36,6 +39,7 @@ export class SessionStore {
       lastUsedAt: now,
       clientAddress,
       ...(context !== undefined ? { context } : {}),
+      ...(account.identity ? { identity: account.identity } : {}),
     };
     this.byToken.set(token, session);
     this.byId.set(session.id, { session, token });

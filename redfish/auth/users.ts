@@ -4,6 +4,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { Log } from "../platform";
 import type { UserConfig } from "../../capabilities/config/schema";
+import type { KubernetesIdentity } from "./kubernetes";
 
 /** Per-process key: digests of credentials and tokens are useless outside this process. */
 const PROCESS_KEY = randomBytes(32);
@@ -34,6 +35,8 @@ export interface UserAccount {
   readonly chassis: readonly string[];
   /** Changes when the user's password changes: sessions opened with an older password end. */
   readonly credentialFingerprint: string;
+  /** Set for a Kubernetes identity (redfish/auth/kubernetes.ts): its chassis are those its RBAC lets it see. */
+  readonly identity?: KubernetesIdentity;
 }
 
 interface StoredUser {

@@ -66,6 +66,16 @@ export function bootDevicesOf(podSpec: Record<string, unknown> | undefined): Boo
   return out;
 }
 
+/**
+ * The virtual CD drive (VirtualMedia/Cd) as a boot device while it is empty: a physical BMC's virtual drive
+ * exists with or without media. It has no template entry until InsertMedia adds one (media/plan.ts attachOps),
+ * so orders written for it wait in the override record until then.
+ */
+export function emptyVirtualDrive(devices: BootDevice[], driveName: string): BootDevice {
+  const disks = devices.filter(d => d.list === "disks").length;
+  return { key: `disk/${driveName}`, list: "disks", name: driveName, index: disks, media: "cdrom" };
+}
+
 export function ordersOf(devices: BootDevice[]): BootOrders {
   return Object.fromEntries(devices.map(d => [d.key, d.bootOrder ?? null]));
 }

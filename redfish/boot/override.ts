@@ -4,6 +4,7 @@ import { z } from "zod";
 import { Log } from "../platform";
 import type { KubeObject, VmRecord } from "../cache/types";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
+import { CD_VOLUME } from "../media/model";
 import { bootDevicesOf, matchesOrders } from "./devices";
 
 export const BOOT_OVERRIDE_ANNOTATION = "kubevirt-infra.io/boot-override";
@@ -55,10 +56,31 @@ export function recordedOverride(vm: Readonly<KubeObject>): BootOverrideRecord |
   return parsed.data;
 }
 
+/** The template key of the virtual CD drive, whether or not it holds media now. */
+export const VIRTUAL_DRIVE_KEY = `disk/${CD_VOLUME}`;
+
+function isVirtualDriveKey(record: BootOverrideRecord, key: string): boolean {
+  return record.target === "Cd" && key === VIRTUAL_DRIVE_KEY;
+}
+
+/**
+ * The bootOrder an override in force gives the virtual CD drive, for InsertMedia to put on the drive it adds
+ * (undefined when no override is waiting for it). Read from the VM alone: the record and the template.
+ */
+export function pendingVirtualDriveOrder(vm: Readonly<KubeObject>): number | undefined {
+  const record = recordedOverride(vm);
+  const order = record?.applied[VIRTUAL_DRIVE_KEY];
+  if (!record || typeof order !== "number") return undefined;
+  return matchesOrders(bootDevicesOf(templateSpecOf(vm)), record.applied) ? order : undefined;
+}
+
 export type OverrideStatus =
   /** No override recorded (or the record no longer describes the template: someone changed the order). */
   | { kind: "none"; record?: BootOverrideRecord }
-  /** In force: the template carries the override (Once: not yet used by a VMI start). */
+  /**
+   * In force: the template carries the override (Once: not yet used by a VMI start). A Cd override of the
+   * virtual drive stays in force while the drive is empty; its orders apply when media is inserted.
+   */
   | { kind: "active"; record: BootOverrideRecord }
   /** A Once override a VMI has started from: the template order must go back to the original. */
   | { kind: "used"; record: BootOverrideRecord };
@@ -74,8 +96,8 @@ export function overrideStatus(rec: VmRecord): OverrideStatus {
   if (!record) return { kind: "none" };
   const template = bootDevicesOf(templateSpecOf(rec.vm));
   const firstKey = Object.keys(record.applied).find(k => record.applied[k] === 1);
-  const stillApplied =
-    matchesOrders(template, record.applied) && firstKey !== undefined && template.some(d => d.key === firstKey);
+  const firstPresent = firstKey !== undefined && (template.some(d => d.key === firstKey) || isVirtualDriveKey(record, firstKey));
+  const stillApplied = matchesOrders(template, record.applied) && firstPresent;
   if (!stillApplied) return { kind: "none", record };
   if (record.enabled === "Once" && vmiStartedFrom(record, rec.vmi)) return { kind: "used", record };
   return { kind: "active", record };

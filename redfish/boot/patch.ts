@@ -8,6 +8,7 @@ import { removeAnnotationOps, setAnnotationOps } from "../power/patch-ops";
 import {
   applyOrdersToList,
   bootDevicesOf,
+  emptyVirtualDrive,
   devicesOf,
   ordersOf,
   overrideOrders,
@@ -18,6 +19,7 @@ import {
   type OverrideTarget,
 } from "./devices";
 import { bootModeOps } from "./firmware";
+import { CD_VOLUME } from "../media/model";
 import { BOOT_OVERRIDE_ANNOTATION, overrideStatus, serializeOverride, type BootOverrideRecord } from "./override";
 
 export const BOOT_TARGETS = ["None", "Pxe", "Cd", "Hdd"] as const;
@@ -78,13 +80,12 @@ export function parseBootPatch(boot: unknown): BootPatch {
   ]);
 }
 
-const TARGET_DEVICE: Record<OverrideTarget, { what: string; hint: string }> = {
-  Cd: { what: "a CD-ROM drive", hint: "Insert virtual media first (VirtualMedia/Cd InsertMedia); it adds the CD-ROM drive." },
+const TARGET_DEVICE: Record<Exclude<OverrideTarget, "Cd">, { what: string; hint: string }> = {
   Pxe: { what: "a network interface", hint: "Add an interface to the VirtualMachine." },
   Hdd: { what: "a disk", hint: "Add a disk to the VirtualMachine." },
 };
 
-function missingDevice(rec: VmRecord, target: OverrideTarget): RedfishError {
+function missingDevice(rec: VmRecord, target: Exclude<OverrideTarget, "Cd">): RedfishError {
   const { namespace, name } = rec.vm.metadata;
   const systemUri = `/redfish/v1/Systems/${namespace}.${name}`;
   const { what, hint } = TARGET_DEVICE[target];
@@ -92,7 +93,7 @@ function missingDevice(rec: VmRecord, target: OverrideTarget): RedfishError {
     409,
     `${BASE_REGISTRY}.PropertyValueResourceConflict`,
     `Boot/BootSourceOverrideTarget ${target} needs ${what}, and VirtualMachine ${namespace}/${name} has none. ${hint}`,
-    ["Boot/BootSourceOverrideTarget", target, target === "Cd" ? `${systemUri}/VirtualMedia/Cd` : systemUri],
+    ["Boot/BootSourceOverrideTarget", target, systemUri],
     { relatedProperties: ["#/Boot/BootSourceOverrideTarget"] },
   );
 }
@@ -174,8 +175,12 @@ export function planBootPatch(rec: VmRecord, patch: BootPatch): JsonPatchOp[] {
     if (!wanted) {
       ops.push(...bootOrderOps(rec, original), ...removeAnnotationOps(rec.vm, BOOT_OVERRIDE_ANNOTATION));
     } else {
-      const applied = overrideOrders(withOrders(templateDevices, original), wanted.target, virtualMediaCdrom(rec));
-      if (!applied) throw missingDevice(rec, wanted.target);
+      const devices = withOrders(templateDevices, original);
+      // Cd on a VM without any CD-ROM targets the empty virtual drive: recorded now, on the drive InsertMedia adds.
+      const applied =
+        overrideOrders(devices, wanted.target, virtualMediaCdrom(rec)) ??
+        (wanted.target === "Cd" ? overrideOrders([...devices, emptyVirtualDrive(devices, CD_VOLUME)], "Cd") : undefined);
+      if (!applied) throw missingDevice(rec, wanted.target as Exclude<OverrideTarget, "Cd">);
       const record: BootOverrideRecord = {
         target: wanted.target,
         enabled: wanted.enabled,

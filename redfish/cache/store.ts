@@ -1,9 +1,12 @@
-// The Redfish view of the shared informers: VM records joining a VM with its VMI and DataVolumes, indexes by
-// namespace and by chassis. Fed in stream order by the VirtualMachine, VirtualMachineInstance and DataVolume
-// informers (capabilities/redfish.ts), which list once and then resume their watches, so events never race
-// an initial list; request handlers only read it, through the ClusterCache interface.
+// The Redfish view of the shared informers: VM records joining a VM with its VMI and DataVolumes, read by
+// namespace and by chassis. The objects and their indexes are the informers' stores (client-go's Indexers):
+// VMs by namespace, by chassis (the index function is replaced when the chassis definitions change) and by the
+// DataVolumes they declare; DataVolumes by owning VM. Fed in stream order by the informers
+// (capabilities/redfish.ts: `attach` + `notify`), or, standalone (tests, the fake driver), by `apply` into
+// stores of its own. Request handlers only read it, through the ClusterCache interface.
 import { Log } from "../platform";
-import { labelSelectorMatches, type LabelSelector } from "../../capabilities/config/schema";
+import { DATAVOLUME_BY_VM_INDEX, IndexedStore, NAMESPACE_INDEX, objectKey, owningVmKeys } from "../../capabilities/common/indexer";
+import { labelSelectorMatches, type LabelSelector } from "../../capabilities/common/kube-values";
 import type { CacheChangeEvent, CachedKind, ClusterCache, KubeObject, VmRecord } from "./types";
 
 export type WatchPhase = "ADDED" | "MODIFIED" | "DELETED";
@@ -15,11 +18,12 @@ export interface ChassisDefinition {
   vmSelector?: LabelSelector;
 }
 
-const KINDS: readonly CachedKind[] = ["VirtualMachine", "VirtualMachineInstance", "DataVolume"];
+/** VM store index: the chassis a VM belongs to. */
+export const CHASSIS_INDEX = "chassis";
+/** VM store index: the DataVolumes ("namespace/name") a VM declares. */
+export const DECLARED_DATAVOLUME_INDEX = "dataVolume";
 
-function keyOf(namespace: string, name: string): string {
-  return `${namespace}/${name}`;
-}
+const KINDS: readonly CachedKind[] = ["VirtualMachine", "VirtualMachineInstance", "DataVolume"];
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === "object" && !Object.isFrozen(value)) {
@@ -30,7 +34,7 @@ function deepFreeze<T>(value: T): T {
 }
 
 /** Names of the DataVolumes a VM declares (dataVolumeTemplates and dataVolume volumes). */
-function referencedDataVolumes(vm: KubeObject): Set<string> {
+function declaredDataVolumes(vm: KubeObject): Set<string> {
   const names = new Set<string>();
   const spec = vm.spec as
     | {
@@ -48,39 +52,13 @@ function referencedDataVolumes(vm: KubeObject): Set<string> {
   return names;
 }
 
-/** Names of the VirtualMachines that own a DataVolume (ownerReferences). */
-function owningVms(dv: KubeObject): string[] {
-  const refs = dv.metadata.ownerReferences;
-  if (!Array.isArray(refs)) return [];
-  return refs.filter(r => r?.kind === "VirtualMachine" && typeof r.name === "string").map(r => r.name);
-}
-
 function ownedBy(dv: KubeObject, vm: KubeObject): boolean {
   return (dv.metadata.ownerReferences ?? []).some(
     r => r?.kind === "VirtualMachine" && r.name === vm.metadata.name && (!r.uid || !vm.metadata.uid || r.uid === vm.metadata.uid),
   );
 }
 
-/** A map with a lazily sorted key list (sorting is redone only after membership changes). */
-class SortedIndex<V> {
-  private readonly entries = new Map<string, V>();
-  private sorted: string[] | undefined = [];
-
-  set(key: string, value: V): void {
-    if (!this.entries.has(key)) this.sorted = undefined;
-    this.entries.set(key, value);
-  }
-  delete(key: string): void {
-    if (this.entries.delete(key)) this.sorted = undefined;
-  }
-  get size(): number {
-    return this.entries.size;
-  }
-  values(): V[] {
-    if (!this.sorted) this.sorted = [...this.entries.keys()].sort();
-    return this.sorted.map(k => this.entries.get(k)!);
-  }
-}
+const nameOfKey = (key: string) => key.slice(key.indexOf("/") + 1);
 
 export interface CacheStats {
   virtualMachines: number;
@@ -90,61 +68,72 @@ export interface CacheStats {
 }
 
 export class WatchCache implements ClusterCache {
-  private readonly objects: Record<CachedKind, Map<string, KubeObject>> = {
-    VirtualMachine: new Map(),
-    VirtualMachineInstance: new Map(),
-    DataVolume: new Map(),
+  private readonly stores: Record<CachedKind, IndexedStore<KubeObject>> = {
+    VirtualMachine: new IndexedStore(),
+    VirtualMachineInstance: new IndexedStore(),
+    DataVolume: new IndexedStore(),
   };
   private readonly listed = new Set<CachedKind>();
-
-  private readonly records = new Map<string, VmRecord>(); // "ns/vm"
-  private readonly byNamespace = new Map<string, SortedIndex<VmRecord>>(); // ns -> name -> record
-  /** "ns/dv" -> names of VMs in ns that declare it. */
-  private readonly dvReferencedBy = new Map<string, Set<string>>();
-  /** "ns/vm" -> names of DVs that the VM declares (to update dvReferencedBy on change). */
-  private readonly vmReferences = new Map<string, Set<string>>();
-  /** "ns/vm" -> names of DVs owned by that VM (ownerReferences). */
-  private readonly ownedDataVolumes = new Map<string, Set<string>>();
-
+  /** "ns/vm" → the VM joined with its VMI and DataVolumes (rebuilt when one of them changes). */
+  private readonly records = new Map<string, VmRecord>();
   private chassisByNamespace = new Map<string, ChassisDefinition[]>();
-  private chassisMembers = new Map<string, SortedIndex<string>>(); // chassis -> "ns/vm" -> "ns/vm"
-  private readonly chassisOfVm = new Map<string, string[]>(); // "ns/vm" -> chassis names
-
+  private chassisNames = new Set<string>();
   private readonly listeners = new Set<(ev: CacheChangeEvent) => void>();
 
   constructor(chassis: readonly ChassisDefinition[] = []) {
     this.setChassis(chassis);
+    this.installIndexers("VirtualMachine");
+    this.installIndexers("DataVolume");
   }
 
   // ---- feed (watch side) ----
 
-  /** Applies one informer event (in stream order). */
+  /**
+   * Reads `store` (a kind's informer store) instead of the cache's own from now on, with the cache's indexes
+   * added to it. The informer's events must then reach `notify`.
+   */
+  attach(kind: CachedKind, store: IndexedStore<KubeObject>): void {
+    this.stores[kind] = store;
+    this.installIndexers(kind);
+    const vms = this.stores.VirtualMachine;
+    for (const key of [...this.records.keys()]) if (!vms.getByKey(key)) this.records.delete(key);
+    for (const [key, vm] of vms.entries()) this.rebuildRecord(vm.metadata.namespace ?? "", nameOfKey(key));
+  }
+
+  /** An informer event of an attached kind (its store already holds `after`, or no longer holds `before`). */
+  notify(kind: CachedKind, after: KubeObject | undefined, before?: KubeObject): void {
+    const meta = (after ?? before)?.metadata;
+    if (typeof meta?.namespace !== "string" || typeof meta.name !== "string") return;
+    this.changed(kind, meta.namespace, meta.name, before, after);
+  }
+
+  /** Applies one watch event to the cache's own store of the kind (in stream order). */
   apply(kind: CachedKind, phase: WatchPhase, obj: KubeObject): void {
     const namespace = obj?.metadata?.namespace;
     const name = obj?.metadata?.name;
     if (typeof namespace !== "string" || typeof name !== "string") return;
-    const store = this.objects[kind];
-    const key = keyOf(namespace, name);
-    const stored = store.get(key);
+    const store = this.stores[kind];
+    const key = objectKey(namespace, name);
+    const stored = store.getByKey(key);
 
     if (phase === "DELETED") {
       // A DELETED for an older incarnation (other uid) must not remove a re-created object.
       const uid = obj.metadata.uid;
       if (!stored || (uid && stored.metadata.uid && stored.metadata.uid !== uid)) return;
-      store.delete(key);
-      this.afterChange(kind, namespace, name, stored, undefined);
+      store.remove(key);
+      this.changed(kind, namespace, name, stored, undefined);
       return;
     }
 
     // Informer objects are deep-frozen and shared as they are; anything else gets a private frozen copy
     // (plain JSON: faster than structuredClone).
     const frozen = Object.isFrozen(obj) ? obj : deepFreeze(JSON.parse(JSON.stringify(obj)) as KubeObject);
-    store.set(key, frozen);
-    this.afterChange(kind, namespace, name, stored, frozen);
+    store.put(frozen);
+    this.changed(kind, namespace, name, stored, frozen);
   }
 
-  /** Applies the result of an initial list of one kind, then counts that kind as listed. */
-  seed(kind: CachedKind, items: readonly KubeObject[]): void {
+  /** Applies a complete list of one kind, then counts that kind as listed (tests; the informers call apply + markListed). */
+  applyList(kind: CachedKind, items: readonly KubeObject[]): void {
     for (const item of items) this.apply(kind, "ADDED", item);
     this.markListed(kind);
   }
@@ -154,39 +143,34 @@ export class WatchCache implements ClusterCache {
     this.listed.add(kind);
   }
 
-  /** Replaces the chassis definitions (config change) and rebuilds the chassis index. */
+  /** Replaces the chassis definitions (config change): the VM store's chassis index is recomputed. */
   setChassis(definitions: readonly ChassisDefinition[]): void {
-    this.chassisByNamespace = new Map();
-    this.chassisMembers = new Map();
-    this.chassisOfVm.clear();
-    for (const def of definitions) {
-      const list = this.chassisByNamespace.get(def.namespace) ?? [];
-      list.push(def);
-      this.chassisByNamespace.set(def.namespace, list);
-      this.chassisMembers.set(def.name, new SortedIndex());
-    }
-    for (const [key, record] of this.records) this.indexChassis(key, record);
+    const byNamespace = new Map<string, ChassisDefinition[]>();
+    for (const def of definitions) byNamespace.set(def.namespace, [...(byNamespace.get(def.namespace) ?? []), def]);
+    this.chassisByNamespace = byNamespace;
+    this.chassisNames = new Set(definitions.map(d => d.name));
+    this.stores.VirtualMachine.addIndexer(CHASSIS_INDEX, vm => this.chassisOfObject(vm));
   }
 
   // ---- read side (ClusterCache) ----
 
   getVm(namespace: string, name: string): VmRecord | undefined {
-    return this.records.get(keyOf(namespace, name));
+    return this.records.get(objectKey(namespace, name));
   }
 
   listVms(namespace: string): VmRecord[] {
-    return this.byNamespace.get(namespace)?.values() ?? [];
+    return this.recordsOf(this.stores.VirtualMachine.indexKeys(NAMESPACE_INDEX, namespace));
   }
 
   listVmsInChassis(chassis: string): VmRecord[] {
-    const members = this.chassisMembers.get(chassis);
-    if (!members) return [];
-    return members.values().map(key => this.records.get(key)!);
+    if (!this.chassisNames.has(chassis)) return [];
+    return this.recordsOf(this.stores.VirtualMachine.indexKeys(CHASSIS_INDEX, chassis));
   }
 
   /** Names of the configured chassis that contain this VM (empty when none or unknown). */
   chassisOf(namespace: string, name: string): readonly string[] {
-    return this.chassisOfVm.get(keyOf(namespace, name)) ?? [];
+    const vm = this.records.get(objectKey(namespace, name))?.vm;
+    return vm ? this.chassisOfObject(vm) : [];
   }
 
   onChange(fn: (ev: CacheChangeEvent) => void): () => void {
@@ -200,119 +184,78 @@ export class WatchCache implements ClusterCache {
 
   stats(): CacheStats {
     return {
-      virtualMachines: this.objects.VirtualMachine.size,
-      virtualMachineInstances: this.objects.VirtualMachineInstance.size,
-      dataVolumes: this.objects.DataVolume.size,
-      chassis: this.chassisMembers.size,
+      virtualMachines: this.stores.VirtualMachine.size,
+      virtualMachineInstances: this.stores.VirtualMachineInstance.size,
+      dataVolumes: this.stores.DataVolume.size,
+      chassis: this.chassisNames.size,
     };
   }
 
   // ---- internals ----
 
-  private afterChange(
-    kind: CachedKind,
-    namespace: string,
-    name: string,
-    before: KubeObject | undefined,
-    after: KubeObject | undefined,
-  ): void {
-    const affectedVms = new Set<string>();
+  private installIndexers(kind: CachedKind): void {
+    const store = this.stores[kind];
     if (kind === "VirtualMachine") {
-      this.updateVmReferences(namespace, name, after);
-      affectedVms.add(name);
-    } else if (kind === "VirtualMachineInstance") {
-      affectedVms.add(name);
-    } else {
-      const dvKey = keyOf(namespace, name);
-      for (const vm of this.dvReferencedBy.get(dvKey) ?? []) affectedVms.add(vm);
-      for (const vm of before ? owningVms(before) : []) {
-        affectedVms.add(vm);
-        this.ownedDataVolumes.get(keyOf(namespace, vm))?.delete(name);
-      }
-      for (const vm of after ? owningVms(after) : []) {
-        affectedVms.add(vm);
-        const owned = this.ownedDataVolumes.get(keyOf(namespace, vm)) ?? new Set<string>();
-        owned.add(name);
-        this.ownedDataVolumes.set(keyOf(namespace, vm), owned);
-      }
+      store.addIndexer(CHASSIS_INDEX, vm => this.chassisOfObject(vm));
+      store.addIndexer(DECLARED_DATAVOLUME_INDEX, vm => [...declaredDataVolumes(vm)].map(dv => objectKey(vm.metadata.namespace, dv)));
+    } else if (kind === "DataVolume") {
+      store.addIndexer(DATAVOLUME_BY_VM_INDEX, owningVmKeys);
     }
-    for (const vm of affectedVms) this.rebuildRecord(namespace, vm);
+  }
+
+  private chassisOfObject(vm: KubeObject): string[] {
+    const member: string[] = [];
+    for (const def of this.chassisByNamespace.get(vm.metadata.namespace ?? "") ?? []) {
+      if (labelSelectorMatches(def.vmSelector, vm.metadata.labels)) member.push(def.name);
+    }
+    return member;
+  }
+
+  private recordsOf(keys: readonly string[]): VmRecord[] {
+    const out: VmRecord[] = [];
+    for (const key of keys) {
+      const record = this.records.get(key);
+      if (record) out.push(record);
+    }
+    return out;
+  }
+
+  private changed(kind: CachedKind, namespace: string, name: string, before: KubeObject | undefined, after: KubeObject | undefined): void {
+    if (kind === "DataVolume") {
+      const dvKey = objectKey(namespace, name);
+      const affected = new Set(this.stores.VirtualMachine.indexKeys(DECLARED_DATAVOLUME_INDEX, dvKey));
+      for (const obj of [before, after]) if (obj) owningVmKeys(obj).forEach(key => affected.add(key));
+      for (const key of affected) this.rebuildRecord(namespace, nameOfKey(key));
+    } else {
+      this.rebuildRecord(namespace, name);
+    }
     this.emit({ kind, namespace, name });
   }
 
-  private updateVmReferences(namespace: string, name: string, vm: KubeObject | undefined): void {
-    const vmKey = keyOf(namespace, name);
-    for (const dv of this.vmReferences.get(vmKey) ?? []) {
-      const users = this.dvReferencedBy.get(keyOf(namespace, dv));
-      users?.delete(name);
-      if (users?.size === 0) this.dvReferencedBy.delete(keyOf(namespace, dv));
-    }
-    if (!vm) {
-      this.vmReferences.delete(vmKey);
-      return;
-    }
-    const refs = referencedDataVolumes(vm);
-    this.vmReferences.set(vmKey, refs);
-    for (const dv of refs) {
-      const users = this.dvReferencedBy.get(keyOf(namespace, dv)) ?? new Set<string>();
-      users.add(name);
-      this.dvReferencedBy.set(keyOf(namespace, dv), users);
-    }
-  }
-
   private rebuildRecord(namespace: string, name: string): void {
-    const key = keyOf(namespace, name);
-    const vm = this.objects.VirtualMachine.get(key);
+    const key = objectKey(namespace, name);
+    const vm = this.stores.VirtualMachine.getByKey(key);
     if (!vm) {
-      if (this.records.delete(key)) {
-        this.byNamespace.get(namespace)?.delete(name);
-        if (this.byNamespace.get(namespace)?.size === 0) this.byNamespace.delete(namespace);
-        this.unindexChassis(key);
-      }
-      if (!this.ownedDataVolumes.get(key)?.size) this.ownedDataVolumes.delete(key);
+      this.records.delete(key);
       return;
     }
-    const dvNames = new Set([...(this.vmReferences.get(key) ?? []), ...(this.ownedDataVolumes.get(key) ?? [])]);
-    const declared = this.vmReferences.get(key);
+    const declared = declaredDataVolumes(vm);
+    const owned = this.stores.DataVolume.indexKeys(DATAVOLUME_BY_VM_INDEX, key).map(nameOfKey);
     const dataVolumes: KubeObject[] = [];
-    for (const dv of [...dvNames].sort()) {
-      const obj = this.objects.DataVolume.get(keyOf(namespace, dv));
+    for (const dv of [...new Set([...declared, ...owned])].sort()) {
+      const obj = this.stores.DataVolume.get(namespace, dv);
       // An owned-only DataVolume must belong to this incarnation of the VM (same uid), not to a deleted namesake.
-      if (obj && (declared?.has(dv) || ownedBy(obj, vm))) dataVolumes.push(obj);
+      if (obj && (declared.has(dv) || ownedBy(obj, vm))) dataVolumes.push(obj);
     }
-    const vmi = this.objects.VirtualMachineInstance.get(key);
-    const record: VmRecord = Object.freeze({
-      vm,
-      ...(vmi ? { vmi } : {}),
-      dataVolumes: Object.freeze(dataVolumes),
-    });
-    const labelsChanged = this.records.get(key)?.vm.metadata.labels !== vm.metadata.labels;
-    this.records.set(key, record);
-    let nsIndex = this.byNamespace.get(namespace);
-    if (!nsIndex) {
-      nsIndex = new SortedIndex();
-      this.byNamespace.set(namespace, nsIndex);
-    }
-    nsIndex.set(name, record);
-    if (labelsChanged || !this.chassisOfVm.has(key)) this.indexChassis(key, record);
-  }
-
-  private indexChassis(key: string, record: VmRecord): void {
-    this.unindexChassis(key);
-    const namespace = record.vm.metadata.namespace!;
-    const member: string[] = [];
-    for (const def of this.chassisByNamespace.get(namespace) ?? []) {
-      if (labelSelectorMatches(def.vmSelector, record.vm.metadata.labels)) {
-        this.chassisMembers.get(def.name)!.set(key, key);
-        member.push(def.name);
-      }
-    }
-    this.chassisOfVm.set(key, member);
-  }
-
-  private unindexChassis(key: string): void {
-    for (const chassis of this.chassisOfVm.get(key) ?? []) this.chassisMembers.get(chassis)?.delete(key);
-    this.chassisOfVm.delete(key);
+    const vmi = this.stores.VirtualMachineInstance.getByKey(key);
+    this.records.set(
+      key,
+      Object.freeze({
+        vm,
+        ...(vmi ? { vmi } : {}),
+        dataVolumes: Object.freeze(dataVolumes),
+      }),
+    );
   }
 
   private emit(ev: CacheChangeEvent): void {

@@ -10,11 +10,14 @@ import {
   diffSnapshots,
   messageIdOf,
   messageTextOf,
+  registryPrefixOf,
   severityOf,
   snapshotOf,
   type DerivedEvent,
   type SystemSnapshot,
 } from "./derive";
+import type { KubernetesIdentity } from "../auth/kubernetes";
+import type { SseFilterSubject } from "./sse-filter";
 import { subscriptionWants, type Subscription, type SubscriptionPersistence } from "./subscriptions";
 
 export const EVENT_SCHEMA = `#Event.${RESOURCE_SCHEMAS.Event}.Event`;
@@ -22,8 +25,23 @@ export const EVENT_SCHEMA = `#Event.${RESOURCE_SCHEMAS.Event}.Event`;
 /** An event with its id and time: the Events[] member of an Event body. */
 export interface EventRecord {
   id: string;
-  event: DerivedEvent;
+  /** What an SSE `$filter` sees of it. */
+  subject: SseFilterSubject;
   record: Record<string, unknown>;
+}
+
+/** Events kept for `Last-Event-ID` replay (only while someone listens). */
+export const REPLAYABLE_EVENTS = 1000;
+
+/** SubmitTestEvent's parameters, checked by the EventService resource. */
+export interface TestEventRequest {
+  messageId: string;
+  message?: string;
+  messageArgs?: string[];
+  messageSeverity?: string;
+  eventType?: string;
+  origin?: string;
+  eventGroupId?: number;
 }
 
 /** The Event resource body sent to one receiver (Context is the receiver's). */
@@ -40,7 +58,9 @@ export function eventBody(records: readonly EventRecord[], context: string): Rec
 /** A live receiver of events (an SSE stream): who it belongs to, and what to do with an event it may see. */
 export interface EventListener {
   owner: string;
-  wants?: (event: DerivedEvent) => boolean;
+  /** Set when a Kubernetes identity listens: what it may see is asked of the API server (cached). */
+  identity?: KubernetesIdentity;
+  wants?: (subject: SseFilterSubject) => boolean;
   send: (record: EventRecord) => void;
 }
 
@@ -56,6 +76,8 @@ export interface EventHubOptions {
   now: () => number;
   persistence?: SubscriptionPersistence;
   delivery?: EventDelivery;
+  /** Whether a Kubernetes identity may see the systems of a namespace now (Authenticator.identitySees). */
+  identitySees?: (identity: KubernetesIdentity, namespace: string) => Promise<boolean>;
   /** Subscriptions at most per user, and in all. */
   maxSubscriptionsPerUser?: number;
   maxSubscriptions?: number;
@@ -69,6 +91,10 @@ export class EventHub {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #listeners = new Set<EventListener>();
   readonly #unsubscribe: () => void;
+  /** Per receiver of a Kubernetes identity: its events in order while their access checks run. */
+  readonly #identityQueues = new WeakMap<object, Promise<void>>();
+  /** The latest events with the system they belong to, oldest first, for Last-Event-ID replay. */
+  readonly #recent: { record: EventRecord; namespace: string; chassis: readonly string[] }[] = [];
   #sequence = 0;
   /** Whether the snapshots were taken from a cache holding the whole cluster (after the initial lists). */
   #baselined = false;
@@ -129,10 +155,51 @@ export class EventHub {
     return [...this.#subscriptions.values()].filter(s => s.owner === owner).sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  /** Adds an SSE stream; returns its removal. */
-  listen(listener: EventListener): () => void {
+  /**
+   * Adds an SSE stream; returns its removal. With `lastEventId` (the client's Last-Event-ID), the kept events after it
+   * that the listener may see are sent first (ids are per watcher process; at most REPLAYABLE_EVENTS are kept).
+   */
+  listen(listener: EventListener, lastEventId?: number): () => void {
+    if (lastEventId !== undefined) {
+      for (const { record, namespace, chassis } of this.#recent) {
+        if (Number(record.id) <= lastEventId || (listener.wants && !listener.wants(record.subject))) continue;
+        this.#whenVisible(listener, listener, namespace, chassis, () => listener.send(record));
+      }
+    }
     this.#whileListened(() => this.#listeners.add(listener));
     return () => this.#whileListened(() => this.#listeners.delete(listener));
+  }
+
+  /** SubmitTestEvent: one event to the owner's own subscriptions and streams, whatever their filters. */
+  submitTestEvent(owner: string, request: TestEventRequest): EventRecord {
+    const id = String(++this.#sequence);
+    const eventType = request.eventType ?? "Other";
+    const origin = request.origin ?? "/redfish/v1/EventService";
+    const record: EventRecord = {
+      id,
+      subject: {
+        EventFormatType: "Event",
+        EventType: eventType,
+        MessageId: request.messageId,
+        OriginResource: origin,
+        RegistryPrefix: request.messageId.split(".")[0],
+        ResourceType: "",
+      },
+      record: {
+        EventId: id,
+        EventTimestamp: new Date(this.#options.now()).toISOString(),
+        EventType: eventType,
+        MessageId: request.messageId,
+        Message: request.message ?? "Test event.",
+        MessageArgs: request.messageArgs ?? [],
+        MessageSeverity: request.messageSeverity ?? "OK",
+        OriginOfCondition: { "@odata.id": origin },
+        ...(request.eventGroupId !== undefined ? { EventGroupId: request.eventGroupId } : {}),
+      },
+    };
+    for (const listener of this.#listeners) if (listener.owner === owner) this.#inOrder(listener, listener.identity, () => listener.send(record));
+    for (const sub of this.#subscriptions.values()) if (sub.owner === owner) this.#inOrder(sub, sub.identity, () => this.#options.delivery?.enqueue(sub, record));
+    return record;
   }
 
   /** Events are derived only while a subscription or an SSE stream exists. */
@@ -151,6 +218,7 @@ export class EventHub {
     if (active && !wasActive && this.#options.cache.synced()) this.#rebaseline();
     if (!active && wasActive) {
       this.#snapshots.clear();
+      this.#recent.length = 0;
       this.#baselined = false;
     }
   }
@@ -169,7 +237,7 @@ export class EventHub {
     if (!this.#options.cache.synced()) return;
     // A removed system's events go to who could see it until then.
     const chassis = rec ? this.#options.cache.chassisOf(namespace, name) : (previous?.chassis ?? []);
-    for (const event of diffSnapshots(namespace, name, previous?.snapshot, snapshot)) this.#publish(event, chassis);
+    for (const event of diffSnapshots(namespace, name, previous?.snapshot, snapshot)) this.#publish(event, namespace, chassis);
   }
 
   /**
@@ -194,11 +262,18 @@ export class EventHub {
     return snapshot;
   }
 
-  #publish(event: DerivedEvent, chassis: readonly string[]): void {
+  #publish(event: DerivedEvent, namespace: string, chassis: readonly string[]): void {
     const id = String(++this.#sequence);
     const record: EventRecord = {
       id,
-      event,
+      subject: {
+        EventFormatType: "Event",
+        EventType: event.eventType,
+        MessageId: messageIdOf(event.messageKey),
+        OriginResource: event.origin,
+        RegistryPrefix: registryPrefixOf(event.messageKey),
+        ResourceType: event.resourceType,
+      },
       record: {
         EventId: id,
         EventTimestamp: new Date(this.#options.now()).toISOString(),
@@ -210,17 +285,48 @@ export class EventHub {
         OriginOfCondition: { "@odata.id": event.origin },
       },
     };
+    this.#recent.push({ record, namespace, chassis });
+    if (this.#recent.length > REPLAYABLE_EVENTS) this.#recent.shift();
     for (const listener of this.#listeners) {
-      if (!this.#visibleTo(listener.owner, chassis) || (listener.wants && !listener.wants(event))) continue;
-      try {
-        listener.send(record);
-      } catch (err) {
-        Log.warn({ err: err instanceof Error ? err.message : String(err) }, "Redfish event stream: send failed");
-      }
+      if (listener.wants && !listener.wants(record.subject)) continue;
+      this.#whenVisible(listener, listener, namespace, chassis, () => {
+        try {
+          listener.send(record);
+        } catch (err) {
+          Log.warn({ err: err instanceof Error ? err.message : String(err) }, "Redfish event stream: send failed");
+        }
+      });
     }
     for (const sub of this.#subscriptions.values()) {
-      if (this.#visibleTo(sub.owner, chassis) && subscriptionWants(sub, event)) this.#options.delivery?.enqueue(sub, record);
+      if (subscriptionWants(sub, event)) this.#whenVisible(sub, sub, namespace, chassis, () => this.#options.delivery?.enqueue(sub, record));
     }
+  }
+
+  /**
+   * Runs `deliver` if the receiver may see the event's system: a configured user at once (its chassis); a Kubernetes
+   * identity once its access decision is in (usually cached), its events kept in order.
+   */
+  #whenVisible(receiver: object, who: { owner: string; identity?: KubernetesIdentity }, namespace: string, chassis: readonly string[], deliver: () => void): void {
+    const { identity } = who;
+    if (!identity) {
+      if (this.#visibleTo(who.owner, chassis)) deliver();
+      return;
+    }
+    const sees = this.#options.identitySees;
+    if (!sees || chassis.length === 0) return;
+    this.#inOrder(receiver, identity, async () => {
+      if (await sees(identity, namespace).catch(() => false)) deliver();
+    });
+  }
+
+  /** Runs `step` now for a configured user's receiver; after the receiver's pending steps for a Kubernetes identity's. */
+  #inOrder(receiver: object, identity: KubernetesIdentity | undefined, step: () => unknown): void {
+    if (!identity) {
+      step();
+      return;
+    }
+    const previous = this.#identityQueues.get(receiver) ?? Promise.resolve();
+    this.#identityQueues.set(receiver, previous.then(step).then(() => undefined));
   }
 
   /**

@@ -1,6 +1,7 @@
 // The EventService's parts put together for the Redfish app: the hub (derivation, subscriptions, SSE fan-out)
 // and push delivery, with the retry settings the EventService resource advertises.
 import type { ModuleConfig } from "../../capabilities/config/schema";
+import type { KubernetesIdentity } from "../auth/kubernetes";
 import type { ClusterCache } from "../cache/types";
 import type { EventServiceOptions } from "../resources/event-service";
 import type { TaskSource } from "../resources/context";
@@ -36,7 +37,13 @@ export interface EventService extends EventServiceOptions {
 }
 
 export function createEventService(
-  options: { cache: ClusterCache; config: () => ModuleConfig | undefined; tasks?: TaskSource; now: () => number } & EventSetup,
+  options: {
+    cache: ClusterCache;
+    config: () => ModuleConfig | undefined;
+    tasks?: TaskSource;
+    now: () => number;
+    identitySees?: (identity: KubernetesIdentity, namespace: string) => Promise<boolean>;
+  } & EventSetup,
 ): EventService {
   const retryAttempts = options.retryAttempts ?? DEFAULT_RETRY_ATTEMPTS;
   const retryIntervalSeconds = options.retryIntervalSeconds ?? DEFAULT_RETRY_INTERVAL_SECONDS;
@@ -53,6 +60,7 @@ export function createEventService(
     ...(options.tasks ? { tasks: options.tasks } : {}),
     now: options.now,
     delivery,
+    ...(options.identitySees ? { identitySees: options.identitySees } : {}),
     ...(options.store ? { persistence: options.store } : {}),
   });
   const loaded = options.store ? options.store.load().then(subs => hub.load(subs)) : Promise.resolve();

@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { baseError } from "../errors";
+import type { KubernetesIdentity } from "../auth/kubernetes";
 import { EVENT_TYPES, registryPrefixOf, RESOURCE_TYPES, REGISTRY_PREFIXES, type DerivedEvent } from "./derive";
 
 export const MAX_CONTEXT_LENGTH = 256;
@@ -20,6 +21,8 @@ export interface Subscription {
   registryPrefixes: string[];
   resourceTypes: string[];
   httpHeaders: Record<string, string>;
+  /** The Kubernetes identity that created it (redfish/auth/kubernetes.ts): it receives what that identity may see. */
+  identity?: KubernetesIdentity;
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
@@ -66,8 +69,15 @@ export function parseHttpHeaders(value: unknown): Record<string, string> {
   return headers;
 }
 
-export function newSubscription(owner: string, destination: string, request: z.output<typeof subscriptionRequestSchema>, httpHeaders: Record<string, string>): Subscription {
+export function newSubscription(
+  owner: string,
+  destination: string,
+  request: z.output<typeof subscriptionRequestSchema>,
+  httpHeaders: Record<string, string>,
+  identity?: KubernetesIdentity,
+): Subscription {
   return {
+    ...(identity ? { identity } : {}),
     id: randomUUID(),
     owner,
     destination,
@@ -98,6 +108,14 @@ export const storedSubscriptionSchema = z.object({
   registryPrefixes: z.array(z.enum(REGISTRY_PREFIXES)),
   resourceTypes: z.array(z.enum(RESOURCE_TYPES)),
   httpHeaders: z.record(z.string(), z.string()),
+  identity: z
+    .object({
+      username: z.string().min(1).max(1024),
+      uid: z.string().max(256).optional(),
+      groups: z.array(z.string().max(1024)).max(256),
+      extra: z.record(z.string(), z.array(z.string())).optional(),
+    })
+    .optional(),
 });
 
 /** Where subscriptions are kept across restarts (the cluster in the watcher; nothing in tests that do not care). */

@@ -17,8 +17,13 @@ import {
   restartVirtualMachine,
   startVirtualMachine,
   stopVirtualMachine,
+  createSubjectAccessReview,
+  createTokenReview,
+  type AccessAttributes,
   type CreatedObject,
   type JsonPatchOp,
+  type ReviewedUser,
+  type TokenReviewStatus,
 } from "../../capabilities/common/gateway";
 import type { KubeObject } from "../cache/types";
 import { attachOps, detachOps } from "../media/plan";
@@ -26,7 +31,15 @@ import { KUBEVIRT_API, KUBEVIRT_SUBRESOURCE_API, CDI_API, whenServed } from "./f
 
 // The rest of redfish/ reaches the gateway only through this file and ./failures.ts.
 export { KubeApiError };
-export type { CreatedObject, JsonPatchOp };
+export type { AccessAttributes, CreatedObject, JsonPatchOp, ReviewedUser, TokenReviewStatus };
+
+/** Who a token is and what it may do, as the API server answers (redfish/auth/kubernetes.ts); tests answer themselves. */
+export interface IdentityReviews {
+  reviewToken(token: string, audiences: readonly string[]): Promise<TokenReviewStatus>;
+  reviewAccess(user: ReviewedUser, attributes: AccessAttributes): Promise<boolean>;
+}
+
+export const clusterReviews: IdentityReviews = { reviewToken: createTokenReview, reviewAccess: createSubjectAccessReview };
 
 /** VMI subresources that act on the running guest. */
 export type GuestAction = "pause" | "unpause" | "softreboot" | "reset";

@@ -1,7 +1,7 @@
 // The media controller of the watcher: deletes DataVolumes of ours that the VM no longer refers to. They are
 // what an insert or eject interrupted by a restart (or a failed delete) leaves behind; after it, every VM has
 // at most one virtual media DataVolume, the one its drive uses. Driven by cache changes; the cache replays every
-// object when it is seeded, so a restarted watcher cleans up what its predecessor left.
+// object when the cache lists it, so a restarted watcher cleans up what its predecessor left.
 // It also reports failed imports with CDI's reason to the log and as a Warning Event on the VM: tenants only
 // see "the image could not be downloaded" (tasks/derive.ts), the platform team sees why.
 import { Log } from "../platform";

@@ -2,6 +2,7 @@
 import type { JsonPatchOp } from "../kubevirt/driver";
 import { devicesOf, templateSpecOf } from "../kubevirt/objects";
 import type { KubeObject } from "../cache/types";
+import { pendingVirtualDriveOrder } from "../boot/override";
 import {
   BIND_IMMEDIATE_ANNOTATION,
   CD_DRIVE,
@@ -108,7 +109,8 @@ function setList(ops: JsonPatchOp[], path: string, current: unknown[] | undefine
 /**
  * Patch that makes the virtual CD drive refer to `dataVolumeName`: an existing drive keeps its disk entry (and
  * its bootOrder, which the boot override may have set) and only switches the volume's DataVolume; a new drive
- * gets a SATA CD-ROM disk at the end. A template change, applied by KubeVirt at the next start.
+ * gets a SATA CD-ROM disk at the end (first in the boot order when a Cd override waits for it). A template change,
+ * applied by KubeVirt at the next start.
  */
 export function attachOps(vm: Readonly<KubeObject>, dataVolumeName: string): JsonPatchOp[] {
   const spec = templateSpecOf(vm);
@@ -117,7 +119,9 @@ export function attachOps(vm: Readonly<KubeObject>, dataVolumeName: string): Jso
   const devices = devicesOf(templateSpecOf(vm));
   const disks = list(devices?.disks);
   if (!cdDiskOf(vm)) {
-    const disk = { name: CD_VOLUME, cdrom: { bus: "sata", readonly: true } };
+    // A boot override to Cd set while the drive was empty takes effect now.
+    const bootOrder = pendingVirtualDriveOrder(vm);
+    const disk = { name: CD_VOLUME, cdrom: { bus: "sata", readonly: true }, ...(bootOrder !== undefined ? { bootOrder } : {}) };
     if (!devices) ops.push({ op: "add", path: DEVICES_PATH, value: { disks: [disk] } });
     else setList(ops, `${DEVICES_PATH}/disks`, disks, [...(disks ?? []), disk]);
   }

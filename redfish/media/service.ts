@@ -4,7 +4,9 @@
 //   insert: create DataVolume (+ its Secret) → patch the VM to refer to it → delete the DataVolume it replaced
 //   eject:  patch the VM to drop the drive → delete the DataVolume
 // A crash leaves at most an unreferenced DataVolume of ours, which the media controller deletes. Nothing waits
-// for the import: the reply carries a Task derived from the DataVolume.
+// for the whole import: the reply carries a Task derived from the DataVolume. It does wait (outside the lock, at
+// most FIRST_RESULT_WAIT_MS) for the import's first result, so that an image that fails at once (404, 403, DNS,
+// connection refused) fails the InsertMedia itself: Ironic never follows the Task.
 import { randomBytes } from "node:crypto";
 import { Log } from "../platform";
 import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
@@ -13,6 +15,8 @@ import { KubeApiError, clusterDriver, type KubeVirtDriver, type NewObject } from
 import { isWriteConflict, redfishFailure } from "../kubevirt/failures";
 import { NeedsFreshRead, retryOnConflict } from "../kubevirt/retry";
 import { withVmLock } from "./lock";
+import { conditionOf, statusOf } from "../kubevirt/objects";
+import { IMPORT_FAILED_REASON, percentOf } from "../tasks/derive";
 import { MAX_VM_NAME_LENGTH, driveSlot, imageUrlOf, importPhase, isMediaDataVolumeOf, mediaDataVolumeName } from "./model";
 import { credentialsSecret, mediaDataVolume, type OwnerVm } from "./plan";
 import type { InsertRequest } from "./request";
@@ -25,6 +29,8 @@ export interface MediaServiceDeps {
   settings: () => MediaSettings | undefined;
   /** How long a request waits for the watch cache to show its own writes (read-your-writes for the next request). */
   cacheWaitMs?: number;
+  /** How long InsertMedia waits at most for the import's first result (default FIRST_RESULT_WAIT_MS). */
+  firstResultWaitMs?: number;
 }
 
 export type InsertOutcome =
@@ -37,6 +43,20 @@ export type InsertOutcome =
 
 const MAX_ATTEMPTS = 5;
 const DEFAULT_CACHE_WAIT_MS = 2000;
+/**
+ * InsertMedia's wait for the first result of an import: well inside Ironic's 60 s read timeout, long enough for
+ * CDI to bind the volume and start the importer pod on a healthy cluster. A start that takes longer answers
+ * 202 as before, and a failure after that blocks the power-on instead (409 naming the image, power/index.ts).
+ */
+export const FIRST_RESULT_WAIT_MS = 25_000;
+/**
+ * An importer that has been running this long without failing got past what fails at once (the first response
+ * or a connection error); some servers send no Content-Length, so no progress ever shows.
+ */
+const IMPORTER_SETTLED_MS = 3000;
+
+/** What an import did first, as InsertMedia waits for it. */
+type FirstResult = "failed" | "transferring" | "settled" | "gone" | "no-result-yet";
 
 function vmKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
@@ -53,6 +73,14 @@ function foreignDrive(namespace: string, name: string, reason: string): RedfishE
     `${BASE_REGISTRY}.ResourceInUse`,
     `VirtualMachine ${namespace}/${name} cannot take virtual media: ${reason}. The module does not touch volumes it did not create.`,
   );
+}
+
+/** The InsertMedia error of an image whose import failed at once: what the Task says, as a tenant may read it. */
+function importFailedAtOnce(namespace: string, name: string, image: string): RedfishError {
+  return new RedfishError(400, MessageId.GeneralError, `VirtualMedia.InsertMedia on ${namespace}.${name}: the image ${image} could not be imported. ${IMPORT_FAILED_REASON}`, [], {
+    resolution: "Check that the image URL is reachable from the cluster, then insert the media again. The drive keeps the failed import until EjectMedia or a power off.",
+    relatedProperties: ["#/Image"],
+  });
 }
 
 function ownerOf(vm: KubeObject): OwnerVm {
@@ -86,15 +114,54 @@ export class MediaService {
     this.driver = deps.driver ?? clusterDriver;
   }
 
-  /** InsertMedia on the VM of `rec`. Throws RedfishError. */
-  insert(rec: VmRecord, request: InsertRequest): Promise<InsertOutcome> {
+  /**
+   * InsertMedia on the VM of `rec`. Throws RedfishError, also when the new import fails at once: 400 naming the
+   * image with the generic reason (the drive keeps the failed import, as after a later failure: Reset On answers
+   * 409 and EjectMedia, ForceOff or GracefulShutdown clear it).
+   */
+  async insert(rec: VmRecord, request: InsertRequest): Promise<InsertOutcome> {
     const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
-    return withVmLock(vmKey(namespace, name), async () => {
+    const outcome = await withVmLock(vmKey(namespace, name), async () => {
       try {
         return await this.insertLocked(namespace, name, request);
       } catch (e) {
         throw redfishFailure(e, { namespace, name }, "the virtual media change");
       }
+    });
+    if (outcome.kind !== "started") return outcome;
+    const first = await this.firstResult(namespace, name, outcome.dataVolume.metadata.name!);
+    if (first === "failed") throw importFailedAtOnce(namespace, name, request.image);
+    const current = this.deps.cache.getVm(namespace, name)?.dataVolumes.find(dv => dv.metadata.name === outcome.dataVolume.metadata.name);
+    return current ? { kind: "started", dataVolume: current } : outcome;
+  }
+
+  /** Waits (from the cache) until the import failed, moves bytes, or its importer has run a while; bounded. */
+  private firstResult(namespace: string, name: string, dataVolumeName: string): Promise<FirstResult> {
+    const waitMs = this.deps.firstResultWaitMs ?? FIRST_RESULT_WAIT_MS;
+    if (waitMs <= 0) return Promise.resolve("no-result-yet");
+    return new Promise(resolve => {
+      let settledTimer: NodeJS.Timeout | undefined;
+      const finish = (result: FirstResult) => {
+        clearTimeout(deadline);
+        clearTimeout(settledTimer);
+        unsubscribe();
+        resolve(result);
+      };
+      const look = () => {
+        const dv = this.deps.cache.getVm(namespace, name)?.dataVolumes.find(d => d.metadata.name === dataVolumeName);
+        if (!dv || dv.metadata.deletionTimestamp) return finish("gone");
+        const phase = importPhase(dv);
+        if (phase === "failed") return finish("failed");
+        if (phase === "ready" || (percentOf(statusOf(dv).progress) ?? 0) > 0) return finish("transferring");
+        if (!settledTimer && conditionOf(dv, "Running")?.status === "True") {
+          settledTimer = setTimeout(() => finish("settled"), Math.min(IMPORTER_SETTLED_MS, waitMs));
+        }
+      };
+      const deadline = setTimeout(() => finish("no-result-yet"), waitMs);
+      const unsubscribe = this.deps.cache.onChange(ev => {
+        if (ev.namespace === namespace) look();
+      });
+      look();
     });
   }
 

@@ -1,5 +1,6 @@
 // The virtual-media settings this module needs, from the `datavolume` section of the module config.
-import { quantityToBytes, type ModuleConfig } from "../../capabilities/config/schema";
+import { quantityToBytes } from "../../capabilities/common/kube-values";
+import type { ModuleConfig } from "../../capabilities/config/schema";
 
 export interface MediaSettings {
   /** PVC size request, e.g. "11264Mi" (datavolume.storageSize plus sizeMarginPercent, rounded up to MiB). */

@@ -44,7 +44,7 @@ import { IMPORT_FAILED_REASON } from "../tasks/derive";
 import { RedfishError, MessageId } from "../errors";
 
 export { RESET_TYPES, type PowerSettings } from "./plan";
-export { derivePowerState, type PowerState } from "./state";
+export { derivePowerState, reportedPowerState, type PowerState } from "./state";
 export { POWER_ON_REQUESTED_ANNOTATION } from "./vm-model";
 
 /** What a power request runs with: the cluster to write to and the power policy in force. */
@@ -169,7 +169,7 @@ export interface PowerControllerOptions {
  * Finishes accepted power-ons (annotation kubevirt-infra.io/power-on-requested): starts a VM whose On arrived
  * while it was powering off once it is off, and moves a VM started by On to RerunOnFailure once its VMI exists
  * (powerOffStaysOff). Driven by cache changes, no polling; the request lives on the VM, so a watcher restart
- * resumes it (the cache replays every object when it is seeded).
+ * resumes it (the cache replays every object when it lists).
  */
 export function startPowerController(cache: ClusterCache, options: PowerControllerOptions): () => void {
   const driver = options.driver ?? clusterDriver;

@@ -13,6 +13,7 @@ import {
   observedRunStrategyOf,
   printableStatusOf,
   runStrategyOf,
+  specOf,
   vmiIsFinal,
   vmiPhaseOf,
 } from "./vm-model";
@@ -76,8 +77,9 @@ export function startBlockedByMedia(rec: VmRecord): boolean {
 }
 
 /**
- * Redfish PowerState: only ever On, Off, PoweringOn, PoweringOff or Paused. A start blocked by a failed media
- * import reads Off, not PoweringOn: Ironic counts PoweringOn as on, and the start will not happen.
+ * Where the system is heading: On, Off, PoweringOn, PoweringOff or Paused. A start blocked by a failed media
+ * import reads Off, not PoweringOn: Ironic counts PoweringOn as on, and the start will not happen. Power
+ * decisions (PushPowerButton, Pause) use this; what the System reports is `reportedPowerState`.
  */
 export function derivePowerState(rec: VmRecord): PowerState {
   const state = deriveKubeVirtPowerState(rec);
@@ -85,5 +87,29 @@ export function derivePowerState(rec: VmRecord): PowerState {
   if (rec.vm.metadata.deletionTimestamp) return state;
   // An accepted On waiting for the power-off to finish: the system is heading to On.
   if ((state === "Off" || state === "PoweringOff") && hasPendingPowerOn(rec)) return "PoweringOn";
+  return state;
+}
+
+/**
+ * The guest is shutting down gracefully (ACPI, the VMI's grace period is not 0) and still runs. A ForceOff cuts
+ * the grace period to 0 first (virt-api stop with gracePeriod 0), so it does not count.
+ */
+export function gracefulShutdownInProgress(rec: VmRecord): boolean {
+  const { vmi } = rec;
+  if (!vmi || vmiIsFinal(vmi) || isPaused(rec.vm, vmi)) return false;
+  const phase = vmiPhaseOf(vmi);
+  if (phase !== "Running" && phase !== "Unknown") return false;
+  const grace = specOf(vmi).terminationGracePeriodSeconds;
+  return grace !== 0;
+}
+
+/**
+ * The ComputerSystem's PowerState. As derivePowerState, except that a graceful shutdown reads On until the guest
+ * is off: sushy and Ironic count PoweringOff as off, so `baremetal node power off --soft` would return while the
+ * guest still runs (it may even refuse to stop) and Ironic's soft-power-off timeout would never escalate.
+ */
+export function reportedPowerState(rec: VmRecord): PowerState {
+  const state = derivePowerState(rec);
+  if (state === "PoweringOff" && !rec.vm.metadata.deletionTimestamp && gracefulShutdownInProgress(rec)) return "On";
   return state;
 }

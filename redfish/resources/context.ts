@@ -6,13 +6,16 @@ import type { Authenticator } from "../auth";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import type { KubeVirtDriver } from "../kubevirt/driver";
 import { baseError, notFound } from "../errors";
-import { SERVICE_ROOT } from "../odata";
+import { hasProtocolHeaders, SERVICE_ROOT } from "../odata";
+import type { ResponseCache } from "../response-cache";
 import type { ServiceSettings } from "../settings";
 
 export interface RedfishVariables {
   principal: Principal;
   settings: ServiceSettings;
   clientAddress: string;
+  /** The Allow value of the addressed resource, for responses that build their headers in one go. */
+  allow: string;
 }
 
 export type RedfishEnv = { Variables: RedfishVariables };
@@ -45,6 +48,8 @@ export interface ServiceDeps {
   /** Stable identity of this installation (e.g. the pepr-system namespace uid); the ServiceRoot UUID derives from it. */
   installationId: () => string | undefined;
   now: () => number;
+  /** Serialized responses per (cache record, resource, principal's view). */
+  responses: ResponseCache;
 }
 
 export interface ResourceMethods {
@@ -76,8 +81,10 @@ export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceM
       lookup?.(c);
       throw baseError(405, "OperationNotAllowed", [], { headers: { Allow: allow } });
     }
+    if (method !== "GET") return handler(c);
+    c.set("allow", allow);
     const res = await handler(c);
-    if (method === "GET") res.headers.set("Allow", allow);
+    if (!hasProtocolHeaders(res)) res.headers.set("Allow", allow);
     return res;
   });
 }
@@ -89,6 +96,11 @@ export interface VisibleSystem {
   id: string;
   rec: VmRecord;
   chassis: string[];
+}
+
+/** The response-cache key of a resource of a system as this principal sees it (the chassis its body links). */
+export function systemViewKey(resourceName: string, system: VisibleSystem): string {
+  return `${resourceName}\n${system.chassis.join("\n")}`;
 }
 
 export function systemIdOf(rec: VmRecord): string {

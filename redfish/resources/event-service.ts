@@ -2,10 +2,12 @@
 // and the ServerSentEventUri stream. Events come from redfish/events (derived from the watch cache); a user only
 // sees, deletes and receives through their own subscriptions, and only events of systems they may see.
 import type { Hono } from "hono";
+import { z } from "zod";
 import { streamSSE } from "hono/streaming";
 import { baseError, notFound } from "../errors";
 import { EVENT_TYPES, REGISTRY_PREFIXES, RESOURCE_TYPES } from "../events/derive";
 import { eventBody, SubscriptionLimitError, type EventHub } from "../events/hub";
+import { parseSseFilter, SseFilterError, type SseFilter } from "../events/sse-filter";
 import { newSubscription, parseHttpHeaders, subscriptionRequestSchema, type Subscription } from "../events/subscriptions";
 import { collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
 import { checkImageUrl, type ImageUrlPolicyConfig } from "../url-policy";
@@ -14,6 +16,22 @@ import { resource, type RedfishContext, type RedfishEnv } from "./context";
 export const EVENT_SERVICE_URI = `${SERVICE_ROOT}/EventService`;
 export const SUBSCRIPTIONS_URI = `${EVENT_SERVICE_URI}/Subscriptions`;
 export const SSE_URI = `${EVENT_SERVICE_URI}/SSE`;
+const TEST_EVENT_ACTION = "EventService.SubmitTestEvent";
+export const SUBMIT_TEST_EVENT_URI = `${EVENT_SERVICE_URI}/Actions/${TEST_EVENT_ACTION}`;
+
+/** SubmitTestEvent's parameters (EventService v1_10_0; MessageId is required, EventId/EventTimestamp are the service's). */
+const testEventSchema = z.strictObject({
+  MessageId: z.string().min(1).max(256),
+  Message: z.string().max(1024).optional(),
+  MessageArgs: z.array(z.string().max(256)).max(16).optional(),
+  MessageSeverity: z.enum(["OK", "Warning", "Critical"]).optional(),
+  Severity: z.string().max(64).optional(),
+  EventType: z.enum(EVENT_TYPES).optional(),
+  EventGroupId: z.int().optional(),
+  EventId: z.string().max(256).optional(),
+  EventTimestamp: z.string().max(64).optional(),
+  OriginOfCondition: z.string().max(1024).optional(),
+});
 /** Events written to an SSE stream and not yet taken by the client; beyond this the stream is closed. */
 const MAX_UNSENT_SSE_EVENTS = 1000;
 const subscriptionUri = (id: string) => `${SUBSCRIPTIONS_URI}/${encodeURIComponent(id)}`;
@@ -68,18 +86,19 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
           ResourceTypes: [...RESOURCE_TYPES],
           ServerSentEventUri: SSE_URI,
           SSEFilterPropertiesSupported: {
-            EventFormatType: false,
-            EventType: false,
-            MessageId: false,
+            EventFormatType: true,
+            EventType: true,
+            MessageId: true,
             MetricReportDefinition: false,
-            OriginResource: false,
-            RegistryPrefix: false,
-            ResourceType: false,
+            OriginResource: true,
+            RegistryPrefix: true,
+            ResourceType: true,
             SubordinateResources: false,
           },
           SubordinateResourcesSupported: false,
           IncludeOriginOfConditionSupported: false,
           Subscriptions: link(SUBSCRIPTIONS_URI),
+          Actions: { [`#${TEST_EVENT_ACTION}`]: { target: SUBMIT_TEST_EVENT_URI } },
           Status: { State: "Enabled", Health: "OK" },
         },
         { conditional: true },
@@ -110,7 +129,7 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
           relatedProperties: ["#/Destination"],
         });
       }
-      const sub = newSubscription(owner(c), check.url, request, headers);
+      const sub = newSubscription(owner(c), check.url, request, headers, c.get("principal").account.identity);
       try {
         await hub.addSubscription(sub);
       } catch (err) {
@@ -143,19 +162,49 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
     ownSubscription,
   );
 
+  resource(app, SUBMIT_TEST_EVENT_URI, {
+    POST: async c => {
+      const body = parseBody(testEventSchema, await readJsonObject(c), TEST_EVENT_ACTION);
+      hub.submitTestEvent(owner(c), {
+        messageId: body.MessageId,
+        ...(body.Message !== undefined ? { message: body.Message } : {}),
+        ...(body.MessageArgs ? { messageArgs: body.MessageArgs } : {}),
+        ...(body.MessageSeverity ? { messageSeverity: body.MessageSeverity } : {}),
+        ...(body.EventType ? { eventType: body.EventType } : {}),
+        ...(body.OriginOfCondition !== undefined ? { origin: body.OriginOfCondition } : {}),
+        ...(body.EventGroupId !== undefined ? { eventGroupId: body.EventGroupId } : {}),
+      });
+      return new Response(null, { status: 204 });
+    },
+  });
+
   resource(app, SSE_URI, {
     GET: c => {
       const username = owner(c);
+      const identity = c.get("principal").account.identity;
+      const filterText = c.req.query("$filter");
+      let wants: SseFilter | undefined;
+      try {
+        wants = filterText === undefined ? undefined : parseSseFilter(filterText);
+      } catch (err) {
+        if (!(err instanceof SseFilterError)) throw err;
+        throw baseError(400, "GeneralError", [], { resolution: `Correct the $filter query parameter: ${err.message}.` });
+      }
+      // Last-Event-ID (the EventSource reconnect header): replay what was kept after it; anything but an id is ignored.
+      const lastEventHeader = c.req.header("Last-Event-ID");
+      const lastEventId = lastEventHeader !== undefined && /^\d{1,15}$/.test(lastEventHeader.trim()) ? Number(lastEventHeader.trim()) : undefined;
       return streamSSE(c, async stream => {
         // A client that stops reading is disconnected rather than buffered for without bound.
         let unsent = 0;
         const stop = hub.listen({
           owner: username,
+          ...(identity ? { identity } : {}),
+          ...(wants ? { wants } : {}),
           send: record => {
             if (++unsent > MAX_UNSENT_SSE_EVENTS) return void stream.abort();
             void stream.writeSSE({ id: record.id, data: JSON.stringify(eventBody([record], "")) }).finally(() => unsent--);
           },
-        });
+        }, lastEventId);
         const keepAlive = setInterval(() => void stream.write(": keep-alive\n\n"), options.keepAliveMs ?? 15_000);
         await new Promise<void>(resolve => stream.onAbort(resolve));
         clearInterval(keepAlive);

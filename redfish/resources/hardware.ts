@@ -2,7 +2,7 @@
 // Running VMIs win over the VM template (they carry what KubeVirt actually applied, including
 // instancetype expansion); the template is the fallback while the VM is off.
 import { createHash } from "node:crypto";
-import { quantityToBytes } from "../../capabilities/config/schema";
+import { quantityToBytes } from "../../capabilities/common/kube-values";
 import type { KubeObject, VmRecord } from "../cache/types";
 import { importPhase, type ImportPhase } from "../media/model";
 import { asObject, valueAt, type JsonObject } from "../kubevirt/objects";

@@ -1,19 +1,43 @@
 // Managers: one BMC per System (as a physical server has its own), managing exactly that system.
 import type { Hono } from "hono";
 import cfg from "../../package.json";
-import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
+import { collection, envelope, link, sendJson, sendRepresentation, SERVICE_ROOT } from "../odata";
 import {
   chassisUri,
   managerUri,
   resolveSystem,
   resource,
   systemUri,
+  systemViewKey,
   visibleSystemIds,
   type RedfishContext,
   type RedfishEnv,
   type ServiceDeps,
+  type VisibleSystem,
 } from "./context";
 import { firmwareUuid, uuidV5 } from "./hardware";
+
+function renderManager(system: VisibleSystem): Record<string, unknown> {
+  return {
+    ...envelope("Manager", managerUri(system.id)),
+    Id: system.id,
+    Name: `Manager for ${system.id}`,
+    Description: `kubevirt-infra BMC for VirtualMachine ${system.rec.vm.metadata.namespace}/${system.rec.vm.metadata.name}`,
+    ManagerType: "BMC",
+    Model: "kubevirt-infra",
+    FirmwareVersion: cfg.version,
+    // Derived from the system's UUID: stable for the life of the VM, distinct from it.
+    UUID: uuidV5(firmwareUuid(system.rec), "manager"),
+    PowerState: "On",
+    Status: { State: "Enabled", Health: "OK" },
+    // The same drive as the System's, served under the Manager's URI too (virtual-media.ts).
+    VirtualMedia: link(`${managerUri(system.id)}/VirtualMedia`),
+    Links: {
+      ManagerForServers: [link(systemUri(system.id))],
+      ManagerForChassis: system.chassis.map(name => link(chassisUri(name))),
+    },
+  };
+}
 
 export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
   const { cache } = deps;
@@ -29,29 +53,7 @@ export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void
   resource(app, `${SERVICE_ROOT}/Managers/:id`, {
     GET: c => {
       const system = managedSystem(c);
-      return sendJson(
-        c,
-        {
-          ...envelope("Manager", managerUri(system.id)),
-          Id: system.id,
-          Name: `Manager for ${system.id}`,
-          Description: `kubevirt-infra BMC for VirtualMachine ${system.rec.vm.metadata.namespace}/${system.rec.vm.metadata.name}`,
-          ManagerType: "BMC",
-          Model: "kubevirt-infra",
-          FirmwareVersion: cfg.version,
-          // Derived from the system's UUID: stable for the life of the VM, distinct from it.
-          UUID: uuidV5(firmwareUuid(system.rec), "manager"),
-          PowerState: "On",
-          Status: { State: "Enabled", Health: "OK" },
-          // The same drive as the System's, served under the Manager's URI too (virtual-media.ts).
-          VirtualMedia: link(`${managerUri(system.id)}/VirtualMedia`),
-          Links: {
-            ManagerForServers: [link(systemUri(system.id))],
-            ManagerForChassis: system.chassis.map(name => link(chassisUri(name))),
-          },
-        },
-        { conditional: true },
-      );
+      return sendRepresentation(c, deps.responses.representation(system.rec, systemViewKey("Manager", system), () => renderManager(system)), { conditional: true });
     },
   }, managedSystem);
 }

@@ -1,23 +1,16 @@
 // Processors: one Processor per socket of the VM's CPU topology, as Ironic's redfish inspection reads them
 // (cpus = the sum of TotalThreads, cpu_arch from ProcessorArchitecture).
 import type { Hono } from "hono";
-import { notFound } from "../errors";
-import { collection, envelope, sendJson, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { envelope } from "../odata";
+import type { RedfishEnv, ServiceDeps, VisibleSystem } from "./context";
 import { architecture, cpuTopology } from "./hardware";
-
-const processorsUri = (systemId: string) => `${systemUri(systemId)}/Processors`;
-
-/** Processor ids: CPU0, CPU1, ... one per socket. */
-function processorIds(system: VisibleSystem): string[] {
-  return Array.from({ length: cpuTopology(system.rec).sockets }, (_, socket) => `CPU${socket}`);
-}
+import { registerSystemCollection, systemCollectionUri } from "./system-collection";
 
 function renderProcessor(system: VisibleSystem, id: string): Record<string, unknown> {
   const cpu = cpuTopology(system.rec);
   const arch = architecture(system.rec);
   return {
-    ...envelope("Processor", `${processorsUri(system.id)}/${id}`),
+    ...envelope("Processor", `${systemCollectionUri(system.id, "Processors")}/${id}`),
     Id: id,
     Name: `Processor ${id}`,
     Socket: id,
@@ -33,20 +26,13 @@ function renderProcessor(system: VisibleSystem, id: string): Record<string, unkn
 }
 
 export function registerProcessors(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Processors`, {
-    GET: c => {
-      const target = system(c);
-      const uri = processorsUri(target.id);
-      return sendJson(c, collection("ProcessorCollection", uri, "Processors Collection", processorIds(target).map(id => `${uri}/${id}`)), { conditional: true });
-    },
-  }, system);
-
-  const processor = (c: RedfishContext) => {
-    const target = system(c);
-    const id = c.req.param("processor") ?? "";
-    if (!processorIds(target).includes(id)) throw notFound("Processor", id);
-    return renderProcessor(target, id);
-  };
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Processors/:processor`, { GET: c => sendJson(c, processor(c), { conditional: true }) }, processor);
+  registerSystemCollection(app, deps, {
+    segment: "Processors",
+    type: "ProcessorCollection",
+    name: "Processors Collection",
+    memberType: "Processor",
+    // One Processor per socket: CPU0, CPU1, ...
+    members: system => Array.from({ length: cpuTopology(system.rec).sockets }, (_, socket) => [`CPU${socket}`, socket] as const),
+    render: (system, id) => renderProcessor(system, id),
+  });
 }

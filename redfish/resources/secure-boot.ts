@@ -3,8 +3,8 @@
 // names the property, never a silent success.
 import type { Hono } from "hono";
 import { baseError } from "../errors";
-import { envelope, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
+import { resolveSystem, resource, systemUri, systemViewKey, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
 export const secureBootUri = (systemId: string) => `${systemUri(systemId)}/SecureBoot`;
@@ -29,7 +29,10 @@ export function renderSecureBoot(system: VisibleSystem): Record<string, unknown>
 export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
   resource(app, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
-    GET: c => sendJson(c, renderSecureBoot(system(c)), { conditional: true }),
+    GET: c => {
+      const target = system(c);
+      return sendRepresentation(c, deps.responses.representation(target.rec, systemViewKey("SecureBoot", target), () => renderSecureBoot(target)), { conditional: true });
+    },
     PATCH: async c => {
       system(c);
       const body = await readJsonObject(c);

@@ -2,15 +2,17 @@
 // the capacity the cluster requested for it (Ironic's redfish inspection takes local_gb from the Drives).
 import type { Hono } from "hono";
 import { notFound } from "../errors";
-import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { envelope, link, sendJson, SERVICE_ROOT } from "../odata";
+import { resource, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
 import { vmDrives, type VmDrive } from "./hardware";
+import { registerSystemCollection, systemCollectionUri } from "./system-collection";
 
 /** The one storage subsystem: KubeVirt attaches every disk through the VM's own (virtual) controllers. */
 export const STORAGE_ID = "1";
-const storageCollectionUri = (systemId: string) => `${systemUri(systemId)}/Storage`;
-const storageUri = (systemId: string) => `${storageCollectionUri(systemId)}/${STORAGE_ID}`;
+const storageUri = (systemId: string) => `${systemCollectionUri(systemId, "Storage")}/${STORAGE_ID}`;
 const driveUri = (systemId: string, drive: string) => `${storageUri(systemId)}/Drives/${encodeURIComponent(drive)}`;
+export const STORAGE_NAME = "VirtualMachine storage";
+export const STORAGE_DESCRIPTION = "The disks, LUNs and CD-ROMs of the KubeVirt VirtualMachine";
 
 /** Redfish Protocol from the KubeVirt disk bus (virtio disks are PCI devices; scsi has no Redfish protocol of its own). */
 const PROTOCOLS: Record<string, string> = { virtio: "PCIe", sata: "SATA", usb: "USB" };
@@ -46,48 +48,29 @@ function renderDrive(system: VisibleSystem, drive: VmDrive): Record<string, unkn
 }
 
 export function registerStorage(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage`, {
-    GET: c => {
-      const target = system(c);
-      return sendJson(c, collection("StorageCollection", storageCollectionUri(target.id), "Storage Collection", [storageUri(target.id)]), {
-        conditional: true,
-      });
-    },
-  }, system);
-
-  const storage = (c: RedfishContext) => {
-    const target = system(c);
-    const id = c.req.param("storage") ?? "";
-    if (id !== STORAGE_ID) throw notFound("Storage", id);
-    return target;
-  };
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage/:storage`, {
-    GET: c => {
-      const target = storage(c);
-      const drives = vmDrives(target.rec);
-      return sendJson(
-        c,
-        {
-          ...envelope("Storage", storageUri(target.id)),
-          Id: STORAGE_ID,
-          Name: "VirtualMachine storage",
-          Description: "The disks, LUNs and CD-ROMs of the KubeVirt VirtualMachine",
-          Drives: drives.map(d => link(driveUri(target.id, d.name))),
-          "Drives@odata.count": drives.length,
-          Status: { State: "Enabled", Health: drives.some(d => d.failed) ? "Critical" : "OK" },
-        },
-        { conditional: true },
-      );
-    },
-  }, storage);
+  const storage = registerSystemCollection(app, deps, {
+    segment: "Storage",
+    type: "StorageCollection",
+    name: "Storage Collection",
+    memberType: "Storage",
+    members: system => [[STORAGE_ID, vmDrives(system.rec)]],
+    render: (system, id, drives) => ({
+      ...envelope("Storage", storageUri(system.id)),
+      Id: id,
+      Name: STORAGE_NAME,
+      Description: STORAGE_DESCRIPTION,
+      Drives: drives.map(d => link(driveUri(system.id, d.name))),
+      "Drives@odata.count": drives.length,
+      Status: { State: "Enabled", Health: drives.some(d => d.failed) ? "Critical" : "OK" },
+    }),
+  });
 
   const drive = (c: RedfishContext) => {
-    const target = storage(c);
+    const { system, member: drives } = storage(c);
     const name = c.req.param("drive") ?? "";
-    const found = vmDrives(target.rec).find(d => d.name === name);
+    const found = drives.find(d => d.name === name);
     if (!found) throw notFound("Drive", name);
-    return renderDrive(target, found);
+    return renderDrive(system, found);
   };
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage/:storage/Drives/:drive`, { GET: c => sendJson(c, drive(c), { conditional: true }) }, drive);
+  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage/:member/Drives/:drive`, { GET: c => sendJson(c, drive(c), { conditional: true }) }, drive);
 }

@@ -3,8 +3,8 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import { applyBootPatch, bootView } from "../boot";
+import { PATCH_BOOT, resetPermissions } from "../auth/kubernetes";
 import { baseError, notFound } from "../errors";
-import type { VmRecord } from "../cache/types";
 import {
   checkIfMatchEtag,
   collection,
@@ -12,13 +12,12 @@ import {
   link,
   parseBody,
   readJsonObject,
-  represent,
   sendJson,
   sendRepresentation,
   SERVICE_ROOT,
   type Representation,
 } from "../odata";
-import { derivePowerState, reset, RESET_TYPES } from "../power";
+import { reportedPowerState, reset, RESET_TYPES } from "../power";
 import { MediaService, mediaView } from "../media";
 import {
   chassisUri,
@@ -26,6 +25,7 @@ import {
   resolveSystem,
   resource,
   systemUri,
+  systemViewKey,
   visibleSystemIds,
   type RedfishContext,
   type RedfishEnv,
@@ -57,7 +57,7 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
     Manufacturer: "KubeVirt",
     Model: machineType(rec) ?? "VirtualMachine",
     SerialNumber: serialNumber(rec) ?? null,
-    PowerState: derivePowerState(rec),
+    PowerState: reportedPowerState(rec),
     Status: status,
     ProcessorSummary: {
       Count: cpu.sockets,
@@ -93,28 +93,9 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
   };
 }
 
-/**
- * Rendering memo: a ComputerSystem body is a pure function of the cache record (immutable, replaced on
- * every change of the VM, its VMI or DataVolumes) and of the chassis links the principal may see. It is
- * consulted only after authentication and chassis authorization, keyed by record identity and that
- * chassis list, never by URL or credentials, so it cannot hand one tenant's system to another; it only
- * saves re-deriving and re-hashing an unchanged body.
- */
-const rendered = new WeakMap<VmRecord, Map<string, Representation>>();
-
-export function systemRepresentation(system: VisibleSystem): Representation {
-  let byChassis = rendered.get(system.rec);
-  if (!byChassis) {
-    byChassis = new Map();
-    rendered.set(system.rec, byChassis);
-  }
-  const key = system.chassis.join("\n");
-  let rep = byChassis.get(key);
-  if (!rep) {
-    rep = represent(renderSystem(system));
-    byChassis.set(key, rep);
-  }
-  return rep;
+/** The serialized ComputerSystem as this principal sees it, rendered once per cache record and view. */
+export function systemRepresentation(deps: Pick<ServiceDeps, "responses">, system: VisibleSystem): Representation {
+  return deps.responses.representation(system.rec, systemViewKey("ComputerSystem", system), () => renderSystem(system));
 }
 
 function renderInterface(system: VisibleSystem, nicId: string): Record<string, unknown> | undefined {
@@ -187,11 +168,11 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
   });
 
   resource(app, `${SERVICE_ROOT}/Systems/:id`, {
-    GET: c => sendRepresentation(c, systemRepresentation(system(c)), { conditional: true }),
+    GET: c => sendRepresentation(c, systemRepresentation(deps, system(c)), { conditional: true }),
     PATCH: async c => {
       const target = system(c);
       const body = await readJsonObject(c);
-      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(target).etag);
+      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(deps, target).etag);
       const keys = Object.keys(body).filter(k => !k.startsWith("@"));
       if (keys.length === 0) throw baseError(400, "EmptyJSON");
       for (const key of keys) {
@@ -199,6 +180,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
         if (READ_ONLY_SYSTEM_PROPERTIES.has(key)) throw baseError(400, "PropertyNotWritable", [key], { relatedProperties: [`#/${key}`] });
         throw baseError(400, "PropertyUnknown", [key], { relatedProperties: [`#/${key}`] });
       }
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       await applyBootPatch(deps.driver, target.rec, body.Boot);
       return new Response(null, { status: 204 });
     },
@@ -215,12 +197,13 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     POST: async c => {
       const target = system(c);
       const body = parseBody(resetBody, await readJsonObject(c), RESET_ACTION);
-      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(target).etag);
+      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(deps, target).etag);
       if (!(RESET_TYPES as readonly string[]).includes(body.ResetType)) {
         throw baseError(400, "ActionParameterNotSupported", ["ResetType", RESET_ACTION], {
           resolution: `ResetType ${JSON.stringify(body.ResetType).slice(0, 64)} is not supported; use one of: ${RESET_TYPES.join(", ")}.`,
         });
       }
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, resetPermissions(body.ResetType));
       const { status } = await reset(target.rec, body.ResetType, {
         driver: deps.driver,
         settings: { powerOffStaysOff: c.get("settings").powerOffStaysOff },

@@ -33,6 +33,7 @@ import {
   type VisibleSystem,
 } from "./context";
 import { acceptedTaskResponse, registerTaskMonitors } from "./tasks";
+import { EJECT_MEDIA, INSERT_MEDIA } from "../auth/kubernetes";
 
 export const CD_ID = "Cd";
 
@@ -55,6 +56,8 @@ export function createVirtualMedia(options: {
   driver: KubeVirtDriver;
   /** How long a request waits for the cache to show its own writes (default 2 s). */
   cacheWaitMs?: number;
+  /** How long InsertMedia waits at most for the import's first result (default media/service.ts FIRST_RESULT_WAIT_MS). */
+  firstResultWaitMs?: number;
   /** Host name resolution for the image URL policy (default: the system's). */
   resolver?: Resolver;
 }): VirtualMedia {
@@ -68,7 +71,13 @@ export function createVirtualMedia(options: {
     now: options.now,
   };
   return {
-    service: new MediaService({ cache: options.cache, driver: options.driver, settings, ...(options.cacheWaitMs !== undefined ? { cacheWaitMs: options.cacheWaitMs } : {}) }),
+    service: new MediaService({
+      cache: options.cache,
+      driver: options.driver,
+      settings,
+      ...(options.cacheWaitMs !== undefined ? { cacheWaitMs: options.cacheWaitMs } : {}),
+      ...(options.firstResultWaitMs !== undefined ? { firstResultWaitMs: options.firstResultWaitMs } : {}),
+    }),
     tasks: mediaTaskSource(taskOptions),
     taskOptions,
     admit: async (user, request) => {
@@ -151,6 +160,7 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
         const target = system(c);
         const request = parseInsertMedia(await readJsonObject(c));
         checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
+        await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [INSERT_MEDIA]);
         const admitted = await media.admit(c.get("principal").account.username, request);
         const outcome = await media.service.insert(target.rec, admitted);
         if (outcome.kind === "unchanged") return new Response(null, { status: 204 });
@@ -164,6 +174,7 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
         const target = system(c);
         parseEjectMedia(await readRequestText(c));
         checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
+        await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [EJECT_MEDIA]);
         await media.service.eject(target.rec);
         return new Response(null, { status: 204 });
       },

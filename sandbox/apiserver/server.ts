@@ -20,6 +20,7 @@ import {
 import { ProtocolListener, type ApiRequest, type ApiResponse, type ConnectionCounts } from "./listener";
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, isObject, type Json } from "./patch";
 import { pathForbidden, rbacForbidden, RbacAuthorizer } from "./rbac";
+import { review, REVIEW_PATHS } from "./reviews";
 import { apiVersionOf, type TypeInfo } from "./resources";
 import { requestAttributes, type RequestAttributes } from "../../scripts/deploy/request-attributes";
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type Selector } from "./selectors";
@@ -320,6 +321,7 @@ export class RestServer {
     }
     const ctx: Ctx = { req, res, url, user: this.#authenticate(req), warnings: [] };
     this.#authorize(ctx, path);
+    if (req.method === "POST" && REVIEW_PATHS.has(path)) return this.#send(res, 201, review(path, await this.#readJson(req, false), this.#tokens, this.#rbac));
     let segments: string[];
     try {
       segments = path.split("/").filter(Boolean).map(decodeURIComponent);

@@ -3,9 +3,11 @@
 // - runPaced: requests issued at evenly spaced instants over a pool of keep-alive connections (open loop):
 //   latency at a given load. (autocannon's own rate limit lets each connection burst through its quota at the
 //   start of every second, which measures saturation again.)
+// - runNewConnections: sushy's pattern, a new TLS connection per request (Connection: close), closed loop.
 import autocannon from "autocannon";
 import http from "node:http";
 import https from "node:https";
+import type { TLSSocket } from "node:tls";
 import { elapsedMs, summarize, type LatencySummary } from "./stats";
 
 export interface LoadOptions {
@@ -185,5 +187,97 @@ export async function runPaced(opts: PacedOptions): Promise<LoadResult> {
     errors,
     timeouts: 0,
     statusCodes,
+  };
+}
+
+export interface NewConnectionOptions {
+  url: string;
+  /** Requests in flight at once, each on its own new connection (closed loop). */
+  concurrency: number;
+  durationSeconds: number;
+  headers?: Record<string, string>;
+  /**
+   * Offer the previous connection's TLS session (a ticket) on the next one, as Node's https.Agent does; false
+   * makes every connection a full handshake, as Python's urllib3 (sushy) does.
+   */
+  resume: boolean;
+}
+
+export interface NewConnectionResult extends LoadResult {
+  /** Connections whose TLS session was resumed (an abbreviated handshake). */
+  resumed: number;
+}
+
+/**
+ * sushy's pattern: every request on a new TLS connection, sent with `Connection: close`. The latency of a request
+ * includes its TCP connect and TLS handshake.
+ */
+export async function runNewConnections(opts: NewConnectionOptions): Promise<NewConnectionResult> {
+  const url = new URL(opts.url);
+  // keepAlive false: the agent closes each socket after its response, but keeps the TLS sessions it was given.
+  const resumingAgent = opts.resume ? new https.Agent({ keepAlive: false, maxCachedSessions: 100, rejectUnauthorized: false }) : undefined;
+  const latencies: number[] = [];
+  const statusCodes: Record<string, number> = {};
+  let responses = 0;
+  let ok = 0;
+  let errors = 0;
+  let resumed = 0;
+  const headers = { ...(opts.headers ?? {}), Connection: "close" };
+  const once = (): Promise<void> =>
+    new Promise<void>(resolve => {
+      const start = process.hrtime.bigint();
+      const req = https.request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname + url.search,
+          method: "GET",
+          headers,
+          rejectUnauthorized: false,
+          // agent false: a new agent per request, so no session is ever offered again.
+          agent: resumingAgent ?? false,
+        },
+        res => {
+          if ((res.socket as TLSSocket).isSessionReused()) resumed++;
+          res.resume();
+          res.on("end", () => {
+            const code = res.statusCode ?? 0;
+            responses++;
+            statusCodes[code] = (statusCodes[code] ?? 0) + 1;
+            if (code >= 200 && code < 300) {
+              ok++;
+              latencies.push(elapsedMs(start));
+            }
+            resolve();
+          });
+        },
+      );
+      req.on("error", () => {
+        errors++;
+        resolve();
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
+      req.end();
+    });
+  const started = process.hrtime.bigint();
+  const deadline = opts.durationSeconds * 1000;
+  await Promise.all(
+    Array.from({ length: opts.concurrency }, async () => {
+      while (elapsedMs(started) < deadline) await once();
+    }),
+  );
+  const seconds = elapsedMs(started) / 1000;
+  resumingAgent?.destroy();
+  return {
+    connections: opts.concurrency,
+    durationSeconds: Math.round(seconds * 100) / 100,
+    requestsPerSecond: Math.round(ok / seconds),
+    latencyMs: summarize(latencies),
+    responses,
+    non2xx: responses - ok,
+    errors,
+    timeouts: 0,
+    statusCodes,
+    resumed,
   };
 }

@@ -6,7 +6,7 @@ import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
-import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, UNLIMITED_RESYNC, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
+import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
 import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
 
@@ -56,11 +56,16 @@ export function rulesTemplate(grants: readonly Grant[]): string {
   for (const role of ["any", "nested", "infra"] as const) {
     const ofRole = grants.filter(g => g.role === role);
     const fixed = renderRules(
-      ofRole.filter(g => !g.resourceNamesFrom),
+      ofRole.filter(g => !g.resourceNamesFrom && !g.enabledBy),
       {},
     ).map(r => ruleText(r));
     const dynamic = ofRole.filter(g => g.resourceNamesFrom).map(g => namedFromValuesText(g, dynamicIndex++));
-    const body = [...fixed, ...dynamic].join("\n");
+    // An opt-in feature's grants: behind its switch.
+    const switched = ofRole.filter(g => g.enabledBy && !g.resourceNamesFrom).map(g => {
+      const [rule] = renderRules([{ ...g, enabledBy: undefined }], {});
+      return `{{- if dig ${g.enabledBy!.path.map(q).join(" ")} false .Values.AsMap }}\n${ruleText(rule)}\n{{- end }}`;
+    });
+    const body = [...fixed, ...dynamic, ...switched].join("\n");
     if (body === "") continue;
     blocks.push(role === "any" ? body : `${ROLE_GUARD[role]}\n${body}\n{{- end }}`);
   }
@@ -167,6 +172,43 @@ rules:
 ${rules}
 ---
 ${binding("RoleBinding", "Role", "{{ . }}", "$.Values.uuid")}
+{{- end }}
+{{- end }}
+`;
+}
+
+/** A Role and RoleBinding for the watcher in each policed namespace: the DataVolume audit's list+watch there. */
+export function policedRolesTemplate(ctx: BuildContext): string {
+  const rules = rulesTemplate(grantsOf(ctx, "watcher", "policed")).replaceAll(".Values", "$.Values");
+  const metadata = `metadata:
+  name: {{ $.Values.uuid }}-watcher-datavolume-audit
+  namespace: {{ . }}
+  labels:
+    app.kubernetes.io/part-of: kubevirt-infra`;
+  return `${HEADER}{{- /* The namespaces the DataVolume policy polices, computed as the module does. */}}
+{{- $policy := .Values.datavolumePolicy }}
+{{- $namespaces := $policy.namespaces | default list }}
+{{- if and (not $namespaces) .Values.infra.namespace }}{{- $namespaces = list .Values.infra.namespace }}{{- end }}
+{{- if and (ne .Values.role "nested") $policy.enabled }}
+{{- range $namespaces | uniq | sortAlpha }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+${metadata}
+rules:
+${rules}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+${metadata}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ $.Values.uuid }}-watcher-datavolume-audit
+subjects:
+  - kind: ServiceAccount
+    name: {{ $.Values.uuid }}-watcher
+    namespace: ${MODULE_NAMESPACE}
 {{- end }}
 {{- end }}
 `;
@@ -289,9 +331,6 @@ const READINESS_ANCHOR = `          readinessProbe:
             {{- toYaml .Values.watcher.readinessProbe | nindent 12 }}
 `;
 const SERVICE_ACCOUNT_ANCHOR = "      serviceAccountName: {{ .Values.uuid }}\n";
-const WATCH_MODE_ANCHOR = `            - name: PEPR_WATCH_MODE
-              value: "true"
-`;
 
 function replaceOnce(text: string, anchor: string, replacement: string, file: string): string {
   const at = text.indexOf(anchor);
@@ -301,10 +340,7 @@ function replaceOnce(text: string, anchor: string, replacement: string, file: st
   return text.slice(0, at) + replacement + text.slice(at + anchor.length);
 }
 
-/**
- * Watcher: its own ServiceAccount; readiness follows the Redfish cache sync when Redfish serves; role-dependent env
- * (see watcherEnvForRole).
- */
+/** Watcher: its own ServiceAccount; readiness follows the Redfish cache sync when Redfish serves. */
 export function patchWatcherDeploymentTemplate(text: string): string {
   let out = replaceOnce(
     text,
@@ -323,16 +359,6 @@ export function patchWatcherDeploymentTemplate(text: string): string {
     "templates/watcher-deployment.yaml",
   );
   out = replaceOnce(out, SERVICE_ACCOUNT_ANCHOR, "      serviceAccountName: {{ .Values.uuid }}-watcher\n", "templates/watcher-deployment.yaml");
-  out = replaceOnce(
-    out,
-    WATCH_MODE_ANCHOR,
-    `${WATCH_MODE_ANCHOR}            {{- if eq .Values.role "nested" }}
-            - name: PEPR_RESYNC_FAILURE_MAX
-              value: ${q(UNLIMITED_RESYNC)}
-            {{- end }}
-`,
-    "templates/watcher-deployment.yaml",
-  );
   return HEADER + out;
 }
 
@@ -530,6 +556,7 @@ export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObje
     "watcher-cluster-role.yaml": watcherClusterRoleTemplate(ctx),
     "watcher-rbac.yaml": watcherRbacTemplate(ctx),
     "chassis-roles.yaml": chassisRolesTemplate(ctx),
+    "datavolume-audit-roles.yaml": policedRolesTemplate(ctx),
     "store-role.yaml": moduleRoleTemplate(ctx),
     "store-role-binding.yaml": moduleRoleBindingTemplate(),
     "mutation-webhook.yaml": mutatingWebhookTemplate(pristine.mutating),

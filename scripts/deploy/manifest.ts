@@ -25,8 +25,6 @@ export const CONFIG_MAP_NAME = "kubevirt-infra-config";
 export const USERS_SECRET_NAME = "kubevirt-infra-users";
 export const REDFISH_SERVICE_NAME = "kubevirt-infra-redfish";
 export const NONROOT_SCC_CLUSTER_ROLE = "system:openshift:scc:nonroot-v2";
-/** Effectively "never give up": see watcherEnvForRole. */
-export const UNLIMITED_RESYNC = "2147483647";
 
 const PART_OF = { "app.kubernetes.io/part-of": "kubevirt-infra" };
 
@@ -49,15 +47,6 @@ function podSpec(deployment: KubeObject): Record<string, any> {
   const spec = (deployment.spec as any)?.template?.spec;
   if (!spec?.containers?.[0]) throw new Error(`Deployment ${deployment.metadata.name} has no pod template`);
   return spec;
-}
-
-/**
- * Watcher environment per role. On a nested cluster there is usually no KubeVirt or CDI, so the VM/VMI/DV
- * watches fail; Pepr 1.1.4 throws out of its watch "give up" handler after 5 failed resyncs, which kills the
- * watcher (and node-identity's back-fill with it). Retrying for ever keeps the Node watch alive.
- */
-export function watcherEnvForRole(role: string): { name: string; value: string }[] {
-  return role === "nested" ? [{ name: "PEPR_RESYNC_FAILURE_MAX", value: UNLIMITED_RESYNC }] : [];
 }
 
 export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, values: ResolvedValues): KubeObject[] {
@@ -103,7 +92,6 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
     pod.securityContext = { ...pod.securityContext, seccompProfile: { type: "RuntimeDefault" } };
   }
   const watcher = podSpec(find(objects, "Deployment", `${name}-watcher`)).containers[0];
-  watcher.env = [...(watcher.env ?? []).filter((e: { name: string }) => e.name !== "PEPR_RESYNC_FAILURE_MAX"), ...watcherEnvForRole(role)];
   if (redfishServes(config)) {
     // Ready = the Redfish caches have synced (the Redfish server answers /healthz 503 until then).
     watcher.readinessProbe = {
@@ -141,8 +129,9 @@ function roleAndBinding(kind: "ClusterRole" | "Role", name: string, namespace: s
 }
 
 /**
- * The watcher's ServiceAccount and its rules: a ClusterRole for cluster-wide needs, a Role in pepr-system, and a Role
- * in each chassis namespace for what Redfish does to VMs, VMIs, DataVolumes and Secrets there.
+ * The watcher's ServiceAccount and its rules: a ClusterRole for cluster-wide needs, a Role in pepr-system, a Role
+ * in each chassis namespace for what Redfish reads and does to VMs, VMIs, DataVolumes and Secrets there, and a Role
+ * in each policed namespace for the DataVolume audit's reads.
  */
 export function watcherRbacObjects(ctx: BuildContext, values: ResolvedValues, watcherGrants: readonly Grant[]): KubeObject[] {
   const account = watcherServiceAccountName(ctx);
@@ -153,6 +142,10 @@ export function watcherRbacObjects(ctx: BuildContext, values: ResolvedValues, wa
   if (moduleRules.length > 0) out.push(...roleAndBinding("Role", account, MODULE_NAMESPACE, moduleRules, account));
   const chassisRules = rulesOf("chassis");
   if (chassisRules.length > 0) for (const namespace of chassisNamespaces(values)) out.push(...roleAndBinding("Role", account, namespace, chassisRules, account));
+  const policedRules = rulesOf("policed");
+  if (policedRules.length > 0) {
+    for (const namespace of policedNamespaces(values.config)) out.push(...roleAndBinding("Role", `${account}-datavolume-audit`, namespace, policedRules, account));
+  }
   return out;
 }
 

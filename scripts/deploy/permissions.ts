@@ -8,7 +8,7 @@
 //   - a grant restricted by name or namespace is used from a file not listed in its `callers` (a new caller
 //     might pass another name, which the Role would then deny).
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { MODULE_PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { INFORMED_KINDS, type InformedKind } from "../../capabilities/common/informers";
 import type { Grant } from "./rbac";
 
@@ -100,12 +100,12 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
         resource: "peprstores",
         verbs: ["patch"],
         scope: "module",
-        resourceNames: [PEPR_STORE.name],
+        resourceNames: [MODULE_PEPR_STORE.name],
         role: "any",
         why: "the config and node-identity capabilities publish to the admission pods through Pepr's Store",
       },
     ],
-    // both write PEPR_STORE (capabilities/config/publish.ts)
+    // both write MODULE_PEPR_STORE (capabilities/common/pepr-store.ts)
     callers: ["capabilities/config/index.ts", "capabilities/node-identity/index.ts"],
   },
   startVirtualMachine: { grants: [vmSubresource("start")] },
@@ -185,6 +185,32 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
     ],
     callers: ["redfish/events/cluster-store.ts"],
   },
+  createTokenReview: {
+    grants: [
+      {
+        group: "authentication.k8s.io",
+        resource: "tokenreviews",
+        verbs: ["create"],
+        scope: "cluster",
+        role: "infra",
+        enabledBy: { path: ["redfish", "kubernetesIdentities", "enabled"] },
+        why: "Redfish Kubernetes identities: who a client's bearer token belongs to (only when enabled)",
+      },
+    ],
+  },
+  createSubjectAccessReview: {
+    grants: [
+      {
+        group: "authorization.k8s.io",
+        resource: "subjectaccessreviews",
+        verbs: ["create"],
+        scope: "cluster",
+        role: "infra",
+        enabledBy: { path: ["redfish", "kubernetesIdentities", "enabled"] },
+        why: "Redfish Kubernetes identities: what a client's identity may see and do in a VM's namespace (only when enabled)",
+      },
+    ],
+  },
   readVirtualMachine: {
     grants: [
       { group: "kubevirt.io", resource: "virtualmachines", verbs: ["get"], scope: "chassis", role: "infra", why: "fresh read after a stale-cache conflict" },
@@ -205,27 +231,27 @@ export const gatewayPermissions: Record<string, GatewayPermission> = {
 };
 
 /**
- * The shared informers (capabilities/common/informers.ts): list + watch of each kind the module informs on.
- * A named one (the config ConfigMap, the users Secret) watches with a metadata.name field selector, which
- * RBAC authorizes against resourceNames in the module namespace.
+ * The shared informers (capabilities/common/informers.ts): list + watch of each kind the module informs on, where
+ * it informs on it: a named one (the config ConfigMap, the users Secret) with a metadata.name field selector,
+ * which RBAC authorizes against resourceNames in the module namespace; VMs, VMIs and DataVolumes in the namespaces
+ * the configuration names (a Role in each chassis / policed namespace); the rest (Nodes) cluster-wide.
  */
+function informerGrants(def: InformedKind): Grant[] {
+  const grant = (scope: Grant["scope"]): Grant => ({
+    group: def.group,
+    resource: def.plural,
+    verbs: ["list", "watch"],
+    scope,
+    ...(def.name ? { resourceNames: [def.name] } : {}),
+    role: def.role,
+    why: `shared informer: ${def.why}`,
+  });
+  if (def.namespacesFrom) return def.namespacesFrom.map(grant);
+  return [grant(def.namespace ? "module" : "cluster")];
+}
+
 export const directCalls: Record<string, GatewayPermission> = Object.fromEntries(
-  Object.entries(INFORMED_KINDS).map(([name, def]: [string, InformedKind]) => [
-    `${name} informer`,
-    {
-      grants: [
-        {
-          group: def.group,
-          resource: def.plural,
-          verbs: ["list", "watch"],
-          scope: def.namespace ? "module" : "cluster",
-          ...(def.name ? { resourceNames: [def.name] } : {}),
-          role: def.role,
-          why: `shared informer: ${def.why}`,
-        } satisfies Grant,
-      ],
-    },
-  ]),
+  Object.entries(INFORMED_KINDS).map(([name, def]: [string, InformedKind]) => [`${name} informer`, { grants: informerGrants(def) }]),
 );
 
 export function allGatewayGrants(): Grant[] {

@@ -6,6 +6,7 @@
 //   2. the Watch bindings: Pepr list+watches every watched kind (kubernetes-fluent-client lists first);
 //   3. Pepr's own runtime: its Store (PeprStore) and the PeprStore CRD it applies at start-up.
 // Admission bindings need no RBAC: the API server calls the module.
+import { peprStoreRefs } from "../../capabilities/common/pepr-store";
 
 export const MODULE_NAMESPACE = "pepr-system";
 
@@ -28,15 +29,18 @@ export interface Grant {
   verbs: Verb[];
   /**
    * cluster: ClusterRole (cluster-scoped kinds, or any namespace); module: Role in pepr-system; chassis: a Role in
-   * each chassis namespace (the only namespaces Redfish acts in; nothing is granted while no chassis is configured).
+   * each chassis namespace (the only namespaces Redfish acts in; nothing is granted while no chassis is configured);
+   * policed: a Role in each namespace the DataVolume policy polices (the audit reads DataVolumes there).
    */
-  scope: "cluster" | "module" | "chassis";
+  scope: "cluster" | "module" | "chassis" | "policed";
   /** Which Deployment's ServiceAccount needs it; default the watcher (admission pods only answer webhooks). */
   identity?: GrantIdentity;
   /** Restricts the grant to these names; absent = every object of the resource. */
   resourceNames?: readonly string[];
   /** Names taken from the configuration (rendered from values); the grant is dropped when all are empty. */
   resourceNamesFrom?: readonly ValuesRef[];
+  /** An opt-in feature's switch (a boolean in the values): the grant is rendered only when it is true. */
+  enabledBy?: ValuesRef;
   role: GrantRole;
   /** Why the module needs it (shown in docs and test failures). */
   why: string;
@@ -95,6 +99,7 @@ function sortVerbs(verbs: Iterable<Verb>): Verb[] {
 export function renderRules(grants: readonly Grant[], values: unknown): PolicyRule[] {
   const merged = new Map<string, { group: string; resource: string; names?: string[]; verbs: Set<Verb> }>();
   for (const grant of grants) {
+    if (grant.enabledBy && valueAt(values, grant.enabledBy.path) !== true) continue;
     const names = resolveResourceNames(grant, values);
     if (names !== undefined && names.length === 0) continue;
     const key = JSON.stringify([grant.group, grant.resource, names ?? null]);
@@ -205,7 +210,8 @@ export function watchGrants(capabilities: readonly BuildCapability[]): Grant[] {
 
 /** The PeprStore objects Pepr's controller opens for this module, with or without OnSchedule bindings. */
 export function peprStoreNames(uuid: string): string[] {
-  return [`pepr-${uuid}-schedule`, `pepr-${uuid}-store`];
+  const { schedule, store } = peprStoreRefs(uuid);
+  return [schedule.name, store.name];
 }
 
 /**

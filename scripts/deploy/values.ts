@@ -1,5 +1,5 @@
 // One values file configures everything: the module config keys (role, chassis, authentication, redfish, ...)
-// at the top level, as in the seed charts, plus `deploy:` for what only the deployment needs (Redfish
+// at the top level, as in the legacy charts, plus `deploy:` for what only the deployment needs (Redfish
 // Service, OpenShift Route, webhook policy). Pepr's own chart keys (admission, watcher, ...) sit beside them.
 // The same values drive the Helm chart and the plain manifest (`npm run build -- --values my-values.yaml`).
 import { z } from "zod";

@@ -49,7 +49,7 @@ describe("KubeClient", () => {
 describe("Informer", () => {
   it("lists, then follows adds, updates and deletes with a namespace index; survives 410, drops and restarts", async () => {
     api.store.create(CM, configMap("a", "one", "1"));
-    const informer = new Informer(client, { kind: "ConfigMap", path: "/api/v1/configmaps" }, { log: quietLog, watchTimeoutSeconds: 1, pageSize: 2, backoff: { initialMs: 50, maxMs: 500 } });
+    const informer = new Informer(client, { kind: "ConfigMap", path: () => "/api/v1/configmaps" }, { log: quietLog, watchTimeoutSeconds: 1, pageSize: 2, backoff: { initialMs: 50, maxMs: 500 } });
     const seen: string[] = [];
     informer.addHandlers({
       onAdd: o => seen.push(`add ${o.metadata.namespace}/${o.metadata.name}`),

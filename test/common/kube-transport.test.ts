@@ -132,7 +132,7 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
     const namespaces = Array.from({ length: 100 }, (_, i) => `r-${i}`);
     for (const ns of namespaces) api.store.create("namespaces", namespace(ns));
     const informers = namespaces.map(
-      ns => new Informer(client, { kind: `ConfigMap in ${ns}`, path: `/api/v1/namespaces/${ns}/configmaps` }, { log: quietLog, watchTimeoutSeconds: 60, backoff: { initialMs: 50, maxMs: 500 } }),
+      ns => new Informer(client, { kind: `ConfigMap in ${ns}`, path: () => `/api/v1/namespaces/${ns}/configmaps` }, { log: quietLog, watchTimeoutSeconds: 60, backoff: { initialMs: 50, maxMs: 500 } }),
     );
     informers.forEach(i => i.start());
     cleanups.push(() => Promise.all(informers.map(i => i.stop())));

@@ -8,7 +8,7 @@ import {
   usersYamlOf,
   type LoadResult,
 } from "../../capabilities/config/load";
-import { goDurationSeconds } from "../../capabilities/config/seed";
+import { goDurationSeconds } from "../../capabilities/config/legacy-values";
 
 const NO_ENV = {};
 const HASH = bcrypt.hashSync("hunter2-but-longer", 4);
@@ -155,7 +155,7 @@ describe("warnings", () => {
   });
 });
 
-describe("seed chart shapes", () => {
+describe("legacy chart shapes", () => {
   // The shape of kubevirt-redfish's config.yaml (its Helm chart renders exactly these keys).
   const kubevirtRedfishConfig = `
 kubevirt:
@@ -210,36 +210,36 @@ datavolume:
     expect(result.config.authentication.users).toEqual([{ username: "admin", password: "admin123", chassis: ["chassis-0", "chassis-1"] }]);
     expect(result.config.datavolume).toMatchObject({ storageSize: "3Gi", storageClassName: "lvms-vg1", importTimeoutSeconds: 1800 });
     expect(result.warnings).toEqual([
-      "server.port: kubevirt-redfish seed key, read as redfish.port; rename it",
-      "server.host: seed chart key ignored: the Redfish server listens on all addresses of the watcher pod",
-      'server.system_id_convention: seed chart key ignored: Systems are "<namespace>.<vm>" and a bare "<vm>" is accepted when unique',
-      "server.tls.enabled: kubevirt-redfish seed key, read as redfish.tls.enabled; rename it",
-      "server.tls.cert_file: seed chart key ignored: put the certificate in a kubernetes.io/tls Secret named by redfish.tls.secretName",
-      "server.tls.key_file: seed chart key ignored: put the key in a kubernetes.io/tls Secret named by redfish.tls.secretName",
-      "kubevirt: seed chart key ignored: the module talks to KubeVirt through its own Kubernetes client",
-      "cdi: seed chart key ignored: virtual media is imported by CDI from an http(s) DataVolume source, not through the upload proxy",
-      "chassis[0].service_account: seed chart key ignored: the module acts with its own service account",
-      "chassis[0].vm_selector.labels: kubevirt-redfish seed key, read as chassis[0].vmSelector.matchLabels; rename it",
-      "datavolume.storage_size: kubevirt-redfish seed key, read as datavolume.storageSize; rename it",
-      "datavolume.storage_class: kubevirt-redfish seed key, read as datavolume.storageClassName; rename it",
-      "datavolume.iso_download_timeout: kubevirt-redfish seed key, read as datavolume.importTimeoutSeconds: 1800; rename it",
-      "datavolume.vm_update_timeout: seed chart key ignored: VM updates are single API writes here",
-      "datavolume.helper_image: seed chart key ignored: no helper pod is used (CDI imports the image)",
-      "datavolume.allow_insecure_tls: seed chart key ignored: CDI http imports cannot skip certificate checks; put the image server's CA in a ConfigMap named by datavolume.certConfigMap",
+      "server.port: legacy kubevirt-redfish key, read as redfish.port; rename it",
+      "server.host: legacy chart key ignored: the Redfish server listens on all addresses of the watcher pod",
+      'server.system_id_convention: legacy chart key ignored: Systems are "<namespace>.<vm>" and a bare "<vm>" is accepted when unique',
+      "server.tls.enabled: legacy kubevirt-redfish key, read as redfish.tls.enabled; rename it",
+      "server.tls.cert_file: legacy chart key ignored: put the certificate in a kubernetes.io/tls Secret named by redfish.tls.secretName",
+      "server.tls.key_file: legacy chart key ignored: put the key in a kubernetes.io/tls Secret named by redfish.tls.secretName",
+      "kubevirt: legacy chart key ignored: the module talks to KubeVirt through its own Kubernetes client",
+      "cdi: legacy chart key ignored: virtual media is imported by CDI from an http(s) DataVolume source, not through the upload proxy",
+      "chassis[0].service_account: legacy chart key ignored: the module acts with its own service account",
+      "chassis[0].vm_selector.labels: legacy kubevirt-redfish key, read as chassis[0].vmSelector.matchLabels; rename it",
+      "datavolume.storage_size: legacy kubevirt-redfish key, read as datavolume.storageSize; rename it",
+      "datavolume.storage_class: legacy kubevirt-redfish key, read as datavolume.storageClassName; rename it",
+      "datavolume.iso_download_timeout: legacy kubevirt-redfish key, read as datavolume.importTimeoutSeconds: 1800; rename it",
+      "datavolume.vm_update_timeout: legacy chart key ignored: VM updates are single API writes here",
+      "datavolume.helper_image: legacy chart key ignored: no helper pod is used (CDI imports the image)",
+      "datavolume.allow_insecure_tls: legacy chart key ignored: CDI http imports cannot skip certificate checks; put the image server's CA in a ConfigMap named by datavolume.certConfigMap",
       "authentication.users: 1 user(s) in the ConfigMap, readable by anyone who may read ConfigMaps in pepr-system; move them to the Secret kubevirt-infra-users (key users.yaml)",
       'authentication.users[0].password: user "admin" has a plain-text password; store a bcrypt hash in passwordHash instead',
       "redfish.tls.enabled: false, so Redfish passwords travel in plain HTTP; do this only behind a TLS-terminating Route",
     ]);
   });
 
-  it("refuses a seed key given together with its new name", () => {
+  it("refuses a legacy key given together with its new name", () => {
     expect(errors(loadConfig({ configYaml: "server: {port: 9443}\nredfish: {port: 8443}\n", env: NO_ENV }))).toEqual([
       "server.port: also given as redfish.port; keep only redfish.port",
     ]);
     expect(errors(loadConfig({ configYaml: "datavolume: {iso_download_timeout: soon}\n", env: NO_ENV }))).toEqual([
       'datavolume.iso_download_timeout: "soon" is not a duration like "30m" or "1h30m"',
     ]);
-    expect(errors(loadConfig({ configYaml: "server: {listen: x}\n", env: NO_ENV }))).toEqual(["server.listen: unknown key of the seed chart's server section"]);
+    expect(errors(loadConfig({ configYaml: "server: {listen: x}\n", env: NO_ENV }))).toEqual(["server.listen: unknown key of the legacy chart's server section"]);
   });
 
   it("reads the kubevirt-csi-driver chart's infra section and nodeMapping map", () => {
@@ -260,7 +260,7 @@ nodeMapping:
       { nodeName: "master-0", vmName: "master-0-vm", vmNamespace: "nested-cluster" },
     ]);
     expect(result.warnings).toEqual([
-      "infra.storageClassName: seed chart key ignored: it configures the CSI driver; to restrict StorageClasses of CSI DataVolumes use datavolumePolicy.storageClassEnforcement.allowList",
+      "infra.storageClassName: legacy chart key ignored: it configures the CSI driver; to restrict StorageClasses of CSI DataVolumes use datavolumePolicy.storageClassEnforcement.allowList",
     ]);
   });
 

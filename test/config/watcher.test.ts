@@ -7,8 +7,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import YAML from "yaml";
+import { present } from "../helpers/present";
 
 interface SeenRequest {
   method: string;
@@ -44,15 +45,8 @@ function notFound(res: http.ServerResponse): void {
   reply(res, 404, { kind: "Status", apiVersion: "v1", status: "Failure", reason: "NotFound", code: 404 });
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise(resolve => setTimeout(resolve, 20));
-  }
-}
+/** vi.waitFor's options for awaited values here (expect.poll's come from vitest.config.ts). */
+const WAIT = { timeout: 5000, interval: 20 };
 
 const storePatches = () => requests.filter(r => r.method === "PATCH" && r.url.includes("/peprstores/"));
 const events = () => requests.filter(r => r.method === "POST" && r.url === "/api/v1/namespaces/pepr-system/events").map(r => r.body as Record<string, any>);
@@ -119,7 +113,7 @@ beforeAll(async () => {
   const { SharedInformers } = await import("../../capabilities/common/informers");
   const { sharedKubeClient } = await import("../../capabilities/common/kube-client");
   const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
-  const informers = new SharedInformers(await sharedKubeClient(), { log: quiet });
+  const informers = new SharedInformers(await sharedKubeClient(), { log: quiet, config: { current: runtime.currentConfig, onChange: runtime.onConfigChange } });
   capability.startConfigWatch(informers);
   stopInformers = () => informers.stop();
 });
@@ -134,7 +128,7 @@ afterAll(async () => {
 /** Sends one watch event to the informer of the ConfigMap or the Secret, over its open watch stream. */
 async function pushWatchEvent(kind: "ConfigMap" | "Secret", type: "ADDED" | "MODIFIED" | "DELETED", obj: unknown): Promise<void> {
   const collection = kind === "ConfigMap" ? "configmaps" : "secrets";
-  const [stream] = await waitFor(`the ${kind} watch`, () => (watchStreams[collection].length > 0 ? watchStreams[collection] : undefined));
+  const stream = await vi.waitFor(() => present(watchStreams[collection][0], `the ${kind} watch`), WAIT);
   stream.write(`${JSON.stringify({ type, object: obj })}\n`);
 }
 
@@ -147,7 +141,7 @@ function decodeStoreValue(patch: SeenRequest): Record<string, any> {
 
 describe("module-config in the watcher pod", () => {
   it("watches the ConfigMap and the Secret in pepr-system, by name (one list+watch each, never all Secrets)", async () => {
-    await waitFor("both watches", () => (watchStreams.configmaps.length === 1 && watchStreams.secrets.length === 1 ? true : undefined));
+    await expect.poll(() => [watchStreams.configmaps.length, watchStreams.secrets.length], { message: "both watches" }).toEqual([1, 1]);
     const reads = requests.filter(r => r.method === "GET" && /\/(configmaps|secrets)/.test(r.url)).map(r => r.url);
     expect(reads.every(url => url.startsWith("/api/v1/namespaces/pepr-system/"))).toBe(true);
     expect(reads.filter(url => url.includes("/secrets") && url.includes("watch=true"))).toHaveLength(1);
@@ -157,19 +151,19 @@ describe("module-config in the watcher pod", () => {
   });
 
   it("reads both objects at start, applies the config and publishes it once the PeprStore exists", async () => {
-    const config = await waitFor("the startup config", () => runtime.currentConfig());
+    const config = await vi.waitFor(() => present(runtime.currentConfig(), "the startup config"), WAIT);
     expect(config.chassis.map(c => c.name)).toEqual(["tenant1"]);
     expect(runtime.configStatus()).toMatchObject({ generation: 1, configMapResourceVersion: "41", source: "ConfigMap" });
 
     // First PATCH hit 404 (no PeprStore yet); the publisher retried.
-    const patches = await waitFor("two PeprStore patches", () => (storePatches().length >= 2 ? storePatches() : undefined));
+    const patches = await vi.waitFor(() => present(storePatches().length >= 2 && storePatches(), "two PeprStore patches"), WAIT);
     expect(patches[0].contentType).toBe("application/json-patch+json");
     expect(patches[1].body).toEqual(patches[0].body);
     const value = decodeStoreValue(patches[1]);
     expect(value).toMatchObject({ format: 1, hash: runtime.configStatus().hash, configMapResourceVersion: "41" });
     expect(value.config.chassis).toEqual([{ name: "tenant1", namespace: "tenant1-vms", description: "" }]);
 
-    const applied = await waitFor("the ConfigApplied Event", () => events().find(e => e.reason === "ConfigApplied"));
+    const applied = await vi.waitFor(() => present(events().find(e => e.reason === "ConfigApplied"), "the ConfigApplied Event"), WAIT);
     expect(applied).toMatchObject({
       type: "Normal",
       involvedObject: { kind: "ConfigMap", name: "kubevirt-infra-config", namespace: "pepr-system", uid: "cm-1" },
@@ -184,10 +178,12 @@ describe("module-config in the watcher pod", () => {
       metadata: { name: "kubevirt-infra-users", namespace: "pepr-system", resourceVersion: "42" },
       data: { "users.yaml": Buffer.from("- {username: admin, password: Very-Secret-1, chassis: [tenant1]}\n").toString("base64") },
     });
-    await waitFor("the users", () => (runtime.currentConfig()?.authentication.users.length ? true : undefined));
+    await expect.poll(() => runtime.currentConfig()?.authentication.users.length, { message: "the users" }).toBeGreaterThan(0);
     expect(runtime.currentConfig()?.authentication.users.map(u => u.username)).toEqual(["admin"]);
     expect(runtime.configStatus().generation).toBe(2);
-    await new Promise(resolve => setTimeout(resolve, 100));
+    // The runtime publishes (or not) before it records the ConfigApplied Event of the change: once that Event is
+    // here, a PATCH of the users would have been sent first.
+    await expect.poll(() => events().filter(e => e.reason === "ConfigApplied" && e.message.includes("generation 2")).length, { message: "ConfigApplied for generation 2" }).toBe(1);
     expect(storePatches().length).toBe(before);
     expect(JSON.stringify(requests)).not.toContain("Very-Secret-1");
   });
@@ -200,7 +196,7 @@ describe("module-config in the watcher pod", () => {
       metadata: { ...initialConfigMap.metadata, resourceVersion: "43" },
       data: { "config.yaml": "redfish:\n  port: 3000\n" },
     });
-    const refused = await waitFor("the ConfigRefused Event", () => events().find(e => e.reason === "ConfigRefused"));
+    const refused = await vi.waitFor(() => present(events().find(e => e.reason === "ConfigRefused"), "the ConfigRefused Event"), WAIT);
     expect(refused).toMatchObject({ type: "Warning", involvedObject: { kind: "ConfigMap", name: "kubevirt-infra-config" } });
     expect(refused.message).toContain("redfish.port: must not be 3000 (the Pepr watcher's own port)");
     expect(refused.message).toContain("the previous configuration stays in force");
@@ -216,7 +212,7 @@ describe("module-config in the watcher pod", () => {
       metadata: { ...initialConfigMap.metadata, resourceVersion: "44" },
       data: { "config.yaml": "role: infra\nchassis: [{name: tenant1, namespace: tenant1-vms}]\n" },
     });
-    const patch = await waitFor("the new PeprStore patch", () => storePatches()[before], 2000);
+    const patch = await vi.waitFor(() => present(storePatches()[before], "the new PeprStore patch"), { ...WAIT, timeout: 2000 });
     expect(Date.now() - changedAt).toBeLessThan(2000);
     const value = decodeStoreValue(patch);
     expect(value).toMatchObject({ configMapResourceVersion: "44", hash: runtime.configStatus().hash, config: { role: "infra" } });
@@ -226,8 +222,8 @@ describe("module-config in the watcher pod", () => {
   it("a deleted ConfigMap switches every capability off, in the watcher and in the Store", async () => {
     const before = storePatches().length;
     await pushWatchEvent("ConfigMap", "DELETED", initialConfigMap);
-    await waitFor("the config switched off", () => (runtime.currentConfig()?.chassis.length === 0 ? true : undefined));
-    const value = decodeStoreValue(await waitFor("the PeprStore patch", () => storePatches()[before], 2000));
+    await expect.poll(() => runtime.currentConfig()?.chassis.length, { message: "the config switched off" }).toBe(0);
+    const value = decodeStoreValue(await vi.waitFor(() => present(storePatches()[before], "the PeprStore patch"), { ...WAIT, timeout: 2000 }));
     expect(value.config.chassis).toEqual([]);
     expect(value.config.nodeIdentity.enabled).toBe(false);
   });

@@ -8,11 +8,12 @@ import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
 import { INSPECTED_MACS, INSPECTED_PROPERTIES, inspectedVirtualMachine } from "./inspected-vm";
 import type { KubeObject } from "../../sandbox/apiserver/types";
+import { present } from "../helpers/present";
 
 const run = promisify(execFile);
 const PYTHON = "/usr/bin/python3"; // Debian's python, where python3-sushy lives (not a pyenv/venv python)
@@ -60,10 +61,10 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
     c.api.store.create("virtualmachines.kubevirt.io", vm);
     c.api.store.create("virtualmachines.kubevirt.io", inspectedVirtualMachine("tenant1-vms", "inspected-vm"));
     for (const system of [SYSTEM, INSPECTED]) {
-      await c.waitFor(async () => (await c.redfish("GET", `/redfish/v1/Systems/${system}`, { user: "admin:admin123" })).status === 200, {
-        timeoutMs: 15_000,
-        what: `${system} in the Redfish cache`,
-      });
+      await vi.waitFor(
+        async () => expect((await c.redfish("GET", `/redfish/v1/Systems/${system}`, { user: "admin:admin123" })).status, `${system} in the Redfish cache`).toBe(200),
+        { timeout: 15_000, interval: 100 },
+      );
     }
   });
   afterAll(async () => c?.stop());
@@ -120,10 +121,10 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
     const disks = (vm.spec as any).template.spec.domain.devices.disks as { name: string; cdrom?: unknown }[];
     const cdrom = disks.find(d => d.cdrom);
     expect(cdrom, JSON.stringify(disks)).toBeDefined();
-    const vmi = await c.waitFor(() => {
+    const vmi = await vi.waitFor(() => {
       const o = c.api.store.get("virtualmachineinstances.kubevirt.io", "tenant1-vms", "conformance-vm");
-      return o?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? o : undefined;
-    }, { timeoutMs: 15_000, what: "the VMI's boot record" });
+      return present(o?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? o : undefined, "the VMI's boot record");
+    }, { timeout: 15_000, interval: 100 });
     expect(vmi.metadata.annotations?.["sandbox.kubevirt.io/booted-from"]).toBe(cdrom!.name);
   });
 
@@ -155,7 +156,7 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
     expect(afterBoot.Boot.BootSourceOverrideTarget).toBe("Pxe");
     expect(afterBoot.Boot.BootSourceOverrideEnabled).toBe("Once");
     await rt("Systems", "-I", SYSTEM, "reset", "On");
-    await c.waitFor(async () => JSON.parse(await rt("Systems", "-I", SYSTEM)).PowerState === "On", { timeoutMs: 30_000, what: "On via redfishtool" });
+    await expect.poll(async () => JSON.parse(await rt("Systems", "-I", SYSTEM)).PowerState, { timeout: 30_000, interval: 100, message: "On via redfishtool" }).toBe("On");
     for (const sub of ["Chassis", "Managers", "SessionService", "AccountService"]) {
       const body = JSON.parse(await rt(sub));
       expect(body["@odata.id"], sub).toMatch(/^\/redfish\/v1\//);

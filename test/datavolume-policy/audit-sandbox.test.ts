@@ -11,7 +11,7 @@ import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/a
 import { recordEvent } from "../../capabilities/common/gateway";
 import { DataVolume } from "../../capabilities/common/kinds";
 import { encodePublishedConfig } from "../../capabilities/config/publish";
-import { applyPublishedConfig } from "../../capabilities/config/runtime";
+import { applyPublishedConfig, currentConfig, onConfigChange } from "../../capabilities/config/runtime";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { dataVolumeAudit, startDataVolumeAuditWatch } from "../../capabilities/datavolume-policy";
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
@@ -24,10 +24,13 @@ let stateDir: string;
 let informers: SharedInformers;
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
 
-/** Waits until the DataVolume informer holds exactly what the API server stores (resourceVersions included). */
+/** Waits until the DataVolume informer holds exactly what the API server stores in the policed namespaces (resourceVersions included). */
 async function informerCaughtUp(): Promise<void> {
-  const versions = (objs: { metadata: { name?: string; resourceVersion?: string } }[]) => objs.map(o => `${o.metadata.name}@${o.metadata.resourceVersion}`).sort();
-  await vi.waitFor(() => expect(versions(informers.informer("DataVolume").list())).toEqual(versions(api.store.list(DV))), { timeout: 10_000 });
+  const versions = (objs: { metadata: { namespace?: string; name?: string; resourceVersion?: string } }[]) =>
+    objs.map(o => `${o.metadata.namespace}/${o.metadata.name}@${o.metadata.resourceVersion}`).sort();
+  const informer = informers.informer("DataVolume");
+  const policed = (o: KubeObject) => (currentConfig()?.datavolumePolicy.namespaces ?? []).includes(o.metadata.namespace!);
+  await vi.waitFor(() => expect(versions(informer.list())).toEqual(versions(api.store.list(DV).filter(policed))), { timeout: 10_000 });
 }
 
 function storedDataVolume(name: string, opts: Parameters<typeof dataVolume>[1] = {}): KubeObject {
@@ -56,7 +59,11 @@ beforeAll(async () => {
   for (const name of ["pepr-system", NS, "tenant2-vms"]) {
     api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } });
   }
-  informers = new SharedInformers(await sharedKubeClient(), { log: quiet, backoff: { initialMs: 50, maxMs: 500 } });
+  informers = new SharedInformers(await sharedKubeClient(), {
+    log: quiet,
+    config: { current: currentConfig, onChange: onConfigChange },
+    backoff: { initialMs: 50, maxMs: 500 },
+  });
   startDataVolumeAuditWatch(informers);
 });
 
@@ -117,6 +124,8 @@ describe("DataVolume audit against the sandbox API server", () => {
 
   it("re-audits on a config change, and updates the summary when DataVolumes are fixed or deleted", async () => {
     useConfig(configDoc({ ...classes, namespaces: [NS, "tenant2-vms"] }), "2");
+    // The newly policed namespace's DataVolumes arrive on its own stream.
+    await informerCaughtUp();
     await dataVolumeAudit().flush();
     expect(eventsIn("tenant2-vms").map(e => [(e.involvedObject as { name: string }).name, e.reason])).toEqual([
       ["pvc-other-ns", "MissingTenantLabels"],

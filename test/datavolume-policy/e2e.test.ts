@@ -2,11 +2,12 @@
 // writes, and the built watcher audits existing DataVolumes. Starts from the `npm start` demo config (policy
 // enforced in tenant1-vms, required labels csi-driver/cluster=tenant1, CSI volumes = pvc-*).
 import { CustomObjectsApi } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { demoConfig } from "../../sandbox/demo";
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { dataVolume, NS, TENANT1_LABELS, TENANT1_SA, TENANT2_LABELS, TENANT2_SA, TWO_TENANTS } from "./policy-helpers";
+import { present } from "../helpers/present";
 
 const TOKENS = { tenant1: "tenant1-csi-token", tenant2: "tenant2-csi-token" };
 const DV = "datavolumes.cdi.kubevirt.io";
@@ -38,7 +39,7 @@ function stripUid(obj: Record<string, unknown>): Record<string, unknown> {
 /** Applies a config and waits until the admission pods act on it (probed with dry-run requests). */
 async function useConfig(policy: Record<string, unknown>, inForce: () => Promise<boolean>): Promise<void> {
   await c.applyConfig({ ...demoConfig, datavolumePolicy: { ...demoConfig.datavolumePolicy, ...policy } });
-  await c.waitFor(inForce, { timeoutMs: 20_000, intervalMs: 200, what: `policy config ${JSON.stringify(policy)} in force` });
+  await vi.waitFor(async () => expect(await inForce(), `policy config ${JSON.stringify(policy)} in force`).toBe(true), { timeout: 20_000, interval: 200 });
 }
 
 const policyEvents = (namespace: string, name: string) =>
@@ -70,10 +71,10 @@ beforeAll(async () => {
     subjects: [TENANT1_SA, TENANT2_SA].map(username => ({ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: username })),
   });
   // The demo config reaches the admission pods through the Pepr Store: wait until it denies.
-  await c.waitFor(async () => (await createDataVolume(dataVolume("pvc-probe"), { dryRun: true })).status === 422, {
-    timeoutMs: 30_000,
-    what: "the demo policy to be in force",
-  });
+  await vi.waitFor(
+    async () => expect((await createDataVolume(dataVolume("pvc-probe"), { dryRun: true })).status, "the demo policy to be in force").toBe(422),
+    { timeout: 30_000, interval: 100 },
+  );
 }, 480_000);
 
 afterAll(async () => {
@@ -162,10 +163,12 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
     }
     const started = Date.now();
     await c.startModule(["watcher"]);
-    await c.waitFor(() => policyEvents(NS, "pvc-legacy-1").length > 0 && policyEvents(NS, "pvc-legacy-2").length > 0, {
-      timeoutMs: 10_000,
-      what: "audit Events on the pre-existing DataVolumes",
-    });
+    await expect
+      .poll(() => policyEvents(NS, "pvc-legacy-1").length > 0 && policyEvents(NS, "pvc-legacy-2").length > 0, {
+        timeout: 10_000,
+        message: "audit Events on the pre-existing DataVolumes",
+      })
+      .toBe(true);
     const elapsedMs = Date.now() - started;
     expect(elapsedMs).toBeLessThan(10_000);
     const [event] = policyEvents(NS, "pvc-legacy-2");
@@ -176,14 +179,14 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
     expect(policyEvents(NS, "pvc-compliant")).toEqual([]);
     expect(policyEvents(NS, "vm-1-rootdisk")).toEqual([]);
 
-    const summary = await c.waitFor(
+    const summary = await vi.waitFor(
       () => {
         const text = (c.api.store.get("configmaps", AUDIT_CONFIGMAP.namespace, AUDIT_CONFIGMAP.name)?.data as Record<string, string> | undefined)?.[
           "summary.txt"
         ];
-        return text?.includes("pvc-legacy-2") ? text : undefined;
+        return present(text?.includes("pvc-legacy-2") && text, "the audit summary ConfigMap");
       },
-      { timeoutMs: 10_000, what: "the audit summary ConfigMap" },
+      { timeout: 10_000, interval: 100 },
     );
     expect(summary).toContain(`Namespace ${NS}:`);
     expect(summary).toContain("pvc-legacy-1");
@@ -195,7 +198,7 @@ describe("datavolume-policy end to end (built module, sandbox API server)", () =
     const before = generatedAt();
     await c.stopModule(["watcher"]);
     await c.startModule(["watcher"]);
-    await c.waitFor(() => generatedAt() !== before, { timeoutMs: 10_000, what: "the restarted watcher's audit summary" });
+    await expect.poll(generatedAt, { timeout: 10_000, message: "the restarted watcher's audit summary" }).not.toBe(before);
     expect(policyEvents(NS, "pvc-legacy-1")).toHaveLength(1);
     expect(policyEvents(NS, "pvc-legacy-2")).toHaveLength(1);
   });

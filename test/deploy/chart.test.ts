@@ -204,6 +204,10 @@ describe("templates", () => {
     expect(netpol).toContain("{{- if and .Values.deploy.importerNetworkPolicy.enabled (ne .Values.role \"nested\") }}");
     expect(templates["chassis-roles.yaml"]).toContain('resources: ["virtualmachines/start"]');
     expect(templates["chassis-roles.yaml"]).toContain('resources: ["datavolumes"]');
+    // The DataVolume audit's list+watch: a Role in each policed namespace, with nothing else in it.
+    expect(templates["datavolume-audit-roles.yaml"]).toContain("{{- range $namespaces | uniq | sortAlpha }}");
+    expect(templates["datavolume-audit-roles.yaml"]).toContain('resources: ["datavolumes"]\n    verbs: ["list", "watch"]');
+    expect(templates["datavolume-audit-roles.yaml"]).not.toMatch(/virtualmachines|secrets/);
     for (const file of ["cluster-role.yaml", "watcher-cluster-role.yaml"]) {
       expect(templates[file], file).not.toMatch(/virtualmachines\/start|"patch"\]\n.*virtualmachines|resources: \["secrets"\]\n\s+verbs: \["create"\]/);
     }
@@ -213,12 +217,18 @@ describe("templates", () => {
    * Expands only the constructs the RBAC templates use (role guards, `with .Values.rbac`, `.Values.uuid`);
    * anything else makes the test fail, so a template change cannot slip past this comparison.
    */
-  function expandRbacTemplate(text: string, role: string): unknown {
+  function expandRbacTemplate(text: string, role: string, values: Json = {}): unknown {
     const out: string[] = [];
     const active: boolean[] = [];
     for (const line of text.split("\n")) {
       const guard = /^\{\{- if ne \.Values\.role "(\w+)" \}\}$/.exec(line);
+      // An opt-in feature's switch: {{- if dig "a" "b" "enabled" false .Values.AsMap }}
+      const featureSwitch = /^\{\{- if dig ((?:"\w+" )+)false \.Values\.AsMap \}\}$/.exec(line);
       if (guard) active.push(role !== guard[1]);
+      else if (featureSwitch) {
+        const keys = [...featureSwitch[1].matchAll(/"(\w+)"/g)].map(m => m[1]);
+        active.push(keys.reduce<any>((node, key) => node?.[key], values) === true);
+      }
       else if (line === "{{- with .Values.rbac }}") active.push(false);
       else if (line === "{{- end }}") active.pop();
       else if (/^\{\{- \/\*.*\*\/\}\}$/.test(line) || !active.every(Boolean)) continue;
@@ -228,22 +238,33 @@ describe("templates", () => {
     return YAML.parse(out.join("\n"));
   }
 
-  it.each(["nested", "infra", "both"])("give the same ClusterRole as the manifest for role %s", async role => {
+  // Kubernetes identities switch the tokenreviews/subjectaccessreviews rule on: both renderings are compared.
+  const identitiesOn = { redfish: { kubernetesIdentities: { enabled: true } } };
+  it.each([
+    ["nested", {}],
+    ["infra", {}],
+    ["both", {}],
+    ["infra", identitiesOn],
+    ["both", identitiesOn],
+  ] as const)("give the same ClusterRole as the manifest for role %s with %j", async (role, extra) => {
     const d = fs.mkdtempSync(path.join(os.tmpdir(), "kvi-chart-role-"));
     try {
       fs.cpSync(dist, d, { recursive: true });
-      const manifest = await build(d, { role });
+      const manifest = await build(d, { role, ...extra });
       // Admission pods (Pepr's ClusterRole) and the watcher (its own).
       for (const [file, name, minimum] of [
         ["cluster-role.yaml", NAME, 1],
         ["watcher-cluster-role.yaml", `${NAME}-watcher`, 3],
       ] as const) {
-        const fromChart = expandRbacTemplate(templates[file], role) as Json;
+        const fromChart = expandRbacTemplate(templates[file], role, extra) as Json;
         expect(fromChart.metadata).toEqual({ name });
         // Same permissions (the chart keeps each role's rules in its own block, the manifest merges them).
         const chartPermissions = [...permissionsOf(fromChart.rules as PolicyRule[])].sort();
         expect(chartPermissions, file).toEqual([...permissionsOf(manifest.get("ClusterRole", name).rules as PolicyRule[])].sort());
         expect(chartPermissions.length).toBeGreaterThanOrEqual(minimum);
+        const reviews = chartPermissions.filter(p => /tokenreviews|subjectaccessreviews/.test(p));
+        // Only the watcher asks, and only when identities are on (and the role serves Redfish).
+        expect(reviews, file).toHaveLength(file === "watcher-cluster-role.yaml" && "redfish" in extra && role !== "nested" ? 2 : 0);
       }
     } finally {
       removeDir(d);

@@ -68,6 +68,7 @@ export function fullValues(): Record<string, unknown> {
     nodeMapping: [{ nodeName: "worker-0", vmName: "vm-1" }],
     nodeIdentity: { enabled: true },
     datavolumePolicy: { enabled: true },
+    redfish: { kubernetesIdentities: { enabled: true } },
     deploy: {
       route: { enabled: true, host: "redfish.apps.example.com" },
       openshift: { servingCertificate: true, nonrootSCC: true },

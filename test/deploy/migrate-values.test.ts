@@ -1,4 +1,4 @@
-// The values converter on values shaped like the two seed charts' (kubevirt-redfish chart values.yaml, the
+// The values converter on values shaped like the two legacy charts' (kubevirt-redfish chart values.yaml, the
 // KubeVirt CSI driver chart's values.yaml + secrets.yaml), through the function and the CLI.
 import bcrypt from "bcryptjs";
 import { spawnSync } from "node:child_process";

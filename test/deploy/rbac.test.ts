@@ -9,17 +9,18 @@
 //     rule has a wildcard;
 //   - admission pods and the watcher run as separate ServiceAccounts (the proxy tells them apart by token), each
 //     call is allowed for the account that made it, and the admission account cannot read any Secret;
-//   - with chassis configured, Redfish's rights on VMs, VMI subresources, DataVolumes and Secrets are Roles in the
-//     chassis namespaces: no cluster-wide rule on them beyond the list+watch Pepr's Watch bindings need.
+//   - with chassis configured, every right on VMs, VMIs (and their subresources), DataVolumes and Secrets is a Role
+//     in a chassis or policed namespace (the informers list+watch there, one stream per namespace): no ClusterRole
+//     rule on them at all, and the running watcher makes no cluster-wide call on them.
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import YAML from "yaml";
 import * as gateway from "../../capabilities/common/gateway";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { MODULE_PEPR_STORE as PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { createCertificateAuthority, issueServerCertificate } from "../../capabilities/common/tls";
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
@@ -27,7 +28,7 @@ import { startModuleProcess, type ModuleProcess } from "../../sandbox/module-pro
 import { freePort } from "../../sandbox/ports";
 import { startKubeVirtSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
 import { loadBuiltCapabilities } from "../../scripts/deploy/capabilities";
-import { directCalls, gatewayPermissions } from "../../scripts/deploy/permissions";
+import { gatewayPermissions } from "../../scripts/deploy/permissions";
 import { parseManifest } from "../../scripts/post-build";
 import type { KubeObject as ManifestObject } from "../../scripts/deploy/manifest";
 import { MODULE_REQUESTERS } from "../../capabilities/datavolume-policy/scope";
@@ -36,15 +37,13 @@ import {
   MODULE_NAMESPACE,
   permissionKey,
   permissionsOf,
-  renderRules,
   resolveResourceNames,
-  watchGrants,
   type Grant,
   type PolicyRule,
   type ServiceAccountRole,
 } from "../../scripts/deploy/rbac";
 import { rbacResource, requestAttributes, type RequestAttributes } from "../../scripts/deploy/request-attributes";
-import { resolveValues } from "../../scripts/deploy/values";
+import { policedNamespaces, resolveValues } from "../../scripts/deploy/values";
 import { build, copyDist, fullValues, NAME, REPO, removeDir, UUID, type Built } from "./helpers";
 
 // ---- recording proxy -------------------------------------------------------------------------------------
@@ -126,11 +125,13 @@ const TEST_VALUES = fullValues();
 const TEST_CONFIG = resolveValues(TEST_VALUES).config;
 
 const CHASSIS_NAMESPACES = new Set(TEST_CONFIG.chassis.map(c => c.namespace));
+const POLICED_NAMESPACES = new Set(policedNamespaces(TEST_CONFIG));
 
 function grantAllows(grant: Grant, a: RequestAttributes): boolean {
   if (grant.group !== a.group || grant.resource !== rbacResource(a) || !grant.verbs.includes(a.verb as Grant["verbs"][number])) return false;
   if (grant.scope === "module" && a.namespace !== MODULE_NAMESPACE) return false;
   if (grant.scope === "chassis" && !CHASSIS_NAMESPACES.has(a.namespace)) return false;
+  if (grant.scope === "policed" && !POLICED_NAMESPACES.has(a.namespace)) return false;
   const names = resolveResourceNames(grant, TEST_CONFIG);
   return names === undefined || names.includes(a.name);
 }
@@ -179,16 +180,6 @@ function isPlainFunction(value: unknown): value is (...args: never[]) => unknown
   return typeof value === "function" && !/^class\b/.test(Function.prototype.toString.call(value));
 }
 
-async function waitFor<T>(probe: () => T | undefined, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise(r => setTimeout(r, 100));
-  }
-}
-
 // ---- fixture: sandbox API server + KubeVirt simulator + recording proxy ------------------------------------
 
 const NS = "tenant1-vms";
@@ -201,7 +192,7 @@ let dist: string;
 let built: Built;
 const savedKubeconfig = process.env.KUBECONFIG;
 
-function seed(resource: string, obj: KubeObject): void {
+function put(resource: string, obj: KubeObject): void {
   if (!api.store.get(resource, obj.metadata.namespace, obj.metadata.name!)) api.store.create(resource, obj);
 }
 
@@ -216,7 +207,7 @@ beforeAll(async () => {
   proxy = await startRecordingProxy(api.url);
   kubeconfigs = { admission: path.join(tmp, "kubeconfig-admission"), watcher: path.join(tmp, "kubeconfig-watcher") };
   for (const account of Object.keys(TOKENS) as ServiceAccountRole[]) writeKubeconfig(kubeconfigs[account], proxy.url, TOKENS[account]);
-  for (const ns of [MODULE_NAMESPACE, NS]) seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+  for (const ns of [MODULE_NAMESPACE, NS]) put("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
   // The sandbox authorizes token users by RBAC over its store: install the built manifest's rules, so every call
   // below is also judged by a real authorizer.
   const rbacResources: Record<string, string> = {
@@ -225,9 +216,9 @@ beforeAll(async () => {
     Role: "roles.rbac.authorization.k8s.io",
     RoleBinding: "rolebindings.rbac.authorization.k8s.io",
   };
-  for (const obj of built.objects.filter(o => rbacResources[o.kind])) seed(rbacResources[obj.kind], obj as KubeObject);
-  seed("nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "worker-0" } });
-  seed("virtualmachines.kubevirt.io", {
+  for (const obj of built.objects.filter(o => rbacResources[o.kind])) put(rbacResources[obj.kind], obj as KubeObject);
+  put("nodes", { apiVersion: "v1", kind: "Node", metadata: { name: "worker-0" } });
+  put("virtualmachines.kubevirt.io", {
     apiVersion: "kubevirt.io/v1",
     kind: "VirtualMachine",
     metadata: { name: "vm-1", namespace: NS },
@@ -294,7 +285,7 @@ describe("the gateway's permission table", () => {
     ],
     setPeprStoreData: [
       async () => {
-        seed("peprstores.pepr.dev", { apiVersion: "pepr.dev/v1", kind: "PeprStore", metadata: { name: PEPR_STORE.name, namespace: PEPR_STORE.namespace }, data: {} });
+        put("peprstores.pepr.dev", { apiVersion: "pepr.dev/v1", kind: "PeprStore", metadata: { name: PEPR_STORE.name, namespace: PEPR_STORE.namespace }, data: {} });
         await gateway.setPeprStoreData(PEPR_STORE, "module-config-v2-test", "value");
       },
     ],
@@ -302,7 +293,7 @@ describe("the gateway's permission table", () => {
       async () => {
         await gateway.startVirtualMachine(NS, "vm-1");
         const phase = () => (api.store.get("virtualmachineinstances.kubevirt.io", NS, "vm-1")?.status as { phase?: string } | undefined)?.phase;
-        await waitFor(() => phase() === "Running" || undefined, "the VMI to run");
+        await vi.waitFor(() => expect(phase(), "the VMI to run").toBe("Running"), { timeout: 20_000, interval: 100 });
       },
     ],
     putVirtualMachineInstanceAction: (["pause", "unpause", "softreboot", "reset"] as const).map(action => () => gateway.putVirtualMachineInstanceAction(NS, "vm-1", action)),
@@ -321,6 +312,10 @@ describe("the gateway's permission table", () => {
     ],
     writeEventSubscriptions: [() => gateway.writeEventSubscriptions(MODULE_NAMESPACE, { "subscription-exercise": "{}" })],
     readEventSubscriptions: [() => gateway.readEventSubscriptions(MODULE_NAMESPACE)],
+    createTokenReview: [() => gateway.createTokenReview("a-token-nobody-has", ["https://kubernetes.default.svc.cluster.local"])],
+    createSubjectAccessReview: [
+      () => gateway.createSubjectAccessReview({ username: "system:serviceaccount:tenant1-vms:bmc", groups: ["system:serviceaccounts"] }, { namespace: NS, verb: "get", group: "kubevirt.io", resource: "virtualmachines" }),
+    ],
     readVirtualMachine: [() => gateway.readVirtualMachine(NS, "vm-1")],
     readVirtualMachineInstance: [() => gateway.readVirtualMachineInstance(NS, "vm-1")],
     patchVirtualMachine: [() => gateway.patchVirtualMachine(NS, "vm-1", [{ op: "add", path: "/metadata/labels", value: { exercised: "true" } }])],
@@ -379,17 +374,17 @@ describe("the gateway's permission table", () => {
   // ---- the built module ---------------------------------------------------------------------------------
 
   it("runs the built module with every capability configured: each call is allowed, and each grant is used", async () => {
-    // A fresh cluster: Pepr creates its Store itself (the gateway exercise seeded one).
+    // A fresh cluster: Pepr creates its Store itself (the gateway exercise created one).
     if (api.store.get("peprstores.pepr.dev", PEPR_STORE.namespace, PEPR_STORE.name)) api.store.delete("peprstores.pepr.dev", PEPR_STORE.namespace, PEPR_STORE.name);
     const { authentication, deploy: _deploy, ...config } = TEST_VALUES as Record<string, any>;
     const { users, ...auth } = authentication;
-    seed("configmaps", {
+    put("configmaps", {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: { name: "kubevirt-infra-config", namespace: MODULE_NAMESPACE },
       data: { "config.yaml": YAML.stringify({ ...config, authentication: auth }) },
     });
-    seed("secrets", {
+    put("secrets", {
       apiVersion: "v1",
       kind: "Secret",
       metadata: { name: "kubevirt-infra-users", namespace: MODULE_NAMESPACE },
@@ -401,6 +396,31 @@ describe("the gateway's permission table", () => {
     fs.writeFileSync(path.join(tmp, "tls.key"), pair.keyPem, { mode: 0o600 });
     fs.writeFileSync(path.join(tmp, "tls.crt"), pair.certPem);
     const apiPath = /\/validate\/([0-9a-f]+)/.exec(JSON.stringify(built.objects))?.[1] ?? "x";
+
+    const perms = { admission: builtPermissions(built, "admission"), watcher: builtPermissions(built, "watcher") };
+    // Every granted permission was needed by the account that holds it. Pepr's controller.js (not run here: the
+    // test runs the bundle directly) applies the PeprStore CRD at start-up; that grant cannot be observed.
+    const unobservable = new Set([
+      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "create", "peprstores.pepr.dev"),
+      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "patch", "peprstores.pepr.dev"),
+    ]);
+    // Pepr's Store grants are held by both accounts, and whichever pod starts first creates the PeprStores: such a
+    // grant counts as used when either account used it.
+    const unusedGrants = (moduleCalls: Call[]): string[] => {
+      const usedBy = { admission: new Set<string | undefined>(), watcher: new Set<string | undefined>() };
+      for (const account of ["admission", "watcher"] as const) {
+        const calls = [...(account === "watcher" ? observedByGateway : []), ...moduleCalls.filter(c => c.account === account)];
+        calls.forEach(c => usedBy[account].add(allowedBy(perms[account], c)));
+      }
+      const unused: string[] = [];
+      for (const account of ["admission", "watcher"] as const) {
+        const other = account === "admission" ? "watcher" : "admission";
+        const held = allPermissionsOf(perms[account]);
+        const sharedAndUsed = (p: string) => allPermissionsOf(perms[other]).includes(p) && usedBy[other].has(p);
+        unused.push(...held.filter(p => !usedBy[account].has(p) && !sharedAndUsed(p) && !unobservable.has(p)).map(p => `${account}: ${p}`));
+      }
+      return unused;
+    };
 
     proxy.calls.length = 0;
     const processes: ModuleProcess[] = [];
@@ -421,40 +441,33 @@ describe("the gateway's permission table", () => {
       // The watcher has started every Watch binding: a watch request per watched kind.
       const capabilities = await loadBuiltCapabilities(path.join(dist, `pepr-${UUID}.js`));
       const watched = capabilities.flatMap(c => c.bindings.filter(b => b.isWatch).map(b => b.kind.plural ?? `${b.kind.kind.toLowerCase()}s`));
-      await waitFor(() => watched.every(r => proxy.calls.some(c => c.verb === "watch" && c.resource === r)) || undefined, `watches on ${watched.join(", ")}`, 45_000);
-      await new Promise(r => setTimeout(r, 3000));
+      await expect
+        .poll(() => watched.filter(r => !proxy.calls.some(c => c.verb === "watch" && c.resource === r)), { timeout: 45_000, interval: 100, message: "resources not watched yet" })
+        .toEqual([]);
+      // The watcher's informers of the tenant kinds watch the chassis / policed namespace (their Roles allow it).
+      const informed = ["virtualmachines", "virtualmachineinstances", "datavolumes"];
+      await expect
+        .poll(() => informed.filter(r => !proxy.calls.some(c => c.verb === "watch" && c.resource === r && c.namespace === NS && c.status === 200)), {
+          timeout: 45_000,
+          interval: 200,
+          message: "tenant kinds not watched in their namespace yet",
+        })
+        .toEqual([]);
+      // ...and, while it runs, uses every grant (the module's first writes come a moment after its watches).
+      await expect.poll(() => unusedGrants(proxy.calls), { timeout: 30_000, interval: 200, message: "granted but not used yet" }).toEqual([]);
     } finally {
       await Promise.all(processes.map(p => p.stop()));
     }
     const observedByModule = proxy.calls.splice(0);
+    // No cluster-wide call on tenant resources: the informers list and watch per namespace.
+    const tenantKinds = new Set(["virtualmachines", "virtualmachineinstances", "datavolumes", "secrets"]);
+    expect(observedByModule.filter(c => tenantKinds.has(c.resource) && !c.namespace).map(describeCall), "cluster-wide calls on tenant resources").toEqual([]);
     expect(observedByModule.filter(c => c.account === undefined).map(describeCall), "calls without a module token").toEqual([]);
-    const perms = { admission: builtPermissions(built, "admission"), watcher: builtPermissions(built, "watcher") };
     for (const account of ["admission", "watcher"] as const) {
       const denied = observedByModule.filter(c => c.account === account && !allowedBy(perms[account], c)).map(describeCall);
       expect(denied, `calls of the ${account} the built RBAC would deny`).toEqual([]);
     }
-
-    // Every granted permission was needed by the account that holds it. Pepr's controller.js (not run here: the
-    // test runs the bundle directly) applies the PeprStore CRD at start-up; that grant cannot be observed.
-    const unobservable = new Set([
-      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "create", "peprstores.pepr.dev"),
-      permissionKey("apiextensions.k8s.io", "customresourcedefinitions", "patch", "peprstores.pepr.dev"),
-    ]);
-    // Pepr's Store grants are held by both accounts, and whichever pod starts first creates the PeprStores: such a
-    // grant counts as used when either account used it.
-    const usedBy = { admission: new Set<string | undefined>(), watcher: new Set<string | undefined>() };
-    for (const account of ["admission", "watcher"] as const) {
-      const calls = [...(account === "watcher" ? observedByGateway : []), ...observedByModule.filter(c => c.account === account)];
-      calls.forEach(c => usedBy[account].add(allowedBy(perms[account], c)));
-    }
-    const unused: string[] = [];
-    for (const account of ["admission", "watcher"] as const) {
-      const other = account === "admission" ? "watcher" : "admission";
-      const held = allPermissionsOf(perms[account]);
-      const sharedAndUsed = (p: string) => allPermissionsOf(perms[other]).includes(p) && usedBy[other].has(p);
-      unused.push(...held.filter(p => !usedBy[account].has(p) && !sharedAndUsed(p) && !unobservable.has(p)).map(p => `${account}: ${p}`));
-    }
-    expect(unused, "granted but never used").toEqual([]);
+    expect(unusedGrants(observedByModule), "granted but never used").toEqual([]);
   });
 
   it("gives the admission pods their own ServiceAccount, which cannot read the users Secret or the Redfish TLS key", () => {
@@ -475,37 +488,61 @@ describe("the gateway's permission table", () => {
     expect(watcher.filter(p => p.startsWith(`${MODULE_NAMESPACE}|core/secrets:list@`))).not.toEqual([]);
   });
 
-  it("keeps Redfish's rights on VMs, VMI subresources, DataVolumes and Secrets in the chassis namespaces", async () => {
+  it("has no cluster-wide rule on VMs, VMIs, DataVolumes or Secrets: Roles in the chassis and policed namespaces", () => {
     expect(TEST_CONFIG.chassis.length).toBeGreaterThan(0);
-    // The shared informers (and Pepr 1.1.4's remaining Watch binding) list+watch cluster-wide; those reads (and
-    // only those) may stay cluster-wide. Every write and every Secret right is namespaced.
-    const capabilities = await loadBuiltCapabilities(path.join(dist, `pepr-${UUID}.js`));
-    const informerGrants = Object.values(directCalls).flatMap(p => p.grants);
-    const watchReads = permissionsOf(renderRules([...watchGrants(capabilities), ...informerGrants], TEST_CONFIG));
     const tenantResources = /^(kubevirt\.io\/virtualmachines|kubevirt\.io\/virtualmachineinstances|subresources\.kubevirt\.io\/.*|cdi\.kubevirt\.io\/datavolumes|core\/secrets):/;
     for (const account of ["admission", "watcher"] as const) {
-      const clusterWide = [...builtPermissions(built, account).cluster].filter(p => tenantResources.test(p) && !watchReads.has(p));
+      const clusterWide = [...builtPermissions(built, account).cluster].filter(p => tenantResources.test(p));
       expect(clusterWide, `${account}: cluster-wide rights on tenant resources`).toEqual([]);
     }
     for (const role of built.objects.filter(o => o.kind === "ClusterRole")) {
-      const writes = (role.rules as PolicyRule[]).filter(r => r.resources.some(res => tenantResources.test(`${r.apiGroups[0] || "core"}/${res}:`)) && r.verbs.some(v => v !== "list" && v !== "watch"));
-      expect(writes, `ClusterRole ${role.metadata.name}`).toEqual([]);
+      const tenantRules = (role.rules as PolicyRule[]).filter(r => r.resources.some(res => tenantResources.test(`${r.apiGroups[0] || "core"}/${res}:`)));
+      expect(tenantRules, `ClusterRole ${role.metadata.name}`).toEqual([]);
     }
-    const chassisRole = built.get("Role", SERVICE_ACCOUNTS.watcher);
-    const inChassis = built.objects.filter(o => o.kind === "Role" && o.metadata.namespace === NS);
-    expect(inChassis.map(o => o.metadata.name)).toEqual([SERVICE_ACCOUNTS.watcher]);
-    const chassisPerms = builtPermissions(built, "watcher").byNamespace.get(NS) ?? new Set<string>();
+    // tenant1-vms is a chassis namespace and the policed one: Redfish's Role and the audit's.
+    expect(POLICED_NAMESPACES).toEqual(new Set([NS]));
+    const inNamespace = built.objects.filter(o => o.kind === "Role" && o.metadata.namespace === NS);
+    expect(inNamespace.map(o => o.metadata.name)).toEqual([SERVICE_ACCOUNTS.watcher, `${SERVICE_ACCOUNTS.watcher}-datavolume-audit`]);
+    const chassisPerms = permissionsOf(inNamespace.find(o => o.metadata.name === SERVICE_ACCOUNTS.watcher)!.rules as PolicyRule[]);
     for (const expected of [
+      permissionKey("kubevirt.io", "virtualmachines", "list"),
+      permissionKey("kubevirt.io", "virtualmachines", "watch"),
       permissionKey("kubevirt.io", "virtualmachines", "patch"),
+      permissionKey("kubevirt.io", "virtualmachineinstances", "watch"),
       permissionKey("subresources.kubevirt.io", "virtualmachines/start", "update"),
       permissionKey("subresources.kubevirt.io", "virtualmachineinstances/pause", "update"),
+      permissionKey("cdi.kubevirt.io", "datavolumes", "watch"),
       permissionKey("cdi.kubevirt.io", "datavolumes", "create"),
       permissionKey("cdi.kubevirt.io", "datavolumes", "delete"),
       permissionKey("", "secrets", "create"),
     ]) {
       expect(chassisPerms.has(expected), `${expected} in ${NS}`).toBe(true);
     }
-    expect(chassisRole).toBeDefined();
+    const auditRole = inNamespace.find(o => o.metadata.name.endsWith("-datavolume-audit"))!;
+    expect([...permissionsOf(auditRole.rules as PolicyRule[])].sort()).toEqual([
+      permissionKey("cdi.kubevirt.io", "datavolumes", "list"),
+      permissionKey("cdi.kubevirt.io", "datavolumes", "watch"),
+    ]);
+  });
+
+  it("renders the audit's Roles in the policed namespaces only, and no tenant-kind Role without chassis or policy", async () => {
+    const d = await copyDist();
+    try {
+      const policedElsewhere = await build(d, { ...TEST_VALUES, datavolumePolicy: { enabled: true, namespaces: ["tenant2-vms", "tenant3-vms"] } });
+      const roles = policedElsewhere.objects.filter(o => o.kind === "Role" && o.metadata.namespace !== MODULE_NAMESPACE);
+      expect(roles.map(o => `${o.metadata.namespace}/${o.metadata.name}`).sort()).toEqual([
+        `tenant1-vms/${SERVICE_ACCOUNTS.watcher}`,
+        `tenant2-vms/${SERVICE_ACCOUNTS.watcher}-datavolume-audit`,
+        `tenant3-vms/${SERVICE_ACCOUNTS.watcher}-datavolume-audit`,
+      ]);
+      const bare = await build(d, { role: "infra" });
+      expect(bare.objects.filter(o => o.kind === "Role" && o.metadata.namespace !== MODULE_NAMESPACE)).toEqual([]);
+      const tenantRules = (o: ManifestObject) =>
+        (o.rules as PolicyRule[]).filter(r => r.resources.some(res => ["virtualmachines", "virtualmachineinstances", "datavolumes"].includes(res)));
+      expect(bare.objects.filter(o => o.kind === "ClusterRole").flatMap(tenantRules)).toEqual([]);
+    } finally {
+      removeDir(d);
+    }
   });
 
   it("binds the watcher's rules to Pepr's one ServiceAccount in the extras for `npx pepr deploy`", () => {

@@ -3,9 +3,10 @@
 // change is refused with the field named while the last good configuration stays in force.
 import { CoreV1Api, type V1ConfigMap } from "@kubernetes/client-node";
 import YAML from "yaml";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import type { ModuleProcess } from "../../sandbox/module-process";
+import { present } from "../helpers/present";
 
 interface LogLine {
   msg?: string;
@@ -71,7 +72,7 @@ describe("foundation: sandbox + built module", () => {
     const rv = written.metadata!.resourceVersion!;
     const inForce = (p: ModuleProcess | undefined): boolean =>
       parsed(p).some(l => l.msg?.startsWith("config applied") && l.configMapResourceVersion === rv);
-    await c.waitFor(() => inForce(c.watcher) && inForce(c.admission), { timeoutMs: 5_000, intervalMs: 50, what: `config rv ${rv} in both processes` });
+    await expect.poll(() => inForce(c.watcher) && inForce(c.admission), { timeout: 5_000, interval: 50, message: `config rv ${rv} in both processes` }).toBe(true);
     const elapsed = Date.now() - started;
     console.log(`config change in force in watcher and admission after ${elapsed} ms`);
     expect(elapsed).toBeLessThan(5_000);
@@ -89,10 +90,13 @@ describe("foundation: sandbox + built module", () => {
     const refusal = await c.watcher!.waitForLog(/config refused/, 5_000);
     expect(refusal).toContain("chassis[0].namespace");
     // An Event on the ConfigMap tells whoever runs `kubectl describe configmap` why.
-    const events = await c.waitFor(async () => {
+    const events = await vi.waitFor(async () => {
       const list = await core.listNamespacedEvent({ namespace: "pepr-system" });
-      return list.items.find(e => e.involvedObject.name === "kubevirt-infra-config" && e.type === "Warning" && e.message?.includes("chassis[0].namespace"));
-    }, { timeoutMs: 5_000, what: "Warning Event on the ConfigMap" });
+      return present(
+        list.items.find(e => e.involvedObject.name === "kubevirt-infra-config" && e.type === "Warning" && e.message?.includes("chassis[0].namespace")),
+        "Warning Event on the ConfigMap",
+      );
+    }, { timeout: 5_000, interval: 100 });
     expect(events?.message).toContain("chassis[0].namespace");
     // Nothing new was applied in either process.
     await new Promise(r => setTimeout(r, 1_500));

@@ -3,7 +3,7 @@
 //   const c = await startTestCluster({ config: {...}, users: [...] });   // or { demo: true }
 //   const core = c.kc.makeApiClient(CoreV1Api);                          // @kubernetes/client-node against the sandbox
 //   await c.redfish("GET", "/redfish/v1/Systems", { user: "admin:admin123" })   // HTTPS with the sandbox CA
-//   await c.waitFor(() => condition, { timeoutMs: 5000 })
+//   await expect.poll(() => condition, { message: "what" }).toBe(true)   // or vi.waitFor(() => present(value, "what"))
 //   afterAll(() => c.stop())
 //
 // Everything started here is stopped by c.stop(); module processes also exit if the test process dies.
@@ -12,13 +12,9 @@ import { redfishRequest, type RedfishRequestOptions, type RedfishResponse } from
 import { startSandboxCluster, type SandboxCluster, type SandboxClusterOptions } from "../../sandbox/cluster";
 import { ensureBuild } from "../../scripts/ensure-build";
 
-type Truthy<T> = Exclude<T, undefined | null | false | 0 | "">;
-
 export interface TestCluster extends SandboxCluster {
   kc: KubeConfig;
   redfish(method: string, path: string, opts?: RedfishRequestOptions): Promise<RedfishResponse>;
-  /** Resolves with the first truthy value the probe returns (exceptions count as "not yet"). */
-  waitFor<T>(probe: () => T | Promise<T>, opts?: { timeoutMs?: number; intervalMs?: number; what?: string }): Promise<Truthy<T>>;
 }
 
 export async function startTestCluster(opts: SandboxClusterOptions = {}): Promise<TestCluster> {
@@ -32,20 +28,5 @@ export async function startTestCluster(opts: SandboxClusterOptions = {}): Promis
   const redfish: TestCluster["redfish"] = (method, path, o = {}) =>
     redfishRequest({ port: cluster.redfishPort, ca: cluster.caPem }, method, path, o);
 
-  const waitFor: TestCluster["waitFor"] = async (probe, o = {}) => {
-    const deadline = Date.now() + (o.timeoutMs ?? 10_000);
-    let last: unknown;
-    for (;;) {
-      try {
-        last = await probe();
-        if (last) return last as never;
-      } catch (e) {
-        last = e;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${o.what ?? "condition"}; last: ${String(last)}`);
-      await new Promise(r => setTimeout(r, o.intervalMs ?? 100));
-    }
-  };
-
-  return Object.assign(cluster, { kc, redfish, waitFor }) as TestCluster;
+  return Object.assign(cluster, { kc, redfish }) as TestCluster;
 }

@@ -6,11 +6,12 @@
 // missing Ironic is a failure. (The deploy of an image that cannot be imported, which must end in
 // `deploy failed`, comes with the media failure work of issue #17.)
 import path from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import type { KubeObject } from "../../sandbox/apiserver/types";
 import { INSPECTED_MACS, INSPECTED_PROPERTIES, inspectedVirtualMachine } from "../conformance/inspected-vm";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { ironicInstalled, startIronic, type StandaloneIronic } from "./standalone-ironic";
+import { present } from "../helpers/present";
 
 const haveIronic = ironicInstalled();
 if (!haveIronic) {
@@ -32,10 +33,10 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
   beforeAll(async () => {
     [c, ironic] = await Promise.all([startTestCluster({ demo: true }), startIronic()]);
     c.api.store.create("virtualmachines.kubevirt.io", inspectedVirtualMachine(NAMESPACE, VM));
-    await c.waitFor(async () => (await c.redfish("GET", `/redfish/v1/Systems/${NAMESPACE}.${VM}`, { user: "admin:admin123" })).status === 200, {
-      timeoutMs: 15_000,
-      what: "the VM in the Redfish cache",
-    });
+    await vi.waitFor(
+      async () => expect((await c.redfish("GET", `/redfish/v1/Systems/${NAMESPACE}.${VM}`, { user: "admin:admin123" })).status, "the VM in the Redfish cache").toBe(200),
+      { timeout: 15_000, interval: 100 },
+    );
   });
   afterAll(async () => {
     await Promise.all([c?.stop(), ironic?.stop()]);
@@ -74,11 +75,10 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
 
   async function power(target: "power on" | "power off"): Promise<void> {
     await ironic.api("PUT", `/v1/nodes/${node}/states/power`, { target });
-    await c.waitFor(async () => {
+    await vi.waitFor(async () => {
       const n = await getNode();
-      if (n.last_error) throw new Error(n.last_error);
-      return n.power_state === target;
-    }, { timeoutMs: 120_000, intervalMs: 500, what: `Ironic ${target}` });
+      expect(n.power_state, `Ironic ${target}; last error: ${n.last_error ?? "none"}`).toBe(target);
+    }, { timeout: 120_000, interval: 500 });
   }
 
   it("enrolls and manages the VM through its Redfish address", async () => {
@@ -127,10 +127,10 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
     const vm = c.api.store.get("virtualmachines.kubevirt.io", NAMESPACE, VM) as KubeObject;
     const cdrom = ((vm.spec as any).template.spec.domain.devices.disks as { name: string; cdrom?: unknown }[]).find(d => d.cdrom);
     expect(cdrom).toBeDefined();
-    const vmi = await c.waitFor(() => {
+    const vmi = await vi.waitFor(() => {
       const o = c.api.store.get("virtualmachineinstances.kubevirt.io", NAMESPACE, VM);
-      return o?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? o : undefined;
-    }, { timeoutMs: 30_000, what: "the VMI's boot record" });
+      return present(o?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? o : undefined, "the VMI's boot record");
+    }, { timeout: 30_000, interval: 100 });
     expect(vmi.metadata.annotations?.["sandbox.kubevirt.io/booted-from"]).toBe(cdrom!.name);
 
     await power("power off");

@@ -1,7 +1,7 @@
 // The back-fill queue against an in-memory Node API that applies the JSON patches it receives with the
 // sandbox API server's RFC 6902 implementation: bounded concurrency, writes only where something differs,
 // retries, no fight with a webhook that disagrees, one report per problem.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { NodeBackfill, type BackfillHooks } from "../../capabilities/node-identity/backfill";
 import { VM_NAME_ANNOTATION, VM_NAMESPACE_ANNOTATION, VM_NAME_LEGACY_ANNOTATION, type JsonPatchOp } from "../../capabilities/node-identity/identity";
@@ -115,19 +115,27 @@ describe("NodeBackfill", () => {
   });
 
   it("retries a failed write with back-off", async () => {
-    const api = new FakeNodeApi();
-    const log: string[] = [];
-    backfill = new NodeBackfill(api.hooks(log));
-    api.failNext = 1;
-    backfill.configure(settingsFor({ infra: { namespace: "ns" }, nodeIdentity: { enabled: true }, nodeMapping: [{ nodeName: "n", vmName: "vm" }] }));
-    backfill.observe(api.add("n"));
-    await backfill.whenIdle();
-    expect(log).toEqual(["failed n"]);
-    // The first retry comes after 500 ms.
-    await new Promise(r => setTimeout(r, 700));
-    await backfill.whenIdle();
-    expect(log).toEqual(["failed n", "patched n"]);
-    expect(api.nodes.get("n")!.metadata.annotations![VM_NAME_ANNOTATION]).toBe("vm");
+    vi.useFakeTimers();
+    try {
+      const api = new FakeNodeApi();
+      const log: string[] = [];
+      backfill = new NodeBackfill(api.hooks(log));
+      api.failNext = 1;
+      backfill.configure(settingsFor({ infra: { namespace: "ns" }, nodeIdentity: { enabled: true }, nodeMapping: [{ nodeName: "n", vmName: "vm" }] }));
+      backfill.observe(api.add("n"));
+      await vi.advanceTimersByTimeAsync(2); // the fake API's write
+      await backfill.whenIdle();
+      expect(log).toEqual(["failed n"]);
+      // The first retry comes after 500 ms, not before.
+      await vi.advanceTimersByTimeAsync(490);
+      expect(log).toEqual(["failed n"]);
+      await vi.advanceTimersByTimeAsync(20);
+      await backfill.whenIdle();
+      expect(log).toEqual(["failed n", "patched n"]);
+      expect(api.nodes.get("n")!.metadata.annotations![VM_NAME_ANNOTATION]).toBe("vm");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("does not fight a webhook that rewrites the identity: it backs off", async () => {

@@ -6,9 +6,10 @@ import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { CoreV1Api, type V1Node } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startApiServer, type ApiServer } from "../../sandbox/apiserver";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
+import { present } from "../helpers/present";
 
 const VM_NS = "tenant1-vms";
 const NAME = "csi.kubevirt.io/infra-vm-name";
@@ -69,13 +70,13 @@ function metric(port: number, name: string): Promise<number> {
 /** Applies the config and waits until the admission process runs it (it arrives through the Pepr Store). */
 async function configure(config: Record<string, unknown> | undefined, probeNode: string, expectVm: string | undefined): Promise<void> {
   await c.applyConfig(config);
-  await c.waitFor(
+  await vi.waitFor(
     async () => {
       const created = await core.createNode({ body: nodeBody(probeNode) });
       await core.deleteNode({ name: probeNode });
-      return created.metadata?.annotations?.[NAME] === expectVm;
+      expect(created.metadata?.annotations?.[NAME], `the admission server to run the new config (${probeNode} → ${expectVm ?? "unmapped"})`).toBe(expectVm);
     },
-    { timeoutMs: 20_000, what: `the admission server to run the new config (${probeNode} → ${expectVm ?? "unmapped"})` },
+    { timeout: 20_000, interval: 100 },
   );
 }
 
@@ -108,21 +109,23 @@ describe("node-identity through the built admission server and watcher", () => {
     const ready = Date.now();
     const allDone = () =>
       Array.from({ length: BACKFILL_COUNT }, (_, i) => i).every(i => c.api.store.get("nodes", undefined, `pre-${i}`)?.metadata.annotations?.[NAME] === `vm-pre-${i}`);
-    await c.waitFor(allDone, { timeoutMs: 60_000, intervalMs: 50, what: `${BACKFILL_COUNT} Nodes back-filled` });
+    await expect.poll(allDone, { timeout: 60_000, interval: 50, message: `${BACKFILL_COUNT} Nodes back-filled` }).toBe(true);
     const done = Date.now();
     console.log(
       `node-identity e2e back-fill: ${BACKFILL_COUNT} pre-existing Nodes annotated ${((done - started) / 1000).toFixed(2)} s after the module processes were started ` +
         `(${((done - ready) / 1000).toFixed(2)} s after both answered /healthz)`,
     );
     // The admission server gets the config through the Pepr Store; wait until it runs it.
-    await c.waitFor(
-      async () => {
-        const created = await core.createNode({ body: nodeBody("probe-0") });
-        await core.deleteNode({ name: "probe-0" });
-        return created.metadata?.annotations?.[NAME] === "vm-probe";
-      },
-      { timeoutMs: 20_000, what: "the admission server to run the config" },
-    );
+    await expect
+      .poll(
+        async () => {
+          const created = await core.createNode({ body: nodeBody("probe-0") });
+          await core.deleteNode({ name: "probe-0" });
+          return created.metadata?.annotations?.[NAME];
+        },
+        { timeout: 20_000, interval: 100, message: "the admission server to run the config" },
+      )
+      .toBe("vm-probe");
   });
 
   it("annotates a Node created without annotations", async () => {
@@ -217,40 +220,45 @@ describe("node-identity through the built admission server and watcher", () => {
     // The admission server discovers by UUID as soon as the watcher's infra snapshot reaches it via the Store;
     // until then the watcher back-fills. Either way the stored Node ends up mapped.
     await core.createNode({ body: nodeBody("uuid-node", { systemUUID: uuid(1).toUpperCase() }) });
-    await c.waitFor(async () => identityOf(await core.readNode({ name: "uuid-node" })).name === "vm-a", {
-      timeoutMs: 15_000,
-      what: "uuid-node mapped to vm-a by systemUUID",
-    });
-    await c.waitFor(
-      async () => {
-        await core.createNode({ body: nodeBody("uuid-probe", { systemUUID: uuid(2) }) });
-        const created = await core.readNode({ name: "uuid-probe" });
-        await core.deleteNode({ name: "uuid-probe" });
-        return identityOf(created).name === "vm-b";
-      },
-      { timeoutMs: 15_000, what: "the admission server to discover by systemUUID at CREATE" },
-    );
+    await expect
+      .poll(async () => identityOf(await core.readNode({ name: "uuid-node" })).name, { timeout: 15_000, interval: 100, message: "uuid-node mapped to vm-a by systemUUID" })
+      .toBe("vm-a");
+    await expect
+      .poll(
+        async () => {
+          await core.createNode({ body: nodeBody("uuid-probe", { systemUUID: uuid(2) }) });
+          const created = await core.readNode({ name: "uuid-probe" });
+          await core.deleteNode({ name: "uuid-probe" });
+          return identityOf(created).name;
+        },
+        { timeout: 15_000, interval: 100, message: "the admission server to discover by systemUUID at CREATE" },
+      )
+      .toBe("vm-b");
 
     // An explicit mapping that contradicts the UUID: reported with an Event, not applied.
     await c.applyConfig({ ...infraConfig, nodeMapping: [{ nodeName: "uuid-node", vmName: "vm-b" }] });
-    const event = await c.waitFor(
-      async () => (await core.listNamespacedEvent({ namespace: "default" })).items.find(e => e.involvedObject.name === "uuid-node" && e.reason === "InfraVMUUIDMismatch"),
-      { timeoutMs: 15_000, what: "an InfraVMUUIDMismatch Event on uuid-node" },
+    const event = await vi.waitFor(
+      async () =>
+        present(
+          (await core.listNamespacedEvent({ namespace: "default" })).items.find(e => e.involvedObject.name === "uuid-node" && e.reason === "InfraVMUUIDMismatch"),
+          "an InfraVMUUIDMismatch Event on uuid-node",
+        ),
+      { timeout: 15_000, interval: 100 },
     );
     expect(event?.type).toBe("Warning");
     expect(event?.message).toMatch(/not applied/);
     // An UPDATE through the admission server (once it runs the new config) keeps the verified identity and
     // counts the refused mapping; the watcher counted it too.
     const failures = "pepr_kubevirt_infra_node_identity_verification_failures_total";
-    await c.waitFor(
+    await vi.waitFor(
       async () => {
         const node = await core.readNode({ name: "uuid-node" });
         node.metadata!.labels = { ...node.metadata!.labels, touched: String(Date.now()) };
         const updated = await core.replaceNode({ name: "uuid-node", body: node });
         if (identityOf(updated).name !== "vm-a") throw new Error(`uuid-node changed to ${identityOf(updated).name}`);
-        return (await metric(c.admission!.port, failures)) > 0;
+        expect(await metric(c.admission!.port, failures), "the admission server to refuse the contradicting mapping").toBeGreaterThan(0);
       },
-      { timeoutMs: 10_000, what: "the admission server to refuse the contradicting mapping" },
+      { timeout: 10_000, interval: 100 },
     );
     expect(identityOf(await core.readNode({ name: "uuid-node" })).name).toBe("vm-a");
     expect(await metric(c.watcher!.port, "pepr_kubevirt_infra_node_identity_verification_failures_total")).toBeGreaterThan(0);
@@ -262,9 +270,8 @@ describe("node-identity through the built admission server and watcher", () => {
     // failurePolicy Ignore: with the admission server gone, the write goes through unmutated.
     const created = await core.createNode({ body: nodeBody("written-while-down", { systemUUID: uuid(2) }) });
     expect(created.metadata?.annotations?.[NAME]).toBeUndefined();
-    await c.waitFor(async () => identityOf(await core.readNode({ name: "written-while-down" })).name === "vm-b", {
-      timeoutMs: 10_000,
-      what: "the watcher to back-fill written-while-down",
-    });
+    await expect
+      .poll(async () => identityOf(await core.readNode({ name: "written-while-down" })).name, { timeout: 10_000, interval: 100, message: "the watcher to back-fill written-while-down" })
+      .toBe("vm-b");
   });
 });

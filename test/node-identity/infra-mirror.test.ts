@@ -16,7 +16,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function seed(api: ApiServer, vms: { name: string; uuid?: string; hostname?: string }[]): void {
+function createVms(api: ApiServer, vms: { name: string; uuid?: string; hostname?: string }[]): void {
   api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
   for (const vm of vms) {
     api.store.create("virtualmachines.kubevirt.io", {
@@ -46,7 +46,7 @@ describe("InfraMirror", () => {
     cleanup.push(() => api.close());
     const kubeconfig = path.join(dir, "a");
     await api.writeKubeconfig(kubeconfig);
-    seed(api, [{ name: "vm-1", uuid: "U1" }, { name: "vm-2" }]);
+    createVms(api, [{ name: "vm-1", uuid: "U1" }, { name: "vm-2" }]);
 
     const snapshots: InfraSnapshot[] = [];
     const mirror = new InfraMirror({ kubeconfig: fs.readFileSync(kubeconfig, "utf8"), namespaces: [NS], onSnapshot: s => snapshots.push(s), debounceMs: 10 });
@@ -81,7 +81,7 @@ describe("InfraMirror", () => {
     const port = first.port;
     const kubeconfig = path.join(dir, "b");
     await first.writeKubeconfig(kubeconfig);
-    seed(first, [{ name: "old-vm", uuid: "OLD" }]);
+    createVms(first, [{ name: "old-vm", uuid: "OLD" }]);
 
     const snapshots: InfraSnapshot[] = [];
     const errors: string[] = [];
@@ -106,7 +106,7 @@ describe("InfraMirror", () => {
     // A new server on the same address with different content (and resourceVersions starting over).
     const second = await startApiServer({ port });
     cleanup.push(() => second.close());
-    seed(second, [{ name: "new-vm", uuid: "NEW" }]);
+    createVms(second, [{ name: "new-vm", uuid: "NEW" }]);
     const recovered = await until(snapshots, s => names(s).join() === "new-vm", "the re-listed view");
     expect(recovered.vms[0].firmwareUUID).toBe("NEW");
   });

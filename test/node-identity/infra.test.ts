@@ -6,18 +6,19 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { K8s, kind } from "pepr";
 import YAML from "yaml";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
-import { applyConfigSource, currentConfig } from "../../capabilities/config/runtime";
-import { PEPR_STORE } from "../../capabilities/config/publish";
+import { applyConfigSource, currentConfig, onConfigChange } from "../../capabilities/config/runtime";
+import { MODULE_PEPR_STORE as PEPR_STORE } from "../../capabilities/common/pepr-store";
 import { SharedInformers } from "../../capabilities/common/informers";
 import { closeSharedKubeClient, sharedKubeClient } from "../../capabilities/common/kube-client";
 import { startNodeIdentityWatch } from "../../capabilities/node-identity";
 import { NodeAdmission } from "../../capabilities/node-identity/admission";
 import { VM_NAME_ANNOTATION, VM_NAMESPACE_ANNOTATION } from "../../capabilities/node-identity/identity";
 import { decodeSnapshot } from "../../capabilities/node-identity/infra-index";
+import { present } from "../helpers/present";
 
 const NODE_COUNT = 200;
 const VM_NS = "tenant1-vms";
@@ -48,15 +49,8 @@ function annotations(name: string): Record<string, string> {
   return (nested.store.get("nodes", undefined, name)?.metadata.annotations ?? {}) as Record<string, string>;
 }
 
-async function waitFor<T>(probe: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise(r => setTimeout(r, 25));
-  }
-}
+/** vi.waitFor's options for awaited values here (expect.poll's come from vitest.config.ts). */
+const WAIT = { timeout: 10_000, interval: 25 };
 
 async function configure(config: Record<string, unknown>): Promise<void> {
   const outcome = await applyConfigSource({
@@ -126,7 +120,7 @@ afterAll(async () => {
 /** Starts the shared Node informer and the back-fill on it, as the watcher does for role nested. */
 async function startNodeWatch(): Promise<void> {
   const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined };
-  informers = new SharedInformers(await sharedKubeClient(), { log: quiet });
+  informers = new SharedInformers(await sharedKubeClient(), { log: quiet, config: { current: currentConfig, onChange: onConfigChange } });
   startNodeIdentityWatch(informers);
 }
 
@@ -135,11 +129,13 @@ describe("node-identity watcher with a simulated infra cluster", () => {
     await configure(baseConfig);
     const started = Date.now();
     await startNodeWatch();
-    await waitFor(
-      () => Array.from({ length: NODE_COUNT }, (_, i) => i).every(i => annotations(`worker-${i}`)[VM_NAME_ANNOTATION] === `vm-${i}`),
-      `all ${NODE_COUNT} Nodes annotated`,
-      30_000,
-    );
+    await expect
+      .poll(() => Array.from({ length: NODE_COUNT }, (_, i) => i).filter(i => annotations(`worker-${i}`)[VM_NAME_ANNOTATION] !== `vm-${i}`).length, {
+        timeout: 30_000,
+        interval: 25,
+        message: `Nodes not annotated yet (of ${NODE_COUNT})`,
+      })
+      .toBe(0);
     const seconds = (Date.now() - started) / 1000;
     console.log(`node-identity back-fill: ${NODE_COUNT} pre-existing Nodes mapped by systemUUID in ${seconds.toFixed(2)} s`);
     expect(annotations("worker-7")[VM_NAMESPACE_ANNOTATION]).toBe(VM_NS);
@@ -147,10 +143,10 @@ describe("node-identity watcher with a simulated infra cluster", () => {
   });
 
   it("publishes the infra VMs for the admission pods, which then discover by systemUUID at CREATE", async () => {
-    const published = await waitFor(() => {
+    const published = await vi.waitFor(() => {
       const store = nested.store.get("peprstores.pepr.dev", PEPR_STORE.namespace, PEPR_STORE.name);
-      return (store?.data as Record<string, string> | undefined)?.["node-identity-v2-infra-snapshot"];
-    }, "the infra snapshot in the PeprStore");
+      return present((store?.data as Record<string, string> | undefined)?.["node-identity-v2-infra-snapshot"], "the infra snapshot in the PeprStore");
+    }, WAIT);
     const snapshot = decodeSnapshot(published);
     expect(snapshot.namespaces).toEqual([VM_NS]);
     expect(snapshot.vms.find(v => v.name === "vm-3")?.firmwareUUID).toBe(uuid(3));
@@ -166,14 +162,14 @@ describe("node-identity watcher with a simulated infra cluster", () => {
   it("maps new Nodes by VMI hostname and by VM name when they carry no UUID", async () => {
     nested.store.create("nodes", node("edge-node"));
     nested.store.create("nodes", node("vm-plain"));
-    await waitFor(() => annotations("edge-node")[VM_NAME_ANNOTATION] === "vm-host", "edge-node mapped by hostname");
-    await waitFor(() => annotations("vm-plain")[VM_NAME_ANNOTATION] === "vm-plain", "vm-plain mapped by name");
+    await expect.poll(() => annotations("edge-node")[VM_NAME_ANNOTATION], { message: "edge-node mapped by hostname" }).toBe("vm-host");
+    await expect.poll(() => annotations("vm-plain")[VM_NAME_ANNOTATION], { message: "vm-plain mapped by name" }).toBe("vm-plain");
   });
 
   it("reports a contradicting or dangling explicit mapping with an Event and does not apply it (enforce)", async () => {
     nested.store.create("nodes", node("node-x", uuid(9001)));
     nested.store.create("nodes", node("node-y"));
-    await waitFor(() => annotations("node-x")[VM_NAME_ANNOTATION] === "vm-contradicted", "node-x discovered first");
+    await expect.poll(() => annotations("node-x")[VM_NAME_ANNOTATION], { message: "node-x discovered first" }).toBe("vm-contradicted");
     await configure({
       ...baseConfig,
       nodeMapping: [
@@ -181,10 +177,10 @@ describe("node-identity watcher with a simulated infra cluster", () => {
         { nodeName: "node-y", vmName: "vm-missing" },
       ],
     });
-    const events = await waitFor(() => {
+    const events = await vi.waitFor(() => {
       const list = nested.store.list("events", "default").filter(e => ["node-x", "node-y"].includes((e.involvedObject as { name: string }).name));
-      return list.length >= 2 ? list : undefined;
-    }, "Warning Events on node-x and node-y");
+      return present(list.length >= 2 && list, "Warning Events on node-x and node-y");
+    }, WAIT);
     const byNode = Object.fromEntries(events.map(e => [(e.involvedObject as { name: string }).name, e]));
     expect(byNode["node-x"]).toMatchObject({ type: "Warning", reason: "InfraVMUUIDMismatch", involvedObject: { kind: "Node", name: "node-x" } });
     expect(byNode["node-x"].message).toMatch(/vm-5.*differs.*tenant1-vms\/vm-contradicted.*not applied/);
@@ -197,7 +193,7 @@ describe("node-identity watcher with a simulated infra cluster", () => {
 
   it("corrects Nodes within seconds after a mapping change (hot reload)", async () => {
     await configure({ ...baseConfig, nodeMapping: [{ nodeName: "vm-plain", vmName: "vm-plain-2" }] });
-    await waitFor(() => annotations("vm-plain")[VM_NAME_ANNOTATION] === "vm-plain-2", "vm-plain remapped to vm-plain-2", 5_000);
+    await expect.poll(() => annotations("vm-plain")[VM_NAME_ANNOTATION], { timeout: 5_000, message: "vm-plain remapped to vm-plain-2" }).toBe("vm-plain-2");
   });
 
   it("undoes hand edits that remove or change the annotations (through the watch)", async () => {
@@ -205,11 +201,9 @@ describe("node-identity watcher with a simulated infra cluster", () => {
       { op: "remove", path: "/metadata/annotations/csi.kubevirt.io~1infra-vm-name" },
       { op: "replace", path: "/metadata/annotations/csi.kubevirt.io~1infra-vm-namespace", value: "elsewhere" },
     ]);
-    await waitFor(
-      () => annotations("worker-3")[VM_NAME_ANNOTATION] === "vm-3" && annotations("worker-3")[VM_NAMESPACE_ANNOTATION] === VM_NS,
-      "worker-3 healed",
-      5_000,
-    );
+    await expect
+      .poll(() => [annotations("worker-3")[VM_NAME_ANNOTATION], annotations("worker-3")[VM_NAMESPACE_ANNOTATION]], { timeout: 5_000, message: "worker-3 healed" })
+      .toEqual(["vm-3", VM_NS]);
   });
 
   it("follows infra changes: a VM that appears later is discovered", async () => {
@@ -217,6 +211,6 @@ describe("node-identity watcher with a simulated infra cluster", () => {
     await new Promise(r => setTimeout(r, 200));
     expect(annotations("late-node")[VM_NAME_ANNOTATION]).toBeUndefined();
     infra.store.create("virtualmachines.kubevirt.io", vm("vm-late", { uuid: uuid(777) }));
-    await waitFor(() => annotations("late-node")[VM_NAME_ANNOTATION] === "vm-late", "late-node discovered after its VM appeared");
+    await expect.poll(() => annotations("late-node")[VM_NAME_ANNOTATION], { message: "late-node discovered after its VM appeared" }).toBe("vm-late");
   });
 });

@@ -1,6 +1,6 @@
 // capabilities/redfish.ts in the watcher: the shared VirtualMachine, VirtualMachineInstance and DataVolume
-// informers (real list + watch against the sandbox API server) feed the watch cache, each kind is marked listed
-// after its list, and a configuration change rebuilds the chassis index. The module namespace is the one
+// informers (real list + watch of the chassis namespaces against the sandbox API server) feed the watch cache,
+// each kind is marked listed after its list, and a configuration change rebuilds the chassis index. The module namespace is the one
 // kind still watched through Pepr (it makes `pepr build` generate the watcher Deployment).
 import fs from "node:fs";
 import os from "node:os";
@@ -9,7 +9,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { SharedInformers } from "../../capabilities/common/informers";
 import { KubeClient } from "../../capabilities/common/kube-client";
-import { applyConfigSource } from "../../capabilities/config/runtime";
+import { applyConfigSource, currentConfig, onConfigChange } from "../../capabilities/config/runtime";
 import { feedRedfishCache, Redfish, redfishCache } from "../../capabilities/redfish";
 import { startApiServer, type ApiServer, type KubeObject as StoreObject } from "../../sandbox/apiserver";
 import { dataVolume, runningVmi, vm } from "./fixtures";
@@ -37,9 +37,18 @@ beforeAll(async () => {
   client = await KubeClient.fromKubeConfig(kc);
   api.store.create("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "binding-ns" } });
   api.store.create(VM_KEY, asCreated(vm("binding-ns", "listed")));
-  informers = new SharedInformers(client, { log: quiet });
+  await useChassis(["chassis:", "  - name: everything", "    namespace: binding-ns"]);
+  informers = new SharedInformers(client, { log: quiet, config: { current: currentConfig, onChange: onConfigChange } });
   stopFeed = feedRedfishCache(informers);
 });
+/** Applies a configuration with these chassis lines (the informers follow it). */
+async function useChassis(lines: string[]): Promise<void> {
+  const outcome = await applyConfigSource({
+    configMap: { metadata: { name: "kubevirt-infra-config", namespace: "pepr-system" }, data: { "config.yaml": lines.join("\n") } },
+  });
+  expect(outcome.status).toBe("applied");
+}
+
 afterAll(async () => {
   stopFeed?.();
   await informers?.stop();
@@ -86,15 +95,8 @@ describe("Redfish capability in the watcher", () => {
     api.store.create(VM_KEY, asCreated(vm("binding-ns", "outside")));
     await vi.waitFor(() => expect(redfishCache.getVm("binding-ns", "outside")).toBeDefined(), { timeout: 10_000 });
     expect(redfishCache.listVmsInChassis("binding")).toEqual([]);
-    const outcome = await applyConfigSource({
-      configMap: {
-        metadata: { name: "kubevirt-infra-config", namespace: "pepr-system" },
-        data: {
-          "config.yaml": ["chassis:", "  - name: binding", "    namespace: binding-ns", '    vmSelector: { matchLabels: { redfish: "yes" } }'].join("\n"),
-        },
-      },
-    });
-    expect(outcome.status).toBe("applied");
+    expect(redfishCache.listVmsInChassis("everything").map(r => r.vm.metadata.name)).toEqual(["in-chassis", "listed", "outside"]);
+    await useChassis(["chassis:", "  - name: binding", "    namespace: binding-ns", '    vmSelector: { matchLabels: { redfish: "yes" } }']);
     expect(redfishCache.listVmsInChassis("binding").map(r => r.vm.metadata.name)).toEqual(["in-chassis"]);
   });
 });

@@ -7,7 +7,9 @@ import { bootDevicesOf } from "../../redfish/boot/devices";
 import { bootModeOf } from "../../redfish/boot/firmware";
 import { vmiSpecOf } from "../../redfish/kubevirt/objects";
 import { reset, startPowerController, type PowerDeps } from "../../redfish/power";
+import { CD_VOLUME, MediaService, mediaSettings } from "../../redfish/media";
 import { FakeKubeVirt, PATCH_TEST_FAILED } from "./fake-kubevirt";
+import { testConfig } from "./fixtures";
 import { CDROM, ROOT_DISK, makeVm } from "./power-fixtures";
 
 const NS = "tenant1";
@@ -104,9 +106,38 @@ describe("boot override semantics (fake KubeVirt)", () => {
     expect(bootModeOf(vmiSpecOf(t.fake.vmi(NS, "vm")))).toBe("UEFI");
   });
 
-  it("Cd without a CD-ROM is 409 and invalid bodies are 400; neither writes", async () => {
-    const t = setup({ disks: [{ ...ROOT_DISK, bootOrder: 1 }] });
-    await expect(t.patch({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" })).rejects.toMatchObject({
+  it("Cd without a CD-ROM is accepted like an empty virtual drive: recorded, the VM boots its disks until media is inserted, then the CD", async () => {
+    for (const enabled of ["Once", "Continuous"] as const) {
+      const t = setup({ disks: [{ ...ROOT_DISK, bootOrder: 1 }] });
+      const media = new MediaService({ cache: t.fake.cache, driver: t.fake, settings: () => mediaSettings(testConfig().datavolume), firstResultWaitMs: 0 });
+      await t.patch({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: enabled });
+      expect(bootView(t.rec())).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: enabled });
+      expect(t.templateOrder()).toEqual([["rootdisk", 2]]); // the empty drive holds place 1
+      if (enabled === "Continuous") {
+        // Started with the drive empty: it falls through to the disk, as a physical machine does; the override stays.
+        await t.powerCycle();
+        expect(t.bootedFrom()).toBe("rootdisk");
+        expect(bootView(t.rec())).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Continuous" });
+      }
+      await media.insert(t.rec(), { image: "http://images.example.org/boot.iso", protocol: "HTTP" });
+      t.fake.setImport(NS, t.fake.dataVolumes(NS)[0].metadata.name!, "Succeeded", { progress: "100.0%" });
+      expect(t.templateOrder()).toEqual([["rootdisk", 2], [CD_VOLUME, 1]]);
+      await t.powerCycle();
+      expect(t.bootedFrom()).toBe(CD_VOLUME);
+      // Once is used by that start; Continuous stays, also across an eject (the drive empties, the override does not).
+      if (enabled === "Once") expect(bootView(t.rec()).BootSourceOverrideEnabled).toBe("Disabled");
+      else {
+        await media.eject(t.rec());
+        expect(bootView(t.rec())).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Continuous" });
+        await t.patch({ BootSourceOverrideTarget: "None" });
+        expect(t.templateOrder()).toEqual([["rootdisk", 1]]);
+      }
+    }
+  });
+
+  it("Pxe without an interface is 409 and invalid bodies are 400; neither writes", async () => {
+    const t = setup({ disks: [{ ...ROOT_DISK, bootOrder: 1 }], interfaces: [] });
+    await expect(t.patch({ BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Once" })).rejects.toMatchObject({
       status: 409,
       messageId: "Base.1.18.1.PropertyValueResourceConflict",
     });

@@ -6,6 +6,9 @@ import { bootDevicesOf, overrideOrders, restoredOrders, targetDevice, type BootD
 import { BOOT_OVERRIDE_ANNOTATION, overrideStatus, recordedOverride } from "../../redfish/boot/override";
 import { parseBootPatch, planBootPatch } from "../../redfish/boot/patch";
 import { RedfishError } from "../../redfish/errors";
+import { templateSpecOf } from "../../redfish/kubevirt/objects";
+import { CD_VOLUME } from "../../redfish/media";
+import { attachOps } from "../../redfish/media/plan";
 import { CDROM, ROOT_DISK, makeVm, makeVmi, rec } from "./power-fixtures";
 
 function devices(disks: Record<string, unknown>[], interfaces: Record<string, unknown>[] = [], volumes?: Record<string, unknown>[]): BootDevice[] {
@@ -100,8 +103,8 @@ describe("boot devices and orders", () => {
   });
 
   it("never produces duplicate or non-positive bootOrders, over many random shapes (even invalid input)", () => {
-    let seed = 7;
-    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+    let state = 7;
+    const rnd = (n: number) => ((state = (state * 1103515245 + 12345) % 2147483648), state % n);
     for (let i = 0; i < 500; i++) {
       const disks = Array.from({ length: rnd(5) }, (_, j) => ({
         name: `d${j}`,
@@ -209,17 +212,37 @@ describe("Boot override planning", () => {
     expect(planBootPatch(rec(vm), { BootSourceOverrideTarget: "None" })).toEqual([]);
   });
 
-  it("Cd on a VM without CD-ROM is a 409 that says what to do, never a silent success", () => {
+  it("Cd on a VM without CD-ROM targets the empty virtual drive: recorded, and InsertMedia's drive comes first", () => {
     const vm = makeVm({ disks: [ROOT_DISK] });
-    let err: unknown;
-    try {
-      planBootPatch(rec(vm), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
-    } catch (e) {
-      err = e;
+    const ops = planBootPatch(rec(vm), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
+    const patched = applyOps(vm, ops);
+    expect(recordedOverride(patched)).toMatchObject({ target: "Cd", enabled: "Once", applied: { [`disk/${CD_VOLUME}`]: 1, "disk/rootdisk": 2 } });
+    expect(bootView(rec(patched))).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
+    const withDrive = applyOps(patched, attachOps(patched, "vm1-cd-abcdef"));
+    expect(bootDevicesOf(templateSpecOf(withDrive)).map(d => [d.name, d.bootOrder])).toEqual([
+      ["rootdisk", 2],
+      [CD_VOLUME, 1],
+    ]);
+    // Without an override the drive is added without a bootOrder, as before.
+    expect(bootDevicesOf(templateSpecOf(applyOps(vm, attachOps(vm, "vm1-cd-abcdef")))).map(d => d.bootOrder)).toEqual([undefined, undefined]);
+    // Someone changed the order since: the override no longer holds, the drive takes no place.
+    const reordered = applyOps(patched, [{ op: "replace", path: "/spec/template/spec/domain/devices/disks/0/bootOrder", value: 5 }]);
+    expect(bootDevicesOf(templateSpecOf(applyOps(reordered, attachOps(reordered, "vm1-cd-abcdef")))).map(d => d.bootOrder)).toEqual([5, undefined]);
+  });
+
+  it("Pxe or Hdd without such a device is a 409 that says what to do, never a silent success", () => {
+    const vm = makeVm({ disks: [], interfaces: [] });
+    for (const target of ["Pxe", "Hdd"] as const) {
+      let err: unknown;
+      try {
+        planBootPatch(rec(vm), { BootSourceOverrideTarget: target, BootSourceOverrideEnabled: "Once" });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(RedfishError);
+      expect(err).toMatchObject({ status: 409, messageId: "Base.1.18.1.PropertyValueResourceConflict" });
+      expect((err as Error).message).toMatch(/Add an? (interface|disk) to the VirtualMachine/);
     }
-    expect(err).toBeInstanceOf(RedfishError);
-    expect(err).toMatchObject({ status: 409, messageId: "Base.1.18.1.PropertyValueResourceConflict" });
-    expect((err as Error).message).toContain("Insert virtual media first");
   });
 
   it("a Once override is used once a new VMI started from it: the view reads Disabled again", () => {

@@ -35,17 +35,17 @@ async function createInstallableVm(name: string, extra: Parameters<typeof makeVm
       ...extra,
     }),
   );
-  await sb.waitFor(() => sb.cache.getVm(sb.namespace, name), "VM in cache");
+  await expect.poll(() => sb.cache.getVm(sb.namespace, name), { message: "VM in cache" }).toBeTruthy();
 }
 
 async function powerCycle(name: string) {
   const before = vmiUid(name);
   if (sb.state(name) !== "Off") {
     await reset(sb.record(name), "ForceOff", sb.power);
-    await sb.waitFor(() => sb.state(name) === "Off", "Off");
+    await expect.poll(() => sb.state(name), { message: "Off" }).toBe("Off");
   }
   await reset(sb.record(name), "On", sb.power);
-  await sb.waitFor(() => sb.state(name) === "On" && vmiUid(name) !== before && bootedFrom(name), "booted");
+  await expect.poll(() => sb.state(name) === "On" && vmiUid(name) !== before && bootedFrom(name), { message: "booted" }).toBeTruthy();
 }
 
 describe("boot override on sandbox KubeVirt", () => {
@@ -53,7 +53,7 @@ describe("boot override on sandbox KubeVirt", () => {
     const name = uniqueName("once");
     await createInstallableVm(name);
     await applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
-    await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideTarget === "Cd", "override visible");
+    await expect.poll(() => bootView(sb.record(name)).BootSourceOverrideTarget, { message: "override visible" }).toBe("Cd");
     expect(bootView(sb.record(name))).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
     expect(templateDisks(name)).toEqual([
       ["rootdisk", 2],
@@ -63,12 +63,12 @@ describe("boot override on sandbox KubeVirt", () => {
     await powerCycle(name);
     expect(bootedFrom(name)).toBe("cdrom");
     // The boot controller puts the original order back as soon as the VMI exists.
-    await sb.waitFor(() => sb.vm(name).metadata.annotations?.[BOOT_OVERRIDE_ANNOTATION] === undefined, "override consumed");
+    await expect.poll(() => sb.vm(name).metadata.annotations?.[BOOT_OVERRIDE_ANNOTATION], { message: "override consumed" }).toBeUndefined();
     expect(templateDisks(name)).toEqual([
       ["rootdisk", 1],
       ["cdrom", null],
     ]);
-    await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideEnabled === "Disabled", "view Disabled");
+    await expect.poll(() => bootView(sb.record(name)).BootSourceOverrideEnabled, { message: "view Disabled" }).toBe("Disabled");
     expect(bootView(sb.record(name)).BootSourceOverrideTarget).toBe("None");
 
     await powerCycle(name);
@@ -81,15 +81,15 @@ describe("boot override on sandbox KubeVirt", () => {
     await powerCycle(name);
     expect(bootedFrom(name)).toBe("rootdisk");
     await applyBootPatch(sb.power.driver, sb.record(name), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
-    await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideTarget === "Cd", "override visible");
+    await expect.poll(() => bootView(sb.record(name)).BootSourceOverrideTarget, { message: "override visible" }).toBe("Cd");
     const before = vmiUid(name);
     await reset(sb.record(name), "ForceRestart", sb.power); // Ironic's reboot: a VMI reset would boot the old order again
-    await sb.waitFor(() => vmiUid(name) !== before && sb.state(name) === "On" && bootedFrom(name), "restarted");
+    await expect.poll(() => vmiUid(name) !== before && sb.state(name) === "On" && bootedFrom(name), { message: "restarted" }).toBeTruthy();
     expect(bootedFrom(name)).toBe("cdrom");
-    await sb.waitFor(() => bootView(sb.record(name)).BootSourceOverrideEnabled === "Disabled", "consumed");
+    await expect.poll(() => bootView(sb.record(name)).BootSourceOverrideEnabled, { message: "consumed" }).toBe("Disabled");
     const second = vmiUid(name);
     await reset(sb.record(name), "ForceRestart", sb.power);
-    await sb.waitFor(() => vmiUid(name) !== second && sb.state(name) === "On" && bootedFrom(name), "restarted again");
+    await expect.poll(() => vmiUid(name) !== second && sb.state(name) === "On" && bootedFrom(name), { message: "restarted again" }).toBeTruthy();
     expect(bootedFrom(name)).toBe("rootdisk");
   });
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { WatchCache } from "../../redfish/cache/store";
+import { DATAVOLUME_BY_VM_INDEX, IndexedStore } from "../../capabilities/common/indexer";
+import type { KubeObject } from "../../capabilities/common/kube-types";
+import { CHASSIS_INDEX, WatchCache } from "../../redfish/cache/store";
 import type { CacheChangeEvent } from "../../redfish/cache/types";
 import { dataVolume, revise, runningVmi, vm } from "./fixtures";
 
@@ -15,16 +17,16 @@ describe("WatchCache", () => {
   it("is synced only once the initial list of every kind arrived", () => {
     const cache = new WatchCache(chassis);
     expect(cache.synced()).toBe(false);
-    cache.seed("VirtualMachine", [vm("ns1", "a")]);
-    cache.seed("VirtualMachineInstance", []);
+    cache.applyList("VirtualMachine", [vm("ns1", "a")]);
+    cache.applyList("VirtualMachineInstance", []);
     expect(cache.synced()).toBe(false);
-    cache.seed("DataVolume", []);
+    cache.applyList("DataVolume", []);
     expect(cache.synced()).toBe(true);
   });
 
   it("indexes VMs by namespace and by chassis (namespace + selector), sorted by name", () => {
     const cache = new WatchCache(chassis);
-    cache.seed("VirtualMachine", [
+    cache.applyList("VirtualMachine", [
       vm("ns1", "zeta"),
       vm("ns1", "alpha", { labels: { gpu: "yes" } }),
       vm("ns2", "gold-1", { labels: { tier: "gold" } }),
@@ -58,7 +60,7 @@ describe("WatchCache", () => {
 
   it("rebuilds the chassis index on a config change", () => {
     const cache = new WatchCache(chassis);
-    cache.seed("VirtualMachine", [vm("ns1", "a"), vm("ns3", "c")]);
+    cache.applyList("VirtualMachine", [vm("ns1", "a"), vm("ns3", "c")]);
     cache.setChassis([{ name: "only-ns3", namespace: "ns3" }]);
     expect(cache.listVmsInChassis("t1")).toEqual([]);
     expect(names(cache.listVmsInChassis("only-ns3"))).toEqual(["c"]);
@@ -164,10 +166,63 @@ describe("WatchCache", () => {
     const cache = new WatchCache(many);
     const vms = [];
     for (let n = 0; n < 100; n++) for (let i = 0; i < 100; i++) vms.push(vm(`ns-${n}`, `vm-${String(i).padStart(3, "0")}`));
-    cache.seed("VirtualMachine", vms);
+    cache.applyList("VirtualMachine", vms);
     expect(cache.stats().virtualMachines).toBe(10_000);
     const all = many.flatMap(c => cache.listVmsInChassis(c.name));
     expect(all).toHaveLength(10_000);
     expect(names(cache.listVmsInChassis("c42")).slice(0, 2)).toEqual(["vm-000", "vm-001"]);
+  });
+
+  it("reads attached informer stores: the chassis and DataVolume indexes are theirs, the chassis index follows the config", () => {
+    const stores = { VirtualMachine: new IndexedStore(), VirtualMachineInstance: new IndexedStore(), DataVolume: new IndexedStore() };
+    const cache = new WatchCache(chassis);
+    (Object.keys(stores) as (keyof typeof stores)[]).forEach(kind => cache.attach(kind, stores[kind]));
+    // What an informer does: store first, then hand the event to its handlers.
+    const informerAdd = (kind: keyof typeof stores, obj: KubeObject) => {
+      const old = stores[kind].put(Object.freeze(obj));
+      cache.notify(kind, obj, old);
+    };
+    const owner = vm("ns1", "alpha", { labels: { gpu: "yes" } });
+    informerAdd("VirtualMachine", owner);
+    informerAdd("VirtualMachine", vm("ns1", "beta", { dataVolumeTemplates: ["beta-root"] }));
+    informerAdd("DataVolume", dataVolume("ns1", "alpha-iso", owner));
+    informerAdd("DataVolume", dataVolume("ns1", "beta-root"));
+
+    expect(stores.VirtualMachine.byIndex(CHASSIS_INDEX, "t1-gpu").map(o => o.metadata.name)).toEqual(["alpha"]);
+    expect(stores.DataVolume.byIndex(DATAVOLUME_BY_VM_INDEX, "ns1/alpha").map(o => o.metadata.name)).toEqual(["alpha-iso"]);
+    expect(names(cache.listVmsInChassis("t1"))).toEqual(["alpha", "beta"]);
+    expect(cache.getVm("ns1", "alpha")?.dataVolumes.map(d => d.metadata.name)).toEqual(["alpha-iso"]);
+    expect(cache.getVm("ns1", "beta")?.dataVolumes.map(d => d.metadata.name)).toEqual(["beta-root"]);
+
+    // A config change replaces the chassis index function on the informer's store.
+    cache.setChassis([{ name: "only-beta", namespace: "ns1", vmSelector: { matchLabels: { "kubevirt.io/vm": "beta" } } }]);
+    expect(stores.VirtualMachine.byIndex(CHASSIS_INDEX, "only-beta").map(o => o.metadata.name)).toEqual(["beta"]);
+    expect(stores.VirtualMachine.indexKeys(CHASSIS_INDEX, "t1")).toEqual([]);
+    expect(cache.listVmsInChassis("t1")).toEqual([]);
+    expect(cache.chassisOf("ns1", "beta")).toEqual(["only-beta"]);
+  });
+
+  it("keeps a chassis' sorted order across updates that do not change its members", () => {
+    const cache = new WatchCache([{ name: "big", namespace: "ns1" }]);
+    const stores = { VirtualMachine: new IndexedStore() };
+    cache.attach("VirtualMachine", stores.VirtualMachine);
+    for (let i = 9_999; i >= 0; i--) {
+      const obj = Object.freeze(vm("ns1", `vm-${String(i).padStart(5, "0")}`));
+      stores.VirtualMachine.put(obj);
+      cache.notify("VirtualMachine", obj);
+    }
+    const first = cache.listVmsInChassis("big");
+    expect(first).toHaveLength(10_000);
+    expect(names(first.slice(0, 2))).toEqual(["vm-00000", "vm-00001"]);
+    const sorted = stores.VirtualMachine.indexKeys(CHASSIS_INDEX, "big");
+    // A status change keeps the membership: the sorted key list is reused, not rebuilt.
+    const changed = Object.freeze(revise(vm("ns1", "vm-05000"), o => (o.status = { printableStatus: "Running" })));
+    cache.notify("VirtualMachine", changed, stores.VirtualMachine.put(changed));
+    expect(stores.VirtualMachine.indexKeys(CHASSIS_INDEX, "big")).toBe(sorted);
+    expect(cache.getVm("ns1", "vm-05000")?.vm.status).toEqual({ printableStatus: "Running" });
+    // A new member: sorted again, in place.
+    const added = Object.freeze(vm("ns1", "vm-04999a"));
+    cache.notify("VirtualMachine", added, stores.VirtualMachine.put(added));
+    expect(names(cache.listVmsInChassis("big").slice(4999, 5002))).toEqual(["vm-04999", "vm-04999a", "vm-05000"]);
   });
 });

@@ -5,9 +5,10 @@
 import { createServer, type Server } from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { demoConfig } from "../../sandbox/demo";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
+import { present } from "../helpers/present";
 
 const ADMIN = "admin:admin123";
 const TENANT1 = "tenant1:tenant1-pass";
@@ -46,17 +47,22 @@ afterAll(async () => {
 });
 
 async function redfishUp(): Promise<void> {
-  await c.waitFor(async () => (await c.redfish("GET", "/redfish/v1/EventService", { user: TENANT1 })).status === 200, {
-    timeoutMs: 60_000,
-    what: "the Redfish server of the watcher",
-  });
+  await vi.waitFor(
+    async () => expect((await c.redfish("GET", "/redfish/v1/EventService", { user: TENANT1 })).status, "the Redfish server of the watcher").toBe(200),
+    { timeout: 60_000, interval: 100 },
+  );
 }
 
-/** An SSE client over HTTPS: every `data:` event with the time it arrived. */
-function sseClient(user: string): { events: { at: number; body: any; id: string }[]; close: () => void; raw: () => string } {
+/**
+ * An SSE client over HTTPS: every `data:` event with the time it arrived. `opened` resolves with the response
+ * headers: the server registers the stream with its event hub before it answers.
+ */
+function sseClient(user: string): { events: { at: number; body: any; id: string }[]; opened: Promise<void>; close: () => void; raw: () => string } {
   const events: { at: number; body: any; id: string }[] = [];
   let buffer = "";
   let all = "";
+  let onOpen: () => void = () => undefined;
+  const opened = new Promise<void>(resolve => (onOpen = resolve));
   const req = https.get(
     {
       host: "127.0.0.1",
@@ -67,6 +73,8 @@ function sseClient(user: string): { events: { at: number; body: any; id: string 
       headers: { Authorization: `Basic ${Buffer.from(user).toString("base64")}`, Accept: "text/event-stream" },
     },
     res => {
+      expect(res.statusCode, "the SSE stream").toBe(200);
+      onOpen();
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {
         all += chunk;
@@ -83,7 +91,7 @@ function sseClient(user: string): { events: { at: number; body: any; id: string 
     },
   );
   req.on("error", () => undefined);
-  return { events, close: () => req.destroy(), raw: () => all };
+  return { events, opened, close: () => req.destroy(), raw: () => all };
 }
 
 const records = (bodies: any[]) => bodies.flatMap(b => b.Events as any[]);
@@ -98,11 +106,10 @@ function setRunning(system: string, running: boolean): void {
 
 /** When the VMI in the API server first reached `phase` (polled every 10 ms). */
 async function whenVmiPhase(namespace: string, name: string, phase: string): Promise<number> {
-  return c.waitFor(() => ((c.api.store.get(VMI_KEY, namespace, name)?.status as { phase?: string } | undefined)?.phase === phase ? Date.now() : 0), {
-    timeoutMs: 30_000,
-    intervalMs: 10,
-    what: `VMI ${namespace}/${name} ${phase}`,
-  });
+  return vi.waitFor(
+    () => present((c.api.store.get(VMI_KEY, namespace, name)?.status as { phase?: string } | undefined)?.phase === phase && Date.now(), `VMI ${namespace}/${name} ${phase}`),
+    { timeout: 30_000, interval: 10 },
+  );
 }
 
 describe("EventService with the built module", () => {
@@ -117,21 +124,21 @@ describe("EventService with the built module", () => {
     expect(created.status, created.text).toBe(201);
     subscription = created.headers.location as string;
     expect(created.text).not.toContain("abc123");
-    await new Promise(resolve => setTimeout(resolve, 300)); // the stream is open
+    await tenant1.opened;
 
     setRunning("tenant2-vms.vm-1", true);
     setRunning("tenant1-vms.vm-1", true);
     const running = await whenVmiPhase("tenant1-vms", "vm-1", "Running");
-    const poweredOn = await c.waitFor(
-      () => tenant1.events.find(e => records([e.body]).some(r => r.MessageId === "ResourceEvent.1.3.0.ResourcePoweredOn")),
-      { timeoutMs: 10_000, intervalMs: 10, what: "ResourcePoweredOn on the SSE stream" },
+    const poweredOn = await vi.waitFor(
+      () => present(tenant1.events.find(e => records([e.body]).some(r => r.MessageId === "ResourceEvent.1.3.0.ResourcePoweredOn")), "ResourcePoweredOn on the SSE stream"),
+      { timeout: 10_000, interval: 10 },
     );
     expect(poweredOn.at - running).toBeLessThan(1000);
     expect(poweredOn.id).toMatch(/^\d+$/);
     expect(records([poweredOn.body])[0]).toMatchObject({ OriginOfCondition: { "@odata.id": "/redfish/v1/Systems/tenant1-vms.vm-1" }, EventTimestamp: expect.any(String) });
 
     await whenVmiPhase("tenant2-vms", "vm-1", "Running");
-    await c.waitFor(() => received.length > 0, { timeoutMs: 10_000, what: "a pushed event" });
+    await expect.poll(() => received.length, { timeout: 10_000, message: "a pushed event" }).toBeGreaterThan(0);
     await new Promise(resolve => setTimeout(resolve, 1000));
     tenant1.close();
     expect(origins(tenant1.events.map(e => e.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);
@@ -147,13 +154,12 @@ describe("EventService with the built module", () => {
     const before = attempts;
     const delivered = received.length;
     setRunning("tenant1-vms.vm-1", false);
-    await c.waitFor(() => attempts >= before + 2, { timeoutMs: 30_000, what: "a retried delivery" });
+    await expect.poll(() => attempts, { timeout: 30_000, message: "a retried delivery" }).toBeGreaterThanOrEqual(before + 2);
     answer = 204;
     // The demo VMs shut down gracefully (180 s): PoweringOff is the event of this change.
-    await c.waitFor(() => records(received.slice(delivered).map(r => r.body)).some(r => r.MessageId === "ResourceEvent.1.3.0.ResourcePoweringOff"), {
-      timeoutMs: 30_000,
-      what: "the event delivered once the subscriber is back",
-    });
+    await expect
+      .poll(() => records(received.slice(delivered).map(r => r.body)).map(r => r.MessageId), { timeout: 30_000, message: "the event delivered once the subscriber is back" })
+      .toContain("ResourceEvent.1.3.0.ResourcePoweringOff");
   }, 60_000);
 
   it("keeps the subscription across a watcher restart (a Secret in the module namespace)", async () => {
@@ -163,11 +169,11 @@ describe("EventService with the built module", () => {
     await c.stopModule(["watcher"]);
     await c.startModule(["watcher"]);
     await redfishUp();
-    await c.waitFor(async () => (await c.redfish("GET", subscription, { user: TENANT1 })).status === 200, { timeoutMs: 20_000, what: "the subscription after the restart" });
+    await expect.poll(async () => (await c.redfish("GET", subscription, { user: TENANT1 })).status, { timeout: 20_000, interval: 100, message: "the subscription after the restart" }).toBe(200);
     const delivered = received.length;
     setRunning("tenant1-vms.vm-1", true);
-    await c.waitFor(() => received.length > delivered, { timeoutMs: 30_000, what: "an event after the restart" });
+    await expect.poll(() => received.length, { timeout: 30_000, message: "an event after the restart" }).toBeGreaterThan(delivered);
     expect((await c.redfish("DELETE", subscription, { user: TENANT1 })).status).toBe(204);
-    await c.waitFor(() => storedIds().length === 0, { what: "the subscription removed from its Secret" });
+    await expect.poll(storedIds, { message: "the subscription removed from its Secret" }).toEqual([]);
   }, 120_000);
 });

@@ -44,7 +44,7 @@ export class FakeKubeVirt implements KubeVirtDriver {
 
   constructor(chassis: readonly ChassisDefinition[] = []) {
     this.cache = new WatchCache(chassis);
-    for (const kind of ["VirtualMachine", "VirtualMachineInstance", "DataVolume"] as const) this.cache.seed(kind, []);
+    for (const kind of ["VirtualMachine", "VirtualMachineInstance", "DataVolume"] as const) this.cache.applyList(kind, []);
   }
 
   // ---- test setup and inspection ----

@@ -221,15 +221,15 @@ export function testService(options: Partial<RedfishAppOptions> = {}): TestServi
   const clock = { now: Date.parse("2025-01-01T00:00:00Z") };
   const cache = new WatchCache(chassisDefinitions(config.current));
   const vmA = vm("tenant1-vms", "vm-a", { runStrategy: "Always", printableStatus: "Running", cpu: { cores: 2, sockets: 2, threads: 2 }, memory: { guest: "4Gi" } });
-  cache.seed("VirtualMachine", [
+  cache.applyList("VirtualMachine", [
     vmA,
     vm("tenant1-vms", "vm-b", { interfaces: [{ name: "nic0", macAddress: "02:00:00:aa:bb:02" }, { name: "nic1", macAddress: "02:00:00:aa:bb:03" }] }),
     vm("tenant2-vms", "vm-c", { labels: { redfish: "true" } }),
     vm("tenant2-vms", "hidden"),
     vm("other-vms", "vm-x"),
   ]);
-  cache.seed("VirtualMachineInstance", [runningVmi(vmA)]);
-  cache.seed("DataVolume", []);
+  cache.applyList("VirtualMachineInstance", [runningVmi(vmA)]);
+  cache.applyList("DataVolume", []);
   const app = createRedfishApp({
     cache,
     config: () => config.current,

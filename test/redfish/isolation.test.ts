@@ -34,7 +34,7 @@ const REQUESTS: { path: (id: string) => string; method: string; body?: string; o
 function emptyService() {
   const s = testService();
   const empty = new WatchCache();
-  empty.seed("VirtualMachine", []);
+  empty.applyList("VirtualMachine", []);
   return testService({ cache: empty, config: () => s.config.current });
 }
 

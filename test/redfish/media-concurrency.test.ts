@@ -31,7 +31,7 @@ describe("concurrency", () => {
   it("50 VMs inserting at once proceed in parallel and all complete", async () => {
     const names = Array.from({ length: 50 }, (_, i) => `par-${i}`);
     for (const name of names) sb.createVm(name);
-    await sb.waitFor(() => names.every(n => sb.watcher.cache.getVm(NS, n)), "the cache to see 50 VMs");
+    await expect.poll(() => names.every(n => sb.watcher.cache.getVm(NS, n)), { message: "the cache to see 50 VMs" }).toBeTruthy();
 
     let maxBusy = 0;
     let sampling = true;
@@ -46,14 +46,15 @@ describe("concurrency", () => {
     // Requests on different VMs do not wait for each other.
     expect(maxBusy).toBeGreaterThan(10);
 
-    await sb.waitFor(
-      async () => {
-        for (const n of names) if (!(await sb.json(cdUri(n))).Inserted) return false;
-        return true;
-      },
-      "all 50 imports",
-      30_000,
-    );
+    await expect
+      .poll(
+        async () => {
+          for (const n of names) if (!(await sb.json(cdUri(n))).Inserted) return false;
+          return true;
+        },
+        { message: "all 50 imports", timeout: 30_000 },
+      )
+      .toBe(true);
     for (const n of names) {
       expectConsistent(n);
       expect(sb.mediaDataVolumes(n)).toHaveLength(1);
@@ -63,7 +64,7 @@ describe("concurrency", () => {
 
   it("20 concurrent conflicting requests on one VM are serialised: all answered, one DataVolume, no orphan", async () => {
     sb.createVm("busy-1");
-    await sb.waitFor(() => sb.watcher.cache.getVm(NS, "busy-1"), "the VM in the cache");
+    await expect.poll(() => sb.watcher.cache.getVm(NS, "busy-1"), { message: "the VM in the cache" }).toBeTruthy();
     const system = `/redfish/v1/Systems/${NS}.busy-1`;
     const requests = Array.from({ length: 20 }, (_, i) => {
       if (i % 5 === 4) return sb.request(ejectUri("busy-1"), { method: "POST" });
@@ -91,7 +92,7 @@ describe("concurrency", () => {
 
   it("a change to the VM by another writer during an insert is kept, and the insert still lands", async () => {
     sb.createVm("raced-1");
-    await sb.waitFor(() => sb.watcher.cache.getVm(NS, "raced-1"), "the VM in the cache");
+    await expect.poll(() => sb.watcher.cache.getVm(NS, "raced-1"), { message: "the VM in the cache" }).toBeTruthy();
     let raced = false;
     // Between our DataVolume create and our VM patch, someone else updates the VM (bumps its resourceVersion).
     const unwatch = sb.api.store.watch(DV_KEY, NS, ev => {

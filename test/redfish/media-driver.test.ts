@@ -23,7 +23,7 @@ function setup() {
   const config = testConfig({ datavolume: { storageSize: "1Gi", sizeMarginPercent: 10, importTimeoutSeconds: 600 } });
   const fake = new FakeKubeVirt(chassisDefinitions(config));
   stops.push(startMediaController(fake.cache, fake));
-  const app = createRedfishApp({ cache: fake.cache, config: () => config, driver: fake });
+  const app = createRedfishApp({ cache: fake.cache, config: () => config, driver: fake, mediaFirstResultWaitMs: 0 });
   const request = (path: string, init: { method?: string; body?: unknown; user?: keyof typeof AUTH } = {}) => {
     const headers: Record<string, string> = { Authorization: AUTH[init.user ?? "alice"] };
     let body: string | undefined;

@@ -4,8 +4,9 @@
 import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
+import { present } from "../helpers/present";
 
 const NS = "tenant1-vms";
 const ADMIN = "admin:admin123";
@@ -38,10 +39,10 @@ afterAll(async () => {
 });
 
 async function redfishUp(): Promise<void> {
-  await c.waitFor(async () => (await c.redfish("GET", `/redfish/v1/Systems/${NS}.vm-1`, { user: ADMIN })).status === 200, {
-    timeoutMs: 60_000,
-    what: "the Redfish server of the watcher",
-  });
+  await vi.waitFor(
+    async () => expect((await c.redfish("GET", `/redfish/v1/Systems/${NS}.vm-1`, { user: ADMIN })).status, "the Redfish server of the watcher").toBe(200),
+    { timeout: 60_000, interval: 100 },
+  );
 }
 
 const system = (vm: string) => `/redfish/v1/Systems/${NS}.${vm}`;
@@ -77,15 +78,15 @@ describe("virtual media with the built module", () => {
     const on = await c.redfish("POST", `${system(vm)}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
     expect(on.status, on.text).toBeLessThan(300);
 
-    const vmi = await c.waitFor(
+    const vmi = await vi.waitFor(
       () => {
         const v = c.api.store.get(VMI_KEY, NS, vm);
-        return v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined;
+        return present(v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined, "the VMI to boot");
       },
-      { timeoutMs: 30_000, what: "the VMI to boot" },
+      { timeout: 30_000, interval: 100 },
     );
     expect(vmi!.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("virtualmedia-cd");
-    await c.waitFor(async () => (await c.redfish("GET", monitor, { user: ADMIN })).status === 204, { timeoutMs: 20_000, what: "the task to complete" });
+    await expect.poll(async () => (await c.redfish("GET", monitor, { user: ADMIN })).status, { timeout: 20_000, interval: 100, message: "the task to complete" }).toBe(204);
     expect(await get(cd(vm))).toMatchObject({ Image: image, Inserted: true, ConnectedVia: "URI" });
     // The datavolume-policy webhook of the demo polices tenant1-vms: the module's own DataVolume is exempt.
     expect(mediaDataVolumes(vm)).toHaveLength(1);
@@ -97,20 +98,67 @@ describe("virtual media with the built module", () => {
     const insert = await c.redfish("POST", `${cd(vm)}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: image } });
     expect(insert.status, insert.text).toBe(202);
     const taskUri = insert.body["@odata.id"] as string;
-    await c.waitFor(async () => (await get(taskUri)).TaskState === "Running", { timeoutMs: 10_000, what: "the import to run" });
+    await expect.poll(async () => (await get(taskUri)).TaskState, { timeout: 10_000, interval: 100, message: "the import to run" }).toBe("Running");
 
     await c.stopModule(["watcher"]);
     await c.startModule(["watcher"]);
     await redfishUp();
 
     expect((await get(cd(vm))).Image).toBe(image);
-    await c.waitFor(async () => (await get(taskUri)).TaskState === "Completed", { timeoutMs: 30_000, what: "the import to complete after the restart" });
+    await expect.poll(async () => (await get(taskUri)).TaskState, { timeout: 30_000, interval: 100, message: "the import to complete after the restart" }).toBe("Completed");
     expect((await get(taskUri)).PercentComplete).toBe(100);
     expect(await get(cd(vm))).toMatchObject({ Image: image, Inserted: true });
     const dvs = mediaDataVolumes(vm);
     expect(dvs).toHaveLength(1);
     const volumes = (c.api.store.get(VM_KEY, NS, vm)!.spec as any).template.spec.volumes;
     expect(volumes).toContainEqual({ name: "virtualmedia-cd", dataVolume: { name: dvs[0].metadata.name } });
+  });
+
+  it("Boot Cd Once on a VM without a CD-ROM is 204 (an empty virtual drive); after InsertMedia and On the VMI boots from the CD", async () => {
+    const sys = "/redfish/v1/Systems/tenant2-vms.vm-2";
+    const drive = `${sys}/VirtualMedia/Cd`;
+    expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    expect((await c.redfish("POST", `${drive}/Actions/VirtualMedia.EjectMedia`, { user: ADMIN })).status).toBe(204);
+    const disks = () => ((c.api.store.get(VM_KEY, "tenant2-vms", "vm-2")!.spec as any).template.spec.domain.devices.disks as { cdrom?: unknown }[]);
+    expect(disks().some(d => d.cdrom !== undefined)).toBe(false);
+
+    const boot = await c.redfish("PATCH", sys, { user: ADMIN, body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } });
+    expect(boot.status, boot.text).toBe(204);
+    expect((await get(sys)).Boot).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" });
+
+    const insert = await c.redfish("POST", `${drive}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: `${c.isoServer.url}/images/empty-drive.iso` } });
+    expect(insert.status, insert.text).toBe(202);
+    const on = await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
+    expect(on.status, on.text).toBeLessThan(300);
+    await expect
+      .poll(() => c.api.store.get(VMI_KEY, "tenant2-vms", "vm-2")?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"], { timeout: 30_000 })
+      .toBe("virtualmedia-cd");
+  });
+
+  it("InsertMedia of a 404 image fails within 60 s naming the image; Reset On then answers 409 naming it; Eject + ForceOff leave no DataVolume", async () => {
+    const vm = "vm-2";
+    const sys = `/redfish/v1/Systems/tenant2-vms.${vm}`;
+    const drive = `${sys}/VirtualMedia/Cd`;
+    expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    await expect.poll(async () => (await get(sys)).PowerState, { timeout: 20_000 }).toBe("Off");
+    const image = `${c.isoServer.url}/missing/deploy.iso`;
+    const started = Date.now();
+    const insert = await c.redfish("POST", `${drive}/Actions/VirtualMedia.InsertMedia`, { user: ADMIN, body: { Image: image } });
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(insert.status, insert.text).toBe(400);
+    expect(insert.body.error.message).toContain(image);
+    expect(insert.body.error.message).toContain("The image could not be downloaded.");
+    expect(insert.text).not.toMatch(/404|Not Found/);
+
+    const on = await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
+    expect(on.status, on.text).toBe(409);
+    expect(on.body.error.message).toContain(image);
+
+    expect((await c.redfish("POST", `${drive}/Actions/VirtualMedia.EjectMedia`, { user: ADMIN })).status).toBe(204);
+    expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    const ofDrive = () => c.api.store.list(DV_KEY, "tenant2-vms").filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === vm);
+    await expect.poll(() => ofDrive().length, { timeout: 20_000 }).toBe(0);
+    expect(await get(drive)).toMatchObject({ Image: null, Inserted: false });
   });
 
   it.skipIf(!HAVE_SUSHY)("python3-sushy inserts and ejects through the Manager's VirtualMedia, as Ironic does", async () => {

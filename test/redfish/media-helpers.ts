@@ -9,7 +9,7 @@ import type { KubeObject as StoreObject } from "../../sandbox/apiserver/types";
 import { startIsoServer, type IsoServer } from "../../sandbox/iso-server";
 import { startCdiSimulator, type CdiSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
 import { AUTH, testConfig, vm } from "./fixtures";
-import { DV_KEY, createVmInStore, pollUntil, startSandboxCluster, startSandboxWatcher, type SandboxWatcher } from "./sandbox-cluster";
+import { DV_KEY, createVmInStore, startSandboxCluster, startSandboxWatcher, type SandboxWatcher } from "./sandbox-cluster";
 
 export { DV_KEY, VMI_KEY, VM_KEY } from "./sandbox-cluster";
 
@@ -29,16 +29,15 @@ export interface MediaSandbox {
   watcher: Watcher;
   /**
    * Stops the current watcher and starts a new one from the cluster state (what a pod restart does).
-   * `reverseSeed` lists DataVolumes first and VirtualMachines last (the initial lists race each other).
+   * `reverseListOrder` lists DataVolumes first and VirtualMachines last (the initial lists race each other).
    */
-  restartWatcher(opts?: { reverseSeed?: boolean }): Watcher;
+  restartWatcher(opts?: { reverseListOrder?: boolean }): Watcher;
   /** A VM in tenant1-vms (alice's chassis) with a root disk; Halted. */
   createVm(name: string, opts?: { runStrategy?: string }): void;
   /** The VM's DataVolumes of our making, as the API server has them. */
   mediaDataVolumes(vmName: string): StoreObject[];
   request(path: string, init?: { method?: string; body?: unknown; user?: keyof typeof AUTH; headers?: Record<string, string> }): Promise<Response>;
   json(path: string, user?: keyof typeof AUTH): Promise<any>;
-  waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -54,8 +53,8 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
     ...opts.config,
   });
 
-  const startWatcher = (reverseSeed = false): Watcher => {
-    const { cache, stop } = startSandboxWatcher(api, { config, mediaController: true, reverseSeed });
+  const startWatcher = (reverseListOrder = false): Watcher => {
+    const { cache, stop } = startSandboxWatcher(api, { config, mediaController: true, reverseListOrder });
     const app = createRedfishApp({ cache, config: () => config });
     return { cache, app, stop };
   };
@@ -69,7 +68,7 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
     watcher: startWatcher(),
     restartWatcher(o = {}) {
       sandbox.watcher.stop();
-      sandbox.watcher = startWatcher(o.reverseSeed);
+      sandbox.watcher = startWatcher(o.reverseListOrder);
       return sandbox.watcher;
     },
     createVm(name, o = {}) {
@@ -93,7 +92,6 @@ export async function startMediaSandbox(opts: { iso?: { sizeBytes?: number; slow
       if (res.status !== 200) throw new Error(`GET ${p}: ${res.status} ${await res.text()}`);
       return res.json();
     },
-    waitFor: (probe, what, timeoutMs = 10_000) => pollUntil(probe, what, timeoutMs, 20),
     stop: async () => {
       sandbox.watcher.stop();
       await cdi.stop();

@@ -23,7 +23,7 @@ function setup(imageUrlPolicy: Record<string, unknown> = {}) {
   const fake = new FakeKubeVirt(chassisDefinitions(config));
   stops.push(startMediaController(fake.cache, fake));
   const clock = { now: Date.parse("2026-01-01T00:00:00Z") };
-  const app = createRedfishApp({ cache: fake.cache, config: () => config, driver: fake, now: () => clock.now });
+  const app = createRedfishApp({ cache: fake.cache, config: () => config, driver: fake, now: () => clock.now, mediaFirstResultWaitMs: 0 });
   const insert = (vmName: string, image: string, user: keyof typeof AUTH = "alice") =>
     Promise.resolve(
       app.request(

@@ -45,10 +45,15 @@ describe("watcher restarts", () => {
     const res = await sb.request(insertUri("restart-1"), { body: { Image: image } });
     expect(res.status).toBe(202);
     const task = (await res.json()) as any;
-    await sb.waitFor(async () => {
-      const t = await sb.json(task["@odata.id"]);
-      return t.TaskState === "Running" && t.PercentComplete > 0;
-    }, "the import to be under way");
+    await expect
+      .poll(
+        async () => {
+          const t = await sb.json(task["@odata.id"]);
+          return t.TaskState === "Running" && t.PercentComplete > 0;
+        },
+        { message: "the import to be under way" },
+      )
+      .toBe(true);
 
     sb.restartWatcher();
     const after = await sb.json(task["@odata.id"]);
@@ -56,7 +61,7 @@ describe("watcher restarts", () => {
     expect(["Running", "Completed"]).toContain(after.TaskState);
     expect((await sb.json(cdUri("restart-1"))).Image).toBe(image);
 
-    await sb.waitFor(async () => (await sb.request(task.TaskMonitor)).status === 204, "the import to complete", 15_000);
+    await expect.poll(async () => (await sb.request(task.TaskMonitor)).status, { message: "the import to complete", timeout: 15_000 }).toBe(204);
     expect((await sb.json(cdUri("restart-1"))).Inserted).toBe(true);
     expect(mediaNames("restart-1")).toHaveLength(1);
     expect(sb.iso.downloads.get("/slow/restart.iso")).toBe(1);
@@ -67,8 +72,8 @@ describe("watcher restarts", () => {
     sb.watcher.stop(); // the watcher is down...
     createOurDataVolume("crash-create", "orphan", `${sb.iso.url}/images/orphan.iso`);
     expect(mediaNames("crash-create")).toEqual(["crash-create-cd-orphan"]);
-    sb.restartWatcher({ reverseSeed: true }); // ...and comes back
-    await sb.waitFor(() => mediaNames("crash-create").length === 0, "the orphan to be deleted");
+    sb.restartWatcher({ reverseListOrder: true }); // ...and comes back
+    await expect.poll(() => mediaNames("crash-create").length, { message: "the orphan to be deleted" }).toBe(0);
     expect((sb.api.store.get(VM_KEY, NS, "crash-create")!.spec as any).template.spec.volumes.map((v: any) => v.name)).toEqual(["rootdisk"]);
     expect(await sb.json(cdUri("crash-create"))).toMatchObject({ Image: null, Inserted: false });
   });
@@ -83,9 +88,9 @@ describe("watcher restarts", () => {
     attachInStore("crash-replace", "crash-replace-cd-newone");
     expect(mediaNames("crash-replace")).toEqual([old, "crash-replace-cd-newone"].sort());
     sb.restartWatcher();
-    await sb.waitFor(() => mediaNames("crash-replace").length === 1, "the replaced DataVolume to be deleted");
+    await expect.poll(() => mediaNames("crash-replace").length, { message: "the replaced DataVolume to be deleted" }).toBe(1);
     expect(mediaNames("crash-replace")).toEqual(["crash-replace-cd-newone"]);
-    await sb.waitFor(async () => (await sb.json(cdUri("crash-replace"))).Inserted === true, "the new image");
+    await expect.poll(async () => (await sb.json(cdUri("crash-replace"))).Inserted, { message: "the new image" }).toBe(true);
     expect((await sb.json(cdUri("crash-replace"))).Image).toBe(`${sb.iso.url}/images/new.iso`);
   });
 
@@ -100,15 +105,15 @@ describe("watcher restarts", () => {
     sb.api.store.update(VM_KEY, { ...vm, spec });
     expect(mediaNames("crash-eject")).toHaveLength(1);
     sb.restartWatcher();
-    await sb.waitFor(() => mediaNames("crash-eject").length === 0, "the ejected DataVolume to be deleted");
+    await expect.poll(() => mediaNames("crash-eject").length, { message: "the ejected DataVolume to be deleted" }).toBe(0);
     expect(await sb.json(cdUri("crash-eject"))).toMatchObject({ Image: null, Inserted: false });
   });
 
-  it("leaves a DataVolume the drive uses alone, whatever the order the cache is seeded in", async () => {
+  it("leaves a DataVolume the drive uses alone, whatever the order the cache lists the kinds in", async () => {
     sb.createVm("steady-1");
     expect((await sb.request(insertUri("steady-1"), { body: { Image: `${sb.iso.url}/images/s.iso` } })).status).toBe(202);
     const before = mediaNames("steady-1");
-    for (const reverseSeed of [false, true, false, true]) sb.restartWatcher({ reverseSeed });
+    for (const reverseListOrder of [false, true, false, true]) sb.restartWatcher({ reverseListOrder });
     await new Promise(r => setTimeout(r, 200));
     expect(mediaNames("steady-1")).toEqual(before);
   });

@@ -1,10 +1,14 @@
 // Virtual media end to end in-process: the Redfish app over the sandbox API server with the KubeVirt and CDI
 // simulators (CDI really downloads from the local image server). What InsertMedia/EjectMedia write, credentials,
 // ownership, tenancy and fuzzing run against the fake driver in media-driver.test.ts.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { CD_VOLUME } from "../../redfish/media";
 import { acceptedTask as taskOf } from "./fixtures";
 import { cdUri, ejectUri, insertUri, NS, startMediaSandbox, VMI_KEY, type MediaSandbox } from "./media-helpers";
+import { present } from "../helpers/present";
+
+/** vi.waitFor's options in this file (expect.poll's come from vitest.config.ts). */
+const WAIT = { timeout: 10_000, interval: 20 };
 
 let sb: MediaSandbox;
 
@@ -18,11 +22,11 @@ afterAll(async () => {
 describe("the Ironic virtual-media sequence", () => {
   it("ForceOff, Eject, Insert, Boot Cd Once, On: the VMI boots from the CD", async () => {
     sb.createVm("ironic-1", { runStrategy: "Always" });
-    await sb.waitFor(() => sb.api.store.get(VMI_KEY, NS, "ironic-1"), "the VM to run");
+    await expect.poll(() => sb.api.store.get(VMI_KEY, NS, "ironic-1"), { message: "the VM to run" }).toBeTruthy();
     const system = `/redfish/v1/Systems/${NS}.ironic-1`;
 
     expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
-    await sb.waitFor(async () => (await sb.json(system)).PowerState === "Off", "PowerState Off");
+    await expect.poll(async () => (await sb.json(system)).PowerState, { message: "PowerState Off" }).toBe("Off");
 
     expect((await sb.request(ejectUri("ironic-1"), { method: "POST" })).status).toBe(204);
 
@@ -42,14 +46,14 @@ describe("the Ironic virtual-media sequence", () => {
     expect((await sb.request(system, { method: "PATCH", body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } })).status).toBe(204);
     expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
 
-    const vmi = await sb.waitFor(() => {
+    const vmi = await vi.waitFor(() => {
       const v = sb.api.store.get(VMI_KEY, NS, "ironic-1");
-      return v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined;
-    }, "the VMI to boot");
+      return present(v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined, "the VMI to boot");
+    }, WAIT);
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe(CD_VOLUME);
     expect(sb.iso.downloads.get("/images/ironic.iso")).toBe(1);
 
-    await sb.waitFor(async () => (await sb.json(cdUri("ironic-1"))).Inserted === true, "Inserted true");
+    await expect.poll(async () => (await sb.json(cdUri("ironic-1"))).Inserted, { message: "Inserted true" }).toBe(true);
     const finished = await sb.request(monitor);
     expect(finished.status).toBe(204);
     const done = await sb.json(task["@odata.id"]);
@@ -68,91 +72,113 @@ describe("imports that take time or fail", () => {
 
     const seen: number[] = [];
     const states = new Set<string>();
-    await sb.waitFor(async () => {
-      const res = await sb.request(monitor);
-      if (res.status === 202) {
-        const body = (await res.json()) as any;
-        states.add(body.TaskState);
-        if (typeof body.PercentComplete === "number" && body.PercentComplete !== seen[seen.length - 1]) seen.push(body.PercentComplete);
-        // While the import runs the VM has not started, and the drive is not inserted yet.
-        if (body.TaskState === "Running") {
-          expect(sb.api.store.get(VMI_KEY, NS, "slow-1")).toBeUndefined();
-          expect((await sb.json(cdUri("slow-1"))).Inserted).toBe(false);
-          expect((await sb.json(system)).PowerState).toBe("PoweringOn");
-        }
-        return false;
-      }
-      expect(res.status).toBe(204);
-      return true;
-    }, "the slow import", 15_000);
+    // What the monitor and the system showed on each poll while the import ran: checked once it is done.
+    const whileRunning: { vmi: boolean; inserted: boolean; powerState: string }[] = [];
+    const monitorStatuses = new Set<number>();
+    await expect
+      .poll(
+        async () => {
+          const res = await sb.request(monitor);
+          monitorStatuses.add(res.status);
+          if (res.status === 202) {
+            const body = (await res.json()) as any;
+            states.add(body.TaskState);
+            if (typeof body.PercentComplete === "number" && body.PercentComplete !== seen[seen.length - 1]) seen.push(body.PercentComplete);
+            if (body.TaskState === "Running") {
+              whileRunning.push({
+                vmi: sb.api.store.get(VMI_KEY, NS, "slow-1") !== undefined,
+                inserted: (await sb.json(cdUri("slow-1"))).Inserted,
+                powerState: (await sb.json(system)).PowerState,
+              });
+            }
+          }
+          return res.status;
+        },
+        { message: "the slow import", timeout: 15_000 },
+      )
+      .toBe(204);
+    expect([...monitorStatuses].sort()).toEqual([202, 204]);
+    // While the import ran the VM had not started, and the drive was not inserted yet.
+    expect(whileRunning.length).toBeGreaterThan(0);
+    expect(whileRunning.filter(s => s.vmi || s.inserted !== false || s.powerState !== "PoweringOn")).toEqual([]);
     expect(states.has("Running")).toBe(true);
     const rising = seen.filter(p => p > 0 && p < 100);
     expect(rising.length).toBeGreaterThanOrEqual(3);
     expect([...rising].sort((a, b) => a - b)).toEqual(rising);
     expect((await sb.json(task["@odata.id"])).PercentComplete).toBe(100);
 
-    const vmi = await sb.waitFor(() => {
+    const vmi = await vi.waitFor(() => {
       const v = sb.api.store.get(VMI_KEY, NS, "slow-1");
-      return v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined;
-    }, "the VMI to boot after the import");
+      return present(v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined, "the VMI to boot after the import");
+    }, WAIT);
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe(CD_VOLUME);
   });
 
-  it("a 404 image ends in a Task Exception with a generic reason (CDI's in an Event), Inserted false, and the VM does not boot from it", async () => {
+  it("a 404 image fails the InsertMedia (400 naming it) and its Task ends in Exception with a generic reason (CDI's in an Event); the VM does not boot from it", async () => {
     sb.createVm("broken-1");
     const system = `/redfish/v1/Systems/${NS}.broken-1`;
     const image = `${sb.iso.url}/missing/nothing.iso`;
-    const { monitor, task } = await taskOf(await sb.request(insertUri("broken-1"), { body: { Image: image } }));
-    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
+    const insert = await sb.request(insertUri("broken-1"), { body: { Image: image } });
+    expect(insert.status).toBe(400);
+    const insertError = ((await insert.json()) as any).error;
+    expect(insertError.message).toContain(image);
+    expect(insertError.message).toContain("The image could not be downloaded.");
+    expect(JSON.stringify(insertError)).not.toMatch(/404|Not Found/);
 
-    const failed = await sb.waitFor(async () => {
-      const t = await sb.json(task["@odata.id"]);
-      return t.TaskState === "Exception" ? t : undefined;
-    }, "the task to fail");
-    expect(failed.TaskStatus).toBe("Critical");
+    // The drive keeps the failed import, with its Task, until an eject or a power off.
+    const [dv] = sb.mediaDataVolumes("broken-1");
+    const taskId = `${NS}.${dv.metadata.name}`;
+    const failed = await sb.json(`/redfish/v1/TaskService/Tasks/${taskId}`);
+    expect(failed).toMatchObject({ TaskState: "Exception", TaskStatus: "Critical" });
     expect(failed.Messages[0].Resolution).toContain("The image could not be downloaded.");
     // CDI's reason is in a Warning Event on the VM (for the platform team), never in the tenant's Task.
-    const event = await sb.waitFor(
-      () => sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === "broken-1"),
-      "the import-failed Event",
+    const event = await vi.waitFor(
+      () =>
+        present(
+          sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === "broken-1"),
+          "the import-failed Event",
+        ),
+      WAIT,
     );
     expect((event as any).message).toContain("got 404");
     const cd = await sb.json(cdUri("broken-1"));
     expect(cd).toMatchObject({ Image: image, Inserted: false, Status: { Health: "Warning" } });
-    const res = await sb.request(monitor);
+    const res = await sb.request(`/redfish/v1/TaskService/TaskMonitors/${taskId}`);
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("The image could not be downloaded.");
 
-    // KubeVirt does not start a VM whose DataVolume failed: no VMI, ever, from the broken media.
-    await new Promise(r => setTimeout(r, 300));
+    // A start from it is refused; KubeVirt would not start from a failed DataVolume either.
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBe(409);
     expect(sb.api.store.get(VMI_KEY, NS, "broken-1")).toBeUndefined();
 
     // The same URL again is a new attempt (the failed import is replaced), not a no-op.
     const retry = await sb.request(insertUri("broken-1"), { body: { Image: image } });
-    expect(retry.status).toBe(202);
+    expect(retry.status).toBe(400);
     const dvs = sb.mediaDataVolumes("broken-1");
     expect(dvs).toHaveLength(1);
-    expect(dvs[0].metadata.name).not.toBe(failed.Id.split(".")[1]);
+    expect(dvs[0].metadata.name).not.toBe(dv.metadata.name);
 
     // Eject: the drive goes, the VM starts without it (from its disk).
     expect((await sb.request(ejectUri("broken-1"), { method: "POST" })).status).toBe(204);
-    const vmi = await sb.waitFor(() => {
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
+    const vmi = await vi.waitFor(() => {
       const v = sb.api.store.get(VMI_KEY, NS, "broken-1");
-      return v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined;
-    }, "the VM to start from its disk");
+      return present(v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined, "the VM to start from its disk");
+    }, WAIT);
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe("rootdisk");
     expect(sb.mediaDataVolumes("broken-1")).toEqual([]);
   });
 
-  it("Ironic's deploy with a 404 image: Reset On answers an error naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
+  it("Ironic's deploy with a 404 image: InsertMedia and then Reset On answer errors naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
     sb.createVm("broken-2");
     const system = `/redfish/v1/Systems/${NS}.broken-2`;
     const image = `${sb.iso.url}/missing/deploy.iso`;
     const started = Date.now();
-    const { task } = await taskOf(await sb.request(insertUri("broken-2"), { body: { Image: image } }));
-    // Ironic: boot device cdrom, then power on; it polls nothing in between but the power state.
+    const insert = await sb.request(insertUri("broken-2"), { body: { Image: image } });
+    expect(insert.status).toBe(400);
+    expect(((await insert.json()) as any).error.message).toContain(image);
+    // Were Ironic to go on: boot device cdrom, then power on.
     expect((await sb.request(system, { method: "PATCH", body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } })).status).toBeLessThan(300);
-    await sb.waitFor(async () => (await sb.json(task["@odata.id"])).TaskState === "Exception", "the import to fail", 55_000);
     const on = await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } });
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(on.status).toBe(409);
@@ -166,7 +192,7 @@ describe("imports that take time or fail", () => {
     // Ironic does not eject a drive that reads Inserted: false; its power off clears the failed import.
     expect((await sb.json(cdUri("broken-2"))).Inserted).toBe(false);
     expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
-    await sb.waitFor(() => sb.mediaDataVolumes("broken-2").length === 0, "the failed DataVolume to be deleted");
+    await expect.poll(() => sb.mediaDataVolumes("broken-2").length, { message: "the failed DataVolume to be deleted" }).toBe(0);
     expect(await sb.json(cdUri("broken-2"))).toMatchObject({ Image: null, Inserted: false });
     expect((await sb.request(ejectUri("broken-2"), { method: "POST" })).status).toBe(204);
     expect(sb.mediaDataVolumes("broken-2")).toEqual([]);

@@ -26,7 +26,7 @@ function reset(system: string, resetType: string) {
 describe("the sandbox without KubeVirt's subresource API", () => {
   it("Reset answers 503 naming subresources.kubevirt.io, never 'not found'; GET still works", async () => {
     // Running, not still booting (a restart of a booting VM has nothing to do).
-    await sb.waitFor(async () => ((await (await sb.request(SYSTEM, { headers: { Authorization: AUTH.alice } })).json()) as { PowerState: string }).PowerState === "On", "vm-a On");
+    await expect.poll(async () => ((await (await sb.request(SYSTEM, { headers: { Authorization: AUTH.alice } })).json()) as { PowerState: string }).PowerState, { message: "vm-a On" }).toBe("On");
     for (const resetType of ["ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Pause"]) {
       const res = await reset(SYSTEM, resetType);
       expect(res.status, resetType).toBe(503);
@@ -49,6 +49,6 @@ describe("the sandbox without KubeVirt's subresource API", () => {
   it("On of a VM that is off needs only a VM patch, and works", async () => {
     const res = await reset("/redfish/v1/Systems/tenant1-vms.vm-b", "On");
     expect(res.status).toBe(204);
-    await sb.waitFor(() => sb.cache.getVm("tenant1-vms", "vm-b")?.vmi, "vm-b to start");
+    await expect.poll(() => sb.cache.getVm("tenant1-vms", "vm-b")?.vmi, { message: "vm-b to start" }).toBeTruthy();
   });
 });

@@ -1,11 +1,12 @@
 // ResetTypes against the sandbox API server and KubeVirt simulator: real HTTP writes through the gateway,
 // VMs and VMIs that really start, stop (with grace periods), reboot and pause; PowerState read from a WatchCache.
 // The per-ResetType semantics (writes, refusals, idempotency, policy) run against the fake driver in power-driver.test.ts.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { POWER_ON_REQUESTED_ANNOTATION, reset } from "../../redfish/power";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { POWER_ON_REQUESTED_ANNOTATION, reportedPowerState, reset, type PowerState } from "../../redfish/power";
 import { SANDBOX_ANNOTATIONS } from "../../sandbox/simulators";
 import { makeVm } from "./power-fixtures";
 import { runStrategyFields, startPowerSandbox, type PowerSandbox } from "./power-sandbox";
+import { present } from "../helpers/present";
 
 let sb: PowerSandbox;
 let seq = 0;
@@ -23,16 +24,13 @@ function createVm(name: string, o: Parameters<typeof makeVm>[0] & { acpiSeconds?
   if (o.acpiSeconds !== undefined) templateAnnotations[SANDBOX_ANNOTATIONS.acpiShutdownSeconds] = String(o.acpiSeconds);
   if (o.agent) templateAnnotations[SANDBOX_ANNOTATIONS.guestAgent] = "true";
   sb.createVm(makeVm({ name, terminationGracePeriodSeconds: 180, templateAnnotations, ...o }));
-  return sb.waitFor(() => sb.cache.getVm(sb.namespace, name), `${name} in the cache`);
+  return vi.waitFor(() => present(sb.cache.getVm(sb.namespace, name), `${name} in the cache`), { timeout: 10_000, interval: 10 });
 }
 
 /** On, and wait until it is finished: VMI running and the power controller done (mark gone, policy applied). */
 async function powerOn(name: string) {
   expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
-  await sb.waitFor(
-    () => sb.state(name) === "On" && sb.record(name).vm.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION] === undefined,
-    `${name} On`,
-  );
+  await expect.poll(() => sb.state(name) === "On" && sb.record(name).vm.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION] === undefined, { message: `${name} On` }).toBeTruthy();
 }
 
 const vmiUid = (name: string) => sb.vmi(name)?.metadata.uid;
@@ -46,10 +44,10 @@ describe("power on sandbox KubeVirt", () => {
     expect(sb.state(name)).toBe("Off");
     expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("PoweringOn"); // the cache has seen the write when the API call returned
-    await sb.waitFor(() => sb.state(name) === "On", "On");
+    await expect.poll(() => sb.state(name), { message: "On" }).toBe("On");
     expect(states).toEqual(["Off", "PoweringOn", "On"]);
     // The power controller applied the power-off policy once the VMI existed, and dropped its mark.
-    await sb.waitFor(() => sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION] === undefined, "On finished");
+    await expect.poll(() => sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION], { message: "On finished" }).toBeUndefined();
     expect(runStrategyFields(sb.vm(name))).toEqual({ running: undefined, runStrategy: "RerunOnFailure" });
     expect(sb.vmi(name)?.status).toMatchObject({ phase: "Running" });
   });
@@ -61,7 +59,7 @@ describe("power on sandbox KubeVirt", () => {
     const states = sb.watchStates(name);
     const started = Date.now();
     expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(name) === "Off", "Off after ForceOff", 5000);
+    await expect.poll(() => sb.state(name), { message: "Off after ForceOff", timeout: 5000 }).toBe("Off");
     const took = Date.now() - started;
     expect(took).toBeLessThan(5000);
     expect(states).toEqual(["On", "PoweringOff", "Off"]);
@@ -78,26 +76,46 @@ describe("power on sandbox KubeVirt", () => {
     expect(sb.state(name)).toBe("PoweringOff"); // still shutting down: the guest has its grace period
     expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 }); // repeated: fine
     expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(name) === "Off", "Off");
+    await expect.poll(() => sb.state(name), { message: "Off" }).toBe("Off");
 
     const acpi = uniqueName("acpi");
     await createVm(acpi, { runStrategy: "Halted", acpiSeconds: 0.2 });
     await powerOn(acpi);
     const states = sb.watchStates(acpi);
     await reset(sb.record(acpi), "GracefulShutdown", sb.power);
-    await sb.waitFor(() => sb.state(acpi) === "Off", "guest powered off on ACPI");
+    await expect.poll(() => sb.state(acpi), { message: "guest powered off on ACPI" }).toBe("Off");
     expect(states).toEqual(["On", "PoweringOff", "Off"]);
+  });
+
+  it("GracefulShutdown: the System reports On until the guest is off (sushy and Ironic count PoweringOff as off)", async () => {
+    const name = uniqueName("soft");
+    await createVm(name, { runStrategy: "Halted", acpiSeconds: 1 });
+    await powerOn(name);
+    const reported: PowerState[] = [];
+    const unsubscribe = sb.cache.onChange(ev => {
+      const rec = ev.namespace === sb.namespace && ev.name === name ? sb.cache.getVm(sb.namespace, name) : undefined;
+      if (rec && reported[reported.length - 1] !== reportedPowerState(rec)) reported.push(reportedPowerState(rec));
+    });
+    try {
+      expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 });
+      expect(sb.state(name)).toBe("PoweringOff"); // heading off: PushPowerButton now means On
+      expect(reportedPowerState(sb.record(name))).toBe("On"); // the guest still runs
+      await expect.poll(() => reportedPowerState(sb.record(name)), { timeout: 10_000 }).toBe("Off");
+      expect(reported).toEqual(["On", "Off"]);
+    } finally {
+      unsubscribe();
+    }
   });
 
   it("a guest that powers itself off after a Redfish On stays off", async () => {
     const name = uniqueName("guestoff");
     await createVm(name, { runStrategy: "Always" }); // created running, like many VMs
-    await sb.waitFor(() => sb.state(name) === "On", "initially On");
+    await expect.poll(() => sb.state(name), { message: "initially On" }).toBe("On");
     await reset(sb.record(name), "ForceOff", sb.power);
-    await sb.waitFor(() => sb.state(name) === "Off", "Off");
+    await expect.poll(() => sb.state(name), { message: "Off" }).toBe("Off");
     await powerOn(name);
     sb.kubevirt.guestPowerOff(sb.namespace, name);
-    await sb.waitFor(() => sb.state(name) === "Off", "Off after the guest powered off");
+    await expect.poll(() => sb.state(name), { message: "Off after the guest powered off" }).toBe("Off");
     await new Promise(r => setTimeout(r, 400)); // ~20 simulator steps: a restart would have happened by now
     expect(sb.state(name)).toBe("Off");
     expect(sb.vmi(name)).toBeUndefined();
@@ -117,7 +135,7 @@ describe("power on sandbox KubeVirt", () => {
     expect(sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(sb.state(name)).toBe("PoweringOn");
     expect(await reset(sb.record(name), "On", sb.power)).toEqual({ status: 202 }); // repeated: still deferred, no new write
-    await sb.waitFor(() => sb.state(name) === "On" && vmiUid(name) !== first, "started after the power-off", 5000);
+    await expect.poll(() => sb.state(name) === "On" && vmiUid(name) !== first, { message: "started after the power-off", timeout: 5000 }).toBeTruthy();
     expect(sb.vm(name).metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toBeUndefined();
     expect(states[0]).toBe("PoweringOff");
     expect(states).not.toContain("Off"); // the deferred On is reported from the moment it is accepted
@@ -131,7 +149,7 @@ describe("power on sandbox KubeVirt", () => {
     const uid = vmiUid(name);
     const boots = bootCount(name);
     expect(await reset(sb.record(name), "ForceRestart", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => bootCount(name) === boots + 1, "second boot");
+    await expect.poll(() => bootCount(name), { message: "second boot" }).toBe(boots + 1);
     expect(vmiUid(name)).toBe(uid);
     expect(sb.state(name)).toBe("On");
   });
@@ -143,8 +161,8 @@ describe("power on sandbox KubeVirt", () => {
     // Someone else starts the VM meanwhile (runStrategy changes): the patch planned from `stale` fails its test.
     sb.api.store.mutate("virtualmachines.kubevirt.io", sb.namespace, name, obj => ({ ...obj, spec: { ...(obj.spec as object), runStrategy: "Manual" } }));
     expect(await reset(stale, "On", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(name) === "On", "On");
-    await sb.waitFor(() => runStrategyFields(sb.vm(name)).runStrategy === "RerunOnFailure", "policy applied");
+    await expect.poll(() => sb.state(name), { message: "On" }).toBe("On");
+    await expect.poll(() => runStrategyFields(sb.vm(name)).runStrategy, { message: "policy applied" }).toBe("RerunOnFailure");
   });
 
 });
@@ -162,7 +180,7 @@ describe("power on a KubeVirt without the VMI reset subresource", () => {
     const before = vmiUid(name);
     const started = Date.now();
     expect(await reset(sb.record(name), "ForceRestart", sb.power)).toEqual({ status: 204 });
-    await sb.waitFor(() => sb.state(name) === "On" && vmiUid(name) !== before, "new VMI running", 5000);
+    await expect.poll(() => sb.state(name) === "On" && vmiUid(name) !== before, { message: "new VMI running", timeout: 5000 }).toBeTruthy();
     expect(Date.now() - started).toBeLessThan(5000);
   });
 });

@@ -8,7 +8,7 @@ import type { WatchCache } from "../../redfish/cache/store";
 import type { KubeObject, VmRecord } from "../../redfish/cache/types";
 import { clusterDriver } from "../../redfish/kubevirt/driver";
 import { derivePowerState, type PowerDeps, type PowerState } from "../../redfish/power";
-import { VM_KEY, VMI_KEY, createVmInStore, pollUntil, startSandboxCluster, startSandboxWatcher } from "./sandbox-cluster";
+import { VM_KEY, VMI_KEY, createVmInStore, startSandboxCluster, startSandboxWatcher } from "./sandbox-cluster";
 
 export { VM_KEY, VMI_KEY } from "./sandbox-cluster";
 
@@ -26,7 +26,6 @@ export interface PowerSandbox {
   vmi(name: string): StoreObject | undefined;
   /** Every distinct PowerState the cache showed for the VM from now on (consecutive duplicates dropped). */
   watchStates(name: string): PowerState[];
-  waitFor<T>(probe: () => T | undefined | false, what: string, timeoutMs?: number): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -72,7 +71,6 @@ export async function startPowerSandbox(opts: { stepDelayMs?: number; namespace?
       unwatch.push(cache.onChange(ev => ev.namespace === namespace && ev.name === name && push()));
       return seen;
     },
-    waitFor: (probe, what, timeoutMs = 5000) => pollUntil(probe, what, timeoutMs, 10),
     stop: async () => {
       watcher.stop();
       unwatch.forEach(fn => fn());

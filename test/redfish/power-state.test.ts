@@ -1,6 +1,6 @@
 // PowerState derivation over the VM/VMI shapes KubeVirt produces (unit).
 import { describe, expect, it } from "vitest";
-import { derivePowerState, POWER_ON_REQUESTED_ANNOTATION, type PowerState } from "../../redfish/power";
+import { derivePowerState, reportedPowerState, POWER_ON_REQUESTED_ANNOTATION, type PowerState } from "../../redfish/power";
 import { makeVm, makeVmi, rec } from "./power-fixtures";
 
 const DELETED = "2024-05-01T10:00:00Z";
@@ -63,5 +63,23 @@ describe("derivePowerState", () => {
         expect(allowed.has(derivePowerState({ vm, vmi, dataVolumes: [] }))).toBe(true);
       }
     }
+  });
+});
+
+describe("reportedPowerState (the System's PowerState)", () => {
+  const halted = (grace?: number) => makeVm({ runStrategy: "Halted", ...(grace !== undefined ? { terminationGracePeriodSeconds: grace } : {}) });
+  const cases: [string, () => ReturnType<typeof rec>, PowerState, PowerState][] = [
+    ["graceful shutdown, guest still running", () => { const vm = halted(180); return rec(vm, makeVmi(vm, { deletionTimestamp: DELETED })); }, "PoweringOff", "On"],
+    ["graceful shutdown, VMI without a grace period (KubeVirt's default 180 s)", () => { const vm = halted(); return rec(vm, makeVmi(vm, { deletionTimestamp: DELETED })); }, "PoweringOff", "On"],
+    ["stop accepted, VMI not deleted yet", () => { const vm = halted(180); return rec(vm, makeVmi(vm)); }, "PoweringOff", "On"],
+    ["ForceOff: grace period cut to 0", () => { const vm = halted(180); const vmi = makeVmi(vm, { deletionTimestamp: DELETED }); (vmi.spec as Record<string, unknown>).terminationGracePeriodSeconds = 0; return rec(vm, vmi); }, "PoweringOff", "PoweringOff"],
+    ["the guest is off (VMI Succeeded)", () => { const vm = halted(180); return rec(vm, makeVmi(vm, { phase: "Succeeded", deletionTimestamp: DELETED })); }, "Off", "Off"],
+    ["a paused guest being shut down", () => { const vm = halted(180); return rec(vm, makeVmi(vm, { conditions: [{ type: "Paused", status: "True" }] })); }, "PoweringOff", "PoweringOff"],
+    ["VM being deleted with its VMI", () => { const vm = makeVm({ runStrategy: "Always", deletionTimestamp: DELETED }); return rec(vm, makeVmi(vm)); }, "PoweringOff", "PoweringOff"],
+  ];
+  it.each(cases)("%s: heading %s, reported %s", (_name, build, heading, reported) => {
+    const r = build();
+    expect(derivePowerState(r)).toBe(heading);
+    expect(reportedPowerState(r)).toBe(reported);
   });
 });

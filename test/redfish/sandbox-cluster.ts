@@ -68,19 +68,19 @@ export interface SandboxWatcher {
 
 /**
  * A WatchCache over the sandbox's store with the power and boot controllers (and the media controller when
- * asked), started before the initial lists as in capabilities/redfish.ts: seeding replays every object to them.
- * `reverseSeed` lists DataVolumes first and VirtualMachines last (the initial lists race each other).
+ * asked), started before the initial lists as in capabilities/redfish.ts: each list replays every object to them.
+ * `reverseListOrder` lists DataVolumes first and VirtualMachines last (the initial lists race each other).
  */
 export function startSandboxWatcher(
   api: ApiServer,
-  opts: { config?: ModuleConfig; mediaController?: boolean; reverseSeed?: boolean; powerSettings?: () => PowerSettings } = {},
+  opts: { config?: ModuleConfig; mediaController?: boolean; reverseListOrder?: boolean; powerSettings?: () => PowerSettings } = {},
 ): SandboxWatcher {
   const cache = new WatchCache(chassisDefinitions(opts.config));
   const settings = opts.powerSettings ?? (() => ({ powerOffStaysOff: opts.config?.redfish.powerOffStaysOff ?? true }));
   const stops = [startPowerController(cache, { settings }), startBootController(cache)];
   if (opts.mediaController) stops.push(startMediaController(cache));
-  for (const [kind, key] of opts.reverseSeed ? [...CACHED_KINDS].reverse() : CACHED_KINDS) {
-    cache.seed(kind, api.store.list(key) as KubeObject[]);
+  for (const [kind, key] of opts.reverseListOrder ? [...CACHED_KINDS].reverse() : CACHED_KINDS) {
+    cache.applyList(kind, api.store.list(key) as KubeObject[]);
     stops.push(api.store.watch(key, undefined, ev => cache.apply(kind, ev.type, ev.object as KubeObject)));
   }
   return { cache, stop: () => stops.forEach(fn => fn()) };
@@ -89,20 +89,4 @@ export function startSandboxWatcher(
 /** Creates a VM in the store as a client sends it: without uid and resourceVersion. */
 export function createVmInStore(api: ApiServer, vm: KubeObject): void {
   api.store.create(VM_KEY, { ...vm, metadata: { ...vm.metadata, uid: undefined, resourceVersion: undefined } } as StoreObject);
-}
-
-/** Polls `probe` every `intervalMs` until it gives a value (not undefined or false); throws naming `what` after `timeoutMs`. */
-export async function pollUntil<T>(
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  timeoutMs: number,
-  intervalMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise(r => setTimeout(r, intervalMs));
-  }
 }

@@ -2,11 +2,13 @@
 // fed from the store's list and watch (as the watcher's Pepr Watch feeds it), and the gateway's writes
 // going to the sandbox over HTTP through KUBECONFIG.
 import type { ModuleConfig } from "../../capabilities/config/schema";
+import { vi } from "vitest";
 import { createRedfishApp, type RedfishApp } from "../../redfish/app";
 import type { WatchCache } from "../../redfish/cache/store";
 import type { ApiServer } from "../../sandbox/apiserver";
 import { testConfig, vm } from "./fixtures";
-import { createVmInStore, pollUntil, startSandboxCluster, startSandboxWatcher } from "./sandbox-cluster";
+import { createVmInStore, startSandboxCluster, startSandboxWatcher } from "./sandbox-cluster";
+import { present } from "../helpers/present";
 
 export { VM_KEY } from "./sandbox-cluster";
 
@@ -16,7 +18,6 @@ export interface SandboxService {
   app: RedfishApp;
   config: ModuleConfig;
   request(path: string, init?: RequestInit): Promise<Response>;
-  waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -42,8 +43,7 @@ export async function startSandboxService(opts: { kubevirtApi?: boolean } = {}):
   const { cache } = watcher;
   const app = createRedfishApp({ cache, config: () => config });
 
-  const waitFor: SandboxService["waitFor"] = (probe, what, timeoutMs = 10_000) => pollUntil(probe, what, timeoutMs, 20);
-  await waitFor(() => cache.getVm("tenant1-vms", "vm-a")?.vmi, "vm-a to be running");
+  await vi.waitFor(() => present(cache.getVm("tenant1-vms", "vm-a")?.vmi, "vm-a to be running"), { timeout: 10_000, interval: 20 });
 
   return {
     api,
@@ -51,7 +51,6 @@ export async function startSandboxService(opts: { kubevirtApi?: boolean } = {}):
     app,
     config,
     request: (p, init = {}) => Promise.resolve(app.request(p, init, { incoming: { socket: { remoteAddress: "192.0.2.99" } } })),
-    waitFor,
     stop: async () => {
       watcher.stop();
       await cluster.stop();

@@ -1,8 +1,9 @@
 // Redfish actions end to end against the sandbox cluster: HTTP request → app → power/boot → gateway →
 // sandbox API server → KubeVirt simulator → watch → cache → the next GET.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AUTH, PASSWORDS } from "./fixtures";
 import { startSandboxService, VM_KEY, type SandboxService } from "./sandbox-service";
+import { present } from "../helpers/present";
 
 type Json = Record<string, any>;  
 
@@ -36,16 +37,16 @@ const powerState = async (id: string) => (await get(`/redfish/v1/Systems/${id}`)
 
 describe("power through Redfish on the sandbox", () => {
   it("ForceOff turns a running VM off; On starts it again (PoweringOn first); On when On is a no-op success", async () => {
-    await s.waitFor(async () => (await powerState("tenant1-vms.vm-a")) === "On", "vm-a (runStrategy Always) On");
+    await expect.poll(() => powerState("tenant1-vms.vm-a"), { message: "vm-a (runStrategy Always) On" }).toBe("On");
     const off = await reset("tenant1-vms.vm-a", "ForceOff");
     expect([202, 204]).toContain(off.status);
-    await s.waitFor(async () => (await powerState("tenant1-vms.vm-a")) === "Off", "vm-a Off");
+    await expect.poll(() => powerState("tenant1-vms.vm-a"), { message: "vm-a Off" }).toBe("Off");
 
     const on = await reset("tenant1-vms.vm-a", "On");
     expect([202, 204]).toContain(on.status);
     // reported as soon as the start is accepted (Ironic polls and counts PoweringOn as on)
     expect(["PoweringOn", "On"]).toContain(await powerState("tenant1-vms.vm-a"));
-    await s.waitFor(async () => (await powerState("tenant1-vms.vm-a")) === "On", "vm-a On");
+    await expect.poll(() => powerState("tenant1-vms.vm-a"), { message: "vm-a On" }).toBe("On");
     expect([202, 204]).toContain((await reset("tenant1-vms.vm-a", "On")).status);
     expect(await powerState("tenant1-vms.vm-a")).toBe("On");
   });
@@ -68,10 +69,13 @@ describe("boot override through Redfish on the sandbox", () => {
       body: JSON.stringify({ Boot: { BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Continuous" } }),
     });
     expect(res.status).toBe(204);
-    const boot = await s.waitFor(async () => {
-      const body = (await get("/redfish/v1/Systems/tenant1-vms.vm-b")).body;
-      return body.Boot.BootSourceOverrideTarget === "Pxe" ? body.Boot : undefined;
-    }, "the boot override in the cache");
+    const boot = await vi.waitFor(
+      async () => {
+        const body = (await get("/redfish/v1/Systems/tenant1-vms.vm-b")).body;
+        return present(body.Boot.BootSourceOverrideTarget === "Pxe" && body.Boot, "the boot override in the cache");
+      },
+      { timeout: 10_000, interval: 20 },
+    );
     expect(boot.BootSourceOverrideEnabled).toBe("Continuous");
     // the VM in the cluster changed (the gateway wrote it), not only a view
     expect(JSON.stringify(s.api.store.get(VM_KEY, "tenant1-vms", "vm-b")!.spec)).toContain("bootOrder");

@@ -4,7 +4,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   attachedDataVolume,
-  eventually,
   httpSourceUrl,
   mediaDataVolumes,
   RELIABILITY_NAMESPACE,
@@ -37,11 +36,16 @@ const cd = async (name: string) => (await rf.request("GET", cdUri(name), { user:
 
 async function createVms(names: string[]): Promise<void> {
   for (const name of names) c.api.store.create(VM_KEY, vmObject(NS, name));
-  await eventually(async () => {
-    const members = ((await rf.request("GET", "/redfish/v1/Systems", { user: OPS })).body?.Members ?? []) as { "@odata.id": string }[];
-    const ids = new Set(members.map(m => m["@odata.id"]));
-    return names.every(n => ids.has(systemUri(n)));
-  }, "the VMs in Redfish");
+  await expect
+    .poll(
+      async () => {
+        const members = ((await rf.request("GET", "/redfish/v1/Systems", { user: OPS })).body?.Members ?? []) as { "@odata.id": string }[];
+        const ids = new Set(members.map(m => m["@odata.id"]));
+        return names.filter(n => !ids.has(systemUri(n)));
+      },
+      { message: "VMs not in Redfish yet" },
+    )
+    .toEqual([]);
 }
 
 /** Our DataVolumes of the VM (not being deleted) and the one its drive uses. */
@@ -71,7 +75,7 @@ describe("concurrent requests", () => {
     const statuses = replies.map(r => (r instanceof Error ? r.message : r.status));
     expect(statuses.filter(s => s !== 202), JSON.stringify(statuses)).toEqual([]);
 
-    await eventually(async () => (await Promise.all(names.map(cd))).every(m => m.Inserted === true), "every drive Inserted", 120_000, 500);
+    await expect.poll(async () => (await Promise.all(names.map(cd))).every(m => m.Inserted === true), { message: "every drive Inserted", timeout: 120_000, interval: 500 }).toBe(true);
     for (const name of names) {
       const state = drive(name);
       expect(state.dataVolumes, name).toHaveLength(1);
@@ -92,7 +96,7 @@ describe("concurrent requests", () => {
     // The first is accepted (202), the others see the same image already inserting (no-op) or a conflict.
     expect(statuses.filter(s => typeof s !== "number" || s >= 500 || ![202, 204, 409].includes(s)), JSON.stringify(statuses)).toEqual([]);
     expect(statuses.filter(s => s === 202 || s === 204).length).toBeGreaterThan(0);
-    await eventually(async () => (await cd("same")).Inserted === true, "Inserted", 60_000, 250);
+    await expect.poll(async () => (await cd("same")).Inserted, { message: "Inserted", timeout: 60_000, interval: 250 }).toBe(true);
     expect(drive("same").dataVolumes).toHaveLength(1);
   });
 
@@ -148,17 +152,17 @@ describe("concurrent requests", () => {
     expect(mediaDone.length).toBeGreaterThan(0);
     const last = mediaDone.at(-1)!.op;
     const expectedImage = last.kind === "insert" ? last.image : null;
-    await eventually(
-      async () => {
-        const m = await cd("hot");
-        const state = drive("hot");
-        const settled = expectedImage === null ? state.dataVolumes.length === 0 : state.dataVolumes.length === 1 && m.Inserted === true;
-        return settled && m.Image === expectedImage;
-      },
-      `the drive to settle on ${expectedImage}`,
-      60_000,
-      250,
-    );
+    await expect
+      .poll(
+        async () => {
+          const m = await cd("hot");
+          const state = drive("hot");
+          const settled = expectedImage === null ? state.dataVolumes.length === 0 : state.dataVolumes.length === 1 && m.Inserted === true;
+          return settled && m.Image === expectedImage;
+        },
+        { message: `the drive to settle on ${expectedImage}`, timeout: 60_000, interval: 250 },
+      )
+      .toBe(true);
     const state = drive("hot");
     expect(state.attached).toBe(state.dataVolumes[0]);
     if (expectedImage) expect(httpSourceUrl(mediaDataVolumes(c, NS, "hot")[0])).toBe(expectedImage);
@@ -168,7 +172,7 @@ describe("concurrent requests", () => {
     const orders = [...(template.disks ?? []), ...(template.interfaces ?? [])].map(d => d.bootOrder).filter((o): o is number => o !== undefined);
     expect(new Set(orders).size).toBe(orders.length);
     // Power settles on On or Off (no request left half-done).
-    await eventually(async () => ["On", "Off"].includes((await rf.request("GET", systemUri("hot"), { user: OPS })).body?.PowerState), "PowerState to settle", 30_000, 250);
+    await expect.poll(async () => (await rf.request("GET", systemUri("hot"), { user: OPS })).body?.PowerState, { message: "PowerState to settle", timeout: 30_000, interval: 250 }).toBeOneOf(["On", "Off"]);
     console.log(`20 conflicting requests: ${results.map(r => `${r.op.kind}:${r.status}`).join(" ")}`);
   });
 });

@@ -1,9 +1,10 @@
 // Reliability: configuration changes while Redfish is under load (no failed request; the new configuration in
 // force within seconds; an invalid change refused while the last good one stays), and Node writes while the
 // module is broken (admission server killed, configuration invalid): the Node webhook never blocks a Node.
+import { setTimeout as sleep } from "node:timers/promises";
 import { CoreV1Api } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNamespace, eventually, sleep, startSuiteCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createNamespace, startSuiteCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
 
 const NS = "rel-vms";
 const NS2 = "rel2-vms";
@@ -32,7 +33,7 @@ beforeAll(async () => {
   createNamespace(c, NS2);
   c.api.store.create(VM_KEY, vmObject(NS, "vm-a"));
   c.api.store.create(VM_KEY, vmObject(NS2, "vm-b"));
-  await eventually(async () => (await rf.request("GET", `/redfish/v1/Systems/${NS}.vm-a`, { user: OPS })).status === 200, "vm-a in Redfish");
+  await vi.waitFor(async () => expect((await rf.request("GET", `/redfish/v1/Systems/${NS}.vm-a`, { user: OPS })).status, "vm-a in Redfish").toBe(200), { timeout: 20_000, interval: 100 });
 });
 afterAll(async () => {
   rf?.close();
@@ -78,7 +79,7 @@ function startLoad(workers: number): { stop: () => Promise<{ requests: number; f
 async function timeUntilInForce(change: () => Promise<void>, inForce: () => Promise<boolean>, what: string): Promise<number> {
   const started = Date.now();
   await change();
-  await eventually(inForce, what, 10_000, 50);
+  await expect.poll(inForce, { message: what, timeout: 10_000, interval: 50 }).toBe(true);
   return Date.now() - started;
 }
 
@@ -106,7 +107,7 @@ describe("configuration changes under load", () => {
     // Invalid: session timeout below the schema's minimum. Refused; the last good configuration stays in force.
     const refusedBefore = c.watcher!.logs.filter(l => l.includes("config refused")).length;
     await c.applyConfig({ ...baseConfig({ secondChassis: true }), authentication: { sessionTimeoutSeconds: 5 } });
-    await eventually(() => c.watcher!.logs.filter(l => l.includes("config refused")).length > refusedBefore, "the invalid config refused");
+    await expect.poll(() => c.watcher!.logs.filter(l => l.includes("config refused")).length, { message: "the invalid config refused" }).toBeGreaterThan(refusedBefore);
     expect(await sessionTimeout()).toBe(900);
     await sleep(500);
     delays.afterInvalid = await timeUntilInForce(() => c.applyConfig(baseConfig({ sessionTimeoutSeconds: 1200, secondChassis: true })), async () => (await sessionTimeout()) === 1200, "SessionTimeout 1200");
@@ -145,7 +146,7 @@ describe("Node writes with the module broken", () => {
     const refusedBefore = c.watcher!.logs.filter(l => l.includes("config refused")).length;
     // Two nodes mapped to one VM: refused by the schema.
     await c.applyConfig(baseConfig({ nodeMapping: [{ nodeName: "worker-a", vmName: "vm-a" }, { nodeName: "worker-b", vmName: "vm-a" }] }));
-    await eventually(() => c.watcher!.logs.filter(l => l.includes("config refused")).length > refusedBefore, "the invalid config refused");
+    await expect.poll(() => c.watcher!.logs.filter(l => l.includes("config refused")).length, { message: "the invalid config refused" }).toBeGreaterThan(refusedBefore);
     await nodeWritesSucceed("broken-config-running");
     expect(apiserverLines(/broken-config-running.*allowed/).length).toBeGreaterThan(0);
   });

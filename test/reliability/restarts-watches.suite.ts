@@ -2,9 +2,10 @@
 // 2-4 s (KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS=2) and the API server restarts 5 times; the open watch streams
 // per kind must be what they were before, the TCP connections from the watcher to the API server bounded
 // (≤ 10) throughout, and the cache must show every change made meanwhile, in the same watcher process.
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { establishedConnections } from "../../scripts/bench/connections";
-import { eventually, RELIABILITY_NAMESPACE as NS, RELIABILITY_USER as OPS, sleep, startReliabilityCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
+import { RELIABILITY_NAMESPACE as NS, RELIABILITY_USER as OPS, startReliabilityCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
 
 const RESTARTS = 5;
 /** The module's client multiplexes every request and watch over one HTTP/2 connection (two while one closes);
@@ -47,7 +48,7 @@ async function maxConnectionsDuring(work: () => Promise<void>): Promise<number> 
 describe("access layer through watch expiries and API server restarts", () => {
   it(`keeps one watch per kind and ≤ ${MAX_CONNECTIONS} connections through ${RESTARTS} restarts, and converges`, async () => {
     c.api.store.create(VM_KEY, vmObject(NS, "before"));
-    await eventually(async () => (await systemStatus("before")) === 200, "the first VM in Redfish");
+    await expect.poll(() => systemStatus("before"), { message: "the first VM in Redfish" }).toBe(200);
     const pid = c.watcher!.child.pid;
     // Pepr's own start-up calls (kubernetes-fluent-client: a new undici Agent per call) leave idle
     // connections for a few seconds; the bound is for the watcher once started.
@@ -73,11 +74,9 @@ describe("access layer through watch expiries and API server restarts", () => {
         await restarted;
         await sleep(1_000);
       }
-      await eventually(
-        async () => (await systemStatus(`during-${RESTARTS - 1}`)) === 200 && (await systemStatus(`during-${RESTARTS - 2}`)) === 404,
-        "the cache to converge after the restarts",
-        30_000,
-      );
+      await expect
+        .poll(async () => [await systemStatus(`during-${RESTARTS - 1}`), await systemStatus(`during-${RESTARTS - 2}`)], { message: "the cache to converge after the restarts", timeout: 30_000 })
+        .toEqual([200, 404]);
       // Watches are open again, one per kind, as before.
       await vi.waitFor(() => expect(c.api.openWatches()).toEqual(baseline), { timeout: 20_000, interval: 200 });
     });

@@ -7,7 +7,6 @@ import type { KubeObject } from "../../sandbox/apiserver/types";
 import {
   attachedDataVolume,
   DV_KEY,
-  eventually,
   httpSourceUrl,
   mediaDataVolumes,
   MEDIA_FOR_LABEL,
@@ -44,7 +43,7 @@ const powerState = async (name: string) => (await rf.request("GET", systemUri(na
 
 async function createVm(name: string, o: Parameters<typeof vmObject>[2] = {}): Promise<void> {
   c.api.store.create(VM_KEY, vmObject(NS, name, o));
-  await eventually(async () => (await rf.request("GET", systemUri(name), { user: OPS })).status === 200, `${name} in Redfish`);
+  await expect.poll(async () => (await rf.request("GET", systemUri(name), { user: OPS })).status, { message: `${name} in Redfish` }).toBe(200);
 }
 
 /** Media state is consistent: every DataVolume of ours for the VM is the one its drive uses (at most one). */
@@ -81,11 +80,11 @@ describe("watcher killed during InsertMedia", () => {
     const accepted = await insert("m-import", image);
     expect(accepted.status, accepted.text).toBe(202);
     const taskUri = accepted.body["@odata.id"] as string;
-    await eventually(() => (mediaDataVolumes(c, NS, "m-import")[0]?.status as { phase?: string } | undefined)?.phase === "ImportInProgress", "the import to run");
+    await expect.poll(() => (mediaDataVolumes(c, NS, "m-import")[0]?.status as { phase?: string } | undefined)?.phase, { message: "the import to run" }).toBe("ImportInProgress");
 
     await c.crashAndRestartWatcher();
 
-    await eventually(async () => (await cd("m-import")).Inserted === true, "Inserted after the restart", 60_000, 250);
+    await expect.poll(async () => (await cd("m-import")).Inserted, { message: "Inserted after the restart", timeout: 60_000, interval: 250 }).toBe(true);
     const state = mediaConsistent("m-import");
     expect(state.consistent, JSON.stringify(state)).toBe(true);
     expect(state.dataVolumes).toHaveLength(1);
@@ -109,13 +108,13 @@ describe("watcher killed during InsertMedia", () => {
 
     await restartWatcherAfterCrash();
 
-    await eventually(() => mediaConsistent("m-orphan").dataVolumes.length === 0, "the orphaned DataVolume to be deleted");
+    await expect.poll(() => mediaConsistent("m-orphan").dataVolumes.length, { message: "the orphaned DataVolume to be deleted" }).toBe(0);
     expect(mediaConsistent("m-orphan")).toMatchObject({ consistent: true, attached: undefined });
     expect(await cd("m-orphan")).toMatchObject({ Inserted: false, Image: null });
 
     const retry = await insert("m-orphan", image);
     expect(retry.status, retry.text).toBe(202);
-    await eventually(async () => (await cd("m-orphan")).Inserted === true, "Inserted after the retry", 60_000, 250);
+    await expect.poll(async () => (await cd("m-orphan")).Inserted, { message: "Inserted after the retry", timeout: 60_000, interval: 250 }).toBe(true);
     expect(mediaConsistent("m-orphan")).toMatchObject({ consistent: true, dataVolumes: [expect.any(String)] });
   });
 
@@ -127,7 +126,7 @@ describe("watcher killed during InsertMedia", () => {
     await killed;
     await reply;
     await restartWatcherAfterCrash();
-    await eventually(async () => (await cd("m-attached")).Inserted === true, "Inserted after the restart", 60_000, 250);
+    await expect.poll(async () => (await cd("m-attached")).Inserted, { message: "Inserted after the restart", timeout: 60_000, interval: 250 }).toBe(true);
     expect(mediaConsistent("m-attached")).toMatchObject({ consistent: true, dataVolumes: [expect.any(String)] });
     expect((await cd("m-attached")).Image).toBe(image);
   });
@@ -138,11 +137,13 @@ describe("watcher killed during a power sequence", () => {
     // The guest takes 10 s to honour the ACPI power button: the watcher dies and comes back meanwhile.
     await createVm("p-deferred", { acpiShutdownSeconds: 10 });
     expect((await rf.request("POST", `${systemUri("p-deferred")}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "On" } })).status).toBe(204);
-    await eventually(async () => (await powerState("p-deferred")) === "On", "p-deferred On");
+    await expect.poll(() => powerState("p-deferred"), { message: "p-deferred On" }).toBe("On");
     const firstVmi = c.api.store.get(VMI_KEY, NS, "p-deferred")!.metadata.uid;
 
     expect((await rf.request("POST", `${systemUri("p-deferred")}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "GracefulShutdown" } })).status).toBe(204);
-    await eventually(async () => (await powerState("p-deferred")) === "PoweringOff", "p-deferred PoweringOff");
+    // The System reads On until the guest is off (Ironic counts PoweringOff as off): wait for the stop itself.
+    await expect.poll(() => c.api.store.get(VMI_KEY, NS, "p-deferred")?.metadata.deletionTimestamp, { message: "p-deferred shutting down" }).toBeDefined();
+    expect(await powerState("p-deferred")).toBe("On");
     const deferred = await rf.request("POST", `${systemUri("p-deferred")}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "On" } });
     expect(deferred.status, deferred.text).toBe(202);
     expect(c.api.store.get(VM_KEY, NS, "p-deferred")!.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION]).toBeDefined();
@@ -150,16 +151,16 @@ describe("watcher killed during a power sequence", () => {
     await c.crashAndRestartWatcher();
     expect(c.api.store.get(VMI_KEY, NS, "p-deferred")?.metadata.uid).toBe(firstVmi); // still powering off
 
-    await eventually(
-      () => {
-        const vmi = c.api.store.get(VMI_KEY, NS, "p-deferred");
-        return vmi && vmi.metadata.uid !== firstVmi && (vmi.status as { phase?: string } | undefined)?.phase === "Running";
-      },
-      "a new VMI running after the power-off",
-      40_000,
-      250,
-    );
-    await eventually(async () => (await powerState("p-deferred")) === "On", "p-deferred On again");
-    await eventually(() => c.api.store.get(VM_KEY, NS, "p-deferred")!.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION] === undefined, "the power-on request cleared");
+    await expect
+      .poll(
+        () => {
+          const vmi = c.api.store.get(VMI_KEY, NS, "p-deferred");
+          return vmi !== undefined && vmi.metadata.uid !== firstVmi && (vmi.status as { phase?: string } | undefined)?.phase === "Running";
+        },
+        { message: "a new VMI running after the power-off", timeout: 40_000, interval: 250 },
+      )
+      .toBe(true);
+    await expect.poll(() => powerState("p-deferred"), { message: "p-deferred On again" }).toBe("On");
+    await expect.poll(() => c.api.store.get(VM_KEY, NS, "p-deferred")!.metadata.annotations?.[POWER_ON_REQUESTED_ANNOTATION], { message: "the power-on request cleared" }).toBeUndefined();
   });
 });

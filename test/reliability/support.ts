@@ -2,6 +2,7 @@
 // the API server, admission server and watcher captured), VMs, and a Redfish client over HTTPS that can speak
 // from any loopback address (127.0.0.0/8 all reaches the watcher) and records every session token it sees.
 import https from "node:https";
+import { expect } from "vitest";
 import { redfishRequest, type RedfishRequestOptions, type RedfishResponse } from "../helpers/redfish-client";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
@@ -29,6 +30,11 @@ export interface SuiteCluster extends TestCluster {
   /** Kills the watcher (SIGKILL: a crash, no graceful shutdown) and starts a new one; resolves when Redfish answers. */
   crashAndRestartWatcher(): Promise<void>;
   waitForRedfish(): Promise<void>;
+  /**
+   * Resolves once every line the watcher logged before the call is in `logs`: the watcher logs a failed login
+   * (info level) with the username, and its output arrives in order.
+   */
+  watcherLogsFlushed(): Promise<void>;
 }
 
 export async function startSuiteCluster(opts: SandboxClusterOptions): Promise<SuiteCluster> {
@@ -46,6 +52,14 @@ export async function startSuiteCluster(opts: SandboxClusterOptions): Promise<Su
     await cluster.stopModule(["watcher"]);
     await cluster.startModule(["watcher"]);
     await suite.waitForRedfish();
+  };
+  let barriers = 0;
+  suite.watcherLogsFlushed = async () => {
+    const username = `log-barrier-${++barriers}`;
+    // An address of its own, so the barrier's failed logins never hold back a test's logins.
+    const target = { port: cluster.redfishPort, ca: cluster.caPem, localAddress: `127.0.0.${200 + (barriers % 50)}` };
+    expect((await redfishRequest(target, "GET", "/redfish/v1/Systems", { user: `${username}:not-a-password` })).status).toBe(401);
+    await cluster.watcher!.waitForLog(new RegExp(`"username":"${username}"`), 10_000);
   };
   await suite.waitForRedfish();
   return suite;
@@ -141,22 +155,4 @@ export function httpSourceUrl(dv: KubeObject): string | undefined {
 export function attachedDataVolume(vm: KubeObject | undefined): string | undefined {
   const volumes = (vm?.spec as { template?: { spec?: { volumes?: { name: string; dataVolume?: { name?: string } }[] } } } | undefined)?.template?.spec?.volumes ?? [];
   return volumes.find(v => v.name === "virtualmedia-cd")?.dataVolume?.name;
-}
-
-export const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-
-/** Polls until `probe` returns a truthy value; the last value or error is in the timeout message. */
-export async function eventually<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 20_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      last = await probe();
-      if (last) return last as T;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-    await sleep(intervalMs);
-  }
 }

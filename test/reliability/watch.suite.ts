@@ -1,8 +1,9 @@
 // Reliability: watch interruptions. The sandbox API server drops every watch (cleanly, with an in-stream
 // 410 Gone, or by restarting), the cluster changes while the watcher is not watching, and the watcher's cache
 // must converge through its own re-list: no process restart, no stale PowerState once it has resynced.
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, RELIABILITY_NAMESPACE as NS, RELIABILITY_USER as OPS, sleep, startReliabilityCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
+import { RELIABILITY_NAMESPACE as NS, RELIABILITY_USER as OPS, startReliabilityCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
 
 // The informers resume a watch the server ended at once, re-list after a 410, and back off (0.5 s → 10 s)
 // while the API server is unreachable, so convergence after an outage takes at most one back-off step.
@@ -25,12 +26,12 @@ const powerState = async (name: string) => (await system(name)).body?.PowerState
 
 async function poweredOnThroughRedfish(name: string): Promise<void> {
   c.api.store.create(VM_KEY, vmObject(NS, name));
-  await eventually(async () => (await system(name)).status === 200, `${name} in Redfish`);
+  await expect.poll(async () => (await system(name)).status, { message: `${name} in Redfish` }).toBe(200);
   const reset = await rf.request("POST", `/redfish/v1/Systems/${NS}.${name}/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "On" } });
   expect(reset.status).toBe(204);
-  await eventually(async () => (await powerState(name)) === "On", `${name} On`);
+  await expect.poll(() => powerState(name), { message: `${name} On` }).toBe("On");
   // The power controller has switched the VM to RerunOnFailure: a guest power-off now stays off.
-  await eventually(() => (c.api.store.get(VM_KEY, NS, name)?.spec as { runStrategy?: string }).runStrategy === "RerunOnFailure", `${name} RerunOnFailure`);
+  await expect.poll(() => (c.api.store.get(VM_KEY, NS, name)?.spec as { runStrategy?: string }).runStrategy, { message: `${name} RerunOnFailure` }).toBe("RerunOnFailure");
 }
 
 /** Changes made while no watch is open: a guest power-off, a spec change, a deletion and a new VM. */
@@ -48,20 +49,22 @@ function changeClusterNow(prefix: string): void {
 async function prepare(prefix: string): Promise<void> {
   await poweredOnThroughRedfish(`${prefix}-run`);
   for (const name of [`${prefix}-steady`, `${prefix}-gone`]) c.api.store.create(VM_KEY, vmObject(NS, name));
-  await eventually(async () => (await system(`${prefix}-gone`)).status === 200 && (await system(`${prefix}-steady`)).status === 200, "VMs in Redfish");
+  await expect.poll(async () => [(await system(`${prefix}-gone`)).status, (await system(`${prefix}-steady`)).status], { message: "VMs in Redfish" }).toEqual([200, 200]);
 }
 
 async function expectConverged(prefix: string, watcherPid: number | undefined): Promise<number> {
   const started = Date.now();
-  await eventually(
-    async () =>
-      (await powerState(`${prefix}-run`)) === "Off" &&
-      (await system(`${prefix}-steady`)).body?.SerialNumber === `${prefix}-changed` &&
-      (await system(`${prefix}-gone`)).status === 404 &&
-      (await system(`${prefix}-new`)).status === 200,
-    "the cache to show every change made while it was not watching",
-    RESYNC_BOUND_MS,
-  );
+  await expect
+    .poll(
+      async () => ({
+        run: await powerState(`${prefix}-run`),
+        steady: (await system(`${prefix}-steady`)).body?.SerialNumber,
+        gone: (await system(`${prefix}-gone`)).status,
+        new: (await system(`${prefix}-new`)).status,
+      }),
+      { message: "the cache to show every change made while it was not watching", timeout: RESYNC_BOUND_MS },
+    )
+    .toEqual({ run: "Off", steady: `${prefix}-changed`, gone: 404, new: 200 });
   const took = Date.now() - started;
   // No stale PowerState after the resync: it stays Off (the guest powered off; RerunOnFailure keeps it off).
   for (let i = 0; i < 10; i++) {
@@ -121,7 +124,7 @@ describe("watch interruptions", () => {
     // Writes work again once the API server is back.
     const after = await rf.request("POST", `/redfish/v1/Systems/${NS}.restart-steady/Actions/ComputerSystem.Reset`, { user: OPS, body: { ResetType: "On" } });
     expect(after.status).toBe(204);
-    await eventually(async () => (await powerState("restart-steady")) === "On", "restart-steady On after the outage");
+    await expect.poll(() => powerState("restart-steady"), { message: "restart-steady On after the outage" }).toBe("On");
     console.log(`API server down 2 s: a Reset meanwhile answered ${actionWhileDown.status}; converged ${took} ms after it came back`);
   });
 });

@@ -7,10 +7,11 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createCertificateAuthority, issueServerCertificate } from "../../capabilities/common/tls";
 import { startApiServer, type ApiServer } from "../../sandbox/apiserver";
 import { startCdiSimulator, startKubeVirtSimulator, type CdiSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
+import { present } from "../helpers/present";
 
 const NS = "sim";
 const STEP_MS = 20;
@@ -114,20 +115,8 @@ afterAll(async () => {
   if (stateDir) fs.rmSync(stateDir, { recursive: true, force: true });
 });
 
-async function waitFor<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value as T;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await new Promise(r => setTimeout(r, 15));
-  }
-}
+/** vi.waitFor's options for awaited values here (expect.poll's come from vitest.config.ts). */
+const WAIT = { timeout: 5000, interval: 15 };
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
@@ -218,13 +207,13 @@ const vmStatus = async (name: string) => (await getVm(name)).status?.printableSt
 const vmiPhase = async (name: string) => (await getVmi(name))?.status?.phase as string | undefined;
 
 async function runningVmi(name: string, timeoutMs = 5000): Promise<Obj> {
-  return waitFor(async () => {
+  return vi.waitFor(async () => {
     const vmi = await getVmi(name);
-    return vmi?.status?.phase === "Running" && !vmi.metadata.deletionTimestamp ? vmi : undefined;
-  }, `VMI ${name} Running`, timeoutMs);
+    return present(vmi?.status?.phase === "Running" && !vmi.metadata.deletionTimestamp && vmi, `VMI ${name} Running`);
+  }, { ...WAIT, timeout: timeoutMs });
 }
 async function vmiGone(name: string, timeoutMs = 5000): Promise<void> {
-  await waitFor(async () => (await getVmi(name)) === undefined, `VMI ${name} gone`, timeoutMs);
+  await expect.poll(() => getVmi(name), { message: `VMI ${name} gone`, timeout: timeoutMs }).toBeUndefined();
 }
 const condition = (obj: Obj | undefined, type: string) => (obj?.status?.conditions ?? []).find((c: { type: string }) => c.type === type);
 
@@ -243,7 +232,10 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
     expect(condition(vmi, "Ready")?.status).toBe("True");
     expect(condition(vmi, "AgentConnected")?.status).toBe("True");
     expect(vmi.status.guestOSInfo.name).toBe("Fedora Linux");
-    const status = await waitFor(async () => ((await getVm("always-1")).status?.ready ? (await getVm("always-1")).status : undefined), "VM ready");
+    const status = await vi.waitFor(async () => {
+      const s = (await getVm("always-1")).status;
+      return present(s?.ready && s, "VM ready");
+    }, WAIT);
     expect(status).toMatchObject({ printableStatus: "Running", ready: true, created: true, runStrategy: "Always" });
     expect(condition({ status } as Obj, "AgentConnected")?.status).toBe("True");
     // start on Always: virt-api's answers
@@ -252,7 +244,8 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
 
   it("Halted: start sets runStrategy Always, stop sets Halted and the VMI is gone after the grace period", async () => {
     await createVm("halted-1", { runStrategy: "Halted", grace: 1 });
-    await sleep(STEP_MS * 5);
+    // The controller writes the VM's status in the reconcile that would have created the VMI.
+    await expect.poll(() => vmStatus("halted-1"), { message: "halted-1 reconciled" }).toBe("Stopped");
     expect(await getVmi("halted-1")).toBeUndefined();
     expect(await vmStatus("halted-1")).toBe("Stopped");
     expect(await put("virtualmachines", "halted-1", "stop", {})).toMatchObject({ status: 409, body: { message: expect.stringContaining("VM is not running") } });
@@ -264,12 +257,12 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
     expect((await put("virtualmachines", "halted-1", "stop", {})).status).toBe(202);
     expect((await getVm("halted-1")).spec.runStrategy).toBe("Halted");
     // During the grace period: VM Stopping, VMI still Running with a deletionTimestamp.
-    const stopping = await waitFor(async () => ((await vmStatus("halted-1")) === "Stopping" ? getVmi("halted-1") : undefined), "Stopping");
+    const stopping = await vi.waitFor(async () => present((await vmStatus("halted-1")) === "Stopping" && (await getVmi("halted-1")), "Stopping"), WAIT);
     expect(stopping?.status.phase).toBe("Running");
     expect(stopping?.metadata.deletionTimestamp).toBeTruthy();
     await vmiGone("halted-1", 4000);
     expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(900);
-    await waitFor(async () => (await vmStatus("halted-1")) === "Stopped", "Stopped");
+    await expect.poll(() => vmStatus("halted-1"), { message: "Stopped" }).toBe("Stopped");
     expect((await getVm("halted-1")).status.ready).toBeUndefined();
   });
 
@@ -291,28 +284,28 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
     const res = await put("virtualmachines", "both-1", "start");
     expect(res.status).toBe(422);
     expect(res.body).toMatchObject({ reason: "Invalid", message: expect.stringContaining("mutually exclusive") });
-    const failure = await waitFor(async () => condition(await getVm("both-1"), "Failure"), "Failure condition");
+    const failure = await vi.waitFor(async () => present(condition(await getVm("both-1"), "Failure"), "Failure condition"), WAIT);
     expect(failure).toMatchObject({ status: "True", message: expect.stringContaining("running and runstrategy are mutually exclusive") });
     expect(await getVmi("both-1")).toBeUndefined();
   });
 
   it("Manual: start and stop are state change requests the controller acts on; the strategy stays Manual", async () => {
     await createVm("manual-1", { runStrategy: "Manual", grace: 1 });
-    await sleep(STEP_MS * 3);
+    await expect.poll(() => vmStatus("manual-1"), { message: "manual-1 reconciled" }).toBe("Stopped");
     expect(await getVmi("manual-1")).toBeUndefined();
     expect((await put("virtualmachines", "manual-1", "start")).status).toBe(202);
     const vmi = await runningVmi("manual-1");
-    const status = await waitFor(async () => {
+    const status = await vi.waitFor(async () => {
       const s = (await getVm("manual-1")).status;
-      return s?.printableStatus === "Running" && !s.stateChangeRequests ? s : undefined;
-    }, "start request consumed");
+      return present(s?.printableStatus === "Running" && !s.stateChangeRequests && s, "start request consumed");
+    }, WAIT);
     expect(status.runStrategy).toBe("Manual");
     expect((await put("virtualmachines", "manual-1", "stop")).status).toBe(202);
     // The request stays until the VMI is gone (one second of grace here).
     expect((await getVm("manual-1")).status.stateChangeRequests).toEqual([{ action: "Stop", uid: vmi.metadata.uid }]);
-    await waitFor(async () => (await vmStatus("manual-1")) === "Stopping", "Stopping");
+    await expect.poll(() => vmStatus("manual-1"), { message: "Stopping" }).toBe("Stopping");
     await vmiGone("manual-1", 4000);
-    await waitFor(async () => (await getVm("manual-1")).status?.stateChangeRequests === undefined, "stop request consumed");
+    await expect.poll(async () => (await getVm("manual-1")).status?.stateChangeRequests, { message: "stop request consumed" }).toBeUndefined();
     expect((await getVm("manual-1")).spec.runStrategy).toBe("Manual");
     expect(await put("virtualmachines", "manual-1", "stop")).toMatchObject({ status: 409, body: { message: expect.stringContaining("VM is not running") } });
   });
@@ -328,7 +321,7 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
     expect(await put("virtualmachines", "always-2", "restart")).toMatchObject({ status: 409, body: { message: expect.stringContaining("RunStategy Halted does not support manual restart requests") } });
     expect(await put("virtualmachines", "once-1", "restart")).toMatchObject({ status: 409, body: { message: expect.stringContaining("RunStategy Once does not support manual restart requests") } });
     kubevirt.guestPowerOff(NS, "once-1");
-    await waitFor(async () => (await vmiPhase("once-1")) === "Succeeded", "Once VMI Succeeded");
+    await expect.poll(() => vmiPhase("once-1"), { message: "Once VMI Succeeded" }).toBe("Succeeded");
     expect(await put("virtualmachines", "once-1", "start")).toMatchObject({ status: 409, body: { message: expect.stringContaining("Once does not support manual start requests") } });
   });
 
@@ -338,10 +331,10 @@ describe("KubeVirt: VM lifecycle per run strategy", () => {
     expect(await put("virtualmachines", "restart-1", "restart", { gracePeriodSeconds: 5 })).toMatchObject({ status: 400 });
     const started = Date.now();
     expect((await put("virtualmachines", "restart-1", "restart", { gracePeriodSeconds: 0 })).status).toBe(202);
-    const second = await waitFor(async () => {
+    const second = await vi.waitFor(async () => {
       const vmi = await getVmi("restart-1");
-      return vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" ? vmi : undefined;
-    }, "new VMI Running");
+      return present(vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" && vmi, "new VMI Running");
+    }, WAIT);
     expect(Date.now() - started).toBeLessThan(3000);
     expect(second.metadata.annotations?.["sandbox.kubevirt.io/boot-count"]).toBe("1");
   });
@@ -370,7 +363,7 @@ describe("KubeVirt: grace periods", () => {
     expect(await put("virtualmachines", "grace-2", "stop", { gracePeriod: 500 })).toMatchObject({ status: 409, body: { message: expect.stringContaining("shorter graceperiod") } });
     expect((await put("virtualmachines", "grace-2", "stop", { gracePeriod: 0 })).status).toBe(202);
     await vmiGone("grace-2", 2000);
-    expect(await waitFor(async () => ((await vmStatus("grace-2")) === "Stopped" ? "Stopped" : undefined), "Stopped")).toBe("Stopped");
+    await expect.poll(() => vmStatus("grace-2"), { message: "Stopped" }).toBe("Stopped");
   });
 
   it("a guest that honours ACPI powers off sooner than the grace period", async () => {
@@ -380,11 +373,11 @@ describe("KubeVirt: grace periods", () => {
     expect((await put("virtualmachines", "acpi-1", "stop")).status).toBe(202);
     // The final phase is observable before the object goes away.
     const phases = new Set<string>();
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const vmi = await getVmi("acpi-1");
       if (vmi) phases.add(vmi.status.phase);
       return vmi === undefined;
-    }, "ACPI shutdown", 4000);
+    }, { message: "ACPI shutdown", timeout: 4000 }).toBe(true);
     const elapsed = Date.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(3000);
@@ -401,10 +394,10 @@ describe("KubeVirt: guest power-off and reboots", () => {
       await createVm(name, { ...opts, grace: 0 });
       const first = await runningVmi(name);
       kubevirt.guestPowerOff(NS, name);
-      const second = await waitFor(async () => {
+      const second = await vi.waitFor(async () => {
         const vmi = await getVmi(name);
-        return vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" ? vmi : undefined;
-      }, `${name} restarted`);
+        return present(vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" && vmi, `${name} restarted`);
+      }, WAIT);
       expect(second.metadata.uid).not.toBe(first.metadata.uid);
     }
   });
@@ -419,10 +412,10 @@ describe("KubeVirt: guest power-off and reboots", () => {
     await runningVmi("gpo-manual");
     for (const name of ["gpo-rerun", "gpo-manual", "gpo-once"]) kubevirt.guestPowerOff(NS, name);
     await vmiGone("gpo-rerun"); // RerunOnFailure cleans up a Succeeded VMI and does not rerun it
-    for (const name of ["gpo-manual", "gpo-once"]) await waitFor(async () => (await vmiPhase(name)) === "Succeeded", `${name} Succeeded`);
-    await sleep(STEP_MS * 8);
+    for (const name of ["gpo-manual", "gpo-once"]) await expect.poll(() => vmiPhase(name), { message: `${name} Succeeded` }).toBe("Succeeded");
+    // Stopped is written by the reconcile that saw the finished VMI and decided not to start another.
+    for (const name of ["gpo-rerun", "gpo-manual", "gpo-once"]) await expect.poll(() => vmStatus(name), { message: `${name} reconciled after the power-off` }).toBe("Stopped");
     expect(await getVmi("gpo-rerun")).toBeUndefined();
-    for (const name of ["gpo-rerun", "gpo-manual", "gpo-once"]) expect(await vmStatus(name)).toBe("Stopped");
     expect(await vmiPhase("gpo-manual")).toBe("Succeeded");
     // Manual: a start replaces the finished VMI (stop + start requests)
     expect((await put("virtualmachines", "gpo-manual", "start")).status).toBe(202);
@@ -447,7 +440,7 @@ describe("KubeVirt: guest power-off and reboots", () => {
     expect((await put("virtualmachineinstances", "reboot-1", "reset")).status).toBe(200);
     expect((await getVmi("reboot-1"))?.metadata.annotations?.["sandbox.kubevirt.io/boot-count"]).toBe("3");
     expect((await put("virtualmachineinstances", "reboot-1", "softreboot")).status).toBe(200);
-    await waitFor(async () => (await getVmi("reboot-1"))?.metadata.annotations?.["sandbox.kubevirt.io/boot-count"] === "4", "soft reboot");
+    await expect.poll(async () => (await getVmi("reboot-1"))?.metadata.annotations?.["sandbox.kubevirt.io/boot-count"], { message: "soft reboot" }).toBe("4");
     expect((await getVmi("reboot-1"))?.metadata.uid).toBe(vmi.metadata.uid);
     expect(await put("virtualmachineinstances", "reboot-2", "softreboot")).toMatchObject({
       status: 409,
@@ -463,21 +456,21 @@ describe("KubeVirt: guest power-off and reboots", () => {
       { ...VM_API, name: "terminate-1", body: [{ op: "add", path: "/spec/template/spec/domain/rebootPolicy", value: "Terminate" }] },
       jsonPatch,
     );
-    await waitFor(async () => condition(await getVm("terminate-1"), "RestartRequired")?.status === "True", "RestartRequired");
+    await expect.poll(async () => condition(await getVm("terminate-1"), "RestartRequired")?.status, { message: "RestartRequired" }).toBe("True");
     // The running VMI still has the old spec: a reboot now stays in place.
     kubevirt.guestReboot(NS, "terminate-1");
     expect((await getVmi("terminate-1"))?.metadata.uid).toBe(first.metadata.uid);
     expect((await put("virtualmachines", "terminate-1", "restart", { gracePeriodSeconds: 0 })).status).toBe(202);
-    const second = await waitFor(async () => {
+    const second = await vi.waitFor(async () => {
       const vmi = await getVmi("terminate-1");
-      return vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" ? vmi : undefined;
-    }, "restarted with the new template");
+      return present(vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" && vmi, "restarted with the new template");
+    }, WAIT);
     expect(second.spec.domain.rebootPolicy).toBe("Terminate");
     kubevirt.guestReboot(NS, "terminate-1");
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const vmi = await getVmi("terminate-1");
-      return vmi && vmi.metadata.uid !== second.metadata.uid && vmi.status?.phase === "Running" ? vmi : undefined;
-    }, "a guest reboot recreated the VMI");
+      return vmi !== undefined && vmi.metadata.uid !== second.metadata.uid && vmi.status?.phase === "Running";
+    }, { message: "a guest reboot recreated the VMI" }).toBe(true);
   });
 });
 
@@ -487,11 +480,11 @@ describe("KubeVirt: pause", () => {
     await runningVmi("pause-1");
     expect((await put("virtualmachineinstances", "pause-1", "pause")).status).toBe(200);
     expect(condition(await getVmi("pause-1"), "Paused")).toMatchObject({ status: "True", reason: "PausedByUser" });
-    await waitFor(async () => (await vmStatus("pause-1")) === "Paused", "VM Paused");
+    await expect.poll(() => vmStatus("pause-1"), { message: "VM Paused" }).toBe("Paused");
     expect(await put("virtualmachineinstances", "pause-1", "pause")).toMatchObject({ status: 409, body: { message: expect.stringContaining("VMI is already paused") } });
     expect(await put("virtualmachineinstances", "pause-1", "softreboot")).toMatchObject({ status: 409 });
     expect((await put("virtualmachineinstances", "pause-1", "unpause")).status).toBe(200);
-    await waitFor(async () => (await vmStatus("pause-1")) === "Running", "VM Running again");
+    await expect.poll(() => vmStatus("pause-1"), { message: "VM Running again" }).toBe("Running");
     expect(condition(await getVm("pause-1"), "Paused")).toBeUndefined();
     expect(await put("virtualmachineinstances", "pause-1", "unpause")).toMatchObject({ status: 409, body: { message: expect.stringContaining("VMI is not paused") } });
   });
@@ -500,7 +493,7 @@ describe("KubeVirt: pause", () => {
     await createVm("pause-2", { runStrategy: "Halted", grace: 0 });
     expect((await put("virtualmachines", "pause-2", "start", { paused: true })).status).toBe(202);
     await runningVmi("pause-2");
-    await waitFor(async () => (await vmStatus("pause-2")) === "Paused", "VM Paused at start");
+    await expect.poll(() => vmStatus("pause-2"), { message: "VM Paused at start" }).toBe("Paused");
     expect((await getVm("pause-2")).spec.runStrategy).toBe("Always");
   });
 });
@@ -541,10 +534,10 @@ describe("KubeVirt: boot recording", () => {
     kubevirt.guestReboot(NS, "boot-2");
     expect((await getVmi("boot-2"))?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"]).toBe("root");
     expect((await put("virtualmachines", "boot-2", "restart")).status).toBe(202);
-    const second = await waitFor(async () => {
+    const second = await vi.waitFor(async () => {
       const vmi = await getVmi("boot-2");
-      return vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" ? vmi : undefined;
-    }, "restarted");
+      return present(vmi && vmi.metadata.uid !== first.metadata.uid && vmi.status?.phase === "Running" && vmi, "restarted");
+    }, WAIT);
     expect(second.metadata.annotations?.["sandbox.kubevirt.io/booted-from"]).toBe("data");
   });
 
@@ -557,7 +550,7 @@ describe("KubeVirt: boot recording", () => {
       ],
       volumes: [{ name: "root", containerDisk: { image: "x" } }, { name: "data", emptyDisk: { capacity: "1Gi" } }],
     });
-    const failure = await waitFor(async () => condition(await getVm("boot-dup"), "Failure"), "Failure condition");
+    const failure = await vi.waitFor(async () => present(condition(await getVm("boot-dup"), "Failure"), "Failure condition"), WAIT);
     expect(failure).toMatchObject({ status: "True", reason: "FailedCreate", message: expect.stringContaining("Boot order for spec.domain.devices.disks[1].bootOrder already set for a different device.") });
     expect(await vmStatus("boot-dup")).toBe("Stopped");
     expect(await getVmi("boot-dup")).toBeUndefined();
@@ -567,7 +560,7 @@ describe("KubeVirt: boot recording", () => {
       jsonPatch,
     );
     await runningVmi("boot-dup");
-    await waitFor(async () => condition(await getVm("boot-dup"), "Failure") === undefined, "Failure cleared");
+    await expect.poll(async () => condition(await getVm("boot-dup"), "Failure"), { message: "Failure cleared" }).toBeUndefined();
   });
 });
 
@@ -575,17 +568,17 @@ describe("KubeVirt: DataVolumes and volumes", () => {
   it("holds the start until the DataVolume is imported (Provisioning, no VMI), then starts", async () => {
     await createDv("wait-dv", { http: { url: `${imageUrl}/slow/${CHUNK * 40}` } });
     await createVm("wait-1", { runStrategy: "Always", grace: 0, volumes: [{ name: "root", dataVolume: { name: "wait-dv" } }] });
-    await waitFor(async () => (await vmStatus("wait-1")) === "Provisioning", "Provisioning");
-    await waitFor(async () => (await getDv("wait-dv")).status?.phase === "ImportInProgress", "importing");
+    await expect.poll(() => vmStatus("wait-1"), { message: "Provisioning" }).toBe("Provisioning");
+    await expect.poll(async () => (await getDv("wait-dv")).status?.phase, { message: "importing" }).toBe("ImportInProgress");
     expect(await getVmi("wait-1")).toBeUndefined();
-    await waitFor(async () => (await getDv("wait-dv")).status?.phase === "Succeeded", "imported", 8000);
+    await expect.poll(async () => (await getDv("wait-dv")).status?.phase, { message: "imported", timeout: 8000 }).toBe("Succeeded");
     await runningVmi("wait-1");
   });
 
   it("a failed DataVolume shows DataVolumeError", async () => {
     await createDv("bad-dv", { http: { url: `${imageUrl}/missing` } });
     await createVm("dverr-1", { runStrategy: "Always", volumes: [{ name: "root", persistentVolumeClaim: { claimName: "bad-dv" } }] });
-    await waitFor(async () => (await vmStatus("dverr-1")) === "DataVolumeError", "DataVolumeError");
+    await expect.poll(() => vmStatus("dverr-1"), { message: "DataVolumeError" }).toBe("DataVolumeError");
     expect(await getVmi("dverr-1")).toBeUndefined();
   });
 
@@ -596,24 +589,24 @@ describe("KubeVirt: DataVolumes and volumes", () => {
       volumes: [{ name: "root", dataVolume: { name: "dvt-1-root" } }],
       dataVolumeTemplates: [{ metadata: { name: "dvt-1-root" }, spec: { source: { blank: {} }, storage: { resources: { requests: { storage: "1Gi" } } } } }],
     });
-    const dv = await waitFor(() => getDv("dvt-1-root"), "template DataVolume");
+    const dv = await vi.waitFor(() => getDv("dvt-1-root"), WAIT);
     expect(dv.metadata.ownerReferences).toEqual([expect.objectContaining({ uid: vm.metadata.uid, controller: true })]);
     await runningVmi("dvt-1");
   });
 
   it("a wait-for-first-consumer DataVolume binds when the VMI consumes it", async () => {
     await createDv("wffc-dv", { http: { url: `${imageUrl}/image/${CHUNK * 4}` } }, { storageClassName: "wffc" });
-    await waitFor(async () => (await getDv("wffc-dv")).status?.phase === "WaitForFirstConsumer", "WaitForFirstConsumer");
+    await expect.poll(async () => (await getDv("wffc-dv")).status?.phase, { message: "WaitForFirstConsumer" }).toBe("WaitForFirstConsumer");
     await createVm("wffc-1", { runStrategy: "Halted", grace: 0, volumes: [{ name: "root", dataVolume: { name: "wffc-dv" } }] });
-    await sleep(STEP_MS * 5);
+    // A Halted VM is no consumer: once the controller has reconciled it (Stopped), the DataVolume still waits.
+    await expect.poll(() => vmStatus("wffc-1"), { message: "wffc-1 reconciled" }).toBe("Stopped");
     expect((await getDv("wffc-dv")).status.phase).toBe("WaitForFirstConsumer");
-    expect(await vmStatus("wffc-1")).toBe("Stopped");
     expect((await put("virtualmachines", "wffc-1", "start")).status).toBe(202);
     await runningVmi("wffc-1");
     expect((await getDv("wffc-dv")).status.phase).toBe("Succeeded");
     // With the immediate-binding annotation the same storage class imports at once.
     await createDv("wffc-immediate", { blank: {} }, { storageClassName: "wffc", annotations: { "cdi.kubevirt.io/storage.bind.immediate.requested": "true" } });
-    await waitFor(async () => (await getDv("wffc-immediate")).status?.phase === "Succeeded", "immediate bind");
+    await expect.poll(async () => (await getDv("wffc-immediate")).status?.phase, { message: "immediate bind" }).toBe("Succeeded");
   });
 
   it("addvolume hot-plugs into the template and the running VMI; removevolume takes it out", async () => {
@@ -623,12 +616,12 @@ describe("KubeVirt: DataVolumes and volumes", () => {
     const add = { name: "hp", disk: { disk: { bus: "scsi" } }, volumeSource: { dataVolume: { name: "hp-dv" } } };
     expect((await put("virtualmachines", "hotplug-1", "addvolume", add)).status).toBe(202);
     expect((await getVm("hotplug-1")).spec.template.spec.volumes).toContainEqual({ name: "hp", dataVolume: { name: "hp-dv", hotpluggable: true } });
-    await waitFor(async () => (await getVmi("hotplug-1"))?.spec.volumes.some((v: { name: string }) => v.name === "hp"), "hot-plugged");
+    await expect.poll(async () => (await getVmi("hotplug-1"))?.spec.volumes.some((v: { name: string }) => v.name === "hp"), { message: "hot-plugged" }).toBeTruthy();
     expect(await put("virtualmachines", "hotplug-1", "addvolume", add)).toMatchObject({ status: 409, body: { message: expect.stringContaining("already exists") } });
     expect(await put("virtualmachines", "hotplug-1", "addvolume", { name: "x" })).toMatchObject({ status: 400, body: { message: "AddVolumeOptions requires disk to not be nil" } });
     expect(await put("virtualmachines", "hotplug-1", "removevolume", { name: "root" })).toMatchObject({ status: 409, body: { message: expect.stringContaining("not hotpluggable") } });
     expect((await put("virtualmachines", "hotplug-1", "removevolume", { name: "hp" })).status).toBe(202);
-    await waitFor(async () => !(await getVmi("hotplug-1"))?.spec.volumes.some((v: { name: string }) => v.name === "hp"), "unplugged");
+    await expect.poll(async () => !(await getVmi("hotplug-1"))?.spec.volumes.some((v: { name: string }) => v.name === "hp"), { message: "unplugged" }).toBeTruthy();
     expect(condition(await getVm("hotplug-1"), "RestartRequired")).toBeUndefined();
   });
 
@@ -658,11 +651,11 @@ describe("CDI: DataVolume imports", () => {
     const size = CHUNK * 30;
     await createDv("import-1", { http: { url: `${imageUrl}/slow/${size}` } });
     const progress: string[] = [];
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const status = (await getDv("import-1")).status;
       if (status?.progress && progress.at(-1) !== status.progress) progress.push(status.progress);
-      return status?.phase === "Succeeded" ? status : undefined;
-    }, "import-1 Succeeded", 8000);
+      return status?.phase;
+    }, { message: "import-1 Succeeded", timeout: 8000 }).toBe("Succeeded");
     const percents = progress.filter(p => /%$/.test(p)).map(p => parseFloat(p));
     expect(percents.length).toBeGreaterThanOrEqual(4);
     expect([...percents].sort((a, b) => a - b)).toEqual(percents);
@@ -681,10 +674,10 @@ describe("CDI: DataVolume imports", () => {
 
   it("fails with CDI's message on a 404", async () => {
     await createDv("import-404", { http: { url: `${imageUrl}/missing` } });
-    const dv = await waitFor(async () => {
+    const dv = await vi.waitFor(async () => {
       const d = await getDv("import-404");
-      return d.status?.phase === "Failed" ? d : undefined;
-    }, "Failed");
+      return present(d.status?.phase === "Failed" && d, "Failed");
+    }, WAIT);
     expect(condition(dv, "Running")).toMatchObject({
       status: "False",
       reason: "Error",
@@ -696,57 +689,60 @@ describe("CDI: DataVolume imports", () => {
   it("uses the secret for basic auth, extra headers, redirects and reports N/A without Content-Length", async () => {
     await createDv("import-auth", { http: { url: `${imageUrl}/auth/${CHUNK}`, secretRef: "media-creds", extraHeaders: ["X-Media-Token: abc"] } });
     // The importer waits for its secret like a pod waits for a missing volume source.
-    const waiting = await waitFor(async () => condition(await getDv("import-auth"), "Running")?.reason === "CreateContainerConfigError" ? getDv("import-auth") : undefined, "waiting for secret");
+    const waiting = await vi.waitFor(async () => {
+      const dv = await getDv("import-auth");
+      return present(condition(dv, "Running")?.reason === "CreateContainerConfigError" && dv, "waiting for secret");
+    }, WAIT);
     expect(condition(waiting, "Running")?.message).toBe('secret "media-creds" not found');
     await core.createNamespacedSecret({
       namespace: NS,
       body: { metadata: { name: "media-creds" }, data: { accessKeyId: Buffer.from("importer").toString("base64"), secretKey: Buffer.from("s3cret").toString("base64") } },
     });
-    await waitFor(async () => (await getDv("import-auth")).status?.phase === "Succeeded", "authenticated import");
+    await expect.poll(async () => (await getDv("import-auth")).status?.phase, { message: "authenticated import" }).toBe("Succeeded");
 
     await createDv("import-redirect", { http: { url: `${imageUrl}/redirect/${CHUNK}` } });
-    await waitFor(async () => (await getDv("import-redirect")).status?.phase === "Succeeded", "redirected import");
+    await expect.poll(async () => (await getDv("import-redirect")).status?.phase, { message: "redirected import" }).toBe("Succeeded");
     await createDv("import-nolength", { http: { url: `${imageUrl}/nolength/${CHUNK * 2}` } });
-    await waitFor(async () => (await getDv("import-nolength")).status?.phase === "Succeeded", "import without length");
+    await expect.poll(async () => (await getDv("import-nolength")).status?.phase, { message: "import without length" }).toBe("Succeeded");
   });
 
   it("verifies https with the certConfigMap's CA and fails without it", async () => {
     await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: "media-ca" }, data: { "ca.pem": caPem } } });
     await createDv("import-tls", { http: { url: `${secureUrl}/image/${CHUNK}`, certConfigMap: "media-ca" } });
     await createDv("import-tls-untrusted", { http: { url: `${secureUrl}/image/${CHUNK}` } });
-    await waitFor(async () => (await getDv("import-tls")).status?.phase === "Succeeded", "https import");
-    const failed = await waitFor(async () => {
+    await expect.poll(async () => (await getDv("import-tls")).status?.phase, { message: "https import" }).toBe("Succeeded");
+    const failed = await vi.waitFor(async () => {
       const d = await getDv("import-tls-untrusted");
-      return d.status?.phase === "Failed" ? d : undefined;
-    }, "untrusted https fails");
+      return present(d.status?.phase === "Failed" && d, "untrusted https fails");
+    }, WAIT);
     expect(condition(failed, "Running")?.message).toMatch(/^Unable to connect to http data source: HTTP request errored: .*(certificate|self-signed|issuer)/i);
   });
 
   it("imports 50 DataVolumes in parallel", async () => {
     const names = Array.from({ length: 50 }, (_, i) => `par-${i}`);
     await Promise.all(names.map(name => createDv(name, { http: { url: `${imageUrl}/slow/${CHUNK * 6}` } })));
-    await waitFor(async () => {
+    await expect.poll(async () => {
       const list = (await objects.listNamespacedCustomObject({ ...DV_API })) as { items: Obj[] };
       const ours = list.items.filter(d => d.metadata.name.startsWith("par-"));
       return ours.length === 50 && ours.every(d => d.status?.phase === "Succeeded");
-    }, "50 imports", 15000);
+    }, { message: "50 imports", timeout: 15000 }).toBe(true);
     expect(seen.filter(r => r.path === `/slow/${CHUNK * 6}`).length).toBe(50);
   });
 
   it("deleting a DataVolume aborts its download", async () => {
     await createDv("import-abort", { http: { url: `${imageUrl}/hang/${CHUNK * 100}` } });
-    await waitFor(async () => (await getDv("import-abort")).status?.phase === "ImportInProgress", "downloading");
-    await waitFor(() => seen.some(r => r.path === `/hang/${CHUNK * 100}`), "request seen");
+    await expect.poll(async () => (await getDv("import-abort")).status?.phase, { message: "downloading" }).toBe("ImportInProgress");
+    await expect.poll(() => seen.some(r => r.path === `/hang/${CHUNK * 100}`), { message: "request seen" }).toBe(true);
     await objects.deleteNamespacedCustomObject({ ...DV_API, name: "import-abort" });
-    await waitFor(() => closedEarly.has(`/hang/${CHUNK * 100}`), "download aborted");
-    await waitFor(async () => {
+    await expect.poll(() => closedEarly.has(`/hang/${CHUNK * 100}`), { message: "download aborted" }).toBe(true);
+    await expect.poll(async () => {
       try {
         await core.readNamespacedPersistentVolumeClaim({ name: "import-abort", namespace: NS });
         return false;
       } catch {
         return true;
       }
-    }, "PVC garbage-collected");
+    }, { message: "PVC garbage-collected" }).toBe(true);
   });
 });
 
@@ -755,7 +751,7 @@ describe("CDI: DataVolume imports", () => {
 describe("restart of the simulators", () => {
   it("picks up unfinished imports (restartCount) and running VMs, and serves subresources again", async () => {
     await createDv("restart-dv", { http: { url: `${imageUrl}/slow/${CHUNK * 40}` } });
-    await waitFor(async () => (await getDv("restart-dv")).status?.phase === "ImportInProgress", "importing");
+    await expect.poll(async () => (await getDv("restart-dv")).status?.phase, { message: "importing" }).toBe("ImportInProgress");
     await createVm("restart-vm", { runStrategy: "Always", grace: 0 });
     const vmi = await runningVmi("restart-vm");
     kubevirt.stop();
@@ -763,10 +759,10 @@ describe("restart of the simulators", () => {
     expect((await put("virtualmachines", "restart-vm", "stop")).status).toBe(503);
     kubevirt = startKubeVirtSimulator(api, { stepDelayMs: STEP_MS });
     cdi = startCdiSimulator(api, { progressIntervalMs: 40, stepDelayMs: STEP_MS });
-    const dv = await waitFor(async () => {
+    const dv = await vi.waitFor(async () => {
       const d = await getDv("restart-dv");
-      return d.status?.phase === "Succeeded" ? d : undefined;
-    }, "import finished after restart", 8000);
+      return present(d.status?.phase === "Succeeded" && d, "import finished after restart");
+    }, { ...WAIT, timeout: 8000 });
     expect(dv.status.restartCount).toBe(1);
     expect((await getVmi("restart-vm"))?.metadata.uid).toBe(vmi.metadata.uid);
     expect((await put("virtualmachines", "restart-vm", "stop", { gracePeriod: 0 })).status).toBe(202);

@@ -9,8 +9,9 @@ import fs from "node:fs";
 import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNamespace, eventually, sleep, startSuiteCluster, vmObject, VM_KEY, type RedfishResponse, type SuiteCluster } from "../reliability/support";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createNamespace, startSuiteCluster, vmObject, VM_KEY, type RedfishResponse, type SuiteCluster } from "../reliability/support";
 import { encodeRequest, exchange } from "./raw-client";
 
 const TENANT = { username: "tenant1", password: "tenant1-Secret-1!" };
@@ -38,7 +39,7 @@ beforeAll(async () => {
   createNamespace(c, "hard-vms");
   c.api.store.create(VM_KEY, vmObject("hard-vms", "vm-1"));
   const rf = c.client();
-  await eventually(async () => (await rf.request("GET", SYSTEM, { user: `${OTHER.username}:${OTHER.password}` })).status === 200, "the VM in Redfish");
+  await vi.waitFor(async () => expect((await rf.request("GET", SYSTEM, { user: `${OTHER.username}:${OTHER.password}` })).status, "the VM in Redfish").toBe(200), { timeout: 20_000, interval: 100 });
   rf.close();
 });
 afterAll(async () => {
@@ -66,13 +67,16 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
 describe("login back-off cannot be used against the victim (#12.2)", () => {
   it("the correct password works, by Basic and by session login, while another address guesses it", async () => {
     const attacker = "127.0.0.40";
+    let attackerRefused = false;
     const attack = (async () => {
       for (let i = 0; i < 30; i++) {
-        await from(attacker, "GET", "/redfish/v1/Systems", { user: `${TENANT.username}:guess-${i}` });
-        await from(attacker, "POST", LOGIN, { body: { UserName: TENANT.username, Password: `guess-s-${i}` } });
+        const guess = await from(attacker, "GET", "/redfish/v1/Systems", { user: `${TENANT.username}:guess-${i}` });
+        const sessionGuess = await from(attacker, "POST", LOGIN, { body: { UserName: TENANT.username, Password: `guess-s-${i}` } });
+        if (guess.headers["retry-after"] || sessionGuess.headers["retry-after"]) attackerRefused = true;
       }
     })();
-    await sleep(1_000); // the attacker's address is locked by now
+    // The attacker's guesses are answered with Retry-After: its address is locked now.
+    await expect.poll(() => attackerRefused, { message: "the attacker's address locked", timeout: 10_000 }).toBe(true);
     const locked = await from(attacker, "GET", "/redfish/v1/Systems", { user: basic(TENANT) });
     expect(locked.status).toBe(401);
     expect(Number(locked.headers["retry-after"])).toBeGreaterThan(0);
@@ -207,7 +211,7 @@ describe("request bodies (#12.8, #12.9)", () => {
     expect(reset.status, reset.text).toBe(400);
     const patch = await from("127.0.0.70", "PATCH", SYSTEM, { user: basic(OTHER), body: `{"Boot":${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}}` });
     expect(patch.status, patch.text).toBe(400);
-    await sleep(500);
+    await c.watcherLogsFlushed();
     const errorLines = c.watcher!.logs.filter(l => l.includes('"level":50'));
     expect(errorLines.slice(errorLinesBefore)).toEqual([]);
   });

@@ -7,7 +7,7 @@
 //   (12) a Node cannot steer its identity into another tenant's namespace, nor claim another Node's VM.
 import fs from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { decide, VmClaims } from "../../capabilities/node-identity/decide";
 import { CLUSTER_NAMESPACE_ANNOTATION, toNodeView, VM_NAME_ANNOTATION, VM_NAMESPACE_ANNOTATION } from "../../capabilities/node-identity/identity";
@@ -39,10 +39,10 @@ describe("(4) DataVolume policy bypasses, end to end", () => {
     c = await startTestCluster({ demo: true });
     await c.applyConfig({ ...demoConfig, datavolumePolicy: { ...demoConfig.datavolumePolicy, ...TWO_TENANTS } });
     // In force once tenant2's labels are accepted (the demo config alone requires tenant1's): probed with a dry run.
-    await c.waitFor(async () => (await write("POST", "?dryRun=All", withoutUid(dataVolume("pvc-probe", { labels: TENANT2_LABELS })))).status === 201, {
-      timeoutMs: 30_000,
-      what: "the policy in force",
-    });
+    await vi.waitFor(
+      async () => expect((await write("POST", "?dryRun=All", withoutUid(dataVolume("pvc-probe", { labels: TENANT2_LABELS })))).status, "the policy in force").toBe(201),
+      { timeout: 30_000, interval: 100 },
+    );
   }, 480_000);
 
   afterAll(async () => {

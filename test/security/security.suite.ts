@@ -11,14 +11,12 @@
 import bcrypt from "bcryptjs";
 import fs from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   createNamespace,
   DV_KEY,
-  eventually,
   httpSourceUrl,
   MEDIA_FOR_LABEL,
-  sleep,
   startSuiteCluster,
   vmObject,
   VM_KEY,
@@ -121,7 +119,7 @@ beforeAll(async () => {
     },
     close: () => client.close(),
   };
-  await eventually(async () => (await rf.request("GET", "/redfish/v1/Systems", { user: basic("carol") })).body?.["Members@odata.count"] === 3, "the VMs in Redfish");
+  await vi.waitFor(async () => expect((await rf.request("GET", "/redfish/v1/Systems", { user: basic("carol") })).body?.["Members@odata.count"], "the VMs in Redfish").toBe(3), { timeout: 20_000, interval: 100 });
 });
 afterAll(async () => {
   rf?.close();
@@ -180,8 +178,13 @@ async function settle(quietMs = 500, timeoutMs = 15_000): Promise<void> {
   let last = Date.now();
   const stops = [VM_KEY, DV_KEY].map(key => c.api.store.watch(key, undefined, () => (last = Date.now())));
   try {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() - last < quietMs && Date.now() < deadline) await sleep(50);
+    await vi.waitFor(
+      () => {
+        const quietFor = Date.now() - last;
+        if (quietFor < quietMs) throw new Error(`VMs and DataVolumes still changing: last change ${quietFor} ms ago, waiting for ${quietMs} ms of quiet`);
+      },
+      { timeout: timeoutMs, interval: 50 },
+    );
   } finally {
     stops.forEach(stop => stop());
   }
@@ -501,7 +504,12 @@ describe("no secret in logs or responses", () => {
       body: JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "secrets-probe" } }),
     });
     expect(node.status).toBe(201);
-    await sleep(1_000); // let the processes log what they log about these requests
+    // Every process has logged what it logs about these requests: the import with credentials has ended, the
+    // admission server has logged the Node write, and the watcher's output has caught up.
+    const monitor = withCredentials.headers.location as string;
+    await expect.poll(async () => (await rf.request("GET", monitor, { user: basic("alice") })).status, { message: "the import with credentials to end", timeout: 30_000 }).not.toBe(202);
+    await c.admission!.waitForLog(/secrets-probe/, 10_000);
+    await c.watcherLogsFlushed();
 
     const credentialHeaders = USER_NAMES.map(u => Buffer.from(basic(u)).toString("base64"));
     const tlsKeyLines = fs.readFileSync(path.join(c.stateDir, "tls.key"), "utf8").split("\n").filter(l => l.length > 40);

@@ -1,4 +1,4 @@
-// Reads the shapes of the two seed charts so their values can be copied over unchanged:
+// Reads the shapes of the two legacy charts so their values can be copied over unchanged:
 // - kubevirt-redfish `config.yaml` (server.*, chassis[].vm_selector/service_account, kubevirt.*, cdi.*,
 //   datavolume.storage_size/storage_class/iso_download_timeout/...),
 // - kubevirt-csi-driver chart values (nodeMapping as a {node: vm} map, infra.kubeconfig, infra.storageClassName).
@@ -7,7 +7,7 @@
 
 type Doc = Record<string, unknown>;
 
-export interface SeedTranslation {
+export interface LegacyTranslation {
   doc: unknown;
   warnings: string[];
   errors: string[];
@@ -18,21 +18,21 @@ function isMap(value: unknown): value is Doc {
 }
 
 /** Moves `from[fromKey]` to `to[toKey]`; an error when both spellings are given. */
-function move(from: Doc, fromKey: string, to: Doc, toKey: string, fromPath: string, toPath: string, out: SeedTranslation): void {
+function move(from: Doc, fromKey: string, to: Doc, toKey: string, fromPath: string, toPath: string, out: LegacyTranslation): void {
   if (!Object.hasOwn(from, fromKey)) return;
   if (Object.hasOwn(to, toKey)) {
     out.errors.push(`${fromPath}: also given as ${toPath}; keep only ${toPath}`);
   } else {
     to[toKey] = from[fromKey];
-    out.warnings.push(`${fromPath}: kubevirt-redfish seed key, read as ${toPath}; rename it`);
+    out.warnings.push(`${fromPath}: legacy kubevirt-redfish key, read as ${toPath}; rename it`);
   }
   delete from[fromKey];
 }
 
-function drop(from: Doc, key: string, path: string, reason: string, out: SeedTranslation): void {
+function drop(from: Doc, key: string, path: string, reason: string, out: LegacyTranslation): void {
   if (!Object.hasOwn(from, key)) return;
   delete from[key];
-  out.warnings.push(`${path}: seed chart key ignored: ${reason}`);
+  out.warnings.push(`${path}: legacy chart key ignored: ${reason}`);
 }
 
 /** The mapping at `doc[key]`, created when absent; a detached one when `doc[key]` is not a mapping (the schema reports that). */
@@ -51,7 +51,7 @@ export function goDurationSeconds(text: string): number | undefined {
   return Math.ceil(seconds);
 }
 
-function translateServer(doc: Doc, out: SeedTranslation): void {
+function translateServer(doc: Doc, out: LegacyTranslation): void {
   const server = doc.server;
   if (!isMap(server)) return;
   const redfish = child(doc, "redfish");
@@ -64,14 +64,14 @@ function translateServer(doc: Doc, out: SeedTranslation): void {
     move(tls, "enabled", child(redfish, "tls"), "enabled", "server.tls.enabled", "redfish.tls.enabled", out);
     drop(tls, "cert_file", "server.tls.cert_file", "put the certificate in a kubernetes.io/tls Secret named by redfish.tls.secretName", out);
     drop(tls, "key_file", "server.tls.key_file", "put the key in a kubernetes.io/tls Secret named by redfish.tls.secretName", out);
-    for (const key of Object.keys(tls)) out.errors.push(`server.tls.${key}: unknown key of the seed chart's server.tls section`);
+    for (const key of Object.keys(tls)) out.errors.push(`server.tls.${key}: unknown key of the legacy chart's server.tls section`);
     delete server.tls;
   }
-  for (const key of Object.keys(server)) out.errors.push(`server.${key}: unknown key of the seed chart's server section`);
+  for (const key of Object.keys(server)) out.errors.push(`server.${key}: unknown key of the legacy chart's server section`);
   delete doc.server;
 }
 
-function translateChassis(doc: Doc, out: SeedTranslation): void {
+function translateChassis(doc: Doc, out: LegacyTranslation): void {
   if (!Array.isArray(doc.chassis)) return;
   let serviceAccountWarned = false;
   doc.chassis.forEach((chassis: unknown, i) => {
@@ -79,7 +79,7 @@ function translateChassis(doc: Doc, out: SeedTranslation): void {
     if (Object.hasOwn(chassis, "service_account")) {
       delete chassis.service_account;
       if (!serviceAccountWarned) {
-        out.warnings.push(`chassis[${i}].service_account: seed chart key ignored: the module acts with its own service account`);
+        out.warnings.push(`chassis[${i}].service_account: legacy chart key ignored: the module acts with its own service account`);
         serviceAccountWarned = true;
       }
     }
@@ -90,16 +90,16 @@ function translateChassis(doc: Doc, out: SeedTranslation): void {
     } else if (isMap(selector) && Object.hasOwn(selector, "labels")) {
       const { labels, ...rest } = selector;
       chassis.vmSelector = { ...rest, matchLabels: labels };
-      out.warnings.push(`chassis[${i}].vm_selector.labels: kubevirt-redfish seed key, read as chassis[${i}].vmSelector.matchLabels; rename it`);
+      out.warnings.push(`chassis[${i}].vm_selector.labels: legacy kubevirt-redfish key, read as chassis[${i}].vmSelector.matchLabels; rename it`);
     } else {
       chassis.vmSelector = selector;
-      out.warnings.push(`chassis[${i}].vm_selector: kubevirt-redfish seed key, read as chassis[${i}].vmSelector; rename it`);
+      out.warnings.push(`chassis[${i}].vm_selector: legacy kubevirt-redfish key, read as chassis[${i}].vmSelector; rename it`);
     }
     delete chassis.vm_selector;
   });
 }
 
-function translateDatavolume(doc: Doc, out: SeedTranslation): void {
+function translateDatavolume(doc: Doc, out: LegacyTranslation): void {
   const dv = doc.datavolume;
   if (!isMap(dv)) return;
   move(dv, "storage_size", dv, "storageSize", "datavolume.storage_size", "datavolume.storageSize", out);
@@ -113,7 +113,7 @@ function translateDatavolume(doc: Doc, out: SeedTranslation): void {
       out.errors.push(`datavolume.iso_download_timeout: ${JSON.stringify(raw)} is not a duration like "30m" or "1h30m"`);
     } else {
       dv.importTimeoutSeconds = seconds;
-      out.warnings.push(`datavolume.iso_download_timeout: kubevirt-redfish seed key, read as datavolume.importTimeoutSeconds: ${seconds}; rename it`);
+      out.warnings.push(`datavolume.iso_download_timeout: legacy kubevirt-redfish key, read as datavolume.importTimeoutSeconds: ${seconds}; rename it`);
     }
     delete dv.iso_download_timeout;
   }
@@ -128,7 +128,7 @@ function translateDatavolume(doc: Doc, out: SeedTranslation): void {
   );
 }
 
-function translateInfra(doc: Doc, out: SeedTranslation): void {
+function translateInfra(doc: Doc, out: LegacyTranslation): void {
   const infra = doc.infra;
   if (!isMap(infra)) return;
   if (Object.hasOwn(infra, "kubeconfig")) {
@@ -148,7 +148,7 @@ function translateInfra(doc: Doc, out: SeedTranslation): void {
   );
 }
 
-function translateNodeMapping(doc: Doc, out: SeedTranslation): void {
+function translateNodeMapping(doc: Doc, out: LegacyTranslation): void {
   const mapping = doc.nodeMapping;
   if (!isMap(mapping)) return;
   // CSI chart form: { "<tenant node name>": "<infra VM name>" }, VMs in infra.namespace.
@@ -163,9 +163,9 @@ function translateNodeMapping(doc: Doc, out: SeedTranslation): void {
   doc.nodeMapping = entries;
 }
 
-/** Translates seed-chart shapes in a parsed config.yaml document (the input is not modified). */
-export function translateSeedShapes(input: unknown): SeedTranslation {
-  const out: SeedTranslation = { doc: input, warnings: [], errors: [] };
+/** Translates legacy chart shapes in a parsed config.yaml document (the input is not modified). */
+export function translateLegacyShapes(input: unknown): LegacyTranslation {
+  const out: LegacyTranslation = { doc: input, warnings: [], errors: [] };
   if (!isMap(input)) return out;
   const doc = structuredClone(input);
   out.doc = doc;

@@ -1,0 +1,201 @@
+// Kubernetes identities as Redfish credentials (opt-in: redfish.kubernetesIdentities). A bearer token, sent as
+// `Authorization: Bearer`, or as the password of Basic / session login under the configured user name, is validated
+// by a TokenReview; what the identity may see and do is decided by SubjectAccessReviews in the VM's namespace, the
+// same questions virt-api asks for kubectl/virtctl:
+//   see a System                 get    virtualmachines            (kubevirt.io)
+//   On                           update virtualmachines/start      (subresources.kubevirt.io)
+//   ForceOff, GracefulShutdown   update virtualmachines/stop
+//   ForceRestart, GracefulRestart update virtualmachines/restart
+//   PushPowerButton              both start and stop (it does either, depending on the power state)
+//   Pause / Resume               update virtualmachineinstances/pause / unpause
+//   PATCH Boot                   patch  virtualmachines            (kubevirt.io)
+//   InsertMedia / EjectMedia     create / delete datavolumes        (cdi.kubevirt.io)
+// A system the identity may not `get` is not in its collections and is the same 404 as a foreign chassis.
+//
+// Both answers are cached for a short, bounded time (config), bounded in entries. Tokens are keyed by a keyed
+// digest (never kept or logged in clear); decisions by (identity, namespace, attributes).
+import { Log } from "../platform";
+import { baseError, type RedfishError } from "../errors";
+import type { AccessAttributes, IdentityReviews, ReviewedUser } from "../kubevirt/driver";
+import type { KubernetesIdentitiesConfig } from "../../capabilities/config/schema";
+import { keyedDigest } from "./users";
+
+/** Prefix of an identity's Redfish user name: configured user names cannot contain ":", so the two never collide. */
+export const IDENTITY_USER_PREFIX = "kubernetes:";
+
+/** Entries at most in each cache (oldest dropped first). */
+export const MAX_CACHED_TOKENS = 10_000;
+export const MAX_CACHED_DECISIONS = 50_000;
+
+/** Who a token belongs to, as the TokenReview said (kept with sessions and subscriptions; holds no secret). */
+export interface KubernetesIdentity {
+  username: string;
+  uid?: string;
+  groups: string[];
+  extra?: Record<string, string[]>;
+}
+
+/** A SubjectAccessReview question without its namespace. */
+export type Permission = Omit<AccessAttributes, "namespace" | "name">;
+
+const vmSubresource = (subresource: string): Permission => ({ verb: "update", group: "subresources.kubevirt.io", resource: "virtualmachines", subresource });
+const vmiSubresource = (subresource: string): Permission => ({ verb: "update", group: "subresources.kubevirt.io", resource: "virtualmachineinstances", subresource });
+
+export const SEE_SYSTEM: Permission = { verb: "get", group: "kubevirt.io", resource: "virtualmachines" };
+export const PATCH_BOOT: Permission = { verb: "patch", group: "kubevirt.io", resource: "virtualmachines" };
+export const INSERT_MEDIA: Permission = { verb: "create", group: "cdi.kubevirt.io", resource: "datavolumes" };
+export const EJECT_MEDIA: Permission = { verb: "delete", group: "cdi.kubevirt.io", resource: "datavolumes" };
+
+const RESET_PERMISSIONS: Record<string, readonly Permission[]> = {
+  On: [vmSubresource("start")],
+  ForceOff: [vmSubresource("stop")],
+  GracefulShutdown: [vmSubresource("stop")],
+  ForceRestart: [vmSubresource("restart")],
+  GracefulRestart: [vmSubresource("restart")],
+  PushPowerButton: [vmSubresource("start"), vmSubresource("stop")],
+  Pause: [vmiSubresource("pause")],
+  Resume: [vmiSubresource("unpause")],
+};
+
+/** What a ResetType needs; none for an unknown one (the Reset handler answers 400 for it). */
+export function resetPermissions(resetType: string): readonly Permission[] {
+  return Object.hasOwn(RESET_PERMISSIONS, resetType) ? RESET_PERMISSIONS[resetType] : [];
+}
+
+export function identityUserName(identity: KubernetesIdentity): string {
+  return `${IDENTITY_USER_PREFIX}${identity.username}`;
+}
+
+/** The identity's decision-cache key: every field the authorizer sees. */
+function identityKey(identity: KubernetesIdentity): string {
+  return JSON.stringify([identity.username, identity.uid ?? "", [...identity.groups].sort(), identity.extra ?? {}]);
+}
+
+export function identityOf(user: ReviewedUser): KubernetesIdentity {
+  return {
+    username: user.username,
+    ...(user.uid ? { uid: user.uid } : {}),
+    groups: [...(user.groups ?? [])],
+    ...(user.extra && Object.keys(user.extra).length > 0 ? { extra: user.extra } : {}),
+  };
+}
+
+/** A map of values that expire, bounded in entries (the oldest insertion goes first). */
+class ExpiringCache<V> {
+  readonly #entries = new Map<string, { value: V; expiresAt: number }>();
+  constructor(readonly max: number) {}
+
+  get(key: string, now: number): V | undefined {
+    const entry = this.#entries.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= now) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    return entry.value;
+  }
+
+  set(key: string, value: V, expiresAt: number): void {
+    this.#entries.delete(key);
+    if (this.#entries.size >= this.max) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    this.#entries.set(key, { value, expiresAt });
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+/** The API server could not answer a review: the request cannot be decided either way (503, never cached). */
+function reviewUnavailable(what: string, err: unknown): RedfishError {
+  Log.warn({ err: err instanceof Error ? err.message : String(err) }, `Redfish Kubernetes identity: ${what} failed`);
+  return baseError(503, "ServiceTemporarilyUnavailable", ["5"], { headers: { "Retry-After": "5" } });
+}
+
+/** Token and access reviews with their caches. One per Redfish app; the settings come with each call. */
+export class KubernetesIdentities {
+  readonly #tokens = new ExpiringCache<KubernetesIdentity | null>(MAX_CACHED_TOKENS);
+  readonly #decisions = new ExpiringCache<boolean>(MAX_CACHED_DECISIONS);
+  readonly #pendingTokens = new Map<string, Promise<KubernetesIdentity | null>>();
+  readonly #pendingDecisions = new Map<string, Promise<boolean>>();
+
+  constructor(
+    private readonly reviews: IdentityReviews,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Whether this token was reviewed recently (with its answer: an identity, or null when not authenticated). */
+  cachedToken(token: string): KubernetesIdentity | null | undefined {
+    return this.#tokens.get(tokenKey(token), this.now());
+  }
+
+  /** Who the token belongs to, or null when the API server does not authenticate it. Throws a 503 RedfishError when it cannot answer. */
+  async authenticate(token: string, config: KubernetesIdentitiesConfig): Promise<KubernetesIdentity | null> {
+    const key = tokenKey(token);
+    const cached = this.#tokens.get(key, this.now());
+    if (cached !== undefined) return cached;
+    const pending = this.#pendingTokens.get(key);
+    if (pending) return pending;
+    const review = this.reviews
+      .reviewToken(token, config.audiences)
+      .then(status => {
+        const identity = status.authenticated === true && status.user?.username ? identityOf(status.user) : null;
+        this.#tokens.set(key, identity, this.now() + config.tokenReviewCacheSeconds * 1000);
+        return identity;
+      })
+      .catch(err => {
+        throw reviewUnavailable("TokenReview", err);
+      })
+      .finally(() => this.#pendingTokens.delete(key));
+    this.#pendingTokens.set(key, review);
+    return review;
+  }
+
+  /** The cached decision, if any (no review). */
+  cachedDecision(identity: KubernetesIdentity, namespace: string, permission: Permission): boolean | undefined {
+    return this.#decisions.get(decisionKey(identity, namespace, permission), this.now());
+  }
+
+  /** Whether the identity may do `permission` in `namespace`. Throws a 503 RedfishError when the API server cannot answer. */
+  async allowed(identity: KubernetesIdentity, namespace: string, permission: Permission, config: KubernetesIdentitiesConfig): Promise<boolean> {
+    const key = decisionKey(identity, namespace, permission);
+    const cached = this.#decisions.get(key, this.now());
+    if (cached !== undefined) return cached;
+    const pending = this.#pendingDecisions.get(key);
+    if (pending) return pending;
+    const review = this.reviews
+      .reviewAccess(identity, { namespace, ...permission })
+      .then(allowed => {
+        this.#decisions.set(key, allowed, this.now() + config.accessReviewCacheSeconds * 1000);
+        return allowed;
+      })
+      .catch(err => {
+        throw reviewUnavailable("SubjectAccessReview", err);
+      })
+      .finally(() => this.#pendingDecisions.delete(key));
+    this.#pendingDecisions.set(key, review);
+    return review;
+  }
+
+  /** The namespaces (of those given) where the identity may see VirtualMachines. */
+  async visibleNamespaces(identity: KubernetesIdentity, namespaces: Iterable<string>, config: KubernetesIdentitiesConfig): Promise<Set<string>> {
+    const list = [...new Set(namespaces)];
+    const decisions = await Promise.all(list.map(ns => this.allowed(identity, ns, SEE_SYSTEM, config)));
+    return new Set(list.filter((_, i) => decisions[i]));
+  }
+
+  get cacheSizes(): { tokens: number; decisions: number } {
+    return { tokens: this.#tokens.size, decisions: this.#decisions.size };
+  }
+}
+
+function tokenKey(token: string): string {
+  return keyedDigest("kubernetes-token", token).toString("base64");
+}
+
+function decisionKey(identity: KubernetesIdentity, namespace: string, p: Permission): string {
+  return `${identityKey(identity)}\0${namespace}\0${p.verb}\0${p.group}\0${p.resource}\0${p.subresource ?? ""}`;
+}
