@@ -25,6 +25,8 @@ export interface TransportRequest {
   /** Without a byte from the server for this long (before or during the answer), the request fails. */
   timeoutMs: number;
   body?: string;
+  /** A watch: held open for minutes (over HTTP/1.1 it needs a connection of its own). */
+  watch?: boolean;
 }
 
 /** An answer whose head arrived: its body is a byte stream (destroy() ends it, also for a watch). */
@@ -40,7 +42,7 @@ export type TlsMaterial = Pick<tls.ConnectionOptions, "ca" | "cert" | "key" | "p
 export interface TransportOptions {
   server: URL;
   tls: TlsMaterial;
-  /** HTTP/1.1 only: sockets to the API server at most. */
+  /** HTTP/1.1 only: sockets for requests at most (each open watch has one more of its own). */
   maxSockets: number;
   /** Speak HTTP/1.1 even where HTTP/2 is possible (tests, servers whose h2 is broken). */
   forceHttp1?: boolean;
@@ -69,6 +71,8 @@ export class KubeTransport {
   readonly #server: URL;
   readonly #tls: TlsMaterial;
   readonly #agent: http.Agent;
+  /** HTTP/1.1 only: watches, unbounded, since a watch the bounded agent queued would never start. */
+  readonly #watchAgent: http.Agent;
   readonly #log: TransportOptions["log"];
   #protocol: Protocol | undefined;
   readonly #sessions: Session[] = [];
@@ -79,8 +83,10 @@ export class KubeTransport {
     this.#server = opts.server;
     this.#tls = opts.tls;
     this.#log = opts.log;
-    const common = { keepAlive: true, maxSockets: opts.maxSockets, maxFreeSockets: 4 };
-    this.#agent = opts.server.protocol === "http:" ? new http.Agent(common) : new https.Agent({ ...common, ...opts.tls });
+    const agent = (limits: http.AgentOptions) =>
+      opts.server.protocol === "http:" ? new http.Agent({ keepAlive: true, ...limits }) : new https.Agent({ keepAlive: true, ...limits, ...opts.tls });
+    this.#agent = agent({ maxSockets: opts.maxSockets, maxFreeSockets: 4 });
+    this.#watchAgent = agent({ maxFreeSockets: 4 });
     if (opts.forceHttp1) this.#choose("http/1.1", "forced by the client's options");
   }
 
@@ -92,13 +98,14 @@ export class KubeTransport {
   /** TCP connections held now: HTTP/2 sessions and HTTP/1.1 sockets (in use and idle). */
   connections(): number {
     const count = (sockets: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(sockets).reduce((n, list) => n + (list?.length ?? 0), 0);
-    return this.#sessions.length + count(this.#agent.sockets) + count(this.#agent.freeSockets);
+    return this.#sessions.length + [this.#agent, this.#watchAgent].reduce((n, a) => n + count(a.sockets) + count(a.freeSockets), 0);
   }
 
   close(): void {
     this.#closed = true;
     for (const { session } of this.#sessions.splice(0)) session.destroy();
     this.#agent.destroy();
+    this.#watchAgent.destroy();
   }
 
   async send(req: TransportRequest): Promise<TransportResponse> {
@@ -272,7 +279,8 @@ export class KubeTransport {
     const url = new URL(req.path, this.#server);
     const send = url.protocol === "http:" ? http.request : https.request;
     return new Promise((resolve, reject) => {
-      const request = send(url, { method: req.method, agent: this.#agent, headers: req.headers, timeout: req.timeoutMs });
+      const agent = req.watch ? this.#watchAgent : this.#agent;
+      const request = send(url, { method: req.method, agent, headers: req.headers, timeout: req.timeoutMs });
       request.on("response", res => resolve({ status: res.statusCode ?? 0, statusMessage: res.statusMessage, body: res }));
       request.on("timeout", () => request.destroy(new Error(`no answer from the API server within ${req.timeoutMs} ms`)));
       request.on("error", reject);

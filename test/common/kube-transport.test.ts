@@ -263,6 +263,26 @@ describe("KubeClient over TLS: ALPN", () => {
     expect(client.openSockets()).toBe(1);
   });
 
+  it("over the HTTP/1.1 fallback, gives every watch a connection of its own: more watches than request sockets all run", async () => {
+    const server = https.createServer({ key: pair.keyPem, cert: pair.certPem, ALPNProtocols: ["http/1.1"] }, (req, res) => {
+      if (!req.url?.includes("watch=true")) return answer(req, res);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write(`${JSON.stringify({ type: "ADDED", object: { metadata: { name: req.url.split("/")[4] } } })}\n`);
+    });
+    const client = await tlsClient(await listen(server), []);
+    const watches = startWatches(client, Array.from({ length: 12 }, (_, i) => `/api/v1/namespaces/ns-${i}/configmaps`));
+    try {
+      await vi.waitFor(() => expect(watches.events.map(evs => evs.length)).toEqual(Array.from({ length: 12 }, () => 1)), { timeout: 15_000 });
+      expect(watches.events.map(evs => (evs[0].object.metadata as { name: string }).name)).toEqual(Array.from({ length: 12 }, (_, i) => `ns-${i}`));
+      expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ metadata: { name: "default" } });
+      expect(client.protocol).toBe("http/1.1");
+      expect(client.openSockets()).toBe(13);
+    } finally {
+      watches.stop();
+    }
+    expect(await Promise.all(watches.done)).toEqual(Array.from({ length: 12 }, () => "ended"));
+  });
+
   it("negotiates h2 where the server offers it", async () => {
     const server = http2.createSecureServer({ key: pair.keyPem, cert: pair.certPem, allowHTTP1: true }, answer);
     const logged: string[] = [];
