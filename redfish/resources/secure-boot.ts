@@ -9,7 +9,7 @@ import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
 import { redfishFailure } from "../kubevirt/failures";
 import type { VmRecord } from "../cache/types";
 import { checkIfMatchEtag, envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, systemViewKey, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
 export const secureBootUri = (systemId: string) => `${systemUri(systemId)}/SecureBoot`;
@@ -70,7 +70,7 @@ function secureBootPlan(rec: VmRecord, enable: boolean) {
 export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
   const representation = (target: VisibleSystem) =>
-    deps.responses.representation(target.rec, systemViewKey("SecureBoot", target), () => renderSecureBoot(target));
+    cachedSystemResource(deps, "SecureBoot", target, () => renderSecureBoot(target));
   resource(app, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
     GET: c => {
       const target = system(c);
