@@ -139,8 +139,11 @@ export class KubeTransport {
     const origin = this.#server.origin;
     const settings: http2.Settings = { initialWindowSize: STREAM_WINDOW_BYTES, enablePush: false };
     let session: http2.ClientHttp2Session;
-    if (this.#server.protocol === "http:") {
-      session = http2.connect(origin, { settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
+    // h2c with prior knowledge: an HTTP/1.1-only server (kubectl proxy) answers the preface with HTTP/1.1 or closes.
+    const h2c = this.#server.protocol === "http:";
+    if (h2c) {
+      const socket = await this.#tcpConnect();
+      session = http2.connect(origin, { settings, maxSessionMemory: MAX_SESSION_MEMORY_MB, createConnection: () => socket });
     } else {
       const socket = await this.#tlsConnect();
       if (socket.alpnProtocol !== "h2") {
@@ -151,7 +154,7 @@ export class KubeTransport {
       session = http2.connect(origin, { settings, maxSessionMemory: MAX_SESSION_MEMORY_MB, createConnection: () => socket });
     }
     const entry: Session = { session, streams: 0, maxStreams: 1, draining: false };
-    await new Promise<void>((resolve, reject) => {
+    const settled = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => fail(new Error(`no HTTP/2 SETTINGS from the API server within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
       const onClose = () => fail(new Error("the API server closed the connection"));
       const fail = (e: Error) => {
@@ -169,11 +172,37 @@ export class KubeTransport {
         resolve();
       });
     });
+    try {
+      await settled;
+    } catch (e) {
+      // The TCP connection was accepted but no HTTP/2 came back: this server speaks HTTP/1.1 only. Only decided
+      // before any HTTP/2 exchange with it (a server that spoke h2 and fails now is retried, not downgraded).
+      if (!h2c || this.#protocol !== undefined) throw e;
+      this.#choose("http/1.1", "the server does not answer HTTP/2 with prior knowledge", { error: (e as Error).message });
+      return "http/1.1";
+    }
     session.setLocalWindowSize(SESSION_WINDOW_BYTES);
     this.#track(entry);
     this.#sessions.push(entry);
     if (this.#protocol !== "h2") this.#choose("h2", this.#server.protocol === "http:" ? "h2c, prior knowledge" : "negotiated over ALPN", { maxConcurrentStreams: entry.maxStreams });
     return entry;
+  }
+
+  #tcpConnect(): Promise<net.Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: this.#server.hostname.replace(/^\[|\]$/g, ""), port: Number(this.#server.port || 80), timeout: CONNECT_TIMEOUT_MS });
+      const onError = (e: Error) => {
+        socket.destroy();
+        reject(e);
+      };
+      socket.once("connect", () => {
+        socket.setTimeout(0);
+        socket.off("error", onError);
+        resolve(socket);
+      });
+      socket.once("error", onError);
+      socket.once("timeout", () => onError(new Error(`no TCP connection to the API server within ${CONNECT_TIMEOUT_MS} ms`)));
+    });
   }
 
   #tlsConnect(): Promise<tls.TLSSocket> {

@@ -4,7 +4,7 @@
 import type { Hono } from "hono";
 import { baseError } from "../errors";
 import { envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, systemViewKey, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
 export const secureBootUri = (systemId: string) => `${systemUri(systemId)}/SecureBoot`;
@@ -31,7 +31,7 @@ export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): vo
   resource(app, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
     GET: c => {
       const target = system(c);
-      return sendRepresentation(c, deps.responses.representation(target.rec, systemViewKey("SecureBoot", target), () => renderSecureBoot(target)), { conditional: true });
+      return sendRepresentation(c, cachedSystemResource(deps, "SecureBoot", target, () => renderSecureBoot(target)), { conditional: true });
     },
     PATCH: async c => {
       system(c);

@@ -3,6 +3,7 @@
 // server's max concurrent streams, reconnection after an API server restart, failures that are retriable, and
 // the HTTP/1.1 fallback where ALPN does not offer h2. Connections are counted by the server.
 import fs from "node:fs";
+import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -189,6 +190,52 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
     for (let i = 0; i < 5; i++) await client.request({ method: "GET", path: "/api/v1/namespaces/default" });
     expect(client.protocol).toBe("http/1.1");
     expect(api.connections()).toEqual({ http1: 1, http2: 0, pending: 0 });
+  });
+});
+
+describe("KubeClient over plain HTTP to a server without h2c (kubectl proxy)", () => {
+  it("falls back to HTTP/1.1 keep-alive after the prior-knowledge preface is refused, and says so once", async () => {
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ kind: "Namespace", metadata: { name: req.url?.split("/").pop() } }));
+    });
+    let connections = 0;
+    server.on("connection", () => connections++);
+    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
+    cleanups.push(() => new Promise(resolve => server.close(resolve)));
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "proxy", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: "u" }],
+      contexts: [{ name: "x", cluster: "proxy", user: "u" }],
+      currentContext: "x",
+    });
+    const logged: string[] = [];
+    const client = await KubeClient.fromKubeConfig(kc, { log: { info: (_o, msg) => logged.push(msg) } });
+    cleanups.push(() => client.close());
+    for (let i = 0; i < 3; i++) expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ metadata: { name: "default" } });
+    expect(client.protocol).toBe("http/1.1");
+    expect(logged).toEqual([expect.stringContaining("HTTP/1.1")]);
+    // The refused preface's connection, then one keep-alive connection for the three requests.
+    expect(connections).toBe(2);
+  });
+
+  it("does not fall back when the server is not there yet: the next attempt still tries HTTP/2", async () => {
+    const api = await startApiServer();
+    const port = api.port;
+    const file = path.join(dir, "kubeconfig-down");
+    await api.writeKubeconfig(file);
+    await api.close();
+    const kc = new KubeConfig();
+    kc.loadFromFile(file);
+    const client = await KubeClient.fromKubeConfig(kc, {});
+    cleanups.push(() => client.close());
+    await expect(client.request({ method: "GET", path: "/api/v1/namespaces/default" })).rejects.toMatchObject({ status: 0 });
+    expect(client.protocol).toBeUndefined();
+    const again = await startApiServer({ port });
+    cleanups.push(() => again.close());
+    await client.request({ method: "GET", path: "/api/v1/namespaces/default" });
+    expect(client.protocol).toBe("h2");
   });
 });
 

@@ -60,17 +60,20 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
    */
   async function provision(target: string, expected: string, timeoutMs = 120_000): Promise<Node> {
     await ironic.api("PUT", `/v1/nodes/${node}/states/provision`, { target });
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const n = await getNode();
-      if (n.target_provision_state === null && n.provision_state === expected) return n;
-      // Ironic keeps the target on a failure (`deploy failed` -> active): a settled or failed state ends the wait.
-      if (n.target_provision_state === null || / failed$|^error$/.test(n.provision_state)) {
-        throw new Error(`${target}: the node settled in ${n.provision_state}, not ${expected}: ${n.last_error}\n${ironic.logs().slice(-3000)}`);
-      }
-      if (Date.now() > deadline) throw new Error(`${target}: still ${n.provision_state} -> ${n.target_provision_state} after ${timeoutMs} ms: ${n.last_error}`);
-      await new Promise(r => setTimeout(r, 500));
+    // Ironic keeps the target on a failure (`deploy failed` -> active): a settled or failed state ends the wait.
+    const n = await vi.waitFor(
+      async () => {
+        const current = await getNode();
+        const settled = current.target_provision_state === null || / failed$|^error$/.test(current.provision_state);
+        if (!settled) throw new Error(`${target}: still ${current.provision_state} -> ${current.target_provision_state} after ${timeoutMs} ms: ${current.last_error}`);
+        return current;
+      },
+      { timeout: timeoutMs, interval: 500 },
+    );
+    if (n.target_provision_state !== null || n.provision_state !== expected) {
+      throw new Error(`${target}: the node settled in ${n.provision_state}, not ${expected}: ${n.last_error}\n${ironic.logs().slice(-3000)}`);
     }
+    return n;
   }
 
   async function power(target: "power on" | "power off"): Promise<void> {
