@@ -58,7 +58,7 @@ describe("defaults", () => {
           resolveTimeoutMs: 5000,
         },
         insertMediaRate: { burst: 60, refillSeconds: 1 },
-        kubernetesIdentities: { enabled: false, audiences: [], basicUserName: "kubernetes", tokenReviewCacheSeconds: 60, accessReviewCacheSeconds: 10 },
+        kubernetesIdentities: { enabled: false, audiences: [], tokenReviewCacheSeconds: 60, accessReviewCacheSeconds: 10, basicUserName: "kubernetes" },
       },
       datavolume: {
         storageSize: "10Gi",

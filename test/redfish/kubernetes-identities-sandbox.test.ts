@@ -33,13 +33,8 @@ beforeAll(async () => {
       { token: NOBODY_TOKEN, user: NOBODY_USER },
     ],
   });
-  await vi.waitFor(
-    async () => {
-      const status = (await c.redfish("GET", "/redfish/v1/Systems", { user: "admin:admin123" })).status;
-      if (status !== 200) throw new Error(`the Redfish server of the watcher answers ${status}`);
-    },
-    { timeout: 60_000, interval: 200 },
-  );
+  // The Redfish server of the watcher answers (vi.waitFor: expect.poll is for tests, not hooks).
+  await vi.waitFor(async () => expect((await c.redfish("GET", "/redfish/v1/Systems", { user: "admin:admin123" })).status).toBe(200), { timeout: 60_000, interval: 200 });
 }, 180_000);
 
 afterAll(async () => {
