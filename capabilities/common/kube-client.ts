@@ -7,7 +7,7 @@
 import { KubeConfig } from "@kubernetes/client-node";
 import type https from "node:https";
 import type { Readable } from "node:stream";
-import { KubeTransport, type Protocol, type TransportOptions, type TransportResponse } from "./kube-transport";
+import { KubeTransport, type Protocol, type TransportOptions, type TransportRequest, type TransportResponse } from "./kube-transport";
 
 /** A failed Kubernetes API call: HTTP status (0 = no answer), the Status reason and message. */
 export class KubeApiError extends Error {
@@ -56,7 +56,7 @@ export interface WatchEvent {
 }
 
 export interface KubeClientOptions {
-  /** HTTP/1.1 only: sockets to the API server at most (watches hold one each while open). */
+  /** HTTP/1.1 only: sockets for requests at most (each open watch holds one more). */
   maxSockets?: number;
   requestTimeoutMs?: number;
   /** Speak HTTP/1.1 even to a server that speaks HTTP/2 (independent of the kubeconfig; tests). */
@@ -65,7 +65,7 @@ export interface KubeClientOptions {
   log?: TransportOptions["log"];
 }
 
-/** HTTP/1.1 sockets per API server: the open watches (one per kind, six kinds) plus two for requests. */
+/** HTTP/1.1 sockets for requests per API server (watches have theirs). */
 export const DEFAULT_MAX_SOCKETS = 8;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const MAX_ERROR_TEXT = 500;
@@ -150,7 +150,7 @@ export class KubeClient {
       headers["Content-Type"] = req.contentType ?? "application/json";
       headers["Content-Length"] = Buffer.byteLength(payload);
     }
-    const res = await this.#send(req.method, withQuery(req.path, req.query), headers, req.timeoutMs ?? this.#requestTimeoutMs, payload);
+    const res = await this.#send({ method: req.method, path: withQuery(req.path, req.query), headers, timeoutMs: req.timeoutMs ?? this.#requestTimeoutMs, body: payload });
     const text = await readText(res.body);
     const { status } = res;
     if (status < 200 || status >= 300) throw errorOf(status, text, res.statusMessage);
@@ -169,7 +169,13 @@ export class KubeClient {
    */
   async watch(path: string, query: Query, onEvent: (ev: WatchEvent) => void, opts: { signal: AbortSignal; idleMs: number }): Promise<void> {
     if (opts.signal.aborted) return;
-    const { status, statusMessage, body: res } = await this.#send("GET", withQuery(path, { ...query, watch: true }), { Accept: "application/json" }, opts.idleMs, undefined);
+    const { status, statusMessage, body: res } = await this.#send({
+      method: "GET",
+      path: withQuery(path, { ...query, watch: true }),
+      headers: { Accept: "application/json" },
+      timeoutMs: opts.idleMs,
+      watch: true,
+    });
     if (status !== 200) throw errorOf(status, await readText(res), statusMessage);
     // Aborting destroys the response without an error (an AbortError on the request would have no listener
     // once this function returned); the stream then closes and the watch resolves.
@@ -212,13 +218,8 @@ export class KubeClient {
     }
   }
 
-  async #send(
-    method: string,
-    pathAndQuery: string,
-    headers: Record<string, string | number>,
-    timeoutMs: number,
-    payload: string | undefined,
-  ): Promise<TransportResponse> {
+  /** `req.path` is below the server's URL (which may carry a path prefix); credentials are added here. */
+  async #send(req: TransportRequest): Promise<TransportResponse> {
     // Credentials are applied per request: tokens from a file or an exec plugin rotate.
     const auth: https.RequestOptions = { headers: {} };
     try {
@@ -229,13 +230,7 @@ export class KubeClient {
     const credentials: Record<string, string> = { ...(auth.headers as Record<string, string>) };
     if (auth.auth) credentials.Authorization = `Basic ${Buffer.from(auth.auth).toString("base64")}`;
     try {
-      return await this.#transport.send({
-        method,
-        path: this.#server.pathname.replace(/\/$/, "") + pathAndQuery,
-        headers: { ...credentials, ...headers },
-        timeoutMs,
-        body: payload,
-      });
+      return await this.#transport.send({ ...req, path: this.#server.pathname.replace(/\/$/, "") + req.path, headers: { ...credentials, ...req.headers } });
     } catch (e) {
       throw new KubeApiError(0, "NoResponse", e instanceof Error ? e.message : String(e));
     }

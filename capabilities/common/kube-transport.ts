@@ -3,7 +3,8 @@
 // the server's SETTINGS_MAX_CONCURRENT_STREAMS: kube-apiserver's default is 100). With HTTP/1.1 every open
 // watch holds a connection of its own, which a watcher with one watch per kind and namespace cannot afford.
 // https: ALPN offers h2 and http/1.1; a server (or proxy) that picks http/1.1 gets the keep-alive agent.
-// http: (the sandbox only) HTTP/2 with prior knowledge (h2c), unless HTTP/1.1 is forced.
+// http: (the sandbox, kubectl proxy) HTTP/2 with prior knowledge (h2c) unless HTTP/1.1 is forced; a server that
+// refuses the h2c preface on the first connection gets HTTP/1.1.
 // A connection that ends (GOAWAY, close, error) is dropped; the next request opens a new one, and the requests
 // that were on it fail (KubeClient makes that a KubeApiError(0, ...), which informers and work queues retry with
 // their back-off). Failures here are plain Errors: KubeClient owns the mapping to KubeApiError.
@@ -24,6 +25,8 @@ export interface TransportRequest {
   /** Without a byte from the server for this long (before or during the answer), the request fails. */
   timeoutMs: number;
   body?: string;
+  /** A watch: held open for minutes (over HTTP/1.1 it needs a connection of its own). */
+  watch?: boolean;
 }
 
 /** An answer whose head arrived: its body is a byte stream (destroy() ends it, also for a watch). */
@@ -39,7 +42,7 @@ export type TlsMaterial = Pick<tls.ConnectionOptions, "ca" | "cert" | "key" | "p
 export interface TransportOptions {
   server: URL;
   tls: TlsMaterial;
-  /** HTTP/1.1 only: sockets to the API server at most. */
+  /** HTTP/1.1 only: sockets for requests at most (each open watch has one more of its own). */
   maxSockets: number;
   /** Speak HTTP/1.1 even where HTTP/2 is possible (tests, servers whose h2 is broken). */
   forceHttp1?: boolean;
@@ -68,6 +71,8 @@ export class KubeTransport {
   readonly #server: URL;
   readonly #tls: TlsMaterial;
   readonly #agent: http.Agent;
+  /** HTTP/1.1 only: watches, unbounded, since a watch the bounded agent queued would never start. */
+  readonly #watchAgent: http.Agent;
   readonly #log: TransportOptions["log"];
   #protocol: Protocol | undefined;
   readonly #sessions: Session[] = [];
@@ -78,8 +83,10 @@ export class KubeTransport {
     this.#server = opts.server;
     this.#tls = opts.tls;
     this.#log = opts.log;
-    const common = { keepAlive: true, maxSockets: opts.maxSockets, maxFreeSockets: 4 };
-    this.#agent = opts.server.protocol === "http:" ? new http.Agent(common) : new https.Agent({ ...common, ...opts.tls });
+    const agent = (limits: http.AgentOptions) =>
+      opts.server.protocol === "http:" ? new http.Agent({ keepAlive: true, ...limits }) : new https.Agent({ keepAlive: true, ...limits, ...opts.tls });
+    this.#agent = agent({ maxSockets: opts.maxSockets, maxFreeSockets: 4 });
+    this.#watchAgent = agent({ maxFreeSockets: 4 });
     if (opts.forceHttp1) this.#choose("http/1.1", "forced by the client's options");
   }
 
@@ -91,13 +98,14 @@ export class KubeTransport {
   /** TCP connections held now: HTTP/2 sessions and HTTP/1.1 sockets (in use and idle). */
   connections(): number {
     const count = (sockets: NodeJS.ReadOnlyDict<unknown[]>) => Object.values(sockets).reduce((n, list) => n + (list?.length ?? 0), 0);
-    return this.#sessions.length + count(this.#agent.sockets) + count(this.#agent.freeSockets);
+    return this.#sessions.length + [this.#agent, this.#watchAgent].reduce((n, a) => n + count(a.sockets) + count(a.freeSockets), 0);
   }
 
   close(): void {
     this.#closed = true;
     for (const { session } of this.#sessions.splice(0)) session.destroy();
     this.#agent.destroy();
+    this.#watchAgent.destroy();
   }
 
   async send(req: TransportRequest): Promise<TransportResponse> {
@@ -139,11 +147,8 @@ export class KubeTransport {
     const origin = this.#server.origin;
     const settings: http2.Settings = { initialWindowSize: STREAM_WINDOW_BYTES, enablePush: false };
     let session: http2.ClientHttp2Session;
-    // h2c with prior knowledge: an HTTP/1.1-only server (kubectl proxy) answers the preface with HTTP/1.1 or closes.
-    const h2c = this.#server.protocol === "http:";
-    if (h2c) {
-      const socket = await this.#tcpConnect();
-      session = http2.connect(origin, { settings, maxSessionMemory: MAX_SESSION_MEMORY_MB, createConnection: () => socket });
+    if (this.#server.protocol === "http:") {
+      session = http2.connect(origin, { settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
     } else {
       const socket = await this.#tlsConnect();
       if (socket.alpnProtocol !== "h2") {
@@ -154,55 +159,42 @@ export class KubeTransport {
       session = http2.connect(origin, { settings, maxSessionMemory: MAX_SESSION_MEMORY_MB, createConnection: () => socket });
     }
     const entry: Session = { session, streams: 0, maxStreams: 1, draining: false };
-    const settled = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`no HTTP/2 SETTINGS from the API server within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
-      const onClose = () => fail(new Error("the API server closed the connection"));
-      const fail = (e: Error) => {
-        clearTimeout(timer);
-        session.off("close", onClose);
-        session.destroy();
-        reject(e);
-      };
-      session.once("error", fail);
-      session.once("close", onClose);
-      session.once("remoteSettings", () => {
-        clearTimeout(timer);
-        session.off("error", fail);
-        session.off("close", onClose);
-        resolve();
-      });
-    });
+    let reached = false;
+    session.once("connect", () => (reached = true));
     try {
-      await settled;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => fail(new Error(`no HTTP/2 SETTINGS from the API server within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+        const onClose = () => fail(new Error("the API server closed the connection"));
+        const fail = (e: Error) => {
+          clearTimeout(timer);
+          session.off("close", onClose);
+          session.destroy();
+          reject(e);
+        };
+        session.once("error", fail);
+        session.once("close", onClose);
+        session.once("remoteSettings", () => {
+          clearTimeout(timer);
+          session.off("error", fail);
+          session.off("close", onClose);
+          resolve();
+        });
+      });
     } catch (e) {
-      // The TCP connection was accepted but no HTTP/2 came back: this server speaks HTTP/1.1 only. Only decided
-      // before any HTTP/2 exchange with it (a server that spoke h2 and fails now is retried, not downgraded).
-      if (!h2c || this.#protocol !== undefined) throw e;
-      this.#choose("http/1.1", "the server does not answer HTTP/2 with prior knowledge", { error: (e as Error).message });
-      return "http/1.1";
+      // A cleartext server that took the connection but not the h2c preface (kubectl proxy, an HTTP/1.1-only
+      // server answers it with 400) speaks HTTP/1.1 only. Decided on the first connection only: a server that
+      // spoke HTTP/2 once and fails later is restarting, not changing protocols.
+      if (this.#server.protocol === "http:" && reached && this.#protocol === undefined) {
+        this.#choose("http/1.1", `the server did not take the HTTP/2 connection preface: ${e instanceof Error ? e.message : String(e)}`);
+        return "http/1.1";
+      }
+      throw e;
     }
     session.setLocalWindowSize(SESSION_WINDOW_BYTES);
     this.#track(entry);
     this.#sessions.push(entry);
     if (this.#protocol !== "h2") this.#choose("h2", this.#server.protocol === "http:" ? "h2c, prior knowledge" : "negotiated over ALPN", { maxConcurrentStreams: entry.maxStreams });
     return entry;
-  }
-
-  #tcpConnect(): Promise<net.Socket> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: this.#server.hostname.replace(/^\[|\]$/g, ""), port: Number(this.#server.port || 80), timeout: CONNECT_TIMEOUT_MS });
-      const onError = (e: Error) => {
-        socket.destroy();
-        reject(e);
-      };
-      socket.once("connect", () => {
-        socket.setTimeout(0);
-        socket.off("error", onError);
-        resolve(socket);
-      });
-      socket.once("error", onError);
-      socket.once("timeout", () => onError(new Error(`no TCP connection to the API server within ${CONNECT_TIMEOUT_MS} ms`)));
-    });
   }
 
   #tlsConnect(): Promise<tls.TLSSocket> {
@@ -287,7 +279,8 @@ export class KubeTransport {
     const url = new URL(req.path, this.#server);
     const send = url.protocol === "http:" ? http.request : https.request;
     return new Promise((resolve, reject) => {
-      const request = send(url, { method: req.method, agent: this.#agent, headers: req.headers, timeout: req.timeoutMs });
+      const agent = req.watch ? this.#watchAgent : this.#agent;
+      const request = send(url, { method: req.method, agent, headers: req.headers, timeout: req.timeoutMs });
       request.on("response", res => resolve({ status: res.statusCode ?? 0, statusMessage: res.statusMessage, body: res }));
       request.on("timeout", () => request.destroy(new Error(`no answer from the API server within ${req.timeoutMs} ms`)));
       request.on("error", reject);

@@ -184,6 +184,28 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   }, 60_000);
 
+  it("falls back to HTTP/1.1 for a cleartext server that refuses the h2c preface (kubectl proxy)", async () => {
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ kind: "Namespace", metadata: { name: "default" }, httpVersion: req.httpVersion }));
+    });
+    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
+    cleanups.push(() => new Promise(resolve => server.close(resolve)));
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: "u" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
+    const logged: string[] = [];
+    const client = await KubeClient.fromKubeConfig(kc, { log: { info: (_o, msg) => logged.push(msg) } });
+    cleanups.push(() => client.close());
+    for (let i = 0; i < 3; i++) expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ httpVersion: "1.1" });
+    expect(client.protocol).toBe("http/1.1");
+    expect(logged).toEqual([expect.stringContaining("HTTP/1.1")]);
+  });
+
   it("speaks HTTP/1.1 to the sandbox when forced to, on the same port", async () => {
     const api = await sandbox();
     const client = await clientFor(api, { forceHttp1: true });
@@ -193,33 +215,7 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
   });
 });
 
-describe("KubeClient over plain HTTP to a server without h2c (kubectl proxy)", () => {
-  it("falls back to HTTP/1.1 keep-alive after the prior-knowledge preface is refused, and says so once", async () => {
-    const server = http.createServer((req, res) => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ kind: "Namespace", metadata: { name: req.url?.split("/").pop() } }));
-    });
-    let connections = 0;
-    server.on("connection", () => connections++);
-    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
-    cleanups.push(() => new Promise(resolve => server.close(resolve)));
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "proxy", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-      users: [{ name: "u" }],
-      contexts: [{ name: "x", cluster: "proxy", user: "u" }],
-      currentContext: "x",
-    });
-    const logged: string[] = [];
-    const client = await KubeClient.fromKubeConfig(kc, { log: { info: (_o, msg) => logged.push(msg) } });
-    cleanups.push(() => client.close());
-    for (let i = 0; i < 3; i++) expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ metadata: { name: "default" } });
-    expect(client.protocol).toBe("http/1.1");
-    expect(logged).toEqual([expect.stringContaining("HTTP/1.1")]);
-    // The refused preface's connection, then one keep-alive connection for the three requests.
-    expect(connections).toBe(2);
-  });
-
+describe("KubeClient over plain HTTP: h2c prior knowledge", () => {
   it("does not fall back when the server is not there yet: the next attempt still tries HTTP/2", async () => {
     const api = await startApiServer();
     const port = api.port;
@@ -285,6 +281,26 @@ describe("KubeClient over TLS: ALPN", () => {
     // The ALPN probe's connection, then one keep-alive connection for the four requests.
     expect(connections).toBe(2);
     expect(client.openSockets()).toBe(1);
+  });
+
+  it("over the HTTP/1.1 fallback, gives every watch a connection of its own: more watches than request sockets all run", async () => {
+    const server = https.createServer({ key: pair.keyPem, cert: pair.certPem, ALPNProtocols: ["http/1.1"] }, (req, res) => {
+      if (!req.url?.includes("watch=true")) return answer(req, res);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write(`${JSON.stringify({ type: "ADDED", object: { metadata: { name: req.url.split("/")[4] } } })}\n`);
+    });
+    const client = await tlsClient(await listen(server), []);
+    const watches = startWatches(client, Array.from({ length: 12 }, (_, i) => `/api/v1/namespaces/ns-${i}/configmaps`));
+    try {
+      await vi.waitFor(() => expect(watches.events.map(evs => evs.length)).toEqual(Array.from({ length: 12 }, () => 1)), { timeout: 15_000 });
+      expect(watches.events.map(evs => (evs[0].object.metadata as { name: string }).name)).toEqual(Array.from({ length: 12 }, (_, i) => `ns-${i}`));
+      expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ metadata: { name: "default" } });
+      expect(client.protocol).toBe("http/1.1");
+      expect(client.openSockets()).toBe(13);
+    } finally {
+      watches.stop();
+    }
+    expect(await Promise.all(watches.done)).toEqual(Array.from({ length: 12 }, () => "ended"));
   });
 
   it("negotiates h2 where the server offers it", async () => {

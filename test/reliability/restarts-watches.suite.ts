@@ -8,9 +8,9 @@ import { establishedConnections } from "../../scripts/bench/connections";
 import { RELIABILITY_NAMESPACE as NS, RELIABILITY_USER as OPS, startReliabilityCluster, vmObject, VM_KEY, type RedfishClient, type SuiteCluster } from "./support";
 
 const RESTARTS = 5;
+/** The module's client multiplexes every request and watch over one HTTP/2 connection (two while one closes);
+ * the rest are Pepr's own HTTP/1.1 calls. The bound holds through the restarts too (issue 15). */
 const MAX_CONNECTIONS = 10;
-/** While the API server restarts, reconnecting clients briefly hold a closing and a new connection. */
-const MAX_CONNECTIONS_DURING_RESTARTS = 14;
 
 let c: SuiteCluster;
 let rf: RedfishClient;
@@ -87,8 +87,8 @@ describe("access layer through watch expiries and API server restarts", () => {
     );
     expect(after).toEqual(baseline);
     expect(steadyMax).toBeLessThanOrEqual(MAX_CONNECTIONS);
-    expect(restartsMax).toBeLessThanOrEqual(MAX_CONNECTIONS_DURING_RESTARTS);
-    // Idle connections left by the reconnects close: back under the bound, with no restart of the watcher.
+    expect(restartsMax).toBeLessThanOrEqual(MAX_CONNECTIONS);
+    // Idle connections left by Pepr's reconnects close: under the bound, with no restart of the watcher.
     await vi.waitFor(() => expect(connections()).toBeLessThanOrEqual(MAX_CONNECTIONS), { timeout: 15_000, interval: 250 });
     expect(c.watcher!.child.pid).toBe(pid);
     expect(c.watcher!.child.exitCode).toBeNull();
