@@ -3,7 +3,7 @@
 // token (TokenReview + SubjectAccessReview answered by the sandbox API server, then cached). The ratio is the
 // median of the rounds' ratios, so drift of a shared machine hits both sides alike. The bar: within 10 %.
 //
-//   npx tsx scripts/bench/identities.ts       (this row alone: its own sandbox cluster with the built module)
+//   npm run bench:identities       (this row alone: its own sandbox cluster with the built module)
 //
 // `compareIdentityGet` is the row itself, for scripts/bench/index.ts to call with its own cluster.
 import bcrypt from "bcryptjs";
