@@ -181,10 +181,12 @@ export class KubeTransport {
         });
       });
     } catch (e) {
-      // A cleartext server that took the connection but not the h2c preface (kubectl proxy, an HTTP/1.1-only
-      // server answers it with 400) speaks HTTP/1.1 only. Decided on the first connection only: a server that
-      // spoke HTTP/2 once and fails later is restarting, not changing protocols.
-      if (this.#server.protocol === "http:" && reached && this.#protocol === undefined) {
+      // A cleartext server that answered the h2c preface with bytes that are not HTTP/2 (kubectl proxy and other
+      // HTTP/1.1-only servers answer 400: nghttp2's protocol error) speaks HTTP/1.1 only. A timeout or a closed
+      // connection says nothing about the protocol (a busy or restarting server): those fail and are retried.
+      // Decided on the first connection only: a server that spoke HTTP/2 once does not change protocols.
+      const notHttp2 = (e as NodeJS.ErrnoException).code === "ERR_HTTP2_ERROR";
+      if (this.#server.protocol === "http:" && reached && notHttp2 && this.#protocol === undefined) {
         this.#choose("http/1.1", `the server did not take the HTTP/2 connection preface: ${e instanceof Error ? e.message : String(e)}`);
         return "http/1.1";
       }

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -204,6 +204,23 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
     for (let i = 0; i < 3; i++) expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ httpVersion: "1.1" });
     expect(client.protocol).toBe("http/1.1");
     expect(logged).toEqual([expect.stringContaining("HTTP/1.1")]);
+  });
+
+  it("does not give up HTTP/2 for a first connection that is closed without an answer (a busy or restarting server)", async () => {
+    const server = net.createServer(socket => socket.destroy());
+    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
+    cleanups.push(() => new Promise(resolve => server.close(resolve)));
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: "u" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
+    const client = await KubeClient.fromKubeConfig(kc);
+    cleanups.push(() => client.close());
+    await expect(client.request({ method: "GET", path: "/api/v1/namespaces/default" })).rejects.toMatchObject({ status: 0 });
+    expect(client.protocol).toBeUndefined();
   });
 
   it("speaks HTTP/1.1 to the sandbox when forced to, on the same port", async () => {
