@@ -55,6 +55,8 @@ export interface RedfishAppOptions {
   /** How a login held back by the back-off waits (tests advance their clock instead). */
   sleep?: (ms: number) => Promise<void>;
   maxBodyBytes?: number;
+  /** VMs whose hot GET responses are kept (default MAX_CACHED_SYSTEMS; the memory measurement compares sizes). */
+  responseCacheSystems?: number;
   /** How long InsertMedia waits at most for the import's first result (tests of a CDI that never moves: 0). */
   mediaFirstResultWaitMs?: number;
   /** Where Kubernetes tokens and access are reviewed (default: the cluster's API server; tests answer themselves). */
@@ -140,7 +142,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     tasks: options.tasks ?? media.tasks,
     installationId: options.installationId ?? (() => undefined),
     now,
-    responses: new ResponseCache(),
+    responses: new ResponseCache(options.responseCacheSystems),
   };
   const app = new Hono<RedfishEnv>({ strict: false });
 

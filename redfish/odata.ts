@@ -150,21 +150,21 @@ export function hasProtocolHeaders(res: Response): boolean {
   return (res as MarkedResponse)[COMPLETE] === true;
 }
 
-/** A serialized JSON body with its strong ETag; immutable once made, so it can be served any number of times. */
+/** A serialized JSON body with its strong ETag, served any number of times. */
 export interface Representation {
   /** The UTF-8 bytes of the body, written to the socket as they are. */
   readonly body: Buffer;
   readonly etag: string;
   /** The `Link: <schema>; rel=describedby` value, when the body has an @odata.type. */
   readonly schemaLink?: string;
-  /** Complete 200 header records by Allow value ("" for none), made on first use. */
-  readonly headersByAllow: Map<string, Readonly<Record<string, string>>>;
+  /** The complete 200 header record for one Allow value, made on first use (a resource has one Allow). */
+  headers?: { allow: string; record: Readonly<Record<string, string>> };
 }
 
 export function represent(body: unknown): Representation {
   const text = JSON.stringify(body);
   const schemaLink = describedBy(body);
-  return { body: Buffer.from(text), etag: etagOf(text), ...(schemaLink ? { schemaLink } : {}), headersByAllow: new Map() };
+  return { body: Buffer.from(text), etag: etagOf(text), ...(schemaLink ? { schemaLink } : {}) };
 }
 
 /** Throws 412 PreconditionFailed when If-Match does not hold for the current representation. */
@@ -173,14 +173,17 @@ export function checkIfMatchEtag(header: string | undefined, etag: string): void
 }
 
 function completeHeaders(rep: Representation, allow: string, conditional: boolean): Record<string, string> {
-  return {
+  // One literal with the fixed headers first: a compact object, kept per cached representation.
+  const headers: Record<string, string> = {
     "Content-Type": "application/json; charset=utf-8",
     "Content-Length": String(rep.body.byteLength),
-    ...PROTOCOL_HEADERS,
-    ...(rep.schemaLink ? { Link: rep.schemaLink } : {}),
-    ...(conditional ? { ETag: rep.etag } : {}),
-    ...(allow ? { Allow: allow } : {}),
+    "OData-Version": PROTOCOL_HEADERS["OData-Version"],
+    "Cache-Control": PROTOCOL_HEADERS["Cache-Control"],
   };
+  if (rep.schemaLink) headers.Link = rep.schemaLink;
+  if (conditional) headers.ETag = rep.etag;
+  if (allow) headers.Allow = allow;
+  return headers;
 }
 
 /**
@@ -193,13 +196,10 @@ export function sendRepresentation(c: Context, rep: Representation, options: Jso
     return new Response(null, { status: 304, headers: { ETag: rep.etag } });
   }
   const allow = (c.get("allow") as string | undefined) ?? "";
-  let headers: Readonly<Record<string, string>> | undefined;
+  let headers: Readonly<Record<string, string>>;
   if (conditional && options.headers === undefined) {
-    headers = rep.headersByAllow.get(allow);
-    if (!headers) {
-      headers = completeHeaders(rep, allow, true);
-      rep.headersByAllow.set(allow, headers);
-    }
+    if (rep.headers?.allow !== allow) rep.headers = { allow, record: completeHeaders(rep, allow, true) };
+    headers = rep.headers.record;
   } else {
     headers = { ...completeHeaders(rep, allow, conditional), ...options.headers };
   }

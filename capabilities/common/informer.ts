@@ -28,6 +28,34 @@ export interface InformerResource {
   labelSelector?: string;
 }
 
+/**
+ * Bounds the lists in flight across streams (and informers): a hundred namespaces listing at once would hold every
+ * page of every namespace in memory together, and the process keeps that high-water mark. A stream lists all its
+ * pages inside one turn.
+ */
+export class ListGate {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(concurrency: number) {
+    this.#free = concurrency;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>(resolve => this.#waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
+const DEFAULT_LIST_CONCURRENCY = 4;
+
 /** The namespaces an informer lists and watches: all of them (one cluster-wide stream) or these (one stream each). */
 export type NamespaceScope = "all" | readonly string[];
 
@@ -42,6 +70,8 @@ export interface InformerOptions<T extends KubeObject = KubeObject> {
   backoff?: { initialMs: number; maxMs: number };
   /** Objects are never logged; set for kinds whose content is secret, to keep even names out of debug logs. */
   quiet?: boolean;
+  /** Shared by the informers of a process; default: one gate per informer. */
+  listGate?: ListGate;
   /** client-go's SetTransform: applied to every listed or watched object before it is stored (drop what nobody reads). */
   transform?: (obj: T) => T;
 }
@@ -105,7 +135,14 @@ interface ReflectorSink<T> {
   accept(raw: unknown): T | undefined;
 }
 
-type ReflectorOptions = { log: InformerLog; watchTimeoutSeconds: number; pageSize: number; backoff: { initialMs: number; maxMs: number }; quiet: boolean };
+type ReflectorOptions = {
+  log: InformerLog;
+  watchTimeoutSeconds: number;
+  pageSize: number;
+  backoff: { initialMs: number; maxMs: number };
+  quiet: boolean;
+  listGate: ListGate;
+};
 
 /** client-go's Reflector: the list + watch loop of one namespace (or of the whole cluster). */
 class Reflector<T extends KubeObject> {
@@ -159,7 +196,8 @@ class Reflector<T extends KubeObject> {
     while (this.#running) {
       const opened = Date.now();
       try {
-        if (this.#resourceVersion === undefined) await this.#relist();
+        if (this.#resourceVersion === undefined) await this.#opts.listGate.run(() => this.#relist());
+        if (!this.#running) break;
         await this.#watch();
         if (Date.now() - opened >= SHORT_WATCH_MS) {
           failures = 0;
@@ -208,6 +246,7 @@ class Reflector<T extends KubeObject> {
   }
 
   async #relist(): Promise<void> {
+    if (!this.#running) return;
     const items: T[] = [];
     let resourceVersion: string | undefined;
     let continueToken: string | undefined;
@@ -321,6 +360,7 @@ export class Informer<T extends KubeObject = KubeObject> {
       pageSize: opts.pageSize ?? DEFAULT_PAGE_SIZE,
       backoff: opts.backoff ?? DEFAULT_BACKOFF,
       quiet: opts.quiet ?? false,
+      listGate: opts.listGate ?? new ListGate(DEFAULT_LIST_CONCURRENCY),
     };
   }
 

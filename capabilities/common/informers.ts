@@ -7,7 +7,7 @@
 import { CONFIG_MAP_NAME, CONFIG_NAMESPACE, USERS_SECRET_NAME } from "../config/load";
 import { datavolumePolicyActive, redfishActive, type ModuleConfig } from "../config/schema";
 import { DATAVOLUME_BY_VM_INDEX, owningVmKeys } from "./indexer";
-import { Informer, type InformerLog, type NamespaceScope } from "./informer";
+import { Informer, ListGate, type InformerLog, type NamespaceScope } from "./informer";
 import type { KubeClient } from "./kube-client";
 import type { KubeObject, ObjectMeta } from "./kube-types";
 
@@ -140,6 +140,8 @@ export class SharedInformers {
   readonly #opts: SharedInformersOptions;
   readonly #informers = new Map<InformedKindName, Informer<KubeObject>>();
   readonly #unsubscribe: () => void;
+  /** One bound on lists in flight for the whole process (e.g. 300 namespace streams starting together). */
+  readonly #listGate = new ListGate(4);
 
   constructor(client: KubeClient, opts: SharedInformersOptions) {
     this.#client = client;
@@ -168,6 +170,7 @@ export class SharedInformers {
           watchTimeoutSeconds: this.#opts.watchTimeoutSeconds,
           backoff: this.#opts.backoff,
           quiet: def.secret,
+          listGate: this.#listGate,
           transform: withoutBookkeeping,
         },
       );

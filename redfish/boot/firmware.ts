@@ -31,3 +31,33 @@ export function bootModeOps(vm: { spec?: unknown }, mode: BootMode): JsonPatchOp
     { op: "replace", path: `${base}/bootloader`, value: bootloader },
   ];
 }
+
+const DOMAIN = "/spec/template/spec/domain";
+
+/**
+ * Patch operations that set UEFI secure boot in the template (`efi.secureBoot`), with the SMM feature KubeVirt
+ * requires for it when turning it on (SMM is left as it is when turning it off). Empty when the template already
+ * says so; undefined when the VM boots legacy BIOS, which has no secure boot.
+ */
+export function secureBootOps(vm: { spec?: unknown }, enable: boolean): JsonPatchOp[] | undefined {
+  const templateSpec = templateSpecOf(vm);
+  const bootloader = asObject(firmwareOf(templateSpec)?.bootloader);
+  const efi = asObject(bootloader?.efi);
+  if (!efi) return undefined;
+  const ops: JsonPatchOp[] = [];
+  // KubeVirt's default for `efi: {}` is secure boot on.
+  if ((efi.secureBoot !== false) !== enable) {
+    const path = `${DOMAIN}/firmware/bootloader/efi`;
+    ops.push({ op: "test", path, value: efi }, { op: "replace", path, value: { ...efi, secureBoot: enable } });
+  }
+  if (enable) {
+    const features = asObject(asObject(templateSpec?.domain)?.features);
+    const smm = asObject(features?.smm);
+    if (!features) ops.push({ op: "add", path: `${DOMAIN}/features`, value: { smm: { enabled: true } } });
+    else if (!smm) ops.push({ op: "add", path: `${DOMAIN}/features/smm`, value: { enabled: true } });
+    else if (smm.enabled === false) {
+      ops.push({ op: "test", path: `${DOMAIN}/features/smm`, value: smm }, { op: "replace", path: `${DOMAIN}/features/smm`, value: { ...smm, enabled: true } });
+    }
+  }
+  return ops;
+}

@@ -78,7 +78,7 @@ function foreignDrive(namespace: string, name: string, reason: string): RedfishE
 /** The InsertMedia error of an image whose import failed at once: what the Task says, as a tenant may read it. */
 function importFailedAtOnce(namespace: string, name: string, image: string): RedfishError {
   return new RedfishError(400, MessageId.GeneralError, `VirtualMedia.InsertMedia on ${namespace}.${name}: the image ${image} could not be imported. ${IMPORT_FAILED_REASON}`, [], {
-    resolution: "Check that the image URL is reachable from the cluster, then insert the media again. The drive keeps the failed import until EjectMedia or a power off.",
+    resolution: "Nothing was inserted. Check that the image URL is reachable from the cluster (CDI's importer pods), then insert the media again.",
     relatedProperties: ["#/Image"],
   });
 }
@@ -116,8 +116,8 @@ export class MediaService {
 
   /**
    * InsertMedia on the VM of `rec`. Throws RedfishError, also when the new import fails at once: 400 naming the
-   * image with the generic reason (the drive keeps the failed import, as after a later failure: Reset On answers
-   * 409 and EjectMedia, ForceOff or GracefulShutdown clear it).
+   * image with the generic reason, and the drive is left empty. (A failure after the reply is kept in the drive:
+   * Reset On answers 409 naming the image, and EjectMedia, ForceOff or GracefulShutdown clear it.)
    */
   async insert(rec: VmRecord, request: InsertRequest): Promise<InsertOutcome> {
     const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
@@ -130,9 +130,30 @@ export class MediaService {
     });
     if (outcome.kind !== "started") return outcome;
     const first = await this.firstResult(namespace, name, outcome.dataVolume.metadata.name!);
-    if (first === "failed") throw importFailedAtOnce(namespace, name, request.image);
+    if (first === "failed") {
+      await this.withdrawFailedImport(namespace, name, outcome.dataVolume.metadata.name!);
+      throw importFailedAtOnce(namespace, name, request.image);
+    }
     const current = this.deps.cache.getVm(namespace, name)?.dataVolumes.find(dv => dv.metadata.name === outcome.dataVolume.metadata.name);
     return current ? { kind: "started", dataVolume: current } : outcome;
+  }
+
+  /**
+   * An InsertMedia that answers an error leaves the drive empty, as a BMC that cannot mount an image does: Ironic
+   * fails the deploy and, the drive reading Inserted false, never ejects it. Only the import this request started
+   * is withdrawn (another insert may have replaced it meanwhile). A failure here is logged: the error answer
+   * stands, and the next Eject, ForceOff or GracefulShutdown clears a failed drive anyway.
+   */
+  private async withdrawFailedImport(namespace: string, name: string, dataVolumeName: string): Promise<void> {
+    try {
+      await withVmLock(vmKey(namespace, name), async () => {
+        const vm = this.cachedVm(namespace, name);
+        const slot = vm ? driveSlot(vm) : undefined;
+        if (slot?.kind === "attached" && slot.dataVolumeName === dataVolumeName) await this.ejectLocked(namespace, name);
+      });
+    } catch (e) {
+      Log.warn({ namespace, name, dataVolume: dataVolumeName, err: e instanceof Error ? e.message : String(e) }, "virtual media: failed import not withdrawn yet");
+    }
   }
 
   /** Waits (from the cache) until the import failed, moves bytes, or its importer has run a while; bounded. */

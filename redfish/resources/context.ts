@@ -6,7 +6,7 @@ import type { Authenticator } from "../auth";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import type { KubeVirtDriver } from "../kubevirt/driver";
 import { baseError, notFound } from "../errors";
-import { hasProtocolHeaders, SERVICE_ROOT } from "../odata";
+import { hasProtocolHeaders, SERVICE_ROOT, type Representation } from "../odata";
 import type { ResponseCache } from "../response-cache";
 import type { ServiceSettings } from "../settings";
 
@@ -98,9 +98,13 @@ export interface VisibleSystem {
   chassis: string[];
 }
 
-/** The response-cache key of a resource of a system as this principal sees it (the chassis its body links). */
-export function systemViewKey(resourceName: string, system: VisibleSystem): string {
-  return `${resourceName}\n${system.chassis.join("\n")}`;
+/**
+ * A resource of a system as this principal sees it, serialized once per cache record and view (the principal's
+ * chassis that contain the system: the bodies link them).
+ */
+export function cachedSystemResource(deps: Pick<ServiceDeps, "responses">, resourceName: string, system: VisibleSystem, render: () => unknown): Representation {
+  const key = `${resourceName}\n${system.chassis.join("\n")}`;
+  return deps.responses.representation(system.rec.vm.metadata.uid ?? system.id, system.rec, key, render);
 }
 
 export function systemIdOf(rec: VmRecord): string {

@@ -3,12 +3,12 @@ import type { Hono } from "hono";
 import cfg from "../../package.json";
 import { collection, envelope, link, sendJson, sendRepresentation, SERVICE_ROOT } from "../odata";
 import {
+  cachedSystemResource,
   chassisUri,
   managerUri,
   resolveSystem,
   resource,
   systemUri,
-  systemViewKey,
   visibleSystemIds,
   type RedfishContext,
   type RedfishEnv,
@@ -53,7 +53,7 @@ export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void
   resource(app, `${SERVICE_ROOT}/Managers/:id`, {
     GET: c => {
       const system = managedSystem(c);
-      return sendRepresentation(c, deps.responses.representation(system.rec, systemViewKey("Manager", system), () => renderManager(system)), { conditional: true });
+      return sendRepresentation(c, cachedSystemResource(deps, "Manager", system, () => renderManager(system)), { conditional: true });
     },
   }, managedSystem);
 }

@@ -1,10 +1,15 @@
 // SecureBoot: UEFI secure boot as the VM has it. SecureBootEnable is the template's setting (what the next start
-// uses), SecureBootCurrentBoot what the running guest booted with. Not writable yet: a PATCH gets an error that
-// names the property, never a silent success.
+// uses), SecureBootCurrentBoot what the running guest booted with. PATCH SecureBootEnable writes the template (with
+// the SMM feature secure boot needs), applied at the next start; a legacy BIOS VM answers 409.
 import type { Hono } from "hono";
-import { baseError } from "../errors";
-import { envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, systemViewKey, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { z } from "zod";
+import { patchWithRetry } from "../boot";
+import { secureBootOps } from "../boot/firmware";
+import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
+import { redfishFailure } from "../kubevirt/failures";
+import type { VmRecord } from "../cache/types";
+import { checkIfMatchEtag, envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
+import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
 export const secureBootUri = (systemId: string) => `${systemUri(systemId)}/SecureBoot`;
@@ -26,23 +31,62 @@ export function renderSecureBoot(system: VisibleSystem): Record<string, unknown>
   };
 }
 
+const READ_ONLY = new Set(["SecureBootCurrentBoot", "SecureBootMode", "SecureBootDatabases", "Id", "Name", "Description", "Actions"]);
+const secureBootPatchSchema = z.strictObject({ SecureBootEnable: z.boolean() });
+
+/** The body of a SecureBoot PATCH: SecureBootEnable (a boolean) and nothing else writable. */
+export function parseSecureBootPatch(body: Record<string, unknown>): boolean {
+  const properties = Object.fromEntries(Object.entries(body).filter(([key]) => !key.startsWith("@")));
+  const other = Object.keys(properties).find(key => key !== "SecureBootEnable");
+  if (other !== undefined) {
+    const shown = other.slice(0, 100);
+    if (READ_ONLY.has(other)) throw baseError(400, "PropertyNotWritable", [shown], { relatedProperties: [`#/${shown}`] });
+    throw baseError(400, "PropertyUnknown", [shown], { relatedProperties: [`#/${shown}`] });
+  }
+  if (!("SecureBootEnable" in properties)) throw baseError(400, "EmptyJSON", [], { resolution: "Send SecureBootEnable (true or false)." });
+  const parsed = secureBootPatchSchema.safeParse(properties);
+  if (!parsed.success) {
+    const value = JSON.stringify(properties.SecureBootEnable) ?? "undefined";
+    throw baseError(400, "PropertyValueTypeError", [value.slice(0, 100), "SecureBootEnable"], { relatedProperties: ["#/SecureBootEnable"] });
+  }
+  return parsed.data.SecureBootEnable;
+}
+
+/** The template patch for SecureBootEnable; 409 for a legacy BIOS VM (secure boot is a UEFI feature). */
+function secureBootPlan(rec: VmRecord, enable: boolean) {
+  const ops = secureBootOps(rec.vm, enable);
+  if (ops) return ops;
+  if (!enable) return []; // legacy BIOS: secure boot is off, as asked
+  const { namespace, name } = rec.vm.metadata;
+  throw new RedfishError(
+    409,
+    `${BASE_REGISTRY}.PropertyValueResourceConflict`,
+    `SecureBootEnable true needs UEFI firmware, and VirtualMachine ${namespace}/${name} boots legacy BIOS. Set Boot/BootSourceOverrideMode to UEFI first.`,
+    ["SecureBootEnable", "true", `${systemUri(`${namespace}.${name}`)}`],
+    { relatedProperties: ["#/SecureBootEnable"] },
+  );
+}
+
 export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
+  const representation = (target: VisibleSystem) =>
+    cachedSystemResource(deps, "SecureBoot", target, () => renderSecureBoot(target));
   resource(app, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
     GET: c => {
       const target = system(c);
-      return sendRepresentation(c, deps.responses.representation(target.rec, systemViewKey("SecureBoot", target), () => renderSecureBoot(target)), { conditional: true });
+      return sendRepresentation(c, representation(target), { conditional: true });
     },
     PATCH: async c => {
-      system(c);
-      const body = await readJsonObject(c);
-      const property = Object.keys(body).find(k => !k.startsWith("@")) ?? "SecureBootEnable";
-      throw baseError(400, "PropertyNotWritable", [property], {
-        relatedProperties: [`#/${property}`],
-        resolution:
-          "Secure boot is not writable through Redfish yet: set spec.template.spec.domain.firmware.bootloader.efi.secureBoot " +
-          "(with features.smm.enabled) on the VirtualMachine; it applies at the next start.",
-      });
+      const target = system(c);
+      const enable = parseSecureBootPatch(await readJsonObject(c));
+      checkIfMatchEtag(c.req.header("If-Match"), representation(target).etag);
+      try {
+        await patchWithRetry(deps.driver, target.rec, rec => secureBootPlan(rec, enable));
+      } catch (e) {
+        const { namespace, name } = target.rec.vm.metadata as { namespace: string; name: string };
+        throw redfishFailure(e, { namespace, name }, "the SecureBoot change");
+      }
+      return new Response(null, { status: 204 });
     },
   }, system);
 }

@@ -20,12 +20,12 @@ import {
 import { reportedPowerState, reset, RESET_TYPES } from "../power";
 import { MediaService, mediaView } from "../media";
 import {
+  cachedSystemResource,
   chassisUri,
   managerUri,
   resolveSystem,
   resource,
   systemUri,
-  systemViewKey,
   visibleSystemIds,
   type RedfishContext,
   type RedfishEnv,
@@ -95,7 +95,7 @@ export function renderSystem(system: VisibleSystem): Record<string, unknown> {
 
 /** The serialized ComputerSystem as this principal sees it, rendered once per cache record and view. */
 export function systemRepresentation(deps: Pick<ServiceDeps, "responses">, system: VisibleSystem): Representation {
-  return deps.responses.representation(system.rec, systemViewKey("ComputerSystem", system), () => renderSystem(system));
+  return cachedSystemResource(deps, "ComputerSystem", system, () => renderSystem(system));
 }
 
 function renderInterface(system: VisibleSystem, nicId: string): Record<string, unknown> | undefined {

@@ -580,6 +580,22 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
   const single: number[] = [];
   const oneId = `${scaleNamespaces[50 % scaleNamespaces.length]}.vm-${pad(Math.floor(total / 2), 5)}`;
   for (let i = 0; i < 200; i++) single.push((await redfish("GET", `/redfish/v1/Systems/${oneId}`, { headers: { Authorization: fleetAuth } })).ms);
+  // The response cache's memory: every system GET once (System, SecureBoot, Manager: what a power sync reads),
+  // RSS settled before and after.
+  const responseCacheBefore = await sampledRss(pid, PLAN.rssSettleSeconds);
+  const ids = scaleNamespaces.flatMap((ns, n) => range(PLAN.scaleVmsPerNamespace).map(i => `${ns}.vm-${pad(n * PLAN.scaleVmsPerNamespace + i, 5)}`));
+  for (let i = 0; i < ids.length; i += 50) {
+    await Promise.all(
+      ids.slice(i, i + 50).flatMap(id =>
+        [`/redfish/v1/Systems/${id}`, `/redfish/v1/Systems/${id}/SecureBoot`, `/redfish/v1/Managers/${id}`].map(async p => {
+          const res = await redfish("GET", p, { headers: { Authorization: fleetAuth } });
+          if (res.status !== 200) throw new Error(`GET ${p}: ${res.status}`);
+        }),
+      ),
+    );
+  }
+  const responseCacheAfter = await sampledRss(pid, PLAN.rssSettleSeconds);
+  progress(`scale: response cache filled for ${ids.length} systems: RSS ${mib(responseCacheBefore)} -> ${mib(responseCacheAfter)} MiB`);
   progress("scale: freshness with 10,000 VMs in the cache");
   const freshness = await measureFreshness(api, redfish, scaleNamespaces[0], `vm-${pad(0, 5)}`, fleetAuth, PLAN.freshnessChangesAtScale);
 
@@ -604,6 +620,7 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
     freshWatcher: { rssMiB: mib(freshRss), peakRssMiB: mib(rssBytes(freshPid).peak), syncedSeconds: round3(syncedSeconds) },
     cacheBytesPerVm: Math.round((freshRss - emptyWatcherRss) / total),
     rssDeltaBytesPerVm: Math.round((rssAfter - rssBefore) / total),
+    responseCache: { rssBeforeMiB: mib(responseCacheBefore), rssAfterMiB: mib(responseCacheAfter), bytesPerVm: Math.round((responseCacheAfter - responseCacheBefore) / total) },
     freshnessAtScale: freshness,
   };
 }

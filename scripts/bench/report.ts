@@ -60,6 +60,7 @@ interface Document {
     freshWatcher: { rssMiB: number; peakRssMiB: number; syncedSeconds: number };
     cacheBytesPerVm: number;
     rssDeltaBytesPerVm: number;
+    responseCache?: { rssBeforeMiB: number; rssAfterMiB: number; bytesPerVm: number };
     freshnessAtScale: { visibleMs: LatencySummary };
   };
   bars: { bar: string; target: string; measured: string; met: boolean }[];
@@ -131,6 +132,9 @@ function rows(d: Document): Row[] {
       [`GET Systems with ${s.vms} VMs in ${s.namespaces} namespaces`, `p50 ${f(s.collection.latencyMs.p50)} ms, p99 ${f(s.collection.latencyMs.p99)} ms (${Math.round(s.collection.bodyBytes / 1024)} KiB body)`, `GET Systems/{id} at that scale: p50 ${f(s.singleSystemLatencyMs.p50)} ms`, ""],
       [`Watcher RSS with ${s.vms} VMs, after the load phases`, `${s.watcher.rssAfterMiB} MiB (peak ${s.watcher.peakRssMiB} MiB)`, `before loading them: ${s.watcher.rssBeforeMiB} MiB`, `${f(s.rssDeltaBytesPerVm / 1024, 1)} KiB per VM`],
       [`Watcher RSS started with ${s.vms} VMs in place`, `${s.freshWatcher.rssMiB} MiB (peak ${s.freshWatcher.peakRssMiB} MiB); synced in ${f(s.freshWatcher.syncedSeconds, 1)} s`, `started without them: ${d.watcherRssAtStartMiB ?? NaN} MiB`, `${f(s.cacheBytesPerVm / 1024, 1)} KiB per VM`],
+      ...(s.responseCache
+        ? [[`Response cache: System, SecureBoot and Manager of all ${s.vms} VMs GET once`, `watcher RSS ${s.responseCache.rssBeforeMiB} -> ${s.responseCache.rssAfterMiB} MiB`, "", `${f(s.responseCache.bytesPerVm / 1024, 1)} KiB per VM`] as Row]
+        : []),
       [`Freshness with ${s.vms} VMs`, `p50 ${f(s.freshnessAtScale.visibleMs.p50)} ms, p99 ${f(s.freshnessAtScale.visibleMs.p99)} ms (n=${s.freshnessAtScale.visibleMs.count})`, "", ""],
       [`Time until all ${s.vms} VMs are served`, `${f(s.allVisibleSeconds, 1)} s`, "", ""],
     );

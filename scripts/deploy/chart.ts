@@ -1,12 +1,16 @@
 // The Helm chart side of the post-build step: templates for what Pepr 1.1.4 cannot express, the role switch
 // and per-webhook failure policies in Pepr's templates, and values.yaml / values.schema.json extended with the
 // module config (schema generated from the zod schema) and `deploy:`.
-// The same decisions as ./manifest.ts, written as Helm templates; test/deploy/chart.test.ts checks the pair.
+// The Redfish Service, Route and SCC binding are printed from the descriptions ./manifest.ts evaluates
+// (./module-objects.ts); the other templates make the same decisions as ./manifest.ts in Helm's words, and
+// test/deploy/chart.test.ts checks the pairs.
 import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
-import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
+import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
+import { MODULE_OBJECT_TEMPLATES } from "./module-objects";
+import { helmTemplate } from "./template";
 import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
 
@@ -362,83 +366,6 @@ export function patchWatcherDeploymentTemplate(text: string): string {
   return HEADER + out;
 }
 
-export function redfishServiceTemplate(): string {
-  return `${HEADER}{{- if and (ne .Values.role "nested") .Values.redfish.enabled }}
-apiVersion: v1
-kind: Service
-metadata:
-  name: ${REDFISH_SERVICE_NAME}
-  namespace: ${MODULE_NAMESPACE}
-  labels:
-    app.kubernetes.io/part-of: kubevirt-infra
-    app.kubernetes.io/component: redfish
-  {{- if or .Values.deploy.openshift.servingCertificate .Values.deploy.redfishService.annotations }}
-  annotations:
-    {{- if .Values.deploy.openshift.servingCertificate }}
-    service.beta.openshift.io/serving-cert-secret-name: {{ .Values.redfish.tls.secretName | quote }}
-    {{- end }}
-    {{- with .Values.deploy.redfishService.annotations }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
-  {{- end }}
-spec:
-  type: {{ .Values.deploy.redfishService.type }}
-  # The watcher pod serves Redfish; a Service may target a port the container does not declare.
-  selector:
-    app: {{ .Values.uuid }}-watcher
-    pepr.dev/controller: watcher
-  ports:
-    - name: {{ ternary "https" "http" .Values.redfish.tls.enabled }}
-      port: {{ .Values.deploy.redfishService.port }}
-      targetPort: {{ .Values.redfish.port }}
-      protocol: TCP
-      {{- if and .Values.deploy.redfishService.nodePort (ne .Values.deploy.redfishService.type "ClusterIP") }}
-      nodePort: {{ .Values.deploy.redfishService.nodePort }}
-      {{- end }}
-{{- end }}
-`;
-}
-
-export function routeTemplate(): string {
-  return `${HEADER}{{- if and .Values.deploy.route.enabled (ne .Values.role "nested") .Values.redfish.enabled }}
-{{- if and (eq .Values.deploy.route.termination "edge") .Values.redfish.tls.enabled }}
-{{- fail "deploy.route.termination edge sends plain HTTP to the module: set redfish.tls.enabled=false, or use termination reencrypt" }}
-{{- end }}
-{{- if and (eq .Values.deploy.route.termination "reencrypt") (not .Values.redfish.tls.enabled) }}
-{{- fail "deploy.route.termination reencrypt needs redfish.tls.enabled=true (or use termination edge)" }}
-{{- end }}
-apiVersion: route.openshift.io/v1
-kind: Route
-metadata:
-  name: ${REDFISH_SERVICE_NAME}
-  namespace: ${MODULE_NAMESPACE}
-  labels:
-    app.kubernetes.io/part-of: kubevirt-infra
-    app.kubernetes.io/component: redfish
-  {{- with .Values.deploy.route.annotations }}
-  annotations:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-spec:
-  {{- with .Values.deploy.route.host }}
-  host: {{ . | quote }}
-  {{- end }}
-  to:
-    kind: Service
-    name: ${REDFISH_SERVICE_NAME}
-    weight: 100
-  port:
-    targetPort: {{ ternary "https" "http" .Values.redfish.tls.enabled }}
-  tls:
-    termination: {{ .Values.deploy.route.termination }}
-    insecureEdgeTerminationPolicy: {{ .Values.deploy.route.insecureEdgeTerminationPolicy }}
-    {{- if and (eq .Values.deploy.route.termination "reencrypt") .Values.deploy.route.destinationCACertificate }}
-    destinationCACertificate: {{ .Values.deploy.route.destinationCACertificate | quote }}
-    {{- end }}
-{{- end }}
-`;
-}
-
 export function configMapTemplate(): string {
   const keys = configKeys().map(q).join(" ");
   return `${HEADER}{{- if .Values.deploy.createConfig }}
@@ -472,30 +399,6 @@ type: Opaque
 stringData:
   users.yaml: |
     {{- toYaml (.Values.authentication.users | default list) | nindent 4 }}
-{{- end }}
-`;
-}
-
-export function nonrootSccTemplate(): string {
-  return `${HEADER}{{- if .Values.deploy.openshift.nonrootSCC }}
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: {{ .Values.uuid }}-nonroot-v2
-  namespace: ${MODULE_NAMESPACE}
-  labels:
-    app.kubernetes.io/part-of: kubevirt-infra
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: ${NONROOT_SCC_CLUSTER_ROLE}
-subjects:
-  - kind: ServiceAccount
-    name: {{ .Values.uuid }}
-    namespace: ${MODULE_NAMESPACE}
-  - kind: ServiceAccount
-    name: {{ .Values.uuid }}-watcher
-    namespace: ${MODULE_NAMESPACE}
 {{- end }}
 `;
 }
@@ -562,12 +465,11 @@ export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObje
     "mutation-webhook.yaml": mutatingWebhookTemplate(pristine.mutating),
     "validation-webhook.yaml": validatingWebhookTemplate(pristine.validating),
     "watcher-deployment.yaml": patchWatcherDeploymentTemplate(pristine.watcherDeployment),
-    "kubevirt-infra-redfish-service.yaml": redfishServiceTemplate(),
-    "kubevirt-infra-redfish-route.yaml": routeTemplate(),
     "kubevirt-infra-config.yaml": configMapTemplate(),
     "kubevirt-infra-users.yaml": usersSecretTemplate(),
-    "kubevirt-infra-nonroot-scc.yaml": nonrootSccTemplate(),
     "kubevirt-infra-importer-network-policy.yaml": importerNetworkPolicyTemplate(),
+    // Described once in ./module-objects.ts, which the manifest evaluates.
+    ...Object.fromEntries(Object.entries(MODULE_OBJECT_TEMPLATES).map(([file, template]) => [file, HEADER + helmTemplate(template)])),
   };
 }
 

@@ -6,6 +6,8 @@ import { isIP } from "node:net";
 import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
 import { allGatewayGrants } from "./permissions";
 import { grantApplies, grantHeldBy, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant, type PolicyRule } from "./rbac";
+import { nonrootSccBinding, redfishRoute, redfishService } from "./module-objects";
+import { evaluateTemplate, type ObjectTemplate } from "./template";
 import { dataVolumeFailurePolicy, policedNamespaces, redfishServes, type DeployValues, type ResolvedValues } from "./values";
 
 export interface KubeObject {
@@ -23,8 +25,7 @@ export interface BuildContext {
 
 export const CONFIG_MAP_NAME = "kubevirt-infra-config";
 export const USERS_SECRET_NAME = "kubevirt-infra-users";
-export const REDFISH_SERVICE_NAME = "kubevirt-infra-redfish";
-export const NONROOT_SCC_CLUSTER_ROLE = "system:openshift:scc:nonroot-v2";
+export { NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME } from "./module-objects";
 
 const PART_OF = { "app.kubernetes.io/part-of": "kubevirt-infra" };
 
@@ -226,64 +227,13 @@ function importerNetworkPolicies(values: ResolvedValues): KubeObject[] {
 
 /** The objects Pepr cannot generate, for these values. */
 export function moduleObjects(ctx: BuildContext, values: ResolvedValues): KubeObject[] {
-  const { config, deploy } = values;
-  const name = resourceName(ctx);
-  const out: KubeObject[] = [];
-  const redfishDeployed = config.role !== "nested" && config.redfish.enabled;
-  const portName = config.redfish.tls.enabled ? "https" : "http";
-  if (redfishDeployed) {
-    const annotations: Record<string, string> = { ...deploy.redfishService.annotations };
-    if (deploy.openshift.servingCertificate) annotations["service.beta.openshift.io/serving-cert-secret-name"] = config.redfish.tls.secretName;
-    out.push({
-      apiVersion: "v1",
-      kind: "Service",
-      metadata: {
-        name: REDFISH_SERVICE_NAME,
-        namespace: MODULE_NAMESPACE,
-        labels: { ...PART_OF, "app.kubernetes.io/component": "redfish" },
-        ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
-      },
-      spec: {
-        type: deploy.redfishService.type,
-        // The watcher pod serves Redfish; a Service may target a port the container does not declare.
-        selector: { app: `${name}-watcher`, "pepr.dev/controller": "watcher" },
-        ports: [
-          {
-            name: portName,
-            port: deploy.redfishService.port,
-            targetPort: config.redfish.port,
-            protocol: "TCP",
-            ...(deploy.redfishService.nodePort !== undefined && deploy.redfishService.type !== "ClusterIP" ? { nodePort: deploy.redfishService.nodePort } : {}),
-          },
-        ],
-      },
-    });
-    if (deploy.route.enabled) {
-      const tls: Record<string, string> = {
-        termination: deploy.route.termination,
-        insecureEdgeTerminationPolicy: deploy.route.insecureEdgeTerminationPolicy,
-      };
-      if (deploy.route.termination === "reencrypt" && deploy.route.destinationCACertificate !== "") {
-        tls.destinationCACertificate = deploy.route.destinationCACertificate;
-      }
-      out.push({
-        apiVersion: "route.openshift.io/v1",
-        kind: "Route",
-        metadata: {
-          name: REDFISH_SERVICE_NAME,
-          namespace: MODULE_NAMESPACE,
-          labels: { ...PART_OF, "app.kubernetes.io/component": "redfish" },
-          ...(Object.keys(deploy.route.annotations).length > 0 ? { annotations: { ...deploy.route.annotations } } : {}),
-        },
-        spec: {
-          ...(deploy.route.host !== "" ? { host: deploy.route.host } : {}),
-          to: { kind: "Service", name: REDFISH_SERVICE_NAME, weight: 100 },
-          port: { targetPort: portName },
-          tls,
-        },
-      });
-    }
-  }
+  const { deploy } = values;
+  const chartValues = { ...values.config, deploy, uuid: resourceName(ctx) };
+  const render = (template: ObjectTemplate) => {
+    const object = evaluateTemplate(template, chartValues);
+    return object ? [object as KubeObject] : [];
+  };
+  const out: KubeObject[] = [...render(redfishService), ...render(redfishRoute)];
   if (deploy.createConfig) {
     out.push({
       apiVersion: "v1",
@@ -302,15 +252,7 @@ export function moduleObjects(ctx: BuildContext, values: ResolvedValues): KubeOb
     });
   }
   out.push(...importerNetworkPolicies(values));
-  if (deploy.openshift.nonrootSCC) {
-    out.push({
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: "RoleBinding",
-      metadata: { name: `${name}-nonroot-v2`, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: NONROOT_SCC_CLUSTER_ROLE },
-      subjects: [serviceAccountSubject(name), serviceAccountSubject(watcherServiceAccountName(ctx))],
-    });
-  }
+  out.push(...render(nonrootSccBinding));
   return out;
 }
 

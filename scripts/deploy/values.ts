@@ -6,6 +6,8 @@ import { z } from "zod";
 import YAML from "yaml";
 import { loadConfig, type LoadResult } from "../../capabilities/config/load";
 import { moduleConfigSchema, type ModuleConfig } from "../../capabilities/config/schema";
+import { redfishRoute } from "./module-objects";
+import { refusals } from "./template";
 
 export const deployValuesSchema = z.strictObject({
   /** Render ConfigMap pepr-system/kubevirt-infra-config from these values (false: you manage it yourself). */
@@ -125,12 +127,9 @@ export function resolveValues(values: unknown, source = "values"): ResolvedValue
   const deploy = deployParsed.data;
   const config = loaded.config;
   const warnings = [...loaded.warnings];
-  if (deploy.route.enabled && deploy.route.termination === "edge" && config.redfish.tls.enabled) {
-    throw new Error(`${source}: deploy.route.termination "edge" sends plain HTTP to the module: set redfish.tls.enabled: false, or use termination "reencrypt"`);
-  }
-  if (deploy.route.enabled && deploy.route.termination === "reencrypt" && !config.redfish.tls.enabled) {
-    throw new Error(`${source}: deploy.route.termination "reencrypt" needs redfish.tls.enabled: true (or use termination "edge")`);
-  }
+  // The chart's Route template fails on the same values (one description: ./module-objects.ts).
+  const refused = refusals(redfishRoute, { ...config, deploy });
+  if (refused.length > 0) throw new Error(refused.map(message => `${source}: ${message}`).join("\n"));
   if (deploy.route.enabled && config.role === "nested") warnings.push(`${source}: deploy.route is ignored with role "nested" (Redfish runs in infra clusters)`);
   return { configYaml, usersYaml, config, deploy, warnings };
 }

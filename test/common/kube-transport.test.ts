@@ -232,6 +232,26 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
   });
 });
 
+describe("KubeClient over plain HTTP: h2c prior knowledge", () => {
+  it("does not fall back when the server is not there yet: the next attempt still tries HTTP/2", async () => {
+    const api = await startApiServer();
+    const port = api.port;
+    const file = path.join(dir, "kubeconfig-down");
+    await api.writeKubeconfig(file);
+    await api.close();
+    const kc = new KubeConfig();
+    kc.loadFromFile(file);
+    const client = await KubeClient.fromKubeConfig(kc, {});
+    cleanups.push(() => client.close());
+    await expect(client.request({ method: "GET", path: "/api/v1/namespaces/default" })).rejects.toMatchObject({ status: 0 });
+    expect(client.protocol).toBeUndefined();
+    const again = await startApiServer({ port });
+    cleanups.push(() => again.close());
+    await client.request({ method: "GET", path: "/api/v1/namespaces/default" });
+    expect(client.protocol).toBe("h2");
+  });
+});
+
 describe("KubeClient over TLS: ALPN", () => {
   let pair: PemPair;
   beforeAll(() => {

@@ -12,7 +12,7 @@ import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { DATAVOLUME_BY_VM_INDEX } from "../../capabilities/common/indexer";
-import { Informer } from "../../capabilities/common/informer";
+import { Informer, ListGate } from "../../capabilities/common/informer";
 import { SharedInformers, type ConfigFeed } from "../../capabilities/common/informers";
 import { KubeClient } from "../../capabilities/common/kube-client";
 import { moduleConfigSchema, type ModuleConfig } from "../../capabilities/config/schema";
@@ -152,6 +152,36 @@ describe("Informer over namespaces", () => {
     } finally {
       await informer.stop();
     }
+  });
+});
+
+describe("ListGate", () => {
+  it("runs at most its concurrency of lists at once, the rest in order as turns free up", async () => {
+    const gate = new ListGate(2);
+    let running = 0;
+    let most = 0;
+    const order: number[] = [];
+    const releases: (() => void)[] = [];
+    const lists = [0, 1, 2, 3, 4].map(i =>
+      gate.run(async () => {
+        running++;
+        most = Math.max(most, running);
+        order.push(i);
+        await new Promise<void>(resolve => releases.push(resolve));
+        running--;
+        return i;
+      }),
+    );
+    await vi.waitFor(() => expect(order).toEqual([0, 1]));
+    releases.shift()!();
+    await vi.waitFor(() => expect(order).toEqual([0, 1, 2]));
+    while (order.length < 5 || releases.length > 0) {
+      releases.shift()?.();
+      await new Promise(resolve => setImmediate(resolve));
+    }
+    expect(await Promise.all(lists)).toEqual([0, 1, 2, 3, 4]);
+    expect(most).toBe(2);
+    expect(order).toEqual([0, 1, 2, 3, 4]);
   });
 });
 

@@ -115,7 +115,7 @@ datavolumePolicy:
     expect(errors(loadConfig({ configYaml, env: NO_ENV }))).toEqual([
       'chassis[0].namespace: "Tenant1" is not a valid namespace name (lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters)',
       "redfish.port: must be at least 1024 (the module runs without privileges)",
-      'redfish: unknown key "tsl" (did you mean "tls"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy, insertMediaRate',
+      'redfish: unknown key "tsl" (did you mean "tls"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy, insertMediaRate, kubernetesIdentities',
       'datavolumePolicy.mode: must be one of "enforce", "warn", "audit" (got text "enforced")',
     ]);
   });

@@ -58,6 +58,7 @@ describe("defaults", () => {
           resolveTimeoutMs: 5000,
         },
         insertMediaRate: { burst: 60, refillSeconds: 1 },
+        kubernetesIdentities: { enabled: false, audiences: [], tokenReviewCacheSeconds: 60, accessReviewCacheSeconds: 10, basicUserName: "kubernetes" },
       },
       datavolume: {
         storageSize: "10Gi",
@@ -189,10 +190,23 @@ describe("the agreed outline and the sandbox demo are accepted", () => {
   });
 });
 
+describe("redfish.kubernetesIdentities", () => {
+  it("refuses a configured user with the token user name while identities are on, and bounds the cache times", () => {
+    const users = [{ username: "kubernetes", passwordHash: HASH, chassis: ["tenant1"] }];
+    expect(errorsOf({ chassis: twoChassis, authentication: { users }, redfish: { kubernetesIdentities: { enabled: true } } })).toEqual([
+      'authentication.users[0].username: user "kubernetes" has the name redfish.kubernetesIdentities.basicUserName, which means "the password is a Kubernetes token"; rename one of them',
+    ]);
+    // Another token user name, or identities off: the user "kubernetes" is an ordinary user.
+    expect(moduleConfigSchema.safeParse({ chassis: twoChassis, authentication: { users }, redfish: { kubernetesIdentities: { enabled: true, basicUserName: "k8s-token" } } }).success).toBe(true);
+    expect(moduleConfigSchema.safeParse({ chassis: twoChassis, authentication: { users } }).success).toBe(true);
+    expect(errorsOf({ redfish: { kubernetesIdentities: { accessReviewCacheSeconds: 0, basicUserName: "a:b" } } })).toHaveLength(2);
+  });
+});
+
 describe("unknown keys and wrong types", () => {
   it("names an unknown key, suggests the intended one and lists the allowed keys", () => {
     expect(errorsOf({ redfish: { prot: 9000 } })).toEqual([
-      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy, insertMediaRate',
+      'redfish: unknown key "prot" (did you mean "port"?); allowed keys here: enabled, port, tls, serviceUUID, powerOffStaysOff, imageUrlPolicy, insertMediaRate, kubernetesIdentities',
     ]);
     expect(errorsOf({ chasis: [] })).toEqual([
       'top level: unknown key "chasis" (did you mean "chassis"?); allowed keys here: role, chassis, authentication, redfish, datavolume, infra, nodeMapping, nodeIdentity, datavolumePolicy',

@@ -1,6 +1,6 @@
 // Unit tests of the watcher audit (plain module) with recording sinks: dedupe, re-audit on config change,
 // summary content and throttling, resilience to bad objects and failing sinks.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { DataVolumeAudit, type AuditSinks } from "../../capabilities/datavolume-policy/audit";
 import type { DataVolumeFacts } from "../../capabilities/datavolume-policy/model";
 import { MODULE_MANAGED_LABEL } from "../../capabilities/datavolume-policy/scope";
@@ -174,14 +174,21 @@ describe("DataVolume audit", () => {
   });
 
   it("coalesces a burst of changes into one summary write", async () => {
-    const { sinks, rec } = recordingSinks();
-    const audit = newAudit(sinks, 50);
-    audit.setSettings(settingsFor());
-    for (let i = 0; i < 20; i++) audit.upsert(dataVolume(`pvc-${i}`));
-    await new Promise(r => setTimeout(r, 150));
-    await audit.flush();
-    expect(rec.summaries).toHaveLength(1);
-    expect(rec.summaries[0].totals.violatingDataVolumes).toBe(20);
+    vi.useFakeTimers();
+    try {
+      const { sinks, rec } = recordingSinks();
+      const audit = newAudit(sinks, 50);
+      audit.setSettings(settingsFor());
+      for (let i = 0; i < 20; i++) audit.upsert(dataVolume(`pvc-${i}`));
+      // Three summary delays pass: the burst was written once, by the timer (flush finds nothing pending).
+      await vi.advanceTimersByTimeAsync(150);
+      expect(rec.summaries).toHaveLength(1);
+      await audit.flush();
+      expect(rec.summaries).toHaveLength(1);
+      expect(rec.summaries[0].totals.violatingDataVolumes).toBe(20);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("skips malformed objects with a log line and survives failing sinks", async () => {

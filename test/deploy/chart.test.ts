@@ -15,7 +15,7 @@ import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { permissionsOf, type PolicyRule } from "../../scripts/deploy/rbac";
 import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
 import { deployValuesSchema } from "../../scripts/deploy/values";
-import { build, copyDist, fullValues, NAME, removeDir, UUID } from "./helpers";
+import { build, copyDist, fullValues, helmMerge, isMap, NAME, removeDir, UUID } from "./helpers";
 
 type Json = Record<string, any>;
 
@@ -37,21 +37,6 @@ beforeAll(async () => {
 });
 
 afterAll(() => removeDir(dist));
-
-/** Helm's coalescing of user values over the chart's: maps merge, null deletes, anything else replaces. */
-function helmMerge(base: unknown, over: unknown): unknown {
-  if (!isMap(base) || !isMap(over)) return structuredClone(over);
-  const out: Json = structuredClone(base);
-  for (const [k, v] of Object.entries(over)) {
-    if (v === null) delete out[k];
-    else out[k] = isMap(out[k]) && isMap(v) ? helmMerge(out[k], v) : structuredClone(v);
-  }
-  return out;
-}
-
-function isMap(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 let compiled: ReturnType<Ajv["compile"]> | undefined;
 function validator() {

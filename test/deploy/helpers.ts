@@ -75,3 +75,18 @@ export function fullValues(): Record<string, unknown> {
     },
   };
 }
+
+/** Helm's coalescing of user values over the chart's: maps merge, null deletes, anything else replaces. */
+export function helmMerge(base: unknown, over: unknown): unknown {
+  if (!isMap(base) || !isMap(over)) return structuredClone(over);
+  const out: Record<string, any> = structuredClone(base);
+  for (const [k, v] of Object.entries(over)) {
+    if (v === null) delete out[k];
+    else out[k] = isMap(out[k]) && isMap(v) ? helmMerge(out[k], v) : structuredClone(v);
+  }
+  return out;
+}
+
+export function isMap(v: unknown): v is Record<string, any> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

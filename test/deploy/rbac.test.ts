@@ -14,7 +14,6 @@
 //     rule on them at all, and the running watcher makes no cluster-wide call on them.
 import fs from "node:fs";
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -24,6 +23,7 @@ import { MODULE_PEPR_STORE as PEPR_STORE } from "../../capabilities/common/pepr-
 import { createCertificateAuthority, issueServerCertificate } from "../../capabilities/common/tls";
 import { AUDIT_CONFIGMAP } from "../../capabilities/datavolume-policy/summary";
 import { startApiServer, type ApiServer, type KubeObject } from "../../sandbox/apiserver";
+import { ProtocolListener } from "../../sandbox/apiserver/listener";
 import { startModuleProcess, type ModuleProcess } from "../../sandbox/module-process";
 import { freePort } from "../../sandbox/ports";
 import { startKubeVirtSimulator, type KubeVirtSimulator } from "../../sandbox/simulators";
@@ -57,39 +57,36 @@ interface Recorder {
   close(): Promise<void>;
 }
 
+/** Hop-by-hop headers (HTTP/1.1 framing) that must not cross the proxy; HTTP/2 forbids them. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection", "te"]);
+const forwardable = (headers: http.IncomingHttpHeaders) =>
+  Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith(":") && !HOP_BY_HOP.has(k.toLowerCase())));
+
+/**
+ * Serves, like the API server, HTTP/1.1 (Pepr's client) and HTTP/2 cleartext (the module's KubeClient) on one port
+ * (the sandbox's ProtocolListener), and forwards each request to the sandbox over HTTP/1.1.
+ */
 async function startRecordingProxy(target: string): Promise<Recorder> {
   const calls: Call[] = [];
   const upstream = new URL(target);
-  const sockets = new Set<Socket>();
-  const server = http.createServer((req, res) => {
+  const listener = new ProtocolListener((req, res) => {
     const account = ACCOUNT_BY_TOKEN.get(String(req.headers.authorization ?? "").replace(/^Bearer /, ""));
     const attrs: Call[] = (requestAttributes(req.method ?? "GET", req.url ?? "/", String(req.headers["content-type"] ?? "")) ?? []).map(a => ({ ...a, account }));
     calls.push(...attrs);
     const forward = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: forwardable(req.headers) },
       answer => {
         for (const a of attrs) a.status = answer.statusCode;
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
+        res.writeHead(answer.statusCode ?? 502, forwardable(answer.headers));
+        answer.pipe(res as unknown as NodeJS.WritableStream);
       },
     );
     forward.on("error", () => res.destroy());
-    req.pipe(forward);
+    res.on("close", () => forward.destroy());
+    (req as NodeJS.ReadableStream).pipe(forward);
   });
-  server.on("connection", s => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    calls,
-    close: () =>
-      new Promise<void>(resolve => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  const port = await listener.listen(0, "127.0.0.1");
+  return { url: `http://127.0.0.1:${port}`, calls, close: () => listener.close() };
 }
 
 /** The module's two identities, as their ServiceAccount tokens would give them. */

@@ -5,7 +5,7 @@ import fs from "node:fs";
 import https from "node:https";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { freePort } from "../../sandbox/ports";
 import { ensureBuild } from "../../scripts/ensure-build";
 
@@ -70,11 +70,12 @@ describe("npm start", () => {
     child.stdout.on("data", d => (output += d));
     child.stderr.on("data", d => (output += d));
     try {
-      const deadline = Date.now() + 90_000;
-      while (!output.includes("Ctrl-C stops everything")) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`npm start did not come up:\n${output}`);
-        await new Promise(r => setTimeout(r, 200));
-      }
+      await vi.waitFor(
+        () => {
+          if (!output.includes("Ctrl-C stops everything")) throw new Error(`npm start did not come up (exit code ${child.exitCode}):\n${output}`);
+        },
+        { timeout: 90_000, interval: 200 },
+      );
       // The banner means everything it announces is in force: an unlabelled CSI DataVolume created at once is
       // denied by the DataVolume policy (it used to be admitted for 1-2 s after the banner), and the same
       // volume with the tenant label is admitted.
@@ -108,9 +109,7 @@ describe("npm start", () => {
       // What Ctrl-C does in a terminal: SIGINT to every process of the foreground process group.
       process.kill(-child.pid!, "SIGINT");
       await new Promise(r => child.once("exit", r));
-      const deadlineGone = Date.now() + 10_000;
-      while (tree.some(alive) && Date.now() < deadlineGone) await new Promise(r => setTimeout(r, 100));
-      expect(tree.filter(alive)).toEqual([]);
+      await expect.poll(() => tree.filter(alive), { timeout: 10_000, interval: 100, message: "processes of npm start still alive" }).toEqual([]);
     } finally {
       if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, "SIGKILL");
     }

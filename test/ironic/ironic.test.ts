@@ -3,8 +3,9 @@
 // redfish-virtual-media -> power off/on -> undeploy.
 //
 // Where Ironic is not installed the suite reports itself skipped, loudly; with REQUIRE_IRONIC=true (CI) a
-// missing Ironic is a failure. (The deploy of an image that cannot be imported, which must end in
-// `deploy failed`, comes with the media failure work of issue #17.)
+// missing Ironic is a failure. A deploy of an image the cluster cannot import ends in `deploy failed`.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import type { KubeObject } from "../../sandbox/apiserver/types";
@@ -60,17 +61,20 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
    */
   async function provision(target: string, expected: string, timeoutMs = 120_000): Promise<Node> {
     await ironic.api("PUT", `/v1/nodes/${node}/states/provision`, { target });
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const n = await getNode();
-      if (n.target_provision_state === null && n.provision_state === expected) return n;
-      // Ironic keeps the target on a failure (`deploy failed` -> active): a settled or failed state ends the wait.
-      if (n.target_provision_state === null || / failed$|^error$/.test(n.provision_state)) {
-        throw new Error(`${target}: the node settled in ${n.provision_state}, not ${expected}: ${n.last_error}\n${ironic.logs().slice(-3000)}`);
-      }
-      if (Date.now() > deadline) throw new Error(`${target}: still ${n.provision_state} -> ${n.target_provision_state} after ${timeoutMs} ms: ${n.last_error}`);
-      await new Promise(r => setTimeout(r, 500));
+    // Ironic keeps the target on a failure (`deploy failed` -> active): a settled or failed state ends the wait.
+    const n = await vi.waitFor(
+      async () => {
+        const current = await getNode();
+        const settled = current.target_provision_state === null || / failed$|^error$/.test(current.provision_state);
+        if (!settled) throw new Error(`${target}: still ${current.provision_state} -> ${current.target_provision_state} after ${timeoutMs} ms: ${current.last_error}`);
+        return current;
+      },
+      { timeout: timeoutMs, interval: 500 },
+    );
+    if (n.target_provision_state !== null || n.provision_state !== expected) {
+      throw new Error(`${target}: the node settled in ${n.provision_state}, not ${expected}: ${n.last_error}\n${ironic.logs().slice(-3000)}`);
     }
+    return n;
   }
 
   async function power(target: "power on" | "power off"): Promise<void> {
@@ -147,4 +151,46 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
       .filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === VM);
     expect(media.map(dv => dv.metadata.name)).toEqual([]);
   }, 600_000);
+
+  it("a deploy of an image the cluster cannot import (404 to the importer) ends in `deploy failed` naming the image; undeploy leaves no DataVolume", async () => {
+    // Ironic checks the href itself (HEAD and GET) before it inserts it, so a plain 404 URL never reaches the BMC
+    // (with the default ramdisk_image_download_source `local` Ironic even downloads and serves the ISO itself).
+    // What does is an image server Ironic reaches and the cluster's importer does not: here it serves Ironic's
+    // client (python-requests) and answers 404 to everyone else.
+    const imageServer = http.createServer((req, res) => {
+      if (/python-requests/.test(req.headers["user-agent"] ?? "")) {
+        const body = Buffer.alloc(64 * 1024);
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(body.length) }).end(req.method === "HEAD" ? undefined : body);
+      } else res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+    });
+    await new Promise<void>(resolve => imageServer.listen(0, "127.0.0.1", resolve));
+    try {
+      const image = `http://127.0.0.1:${(imageServer.address() as AddressInfo).port}/only-ironic-sees-it/live.iso`;
+      // `http`: Ironic hands the URL to the BMC instead of serving its own copy (as Metal3 does for live ISOs).
+      await ironic.api("PATCH", `/v1/nodes/${node}`, [
+        { op: "add", path: "/instance_info/boot_iso", value: image },
+        { op: "add", path: "/instance_info/ramdisk_image_download_source", value: "http" },
+      ]);
+      await ironic.api("PUT", `/v1/nodes/${node}/states/provision`, { target: "active" });
+      const failed = await vi.waitFor(
+        async () => {
+          const n = await getNode();
+          expect(n.provision_state, "the deploy of an image the importer cannot fetch").toBe("deploy failed");
+          return n;
+        },
+        { timeout: 120_000, interval: 500 },
+      );
+      expect(failed.last_error).toContain(image);
+      expect(failed.last_error).toContain("could not be downloaded");
+      expect(failed.last_error).not.toMatch(/404|Not Found/);
+
+      await provision("deleted", "available", 180_000);
+      const media = c.api.store
+        .list("datavolumes.cdi.kubevirt.io", NAMESPACE)
+        .filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === VM);
+      expect(media.map(dv => dv.metadata.name)).toEqual([]);
+    } finally {
+      await new Promise(resolve => imageServer.close(resolve));
+    }
+  }, 300_000);
 });

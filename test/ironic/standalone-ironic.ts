@@ -12,6 +12,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { vi } from "vitest";
 import { freePort } from "../../sandbox/ports";
 
 const run = promisify(execFile);
@@ -161,20 +162,21 @@ export async function startIronic(): Promise<StandaloneIronic> {
   };
 
   // Ready when the API answers and the conductor has registered the redfish driver.
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    try {
-      const drivers = await api<{ drivers: { name: string; hosts: string[] }[] }>("GET", "/v1/drivers");
-      if (drivers.drivers.some(d => d.name === "redfish" && d.hosts.length > 0)) break;
-    } catch {
-      // not listening yet
-    }
-    const exited = children.find(ch => ch.exitCode !== null);
-    if (exited || Date.now() > deadline) {
-      await stop();
-      throw new Error(`standalone Ironic did not start${exited ? " (a process exited)" : ""}:\n${output.join("").slice(-4000)}`);
-    }
-    await new Promise(r => setTimeout(r, 500));
+  // Up once a conductor has registered the redfish driver; a process that exits ends the wait at once.
+  const started = await vi
+    .waitFor(
+      async () => {
+        if (children.some(ch => ch.exitCode !== null)) return "a process exited";
+        const drivers = await api<{ drivers: { name: string; hosts: string[] }[] }>("GET", "/v1/drivers"); // throws while not listening
+        if (!drivers.drivers.some(d => d.name === "redfish" && d.hosts.length > 0)) throw new Error("no conductor with the redfish driver yet");
+        return "up";
+      },
+      { timeout: 120_000, interval: 500 },
+    )
+    .catch((e: unknown) => (e instanceof Error ? e.message : String(e)));
+  if (started !== "up") {
+    await stop();
+    throw new Error(`standalone Ironic did not start (${started}):\n${output.join("").slice(-4000)}`);
   }
   return { url, dir, api, logs: () => output.join(""), stop };
 }

@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { startApiServer, type ApiServer } from "../../sandbox/apiserver";
 import { InfraMirror } from "../../capabilities/node-identity/infra-mirror";
 import type { InfraSnapshot } from "../../capabilities/node-identity/infra-index";
@@ -28,14 +28,16 @@ function createVms(api: ApiServer, vms: { name: string; uuid?: string; hostname?
   }
 }
 
-async function until(snapshots: InfraSnapshot[], test: (s: InfraSnapshot) => boolean, what: string): Promise<InfraSnapshot> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const last = snapshots.at(-1);
-    if (last && test(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise(r => setTimeout(r, 20));
-  }
+/** The latest snapshot, once it passes `test`. */
+function until(snapshots: InfraSnapshot[], test: (s: InfraSnapshot) => boolean, what: string): Promise<InfraSnapshot> {
+  return vi.waitFor(
+    () => {
+      const last = snapshots.at(-1);
+      if (last && test(last)) return last;
+      throw new Error(`still waiting for ${what}; last: ${JSON.stringify(last)}`);
+    },
+    { timeout: 10_000, interval: 20 },
+  );
 }
 
 const names = (s: InfraSnapshot) => s.vms.map(v => v.name).sort();
@@ -97,9 +99,7 @@ describe("InfraMirror", () => {
     await until(snapshots, s => names(s).join() === "old-vm", "the first snapshot");
 
     await first.close();
-    const deadline = Date.now() + 10_000;
-    while (errors.length === 0 && Date.now() < deadline) await new Promise(r => setTimeout(r, 20));
-    expect(errors[0]).toMatch(/infra virtualmachine/);
+    await expect.poll(() => errors[0], { message: "an error reported for the unreachable infra API" }).toMatch(/infra virtualmachine/);
     // The last known view stays in force while the infra API is down.
     expect(names(snapshots.at(-1)!)).toEqual(["old-vm"]);
 

@@ -193,17 +193,18 @@ describe("Bios and SecureBoot", () => {
     expect((await getJson(s, `${SYS}.secure/SecureBoot`)).body).toMatchObject({ SecureBootEnable: false, SecureBootMode: "SetupMode" });
   });
 
-  it("answers a SecureBoot PATCH with an error naming the property, never a silent success", async () => {
+  it("answers a SecureBoot PATCH it cannot apply with an error naming the property, never a silent success", async () => {
     const s = testService();
+    // vm-b boots legacy BIOS: no secure boot without UEFI (secure-boot.test.ts covers the PATCH that applies).
     const res = await s.request(`${SYS}.vm-b/SecureBoot`, {
       method: "PATCH",
       headers: { Authorization: AUTH.alice, "Content-Type": "application/json" },
       body: JSON.stringify({ SecureBootEnable: true }),
     });
-    expect(res.status).toBe(400);
+    expect(res.status).toBe(409);
     const body = (await res.json()) as Json;
-    expect(body.error["@Message.ExtendedInfo"][0]).toMatchObject({ MessageId: expect.stringContaining("PropertyNotWritable"), RelatedProperties: ["#/SecureBootEnable"] });
-    expect(JSON.stringify(body)).toContain("secureBoot");
+    expect(body.error["@Message.ExtendedInfo"][0]).toMatchObject({ MessageId: expect.stringContaining("PropertyValueResourceConflict"), RelatedProperties: ["#/SecureBootEnable"] });
+    expect(JSON.stringify(body)).toContain("UEFI");
     expect((await getJson(s, `${SYS}.vm-b/SecureBoot`)).body.SecureBootEnable).toBe(false);
     // another tenant's system: the same 404 as a missing one
     const foreign = await s.request("/redfish/v1/Systems/tenant2-vms.vm-c/SecureBoot", { method: "PATCH", headers: { Authorization: AUTH.alice, "Content-Type": "application/json" }, body: "{}" });

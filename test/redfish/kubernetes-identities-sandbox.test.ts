@@ -4,7 +4,7 @@
 // tenant1-vms sees exactly tenant1's systems, powers one on, gets 404 for tenant2's and 403 for ForceOff, and loses
 // access within accessReviewCacheSeconds of its RoleBinding being deleted.
 import { AuthenticationV1Api, AuthorizationV1Api, KubeConfig, RbacAuthorizationV1Api } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { demoConfig } from "../../sandbox/demo";
 import { API_AUDIENCES } from "../../sandbox/apiserver/reviews";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
@@ -33,9 +33,8 @@ beforeAll(async () => {
       { token: NOBODY_TOKEN, user: NOBODY_USER },
     ],
   });
-  await expect
-    .poll(async () => (await c.redfish("GET", "/redfish/v1/Systems", { user: "admin:admin123" })).status, { timeout: 60_000, message: "the Redfish server of the watcher" })
-    .toBe(200);
+  // The Redfish server of the watcher answers (vi.waitFor: expect.poll is for tests, not hooks).
+  await vi.waitFor(async () => expect((await c.redfish("GET", "/redfish/v1/Systems", { user: "admin:admin123" })).status).toBe(200), { timeout: 60_000, interval: 200 });
 }, 180_000);
 
 afterAll(async () => {

@@ -157,6 +157,12 @@ describe("Kubernetes identities (in-process, fake reviews)", () => {
     expect(await members(await t.request("/redfish/v1/Systems", { headers: { "X-Auth-Token": token } }))).toHaveLength(2);
     expect((await t.request("/redfish/v1/Systems/tenant2-vms.vm-c", { headers: { "X-Auth-Token": token } })).status).toBe(404);
     expect((await t.request(resetUri("tenant1-vms.vm-b"), { headers: { "X-Auth-Token": token }, body: { ResetType: "ForceOff" } })).status).toBe(403);
+    // Its account is its own, under the identity's name.
+    const accounts = await (await t.request("/redfish/v1/AccountService/Accounts", { headers: t.bearer })).json() as any;
+    const own = accounts.Members[0]["@odata.id"] as string;
+    expect(own).toBe(`/redfish/v1/AccountService/Accounts/${encodeURIComponent("kubernetes:system:serviceaccount:tenant1-vms:bmc")}`);
+    expect(((await (await t.request(own, { headers: t.bearer })).json()) as any).UserName).toBe("kubernetes:system:serviceaccount:tenant1-vms:bmc");
+    expect((await t.request(own, { headers: { Authorization: AUTH.carol } })).status).toBe(404);
     // Configured users are unaffected.
     expect(await members(await t.request("/redfish/v1/Systems", { headers: { Authorization: AUTH.carol } }))).toHaveLength(3);
   });

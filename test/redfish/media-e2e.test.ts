@@ -135,7 +135,7 @@ describe("virtual media with the built module", () => {
       .toBe("virtualmedia-cd");
   });
 
-  it("InsertMedia of a 404 image fails within 60 s naming the image; Reset On then answers 409 naming it; Eject + ForceOff leave no DataVolume", async () => {
+  it("InsertMedia of a 404 image fails within 60 s naming the image and leaves the drive empty; Eject + ForceOff leave no DataVolume", async () => {
     const vm = "vm-2";
     const sys = `/redfish/v1/Systems/tenant2-vms.${vm}`;
     const drive = `${sys}/VirtualMedia/Cd`;
@@ -149,16 +149,12 @@ describe("virtual media with the built module", () => {
     expect(insert.body.error.message).toContain(image);
     expect(insert.body.error.message).toContain("The image could not be downloaded.");
     expect(insert.text).not.toMatch(/404|Not Found/);
-
-    const on = await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
-    expect(on.status, on.text).toBe(409);
-    expect(on.body.error.message).toContain(image);
+    expect(await get(drive)).toMatchObject({ Image: null, Inserted: false });
 
     expect((await c.redfish("POST", `${drive}/Actions/VirtualMedia.EjectMedia`, { user: ADMIN })).status).toBe(204);
     expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
     const ofDrive = () => c.api.store.list(DV_KEY, "tenant2-vms").filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === vm);
     await expect.poll(() => ofDrive().length, { timeout: 20_000 }).toBe(0);
-    expect(await get(drive)).toMatchObject({ Image: null, Inserted: false });
   });
 
   it.skipIf(!HAVE_SUSHY)("python3-sushy inserts and ejects through the Manager's VirtualMedia, as Ironic does", async () => {

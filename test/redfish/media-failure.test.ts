@@ -116,6 +116,9 @@ describe("InsertMedia waits for the import's first result (Ironic does not follo
     expect(error.message).toContain("The image could not be downloaded.");
     expect(JSON.stringify(error)).not.toMatch(/404|Not Found/);
     expect(error["@Message.ExtendedInfo"][0].RelatedProperties).toEqual(["#/Image"]);
+    // Nothing stays inserted: Ironic, reading Inserted false, would never eject it.
+    expect(t.fake.dataVolumes(NS)).toEqual([]);
+    expect(((t.fake.vm(NS, "early")!.spec as any).template.spec.volumes as { name: string }[]).map(v => v.name)).not.toContain(CD_VOLUME);
   });
 
   it("an import moving bytes answers 202 with its Task at once; one that never reports answers 202 at the deadline", async () => {

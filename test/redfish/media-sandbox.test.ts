@@ -2,8 +2,9 @@
 // simulators (CDI really downloads from the local image server). What InsertMedia/EjectMedia write, credentials,
 // ownership, tenancy and fuzzing run against the fake driver in media-driver.test.ts.
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createRedfishApp } from "../../redfish/app";
 import { CD_VOLUME } from "../../redfish/media";
-import { acceptedTask as taskOf } from "./fixtures";
+import { AUTH, acceptedTask as taskOf } from "./fixtures";
 import { cdUri, ejectUri, insertUri, NS, startMediaSandbox, VMI_KEY, type MediaSandbox } from "./media-helpers";
 import { present } from "../helpers/present";
 
@@ -61,6 +62,29 @@ describe("the Ironic virtual-media sequence", () => {
   });
 });
 
+/**
+ * The same service answering InsertMedia at once (no wait for the import's first result): how an import that
+ * fails later than InsertMedia waits (a slow importer start, a server that stalls) reaches the client.
+ */
+function requestNoWait(path: string, init: { method?: string; body?: unknown } = {}): Promise<Response> {
+  const app = createRedfishApp({ cache: sb.watcher.cache, config: () => sb.config, mediaFirstResultWaitMs: 0 });
+  const body = init.body === undefined ? undefined : JSON.stringify(init.body);
+  const headers: Record<string, string> = { Authorization: AUTH.alice, ...(body ? { "Content-Type": "application/json" } : {}) };
+  return Promise.resolve(app.request(path, { method: init.method ?? (body ? "POST" : "GET"), headers, body }, { incoming: { socket: { remoteAddress: "192.0.2.7" } } }));
+}
+
+/** The Warning Event the media controller records for a failed import of the VM's drive (CDI's reason). */
+function importFailedEvent(vmName: string): Promise<unknown> {
+  return vi.waitFor(
+    () =>
+      present(
+        sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === vmName),
+        `the import-failed Event of ${vmName}`,
+      ),
+    WAIT,
+  );
+}
+
 describe("imports that take time or fail", () => {
   it("a slow image shows rising PercentComplete; On meanwhile is PoweringOn and boots from the CD once imported", async () => {
     sb.createVm("slow-1");
@@ -114,53 +138,41 @@ describe("imports that take time or fail", () => {
     expect(vmi.metadata.annotations!["sandbox.kubevirt.io/booted-from"]).toBe(CD_VOLUME);
   });
 
-  it("a 404 image fails the InsertMedia (400 naming it) and its Task ends in Exception with a generic reason (CDI's in an Event); the VM does not boot from it", async () => {
+  it("a 404 image that fails after the reply ends in a Task Exception with a generic reason (CDI's in an Event), Inserted false, and the VM does not boot from it", async () => {
     sb.createVm("broken-1");
     const system = `/redfish/v1/Systems/${NS}.broken-1`;
     const image = `${sb.iso.url}/missing/nothing.iso`;
-    const insert = await sb.request(insertUri("broken-1"), { body: { Image: image } });
-    expect(insert.status).toBe(400);
-    const insertError = ((await insert.json()) as any).error;
-    expect(insertError.message).toContain(image);
-    expect(insertError.message).toContain("The image could not be downloaded.");
-    expect(JSON.stringify(insertError)).not.toMatch(/404|Not Found/);
+    const { monitor, task } = await taskOf(await requestNoWait(insertUri("broken-1"), { body: { Image: image } }));
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
 
-    // The drive keeps the failed import, with its Task, until an eject or a power off.
-    const [dv] = sb.mediaDataVolumes("broken-1");
-    const taskId = `${NS}.${dv.metadata.name}`;
-    const failed = await sb.json(`/redfish/v1/TaskService/Tasks/${taskId}`);
-    expect(failed).toMatchObject({ TaskState: "Exception", TaskStatus: "Critical" });
+    const failed = await vi.waitFor(async () => {
+      const t = await sb.json(task["@odata.id"]);
+      return present(t.TaskState === "Exception" ? t : undefined, "the task to fail");
+    }, WAIT);
+    expect(failed.TaskStatus).toBe("Critical");
     expect(failed.Messages[0].Resolution).toContain("The image could not be downloaded.");
     // CDI's reason is in a Warning Event on the VM (for the platform team), never in the tenant's Task.
-    const event = await vi.waitFor(
-      () =>
-        present(
-          sb.api.store.list("events", NS).find(e => (e as any).reason === "VirtualMediaImportFailed" && (e as any).involvedObject?.name === "broken-1"),
-          "the import-failed Event",
-        ),
-      WAIT,
-    );
+    const event = await importFailedEvent("broken-1");
     expect((event as any).message).toContain("got 404");
     const cd = await sb.json(cdUri("broken-1"));
     expect(cd).toMatchObject({ Image: image, Inserted: false, Status: { Health: "Warning" } });
-    const res = await sb.request(`/redfish/v1/TaskService/TaskMonitors/${taskId}`);
+    const res = await sb.request(monitor);
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].Resolution).toContain("The image could not be downloaded.");
 
-    // A start from it is refused; KubeVirt would not start from a failed DataVolume either.
-    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBe(409);
+    // KubeVirt does not start a VM whose DataVolume failed, and a new start from it is refused.
     expect(sb.api.store.get(VMI_KEY, NS, "broken-1")).toBeUndefined();
+    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBe(409);
 
     // The same URL again is a new attempt (the failed import is replaced), not a no-op.
-    const retry = await sb.request(insertUri("broken-1"), { body: { Image: image } });
-    expect(retry.status).toBe(400);
+    const retry = await requestNoWait(insertUri("broken-1"), { body: { Image: image } });
+    expect(retry.status).toBe(202);
     const dvs = sb.mediaDataVolumes("broken-1");
     expect(dvs).toHaveLength(1);
-    expect(dvs[0].metadata.name).not.toBe(dv.metadata.name);
+    expect(dvs[0].metadata.name).not.toBe(failed.Id.split(".")[1]);
 
     // Eject: the drive goes, the VM starts without it (from its disk).
     expect((await sb.request(ejectUri("broken-1"), { method: "POST" })).status).toBe(204);
-    expect((await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
     const vmi = await vi.waitFor(() => {
       const v = sb.api.store.get(VMI_KEY, NS, "broken-1");
       return present(v?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? v : undefined, "the VM to start from its disk");
@@ -169,16 +181,15 @@ describe("imports that take time or fail", () => {
     expect(sb.mediaDataVolumes("broken-1")).toEqual([]);
   });
 
-  it("Ironic's deploy with a 404 image: InsertMedia and then Reset On answer errors naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
+  it("Ironic's deploy with an image that fails after the reply: Reset On answers an error naming the image within 60 s; after Eject + ForceOff no DataVolume remains", async () => {
     sb.createVm("broken-2");
     const system = `/redfish/v1/Systems/${NS}.broken-2`;
     const image = `${sb.iso.url}/missing/deploy.iso`;
     const started = Date.now();
-    const insert = await sb.request(insertUri("broken-2"), { body: { Image: image } });
-    expect(insert.status).toBe(400);
-    expect(((await insert.json()) as any).error.message).toContain(image);
-    // Were Ironic to go on: boot device cdrom, then power on.
+    const { task } = await taskOf(await requestNoWait(insertUri("broken-2"), { body: { Image: image } }));
+    // Ironic: boot device cdrom, then power on; it polls nothing in between but the power state.
     expect((await sb.request(system, { method: "PATCH", body: { Boot: { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" } } })).status).toBeLessThan(300);
+    await expect.poll(async () => (await sb.json(task["@odata.id"])).TaskState, { message: "the import to fail", timeout: 55_000 }).toBe("Exception");
     const on = await sb.request(`${system}/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } });
     expect(Date.now() - started).toBeLessThan(60_000);
     expect(on.status).toBe(409);
@@ -197,5 +208,23 @@ describe("imports that take time or fail", () => {
     expect((await sb.request(ejectUri("broken-2"), { method: "POST" })).status).toBe(204);
     expect(sb.mediaDataVolumes("broken-2")).toEqual([]);
   });
-});
 
+  it("InsertMedia of a 404 image fails at once: 400 naming the image with the generic reason, CDI's in an Event, the drive left empty", async () => {
+    sb.createVm("broken-3");
+    const image = `${sb.iso.url}/missing/early.iso`;
+    const started = Date.now();
+    const insert = await sb.request(insertUri("broken-3"), { body: { Image: image } });
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(insert.status).toBe(400);
+    const error = ((await insert.json()) as any).error;
+    expect(error.message).toContain(image);
+    expect(error.message).toContain("The image could not be downloaded.");
+    expect(JSON.stringify(error)).not.toMatch(/404|Not Found/);
+    expect(await sb.json(cdUri("broken-3"))).toMatchObject({ Image: null, Inserted: false });
+    expect(sb.mediaDataVolumes("broken-3").filter(dv => !dv.metadata.deletionTimestamp)).toEqual([]);
+    const event = await importFailedEvent("broken-3");
+    expect((event as any).message).toContain("got 404");
+    // Nothing blocks the VM: it starts from its disk.
+    expect((await sb.request(`/redfish/v1/Systems/${NS}.broken-3/Actions/ComputerSystem.Reset`, { body: { ResetType: "On" } })).status).toBeLessThan(300);
+  });
+});

@@ -2,7 +2,7 @@
 // ETag, principals with different views of a system never share a body, conditional requests stay right, and
 // the headers of a cached response are those of any other Redfish response.
 import { describe, expect, it } from "vitest";
-import { MAX_VIEWS_PER_RECORD, ResponseCache } from "../../redfish/response-cache";
+import { MAX_VIEWS_PER_SYSTEM, ResponseCache } from "../../redfish/response-cache";
 import { chassisDefinitions } from "../../redfish/settings";
 import { basic, revise, testConfig, testService, vm, type TestService } from "./fixtures";
 
@@ -18,32 +18,53 @@ async function get(s: TestService, path: string, auth: string, headers: Record<s
 const alice = basic("alice", "alice-Secret-1!");
 
 describe("ResponseCache", () => {
-  it("renders once per record and key, again for a new record, and keeps at most MAX_VIEWS_PER_RECORD views", () => {
+  it("renders once per record and key, again when the VM's record is replaced", () => {
     const cache = new ResponseCache();
-    const record = {};
     let renders = 0;
     const render = (n: number) => () => {
       renders++;
       return { n };
     };
-    const first = cache.representation(record, "a", render(1));
-    expect(cache.representation(record, "a", render(2))).toBe(first);
+    const record = {};
+    const first = cache.representation("uid-1", record, "a", render(1));
+    expect(cache.representation("uid-1", record, "a", render(2))).toBe(first);
     expect(renders).toBe(1);
     expect(JSON.parse(first.body.toString())).toEqual({ n: 1 });
-
-    // A replaced record (what the watch cache does on every change) is a miss.
-    const replaced = cache.representation({}, "a", render(3));
-    expect(renders).toBe(2);
+    const replaced = cache.representation("uid-1", {}, "a", render(3));
     expect(JSON.parse(replaced.body.toString())).toEqual({ n: 3 });
     expect(replaced.etag).not.toBe(first.etag);
+    // The old record's entries went with it: the first record is a miss again.
+    expect(JSON.parse(cache.representation("uid-1", record, "a", render(4)).body.toString())).toEqual({ n: 4 });
+    expect(renders).toBe(3);
+  });
 
-    // Beyond the bound the oldest view goes: "a" is rendered again, the newest views are still there.
-    for (let i = 0; i < MAX_VIEWS_PER_RECORD; i++) cache.representation(record, `view-${i}`, render(10 + i));
-    expect(renders).toBe(2 + MAX_VIEWS_PER_RECORD);
-    cache.representation(record, `view-${MAX_VIEWS_PER_RECORD - 1}`, render(99));
-    expect(renders).toBe(2 + MAX_VIEWS_PER_RECORD);
-    cache.representation(record, "a", render(4));
-    expect(renders).toBe(3 + MAX_VIEWS_PER_RECORD);
+  it("keeps at most MAX_VIEWS_PER_SYSTEM views per VM and the most recently used VMs up to its bound", () => {
+    const cache = new ResponseCache(3);
+    const record = {};
+    let renders = 0;
+    const render = () => {
+      renders++;
+      return { renders };
+    };
+    for (let i = 0; i <= MAX_VIEWS_PER_SYSTEM; i++) cache.representation("uid-1", record, `view-${i}`, render);
+    expect(renders).toBe(MAX_VIEWS_PER_SYSTEM + 1);
+    cache.representation("uid-1", record, `view-${MAX_VIEWS_PER_SYSTEM}`, render); // still there
+    expect(renders).toBe(MAX_VIEWS_PER_SYSTEM + 1);
+    cache.representation("uid-1", record, "view-0", render); // the oldest view went
+    expect(renders).toBe(MAX_VIEWS_PER_SYSTEM + 2);
+
+    const records = [{}, {}, {}, {}];
+    for (const [i, r] of records.entries()) cache.representation(`vm-${i}`, r, "v", render);
+    expect(cache.size).toBe(3);
+    const before = renders;
+    cache.representation("vm-3", records[3], "v", render);
+    cache.representation("vm-2", records[2], "v", render);
+    cache.representation("vm-1", records[1], "v", render);
+    expect(renders).toBe(before); // the three most recent are cached
+    cache.representation("vm-0", records[0], "v", render);
+    expect(renders).toBe(before + 1); // vm-0 was the least recently used
+    cache.representation("vm-3", records[3], "v", render);
+    expect(renders).toBe(before + 2); // vm-0 pushed out vm-3, now the least recently used
   });
 });
 

@@ -32,17 +32,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = () => {
-      if (check()) return resolve();
-      if (Date.now() - started > timeoutMs) return reject(new Error("timed out waiting"));
-      setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
 
 describe("kubernetes-fluent-client", () => {
   it("K8s().Watch receives ADDED, MODIFIED and DELETED (list, then watch from the list resourceVersion)", async () => {
@@ -53,11 +42,11 @@ describe("kubernetes-fluent-client", () => {
     });
     await watcher.start();
     try {
-      await until(() => seen.includes("ADDED:before:1"));
+      await expect.poll(() => seen, { message: "watch events" }).toContain("ADDED:before:1");
       await K8s(kind.ConfigMap).Create({ metadata: { name: "live", namespace: "fluent" }, data: { a: "1" } });
       await K8s(kind.ConfigMap, { namespace: "fluent", name: "live" }).Patch([{ op: "replace", path: "/data/a", value: "2" }]);
       await K8s(kind.ConfigMap).InNamespace("fluent").Delete("live");
-      await until(() => seen.length >= 4);
+      await expect.poll(() => seen.length, { message: "watch events" }).toBeGreaterThanOrEqual(4);
       expect(seen).toEqual(["ADDED:before:1", "ADDED:live:1", "MODIFIED:live:2", "DELETED:live:2"]);
     } finally {
       watcher.close();
@@ -80,7 +69,7 @@ describe("kubernetes-fluent-client", () => {
         { op: "add", path: "/data/cap-v2-key", value: "value" },
         { op: "replace", path: "/metadata/labels/pepr.dev-cacheID", value: "2" },
       ]);
-      await until(() => seen.length >= 2);
+      await expect.poll(() => seen.length, { message: "watch events" }).toBeGreaterThanOrEqual(2);
       expect(seen).toEqual(['ADDED:{"__pepr_do_not_delete__":"k-thx-bye"}', 'MODIFIED:{"__pepr_do_not_delete__":"k-thx-bye","cap-v2-key":"value"}']);
       const stored = await K8s(PeprStore, peprStore).InNamespace("fluent").Get("pepr-test-store");
       expect(stored.metadata?.labels?.["pepr.dev-cacheID"]).toBe("2");

@@ -39,7 +39,7 @@ describe("API server interruption hooks", () => {
     const a = await openWatch("/api/v1/namespaces/hooks/configmaps?watch=true");
     const b = await openWatch("/api/v1/configmaps?watch=true");
     api.store.create("configmaps", configMap("before-drop"));
-    await new Promise(r => setTimeout(r, 50)); // the ADDED line reaches the client
+    await expect.poll(() => [a.lines.length, b.lines.length], { message: "the ADDED line at both clients" }).toEqual([1, 1]);
     expect(api.dropWatches()).toBe(2);
     await Promise.all([a.ended, b.ended]);
     expect(a.lines.map(l => JSON.parse(l).type)).toEqual(["ADDED"]);
@@ -61,8 +61,8 @@ describe("API server interruption hooks", () => {
     api.store.create("configmaps", configMap("kept"));
     const restarted = api.restart(300);
     await w.ended;
-    // While down: the port refuses connections, the store still takes in-process writes (controllers, etcd).
-    await new Promise(r => setTimeout(r, 50));
+    // While down (it stopped listening in the tick it ended the watches): the port refuses connections, the
+    // store still takes in-process writes (controllers, etcd).
     await expect(fetch(`${api.url}/api/v1/namespaces/hooks/configmaps`)).rejects.toThrow();
     api.store.create("configmaps", configMap("written-while-down"));
     await restarted;

@@ -74,18 +74,6 @@ async function getJson<T = Discovery>(url: string): Promise<T> {
   return (await (await fetch(url)).json()) as T;
 }
 
-function until<T>(check: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const tick = () => {
-      const v = check();
-      if (v !== undefined) return resolve(v);
-      if (Date.now() - started > timeoutMs) return reject(new Error("timed out waiting"));
-      setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
 
 describe("CRUD", () => {
   it("creates, reads, lists, updates and deletes ConfigMaps with kube metadata", async () => {
@@ -175,20 +163,20 @@ describe("list and watch", () => {
     const list = await core.listNamespacedConfigMap({ namespace: ns });
     const fromZero = await watch(`/api/v1/namespaces/${ns}/configmaps`, { resourceVersion: "0" });
     const fromList = await watch(`/api/v1/namespaces/${ns}/configmaps`, { resourceVersion: list.metadata!.resourceVersion! });
-    await until(() => (fromZero.events.length === 1 ? true : undefined));
+    await expect.poll(() => fromZero.events.length, { message: "events from resourceVersion 0" }).toBe(1);
     expect(fromZero.events[0]).toMatchObject({ type: "ADDED", object: { metadata: { name: "pre" } } });
 
     const cm = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "live" } } });
     await core.patchNamespacedConfigMap({ namespace: ns, name: "live", body: { data: { x: "1" } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     await core.deleteNamespacedConfigMap({ namespace: ns, name: "live" });
     const expected = ["ADDED", "MODIFIED", "DELETED"];
-    await until(() => (fromList.events.length === 3 ? true : undefined));
+    await expect.poll(() => fromList.events.length, { message: "events from the list resourceVersion" }).toBe(3);
     expect(fromList.events.map(e => e.type)).toEqual(expected);
     expect(fromList.events.every(e => e.object.metadata?.name === "live")).toBe(true);
     const rvs = fromList.events.map(e => Number(e.object.metadata?.resourceVersion));
     expect(rvs[0]).toBe(Number(cm.metadata?.resourceVersion));
     expect([...rvs].sort((a, b) => a - b)).toEqual(rvs);
-    await until(() => (fromZero.events.length === 4 ? true : undefined));
+    await expect.poll(() => fromZero.events.length, { message: "events from resourceVersion 0" }).toBe(4);
 
     // Resume: a watch from the first event's RV replays exactly the later ones.
     const resumed = await watch(`/api/v1/namespaces/${ns}/configmaps`, { resourceVersion: String(rvs[0]), timeoutSeconds: 1 });
@@ -215,7 +203,7 @@ describe("list and watch", () => {
     expect((old.events[0].object as { message?: string }).message).toMatch(/^too old resource version: \d+ \(\d+\)$/);
 
     const withBookmarks = await watch(`/api/v1/namespaces/${ns}/configmaps`, { resourceVersion: "0", allowWatchBookmarks: true });
-    await until(() => (withBookmarks.events.some(e => e.type === "BOOKMARK") ? true : undefined));
+    await expect.poll(() => withBookmarks.events.map(e => e.type), { message: "a BOOKMARK" }).toContain("BOOKMARK");
     const bookmark = withBookmarks.events.find(e => e.type === "BOOKMARK")!;
     expect(bookmark.object.kind).toBe("ConfigMap");
     expect(Number(bookmark.object.metadata?.resourceVersion)).toBeGreaterThan(Number(first.metadata?.resourceVersion));
@@ -251,10 +239,10 @@ describe("list and watch", () => {
     expect((await failure(core.listNamespacedConfigMap({ namespace: ns, fieldSelector: "spec.nope=1" }))).code).toBe(400);
 
     const w = await watch(`/api/v1/namespaces/${ns}/configmaps`, { resourceVersion: "0", labelSelector: "tier=web" });
-    await until(() => (w.events.length === 2 ? true : undefined));
+    await expect.poll(() => w.events.length, { message: "watch events" }).toBe(2);
     await core.patchNamespacedConfigMap({ namespace: ns, name: "a", body: { metadata: { labels: { tier: "cache" } } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     await core.patchNamespacedConfigMap({ namespace: ns, name: "b", body: { metadata: { labels: { tier: "web" } } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
-    await until(() => (w.events.length === 4 ? true : undefined));
+    await expect.poll(() => w.events.length, { message: "watch events" }).toBe(4);
     expect(w.events.slice(2).map(e => [e.type, e.object.metadata?.name])).toEqual([
       ["DELETED", "a"],
       ["ADDED", "b"],
@@ -271,11 +259,11 @@ describe("list and watch", () => {
     informer.on("update", (o: V1ConfigMap) => seen.push(`update:${o.metadata?.name}`));
     informer.on("delete", (o: V1ConfigMap) => seen.push(`delete:${o.metadata?.name}`));
     await informer.start();
-    await until(() => (seen.includes("add:existing") ? true : undefined));
+    await expect.poll(() => seen, { message: "informer events" }).toContain("add:existing");
     await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "new" } } });
     await core.patchNamespacedConfigMap({ namespace: ns, name: "new", body: { data: { k: "v" } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     await core.deleteNamespacedConfigMap({ namespace: ns, name: "existing" });
-    await until(() => (seen.length === 4 ? true : undefined));
+    await expect.poll(() => seen.length, { message: "informer events" }).toBe(4);
     expect(seen).toEqual(["add:existing", "add:new", "update:new", "delete:existing"]);
     expect(informer.list().map(o => o.metadata?.name)).toEqual(["new"]);
     await informer.stop();
@@ -464,7 +452,7 @@ describe("deletion", () => {
     expect(noNew.code).toBe(422);
     await core.patchNamespacedConfigMap({ namespace: ns, name: "held", body: [{ op: "remove", path: "/metadata/finalizers" }] }, setHeaderOptions("Content-Type", PatchStrategy.JsonPatch));
     expect((await failure(core.readNamespacedConfigMap({ namespace: ns, name: "held" }))).code).toBe(404);
-    await until(() => (w.events.length === 3 ? true : undefined));
+    await expect.poll(() => w.events.length, { message: "watch events" }).toBe(3);
     expect(w.events.map(e => e.type)).toEqual(["ADDED", "MODIFIED", "DELETED"]);
     w.abort();
   });

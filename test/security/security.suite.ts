@@ -8,8 +8,12 @@
 //      logins down; spoofed X-Forwarded-For / Forwarded headers do not get around it (they count only from a
 //      configured trusted proxy)
 //   4. no secret in any log line of any process, nor in any response body
+// Kubernetes identities (ServiceAccount tokens, RBAC in the sandbox) run through the same isolation matrix, and
+// event subscriptions of users and identities are isolated from each other.
 import bcrypt from "bcryptjs";
 import fs from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
@@ -61,11 +65,37 @@ const CHASSIS = ["alpha", "beta", "gold"];
 
 const basic = (user: User) => `${user}:${USERS[user].password}`;
 
+/**
+ * Kubernetes identities (redfish.kubernetesIdentities): ivan's Role in sec-a allows everything Redfish asks for;
+ * judy's Role in sec-b only `get virtualmachines` (she sees sec-b's systems, every write is a 403).
+ */
+const IDENTITIES: Record<"ivan" | "judy", { token: string; namespace: string; fullRights: boolean; visible: readonly string[] }> = {
+  ivan: { token: "sec-sa-token-ivan-5e8b1f0c7a", namespace: "sec-a", fullRights: true, visible: ["sec-a.web", "sec-a.db"] },
+  judy: { token: "sec-sa-token-judy-92d4c6e1b3", namespace: "sec-b", fullRights: false, visible: ["sec-b.web", "sec-b.gold-1"] },
+};
+type Identity = keyof typeof IDENTITIES;
+const IDENTITY_NAMES = Object.keys(IDENTITIES) as Identity[];
+const identityUser = (who: Identity) => ({
+  username: `system:serviceaccount:${IDENTITIES[who].namespace}:${who}`,
+  groups: ["system:serviceaccounts", `system:serviceaccounts:${IDENTITIES[who].namespace}`, "system:authenticated"],
+});
+const bearer = (who: Identity) => ({ Authorization: `Bearer ${IDENTITIES[who].token}` });
+const FULL_RIGHTS = [
+  { apiGroups: ["kubevirt.io"], resources: ["virtualmachines"], verbs: ["get", "patch"] },
+  { apiGroups: ["subresources.kubevirt.io"], resources: ["virtualmachines/start", "virtualmachines/stop", "virtualmachines/restart", "virtualmachineinstances/pause", "virtualmachineinstances/unpause"], verbs: ["update"] },
+  { apiGroups: ["cdi.kubevirt.io"], resources: ["datavolumes"], verbs: ["create", "delete"] },
+];
+const GET_ONLY = [{ apiGroups: ["kubevirt.io"], resources: ["virtualmachines"], verbs: ["get"] }];
+
 /** Ids a user may address: every full id, every bare name (visible when exactly one visible VM has it), none-such. */
 function idsFor(user: User): { id: string; target?: string }[] {
-  const full = SYSTEMS.map(id => ({ id, target: VISIBLE[user].includes(id) ? id : undefined }));
+  return idsForVisible(VISIBLE[user]);
+}
+
+function idsForVisible(visible: readonly string[]): { id: string; target?: string }[] {
+  const full = SYSTEMS.map(id => ({ id, target: visible.includes(id) ? id : undefined }));
   const bare = [...new Set(SYSTEMS.map(id => id.split(".")[1]))].map(name => {
-    const matches = VISIBLE[user].filter(id => id.split(".")[1] === name);
+    const matches = visible.filter(id => id.split(".")[1] === name);
     return { id: name, target: matches.length === 1 ? matches[0] : undefined };
   });
   return [...full, ...bare, { id: "sec-a.nope" }, { id: "nope" }];
@@ -90,8 +120,9 @@ beforeAll(async () => {
       authentication: { lockout: { maxFailures: 3, baseDelaySeconds: 3, maxDelaySeconds: 6 }, trustedProxies: ["127.0.0.9"] },
       datavolume: { storageSize: "1Gi" },
       // The local image server is on loopback: allowed explicitly (the SSRF tests use other loopback spellings).
-      redfish: { imageUrlPolicy: { allowCidrs: ["127.0.0.1/32"] } },
+      redfish: { imageUrlPolicy: { allowCidrs: ["127.0.0.1/32"] }, kubernetesIdentities: { enabled: true, accessReviewCacheSeconds: 2 } },
     },
+    tokens: IDENTITY_NAMES.map(who => ({ token: IDENTITIES[who].token, user: identityUser(who) })),
     users: [
       ...USER_NAMES.map(u =>
         u === "erin" ? { username: u, passwordHash: ERIN_HASH, chassis: [...USERS[u].chassis] } : { username: u, password: USERS[u].password, chassis: [...USERS[u].chassis] },
@@ -106,6 +137,18 @@ beforeAll(async () => {
     moduleEnv: { LOG_LEVEL: "debug" },
   });
   for (const ns of ["sec-a", "sec-b", "sec-c"]) createNamespace(c, ns);
+  for (const who of IDENTITY_NAMES) {
+    const { namespace, fullRights } = IDENTITIES[who];
+    c.api.store.create("roles.rbac.authorization.k8s.io", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: `bmc-${who}`, namespace }, rules: fullRights ? FULL_RIGHTS : GET_ONLY });
+    c.api.store.create("rolebindings.rbac.authorization.k8s.io", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: `bmc-${who}`, namespace },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: `bmc-${who}` },
+      subjects: [{ kind: "ServiceAccount", name: who, namespace }],
+    });
+    extraSecrets.push(IDENTITIES[who].token);
+  }
   for (const id of SYSTEMS) {
     const [ns, name] = id.split(".");
     c.api.store.create(VM_KEY, vmObject(ns, name, name.startsWith("gold") ? { labels: { tier: "gold" } } : {}));
@@ -198,6 +241,30 @@ function footprint(id: string): string {
   return JSON.stringify({ spec: vm?.spec, annotations: vm?.metadata.annotations, dvs });
 }
 
+/**
+ * One matrix answer: for a visible system one of `visibleStatuses`; otherwise exactly the answer `send` gets for a
+ * system that does not exist. Problems are collected, not thrown, so one run lists them all.
+ */
+async function checkMatrixAnswer(
+  problems: string[],
+  label: string,
+  id: string,
+  res: RedfishResponse,
+  visibleStatuses: number[] | undefined,
+  send: (addressed: string) => Promise<RedfishResponse>,
+): Promise<void> {
+  if (visibleStatuses) {
+    if (!visibleStatuses.includes(res.status)) problems.push(`${label}: ${res.status} (expected ${visibleStatuses.join("/")}) ${res.text.slice(0, 200)}`);
+    return;
+  }
+  const missingId = id.includes(".") ? "sec-a.does-not-exist" : "does-not-exist";
+  const reference = await send(missingId);
+  if (res.status !== 404) problems.push(`${label}: ${res.status}, expected 404 ${res.text.slice(0, 200)}`);
+  else if (JSON.stringify(normalized(res, id)) !== JSON.stringify(normalized(reference, missingId))) {
+    problems.push(`${label}: differs from a missing system: ${JSON.stringify(normalized(res, id))} vs ${JSON.stringify(normalized(reference, missingId))}`);
+  }
+}
+
 describe("tenant isolation", () => {
   it("every user x every system x every verb: 404 outside the user's chassis, identical to a missing system, and no write lands there", async () => {
     const createdDataVolumes: { namespace: string; vm: string; url?: string }[] = [];
@@ -215,20 +282,9 @@ describe("tenant isolation", () => {
           for (const req of SYSTEM_REQUESTS) {
             const send = (addressed: string) =>
               rf.request(req.method, req.path(addressed), { user: basic(user), ...(req.body ? { body: req.body(user, target ?? addressed) } : {}) });
-            const res = await send(id);
             cases++;
-            const label = `${user} ${req.name} ${id}`;
-            if (target) {
-              if (!req.visible.includes(res.status)) problems.push(`${label}: ${res.status} (expected ${req.visible.join("/")}) ${res.text.slice(0, 200)}`);
-              continue;
-            }
             // Not visible: exactly the answer for a system that does not exist.
-            const missingId = id.includes(".") ? "sec-a.does-not-exist" : "does-not-exist";
-            const reference = await send(missingId);
-            if (res.status !== 404) problems.push(`${label}: ${res.status}, expected 404 ${res.text.slice(0, 200)}`);
-            else if (JSON.stringify(normalized(res, id)) !== JSON.stringify(normalized(reference, missingId))) {
-              problems.push(`${label}: differs from a missing system: ${JSON.stringify(normalized(res, id))} vs ${JSON.stringify(normalized(reference, missingId))}`);
-            }
+            await checkMatrixAnswer(problems, `${user} ${req.name} ${id}`, id, await send(id), target ? req.visible : undefined, send);
           }
         }
         await settle(); // writes the module might still make after a reply would show up here
@@ -323,6 +379,127 @@ describe("tenant isolation", () => {
       expect([200, 202, 204].includes((await rf.request("GET", monitor, { user: basic(user) })).status), `${user} monitor`).toBe(sees);
       const listed = (((await rf.request("GET", "/redfish/v1/TaskService/Tasks", { user: basic(user) })).body?.Members ?? []) as { "@odata.id": string }[]).map(m => m["@odata.id"]);
       expect(listed.includes(task), `${user} task list`).toBe(sees);
+    }
+  });
+});
+
+// ---- 1b. Kubernetes identities and event subscriptions ----
+
+/** Requests that write: an identity without the Kubernetes right gets 403 InsufficientPrivilege on a visible system. */
+const WRITES = new Set(["PATCH boot override", "Reset ForceOff", "InsertMedia", "EjectMedia", "Manager InsertMedia"]);
+
+describe("Kubernetes identities", () => {
+  it("every identity x every system x every verb: 404 where its RBAC cannot get the VM (identical to a missing one), 403 for writes it lacks, and no write lands outside", async () => {
+    let cases = 0;
+    const problems: string[] = [];
+    for (const who of IDENTITY_NAMES) {
+      const { visible, fullRights } = IDENTITIES[who];
+      const foreign = SYSTEMS.filter(id => !visible.includes(id));
+      await settle();
+      const before = new Map(SYSTEMS.filter(id => foreign.includes(id) || !fullRights).map(id => [id, footprint(id)]));
+      for (const { id, target } of idsForVisible(visible)) {
+        for (const req of SYSTEM_REQUESTS) {
+          const send = (addressed: string) =>
+            rf.request(req.method, req.path(addressed), { headers: bearer(who), ...(req.body ? { body: req.body("alice", `${who}-${target ?? addressed}`) } : {}) });
+          const res = await send(id);
+          cases++;
+          const label = `${who} ${req.name} ${id}`;
+          const expected = !fullRights && WRITES.has(req.name) ? [403] : req.visible;
+          await checkMatrixAnswer(problems, label, id, res, target ? expected : undefined, send);
+          if (res.status === 403 && !/InsufficientPrivilege/.test(res.text)) problems.push(`${label}: 403 without InsufficientPrivilege`);
+        }
+      }
+      await settle();
+      // Nothing changed outside what the identity sees, nor anything a get-only identity sees.
+      for (const [id, footprintBefore] of before) if (footprint(id) !== footprintBefore) problems.push(`${who} changed ${id}`);
+    }
+    console.log(`Kubernetes identity matrix: ${cases} cases, ${problems.length} problems`);
+    expect(problems).toEqual([]);
+    expect(cases).toBeGreaterThan(400);
+  });
+
+  it("collections show only what the identity's RBAC lets it get; the token as a password and a session keep that view", async () => {
+    for (const who of IDENTITY_NAMES) {
+      const members = async (o: Record<string, unknown>) => (((await rf.request("GET", "/redfish/v1/Systems", o)).body?.Members ?? []) as { "@odata.id": string }[]).map(m => m["@odata.id"]).sort();
+      const expected = IDENTITIES[who].visible.map(sys).sort();
+      expect(await members({ headers: bearer(who) }), who).toEqual(expected);
+      expect(await members({ user: `kubernetes:${IDENTITIES[who].token}` }), `${who} as Basic`).toEqual(expected);
+      const login = await rf.request("POST", "/redfish/v1/SessionService/Sessions", { body: { UserName: "kubernetes", Password: IDENTITIES[who].token } });
+      expect(login.status, who).toBe(201);
+      expect(await members({ token: login.headers["x-auth-token"] as string }), `${who} session`).toEqual(expected);
+      expect((await rf.request("DELETE", login.headers.location as string, { token: login.headers["x-auth-token"] as string })).status).toBe(204);
+    }
+    expect((await rf.request("GET", "/redfish/v1/Systems", { headers: { Authorization: "Bearer sec-not-a-token" } })).status).toBe(401);
+  });
+
+  it("event subscriptions of users and identities: each owner alone sees its own, and receives only events of systems it may see", async () => {
+    const received: { context: string; events: any[] }[] = [];
+    const receiver = createServer((req, res) => {
+      let text = "";
+      req.on("data", chunk => (text += chunk));
+      req.on("end", () => {
+        const body = JSON.parse(text);
+        received.push({ context: body.Context, events: body.Events });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>(resolve => receiver.listen(0, "127.0.0.1", resolve));
+    try {
+      const destination = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/events`;
+      const owners: { name: string; auth: Record<string, unknown>; visible: readonly string[] }[] = [
+        { name: "alice", auth: { user: basic("alice") }, visible: VISIBLE.alice },
+        { name: "bob", auth: { user: basic("bob") }, visible: VISIBLE.bob },
+        ...IDENTITY_NAMES.map(who => ({ name: who, auth: { headers: bearer(who) }, visible: IDENTITIES[who].visible })),
+      ];
+      const subscriptions = new Map<string, string>();
+      for (const o of owners) {
+        const created = await rf.request("POST", "/redfish/v1/EventService/Subscriptions", { ...o.auth, body: { Destination: destination, Protocol: "Redfish", Context: o.name } });
+        expect(created.status, o.name).toBe(201);
+        subscriptions.set(o.name, created.headers.location as string);
+      }
+      let cases = 0;
+      for (const o of owners) {
+        const listed = (((await rf.request("GET", "/redfish/v1/EventService/Subscriptions", o.auth)).body?.Members ?? []) as { "@odata.id": string }[]).map(m => m["@odata.id"]);
+        expect(listed, o.name).toEqual([subscriptions.get(o.name)]);
+        for (const other of owners.filter(x => x !== o)) {
+          const theirs = subscriptions.get(other.name)!;
+          const missing = `/redfish/v1/EventService/Subscriptions/00000000-0000-4000-8000-000000000000`;
+          for (const method of ["GET", "DELETE"]) {
+            const res = await rf.request(method, theirs, o.auth);
+            const reference = await rf.request(method, missing, o.auth);
+            expect(res.status, `${o.name} ${method} ${other.name}'s subscription`).toBe(404);
+            expect(res.text.split(theirs.split("/").pop()!).join("<id>"), `${o.name} ${method} ${other.name}'s`).toBe(reference.text.split(missing.split("/").pop()!).join("<id>"));
+            cases++;
+          }
+        }
+      }
+      // Power events on one system of each namespace; each subscriber gets exactly the ones it may see.
+      for (const id of ["sec-a.db", "sec-b.web", "sec-c.lonely"]) {
+        const [ns, name] = id.split(".");
+        const vm = c.api.store.get(VM_KEY, ns, name)!;
+        const running = (vm.spec as { runStrategy?: string }).runStrategy === "Always";
+        c.api.store.update(VM_KEY, { ...vm, spec: { ...(vm.spec as object), runStrategy: running ? "Halted" : "Always" } });
+      }
+      const originsOf = (name: string) => received.filter(r => r.context === name).flatMap(r => r.events.map(e => e.OriginOfCondition["@odata.id"] as string));
+      await expect.poll(() => owners.every(o => originsOf(o.name).length > 0), { timeout: 30_000, interval: 200 }).toBe(true);
+      // A test event goes to its submitter only.
+      expect((await rf.request("POST", "/redfish/v1/EventService/Actions/EventService.SubmitTestEvent", { headers: bearer("judy"), body: { MessageId: "Alert.1.0.SecurityProbe" } })).status).toBe(204);
+      await expect.poll(() => received.some(r => r.context === "judy" && r.events[0].MessageId === "Alert.1.0.SecurityProbe"), { timeout: 15_000 }).toBe(true);
+      await settle(1000);
+      for (const o of owners) {
+        const outside = originsOf(o.name).filter(origin => origin.startsWith("/redfish/v1/Systems/") && !o.visible.map(sys).some(v => origin === v || origin.startsWith(`${v}/`)));
+        expect(outside, `${o.name} received events of systems it may not see`).toEqual([]);
+        const probes = received.filter(r => r.context === o.name && r.events.some(e => e.MessageId === "Alert.1.0.SecurityProbe"));
+        expect(probes.length, `${o.name} test events`).toBe(o.name === "judy" ? 1 : 0);
+        cases++;
+      }
+      for (const [name, location] of subscriptions) {
+        const owner = owners.find(o => o.name === name)!;
+        expect((await rf.request("DELETE", location, owner.auth)).status).toBe(204);
+      }
+      console.log(`subscription isolation: ${cases} cases, ${received.length} deliveries`);
+    } finally {
+      await new Promise(resolve => receiver.close(resolve));
     }
   });
 });
