@@ -24,15 +24,33 @@ export function buildIsStale(): boolean {
   return sources.some(s => newestMtime(s) > built);
 }
 
+/** Whether the process that took the lock is gone (a test worker killed at its hook timeout leaves the lock behind). */
+function lockOwnerGone(): boolean {
+  const pid = Number(fs.readFileSync(path.join(lockDir, "pid"), { encoding: "utf8", flag: "a+" }));
+  if (!Number.isInteger(pid) || pid <= 0) return false; // being written: the owner just took it
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
 /** One build at a time: parallel test files (or a test run beside `npm start`) must not build over each other. */
 async function withBuildLock(fn: () => Promise<void>): Promise<void> {
   for (;;) {
     try {
       fs.mkdirSync(lockDir);
+      fs.writeFileSync(path.join(lockDir, "pid"), String(process.pid));
       break;
     } catch {
-      const age = fs.existsSync(lockDir) ? Date.now() - fs.statSync(lockDir).mtimeMs : 0;
-      if (age > LOCK_STALE_MS) fs.rmSync(lockDir, { recursive: true, force: true }); // left by a killed build
+      try {
+        const age = Date.now() - fs.statSync(lockDir).mtimeMs;
+        // Left by a killed build: its owner is gone, or (another PID namespace) it is older than any build.
+        if (lockOwnerGone() || age > LOCK_STALE_MS) fs.rmSync(lockDir, { recursive: true, force: true });
+      } catch {
+        // released meanwhile
+      }
       await new Promise(r => setTimeout(r, 500));
     }
   }

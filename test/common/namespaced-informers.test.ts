@@ -109,7 +109,8 @@ describe("Informer over namespaces", () => {
       await vi.waitFor(() => expect(keys()).toEqual(["a/a-1", "b/b-1", "c/c-1"]), { timeout: 10_000 });
       expect(seen.filter(s => s.startsWith("add")).sort()).toEqual(["add a/a-1", "add b/b-1", "add c/c-1"]);
       await vi.waitFor(() => expect(informer.stats()).toMatchObject({ streams: 3, watching: true, lists: 3 }), { timeout: 10_000 });
-      expect(api.openWatches()[CM]).toBe(3);
+      // The server sees a watch a moment after the client opened it.
+      await vi.waitFor(() => expect(api.openWatches()[CM]).toBe(3), { timeout: 10_000 });
       expect(synced).toBe(3);
       expect(informer.byIndex("namespace", "b").map(o => o.metadata.name)).toEqual(["b-1"]);
 
@@ -249,7 +250,7 @@ describe("SharedInformers' configured namespaces", () => {
       expect(Object.isFrozen(stored.metadata)).toBe(true);
       // The policy is off now: the policed namespace's DataVolumes leave.
       await vi.waitFor(() => expect(dvs.list().map(o => o.metadata.name).sort()).toEqual(["vm-a-root"]), { timeout: 10_000 });
-      expect(api.openWatches()).toMatchObject({ [VM_KEY]: 2, [VMI_KEY]: 2, [DV_KEY]: 2 });
+      await vi.waitFor(() => expect(api.openWatches()).toMatchObject({ [VM_KEY]: 2, [VMI_KEY]: 2, [DV_KEY]: 2 }), { timeout: 10_000 });
       expect(vms.stats().failures).toBe(0);
 
       // Role nested: the infra kinds watch nothing.

@@ -3,7 +3,7 @@
 // into their watch streams, the Events it records and the PeprStore patch that carries the config to the
 // admission pods.
 import fs from "node:fs";
-import http from "node:http";
+import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -20,7 +20,8 @@ interface SeenRequest {
 
 const requests: SeenRequest[] = [];
 let storePatchFailures = 1; // the PeprStore does not exist yet at the first attempt
-let server: http.Server;
+let server: http2.Http2Server;
+const sessions = new Set<http2.ServerHttp2Session>();
 let tmpDir: string;
 
 const initialConfigMap = {
@@ -36,12 +37,12 @@ const initialConfigMap = {
   },
 };
 
-function reply(res: http.ServerResponse, status: number, body: unknown): void {
+function reply(res: http2.Http2ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" });
   res.end(JSON.stringify(body));
 }
 
-function notFound(res: http.ServerResponse): void {
+function notFound(res: http2.Http2ServerResponse): void {
   reply(res, 404, { kind: "Status", apiVersion: "v1", status: "Failure", reason: "NotFound", code: 404 });
 }
 
@@ -52,14 +53,15 @@ const storePatches = () => requests.filter(r => r.method === "PATCH" && r.url.in
 const events = () => requests.filter(r => r.method === "POST" && r.url === "/api/v1/namespaces/pepr-system/events").map(r => r.body as Record<string, any>);
 
 /** Open watch responses, per collection: the test pushes events into them. */
-const watchStreams: Record<"configmaps" | "secrets", http.ServerResponse[]> = { configmaps: [], secrets: [] };
+const watchStreams: Record<"configmaps" | "secrets", http2.Http2ServerResponse[]> = { configmaps: [], secrets: [] };
 let stopInformers: (() => Promise<void>) | undefined;
 
 let capability: typeof import("../../capabilities/config");
 let runtime: typeof import("../../capabilities/config/runtime");
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
+  // HTTP/2 with prior knowledge (h2c), as the module's client speaks to an http: server (the sandbox does too).
+  server = http2.createServer((req, res) => {
     let raw = "";
     req.on("data", chunk => (raw += chunk));
     req.on("end", () => {
@@ -87,6 +89,10 @@ beforeAll(async () => {
       }
       notFound(res);
     });
+  });
+  server.on("session", session => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
   });
   await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -120,7 +126,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopInformers?.();
-  server.closeAllConnections(); // the Kubernetes client keeps connections alive
+  for (const session of sessions) session.destroy(); // the Kubernetes client keeps its connection open
   await new Promise(resolve => server.close(resolve));
   fs.rmSync(tmpDir, { recursive: true, force: true });
 });

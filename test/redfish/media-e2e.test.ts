@@ -1,6 +1,7 @@
 // Virtual media end to end with the BUILT module (watcher + admission processes) against the sandbox cluster of
 // `npm start` (demo data): the Ironic sequence over HTTPS, a watcher killed and restarted during an import, and
-// Debian's python3-sushy driving insert/eject the way Ironic does.
+// Debian's python3-sushy driving insert/eject the way Ironic does; the failures Ironic must see, Boot Cd without
+// media, and a SecureBoot PATCH applied at the next start.
 import { execFile, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -193,5 +194,26 @@ print(json.dumps(out))
     const result = JSON.parse(output.trim().split("\n").pop()!);
     expect(result).toEqual({ devices: ["Cd"], inserted: true, image, after_eject: { inserted: false, image: null } });
     expect(c.api.store.list(DV_KEY, "tenant2-vms").filter(dv => dv.metadata.labels?.["kubevirt-infra.io/media-for"] === "vm-1")).toEqual([]);
+  });
+});
+
+describe("firmware with the built module", () => {
+  it("SecureBoot PATCH + On: the VMI boots with secure boot and SMM; SecureBoot and Bios read it back", async () => {
+    const sys = "/redfish/v1/Systems/tenant2-vms.vm-1";
+    expect((await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "ForceOff" } })).status).toBeLessThan(300);
+    await expect.poll(async () => (await get(sys)).PowerState, { timeout: 20_000 }).toBe("Off");
+    const uefi = await c.redfish("PATCH", sys, { user: ADMIN, body: { Boot: { BootSourceOverrideMode: "UEFI" } } });
+    expect(uefi.status, uefi.text).toBe(204);
+    const patch = await c.redfish("PATCH", `${sys}/SecureBoot`, { user: ADMIN, body: { SecureBootEnable: true } });
+    expect(patch.status, patch.text).toBe(204);
+    await expect.poll(async () => (await get(`${sys}/SecureBoot`)).SecureBootEnable, { timeout: 10_000 }).toBe(true);
+    expect((await get(`${sys}/Bios`)).Attributes).toMatchObject({ BootMode: "Uefi", SecureBoot: "Enabled", Smm: "Enabled" });
+
+    const on = await c.redfish("POST", `${sys}/Actions/ComputerSystem.Reset`, { user: ADMIN, body: { ResetType: "On" } });
+    expect(on.status, on.text).toBeLessThan(300);
+    await expect.poll(() => (c.api.store.get(VMI_KEY, "tenant2-vms", "vm-1")?.spec as any)?.domain?.firmware?.bootloader?.efi?.secureBoot, { timeout: 30_000 }).toBe(true);
+    expect((c.api.store.get(VMI_KEY, "tenant2-vms", "vm-1")!.spec as any).domain.features.smm.enabled).toBe(true);
+    await expect.poll(async () => (await get(`${sys}/SecureBoot`)).SecureBootCurrentBoot, { timeout: 10_000 }).toBe("Enabled");
+    expect((await get(sys)).BiosVersion).toBe("OVMF secure boot (KubeVirt)");
   });
 });
