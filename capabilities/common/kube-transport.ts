@@ -53,9 +53,10 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** client-go's HTTP/2 health check: a PING after 30 s without a frame, the connection is dead 15 s later. */
 const READ_IDLE_MS = 30_000;
 const PING_TIMEOUT_MS = 15_000;
-/** Flow-control windows (Go's transport uses 4 MiB per stream): a 500-object list page without stalls. */
-const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
-const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
+/** Flow-control windows: a 500-object list page in a few round trips, yet what the server may push ahead of the
+ * informers stays small (4 MiB stream / 32 MiB session windows cost ~36 MiB of watcher RSS with 300 watches). */
+const STREAM_WINDOW_BYTES = 1024 * 1024;
+const SESSION_WINDOW_BYTES = 4 * 1024 * 1024;
 const MAX_SESSION_MEMORY_MB = 64;
 
 /** One HTTP/2 connection and the streams it carries now. */
@@ -181,10 +182,12 @@ export class KubeTransport {
         });
       });
     } catch (e) {
-      // A cleartext server that took the connection but not the h2c preface (kubectl proxy, an HTTP/1.1-only
-      // server answers it with 400) speaks HTTP/1.1 only. Decided on the first connection only: a server that
-      // spoke HTTP/2 once and fails later is restarting, not changing protocols.
-      if (this.#server.protocol === "http:" && reached && this.#protocol === undefined) {
+      // A cleartext server that answered the h2c preface with bytes that are not HTTP/2 (kubectl proxy and other
+      // HTTP/1.1-only servers answer 400: nghttp2's protocol error) speaks HTTP/1.1 only. A timeout or a closed
+      // connection says nothing about the protocol (a busy or restarting server): those fail and are retried.
+      // Decided on the first connection only: a server that spoke HTTP/2 once does not change protocols.
+      const notHttp2 = (e as NodeJS.ErrnoException).code === "ERR_HTTP2_ERROR";
+      if (this.#server.protocol === "http:" && reached && notHttp2 && this.#protocol === undefined) {
         this.#choose("http/1.1", `the server did not take the HTTP/2 connection preface: ${e instanceof Error ? e.message : String(e)}`);
         return "http/1.1";
       }

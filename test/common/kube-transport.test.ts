@@ -6,7 +6,7 @@ import fs from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
@@ -59,6 +59,22 @@ function startWatches(client: KubeClient, paths: string[], timeoutSeconds = 300)
     ),
   );
   return { events, done, stop: () => aborts.forEach(a => a.abort()) };
+}
+
+/** A client of a local cleartext server (not the sandbox), which it starts listening; both are cleaned up. */
+async function cleartextClient(server: net.Server, opts: KubeClientOptions = {}): Promise<KubeClient> {
+  await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
+  cleanups.push(() => new Promise(resolve => server.close(resolve)));
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+    users: [{ name: "u" }],
+    contexts: [{ name: "x", cluster: "c", user: "u" }],
+    currentContext: "x",
+  });
+  const client = await KubeClient.fromKubeConfig(kc, opts);
+  cleanups.push(() => client.close());
+  return client;
 }
 
 /** The most HTTP/2 connections the server saw while `work` ran (sampled every 10 ms). */
@@ -189,21 +205,18 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ kind: "Namespace", metadata: { name: "default" }, httpVersion: req.httpVersion }));
     });
-    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
-    cleanups.push(() => new Promise(resolve => server.close(resolve)));
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-      users: [{ name: "u" }],
-      contexts: [{ name: "x", cluster: "c", user: "u" }],
-      currentContext: "x",
-    });
     const logged: string[] = [];
-    const client = await KubeClient.fromKubeConfig(kc, { log: { info: (_o, msg) => logged.push(msg) } });
-    cleanups.push(() => client.close());
+    const client = await cleartextClient(server, { log: { info: (_o, msg) => logged.push(msg) } });
     for (let i = 0; i < 3; i++) expect(await client.request({ method: "GET", path: "/api/v1/namespaces/default" })).toMatchObject({ httpVersion: "1.1" });
     expect(client.protocol).toBe("http/1.1");
     expect(logged).toEqual([expect.stringContaining("HTTP/1.1")]);
+  });
+
+  it("does not give up HTTP/2 for a first connection that is closed without an answer (a busy or restarting server)", async () => {
+    const server = net.createServer(socket => socket.destroy());
+    const client = await cleartextClient(server);
+    await expect(client.request({ method: "GET", path: "/api/v1/namespaces/default" })).rejects.toMatchObject({ status: 0 });
+    expect(client.protocol).toBeUndefined();
   });
 
   it("speaks HTTP/1.1 to the sandbox when forced to, on the same port", async () => {
