@@ -39,6 +39,33 @@ export interface LoadResult {
   statusCodes: Record<string, number>;
 }
 
+/** What a run counted, as a LoadResult: 2xx per second over its duration, latencies of the 2xx responses. */
+function loadResult(counted: {
+  connections: number;
+  ratePerSecond?: number;
+  seconds: number;
+  ok: number;
+  latencies: number[];
+  responses: number;
+  errors: number;
+  timeouts: number;
+  statusCodes: Record<string, number>;
+}): LoadResult {
+  const { seconds, ok, latencies, ratePerSecond, ...rest } = counted;
+  return {
+    connections: rest.connections,
+    ...(ratePerSecond !== undefined ? { ratePerSecond } : {}),
+    durationSeconds: Math.round(seconds * 100) / 100,
+    requestsPerSecond: Math.round(ok / seconds),
+    latencyMs: summarize(latencies),
+    responses: rest.responses,
+    non2xx: rest.responses - ok,
+    errors: rest.errors,
+    timeouts: rest.timeouts,
+    statusCodes: rest.statusCodes,
+  };
+}
+
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const latencies: number[] = [];
   const statusCodes: Record<string, number> = {};
@@ -91,17 +118,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   });
   const result = await done;
   const seconds = result.duration > 0 ? result.duration : opts.durationSeconds;
-  return {
-    connections: opts.connections,
-    durationSeconds: Math.round(seconds * 100) / 100,
-    requestsPerSecond: Math.round(ok / seconds),
-    latencyMs: summarize(latencies),
-    responses,
-    non2xx: responses - ok,
-    errors: result.errors,
-    timeouts: result.timeouts,
-    statusCodes,
-  };
+  return loadResult({ connections: opts.connections, seconds, ok, latencies, responses, errors: result.errors, timeouts: result.timeouts, statusCodes });
 }
 
 export interface PacedOptions {
@@ -176,18 +193,7 @@ export async function runPaced(opts: PacedOptions): Promise<LoadResult> {
   await Promise.all(inFlight);
   const seconds = elapsedMs(started) / 1000;
   agent.destroy();
-  return {
-    connections: opts.connections,
-    ratePerSecond: opts.ratePerSecond,
-    durationSeconds: Math.round(seconds * 100) / 100,
-    requestsPerSecond: Math.round(ok / seconds),
-    latencyMs: summarize(latencies),
-    responses,
-    non2xx: responses - ok,
-    errors,
-    timeouts: 0,
-    statusCodes,
-  };
+  return loadResult({ connections: opts.connections, ratePerSecond: opts.ratePerSecond, seconds, ok, latencies, responses, errors, timeouts: 0, statusCodes });
 }
 
 export interface NewConnectionOptions {
@@ -268,16 +274,5 @@ export async function runNewConnections(opts: NewConnectionOptions): Promise<New
   );
   const seconds = elapsedMs(started) / 1000;
   resumingAgent?.destroy();
-  return {
-    connections: opts.concurrency,
-    durationSeconds: Math.round(seconds * 100) / 100,
-    requestsPerSecond: Math.round(ok / seconds),
-    latencyMs: summarize(latencies),
-    responses,
-    non2xx: responses - ok,
-    errors,
-    timeouts: 0,
-    statusCodes,
-    resumed,
-  };
+  return { ...loadResult({ connections: opts.concurrency, seconds, ok, latencies, responses, errors, timeouts: 0, statusCodes }), resumed };
 }

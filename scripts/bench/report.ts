@@ -1,7 +1,7 @@
 // The readable form of bench-results.json: a plain-text table (stdout of npm run bench) and the Markdown
 // table of docs/benchmarks.md (`npx tsx scripts/bench/report.ts bench-results.json`).
 import fs from "node:fs";
-import type { CallStats } from "./fleet";
+import type { FleetResult } from "./fleet";
 import type { HandlerScaling } from "./handlers";
 import type { LoadResult } from "./load";
 import type { LatencySummary } from "./stats";
@@ -28,17 +28,7 @@ interface Document {
     full: { baseline: Summary; redfish: Summary; throughputRatio: number };
     resumed: { baseline: Summary; redfish: Summary; throughputRatio: number; redfishResumedShare: number };
   };
-  fleet?: {
-    nodes: number;
-    deploymentWorkers: number;
-    deploymentsCompleted: number;
-    syncPeriodSeconds: number;
-    durationSeconds: number;
-    requestsPerSecond: number;
-    calls: Record<string, CallStats>;
-    errors: number;
-    serverErrors: number;
-  };
+  fleet?: Omit<FleetResult, "errorSamples">;
   freshness?: { visibleMs: LatencySummary; writeReplyMs: LatencySummary };
   power?: { on: LatencySummary; forceOff: LatencySummary; all: LatencySummary; apiWriteBaseline: LatencySummary };
   admission?: {
