@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { JsonPatchOp } from "../kubevirt/driver";
 import type { VmRecord } from "../cache/types";
 import { BASE_REGISTRY, MessageId, RedfishError } from "../errors";
-import { removeAnnotationOps, setAnnotationOps } from "../power/patch-ops";
+import { removeAnnotationOps, resourceVersionTest, setAnnotationOps } from "../power/patch-ops";
 import {
   applyOrdersToList,
   bootDevicesOf,
@@ -109,7 +109,11 @@ function desiredOverride(
   return { target, enabled };
 }
 
-/** test+replace of the template's disks / interfaces lists that the orders change. */
+/**
+ * Replace of the template's disks / interfaces lists that the orders change, guarded by the VM's resourceVersion:
+ * orders must stay unique across both lists, so a patch planned from a cache entry that is a moment old must not
+ * land on lists someone else changed meanwhile (it fails, and is re-planned from a fresh read).
+ */
 export function bootOrderOps(rec: VmRecord, orders: BootOrders): JsonPatchOp[] {
   const templateSpec = templateSpecOf(rec.vm);
   const devices = devicesOf(templateSpec);
@@ -125,10 +129,9 @@ export function bootOrderOps(rec: VmRecord, orders: BootOrders): JsonPatchOp[] {
     const next = applyOrdersToList(Array.isArray(current) ? current : [], kind, orders, kind === "disk" ? implicitDisks : []);
     if (JSON.stringify(next) === JSON.stringify(current ?? [])) continue;
     const path = `/spec/template/spec/domain/devices/${list}`;
-    if (Array.isArray(current)) ops.push({ op: "test", path, value: current }, { op: "replace", path, value: next });
-    else ops.push({ op: "add", path, value: next });
+    ops.push({ op: Array.isArray(current) ? "replace" : "add", path, value: next });
   }
-  return ops;
+  return ops.length > 0 ? [resourceVersionTest(rec.vm), ...ops] : ops;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { JsonPatchOp } from "../kubevirt/driver";
 import { devicesOf, templateSpecOf } from "../kubevirt/objects";
 import type { KubeObject } from "../cache/types";
 import { pendingVirtualDriveOrder } from "../boot/override";
+import { resourceVersionTest } from "../power/patch-ops";
 import {
   BIND_IMMEDIATE_ANNOTATION,
   CD_DRIVE,
@@ -96,12 +97,6 @@ function list(v: unknown): unknown[] | undefined {
 }
 
 /** Guards every media patch: it applies only to the VM revision it was computed from (409/422 otherwise). */
-function revisionTest(vm: Readonly<KubeObject>): JsonPatchOp {
-  const rv = vm.metadata.resourceVersion;
-  if (!rv) throw new Error("the VM has no resourceVersion");
-  return { op: "test", path: "/metadata/resourceVersion", value: rv };
-}
-
 function setList(ops: JsonPatchOp[], path: string, current: unknown[] | undefined, next: unknown[]): void {
   ops.push(current ? { op: "replace", path, value: next } : { op: "add", path, value: next });
 }
@@ -115,7 +110,7 @@ function setList(ops: JsonPatchOp[], path: string, current: unknown[] | undefine
 export function attachOps(vm: Readonly<KubeObject>, dataVolumeName: string): JsonPatchOp[] {
   const spec = templateSpecOf(vm);
   if (!spec || typeof spec.domain !== "object" || spec.domain === null) throw new Error("the VM has no spec.template.spec.domain");
-  const ops: JsonPatchOp[] = [revisionTest(vm)];
+  const ops: JsonPatchOp[] = [resourceVersionTest(vm)];
   const devices = devicesOf(templateSpecOf(vm));
   const disks = list(devices?.disks);
   if (!cdDiskOf(vm)) {
@@ -137,7 +132,7 @@ export function attachOps(vm: Readonly<KubeObject>, dataVolumeName: string): Jso
 /** Patch that removes the virtual CD drive (disk and volume); empty when there is none. Other entries are kept as they are. */
 export function detachOps(vm: Readonly<KubeObject>): JsonPatchOp[] {
   if (!cdDiskOf(vm) && !cdVolumeOf(vm)) return [];
-  const ops: JsonPatchOp[] = [revisionTest(vm)];
+  const ops: JsonPatchOp[] = [resourceVersionTest(vm)];
   const notCd = (v: unknown) => (v as { name?: unknown } | null)?.name !== CD_VOLUME;
   const disks = list(devicesOf(templateSpecOf(vm))?.disks);
   if (disks && !disks.every(notCd)) ops.push({ op: "replace", path: `${DEVICES_PATH}/disks`, value: disks.filter(notCd) });

@@ -9,6 +9,17 @@ export function pointerSegment(segment: string): string {
   return segment.replace(/~/g, "~0").replace(/\//g, "~1");
 }
 
+/**
+ * A test of the whole VM's resourceVersion: for writes whose invariant spans several fields (boot orders are unique
+ * across the disks AND interfaces lists; the media drive's disk and volume), where testing only the fields written
+ * would let a concurrent change of the others through.
+ */
+export function resourceVersionTest(vm: Readonly<KubeObject>): JsonPatchOp {
+  const rv = vm.metadata.resourceVersion;
+  if (!rv) throw new Error("the VM has no resourceVersion");
+  return { op: "test", path: "/metadata/resourceVersion", value: rv };
+}
+
 export function setAnnotationOps(vm: Readonly<KubeObject>, key: string, value: string): JsonPatchOp[] {
   const annotations = vm.metadata.annotations;
   if (!annotations) return [{ op: "add", path: "/metadata/annotations", value: { [key]: value } }];

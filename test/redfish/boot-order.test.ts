@@ -178,8 +178,23 @@ describe("Boot override planning", () => {
     const record = recordedOverride(after)!;
     expect(record).toMatchObject({ target: "Cd", enabled: "Once", original: { "disk/rootdisk": 1, "disk/cdrom": null, "interface/default": null } });
     expect(bootView(rec(after))).toMatchObject({ BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once", BootSourceOverrideMode: "Legacy" });
-    // The disks list is replaced only after a test on its current value (concurrent edits fail the patch).
-    expect(ops.find(o => o.op === "test" && o.path.endsWith("/disks"))).toBeDefined();
+    // The lists are replaced only after a test of the VM's resourceVersion: orders are unique across disks AND
+    // interfaces, so a concurrent edit of either list (not only the one replaced) fails the patch.
+    expect(ops[0]).toEqual({ op: "test", path: "/metadata/resourceVersion", value: vm.metadata.resourceVersion });
+  });
+
+  it("a plan from a stale cache entry does not land on lists changed meanwhile (no duplicate boot order)", () => {
+    const cdOnce = applyOps(vmWithCd(), planBootPatch(rec(vmWithCd()), { BootSourceOverrideTarget: "Cd", BootSourceOverrideEnabled: "Once" }));
+    cdOnce.metadata.resourceVersion = "2";
+    // Pxe written by someone else: the interface boots first, and the VM's resourceVersion moves.
+    const pxe = applyOps(cdOnce, planBootPatch(rec(cdOnce), { BootSourceOverrideTarget: "Pxe", BootSourceOverrideEnabled: "Continuous" }));
+    pxe.metadata.resourceVersion = "3";
+    expect(orderOfTemplate(pxe)["interface/default"]).toBe(1);
+    // Hdd planned from the entry before it replaces the disks list (rootdisk first)...
+    const stale = planBootPatch(rec(cdOnce), { BootSourceOverrideTarget: "Hdd", BootSourceOverrideEnabled: "Continuous" });
+    expect(stale.some(o => o.op === "replace" && o.path.endsWith("/disks"))).toBe(true);
+    // ...and must not land on the VM as it is now: the patch's resourceVersion test fails.
+    expect(() => applyOps(pxe, stale)).toThrow();
   });
 
   it("Target without Enabled means Once; Enabled without Target keeps the target", () => {

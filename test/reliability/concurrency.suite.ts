@@ -170,7 +170,8 @@ describe("concurrent requests", () => {
     // Boot order stays valid: no two devices share a bootOrder (KubeVirt would refuse the VMI).
     const template = (c.api.store.get(VM_KEY, NS, "hot")!.spec as { template: { spec: { domain: { devices: { disks?: { bootOrder?: number }[]; interfaces?: { bootOrder?: number }[] } } } } }).template.spec.domain.devices;
     const orders = [...(template.disks ?? []), ...(template.interfaces ?? [])].map(d => d.bootOrder).filter((o): o is number => o !== undefined);
-    expect(new Set(orders).size).toBe(orders.length);
+    const described = [...(template.disks ?? []), ...(template.interfaces ?? [])].map(d => `${(d as { name?: string }).name}:${d.bootOrder ?? "-"}`).join(", ");
+    expect(new Set(orders).size, `boot orders ${described} after ${results.map(r => `${JSON.stringify(r.op)}:${r.status}`).join(" ")}`).toBe(orders.length);
     // Power settles on On or Off (no request left half-done).
     await expect.poll(async () => (await rf.request("GET", systemUri("hot"), { user: OPS })).body?.PowerState, { message: "PowerState to settle", timeout: 30_000, interval: 250 }).toBeOneOf(["On", "Off"]);
     console.log(`20 conflicting requests: ${results.map(r => `${r.op.kind}:${r.status}`).join(" ")}`);
