@@ -115,69 +115,83 @@ function reviewUnavailable(what: string, err: unknown): RedfishError {
   return baseError(503, "ServiceTemporarilyUnavailable", ["5"], { headers: { "Retry-After": "5" } });
 }
 
+/** Review answers cached until they expire; concurrent askers of one key share one review; a failure is not cached. */
+class ReviewCache<T> {
+  readonly #answers: ExpiringCache<T>;
+  readonly #pending = new Map<string, Promise<T>>();
+
+  constructor(
+    max: number,
+    private readonly what: string,
+    private readonly now: () => number,
+  ) {
+    this.#answers = new ExpiringCache<T>(max);
+  }
+
+  cached(key: string): T | undefined {
+    return this.#answers.get(key, this.now());
+  }
+
+  /** The cached answer, else the review's (kept for ttlMs). Throws a 503 RedfishError when the API server cannot answer. */
+  answer(key: string, ttlMs: number, review: () => Promise<T>): Promise<T> {
+    const cached = this.cached(key);
+    if (cached !== undefined) return Promise.resolve(cached);
+    const pending = this.#pending.get(key);
+    if (pending) return pending;
+    const answer = review()
+      .then(value => {
+        this.#answers.set(key, value, this.now() + ttlMs);
+        return value;
+      })
+      .catch(err => {
+        throw reviewUnavailable(this.what, err);
+      })
+      .finally(() => this.#pending.delete(key));
+    this.#pending.set(key, answer);
+    return answer;
+  }
+
+  get size(): number {
+    return this.#answers.size;
+  }
+}
+
 /** Token and access reviews with their caches. One per Redfish app; the settings come with each call. */
 export class KubernetesIdentities {
-  readonly #tokens = new ExpiringCache<KubernetesIdentity | null>(MAX_CACHED_TOKENS);
-  readonly #decisions = new ExpiringCache<boolean>(MAX_CACHED_DECISIONS);
-  readonly #pendingTokens = new Map<string, Promise<KubernetesIdentity | null>>();
-  readonly #pendingDecisions = new Map<string, Promise<boolean>>();
+  readonly #tokens: ReviewCache<KubernetesIdentity | null>;
+  readonly #decisions: ReviewCache<boolean>;
 
   constructor(
     private readonly reviews: IdentityReviews,
-    private readonly now: () => number = Date.now,
-  ) {}
+    now: () => number = Date.now,
+  ) {
+    this.#tokens = new ReviewCache(MAX_CACHED_TOKENS, "TokenReview", now);
+    this.#decisions = new ReviewCache(MAX_CACHED_DECISIONS, "SubjectAccessReview", now);
+  }
 
   /** Whether this token was reviewed recently (with its answer: an identity, or null when not authenticated). */
   cachedToken(token: string): KubernetesIdentity | null | undefined {
-    return this.#tokens.get(tokenKey(token), this.now());
+    return this.#tokens.cached(tokenKey(token));
   }
 
   /** Who the token belongs to, or null when the API server does not authenticate it. Throws a 503 RedfishError when it cannot answer. */
-  async authenticate(token: string, config: KubernetesIdentitiesConfig): Promise<KubernetesIdentity | null> {
-    const key = tokenKey(token);
-    const cached = this.#tokens.get(key, this.now());
-    if (cached !== undefined) return cached;
-    const pending = this.#pendingTokens.get(key);
-    if (pending) return pending;
-    const review = this.reviews
-      .reviewToken(token, config.audiences)
-      .then(status => {
-        const identity = status.authenticated === true && status.user?.username ? identityOf(status.user) : null;
-        this.#tokens.set(key, identity, this.now() + config.tokenReviewCacheSeconds * 1000);
-        return identity;
-      })
-      .catch(err => {
-        throw reviewUnavailable("TokenReview", err);
-      })
-      .finally(() => this.#pendingTokens.delete(key));
-    this.#pendingTokens.set(key, review);
-    return review;
+  authenticate(token: string, config: KubernetesIdentitiesConfig): Promise<KubernetesIdentity | null> {
+    return this.#tokens.answer(tokenKey(token), config.tokenReviewCacheSeconds * 1000, async () => {
+      const status = await this.reviews.reviewToken(token, config.audiences);
+      return status.authenticated === true && status.user?.username ? identityOf(status.user) : null;
+    });
   }
 
   /** The cached decision, if any (no review). */
   cachedDecision(identity: KubernetesIdentity, namespace: string, permission: Permission): boolean | undefined {
-    return this.#decisions.get(decisionKey(identity, namespace, permission), this.now());
+    return this.#decisions.cached(decisionKey(identity, namespace, permission));
   }
 
   /** Whether the identity may do `permission` in `namespace`. Throws a 503 RedfishError when the API server cannot answer. */
-  async allowed(identity: KubernetesIdentity, namespace: string, permission: Permission, config: KubernetesIdentitiesConfig): Promise<boolean> {
-    const key = decisionKey(identity, namespace, permission);
-    const cached = this.#decisions.get(key, this.now());
-    if (cached !== undefined) return cached;
-    const pending = this.#pendingDecisions.get(key);
-    if (pending) return pending;
-    const review = this.reviews
-      .reviewAccess(identity, { namespace, ...permission })
-      .then(allowed => {
-        this.#decisions.set(key, allowed, this.now() + config.accessReviewCacheSeconds * 1000);
-        return allowed;
-      })
-      .catch(err => {
-        throw reviewUnavailable("SubjectAccessReview", err);
-      })
-      .finally(() => this.#pendingDecisions.delete(key));
-    this.#pendingDecisions.set(key, review);
-    return review;
+  allowed(identity: KubernetesIdentity, namespace: string, permission: Permission, config: KubernetesIdentitiesConfig): Promise<boolean> {
+    return this.#decisions.answer(decisionKey(identity, namespace, permission), config.accessReviewCacheSeconds * 1000, () =>
+      this.reviews.reviewAccess(identity, { namespace, ...permission }),
+    );
   }
 
   /** The namespaces (of those given) where the identity may see VirtualMachines. */
