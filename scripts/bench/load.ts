@@ -39,38 +39,40 @@ export interface LoadResult {
   statusCodes: Record<string, number>;
 }
 
-/** What a run counted, as a LoadResult: 2xx per second over its duration, latencies of the 2xx responses. */
-function loadResult(counted: {
-  connections: number;
-  ratePerSecond?: number;
-  seconds: number;
-  ok: number;
-  latencies: number[];
-  responses: number;
-  errors: number;
-  timeouts: number;
-  statusCodes: Record<string, number>;
-}): LoadResult {
-  const { seconds, ok, latencies, ratePerSecond, ...rest } = counted;
-  return {
-    connections: rest.connections,
-    ...(ratePerSecond !== undefined ? { ratePerSecond } : {}),
-    durationSeconds: Math.round(seconds * 100) / 100,
-    requestsPerSecond: Math.round(ok / seconds),
-    latencyMs: summarize(latencies),
-    responses: rest.responses,
-    non2xx: rest.responses - ok,
-    errors: rest.errors,
-    timeouts: rest.timeouts,
-    statusCodes: rest.statusCodes,
-  };
+/** The responses a run counted; its LoadResult: 2xx per second over its duration, latencies of the 2xx responses. */
+class ResponseTally {
+  readonly #latencies: number[] = [];
+  readonly #statusCodes: Record<string, number> = {};
+  #responses = 0;
+  #ok = 0;
+
+  /** One response; `latencyMs` undefined when it is not part of the steady state (a connection's first). */
+  record(statusCode: number, latencyMs?: number): void {
+    this.#responses++;
+    this.#statusCodes[statusCode] = (this.#statusCodes[statusCode] ?? 0) + 1;
+    if (statusCode < 200 || statusCode >= 300) return;
+    this.#ok++;
+    if (latencyMs !== undefined) this.#latencies.push(latencyMs);
+  }
+
+  result(run: { connections: number; ratePerSecond?: number; seconds: number; errors: number; timeouts: number }): LoadResult {
+    return {
+      connections: run.connections,
+      ...(run.ratePerSecond !== undefined ? { ratePerSecond: run.ratePerSecond } : {}),
+      durationSeconds: Math.round(run.seconds * 100) / 100,
+      requestsPerSecond: Math.round(this.#ok / run.seconds),
+      latencyMs: summarize(this.#latencies),
+      responses: this.#responses,
+      non2xx: this.#responses - this.#ok,
+      errors: run.errors,
+      timeouts: run.timeouts,
+      statusCodes: this.#statusCodes,
+    };
+  }
 }
 
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
-  const latencies: number[] = [];
-  const statusCodes: Record<string, number> = {};
-  let responses = 0;
-  let ok = 0;
+  const tally = new ResponseTally();
   let connectionIndex = 0;
   let finish!: (result: autocannon.Result) => void;
   let fail!: (err: unknown) => void;
@@ -109,16 +111,13 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   // writes, before the connection is secure); the steady state of keep-alive clients is what is measured.
   const connected = new WeakSet<object>();
   instance.on("response", (client, statusCode, _bytes, responseTime) => {
-    responses++;
-    if (statusCode >= 200 && statusCode < 300) ok++;
-    statusCodes[statusCode] = (statusCodes[statusCode] ?? 0) + 1;
     const first = !connected.has(client);
     connected.add(client);
-    if (statusCode >= 200 && statusCode < 300 && !first) latencies.push(responseTime);
+    tally.record(statusCode, first ? undefined : responseTime);
   });
   const result = await done;
   const seconds = result.duration > 0 ? result.duration : opts.durationSeconds;
-  return loadResult({ connections: opts.connections, seconds, ok, latencies, responses, errors: result.errors, timeouts: result.timeouts, statusCodes });
+  return tally.result({ connections: opts.connections, seconds, errors: result.errors, timeouts: result.timeouts });
 }
 
 export interface PacedOptions {
@@ -142,10 +141,7 @@ export async function runPaced(opts: PacedOptions): Promise<LoadResult> {
   const agent = secure
     ? new https.Agent({ keepAlive: true, maxSockets: opts.connections, rejectUnauthorized: false })
     : new http.Agent({ keepAlive: true, maxSockets: opts.connections });
-  const latencies: number[] = [];
-  const statusCodes: Record<string, number> = {};
-  let responses = 0;
-  let ok = 0;
+  const tally = new ResponseTally();
   let errors = 0;
   let issued = 0;
   const inFlight = new Set<Promise<void>>();
@@ -157,14 +153,8 @@ export async function runPaced(opts: PacedOptions): Promise<LoadResult> {
       const req = (secure ? https : http).request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method: opts.method ?? "GET", headers, agent }, res => {
         res.resume();
         res.on("end", () => {
-          const code = res.statusCode ?? 0;
-          responses++;
-          statusCodes[code] = (statusCodes[code] ?? 0) + 1;
-          if (code >= 200 && code < 300) {
-            ok++;
-            // A request that opened its connection also paid for the TLS handshake: not the steady state.
-            if (req.reusedSocket) latencies.push(elapsedMs(start));
-          }
+          // A request that opened its connection also paid for the TLS handshake: not the steady state.
+          tally.record(res.statusCode ?? 0, req.reusedSocket ? elapsedMs(start) : undefined);
           resolve();
         });
       });
@@ -193,7 +183,7 @@ export async function runPaced(opts: PacedOptions): Promise<LoadResult> {
   await Promise.all(inFlight);
   const seconds = elapsedMs(started) / 1000;
   agent.destroy();
-  return loadResult({ connections: opts.connections, ratePerSecond: opts.ratePerSecond, seconds, ok, latencies, responses, errors, timeouts: 0, statusCodes });
+  return tally.result({ connections: opts.connections, ratePerSecond: opts.ratePerSecond, seconds, errors, timeouts: 0 });
 }
 
 export interface NewConnectionOptions {
@@ -222,10 +212,7 @@ export async function runNewConnections(opts: NewConnectionOptions): Promise<New
   const url = new URL(opts.url);
   // keepAlive false: the agent closes each socket after its response, but keeps the TLS sessions it was given.
   const resumingAgent = opts.resume ? new https.Agent({ keepAlive: false, maxCachedSessions: 100, rejectUnauthorized: false }) : undefined;
-  const latencies: number[] = [];
-  const statusCodes: Record<string, number> = {};
-  let responses = 0;
-  let ok = 0;
+  const tally = new ResponseTally();
   let errors = 0;
   let resumed = 0;
   const headers = { ...(opts.headers ?? {}), Connection: "close" };
@@ -247,13 +234,7 @@ export async function runNewConnections(opts: NewConnectionOptions): Promise<New
           if ((res.socket as TLSSocket).isSessionReused()) resumed++;
           res.resume();
           res.on("end", () => {
-            const code = res.statusCode ?? 0;
-            responses++;
-            statusCodes[code] = (statusCodes[code] ?? 0) + 1;
-            if (code >= 200 && code < 300) {
-              ok++;
-              latencies.push(elapsedMs(start));
-            }
+            tally.record(res.statusCode ?? 0, elapsedMs(start));
             resolve();
           });
         },
@@ -274,5 +255,5 @@ export async function runNewConnections(opts: NewConnectionOptions): Promise<New
   );
   const seconds = elapsedMs(started) / 1000;
   resumingAgent?.destroy();
-  return { ...loadResult({ connections: opts.concurrency, seconds, ok, latencies, responses, errors, timeouts: 0, statusCodes }), resumed };
+  return { ...tally.result({ connections: opts.concurrency, seconds, errors, timeouts: 0 }), resumed };
 }
