@@ -17,6 +17,18 @@ async function call<T = unknown>(method: Method, path: string, body?: unknown, c
   return (await sharedKubeClient()).request<T>({ method, path, body, contentType, query });
 }
 
+/**
+ * How long a write whose returned object the caller does not use waits: "answered", until the answer is in;
+ * "accepted", only until its status says the API server took it (KubeClient.write: a Redfish reply needs no more).
+ */
+export type WriteWait = "accepted" | "answered";
+
+async function write(method: Method, path: string, body: unknown, until: WriteWait, contentType?: string): Promise<void> {
+  const client = await sharedKubeClient();
+  if (until === "accepted") await client.write({ method, path, body, contentType });
+  else await client.request({ method, path, body, contentType });
+}
+
 const seg = encodeURIComponent;
 const corePath = (namespace: string, plural: string, name?: string) =>
   `/api/v1/namespaces/${seg(namespace)}/${plural}${name === undefined ? "" : `/${seg(name)}`}`;
@@ -119,28 +131,30 @@ async function putKubeVirtSubresource(
   name: string,
   subresource: string,
   body: Record<string, unknown>,
+  until: WriteWait,
 ): Promise<void> {
-  await call("PUT", `${groupPath("subresources.kubevirt.io/v1", namespace, plural, name)}/${subresource}`, body);
+  await write("PUT", `${groupPath("subresources.kubevirt.io/v1", namespace, plural, name)}/${subresource}`, body, until);
 }
 
 /** VM `start` subresource (virt-api decides: Halted → running, Manual/RerunOnFailure → start request). */
-export function startVirtualMachine(namespace: string, name: string): Promise<void> {
-  return putKubeVirtSubresource("virtualmachines", namespace, name, "start", {});
+export function startVirtualMachine(namespace: string, name: string, until: WriteWait = "answered"): Promise<void> {
+  return putKubeVirtSubresource("virtualmachines", namespace, name, "start", {}, until);
 }
 
 /** VM `stop` subresource; `gracePeriod: 0` shortens the VMI's termination grace period first (force off). */
-export function stopVirtualMachine(namespace: string, name: string, opts: { gracePeriod?: number } = {}): Promise<void> {
-  return putKubeVirtSubresource("virtualmachines", namespace, name, "stop", opts.gracePeriod === undefined ? {} : { gracePeriod: opts.gracePeriod });
+export function stopVirtualMachine(namespace: string, name: string, opts: { gracePeriod?: number } = {}, until: WriteWait = "answered"): Promise<void> {
+  return putKubeVirtSubresource("virtualmachines", namespace, name, "stop", opts.gracePeriod === undefined ? {} : { gracePeriod: opts.gracePeriod }, until);
 }
 
 /** VM `restart` subresource (new VMI from the current template); `gracePeriodSeconds: 0` = force restart. */
-export function restartVirtualMachine(namespace: string, name: string, opts: { gracePeriodSeconds?: number } = {}): Promise<void> {
+export function restartVirtualMachine(namespace: string, name: string, opts: { gracePeriodSeconds?: number } = {}, until: WriteWait = "answered"): Promise<void> {
   return putKubeVirtSubresource(
     "virtualmachines",
     namespace,
     name,
     "restart",
     opts.gracePeriodSeconds === undefined ? {} : { gracePeriodSeconds: opts.gracePeriodSeconds },
+    until,
   );
 }
 
@@ -149,14 +163,15 @@ export function putVirtualMachineInstanceAction(
   namespace: string,
   name: string,
   action: "pause" | "unpause" | "softreboot" | "reset",
+  until: WriteWait = "answered",
 ): Promise<void> {
-  return putKubeVirtSubresource("virtualmachineinstances", namespace, name, action, {});
+  return putKubeVirtSubresource("virtualmachineinstances", namespace, name, action, {}, until);
 }
 
 /** JSON patch of a VirtualMachine. Callers include `test` ops on the values they computed from, so a change
  * made meanwhile by someone else fails the patch (422) instead of being overwritten. */
-export async function patchVirtualMachine(namespace: string, name: string, ops: JsonPatchOp[]): Promise<void> {
-  await call("PATCH", groupPath("kubevirt.io/v1", namespace, "virtualmachines", name), ops, JSON_PATCH);
+export async function patchVirtualMachine(namespace: string, name: string, ops: JsonPatchOp[], until: WriteWait = "answered"): Promise<void> {
+  await write("PATCH", groupPath("kubevirt.io/v1", namespace, "virtualmachines", name), ops, until, JSON_PATCH);
 }
 
 /** Fresh reads for the rare retry after a patch built from a stale cache entry failed its `test` ops. */

@@ -144,22 +144,40 @@ export class KubeClient {
 
   /** One request; the parsed JSON answer (undefined for an empty body). Throws KubeApiError for non-2xx and transport errors. */
   async request<T = unknown>(req: KubeRequest): Promise<T> {
-    const payload = req.body === undefined ? undefined : typeof req.body === "string" ? req.body : JSON.stringify(req.body);
-    const headers: Record<string, string | number> = { Accept: "application/json" };
-    if (payload !== undefined) {
-      headers["Content-Type"] = req.contentType ?? "application/json";
-      headers["Content-Length"] = Buffer.byteLength(payload);
-    }
-    const res = await this.#send({ method: req.method, path: withQuery(req.path, req.query), headers, timeoutMs: req.timeoutMs ?? this.#requestTimeoutMs, body: payload });
+    const res = await this.#open(req);
     const text = await readText(res.body);
     const { status } = res;
-    if (status < 200 || status >= 300) throw errorOf(status, text, res.statusMessage);
+    if (!succeeded(status)) throw errorOf(status, text, res.statusMessage);
     if (text === "") return undefined as T;
     try {
       return JSON.parse(text) as T;
     } catch {
       throw new KubeApiError(0, "InvalidResponse", "the API server answered with a body that is not JSON");
     }
+  }
+
+  /**
+   * A write whose answer the caller does not use (a patch, a virt-api action): done as soon as the status says
+   * the API server accepted it. A 2xx is sent once the write is committed, so the object in the body adds
+   * nothing, and waiting for it costs: a busy server may send the body a while after the status (the sandbox
+   * flushes it on a later turn of its event loop, after the watch events the write caused). The body is
+   * discarded; a failure's body is read for its Status. Throws KubeApiError like `request`.
+   */
+  async write(req: KubeRequest): Promise<void> {
+    const res = await this.#open(req);
+    if (!succeeded(res.status)) throw errorOf(res.status, await readText(res.body), res.statusMessage);
+    res.body.on("error", () => undefined); // a body cut off after the status changes nothing
+    res.body.resume();
+  }
+
+  #open(req: KubeRequest): Promise<TransportResponse> {
+    const payload = req.body === undefined ? undefined : typeof req.body === "string" ? req.body : JSON.stringify(req.body);
+    const headers: Record<string, string | number> = { Accept: "application/json" };
+    if (payload !== undefined) {
+      headers["Content-Type"] = req.contentType ?? "application/json";
+      headers["Content-Length"] = Buffer.byteLength(payload);
+    }
+    return this.#send({ method: req.method, path: withQuery(req.path, req.query), headers, timeoutMs: req.timeoutMs ?? this.#requestTimeoutMs, body: payload });
   }
 
   /**
@@ -254,6 +272,8 @@ function readText(body: Readable): Promise<string> {
     });
   });
 }
+
+const succeeded = (status: number) => status >= 200 && status < 300;
 
 function errorOf(status: number, text: string, statusMessage: string | undefined): KubeApiError {
   let body: unknown;

@@ -228,6 +228,53 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
   });
 });
 
+describe("KubeClient.write: done when the API server accepted the write", () => {
+  /** A server that sends the status and the start of the body at once, and the rest only when released. */
+  function slowBodyServer(protocol: "h2" | "http/1.1") {
+    const held: (() => void)[] = [];
+    const status = { kind: "Status", status: "Failure", reason: "Invalid", message: "the test op failed", code: 422 };
+    type Response = { writeHead(status: number, headers: Record<string, string>): unknown; write(chunk: string): unknown; end(chunk: string): unknown };
+    const handler = (req: { url?: string }, res: Response) => {
+      if (req.url?.endsWith("/refused")) {
+        res.writeHead(422, { "content-type": "application/json" });
+        res.write(JSON.stringify(status).slice(0, 10));
+        held.push(() => res.end(JSON.stringify(status).slice(10)));
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"kind":"VirtualMachine",');
+      held.push(() => res.end('"metadata":{"name":"vm"}}'));
+    };
+    const server = protocol === "h2" ? http2.createServer(handler) : http.createServer(handler);
+    cleanups.push(() => held.splice(0).forEach(release => release()));
+    return { server, held };
+  }
+
+  for (const protocol of ["h2", "http/1.1"] as const) {
+    it(`resolves on a 2xx status before the body is in, reads a refusal's Status in full (${protocol})`, async () => {
+      const { server, held } = slowBodyServer(protocol);
+      const client = await cleartextClient(server, { forceHttp1: protocol === "http/1.1" });
+      const patch = { method: "PATCH" as const, path: "/apis/kubevirt.io/v1/namespaces/ns/virtualmachines/vm", body: [], contentType: "application/json-patch+json" };
+
+      await client.write(patch);
+      expect(held).toHaveLength(1); // the body of the accepted write is still held by the server
+      // `request` wants the object: it waits for the whole body.
+      let answered = false;
+      const answer = client.request(patch).then(obj => ((answered = true), obj));
+      await vi.waitFor(() => expect(held).toHaveLength(2));
+      expect(answered).toBe(false);
+      held.splice(0).forEach(release => release());
+      expect(await answer).toEqual({ kind: "VirtualMachine", metadata: { name: "vm" } });
+
+      const refused = client.write({ ...patch, path: `${patch.path}/refused` }).catch((e: unknown) => e);
+      await vi.waitFor(() => expect(held).toHaveLength(1));
+      held.splice(0).forEach(release => release());
+      expect(await refused).toMatchObject({ status: 422, reason: "Invalid", message: "the test op failed" });
+      expect(client.protocol).toBe(protocol);
+    });
+  }
+});
+
 describe("KubeClient over plain HTTP: h2c prior knowledge", () => {
   it("does not fall back when the server is not there yet: the next attempt still tries HTTP/2", async () => {
     const api = await startApiServer();
