@@ -1,8 +1,7 @@
 // Bios: read-only Attributes that reflect the VM's firmware settings as its template has them (what the next
 // start uses). No writable settings yet (no @Redfish.Settings): a PATCH is 405 with Allow: GET, HEAD.
-import type { Hono } from "hono";
 import { envelope, sendJson, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { resolveSystem, resource, systemUri, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
 import { biosVersion, configuredFirmware, cpuTopology, machineType } from "./hardware";
 
 export const biosUri = (systemId: string) => `${systemUri(systemId)}/Bios`;
@@ -23,9 +22,9 @@ export function biosAttributes(system: VisibleSystem): Record<string, string | n
   };
 }
 
-export function registerBios(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerBios(routes: ResourceRoutes, deps: ServiceDeps): void {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Bios`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/Bios`, {
     GET: c => {
       const target = system(c);
       return sendJson(

@@ -1,7 +1,6 @@
 // SecureBoot: UEFI secure boot as the VM has it. SecureBootEnable is the template's setting (what the next start
 // uses), SecureBootCurrentBoot what the running guest booted with. PATCH SecureBootEnable writes the template (with
 // the SMM feature secure boot needs), applied at the next start; a legacy BIOS VM answers 409.
-import type { Hono } from "hono";
 import { z } from "zod";
 import { patchWithRetry } from "../boot";
 import { secureBootOps } from "../boot/firmware";
@@ -9,7 +8,7 @@ import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
 import { redfishFailure } from "../kubevirt/failures";
 import type { VmRecord } from "../cache/types";
 import { checkIfMatchEtag, envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
-import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
 export const secureBootUri = (systemId: string) => `${systemUri(systemId)}/SecureBoot`;
@@ -67,11 +66,11 @@ function secureBootPlan(rec: VmRecord, enable: boolean) {
   );
 }
 
-export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerSecureBoot(routes: ResourceRoutes, deps: ServiceDeps): void {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
   const representation = (target: VisibleSystem) =>
     cachedSystemResource(deps, "SecureBoot", target, () => renderSecureBoot(target));
-  resource(app, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
     GET: c => {
       const target = system(c);
       return sendRepresentation(c, representation(target), { conditional: true });

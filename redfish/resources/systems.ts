@@ -1,6 +1,5 @@
 // ComputerSystem: one per VirtualMachine the user may see; its inventory (Processors, Memory, Storage, SimpleStorage,
 // EthernetInterfaces), Bios and SecureBoot; the Reset action; PATCH Boot.
-import type { Hono } from "hono";
 import { z } from "zod";
 import { applyBootPatch, bootView } from "../boot";
 import { PATCH_BOOT, resetPermissions } from "../auth/kubernetes";
@@ -28,9 +27,9 @@ import {
   systemUri,
   visibleSystemIds,
   type RedfishContext,
-  type RedfishEnv,
   type ServiceDeps,
   type VisibleSystem,
+  type ResourceRoutes,
 } from "./context";
 import { biosUri, registerBios } from "./bios";
 import { biosVersion, cpuTopology, firmwareUuid, health, machineType, memoryGiB, networkInterfaces, serialNumber } from "./hardware";
@@ -154,20 +153,20 @@ const resetBody = z.strictObject({ ResetType: z.string() });
 
 const POWER_OFF_TYPES = new Set(["ForceOff", "GracefulShutdown"]);
 
-export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void {
   // Only eject is used here, which needs no media settings.
   const mediaEject = new MediaService({ cache: deps.cache, driver: deps.driver, settings: () => undefined });
   const { cache } = deps;
   const system = (c: RedfishContext) => resolveSystem(c, cache, c.req.param("id") ?? "");
 
-  resource(app, `${SERVICE_ROOT}/Systems`, {
+  resource(routes, `${SERVICE_ROOT}/Systems`, {
     GET: c =>
       sendJson(c, collection("ComputerSystemCollection", `${SERVICE_ROOT}/Systems`, "Computer System Collection", visibleSystemIds(c, cache).map(systemUri)), {
         conditional: true,
       }),
   });
 
-  resource(app, `${SERVICE_ROOT}/Systems/:id`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id`, {
     GET: c => sendRepresentation(c, systemRepresentation(deps, system(c)), { conditional: true }),
     PATCH: async c => {
       const target = system(c);
@@ -186,14 +185,14 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     },
   }, system);
 
-  registerProcessors(app, deps);
-  registerMemory(app, deps);
-  registerStorage(app, deps);
-  registerSimpleStorage(app, deps);
-  registerBios(app, deps);
-  registerSecureBoot(app, deps);
+  registerProcessors(routes, deps);
+  registerMemory(routes, deps);
+  registerStorage(routes, deps);
+  registerSimpleStorage(routes, deps);
+  registerBios(routes, deps);
+  registerSecureBoot(routes, deps);
 
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
     POST: async c => {
       const target = system(c);
       const body = parseBody(resetBody, await readJsonObject(c), RESET_ACTION);
@@ -215,7 +214,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     },
   }, system);
 
-  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces`, {
     GET: c => {
       const target = system(c);
       const uri = `${systemUri(target.id)}/EthernetInterfaces`;
@@ -230,5 +229,5 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     if (!body) throw notFound("EthernetInterface", nicId);
     return body;
   };
-  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces/:nic`, { GET: c => sendJson(c, nicOf(c), { conditional: true }) }, nicOf);
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces/:nic`, { GET: c => sendJson(c, nicOf(c), { conditional: true }) }, nicOf);
 }
