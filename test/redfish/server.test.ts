@@ -260,8 +260,11 @@ describe("protocol and connection limits", () => {
     const { port, ca } = await limitedServer();
     const socket = await rawTls(port, ca);
     const closed = readUntilClosed(socket);
+    let received = "";
+    socket.on("data", chunk => (received += chunk.toString("latin1")));
     socket.write("GET /redfish HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    await new Promise(r => setTimeout(r, 300));
+    // The second request goes on the connection the first reply left open.
+    await vi.waitFor(() => expect(received).toMatch(/HTTP\/1\.1 200 OK/), { timeout: 5_000 });
     socket.write("GET /redfish/v1/ HTTP/1.1\r\nHost: localhost\r\n\r\n");
     const sentAt = Date.now();
     const { text, closedAt } = await closed;
