@@ -31,7 +31,8 @@ export const WRITABLE_BIOS_ATTRIBUTES: readonly string[] = Object.keys(pendingSc
 
 const settingsPatchSchema = z.strictObject({
   Attributes: pendingSchema,
-  "@Redfish.SettingsApplyTime": z.strictObject({ ApplyTime: z.enum(BIOS_APPLY_TIMES) }).optional(),
+  // sushy sends the annotation's type with it (#Settings.v1_0_0.PreferredApplyTime).
+  "@Redfish.SettingsApplyTime": z.strictObject({ "@odata.type": z.string().optional(), ApplyTime: z.enum(BIOS_APPLY_TIMES) }).optional(),
 });
 
 const warnedUnreadable = new Set<string>();

@@ -63,7 +63,7 @@ function renderBiosSettings(system: VisibleSystem): Record<string, unknown> {
     Name: "BIOS Pending Settings",
     Description: "BIOS attributes applied at the next start of the VirtualMachine (writable: BootMode, SecureBoot)",
     Attributes: pendingBiosSettings(system.rec.vm),
-    "@Redfish.SettingsApplyTime": { ApplyTime: "OnReset", "ApplyTime@Redfish.AllowableValues": BIOS_APPLY_TIMES },
+    "@Redfish.SettingsApplyTime": { "@odata.type": "#Settings.v1_1_0.PreferredApplyTime", ApplyTime: "OnReset", "ApplyTime@Redfish.AllowableValues": BIOS_APPLY_TIMES },
   };
 }
 

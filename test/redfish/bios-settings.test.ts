@@ -69,7 +69,8 @@ describe("Bios @Redfish.Settings", () => {
     const t = setup({ bootloader: { bios: {} } });
     const res = await t.request(`${SYS}/Bios/Settings`, "PATCH", {
       Attributes: { BootMode: "Uefi", SecureBoot: "Enabled" },
-      "@Redfish.SettingsApplyTime": { ApplyTime: "OnReset" },
+      // What sushy's set_attributes(..., apply_time=OnReset) sends.
+      "@Redfish.SettingsApplyTime": { "@odata.type": "#Settings.v1_0_0.PreferredApplyTime", ApplyTime: "OnReset" },
     });
     expect(res.status, await res.clone().text()).toBe(204);
     // Recorded, not applied: the template and Bios still have legacy BIOS.
