@@ -3,6 +3,7 @@
 // the SMM feature secure boot needs), applied at the next start; a legacy BIOS VM answers 409.
 import type { Hono } from "hono";
 import { z } from "zod";
+import { PATCH_BOOT } from "../auth/kubernetes";
 import { patchWithRetry } from "../boot";
 import { secureBootOps } from "../boot/firmware";
 import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
@@ -83,6 +84,7 @@ export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): vo
       const target = system(c);
       const enable = parseSecureBootPatch(await readJsonObject(c));
       checkIfMatchEtag(c.req.header("If-Match"), representation(target).etag);
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       try {
         await patchWithRetry(deps.driver, target.rec, rec => secureBootPlan(rec, enable));
       } catch (e) {
