@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { Log } from "../platform";
 import { patchWithRetry } from "../boot";
+import { annotationJson } from "../boot/annotation-json";
 import { bootModeOps, bootModeOf } from "../boot/firmware";
 import type { KubeObject, VmRecord } from "../cache/types";
 import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
@@ -35,27 +36,9 @@ const settingsPatchSchema = z.strictObject({
   "@Redfish.SettingsApplyTime": z.strictObject({ "@odata.type": z.string().optional(), ApplyTime: z.enum(BIOS_APPLY_TIMES) }).optional(),
 });
 
-const warnedUnreadable = new Set<string>();
-
 /** The pending settings recorded on the VM; an unreadable annotation is logged (once) and counts as none. */
 export function pendingBiosSettings(vm: Readonly<KubeObject>): PendingBiosSettings {
-  const raw = vm.metadata.annotations?.[BIOS_SETTINGS_ANNOTATION];
-  if (typeof raw !== "string") return {};
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    json = undefined;
-  }
-  const parsed = pendingSchema.safeParse(json);
-  if (parsed.success) return parsed.data;
-  const seen = `${vm.metadata.uid}\n${raw}`;
-  if (!warnedUnreadable.has(seen)) {
-    if (warnedUnreadable.size > 1000) warnedUnreadable.clear();
-    warnedUnreadable.add(seen);
-    Log.warn({ namespace: vm.metadata.namespace, name: vm.metadata.name }, `ignoring unreadable ${BIOS_SETTINGS_ANNOTATION} annotation`);
-  }
-  return {};
+  return annotationJson(vm, BIOS_SETTINGS_ANNOTATION, pendingSchema) ?? {};
 }
 
 /**
