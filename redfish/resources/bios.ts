@@ -16,8 +16,6 @@ import {
   resetBiosSettings,
 } from "./bios-settings";
 
-export { applyPendingBiosSettings } from "./bios-settings";
-
 export const biosUri = (systemId: string) => `${systemUri(systemId)}/Bios`;
 const biosSettingsUri = (systemId: string) => `${biosUri(systemId)}/Settings`;
 const RESET_BIOS_ACTION = "Bios.ResetBios";

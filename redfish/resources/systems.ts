@@ -32,7 +32,8 @@ import {
   type ServiceDeps,
   type VisibleSystem,
 } from "./context";
-import { applyPendingBiosSettings, biosUri, registerBios } from "./bios";
+import { biosUri, registerBios } from "./bios";
+import { applyPendingBiosSettings } from "./bios-settings";
 import { biosVersion, cpuTopology, firmwareUuid, health, machineType, memoryGiB, networkInterfaces, serialNumber } from "./hardware";
 import { registerMemory } from "./memory";
 import { registerProcessors } from "./processors";
