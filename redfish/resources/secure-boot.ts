@@ -2,6 +2,7 @@
 // uses), SecureBootCurrentBoot what the running guest booted with. PATCH SecureBootEnable writes the template (with
 // the SMM feature secure boot needs), applied at the next start; a legacy BIOS VM answers 409.
 import { z } from "zod";
+import { PATCH_BOOT } from "../auth/kubernetes";
 import { patchWithRetry } from "../boot";
 import { secureBootOps } from "../boot/firmware";
 import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
@@ -51,8 +52,11 @@ export function parseSecureBootPatch(body: Record<string, unknown>): boolean {
   return parsed.data.SecureBootEnable;
 }
 
-/** The template patch for SecureBootEnable; 409 for a legacy BIOS VM (secure boot is a UEFI feature). */
-function secureBootPlan(rec: VmRecord, enable: boolean) {
+/**
+ * The template patch that turns secure boot on or off; 409 naming `property` (what the client set) for a legacy BIOS
+ * VM (secure boot is a UEFI feature). Used by the SecureBoot PATCH and by pending Bios settings.
+ */
+export function secureBootPlan(rec: VmRecord, enable: boolean, property = { name: "SecureBootEnable", value: "true" }) {
   const ops = secureBootOps(rec.vm, enable);
   if (ops) return ops;
   if (!enable) return []; // legacy BIOS: secure boot is off, as asked
@@ -60,9 +64,9 @@ function secureBootPlan(rec: VmRecord, enable: boolean) {
   throw new RedfishError(
     409,
     `${BASE_REGISTRY}.PropertyValueResourceConflict`,
-    `SecureBootEnable true needs UEFI firmware, and VirtualMachine ${namespace}/${name} boots legacy BIOS. Set Boot/BootSourceOverrideMode to UEFI first.`,
-    ["SecureBootEnable", "true", `${systemUri(`${namespace}.${name}`)}`],
-    { relatedProperties: ["#/SecureBootEnable"] },
+    `${property.name} ${property.value} needs UEFI firmware, and VirtualMachine ${namespace}/${name} boots legacy BIOS. Set Boot/BootSourceOverrideMode to UEFI first.`,
+    [property.name, property.value, `${systemUri(`${namespace}.${name}`)}`],
+    { relatedProperties: [`#/${property.name}`] },
   );
 }
 
@@ -79,6 +83,7 @@ export function registerSecureBoot(routes: ResourceRoutes, deps: ServiceDeps): v
       const target = system(c);
       const enable = parseSecureBootPatch(await readJsonObject(c));
       checkIfMatchEtag(c.req.header("If-Match"), representation(target).etag);
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       try {
         await patchWithRetry(deps.driver, target.rec, rec => secureBootPlan(rec, enable));
       } catch (e) {

@@ -44,6 +44,7 @@ export function metadataDocument(): string {
   for (const type of Object.values(COLLECTION_TYPES)) ref(`${type}_v1.xml`, [type]);
   ref("Resource_v1.xml", ["Resource", "Resource.v1_0_0"]);
   ref("Message_v1.xml", ["Message", "Message.v1_1_1"]);
+  ref("Settings_v1.xml", ["Settings", "Settings.v1_3_5"]); // Bios @Redfish.Settings
   refs.push(
     `  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/RedfishExtensions_v1.xml">\n` +
       `    <edmx:Include Namespace="RedfishExtensions.v1_0_0" Alias="Redfish"/>\n` +

@@ -16,7 +16,7 @@ import {
   SERVICE_ROOT,
   type Representation,
 } from "../odata";
-import { reportedPowerState, reset, RESET_TYPES } from "../power";
+import { reportedPowerState, reset, RESET_TYPES, startsGuest } from "../power";
 import { MediaService, mediaView } from "../media";
 import {
   cachedSystemResource,
@@ -32,6 +32,7 @@ import {
   type ResourceRoutes,
 } from "./context";
 import { biosUri, registerBios } from "./bios";
+import { applyPendingBiosSettings } from "./bios-settings";
 import { biosVersion, cpuTopology, firmwareUuid, health, machineType, memoryGiB, networkInterfaces, serialNumber } from "./hardware";
 import { registerMemory } from "./memory";
 import { registerProcessors } from "./processors";
@@ -203,7 +204,9 @@ export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void
         });
       }
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, resetPermissions(body.ResetType));
-      const { status } = await reset(target.rec, body.ResetType, {
+      // Pending Bios settings (SupportedApplyTimes OnReset) go into the template before a start creates the VMI.
+      const rec = startsGuest(target.rec, body.ResetType) ? await applyPendingBiosSettings(deps.driver, target.rec) : target.rec;
+      const { status } = await reset(rec, body.ResetType, {
         driver: deps.driver,
         settings: { powerOffStaysOff: c.get("settings").powerOffStaysOff },
       });
