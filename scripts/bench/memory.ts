@@ -7,10 +7,10 @@ import { median } from "./stats";
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
-export function rssBytes(pid: number): { rss: number; peak: number } {
+export function rssBytes(pid: number): { rss: number; peak: number; file: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
-  return { rss: kib("VmRSS"), peak: kib("VmHWM") };
+  return { rss: kib("VmRSS"), peak: kib("VmHWM"), file: kib("RssFile") };
 }
 
 /**
@@ -46,6 +46,8 @@ export interface HeapBreakdown {
   externalMiB: number;
   /** RSS that is neither heap nor external: the node binary, native libraries, malloc'd memory. */
   outsideHeapMiB: number;
+  /** The part of the RSS mapped from files (the node binary and its libraries; /proc RssFile). */
+  fileBackedMiB: number;
   heapSizeLimitMiB: number;
 }
 
@@ -73,6 +75,7 @@ export async function heapReport(pid: number, file: string, timeoutMs = 30_000):
     largeObjectsMiB: mib(spaces.large_object_space?.committed ?? 0),
     externalMiB: mib(memoryUsage.external),
     outsideHeapMiB: mib(memoryUsage.rss - memoryUsage.heapTotal - memoryUsage.external),
+    fileBackedMiB: mib(rssBytes(pid).file),
     heapSizeLimitMiB: mib(heapSizeLimit),
   };
 }
