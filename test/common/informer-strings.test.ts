@@ -2,6 +2,7 @@
 // from a bounded pool (the memory it saves is the bench's: `npm run bench:watcher`, cache cost per VM).
 import { describe, expect, it } from "vitest";
 import { StringPool, freezeSharingStrings } from "../../capabilities/common/informer";
+import { withoutBookkeeping } from "../../capabilities/common/informers";
 import { vm } from "../redfish/fixtures";
 
 describe("StringPool", () => {
@@ -54,5 +55,21 @@ describe("freezeSharingStrings", () => {
     expect(stored.shared).toBe(shared);
     expect(Object.isFrozen(stored.list)).toBe(true);
     expect(Object.isFrozen(stored.list[2])).toBe(true);
+  });
+});
+
+describe("withoutBookkeeping", () => {
+  it("drops managedFields and kubectl's last-applied copy from the informer's own object, keeping the rest", () => {
+    const obj = vm("ns1", "vm-1");
+    obj.metadata.managedFields = [{ manager: "kubectl" }];
+    obj.metadata.annotations = { "kubectl.kubernetes.io/last-applied-configuration": "{...}", kept: "yes" };
+    const expectedSpec = structuredClone(obj.spec);
+    const stored = withoutBookkeeping(obj);
+    // In place: a copy by object spread gave every stored object a V8 hidden class of its own once frozen.
+    expect(stored).toBe(obj);
+    expect(stored.metadata.managedFields).toBeUndefined();
+    expect(stored.metadata.annotations).toEqual({ kept: "yes" });
+    expect(stored.metadata.name).toBe("vm-1");
+    expect(stored.spec).toEqual(expectedSpec);
   });
 });
