@@ -196,6 +196,21 @@ describe("Kubernetes identities (in-process, fake reviews)", () => {
     expect(identities.cachedToken(TENANT1_TOKEN)).toMatchObject({ username: TENANT1_USER.username });
     expect(reviews.tokenReviews).toBe(reviewsBefore);
 
+    // A token ending like a cached one (JWTs end in their signature) is another token: reviewed, never given the
+    // cached identity; the two share a place in the cache, so the first is reviewed again after it.
+    const signature = "s".repeat(64);
+    const jwt = `header.payload.${signature}`;
+    const lookalike = `other.claims.${signature}`;
+    reviews.tokens.set(jwt, TENANT1_USER);
+    expect(await identities.authenticate(jwt, config)).toMatchObject({ username: TENANT1_USER.username });
+    expect(identities.cachedToken(lookalike)).toBeUndefined();
+    const reviewsOfJwt = reviews.tokenReviews;
+    expect(await identities.authenticate(lookalike, config)).toBeNull();
+    expect(identities.cachedToken(lookalike)).toBeNull();
+    expect(identities.cachedToken(jwt)).toBeUndefined();
+    expect(await identities.authenticate(jwt, config)).toMatchObject({ username: TENANT1_USER.username });
+    expect(reviews.tokenReviews).toBe(reviewsOfJwt + 2);
+
     // Past tokenReviewCacheSeconds the next cached token takes every expired one out of memory, and the old token is reviewed again.
     clock.now += 60_000;
     await identities.authenticate("token-after-expiry", config);
