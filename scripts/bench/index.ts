@@ -29,6 +29,7 @@ import { waitForHttps } from "../../sandbox/module-process";
 import type { KubeObject } from "../../sandbox/apiserver/types";
 import { basicAuth, requester, type Requester } from "./client";
 import { cpuPerResponse } from "./cpu";
+import { profilingEnv, startProfile, writeProfile } from "./cpu-profile";
 import { measureHandlerScaling } from "./handlers";
 import { runFleet } from "./fleet";
 import { runLoad, runNewConnections, runPaced, type LoadResult, type NewConnectionResult } from "./load";
@@ -653,23 +654,6 @@ function benchArguments(): { phases: Set<Phase>; cpuProfileDir?: string } {
   return { phases, ...(values["cpu-prof"] ? { cpuProfileDir: path.resolve(values["cpu-prof"]) } : {}) };
 }
 
-/** The module processes preload cpu-profiler.cjs: SIGUSR2 starts and stops (and writes) a CPU profile. */
-function profilingEnv(dir: string): Record<string, string> {
-  fs.mkdirSync(dir, { recursive: true });
-  return { NODE_OPTIONS: `--require ${path.join(__dirname, "cpu-profiler.cjs")}`, BENCH_CPU_PROFILE_DIR: dir };
-}
-
-/** Stops the watcher's profile and waits until the profiler has written it; its path. */
-async function writeProfile(dir: string, pid: number): Promise<string> {
-  const file = path.join(dir, `cpu-${pid}-1.cpuprofile`);
-  process.kill(pid, "SIGUSR2");
-  for (let waited = 0; !fs.existsSync(file); waited += 100) {
-    if (waited > 30_000) throw new Error(`no CPU profile in ${file} after 30 s`);
-    await sleep(100);
-  }
-  return file;
-}
-
 async function main(): Promise<void> {
   const { phases, cpuProfileDir } = benchArguments();
   const runs = (phase: Phase) => phases.has(phase);
@@ -715,7 +699,7 @@ async function main(): Promise<void> {
 
     const step = (phase: Phase, what: string) => progress(`${[...phases].indexOf(phase) + 1}/${phases.size} ${what}`);
     const results: Partial<Results> = {};
-    if (cpuProfileDir) for (const pid of [watcherPid, baseline.child.pid!]) process.kill(pid, "SIGUSR2");
+    if (cpuProfileDir) for (const pid of [watcherPid, baseline.child.pid!]) startProfile(pid);
     if (runs("get")) {
       step("get", "GET Systems/{id} vs bare Hono, keep-alive");
       results.get = { bodyBytes: Buffer.byteLength(sample.text), ...(await compareGet(cluster, { port: baseline.port, pid: baseline.child.pid! }, systemPath, auth)) };
