@@ -197,7 +197,10 @@ export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void
     POST: async c => {
       const target = system(c);
       const body = parseBody(resetBody, await readJsonObject(c), RESET_ACTION);
-      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(deps, target).etag);
+      // The System is rendered for its ETag only when the client sent a precondition (a VM that just changed has
+      // no cached rendering: rendering it would be the action's slowest step).
+      const ifMatch = c.req.header("If-Match");
+      if (ifMatch !== undefined) checkIfMatchEtag(ifMatch, systemRepresentation(deps, target).etag);
       if (!(RESET_TYPES as readonly string[]).includes(body.ResetType)) {
         throw baseError(400, "ActionParameterNotSupported", ["ResetType", RESET_ACTION], {
           resolution: `ResetType ${JSON.stringify(body.ResetType).slice(0, 64)} is not supported; use one of: ${RESET_TYPES.join(", ")}.`,
