@@ -12,8 +12,13 @@
 //   InsertMedia / EjectMedia     create / delete datavolumes        (cdi.kubevirt.io)
 // A system the identity may not `get` is not in its collections and is the same 404 as a foreign chassis.
 //
-// Both answers are cached for a short, bounded time (config), bounded in entries. Tokens are keyed by a keyed
-// digest (never kept or logged in clear); decisions by (identity, namespace, attributes).
+// Both answers are cached for a short, bounded time (config), bounded in entries; decisions are keyed by (identity,
+// namespace, attributes). A token is its own cache key (found by its last characters, compared whole), so that a
+// request whose token was reviewed costs a short map lookup (a keyed digest per request cost more than the rest of
+// authentication, and hashing a whole 1 KB token a fifth of that). The trade-off: the watcher holds
+// the tokens it reviewed in memory for tokenReviewCacheSeconds (an expired one is dropped when it is next presented
+// or when the next token is cached), as it holds the Basic headers it verified (users.ts). Tokens longer than
+// MAX_TOKEN_KEY_LENGTH are keyed by a keyed digest, so that the cache's memory stays bounded. Tokens are never logged.
 import { Log } from "../platform";
 import { baseError, type RedfishError } from "../errors";
 import type { AccessAttributes, IdentityReviews, ReviewedUser } from "../kubevirt/driver";
@@ -26,6 +31,12 @@ export const IDENTITY_USER_PREFIX = "kubernetes:";
 /** Entries at most in each cache (oldest dropped first). */
 export const MAX_CACHED_TOKENS = 10_000;
 export const MAX_CACHED_DECISIONS = 50_000;
+/**
+ * Longest token (characters) kept as its own cache key: a ServiceAccount token is about 1 KB, so the token cache holds
+ * at most MAX_CACHED_TOKENS x 2 KB of tokens; longer ones (from other authenticators) are keyed by a digest instead.
+ */
+export const MAX_TOKEN_KEY_LENGTH = 2048;
+const TOKEN_SLOT_LENGTH = 32;
 
 /** Who a token belongs to, as the TokenReview said (kept with sessions and subscriptions; holds no secret). */
 export interface KubernetesIdentity {
@@ -80,28 +91,38 @@ export function identityOf(user: ReviewedUser): KubernetesIdentity {
   };
 }
 
-/** A map of values that expire, bounded in entries (the oldest insertion goes first). */
+/**
+ * A map of values that expire, bounded in entries (the oldest insertion goes first). An entry lives in the slot
+ * `slotOf(key)` and answers only its own key: a slot shorter than the key makes a lookup cheaper (a Map hashes the
+ * whole string, about 3 ns a character), and keys sharing a slot replace each other.
+ */
 class ExpiringCache<V> {
-  readonly #entries = new Map<string, { value: V; expiresAt: number }>();
-  constructor(readonly max: number) {}
+  readonly #entries = new Map<string, { key: string; value: V; expiresAt: number }>();
+  constructor(
+    readonly max: number,
+    private readonly slotOf: (key: string) => string,
+  ) {}
 
   get(key: string, now: number): V | undefined {
-    const entry = this.#entries.get(key);
-    if (!entry) return undefined;
+    const slot = this.slotOf(key);
+    const entry = this.#entries.get(slot);
+    if (entry?.key !== key) return undefined;
     if (entry.expiresAt <= now) {
-      this.#entries.delete(key);
+      this.#entries.delete(slot);
       return undefined;
     }
     return entry.value;
   }
 
-  set(key: string, value: V, expiresAt: number): void {
-    this.#entries.delete(key);
-    if (this.#entries.size >= this.max) {
-      const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
+  /** Stores a value; expired entries at the old end go first (entries are kept in insertion order). */
+  set(key: string, value: V, expiresAt: number, now: number): void {
+    const slot = this.slotOf(key);
+    this.#entries.delete(slot);
+    for (const [oldest, entry] of this.#entries) {
+      if (entry.expiresAt > now && this.#entries.size < this.max) break;
+      this.#entries.delete(oldest);
     }
-    this.#entries.set(key, { value, expiresAt });
+    this.#entries.set(slot, { key, value, expiresAt });
   }
 
   get size(): number {
@@ -124,8 +145,9 @@ class ReviewCache<T> {
     max: number,
     private readonly what: string,
     private readonly now: () => number,
+    slotOf: (key: string) => string = key => key,
   ) {
-    this.#answers = new ExpiringCache<T>(max);
+    this.#answers = new ExpiringCache<T>(max, slotOf);
   }
 
   cached(key: string): T | undefined {
@@ -140,7 +162,8 @@ class ReviewCache<T> {
     if (pending) return pending;
     const answer = review()
       .then(value => {
-        this.#answers.set(key, value, this.now() + ttlMs);
+        const now = this.now();
+        this.#answers.set(key, value, now + ttlMs, now);
         return value;
       })
       .catch(err => {
@@ -158,25 +181,33 @@ class ReviewCache<T> {
 
 /** Token and access reviews with their caches. One per Redfish app; the settings come with each call. */
 export class KubernetesIdentities {
+  /** Tokens of at most MAX_TOKEN_KEY_LENGTH characters, keyed by themselves (in the slot of their last characters). */
   readonly #tokens: ReviewCache<KubernetesIdentity | null>;
+  /** Longer tokens, keyed by their keyed digest (a separate map: no raw token can collide with a digest). */
+  readonly #longTokens: ReviewCache<KubernetesIdentity | null>;
   readonly #decisions: ReviewCache<boolean>;
+  /** Decision-key parts, computed once per identity object (those of the token cache and of sessions) and permission. */
+  readonly #identityKeys = new WeakMap<KubernetesIdentity, string>();
+  readonly #permissionKeys = new WeakMap<Permission, string>();
 
   constructor(
     private readonly reviews: IdentityReviews,
     now: () => number = Date.now,
   ) {
-    this.#tokens = new ReviewCache(MAX_CACHED_TOKENS, "TokenReview", now);
+    this.#tokens = new ReviewCache(MAX_CACHED_TOKENS, "TokenReview", now, tokenSlot);
+    this.#longTokens = new ReviewCache(MAX_CACHED_TOKENS, "TokenReview", now);
     this.#decisions = new ReviewCache(MAX_CACHED_DECISIONS, "SubjectAccessReview", now);
   }
 
-  /** Whether this token was reviewed recently (with its answer: an identity, or null when not authenticated). */
+  /** Whether this token was reviewed recently (with its answer: an identity, or null when not authenticated). A map lookup. */
   cachedToken(token: string): KubernetesIdentity | null | undefined {
-    return this.#tokens.cached(tokenKey(token));
+    return token.length <= MAX_TOKEN_KEY_LENGTH ? this.#tokens.cached(token) : this.#longTokens.cached(digestKey(token));
   }
 
   /** Who the token belongs to, or null when the API server does not authenticate it. Throws a 503 RedfishError when it cannot answer. */
   authenticate(token: string, config: KubernetesIdentitiesConfig): Promise<KubernetesIdentity | null> {
-    return this.#tokens.answer(tokenKey(token), config.tokenReviewCacheSeconds * 1000, async () => {
+    const [cache, key] = token.length <= MAX_TOKEN_KEY_LENGTH ? [this.#tokens, token] : [this.#longTokens, digestKey(token)];
+    return cache.answer(key, config.tokenReviewCacheSeconds * 1000, async () => {
       const status = await this.reviews.reviewToken(token, config.audiences);
       return status.authenticated === true && status.user?.username ? identityOf(status.user) : null;
     });
@@ -184,12 +215,12 @@ export class KubernetesIdentities {
 
   /** The cached decision, if any (no review). */
   cachedDecision(identity: KubernetesIdentity, namespace: string, permission: Permission): boolean | undefined {
-    return this.#decisions.cached(decisionKey(identity, namespace, permission));
+    return this.#decisions.cached(this.#decisionKey(identity, namespace, permission));
   }
 
   /** Whether the identity may do `permission` in `namespace`. Throws a 503 RedfishError when the API server cannot answer. */
   allowed(identity: KubernetesIdentity, namespace: string, permission: Permission, config: KubernetesIdentitiesConfig): Promise<boolean> {
-    return this.#decisions.answer(decisionKey(identity, namespace, permission), config.accessReviewCacheSeconds * 1000, () =>
+    return this.#decisions.answer(this.#decisionKey(identity, namespace, permission), config.accessReviewCacheSeconds * 1000, () =>
       this.reviews.reviewAccess(identity, { namespace, ...permission }),
     );
   }
@@ -202,14 +233,32 @@ export class KubernetesIdentities {
   }
 
   get cacheSizes(): { tokens: number; decisions: number } {
-    return { tokens: this.#tokens.size, decisions: this.#decisions.size };
+    return { tokens: this.#tokens.size + this.#longTokens.size, decisions: this.#decisions.size };
+  }
+
+  /** Every field the authorizer sees: the identity's, the namespace and the permission's. */
+  #decisionKey(identity: KubernetesIdentity, namespace: string, permission: Permission): string {
+    let identityPart = this.#identityKeys.get(identity);
+    if (identityPart === undefined) this.#identityKeys.set(identity, (identityPart = identityKey(identity)));
+    let permissionPart = this.#permissionKeys.get(permission);
+    if (permissionPart === undefined) this.#permissionKeys.set(permission, (permissionPart = permissionKey(permission)));
+    return `${identityPart}\0${namespace}\0${permissionPart}`;
   }
 }
 
-function tokenKey(token: string): string {
+/**
+ * A token's slot in the cache: its last TOKEN_SLOT_LENGTH characters, the random signature of a JWT (ServiceAccount
+ * and OIDC tokens), so that a lookup hashes those rather than about 1 KB. The cache compares the whole token before it
+ * answers; an attacker cannot get that far without the victim's signature.
+ */
+function tokenSlot(token: string): string {
+  return token.length <= TOKEN_SLOT_LENGTH ? token : token.slice(-TOKEN_SLOT_LENGTH);
+}
+
+function digestKey(token: string): string {
   return keyedDigest("kubernetes-token", token).toString("base64");
 }
 
-function decisionKey(identity: KubernetesIdentity, namespace: string, p: Permission): string {
-  return `${identityKey(identity)}\0${namespace}\0${p.verb}\0${p.group}\0${p.resource}\0${p.subresource ?? ""}`;
+function permissionKey(p: Permission): string {
+  return `${p.verb}\0${p.group}\0${p.resource}\0${p.subresource ?? ""}`;
 }

@@ -3,7 +3,7 @@
 // the difference between two snapshots into Event records. Pure: no clocks, no I/O.
 import { createHash } from "node:crypto";
 import type { VmRecord } from "../cache/types";
-import { derivePowerState } from "../power";
+import { reportedPowerState } from "../power";
 import { systemIdOf, systemUri, type TaskView } from "../resources/context";
 import { health } from "../resources/hardware";
 import { renderCd, systemVirtualMediaUri, CD_ID } from "../resources/virtual-media";
@@ -89,7 +89,9 @@ export function snapshotOf(rec: VmRecord, tasks: readonly TaskView[]): SystemSna
   const visible = { id, rec, chassis: [] };
   return {
     id,
-    powerState: derivePowerState(rec),
+    // What the System's PowerState shows (a graceful shutdown reads On until the guest is off), so that an event
+    // never announces a state a GET does not show.
+    powerState: reportedPowerState(rec),
     health: health(rec.vm),
     system: digest(renderSystem(visible)),
     media: digest(renderCd(visible, `${systemVirtualMediaUri(id)}/${CD_ID}`)),

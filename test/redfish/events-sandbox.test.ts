@@ -7,6 +7,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { demoConfig } from "../../sandbox/demo";
+import { SANDBOX_ANNOTATIONS } from "../../sandbox/simulators";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { present } from "../helpers/present";
 
@@ -104,6 +105,15 @@ function setRunning(system: string, running: boolean): void {
   c.api.store.update(VM_KEY, { ...vm, spec: { ...(vm.spec as object), runStrategy: running ? "Always" : "Halted" } });
 }
 
+/** The guest of the VM's next VMI powers off `seconds` after the ACPI power button (the demo VMs' grace period is 180 s). */
+function honourAcpi(system: string, seconds: number): void {
+  const [namespace, name] = system.split(".");
+  const vm = c.api.store.get(VM_KEY, namespace, name)!;
+  const template = structuredClone((vm.spec as { template: { metadata?: { annotations?: Record<string, string> } } }).template);
+  template.metadata = { ...template.metadata, annotations: { ...template.metadata?.annotations, [SANDBOX_ANNOTATIONS.acpiShutdownSeconds]: String(seconds) } };
+  c.api.store.update(VM_KEY, { ...vm, spec: { ...(vm.spec as object), template } });
+}
+
 /** When the VMI in the API server first reached `phase` (polled every 10 ms). */
 async function whenVmiPhase(namespace: string, name: string, phase: string): Promise<number> {
   return vi.waitFor(
@@ -127,6 +137,7 @@ describe("EventService with the built module", () => {
     await tenant1.opened;
 
     setRunning("tenant2-vms.vm-1", true);
+    honourAcpi("tenant1-vms.vm-1", 2);
     setRunning("tenant1-vms.vm-1", true);
     const running = await whenVmiPhase("tenant1-vms", "vm-1", "Running");
     const poweredOn = await vi.waitFor(
@@ -139,7 +150,12 @@ describe("EventService with the built module", () => {
 
     await whenVmiPhase("tenant2-vms", "vm-1", "Running");
     await expect.poll(() => received.length, { timeout: 10_000, message: "a pushed event" }).toBeGreaterThan(0);
-    await new Promise(resolve => setTimeout(resolve, 1000));
+    // Not vacuous: the stream and the subscription carry events in order, so once both have an event of a tenant1 VM
+    // started after tenant2's VM ran, an event of tenant2's routed to tenant1 would have arrived before it.
+    setRunning("tenant1-vms.vm-2", true);
+    const marker = "/redfish/v1/Systems/tenant1-vms.vm-2";
+    await expect.poll(() => origins(tenant1.events.map(e => e.body)), { timeout: 20_000, message: "vm-2's event on the SSE stream" }).toContain(marker);
+    await expect.poll(() => origins(received.map(r => r.body)), { timeout: 20_000, message: "vm-2's event pushed" }).toContain(marker);
     tenant1.close();
     expect(origins(tenant1.events.map(e => e.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);
     expect(origins(received.map(r => r.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);
@@ -149,17 +165,18 @@ describe("EventService with the built module", () => {
     expect((await c.redfish("GET", subscription, { user: ADMIN })).status).toBe(404);
   }, 60_000);
 
-  it("retries while the subscriber is down", async () => {
+  it("retries while the subscriber is down; a graceful shutdown is announced once the guest is off, never as PoweringOff", async () => {
     answer = 503;
     const before = attempts;
     const delivered = received.length;
     setRunning("tenant1-vms.vm-1", false);
     await expect.poll(() => attempts, { timeout: 30_000, message: "a retried delivery" }).toBeGreaterThanOrEqual(before + 2);
     answer = 204;
-    // The demo VMs shut down gracefully (180 s): PoweringOff is the event of this change.
-    await expect
-      .poll(() => records(received.slice(delivered).map(r => r.body)).map(r => r.MessageId), { timeout: 30_000, message: "the event delivered once the subscriber is back" })
-      .toContain("ResourceEvent.1.3.0.ResourcePoweringOff");
+    // A graceful shutdown (the guest honours ACPI after 2 s): the System reads On until the guest is off, then Off,
+    // and its events say the same. Deliveries keep their order, so a PoweringOff would arrive before the PoweredOff.
+    const messageIds = () => records(received.slice(delivered).map(r => r.body)).map(r => r.MessageId as string);
+    await expect.poll(messageIds, { timeout: 30_000, message: "the event delivered once the subscriber is back" }).toContain("ResourceEvent.1.3.0.ResourcePoweredOff");
+    expect(messageIds()).not.toContain("ResourceEvent.1.3.0.ResourcePoweringOff");
   }, 60_000);
 
   it("keeps the subscription across a watcher restart (a Secret in the module namespace)", async () => {

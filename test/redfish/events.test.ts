@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VmRecord } from "../../redfish/cache/types";
 import { diffSnapshots, snapshotOf } from "../../redfish/events/derive";
+import { renderSystem } from "../../redfish/resources/systems";
 import { subscriptionWants } from "../../redfish/events/subscriptions";
 import { AUTH, revise, runningVmi, testConfig, testService, vm, type TestService } from "./fixtures";
 
@@ -47,6 +48,17 @@ describe("events derived from snapshots", () => {
     expect(diffSnapshots("ns", "vm-1", undefined, before).map(e => e.messageKey)).toEqual(["ResourceCreated"]);
     expect(diffSnapshots("ns", "vm-1", before, undefined).map(e => e.messageKey)).toEqual(["ResourceRemoved"]);
     expect(diffSnapshots("ns", "vm-1", before, snapshotOf(record({ vm: on, vmi: runningVmi(on) }), []))).toEqual([]);
+  });
+
+  it("a ForceOff (grace period 0) reads PoweringOff in the System and in the event", () => {
+    const dying = revise(runningVmi(on), v => {
+      v.metadata.deletionTimestamp = "2025-01-01T00:00:00Z";
+      (v.spec as Record<string, unknown>).terminationGracePeriodSeconds = 0;
+    });
+    const halted = revise(on, v => ((v.spec as Record<string, unknown>).runStrategy = "Halted"));
+    const rec = record({ vm: halted, vmi: dying });
+    expect(renderSystem({ id: "ns.vm-1", rec, chassis: [] }).PowerState).toBe("PoweringOff");
+    expect(diffSnapshots("ns", "vm-1", before, snapshotOf(rec, [])).map(e => e.messageKey)).toContain("ResourcePoweringOff");
   });
 
   it("subscription filters: empty lists admit everything, every non-empty list must admit the event", () => {
@@ -204,8 +216,46 @@ describe("EventService and Subscriptions", () => {
     await expect.poll(() => other.received.length, { timeout: 10_000 }).toBeGreaterThan(0);
     expect(other.received.flatMap(r => r.body.Events).every((e: any) => e.OriginOfCondition["@odata.id"].includes("tenant2-vms."))).toBe(true);
     expect(other.received[0].body.Context).toBe("bob-ctx");
-    await new Promise(resolve => setTimeout(resolve, 300));
+    // Not vacuous: a subscription's events are sent in order, so once alice has a tenant1 event raised after the
+    // tenant2 change, a tenant2 event routed to her would have arrived before it.
+    const vmB = service.cache.getVm("tenant1-vms", "vm-b")!.vm;
+    service.cache.apply("VirtualMachine", "MODIFIED", revise(vmB, v => ((v.status as Record<string, unknown>).printableStatus = "CrashLoopBackOff")));
+    await expect
+      .poll(() => flaky.received.flatMap(r => r.body.Events).map((e: any) => e.OriginOfCondition["@odata.id"]), { timeout: 10_000 })
+      .toContain("/redfish/v1/Systems/tenant1-vms.vm-b");
     expect(flaky.received.flatMap(r => r.body.Events).every((e: any) => e.OriginOfCondition["@odata.id"].includes("tenant1-vms."))).toBe(true);
+  });
+
+  it("announces what GET shows during a graceful shutdown: On until the guest is off, then ResourcePoweredOff, never PoweringOff", async () => {
+    const subscriber = await receiver();
+    servers.push(subscriber.server);
+    const service = serviceWithLoopback();
+    expect((await subscribe(service, AUTH.alice, { Destination: subscriber.url, Protocol: "Redfish" })).status).toBe(201);
+    const powerState = async () => ((await (await service.request("/redfish/v1/Systems/tenant1-vms.vm-a", { headers: { Authorization: AUTH.alice } })).json()) as any).PowerState;
+    const powerEvents = () => subscriber.received.flatMap(r => r.body.Events as any[]).map(e => e.MessageId as string).filter(id => id.includes(".ResourcePower"));
+    expect(await powerState()).toBe("On");
+
+    // KubeVirt's graceful stop: the VM halted, its VMI marked for deletion, the guest still running its 180 s grace period.
+    const { vm: running, vmi } = service.cache.getVm("tenant1-vms", "vm-a")!;
+    service.cache.apply("VirtualMachine", "MODIFIED", revise(running, v => {
+      (v.spec as Record<string, unknown>).runStrategy = "Halted";
+      (v.status as Record<string, unknown>).printableStatus = "Stopping";
+    }));
+    const shuttingDown = revise(vmi!, v => {
+      v.metadata.deletionTimestamp = "2025-01-01T00:00:00Z";
+      (v.spec as Record<string, unknown>).terminationGracePeriodSeconds = 180;
+    });
+    service.cache.apply("VirtualMachineInstance", "MODIFIED", shuttingDown);
+    expect(await powerState()).toBe("On");
+
+    // The guest is off: the VMI's final phase, then the object goes.
+    service.cache.apply("VirtualMachineInstance", "MODIFIED", revise(shuttingDown, v => ((v.status as Record<string, unknown>).phase = "Succeeded")));
+    service.cache.apply("VirtualMachineInstance", "DELETED", shuttingDown);
+    service.cache.apply("VirtualMachine", "MODIFIED", revise(service.cache.getVm("tenant1-vms", "vm-a")!.vm, v => ((v.status as Record<string, unknown>).printableStatus = "Stopped")));
+    expect(await powerState()).toBe("Off");
+    // Deliveries keep their order: once PoweredOff arrived, any event of the shutdown's start had arrived before it.
+    await expect.poll(powerEvents, { timeout: 10_000 }).toContain("ResourceEvent.1.3.0.ResourcePoweredOff");
+    expect(powerEvents()).toEqual(["ResourceEvent.1.3.0.ResourcePoweredOff"]);
   });
 
   it("gives an event up after DeliveryRetryAttempts retries and delivers the next one", async () => {

@@ -3,7 +3,7 @@
 // what an identity sees and may do, the 404/403 split, the login forms, sessions, caching and its bounds.
 import { afterEach, describe, expect, it } from "vitest";
 import { createRedfishApp } from "../../redfish/app";
-import { KubernetesIdentities, MAX_CACHED_TOKENS } from "../../redfish/auth/kubernetes";
+import { KubernetesIdentities, MAX_CACHED_TOKENS, MAX_TOKEN_KEY_LENGTH } from "../../redfish/auth/kubernetes";
 import { startPowerController } from "../../redfish/power";
 import type { AccessAttributes, IdentityReviews, ReviewedUser } from "../../redfish/kubevirt/driver";
 import { chassisDefinitions } from "../../redfish/settings";
@@ -113,8 +113,16 @@ describe("Kubernetes identities (in-process, fake reviews)", () => {
       expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(403);
       expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].MessageId).toBe("Base.1.18.1.InsufficientPrivilege");
     }
-    const patch = await t.request("/redfish/v1/Systems/tenant1-vms.vm-a", { method: "PATCH", headers: t.bearer, body: { Boot: { BootSourceOverrideTarget: "Cd" } } });
-    expect(patch.status).toBe(403);
+    for (const [path, body] of [
+      ["/redfish/v1/Systems/tenant1-vms.vm-a", { Boot: { BootSourceOverrideTarget: "Cd" } }],
+      ["/redfish/v1/Systems/tenant1-vms.vm-a/SecureBoot", { SecureBootEnable: false }],
+      ["/redfish/v1/Systems/tenant1-vms.vm-a/Bios/Settings", { Attributes: { BootMode: "Bios" } }],
+    ] as const) {
+      const patch = await t.request(path, { method: "PATCH", headers: t.bearer, body });
+      expect(patch.status, path).toBe(403);
+    }
+    const resetBios = await t.request("/redfish/v1/Systems/tenant1-vms.vm-a/Bios/Actions/Bios.ResetBios", { headers: t.bearer, body: {} });
+    expect(resetBios.status).toBe(403);
     // Refused before anything was written.
     expect(t.fake.calls.filter(c => !c.method.startsWith("read")).length).toBe(writesBefore);
     // An unsupported ResetType is still the 400 it is for everyone.
@@ -183,15 +191,49 @@ describe("Kubernetes identities (in-process, fake reviews)", () => {
     expect(off.reviews.tokenReviews).toBe(0);
   });
 
-  it("bounds the token cache in entries and keys it by a digest, never the token", async () => {
+  it("bounds the token cache in entries, drops expired tokens when the next one is cached, and caches over-long tokens too", async () => {
     const reviews = new FakeReviews();
-    const identities = new KubernetesIdentities(reviews);
-    const config = kubernetesIdentitiesSchema.parse({ enabled: true });
+    const clock = { now: 0 };
+    const identities = new KubernetesIdentities(reviews, () => clock.now);
+    const config = kubernetesIdentitiesSchema.parse({ enabled: true, tokenReviewCacheSeconds: 60 });
     for (let i = 0; i < MAX_CACHED_TOKENS + 50; i++) await identities.authenticate(`token-${i}`, config);
     expect(identities.cacheSizes.tokens).toBe(MAX_CACHED_TOKENS);
     await identities.authenticate(TENANT1_TOKEN, config);
     const reviewsBefore = reviews.tokenReviews;
     expect(await identities.authenticate(TENANT1_TOKEN, config)).toMatchObject({ username: TENANT1_USER.username });
+    expect(identities.cachedToken(TENANT1_TOKEN)).toMatchObject({ username: TENANT1_USER.username });
     expect(reviews.tokenReviews).toBe(reviewsBefore);
+
+    // A token ending like a cached one (JWTs end in their signature) is another token: reviewed, never given the
+    // cached identity; the two share a place in the cache, so the first is reviewed again after it.
+    const signature = "s".repeat(64);
+    const jwt = `header.payload.${signature}`;
+    const lookalike = `other.claims.${signature}`;
+    reviews.tokens.set(jwt, TENANT1_USER);
+    expect(await identities.authenticate(jwt, config)).toMatchObject({ username: TENANT1_USER.username });
+    expect(identities.cachedToken(lookalike)).toBeUndefined();
+    const reviewsOfJwt = reviews.tokenReviews;
+    expect(await identities.authenticate(lookalike, config)).toBeNull();
+    expect(identities.cachedToken(lookalike)).toBeNull();
+    expect(identities.cachedToken(jwt)).toBeUndefined();
+    expect(await identities.authenticate(jwt, config)).toMatchObject({ username: TENANT1_USER.username });
+    expect(reviews.tokenReviews).toBe(reviewsOfJwt + 2);
+
+    // Past tokenReviewCacheSeconds the next cached token takes every expired one out of memory, and the old token is reviewed again.
+    clock.now += 60_000;
+    await identities.authenticate("token-after-expiry", config);
+    expect(identities.cacheSizes.tokens).toBe(1);
+    expect(identities.cachedToken(TENANT1_TOKEN)).toBeUndefined();
+
+    // A token longer than MAX_TOKEN_KEY_LENGTH (kept under a digest) is cached like any other and is not another token.
+    const long = `${TENANT1_TOKEN}-${"x".repeat(MAX_TOKEN_KEY_LENGTH)}`;
+    reviews.tokens.set(long, { ...TENANT1_USER, username: "long-token-user" });
+    expect(await identities.authenticate(long, config)).toMatchObject({ username: "long-token-user" });
+    const reviewsOfLong = reviews.tokenReviews;
+    expect(identities.cachedToken(long)).toMatchObject({ username: "long-token-user" });
+    expect(await identities.authenticate(long, config)).toMatchObject({ username: "long-token-user" });
+    expect(reviews.tokenReviews).toBe(reviewsOfLong);
+    expect(identities.cachedToken(long.slice(0, MAX_TOKEN_KEY_LENGTH))).toBeUndefined();
+    expect(identities.cacheSizes.tokens).toBe(2);
   });
 });
