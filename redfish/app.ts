@@ -5,22 +5,20 @@
 // authorization. The hot GETs (System, SecureBoot, Manager) are serialized once per cache record and view
 // (response-cache.ts), behind both. Middleware that has nothing to do for a request costs nothing: no per-request
 // objects, no body handling for GET/HEAD, no headers rewritten on a response that already has them.
-import type { IncomingMessage } from "node:http";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Log } from "./platform";
 import type { ModuleConfig } from "../capabilities/config/schema";
-import { Authenticator } from "./auth";
-import { clientAddress } from "./auth/client-address";
+import { Authenticator, type Credentials } from "./auth";
 import type { ClusterCache } from "./cache/types";
 import { baseError, RedfishError } from "./errors";
 import { createEventService, type EventSetup } from "./events";
-import { hasProtocolHeaders, PROTOCOL_HEADERS, readRequestText, sendError, SERVICE_ROOT } from "./odata";
+import { readRequestText, requestHeader, sendError, SERVICE_ROOT, withProtocolHeaders } from "./odata";
 import { ResponseCache } from "./response-cache";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
-import type { RedfishEnv, ServiceDeps, TaskSource } from "./resources/context";
+import { clientAddressOf, type Handler, type RedfishEnv, type ResourceRoutes, type ServiceDeps, type TaskSource } from "./resources/context";
 import { registerEventService, SSE_URI } from "./resources/event-service";
 import { registerManagers } from "./resources/managers";
 import { registerServiceRoot } from "./resources/service-root";
@@ -120,6 +118,21 @@ const BODYLESS_METHODS = new Set(["GET", "HEAD"]);
 
 export type RedfishApp = Hono<RedfishEnv>;
 
+/** A request's credentials; its client address is worked out only when a check asks for it. */
+class RequestCredentials implements Credentials {
+  readonly authorization: string | undefined;
+  readonly token: string | undefined;
+
+  constructor(private readonly c: Context<RedfishEnv>) {
+    this.authorization = requestHeader(c, "authorization");
+    this.token = requestHeader(c, "x-auth-token");
+  }
+
+  clientAddress(): string {
+    return clientAddressOf(this.c);
+  }
+}
+
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   const now = options.now ?? Date.now;
   const auth = new Authenticator(() => serviceSettings(options.config()), {
@@ -175,7 +188,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     // An oversized body announced by Content-Length is read and dropped before the 413 (up to a bound): a server
     // that answers and closes while the client is still sending makes the kernel reset the connection, and the
     // client never sees the 413 (the HTTP/1.1 lingering-close problem).
-    const announced = Number(c.req.header("content-length"));
+    const announced = Number(requestHeader(c, "content-length"));
     if (announced > maxBodyBytes && announced <= DRAIN_OVERSIZED_BODY_BYTES && c.req.raw.body) {
       try {
         const reader = c.req.raw.body.getReader();
@@ -198,68 +211,83 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     }
   };
 
-  /** Protocol checks and authentication, then the resource. */
-  const admit = async (c: Context<RedfishEnv>, next: () => Promise<void>): Promise<void> => {
+  /** Content-Type and nesting depth of a request body, before anything parses it. */
+  const checkBody = async (c: Context<RedfishEnv>): Promise<void> => {
+    // A body that is not declared JSON is refused: a browser can send text/plain cross-site without a CORS
+    // preflight, with the BMC's Basic credentials attached.
+    const text = await readRequestText(c);
+    if (text.length === 0) return;
+    if (!isJsonMediaType(requestHeader(c, "content-type"))) {
+      throw baseError(415, "GeneralError", [], { resolution: "Send the request body as JSON with Content-Type: application/json." });
+    }
+    if (jsonNestingExceeds(text, MAX_JSON_DEPTH)) {
+      throw baseError(400, "MalformedJSON", [], { resolution: `Send a JSON body nested at most ${MAX_JSON_DEPTH} levels deep.` });
+    }
+  };
+
+  /** The resource's response, with the protocol headers (DSP0266) unless it has them already. */
+  const respond = (c: Context<RedfishEnv>, handler: Handler): Response | Promise<Response> => {
+    const res = handler(c);
+    return res instanceof Promise ? res.then(withProtocolHeaders) : withProtocolHeaders(res);
+  };
+
+  /** After authentication: the body checks of a request with a body, then the resource. */
+  const proceed = (c: Context<RedfishEnv>, handler: Handler, hasBody: boolean): Response | Promise<Response> =>
+    hasBody ? checkBody(c).then(() => respond(c, handler)) : respond(c, handler);
+
+  /**
+   * Protocol checks and authentication, then the resource: synchronous for a GET with credentials verified before
+   * (the hot path, which creates no function per request: the bundle names every closure it creates). What is thrown
+   * here becomes sendError's response through app.onError.
+   */
+  const admitted = (c: Context<RedfishEnv>, handler: Handler): Response | Promise<Response> => {
     const settings = serviceSettings(options.config());
     c.set("settings", settings);
-    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    c.set("clientAddress", clientAddress(incoming?.socket?.remoteAddress, c.req.header("X-Forwarded-For"), settings.isTrustedProxy));
-
-    const odataVersion = c.req.header("OData-Version");
+    const odataVersion = requestHeader(c, "odata-version");
     if (odataVersion !== undefined && odataVersion.trim() !== "4.0") {
       throw baseError(412, "PreconditionFailed", [], { resolution: "This service supports OData-Version 4.0." });
     }
     const method = c.req.method.toUpperCase();
     const path = normalizedPath(c.req.path);
     if ((method === "GET" || method === "HEAD") && unsupportedQuery(c.req.url, path === SSE_URI ? ["$filter"] : [])) throw baseError(501, "QueryNotSupported");
+    const hasBody = BODY_METHODS.has(method);
 
     const isLogin = method === "POST" && (path === SESSIONS_URI || path === SESSION_MEMBERS_URI);
-    if (!PUBLIC_PATHS.has(path) && !isLogin) {
-      c.set(
-        "principal",
-        await auth.authenticate({
-          authorization: c.req.header("Authorization"),
-          token: c.req.header("X-Auth-Token"),
-          clientAddress: c.get("clientAddress"),
-        }),
-      );
+    if (PUBLIC_PATHS.has(path) || isLogin) return proceed(c, handler, hasBody);
+    const credentials = new RequestCredentials(c);
+    const known = auth.knownPrincipal(credentials);
+    if (known) {
+      c.set("principal", known);
+      return proceed(c, handler, hasBody);
     }
-    if (BODY_METHODS.has(method)) {
-      // A body that is not declared JSON is refused: a browser can send text/plain cross-site without a CORS
-      // preflight, with the BMC's Basic credentials attached. Depth is checked before anything parses it.
-      const text = await readRequestText(c);
-      if (text.length > 0) {
-        if (!isJsonMediaType(c.req.header("Content-Type"))) {
-          throw baseError(415, "GeneralError", [], { resolution: "Send the request body as JSON with Content-Type: application/json." });
-        }
-        if (jsonNestingExceeds(text, MAX_JSON_DEPTH)) {
-          throw baseError(400, "MalformedJSON", [], { resolution: `Send a JSON body nested at most ${MAX_JSON_DEPTH} levels deep.` });
-        }
-      }
-    }
-    await next();
+    return auth.authenticate(credentials).then(principal => {
+      c.set("principal", principal);
+      return proceed(c, handler, hasBody);
+    });
   };
 
-  // One middleware for the whole tree (each level of Hono's middleware chain costs a promise and a closure per
-  // request). An error thrown before the resource becomes sendError's response, which has the protocol headers.
-  app.use("/redfish/*", async (c, next) => {
-    if (BODYLESS_METHODS.has(c.req.method)) await admit(c, next);
-    else await withBodyLimit(c, () => admit(c, next));
-    if (hasProtocolHeaders(c.res)) return;
-    c.res.headers.set("OData-Version", PROTOCOL_HEADERS["OData-Version"]);
-    if (!c.res.headers.has("Cache-Control")) c.res.headers.set("Cache-Control", PROTOCOL_HEADERS["Cache-Control"]);
-  });
+  /** Every route's admission (ResourceRoutes); requests with a body pass the body limit first. */
+  const admit =
+    (handler: Handler): Handler =>
+    c => {
+      if (BODYLESS_METHODS.has(c.req.method)) return admitted(c, handler);
+      let res: Response | undefined;
+      return withBodyLimit(c, async () => {
+        res = await admitted(c, handler);
+      }).then(() => res!);
+    };
+  const routes: ResourceRoutes = { app, admit };
 
-  registerServiceRoot(app, deps);
-  registerSystems(app, deps);
-  registerChassis(app, deps);
-  registerManagers(app, deps);
-  registerSessionService(app, deps);
-  registerAccountService(app);
-  registerTaskService(app, deps);
-  registerVirtualMedia(app, deps, media);
+  registerServiceRoot(routes, deps);
+  registerSystems(routes, deps);
+  registerChassis(routes, deps);
+  registerManagers(routes, deps);
+  registerSessionService(routes, deps);
+  registerAccountService(routes);
+  registerTaskService(routes, deps);
+  registerVirtualMedia(routes, deps, media);
   registerEventService(
-    app,
+    routes,
     createEventService({
       cache: options.cache,
       config: options.config,
@@ -270,10 +298,14 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     }),
   );
 
+  // Under /redfish/ a missing resource is answered after admission, like any other: 401 before 404.
+  const missing = admit(c => {
+    throw baseError(404, "ResourceMissingAtURI", [c.req.path.slice(0, 256)]);
+  });
   app.notFound(c => {
-    if (c.req.path.startsWith("/redfish")) {
-      return sendError(baseError(404, "ResourceMissingAtURI", [c.req.path.slice(0, 256)]));
-    }
+    const path = c.req.path;
+    if (path === "/redfish" || path.startsWith("/redfish/")) return missing(c);
+    if (path.startsWith("/redfish")) return sendError(baseError(404, "ResourceMissingAtURI", [path.slice(0, 256)]));
     return c.text("Not Found", 404);
   });
 

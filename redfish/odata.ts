@@ -1,5 +1,6 @@
 // OData/Redfish protocol helpers: schema versions, resource envelopes, ETags, JSON responses and bodies.
 import { createHash } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import type { Context } from "hono";
 import type { z } from "zod";
 import { baseError, errorBody, RedfishError } from "./errors";
@@ -150,6 +151,14 @@ export function hasProtocolHeaders(res: Response): boolean {
   return (res as MarkedResponse)[COMPLETE] === true;
 }
 
+/** A response built without the headers every Redfish response carries (e.g. a bare 204), given them. */
+export function withProtocolHeaders(res: Response): Response {
+  if (hasProtocolHeaders(res)) return res;
+  res.headers.set("OData-Version", PROTOCOL_HEADERS["OData-Version"]);
+  if (!res.headers.has("Cache-Control")) res.headers.set("Cache-Control", PROTOCOL_HEADERS["Cache-Control"]);
+  return res;
+}
+
 /** A serialized JSON body with its strong ETag, served any number of times. */
 export interface Representation {
   /** The UTF-8 bytes of the body, written to the socket as they are. */
@@ -166,6 +175,39 @@ export function represent(body: unknown): Representation {
   const schemaLink = describedBy(body);
   return { body: Buffer.from(text), etag: etagOf(text), ...(schemaLink ? { schemaLink } : {}) };
 }
+
+/** Node's IncomingMessage of a request served by @hono/node-server (undefined in app.request() tests). */
+export function incomingMessage(c: Context): IncomingMessage | undefined {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+}
+
+/**
+ * A request header by its lower-case name, as the Fetch API joins it (repeated fields joined with ", "). Under
+ * @hono/node-server it is read from Node's parsed headers, which the adaptor has built already: `c.req.header()`
+ * would build a WHATWG Headers object from the raw headers on every request, a measurable share of a cached GET.
+ * Node keeps only the first of some repeated fields (Authorization among them); those are joined here from the
+ * raw headers as Fetch does, so two credentials never pass as the first one.
+ */
+export function requestHeader(c: Context, lowerCaseName: string): string | undefined {
+  const incoming = incomingMessage(c);
+  // Tests that give the app a socket address only (app.request with env.incoming) have no parsed headers.
+  if (!incoming?.headers) return c.req.header(lowerCaseName);
+  const parsed = incoming.headers[lowerCaseName];
+  const value = Array.isArray(parsed) ? parsed.join(", ") : parsed; // set-cookie only: never a request field here
+  if (value === undefined || !FIRST_KEPT_BY_NODE.has(lowerCaseName)) return value;
+  const raw = incoming.rawHeaders;
+  let joined: string | undefined;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === lowerCaseName.length && raw[i].toLowerCase() === lowerCaseName) {
+      joined = count++ === 0 ? raw[i + 1] : `${joined}, ${raw[i + 1]}`;
+    }
+  }
+  return count > 1 ? joined : value;
+}
+
+/** Request fields this service reads of which Node keeps the first when repeated (http.IncomingMessage.headers). */
+const FIRST_KEPT_BY_NODE = new Set(["authorization", "content-type", "content-length"]);
 
 /** Throws 412 PreconditionFailed when If-Match does not hold for the current representation. */
 export function checkIfMatchEtag(header: string | undefined, etag: string): void {
@@ -192,7 +234,7 @@ function completeHeaders(rep: Representation, allow: string, conditional: boolea
  */
 export function sendRepresentation(c: Context, rep: Representation, options: JsonOptions = {}): Response {
   const conditional = options.conditional === true;
-  if (conditional && noneMatchHits(c.req.header("If-None-Match"), rep.etag)) {
+  if (conditional && noneMatchHits(requestHeader(c, "if-none-match"), rep.etag)) {
     return new Response(null, { status: 304, headers: { ETag: rep.etag } });
   }
   const allow = (c.get("allow") as string | undefined) ?? "";

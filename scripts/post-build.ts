@@ -94,7 +94,9 @@ function writeIfChanged(file: string, text: string): void {
 
 async function buildContext(dist: string, uuid: string): Promise<BuildContext> {
   const bundle = path.join(dist, `pepr-${uuid}.js`);
-  const ctx: BuildContext = { uuid, capabilities: await loadBuiltCapabilities(bundle) };
+  const capabilities = await loadBuiltCapabilities(bundle);
+  const chartValues = YAML.parse(chartValuesText(pristineText(dist, `${uuid}-chart/values.yaml`))) as BuildContext["chartValues"];
+  const ctx: BuildContext = { uuid, capabilities, chartValues };
   if (ctx.capabilities.length === 0) throw new Error(`${bundle} reported no capabilities`);
   return ctx;
 }
@@ -154,7 +156,7 @@ export async function postBuild(opts: PostBuildOptions): Promise<PostBuildResult
   // `npx pepr deploy` builds and applies Pepr's objects itself; these are what it leaves out.
   // Pepr's own ClusterRoleBinding binds its ClusterRole already; the watcher's binding is ours.
   const rbacKinds = new Set(["ClusterRole", "Role", "RoleBinding", "ClusterRoleBinding"]);
-  const webhookPatch = dataVolumeWebhookPatch(ctx, values);
+  const webhookPatch = dataVolumeWebhookPatch(ctx, values, manifest);
   const extras = forSharedServiceAccount(
     [
       ...manifest.filter(o => rbacKinds.has(o.kind) && o.metadata.name.startsWith(name) && !(o.kind === "ClusterRoleBinding" && o.metadata.name === name)),

@@ -107,12 +107,56 @@ const SHORT_WATCH_MS = 1_000;
 /** The stream key of a cluster-wide reflector (namespaces are DNS labels, never empty). */
 const ALL = "";
 
-function deepFreeze<V>(value: V): V {
-  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child);
+/** Longer strings (certificates, embedded documents) are rarely equal across objects: not worth a lookup. */
+const MAX_SHARED_STRING_LENGTH = 256;
+
+/**
+ * Equal strings of stored objects share one copy: JSON.parse gives every object its own "kubevirt.io/v1", image
+ * reference, label value, condition reason and message (about 300 bytes per VM of 10,000 alike VMs). Bounded: it
+ * forgets everything once it holds `capacity` strings, so values seen once (uids, resourceVersions, timestamps)
+ * cannot make it grow; a value that repeats is back in it within a few hundred objects.
+ */
+export class StringPool {
+  readonly #strings = new Map<string, string>();
+  readonly #capacity: number;
+
+  constructor(capacity = 4096) {
+    this.#capacity = capacity;
   }
-  return value;
+
+  get size(): number {
+    return this.#strings.size;
+  }
+
+  /** The pool's copy of `value` (`value` itself the first time). */
+  share(value: string): string {
+    if (value.length > MAX_SHARED_STRING_LENGTH) return value;
+    const shared = this.#strings.get(value);
+    if (shared !== undefined) return shared;
+    if (this.#strings.size >= this.#capacity) this.#strings.clear();
+    this.#strings.set(value, value);
+    return value;
+  }
+}
+
+/** Freezes `value` deeply; on the way its string values become the pool's copies. */
+export function freezeSharingStrings<V>(value: V, pool: StringPool): V {
+  if (value === null || typeof value !== "object" || Object.isFrozen(value)) return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const child: unknown = value[i];
+      if (typeof child === "string") value[i] = pool.share(child);
+      else freezeSharingStrings(child, pool);
+    }
+  } else {
+    const record = value as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      const child = record[key];
+      if (typeof child === "string") record[key] = pool.share(child);
+      else freezeSharingStrings(child, pool);
+    }
+  }
+  return Object.freeze(value);
 }
 
 function isKubeObject(value: unknown): value is KubeObject {
@@ -337,6 +381,8 @@ export class Informer<T extends KubeObject = KubeObject> {
   readonly #reflectorOpts: ReflectorOptions;
   readonly #transform: ((obj: T) => T) | undefined;
   readonly #store = new IndexedStore<T>();
+  /** One per informer: the objects of one kind repeat each other's values. */
+  readonly #strings = new StringPool();
   readonly #handlers = new Set<InformerHandlers<T>>();
   readonly #stats: InformerStats = { lists: 0, watches: 0, expired: 0, failures: 0, watching: false, streams: 0, objects: 0 };
   /** Stream key (a namespace, or ALL) → its reflector, while running. */
@@ -490,7 +536,7 @@ export class Informer<T extends KubeObject = KubeObject> {
     accept: raw => {
       if (!isKubeObject(raw)) return undefined;
       const obj = this.#transform ? this.#transform(raw as T) : (raw as T);
-      return deepFreeze(obj);
+      return freezeSharingStrings(obj, this.#strings);
     },
     replace: (namespace, items) => this.#replace(namespace, items),
     apply: (type, obj) => {

@@ -109,7 +109,9 @@ const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
 
 /**
  * What no consumer reads and every object carries: managedFields and kubectl's last-applied copy of the object
- * (often as large as the object itself). Dropped before an object is stored.
+ * (often as large as the object itself). Dropped before an object is stored. The object is the informer's own
+ * (just parsed): its metadata is replaced in place, because a copy by object spread (`{ ...obj, metadata }`)
+ * gave every stored VM a hidden class of its own once frozen (~230 bytes per VM in V8 maps and descriptors).
  */
 export function withoutBookkeeping<T extends KubeObject>(obj: T): T {
   const { managedFields: _managed, ...metadata }: ObjectMeta = obj.metadata;
@@ -117,7 +119,8 @@ export function withoutBookkeeping<T extends KubeObject>(obj: T): T {
     const { [LAST_APPLIED]: _lastApplied, ...rest } = metadata.annotations;
     metadata.annotations = rest;
   }
-  return { ...obj, metadata };
+  obj.metadata = metadata;
+  return obj;
 }
 
 /** The configuration as the informers follow it (capabilities/config/runtime.ts in the watcher). */

@@ -50,7 +50,8 @@ export interface Principal {
 export interface Credentials {
   authorization?: string;
   token?: string;
-  clientAddress: string;
+  /** Asked only when a check needs it (back-off, logs): a request with known credentials never resolves it. */
+  clientAddress(): string;
 }
 
 function unauthorized(retryAfterSeconds = 0): RedfishError {
@@ -126,8 +127,31 @@ export class Authenticator {
     return this.bcrypt.close();
   }
 
+  /**
+   * The principal of credentials this service has verified before — a remembered Basic header, a live session of a
+   * configured user — found without waiting; undefined when authenticate() has to decide. The hot path of every
+   * client that repeats its credentials: no hashing, no promise.
+   */
+  knownPrincipal(credentials: Credentials): Principal | undefined {
+    const settings = this.settings();
+    if (credentials.token !== undefined) {
+      const session = this.sessions.authenticate(credentials.token, settings.sessionTimeoutSeconds);
+      if (!session || session.identity) return undefined;
+      const account = settings.users.account(session.username);
+      if (!account || account.credentialFingerprint !== session.credentialFingerprint) return undefined;
+      const known = this.sessionPrincipals.get(session);
+      if (known?.account === account) return known;
+      const principal = { account, session };
+      this.sessionPrincipals.set(session, principal);
+      return principal;
+    }
+    return credentials.authorization !== undefined ? settings.users.verifiedHeader(credentials.authorization) : undefined;
+  }
+
   /** The principal of a request, or a 401 RedfishError. A present X-Auth-Token is never ignored. */
   async authenticate(credentials: Credentials): Promise<Principal> {
+    const known = this.knownPrincipal(credentials);
+    if (known) return known;
     const settings = this.settings();
     if (credentials.token !== undefined) {
       // An unknown token is not a failed login for back-off: 256-bit tokens cannot be guessed, and the
@@ -142,35 +166,25 @@ export class Authenticator {
         }
         return { ...(await this.identityAccount(session.identity, settings)).principal, session };
       }
-      const account = settings.users.account(session.username);
-      // A removed user or a changed password ends the user's sessions.
-      if (!account || account.credentialFingerprint !== session.credentialFingerprint) {
-        this.sessions.delete(session.id);
-        throw unauthorized();
-      }
-      const known = this.sessionPrincipals.get(session);
-      if (known?.account === account) return known;
-      const principal = { account, session };
-      this.sessionPrincipals.set(session, principal);
-      return principal;
+      // Not known: the user was removed or its password changed, which ends the user's sessions.
+      this.sessions.delete(session.id);
+      throw unauthorized();
     }
     if (credentials.authorization !== undefined) {
-      const known = settings.users.verifiedHeader(credentials.authorization);
-      if (known) return known;
       const bearer = /^bearer\s+(\S+)\s*$/i.exec(credentials.authorization);
       if (bearer && settings.kubernetesIdentities.enabled) {
-        return (await this.identityAccount(await this.reviewToken(bearer[1], credentials.clientAddress), settings)).principal;
+        return (await this.identityAccount(await this.reviewToken(bearer[1], credentials.clientAddress()), settings)).principal;
       }
       const basic = parseBasic(credentials.authorization);
       if (basic && this.isTokenLogin(basic.username, settings)) {
         // Not remembered as a header: the token is kept only as a digest (kubernetes.ts).
-        return (await this.identityAccount(await this.reviewToken(basic.password, credentials.clientAddress), settings)).principal;
+        return (await this.identityAccount(await this.reviewToken(basic.password, credentials.clientAddress()), settings)).principal;
       }
       if (!basic) {
-        this.backoff.recordFailure(backoffKeys(undefined, credentials.clientAddress), settings.lockout);
+        this.backoff.recordFailure(backoffKeys(undefined, credentials.clientAddress()), settings.lockout);
         throw unauthorized();
       }
-      const account = await this.verifyPassword(basic.username, basic.password, credentials.clientAddress);
+      const account = await this.verifyPassword(basic.username, basic.password, credentials.clientAddress());
       settings.users.rememberHeader(credentials.authorization, account);
       return { account };
     }

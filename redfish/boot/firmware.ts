@@ -13,6 +13,17 @@ export function bootModeOf(podSpec: Record<string, unknown> | undefined): BootMo
   return asObject(firmwareOf(podSpec)?.bootloader)?.efi !== undefined ? "UEFI" : "Legacy";
 }
 
+/** Secure boot as KubeVirt reads the spec: only with EFI, and on for `efi: {}` unless `secureBoot: false`. */
+function secureBootOf(podSpec: Record<string, unknown> | undefined): boolean {
+  const efi = asObject(asObject(firmwareOf(podSpec)?.bootloader)?.efi);
+  return efi !== undefined && efi.secureBoot !== false;
+}
+
+/** The running guest (VMI spec) has other firmware than the template: boot mode or secure boot changed since it started. */
+export function firmwareChanged(vmiSpec: Record<string, unknown> | undefined, templateSpec: Record<string, unknown> | undefined): boolean {
+  return bootModeOf(vmiSpec) !== bootModeOf(templateSpec) || secureBootOf(vmiSpec) !== secureBootOf(templateSpec);
+}
+
 /**
  * Patch operations that switch the template's bootloader. UEFI is written with `secureBoot: false`: KubeVirt's
  * default secure boot needs SMM and signed guests, which a Redfish client asking for UEFI does not imply.

@@ -1,10 +1,10 @@
 // The boot override as recorded on the VM (annotation), and what it means given the VM and its VMI now.
 // The annotation is the only state: it survives restarts of the module and is read back from the cache.
 import { z } from "zod";
-import { Log } from "../platform";
 import type { KubeObject, VmRecord } from "../cache/types";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
 import { CD_VOLUME } from "../media/model";
+import { annotationJson } from "./annotation-json";
 import { bootDevicesOf, matchesOrders } from "./devices";
 
 export const BOOT_OVERRIDE_ANNOTATION = "kubevirt-infra.io/boot-override";
@@ -28,32 +28,9 @@ export function serializeOverride(rec: BootOverrideRecord): string {
   return JSON.stringify(rec);
 }
 
-const warnedUnreadable = new Set<string>();
-
 /** The recorded override, or undefined when none (or unreadable: logged, then treated as none). */
 export function recordedOverride(vm: Readonly<KubeObject>): BootOverrideRecord | undefined {
-  const raw = vm.metadata.annotations?.[BOOT_OVERRIDE_ANNOTATION];
-  if (typeof raw !== "string") return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    json = undefined;
-  }
-  const parsed = overrideSchema.safeParse(json);
-  if (!parsed.success) {
-    // Views read this on every GET: warn once per VM and value, not per request.
-    const seen = `${vm.metadata.uid}\n${raw}`;
-    if (warnedUnreadable.has(seen)) return undefined;
-    if (warnedUnreadable.size > 1000) warnedUnreadable.clear();
-    warnedUnreadable.add(seen);
-    Log.warn(
-      { namespace: vm.metadata.namespace, name: vm.metadata.name },
-      `ignoring unreadable ${BOOT_OVERRIDE_ANNOTATION} annotation`,
-    );
-    return undefined;
-  }
-  return parsed.data;
+  return annotationJson(vm, BOOT_OVERRIDE_ANNOTATION, overrideSchema);
 }
 
 /** The template key of the virtual CD drive, whether or not it holds media now. */

@@ -24,6 +24,8 @@ export const CHASSIS_INDEX = "chassis";
 export const DECLARED_DATAVOLUME_INDEX = "dataVolume";
 
 const KINDS: readonly CachedKind[] = ["VirtualMachine", "VirtualMachineInstance", "DataVolume"];
+/** The DataVolumes of a VM that has none (most of a fleet): one shared empty list instead of one per record. */
+const NO_DATAVOLUMES: readonly KubeObject[] = Object.freeze([]);
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === "object" && !Object.isFrozen(value)) {
@@ -253,7 +255,7 @@ export class WatchCache implements ClusterCache {
       Object.freeze({
         vm,
         ...(vmi ? { vmi } : {}),
-        dataVolumes: Object.freeze(dataVolumes),
+        dataVolumes: dataVolumes.length > 0 ? Object.freeze(dataVolumes) : NO_DATAVOLUMES,
       }),
     );
   }

@@ -94,6 +94,8 @@ export class HttpEventDelivery implements EventDelivery {
     try {
       await this.#send(outbox.sub, record);
       this.stats.delivered++;
+      // Delivered: the back-off starts over (client-go's Forget), so the next event is sent when it is raised.
+      this.#queue.forget(id);
     } catch (error) {
       if (this.#queue.numRequeues(id) < this.#options.retryAttempts) throw error;
       this.stats.abandoned++;

@@ -22,7 +22,7 @@ import { Log } from "../platform";
 import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
-import { bootModeOf } from "../boot/firmware";
+import { firmwareChanged } from "../boot/firmware";
 import { KubeApiError, clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
 import { KubeVirtApiUnavailable, redfishFailure } from "../kubevirt/failures";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
@@ -57,7 +57,7 @@ export interface PowerDeps {
 export function templateChangePending(rec: VmRecord): boolean {
   if (!rec.vmi) return false;
   if (overrideAwaitingStart(rec) || hasCondition(rec.vm, "RestartRequired")) return true;
-  return bootModeOf(vmiSpecOf(rec.vmi)) !== bootModeOf(templateSpecOf(rec.vm));
+  return firmwareChanged(vmiSpecOf(rec.vmi), templateSpecOf(rec.vm));
 }
 
 function planContext(rec: VmRecord, settings: PowerSettings): PlanContext {
@@ -125,7 +125,7 @@ export async function reset(rec: VmRecord, resetType: string, deps: PowerDeps): 
 }
 
 /** Reset types that create a VMI from the current template (a start, or a restart into a new VMI). */
-function startsGuest(rec: VmRecord, resetType: string): boolean {
+export function startsGuest(rec: VmRecord, resetType: string): boolean {
   switch (resetType) {
     case "On":
     case "ForceRestart":

@@ -1,16 +1,15 @@
 // AccountService: a read-only view of the configured users. Like a Redfish user without the
 // ConfigureUsers privilege, each user sees only its own account; passwords are never shown.
-import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
-import { resource, type RedfishContext, type RedfishEnv } from "./context";
+import { resource, type RedfishContext, type ResourceRoutes } from "./context";
 import { registerRoles, roleUri, ROLES_URI, USER_ROLE } from "./roles";
 
 const ACCOUNTS_URI = `${SERVICE_ROOT}/AccountService/Accounts`;
 const accountUri = (username: string) => `${ACCOUNTS_URI}/${encodeURIComponent(username)}`;
 
-export function registerAccountService(app: Hono<RedfishEnv>): void {
-  resource(app, `${SERVICE_ROOT}/AccountService`, {
+export function registerAccountService(routes: ResourceRoutes): void {
+  resource(routes, `${SERVICE_ROOT}/AccountService`, {
     GET: c => {
       const { lockout } = c.get("settings");
       return sendJson(
@@ -35,7 +34,7 @@ export function registerAccountService(app: Hono<RedfishEnv>): void {
     },
   });
 
-  resource(app, ACCOUNTS_URI, {
+  resource(routes, ACCOUNTS_URI, {
     GET: c =>
       sendJson(c, collection("ManagerAccountCollection", ACCOUNTS_URI, "Accounts Collection", [accountUri(c.get("principal").account.username)]), {
         conditional: true,
@@ -48,7 +47,7 @@ export function registerAccountService(app: Hono<RedfishEnv>): void {
     if (id !== account.username) throw notFound("ManagerAccount", id);
     return account;
   };
-  resource(app, `${ACCOUNTS_URI}/:id`, {
+  resource(routes, `${ACCOUNTS_URI}/:id`, {
     GET: c => {
       const account = ownAccount(c);
       return sendJson(
@@ -72,5 +71,5 @@ export function registerAccountService(app: Hono<RedfishEnv>): void {
     },
   }, ownAccount);
 
-  registerRoles(app);
+  registerRoles(routes);
 }

@@ -1,11 +1,23 @@
-// Bios: read-only Attributes that reflect the VM's firmware settings as its template has them (what the next
-// start uses). No writable settings yet (no @Redfish.Settings): a PATCH is 405 with Allow: GET, HEAD.
-import type { Hono } from "hono";
-import { envelope, sendJson, SERVICE_ROOT } from "../odata";
-import { resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+// Bios: Attributes that reflect the VM's firmware settings as its template has them (what the next start uses), and
+// the `@Redfish.Settings` object Bios/Settings where BootMode and SecureBoot changes wait for the next start
+// (bios-settings.ts). Bios itself is read-only (PATCH 405); Bios.ResetBios records the defaults as pending settings.
+import { z } from "zod";
+import { PATCH_BOOT } from "../auth/kubernetes";
+import { checkIfMatchEtag, envelope, parseBody, readRequestText, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
+import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type ResourceRoutes, type ServiceDeps, type VisibleSystem } from "./context";
 import { biosVersion, configuredFirmware, cpuTopology, machineType } from "./hardware";
+import {
+  BIOS_APPLY_TIMES,
+  WRITABLE_BIOS_ATTRIBUTES,
+  parseBiosSettingsPatch,
+  pendingBiosSettings,
+  recordBiosSettings,
+  resetBiosSettings,
+} from "./bios-settings";
 
 export const biosUri = (systemId: string) => `${systemUri(systemId)}/Bios`;
+const biosSettingsUri = (systemId: string) => `${biosUri(systemId)}/Settings`;
+const RESET_BIOS_ACTION = "Bios.ResetBios";
 
 /** The attributes, named like common vendor BIOS attributes (Ironic stores them as its BIOS settings). */
 export function biosAttributes(system: VisibleSystem): Record<string, string | number | boolean> {
@@ -23,22 +35,67 @@ export function biosAttributes(system: VisibleSystem): Record<string, string | n
   };
 }
 
-export function registerBios(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+function renderBios(system: VisibleSystem): Record<string, unknown> {
+  const uri = biosUri(system.id);
+  return {
+    ...envelope("Bios", uri),
+    Id: "Bios",
+    Name: "BIOS Configuration",
+    Description: `Firmware settings of the KubeVirt VirtualMachine (${biosVersion(system.rec)}); BootMode and SecureBoot are set through Bios/Settings and applied at the next start`,
+    Attributes: biosAttributes(system),
+    "@Redfish.Settings": {
+      "@odata.type": "#Settings.v1_3_5.Settings",
+      SettingsObject: { "@odata.id": biosSettingsUri(system.id) },
+      SupportedApplyTimes: BIOS_APPLY_TIMES,
+    },
+    Actions: { [`#${RESET_BIOS_ACTION}`]: { target: `${uri}/Actions/${RESET_BIOS_ACTION}` } },
+  };
+}
+
+/** The SettingsObject: only the attributes that are pending (empty when nothing waits for the next start). */
+function renderBiosSettings(system: VisibleSystem): Record<string, unknown> {
+  return {
+    ...envelope("Bios", biosSettingsUri(system.id)),
+    Id: "Settings",
+    Name: "BIOS Pending Settings",
+    Description: "BIOS attributes applied at the next start of the VirtualMachine (writable: BootMode, SecureBoot)",
+    Attributes: pendingBiosSettings(system.rec.vm),
+    "@Redfish.SettingsApplyTime": { "@odata.type": "#Settings.v1_1_0.PreferredApplyTime", ApplyTime: "OnReset", "ApplyTime@Redfish.AllowableValues": BIOS_APPLY_TIMES },
+  };
+}
+
+const resetBiosBody = z.strictObject({});
+
+export function registerBios(routes: ResourceRoutes, deps: ServiceDeps): void {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Bios`, {
-    GET: c => {
+  const bios = (target: VisibleSystem) => cachedSystemResource(deps, "Bios", target, () => renderBios(target));
+  const settings = (target: VisibleSystem) => cachedSystemResource(deps, "BiosSettings", target, () => renderBiosSettings(target));
+  const readOnlyAttributes = (target: VisibleSystem) => Object.keys(biosAttributes(target)).filter(name => !WRITABLE_BIOS_ATTRIBUTES.includes(name));
+
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/Bios`, {
+    GET: c => sendRepresentation(c, bios(system(c)), { conditional: true }),
+  }, system);
+
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/Bios/Settings`, {
+    GET: c => sendRepresentation(c, settings(system(c)), { conditional: true }),
+    PATCH: async c => {
       const target = system(c);
-      return sendJson(
-        c,
-        {
-          ...envelope("Bios", biosUri(target.id)),
-          Id: "Bios",
-          Name: "BIOS Configuration",
-          Description: `Firmware settings of the KubeVirt VirtualMachine (${biosVersion(target.rec)}), read-only`,
-          Attributes: biosAttributes(target),
-        },
-        { conditional: true },
-      );
+      const patch = parseBiosSettingsPatch(await readJsonObject(c), readOnlyAttributes(target));
+      checkIfMatchEtag(c.req.header("If-Match"), settings(target).etag);
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
+      await recordBiosSettings(deps.driver, target.rec, patch);
+      return new Response(null, { status: 204 });
+    },
+  }, system);
+
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/Bios/Actions/${RESET_BIOS_ACTION}`, {
+    POST: async c => {
+      const target = system(c);
+      // sushy posts ResetBios without a body first; an empty object is the same request.
+      if ((await readRequestText(c)).trim() !== "") parseBody(resetBiosBody, await readJsonObject(c), RESET_BIOS_ACTION);
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
+      await resetBiosSettings(deps.driver, target.rec);
+      return new Response(null, { status: 204 });
     },
   }, system);
 }

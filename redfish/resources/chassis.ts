@@ -1,11 +1,10 @@
 // Chassis: one per configured chassis (a namespace plus an optional VM selector) the user may see.
-import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
-import { chassisUri, resource, systemIdOf, systemUri, userChassis, type RedfishContext, type RedfishEnv, type ServiceDeps } from "./context";
+import { chassisUri, resource, systemIdOf, systemUri, userChassis, type RedfishContext, type ServiceDeps, type ResourceRoutes } from "./context";
 
-export function registerChassis(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  resource(app, `${SERVICE_ROOT}/Chassis`, {
+export function registerChassis(routes: ResourceRoutes, deps: ServiceDeps): void {
+  resource(routes, `${SERVICE_ROOT}/Chassis`, {
     GET: c =>
       sendJson(c, collection("ChassisCollection", `${SERVICE_ROOT}/Chassis`, "Chassis Collection", userChassis(c).map(chassisUri)), {
         conditional: true,
@@ -18,7 +17,7 @@ export function registerChassis(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     if (!config || !userChassis(c).includes(name)) throw notFound("Chassis", name);
     return { name, config };
   };
-  resource(app, `${SERVICE_ROOT}/Chassis/:name`, {
+  resource(routes, `${SERVICE_ROOT}/Chassis/:name`, {
     GET: c => {
       const { name, config } = visibleChassis(c);
       const systems = deps.cache.listVmsInChassis(name).map(rec => link(systemUri(systemIdOf(rec))));

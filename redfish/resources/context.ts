@@ -6,14 +6,14 @@ import type { Authenticator } from "../auth";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import type { KubeVirtDriver } from "../kubevirt/driver";
 import { baseError, notFound } from "../errors";
-import { hasProtocolHeaders, SERVICE_ROOT, type Representation } from "../odata";
+import { clientAddress } from "../auth/client-address";
+import { hasProtocolHeaders, incomingMessage, requestHeader, SERVICE_ROOT, type Representation } from "../odata";
 import type { ResponseCache } from "../response-cache";
 import type { ServiceSettings } from "../settings";
 
 export interface RedfishVariables {
   principal: Principal;
   settings: ServiceSettings;
-  clientAddress: string;
   /** The Allow value of the addressed resource, for responses that build their headers in one go. */
   allow: string;
 }
@@ -61,20 +61,36 @@ export interface ResourceMethods {
 }
 
 /**
- * Registers a resource: its methods, HEAD for GET, and 405 with `Allow` for every other method.
+ * Where resource modules register their routes: the Hono app, and the admission (protocol checks and
+ * authentication, app.ts) that every route runs first. Admission wraps each route's handler instead of being one
+ * `app.use` middleware: a route with one handler is called directly by Hono, and a request whose credentials are
+ * known is answered without a promise (a composed middleware chain costs a promise and a microtask per level).
+ */
+export interface ResourceRoutes {
+  readonly app: Hono<RedfishEnv>;
+  readonly admit: (handler: Handler) => Handler;
+}
+
+/**
+ * The handler of a resource: its methods, HEAD for GET, and 405 with `Allow` for every other method.
  * `lookup` resolves the addressed resource first (throwing its 404), so a resource the principal may not
  * see is the same 404 on every verb, never a 405 that would tell it apart from a missing one.
  */
-export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceMethods, lookup?: (c: RedfishContext) => unknown): void {
+export function resourceHandler(methods: ResourceMethods, lookup?: (c: RedfishContext) => unknown): Handler {
   const allow = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
     .filter(m => (m === "HEAD" ? methods.GET : methods[m as keyof ResourceMethods]))
     .join(", ");
-  app.all(path, async c => {
+  const withAllow = (res: Response): Response => {
+    if (!hasProtocolHeaders(res)) res.headers.set("Allow", allow);
+    return res;
+  };
+  return c => {
     const method = c.req.method.toUpperCase();
     if (method === "HEAD" && methods.GET) {
-      const res = await methods.GET(c);
-      res.headers.set("Allow", allow);
-      return new Response(null, { status: res.status, headers: res.headers });
+      return Promise.resolve(methods.GET(c)).then(res => {
+        res.headers.set("Allow", allow);
+        return new Response(null, { status: res.status, headers: res.headers });
+      });
     }
     const handler = methods[method as keyof ResourceMethods];
     if (!handler) {
@@ -83,10 +99,19 @@ export function resource(app: Hono<RedfishEnv>, path: string, methods: ResourceM
     }
     if (method !== "GET") return handler(c);
     c.set("allow", allow);
-    const res = await handler(c);
-    if (!hasProtocolHeaders(res)) res.headers.set("Allow", allow);
-    return res;
-  });
+    const res = handler(c);
+    return res instanceof Promise ? res.then(withAllow) : withAllow(res);
+  };
+}
+
+/** Registers a resource (see resourceHandler) behind the app's admission. */
+export function resource(routes: ResourceRoutes, path: string, methods: ResourceMethods, lookup?: (c: RedfishContext) => unknown): void {
+  routes.app.all(path, routes.admit(resourceHandler(methods, lookup)));
+}
+
+/** The client address (back-off, sessions, logs) of an admitted request; asked for only by the checks that need it. */
+export function clientAddressOf(c: RedfishContext): string {
+  return clientAddress(incomingMessage(c)?.socket?.remoteAddress, requestHeader(c, "x-forwarded-for"), c.get("settings").isTrustedProxy);
 }
 
 // ---- tenant-scoped access ----

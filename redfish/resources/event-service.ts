@@ -1,7 +1,6 @@
 // EventService: the service description, the Subscriptions collection (push-style EventDestinations, per user)
 // and the ServerSentEventUri stream. Events come from redfish/events (derived from the watch cache); a user only
 // sees, deletes and receives through their own subscriptions, and only events of systems they may see.
-import type { Hono } from "hono";
 import { z } from "zod";
 import { streamSSE } from "hono/streaming";
 import { baseError, notFound } from "../errors";
@@ -11,7 +10,7 @@ import { parseSseFilter, SseFilterError, type SseFilter } from "../events/sse-fi
 import { newSubscription, parseHttpHeaders, subscriptionRequestSchema, type Subscription } from "../events/subscriptions";
 import { collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
 import { checkImageUrl, type ImageUrlPolicyConfig } from "../url-policy";
-import { resource, type RedfishContext, type RedfishEnv } from "./context";
+import { resource, type RedfishContext, type ResourceRoutes } from "./context";
 
 export const EVENT_SERVICE_URI = `${SERVICE_ROOT}/EventService`;
 export const SUBSCRIPTIONS_URI = `${EVENT_SERVICE_URI}/Subscriptions`;
@@ -64,11 +63,11 @@ function renderSubscription(sub: Subscription): Record<string, unknown> {
   };
 }
 
-export function registerEventService(app: Hono<RedfishEnv>, options: EventServiceOptions): void {
+export function registerEventService(routes: ResourceRoutes, options: EventServiceOptions): void {
   const { hub } = options;
   const owner = (c: RedfishContext) => c.get("principal").account.username;
 
-  resource(app, EVENT_SERVICE_URI, {
+  resource(routes, EVENT_SERVICE_URI, {
     GET: c =>
       sendJson(
         c,
@@ -105,7 +104,7 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
       ),
   });
 
-  resource(app, SUBSCRIPTIONS_URI, {
+  resource(routes, SUBSCRIPTIONS_URI, {
     GET: c =>
       sendJson(
         c,
@@ -149,7 +148,7 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
     return sub;
   };
   resource(
-    app,
+    routes,
     `${SUBSCRIPTIONS_URI}/:id`,
     {
       GET: c => sendJson(c, renderSubscription(ownSubscription(c)), { conditional: true }),
@@ -162,7 +161,7 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
     ownSubscription,
   );
 
-  resource(app, SUBMIT_TEST_EVENT_URI, {
+  resource(routes, SUBMIT_TEST_EVENT_URI, {
     POST: async c => {
       const body = parseBody(testEventSchema, await readJsonObject(c), TEST_EVENT_ACTION);
       hub.submitTestEvent(owner(c), {
@@ -178,7 +177,7 @@ export function registerEventService(app: Hono<RedfishEnv>, options: EventServic
     },
   });
 
-  resource(app, SSE_URI, {
+  resource(routes, SSE_URI, {
     GET: c => {
       const username = owner(c);
       const identity = c.get("principal").account.identity;

@@ -1,5 +1,4 @@
 // Managers: one BMC per System (as a physical server has its own), managing exactly that system.
-import type { Hono } from "hono";
 import cfg from "../../package.json";
 import { collection, envelope, link, sendJson, sendRepresentation, SERVICE_ROOT } from "../odata";
 import {
@@ -11,9 +10,9 @@ import {
   systemUri,
   visibleSystemIds,
   type RedfishContext,
-  type RedfishEnv,
   type ServiceDeps,
   type VisibleSystem,
+  type ResourceRoutes,
 } from "./context";
 import { firmwareUuid, uuidV5 } from "./hardware";
 
@@ -39,10 +38,10 @@ function renderManager(system: VisibleSystem): Record<string, unknown> {
   };
 }
 
-export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerManagers(routes: ResourceRoutes, deps: ServiceDeps): void {
   const { cache } = deps;
 
-  resource(app, `${SERVICE_ROOT}/Managers`, {
+  resource(routes, `${SERVICE_ROOT}/Managers`, {
     GET: c =>
       sendJson(c, collection("ManagerCollection", `${SERVICE_ROOT}/Managers`, "Manager Collection", visibleSystemIds(c, cache).map(managerUri)), {
         conditional: true,
@@ -50,7 +49,7 @@ export function registerManagers(app: Hono<RedfishEnv>, deps: ServiceDeps): void
   });
 
   const managedSystem = (c: RedfishContext) => resolveSystem(c, cache, c.req.param("id") ?? "", "Manager");
-  resource(app, `${SERVICE_ROOT}/Managers/:id`, {
+  resource(routes, `${SERVICE_ROOT}/Managers/:id`, {
     GET: c => {
       const system = managedSystem(c);
       return sendRepresentation(c, cachedSystemResource(deps, "Manager", system, () => renderManager(system)), { conditional: true });

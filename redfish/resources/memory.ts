@@ -1,8 +1,7 @@
 // Memory: the guest memory as DIMM-like modules, one per socket, whose CapacityMiB add up to the guest memory
 // (the ComputerSystem's MemorySummary is what Ironic's inspection reads for memory_mb).
-import type { Hono } from "hono";
 import { envelope } from "../odata";
-import type { RedfishEnv, ServiceDeps, VisibleSystem } from "./context";
+import type { ServiceDeps, VisibleSystem, ResourceRoutes } from "./context";
 import { cpuTopology, memoryBytes } from "./hardware";
 import { registerSystemCollection, systemCollectionUri } from "./system-collection";
 
@@ -16,8 +15,8 @@ export function memoryModulesMiB(system: VisibleSystem): number[] {
   return Array.from({ length: count }, (_, i) => (i === 0 ? totalMiB - each * (count - 1) : each));
 }
 
-export function registerMemory(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  registerSystemCollection(app, deps, {
+export function registerMemory(routes: ResourceRoutes, deps: ServiceDeps): void {
+  registerSystemCollection(routes, deps, {
     segment: "Memory",
     type: "MemoryCollection",
     name: "Memory Collection",

@@ -1,8 +1,7 @@
 // Processors: one Processor per socket of the VM's CPU topology, as Ironic's redfish inspection reads them
 // (cpus = the sum of TotalThreads, cpu_arch from ProcessorArchitecture).
-import type { Hono } from "hono";
 import { envelope } from "../odata";
-import type { RedfishEnv, ServiceDeps, VisibleSystem } from "./context";
+import type { ServiceDeps, VisibleSystem, ResourceRoutes } from "./context";
 import { architecture, cpuTopology } from "./hardware";
 import { registerSystemCollection, systemCollectionUri } from "./system-collection";
 
@@ -25,8 +24,8 @@ function renderProcessor(system: VisibleSystem, id: string): Record<string, unkn
   };
 }
 
-export function registerProcessors(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  registerSystemCollection(app, deps, {
+export function registerProcessors(routes: ResourceRoutes, deps: ServiceDeps): void {
+  registerSystemCollection(routes, deps, {
     segment: "Processors",
     type: "ProcessorCollection",
     name: "Processors Collection",

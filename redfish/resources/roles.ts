@@ -1,10 +1,9 @@
 // AccountService/Roles: the three Redfish predefined roles with the privileges they carry here. Every configured
 // user is an Operator: it logs in, manages its own sessions and acts on the systems of its chassis (power, boot,
 // virtual media = ConfigureComponents); users and the service itself are configured in the module configuration.
-import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, envelope, sendJson, SERVICE_ROOT } from "../odata";
-import { resource, type RedfishContext, type RedfishEnv } from "./context";
+import { resource, type RedfishContext, type ResourceRoutes } from "./context";
 
 export const ROLES_URI = `${SERVICE_ROOT}/AccountService/Roles`;
 export const roleUri = (id: string) => `${ROLES_URI}/${encodeURIComponent(id)}`;
@@ -27,8 +26,8 @@ const ROLES: Record<string, { privileges: string[]; description: string }> = {
   },
 };
 
-export function registerRoles(app: Hono<RedfishEnv>): void {
-  resource(app, ROLES_URI, {
+export function registerRoles(routes: ResourceRoutes): void {
+  resource(routes, ROLES_URI, {
     GET: c => sendJson(c, collection("RoleCollection", ROLES_URI, "Roles Collection", Object.keys(ROLES).map(roleUri)), { conditional: true }),
   });
 
@@ -38,7 +37,7 @@ export function registerRoles(app: Hono<RedfishEnv>): void {
     if (!found) throw notFound("Role", id);
     return { id, ...found };
   };
-  resource(app, `${ROLES_URI}/:role`, {
+  resource(routes, `${ROLES_URI}/:role`, {
     GET: c => {
       const { id, privileges, description } = role(c);
       return sendJson(

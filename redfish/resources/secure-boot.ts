@@ -1,15 +1,15 @@
 // SecureBoot: UEFI secure boot as the VM has it. SecureBootEnable is the template's setting (what the next start
 // uses), SecureBootCurrentBoot what the running guest booted with. PATCH SecureBootEnable writes the template (with
 // the SMM feature secure boot needs), applied at the next start; a legacy BIOS VM answers 409.
-import type { Hono } from "hono";
 import { z } from "zod";
+import { PATCH_BOOT } from "../auth/kubernetes";
 import { patchWithRetry } from "../boot";
 import { secureBootOps } from "../boot/firmware";
 import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
 import { redfishFailure } from "../kubevirt/failures";
 import type { VmRecord } from "../cache/types";
 import { checkIfMatchEtag, envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
-import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
 export const secureBootUri = (systemId: string) => `${systemUri(systemId)}/SecureBoot`;
@@ -52,8 +52,11 @@ export function parseSecureBootPatch(body: Record<string, unknown>): boolean {
   return parsed.data.SecureBootEnable;
 }
 
-/** The template patch for SecureBootEnable; 409 for a legacy BIOS VM (secure boot is a UEFI feature). */
-function secureBootPlan(rec: VmRecord, enable: boolean) {
+/**
+ * The template patch that turns secure boot on or off; 409 naming `property` (what the client set) for a legacy BIOS
+ * VM (secure boot is a UEFI feature). Used by the SecureBoot PATCH and by pending Bios settings.
+ */
+export function secureBootPlan(rec: VmRecord, enable: boolean, property = { name: "SecureBootEnable", value: "true" }) {
   const ops = secureBootOps(rec.vm, enable);
   if (ops) return ops;
   if (!enable) return []; // legacy BIOS: secure boot is off, as asked
@@ -61,17 +64,17 @@ function secureBootPlan(rec: VmRecord, enable: boolean) {
   throw new RedfishError(
     409,
     `${BASE_REGISTRY}.PropertyValueResourceConflict`,
-    `SecureBootEnable true needs UEFI firmware, and VirtualMachine ${namespace}/${name} boots legacy BIOS. Set Boot/BootSourceOverrideMode to UEFI first.`,
-    ["SecureBootEnable", "true", `${systemUri(`${namespace}.${name}`)}`],
-    { relatedProperties: ["#/SecureBootEnable"] },
+    `${property.name} ${property.value} needs UEFI firmware, and VirtualMachine ${namespace}/${name} boots legacy BIOS. Set Boot/BootSourceOverrideMode to UEFI first.`,
+    [property.name, property.value, `${systemUri(`${namespace}.${name}`)}`],
+    { relatedProperties: [`#/${property.name}`] },
   );
 }
 
-export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerSecureBoot(routes: ResourceRoutes, deps: ServiceDeps): void {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
   const representation = (target: VisibleSystem) =>
     cachedSystemResource(deps, "SecureBoot", target, () => renderSecureBoot(target));
-  resource(app, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
     GET: c => {
       const target = system(c);
       return sendRepresentation(c, representation(target), { conditional: true });
@@ -80,6 +83,7 @@ export function registerSecureBoot(app: Hono<RedfishEnv>, deps: ServiceDeps): vo
       const target = system(c);
       const enable = parseSecureBootPatch(await readJsonObject(c));
       checkIfMatchEtag(c.req.header("If-Match"), representation(target).etag);
+      await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       try {
         await patchWithRetry(deps.driver, target.rec, rec => secureBootPlan(rec, enable));
       } catch (e) {

@@ -1,5 +1,4 @@
 // The unauthenticated entry points: /redfish, the ServiceRoot, the OData service document and $metadata.
-import type { Hono } from "hono";
 import cfg from "../../package.json";
 import {
   COLLECTION_TYPES,
@@ -10,7 +9,7 @@ import {
   sendJson,
   SERVICE_ROOT,
 } from "../odata";
-import { resource, type RedfishEnv, type ServiceDeps } from "./context";
+import { resource, type ServiceDeps, type ResourceRoutes } from "./context";
 import { uuidV5 } from "./hardware";
 import { SESSIONS_URI } from "./session-service";
 
@@ -45,6 +44,7 @@ export function metadataDocument(): string {
   for (const type of Object.values(COLLECTION_TYPES)) ref(`${type}_v1.xml`, [type]);
   ref("Resource_v1.xml", ["Resource", "Resource.v1_0_0"]);
   ref("Message_v1.xml", ["Message", "Message.v1_1_1"]);
+  ref("Settings_v1.xml", ["Settings", "Settings.v1_3_5"]); // Bios @Redfish.Settings
   refs.push(
     `  <edmx:Reference Uri="http://redfish.dmtf.org/schemas/v1/RedfishExtensions_v1.xml">\n` +
       `    <edmx:Include Namespace="RedfishExtensions.v1_0_0" Alias="Redfish"/>\n` +
@@ -64,10 +64,10 @@ export function metadataDocument(): string {
   ].join("\n");
 }
 
-export function registerServiceRoot(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  resource(app, "/redfish", { GET: c => sendJson(c, { v1: `${SERVICE_ROOT}/` }, { conditional: true }) });
+export function registerServiceRoot(routes: ResourceRoutes, deps: ServiceDeps): void {
+  resource(routes, "/redfish", { GET: c => sendJson(c, { v1: `${SERVICE_ROOT}/` }, { conditional: true }) });
 
-  resource(app, SERVICE_ROOT, {
+  resource(routes, SERVICE_ROOT, {
     GET: c =>
       sendJson(
         c,
@@ -93,7 +93,7 @@ export function registerServiceRoot(app: Hono<RedfishEnv>, deps: ServiceDeps): v
       ),
   });
 
-  resource(app, `${SERVICE_ROOT}/odata`, {
+  resource(routes, `${SERVICE_ROOT}/odata`, {
     GET: c =>
       sendJson(
         c,
@@ -109,7 +109,7 @@ export function registerServiceRoot(app: Hono<RedfishEnv>, deps: ServiceDeps): v
   });
 
   const metadata = metadataDocument();
-  resource(app, `${SERVICE_ROOT}/$metadata`, {
+  resource(routes, `${SERVICE_ROOT}/$metadata`, {
     GET: () => new Response(metadata, { headers: { "Content-Type": "application/xml; charset=utf-8" } }),
   });
 }

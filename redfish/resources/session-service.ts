@@ -1,11 +1,10 @@
 // SessionService and Sessions: POST login (201, X-Auth-Token, Location), GET, DELETE logout.
 // A user sees and deletes only its own sessions; another user's session is the same 404 as none.
-import type { Hono } from "hono";
 import { z } from "zod";
 import type { Session } from "../auth/sessions";
 import { notFound } from "../errors";
 import { checkIfMatch, collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
-import { resource, type RedfishContext, type RedfishEnv, type ServiceDeps } from "./context";
+import { clientAddressOf, resource, resourceHandler, type RedfishContext, type ServiceDeps, type ResourceRoutes } from "./context";
 
 export const SESSIONS_URI = `${SERVICE_ROOT}/SessionService/Sessions`;
 /** The collection's `Members` path: some clients (the DMTF Protocol Validator) POST logins there. */
@@ -31,7 +30,7 @@ function renderSession(session: Session): Record<string, unknown> {
   };
 }
 
-export function registerSessionService(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerSessionService(routes: ResourceRoutes, deps: ServiceDeps): void {
   const { auth } = deps;
   const sessionsCollection = (username: string) =>
     collection("SessionCollection", SESSIONS_URI, "Session Collection", auth.sessionsOf(username).map(s => sessionUri(s.id)));
@@ -42,7 +41,7 @@ export function registerSessionService(app: Hono<RedfishEnv>, deps: ServiceDeps)
     return session;
   };
 
-  resource(app, `${SERVICE_ROOT}/SessionService`, {
+  resource(routes, `${SERVICE_ROOT}/SessionService`, {
     GET: c =>
       sendJson(
         c,
@@ -63,26 +62,32 @@ export function registerSessionService(app: Hono<RedfishEnv>, deps: ServiceDeps)
   // Login: the app lets this one request through without credentials; the body carries them.
   const login = async (c: RedfishContext) => {
     const body = parseBody(loginBody, await readJsonObject(c));
-    const account = await auth.verifyPassword(body.UserName, body.Password, c.get("clientAddress"));
+    const address = clientAddressOf(c);
+    const account = await auth.verifyPassword(body.UserName, body.Password, address);
     checkIfMatch(c.req.header("If-Match"), sessionsCollection(account.username));
-    const { session, token } = auth.openSession(account, c.get("clientAddress"), body.Context);
+    const { session, token } = auth.openSession(account, address, body.Context);
     return sendJson(c, renderSession(session), {
       status: 201,
       headers: { "X-Auth-Token": token, Location: sessionUri(session.id), "Cache-Control": "no-store" },
     });
   };
-  resource(app, SESSIONS_URI, {
+  resource(routes, SESSIONS_URI, {
     GET: c => sendJson(c, sessionsCollection(c.get("principal").account.username), { conditional: true }),
     POST: login,
   });
-  // Registered before `Sessions/:id` so that `Members` is never taken for a session id.
-  resource(app, SESSION_MEMBERS_URI, { POST: login });
-
-  resource(app, `${SESSIONS_URI}/:id`, {
-    GET: c => sendJson(c, renderSession(ownSession(c)), { conditional: true }),
-    DELETE: c => {
-      auth.sessions.delete(ownSession(c).id);
-      return new Response(null, { status: 204 });
+  // `Members` is the collection's login path, not a session id. One route serves both: Hono's fastest router
+  // (RegExpRouter) cannot hold a static segment beside a parameter at one level, and one such pair makes every
+  // request of the service fall back to the slower TrieRouter.
+  const membersLogin = resourceHandler({ POST: login });
+  const session = resourceHandler(
+    {
+      GET: c => sendJson(c, renderSession(ownSession(c)), { conditional: true }),
+      DELETE: c => {
+        auth.sessions.delete(ownSession(c).id);
+        return new Response(null, { status: 204 });
+      },
     },
-  }, ownSession);
+    ownSession,
+  );
+  routes.app.all(`${SESSIONS_URI}/:id`, routes.admit(c => (c.req.param("id") === "Members" ? membersLogin(c) : session(c))));
 }

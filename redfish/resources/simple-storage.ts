@@ -1,14 +1,13 @@
 // SimpleStorage (older clients, Ironic's first source of local_gb): the same drives as Storage, as devices of
 // one controller.
-import type { Hono } from "hono";
 import { envelope } from "../odata";
-import type { RedfishEnv, ServiceDeps } from "./context";
+import type { ServiceDeps, ResourceRoutes } from "./context";
 import { vmDrives } from "./hardware";
 import { driveStatus, STORAGE_DESCRIPTION, STORAGE_ID, STORAGE_NAME } from "./storage";
 import { registerSystemCollection, systemCollectionUri } from "./system-collection";
 
-export function registerSimpleStorage(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  registerSystemCollection(app, deps, {
+export function registerSimpleStorage(routes: ResourceRoutes, deps: ServiceDeps): void {
+  registerSystemCollection(routes, deps, {
     segment: "SimpleStorage",
     type: "SimpleStorageCollection",
     name: "Simple Storage Collection",

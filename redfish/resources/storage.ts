@@ -1,9 +1,8 @@
 // Storage: one storage subsystem per system holding a Drive for each disk, LUN and CD-ROM of the VM, with
 // the capacity the cluster requested for it (Ironic's redfish inspection takes local_gb from the Drives).
-import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { envelope, link, sendJson, SERVICE_ROOT } from "../odata";
-import { resource, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { resource, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
 import { vmDrives, type VmDrive } from "./hardware";
 import { registerSystemCollection, systemCollectionUri } from "./system-collection";
 
@@ -47,8 +46,8 @@ function renderDrive(system: VisibleSystem, drive: VmDrive): Record<string, unkn
   };
 }
 
-export function registerStorage(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
-  const storage = registerSystemCollection(app, deps, {
+export function registerStorage(routes: ResourceRoutes, deps: ServiceDeps): void {
+  const storage = registerSystemCollection(routes, deps, {
     segment: "Storage",
     type: "StorageCollection",
     name: "Storage Collection",
@@ -72,5 +71,5 @@ export function registerStorage(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     if (!found) throw notFound("Drive", name);
     return renderDrive(system, found);
   };
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Storage/:member/Drives/:drive`, { GET: c => sendJson(c, drive(c), { conditional: true }) }, drive);
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/Storage/:member/Drives/:drive`, { GET: c => sendJson(c, drive(c), { conditional: true }) }, drive);
 }

@@ -1,10 +1,9 @@
 // A collection below a ComputerSystem whose members are derived from the system's record (Processors,
 // Memory, Storage, SimpleStorage): GET of the collection, GET of a member, 404 for an unknown member id and
 // 405 for other methods, all tenant-scoped through resolveSystem.
-import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, SERVICE_ROOT, sendJson, type CollectionType } from "../odata";
-import { resolveSystem, resource, systemUri, type RedfishContext, type RedfishEnv, type ServiceDeps, type VisibleSystem } from "./context";
+import { resolveSystem, resource, systemUri, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
 
 export interface SystemCollection<M> {
   /** Path segment below the system, e.g. "Processors". */
@@ -28,10 +27,10 @@ export interface ResolvedMember<M> {
 export const systemCollectionUri = (systemId: string, segment: string) => `${systemUri(systemId)}/${segment}`;
 
 /** Registers the collection and its members; returns the member resolver for resources nested below a member. */
-export function registerSystemCollection<M>(app: Hono<RedfishEnv>, deps: ServiceDeps, spec: SystemCollection<M>): (c: RedfishContext) => ResolvedMember<M> {
+export function registerSystemCollection<M>(routes: ResourceRoutes, deps: ServiceDeps, spec: SystemCollection<M>): (c: RedfishContext) => ResolvedMember<M> {
   const system = (c: RedfishContext) => resolveSystem(c, deps.cache, c.req.param("id") ?? "");
   const path = `${SERVICE_ROOT}/Systems/:id/${spec.segment}`;
-  resource(app, path, {
+  resource(routes, path, {
     GET: c => {
       const target = system(c);
       const uri = systemCollectionUri(target.id, spec.segment);
@@ -51,6 +50,6 @@ export function registerSystemCollection<M>(app: Hono<RedfishEnv>, deps: Service
     const { system: target, id, member } = resolve(c);
     return spec.render(target, id, member);
   };
-  resource(app, `${path}/:member`, { GET: c => sendJson(c, render(c), { conditional: true }) }, render);
+  resource(routes, `${path}/:member`, { GET: c => sendJson(c, render(c), { conditional: true }) }, render);
   return resolve;
 }

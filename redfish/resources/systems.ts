@@ -1,6 +1,5 @@
 // ComputerSystem: one per VirtualMachine the user may see; its inventory (Processors, Memory, Storage, SimpleStorage,
 // EthernetInterfaces), Bios and SecureBoot; the Reset action; PATCH Boot.
-import type { Hono } from "hono";
 import { z } from "zod";
 import { applyBootPatch, bootView } from "../boot";
 import { PATCH_BOOT, resetPermissions } from "../auth/kubernetes";
@@ -17,7 +16,7 @@ import {
   SERVICE_ROOT,
   type Representation,
 } from "../odata";
-import { reportedPowerState, reset, RESET_TYPES } from "../power";
+import { reportedPowerState, reset, RESET_TYPES, startsGuest } from "../power";
 import { MediaService, mediaView } from "../media";
 import {
   cachedSystemResource,
@@ -28,11 +27,12 @@ import {
   systemUri,
   visibleSystemIds,
   type RedfishContext,
-  type RedfishEnv,
   type ServiceDeps,
   type VisibleSystem,
+  type ResourceRoutes,
 } from "./context";
 import { biosUri, registerBios } from "./bios";
+import { applyPendingBiosSettings } from "./bios-settings";
 import { biosVersion, cpuTopology, firmwareUuid, health, machineType, memoryGiB, networkInterfaces, serialNumber } from "./hardware";
 import { registerMemory } from "./memory";
 import { registerProcessors } from "./processors";
@@ -154,20 +154,20 @@ const resetBody = z.strictObject({ ResetType: z.string() });
 
 const POWER_OFF_TYPES = new Set(["ForceOff", "GracefulShutdown"]);
 
-export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void {
   // Only eject is used here, which needs no media settings.
   const mediaEject = new MediaService({ cache: deps.cache, driver: deps.driver, settings: () => undefined });
   const { cache } = deps;
   const system = (c: RedfishContext) => resolveSystem(c, cache, c.req.param("id") ?? "");
 
-  resource(app, `${SERVICE_ROOT}/Systems`, {
+  resource(routes, `${SERVICE_ROOT}/Systems`, {
     GET: c =>
       sendJson(c, collection("ComputerSystemCollection", `${SERVICE_ROOT}/Systems`, "Computer System Collection", visibleSystemIds(c, cache).map(systemUri)), {
         conditional: true,
       }),
   });
 
-  resource(app, `${SERVICE_ROOT}/Systems/:id`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id`, {
     GET: c => sendRepresentation(c, systemRepresentation(deps, system(c)), { conditional: true }),
     PATCH: async c => {
       const target = system(c);
@@ -186,14 +186,14 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     },
   }, system);
 
-  registerProcessors(app, deps);
-  registerMemory(app, deps);
-  registerStorage(app, deps);
-  registerSimpleStorage(app, deps);
-  registerBios(app, deps);
-  registerSecureBoot(app, deps);
+  registerProcessors(routes, deps);
+  registerMemory(routes, deps);
+  registerStorage(routes, deps);
+  registerSimpleStorage(routes, deps);
+  registerBios(routes, deps);
+  registerSecureBoot(routes, deps);
 
-  resource(app, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
     POST: async c => {
       const target = system(c);
       const body = parseBody(resetBody, await readJsonObject(c), RESET_ACTION);
@@ -204,7 +204,9 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
         });
       }
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, resetPermissions(body.ResetType));
-      const { status } = await reset(target.rec, body.ResetType, {
+      // Pending Bios settings (SupportedApplyTimes OnReset) go into the template before a start creates the VMI.
+      const rec = startsGuest(target.rec, body.ResetType) ? await applyPendingBiosSettings(deps.driver, target.rec) : target.rec;
+      const { status } = await reset(rec, body.ResetType, {
         driver: deps.driver,
         settings: { powerOffStaysOff: c.get("settings").powerOffStaysOff },
       });
@@ -215,7 +217,7 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     },
   }, system);
 
-  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces`, {
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces`, {
     GET: c => {
       const target = system(c);
       const uri = `${systemUri(target.id)}/EthernetInterfaces`;
@@ -230,5 +232,5 @@ export function registerSystems(app: Hono<RedfishEnv>, deps: ServiceDeps): void 
     if (!body) throw notFound("EthernetInterface", nicId);
     return body;
   };
-  resource(app, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces/:nic`, { GET: c => sendJson(c, nicOf(c), { conditional: true }) }, nicOf);
+  resource(routes, `${SERVICE_ROOT}/Systems/:id/EthernetInterfaces/:nic`, { GET: c => sendJson(c, nicOf(c), { conditional: true }) }, nicOf);
 }

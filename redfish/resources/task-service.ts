@@ -1,19 +1,18 @@
 // TaskService: tasks of long operations (virtual-media imports). A task is visible with its system.
-import type { Hono } from "hono";
 import { notFound } from "../errors";
 import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
-import { resource, userChassis, type RedfishContext, type RedfishEnv, type ServiceDeps, type TaskView } from "./context";
+import { resource, userChassis, type RedfishContext, type ServiceDeps, type TaskView, type ResourceRoutes } from "./context";
 
 const TASKS_URI = `${SERVICE_ROOT}/TaskService/Tasks`;
 const taskUri = (id: string) => `${TASKS_URI}/${encodeURIComponent(id)}`;
 
-export function registerTaskService(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerTaskService(routes: ResourceRoutes, deps: ServiceDeps): void {
   const visibleTo = (c: RedfishContext, task: TaskView) => {
     const mine = userChassis(c);
     return deps.cache.chassisOf(task.namespace, task.vmName).some(ch => mine.includes(ch));
   };
 
-  resource(app, `${SERVICE_ROOT}/TaskService`, {
+  resource(routes, `${SERVICE_ROOT}/TaskService`, {
     GET: c =>
       sendJson(
         c,
@@ -33,7 +32,7 @@ export function registerTaskService(app: Hono<RedfishEnv>, deps: ServiceDeps): v
       ),
   });
 
-  resource(app, TASKS_URI, {
+  resource(routes, TASKS_URI, {
     GET: c => {
       const ids = (deps.tasks?.list() ?? []).filter(t => visibleTo(c, t)).map(t => taskUri(t.id));
       return sendJson(c, collection("TaskCollection", TASKS_URI, "Task Collection", ids), { conditional: true });
@@ -46,7 +45,7 @@ export function registerTaskService(app: Hono<RedfishEnv>, deps: ServiceDeps): v
     if (!task || !visibleTo(c, task)) throw notFound("Task", id);
     return task;
   };
-  resource(app, `${TASKS_URI}/:id`, {
+  resource(routes, `${TASKS_URI}/:id`, {
     GET: c => {
       const task = visibleTask(c);
       return sendJson(c, { ...envelope("Task", taskUri(task.id)), ...task.body, Id: task.id }, { conditional: true });

@@ -1,11 +1,10 @@
 // Task monitors (DSP0266 "Asynchronous operations") of virtual-media imports: 202 with the Task while the import
 // runs, then the operation's own result: 204 when it completed, the Redfish error when it failed.
 // The Task resources themselves are served by task-service.ts from the same TaskSource.
-import type { Hono } from "hono";
 import { baseError, notFound } from "../errors";
 import { envelope, sendError, sendJson } from "../odata";
 import { isFinished, TASK_MONITORS_URI, taskMonitorUri, taskUri, type TaskState } from "../tasks/derive";
-import { resource, userChassis, type RedfishContext, type RedfishEnv, type ServiceDeps, type TaskView } from "./context";
+import { resource, userChassis, type RedfishContext, type ServiceDeps, type TaskView, type ResourceRoutes } from "./context";
 
 /** Seconds a client should wait between polls of a running import. */
 export const RETRY_AFTER_SECONDS = 2;
@@ -23,7 +22,7 @@ export function acceptedTaskResponse(c: RedfishContext, task: TaskView): Respons
   });
 }
 
-export function registerTaskMonitors(app: Hono<RedfishEnv>, deps: ServiceDeps): void {
+export function registerTaskMonitors(routes: ResourceRoutes, deps: ServiceDeps): void {
   const visibleTask = (c: RedfishContext): TaskView => {
     const id = c.req.param("id") ?? "";
     const task = deps.tasks?.get(id);
@@ -33,7 +32,7 @@ export function registerTaskMonitors(app: Hono<RedfishEnv>, deps: ServiceDeps): 
   };
 
   resource(
-    app,
+    routes,
     `${TASK_MONITORS_URI}/:id`,
     {
       GET: c => {

@@ -1,6 +1,5 @@
 // VirtualMedia: the virtual CD drive `Cd` of each System, with InsertMedia/EjectMedia. The Manager of a System
 // (its BMC) serves the same collection under its own URI, as physical BMCs do (Ironic looks there).
-import type { Hono } from "hono";
 import type { ModuleConfig } from "../../capabilities/config/schema";
 import type { ClusterCache } from "../cache/types";
 import type { KubeVirtDriver } from "../kubevirt/driver";
@@ -27,10 +26,10 @@ import {
   resource,
   systemUri,
   type RedfishContext,
-  type RedfishEnv,
   type ServiceDeps,
   type TaskSource,
   type VisibleSystem,
+  type ResourceRoutes,
 } from "./context";
 import { acceptedTaskResponse, registerTaskMonitors } from "./tasks";
 import { EJECT_MEDIA, INSERT_MEDIA } from "../auth/kubernetes";
@@ -131,7 +130,7 @@ export function renderCd(system: VisibleSystem, uri: string): Record<string, unk
   };
 }
 
-export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, media: VirtualMedia): void {
+export function registerVirtualMedia(routes: ResourceRoutes, deps: ServiceDeps, media: VirtualMedia): void {
   const { cache } = deps;
   const bases: { path: string; resourceType: string; collectionUri: (id: string) => string }[] = [
     { path: "Systems", resourceType: "ComputerSystem", collectionUri: systemVirtualMediaUri },
@@ -142,7 +141,7 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
     const prefix = `/redfish/v1/${base.path}/:id/VirtualMedia`;
     const cdUri = (target: VisibleSystem) => `${base.collectionUri(target.id)}/${CD_ID}`;
 
-    resource(app, prefix, {
+    resource(routes, prefix, {
       GET: c => {
         const target = system(c);
         const uri = base.collectionUri(target.id);
@@ -150,12 +149,12 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
       },
     }, system);
 
-    resource(app, `${prefix}/${CD_ID}`, { GET: c => {
+    resource(routes, `${prefix}/${CD_ID}`, { GET: c => {
       const target = system(c);
       return sendJson(c, renderCd(target, cdUri(target)), { conditional: true });
     } }, system);
 
-    resource(app, `${prefix}/${CD_ID}/Actions/${INSERT_ACTION}`, {
+    resource(routes, `${prefix}/${CD_ID}/Actions/${INSERT_ACTION}`, {
       POST: async c => {
         const target = system(c);
         const request = parseInsertMedia(await readJsonObject(c));
@@ -169,7 +168,7 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
       },
     }, system);
 
-    resource(app, `${prefix}/${CD_ID}/Actions/${EJECT_ACTION}`, {
+    resource(routes, `${prefix}/${CD_ID}/Actions/${EJECT_ACTION}`, {
       POST: async c => {
         const target = system(c);
         parseEjectMedia(await readRequestText(c));
@@ -180,5 +179,5 @@ export function registerVirtualMedia(app: Hono<RedfishEnv>, deps: ServiceDeps, m
       },
     }, system);
   }
-  registerTaskMonitors(app, deps);
+  registerTaskMonitors(routes, deps);
 }

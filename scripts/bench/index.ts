@@ -28,6 +28,7 @@ import { demoVirtualMachine } from "../../sandbox/demo";
 import { waitForHttps } from "../../sandbox/module-process";
 import type { KubeObject } from "../../sandbox/apiserver/types";
 import { basicAuth, requester, type Requester } from "./client";
+import { cpuPerResponse } from "./cpu";
 import { profilingEnv, startProfile, writeProfile } from "./cpu-profile";
 import { measureHandlerScaling } from "./handlers";
 import { runFleet } from "./fleet";
@@ -135,13 +136,17 @@ function vm(namespace: string, name: string, status?: unknown): KubeObject {
 
 // ---- measurements ----
 
+type LoadWithCpu = LoadResult & { cpuMicrosPerResponse?: number };
+
 interface GetComparison {
   bodyBytes: number;
-  rounds: { baseline: LoadResult; redfish: LoadResult }[];
+  rounds: { baseline: LoadWithCpu; redfish: LoadWithCpu }[];
   baseline: { requestsPerSecond: number; p50: number; p99: number };
   redfish: { requestsPerSecond: number; p50: number; p99: number };
   /** Median over the rounds of (Redfish req/s / bare Hono req/s) in the same round. */
   throughputRatio: number;
+  /** Median over the rounds of each server process's CPU time (user + system) per response, in µs. */
+  cpuMicrosPerResponse: { baseline?: number; redfish?: number };
   /** Latency at a fixed rate, a quarter of what the slower server sustained: both servers, same 50 connections. */
   atQuarterCapacity: { ratePerSecond: number; baseline: LoadResult; redfish: LoadResult };
 }
@@ -161,7 +166,7 @@ function medianOfRounds(results: LoadResult[]): { requestsPerSecond: number; p50
   };
 }
 
-function startBaselineServer(cluster: SandboxCluster, getBody: string, postBody: string): Promise<{ port: number; child: ChildProcess }> {
+function startBaselineServer(cluster: SandboxCluster, getBody: string, postBody: string, env: Record<string, string> = {}): Promise<{ port: number; child: ChildProcess }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-baseline-"));
   fs.writeFileSync(path.join(dir, "get.json"), getBody);
   fs.writeFileSync(path.join(dir, "post.json"), postBody);
@@ -179,6 +184,7 @@ function startBaselineServer(cluster: SandboxCluster, getBody: string, postBody:
         BENCH_TLS_CERT: path.join(cluster.stateDir, "tls.crt"),
         BENCH_GET_BODY: path.join(dir, "get.json"),
         BENCH_POST_BODY: path.join(dir, "post.json"),
+        ...env,
       },
     },
   );
@@ -189,7 +195,8 @@ function startBaselineServer(cluster: SandboxCluster, getBody: string, postBody:
   });
 }
 
-async function compareGet(cluster: SandboxCluster, baselinePort: number, systemPath: string, auth: string): Promise<Omit<GetComparison, "bodyBytes">> {
+async function compareGet(cluster: SandboxCluster, baseline: { port: number; pid: number }, systemPath: string, auth: string): Promise<Omit<GetComparison, "bodyBytes">> {
+  const baselinePort = baseline.port;
   const targets = {
     baseline: { url: `https://127.0.0.1:${baselinePort}${systemPath}`, headers: {} as Record<string, string> },
     redfish: { url: `https://127.0.0.1:${cluster.redfishPort}${systemPath}`, headers: { Authorization: auth } },
@@ -198,25 +205,36 @@ async function compareGet(cluster: SandboxCluster, baselinePort: number, systemP
     progress(`GET warm-up: ${name}`);
     await runLoad({ url: t.url, headers: t.headers, connections: PLAN.connections, durationSeconds: PLAN.warmupSeconds });
   }
-  const rounds: { baseline: LoadResult; redfish: LoadResult }[] = [];
+  const rounds: GetComparison["rounds"] = [];
   for (let round = 0; round < PLAN.rounds; round++) {
     // Alternate the targets, so drift on the machine (other load, thermal) hits both alike.
-    const baseline = await runLoad({ url: targets.baseline.url, connections: PLAN.connections, durationSeconds: PLAN.getRoundSeconds });
-    const measured = await runLoad({ url: targets.redfish.url, headers: targets.redfish.headers, connections: PLAN.connections, durationSeconds: PLAN.getRoundSeconds });
-    progress(`GET round ${round + 1}: baseline ${baseline.requestsPerSecond} req/s, redfish ${measured.requestsPerSecond} req/s (non-2xx ${measured.non2xx})`);
-    rounds.push({ baseline, redfish: measured });
+    const bare = await cpuPerResponse(baseline.pid, () => runLoad({ url: targets.baseline.url, connections: PLAN.connections, durationSeconds: PLAN.getRoundSeconds }));
+    const measured = await cpuPerResponse(cluster.watcher!.child.pid!, () =>
+      runLoad({ url: targets.redfish.url, headers: targets.redfish.headers, connections: PLAN.connections, durationSeconds: PLAN.getRoundSeconds }),
+    );
+    progress(
+      `GET round ${round + 1}: baseline ${bare.requestsPerSecond} req/s (${bare.cpuMicrosPerResponse ?? "?"} µs CPU each), ` +
+        `redfish ${measured.requestsPerSecond} req/s (${measured.cpuMicrosPerResponse ?? "?"} µs CPU each; non-2xx ${measured.non2xx})`,
+    );
+    rounds.push({ baseline: bare, redfish: measured });
   }
-  const baseline = medianOfRounds(rounds.map(r => r.baseline));
+  const cpuMicros = (runs: { cpuMicrosPerResponse?: number }[]) => {
+    const known = runs.flatMap(r => (r.cpuMicrosPerResponse === undefined ? [] : [r.cpuMicrosPerResponse]));
+    return known.length > 0 ? median(known) : undefined;
+  };
+  const cpuMicrosPerResponse = { baseline: cpuMicros(rounds.map(r => r.baseline)), redfish: cpuMicros(rounds.map(r => r.redfish)) };
+  const baselineSummary = medianOfRounds(rounds.map(r => r.baseline));
   const measured = medianOfRounds(rounds.map(r => r.redfish));
-  const ratePerSecond = Math.max(50, Math.round(Math.min(baseline.requestsPerSecond, measured.requestsPerSecond) * QUARTER));
+  const ratePerSecond = Math.max(50, Math.round(Math.min(baselineSummary.requestsPerSecond, measured.requestsPerSecond) * QUARTER));
   const atRate = (t: { url: string; headers: Record<string, string> }) =>
     runPaced({ url: t.url, headers: t.headers, connections: PLAN.connections, durationSeconds: PLAN.loadSeconds, ratePerSecond });
   const atQuarterCapacity = { ratePerSecond, baseline: await atRate(targets.baseline), redfish: await atRate(targets.redfish) };
   progress(`GET at ${ratePerSecond} req/s: baseline p99 ${atQuarterCapacity.baseline.latencyMs.p99} ms, redfish p99 ${atQuarterCapacity.redfish.latencyMs.p99} ms`);
   return {
     rounds,
-    baseline,
+    baseline: baselineSummary,
     redfish: measured,
+    cpuMicrosPerResponse,
     throughputRatio: round3(median(rounds.map(r => r.redfish.requestsPerSecond / r.baseline.requestsPerSecond))),
     atQuarterCapacity,
   };
@@ -676,15 +694,15 @@ async function main(): Promise<void> {
     const sample = await redfish("GET", systemPath, { headers: { Authorization: auth } });
     if (sample.status !== 200) throw new Error(`GET ${systemPath}: ${sample.status} ${sample.text.slice(0, 300)}`);
     const admissionSizedBody = JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: { uid: "x".repeat(36), allowed: true, patchType: "JSONPatch", patch: "x".repeat(300) } });
-    const baseline = await startBaselineServer(cluster, sample.text, admissionSizedBody);
+    const baseline = await startBaselineServer(cluster, sample.text, admissionSizedBody, cpuProfileDir ? profilingEnv(cpuProfileDir) : {});
     children.push(baseline.child);
 
     const step = (phase: Phase, what: string) => progress(`${[...phases].indexOf(phase) + 1}/${phases.size} ${what}`);
     const results: Partial<Results> = {};
-    if (cpuProfileDir) startProfile(watcherPid);
+    if (cpuProfileDir) for (const pid of [watcherPid, baseline.child.pid!]) startProfile(pid);
     if (runs("get")) {
       step("get", "GET Systems/{id} vs bare Hono, keep-alive");
-      results.get = { bodyBytes: Buffer.byteLength(sample.text), ...(await compareGet(cluster, baseline.port, systemPath, auth)) };
+      results.get = { bodyBytes: Buffer.byteLength(sample.text), ...(await compareGet(cluster, { port: baseline.port, pid: baseline.child.pid! }, systemPath, auth)) };
     }
     if (runs("tls")) {
       step("tls", "GET Systems/{id} vs bare Hono, a new TLS connection per request");
@@ -713,7 +731,10 @@ async function main(): Promise<void> {
       results.scale = await measureScale(cluster, redfish, api, fleetAuth, watcherRssAtStart!, reference);
     }
 
-    if (cpuProfileDir) progress(`watcher CPU profile over the phases: ${await writeProfile(cpuProfileDir, watcherPid)}`);
+    if (cpuProfileDir) {
+      progress(`watcher CPU profile over the phases: ${await writeProfile(cpuProfileDir, watcherPid)}`);
+      progress(`bare Hono's CPU profile over the phases: ${await writeProfile(cpuProfileDir, baseline.child.pid!)}`);
+    }
     const document = {
       machine: {
         cpus: os.cpus().length,

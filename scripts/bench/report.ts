@@ -19,6 +19,7 @@ interface Document {
     baseline: { requestsPerSecond: number; p50: number; p99: number };
     redfish: { requestsPerSecond: number; p50: number; p99: number };
     throughputRatio: number;
+    cpuMicrosPerResponse?: { baseline?: number; redfish?: number };
     rounds: unknown[];
     atQuarterCapacity: { ratePerSecond: number; baseline: LoadResult; redfish: LoadResult };
   };
@@ -71,6 +72,14 @@ function rows(d: Document): Row[] {
     const q = d.get.atQuarterCapacity;
     out.push(
       ["GET Systems/{id}, Basic auth, 50 keep-alive connections", summary(d.get.redfish), `bare Hono: ${summary(d.get.baseline)}`, `${f(d.get.throughputRatio * 100, 1)} % of baseline throughput (median of ${d.get.rounds.length} paired rounds)`],
+      [
+        "CPU time of the server process per GET response (user + system)",
+        d.get.cpuMicrosPerResponse?.redfish !== undefined ? `${d.get.cpuMicrosPerResponse.redfish} µs` : "n/a",
+        d.get.cpuMicrosPerResponse?.baseline !== undefined ? `bare Hono: ${d.get.cpuMicrosPerResponse.baseline} µs` : "n/a",
+        d.get.cpuMicrosPerResponse?.redfish !== undefined && d.get.cpuMicrosPerResponse.baseline !== undefined
+          ? `${f(d.get.cpuMicrosPerResponse.redfish / d.get.cpuMicrosPerResponse.baseline, 2)}x (median of the rounds)`
+          : "",
+      ],
       [`GET Systems/{id} at ${q.ratePerSecond} req/s (1/4 of the slower), 50 connections`, latency(q.redfish), `bare Hono: ${latency(q.baseline)}`, `p99 ${ratio(q.redfish.latencyMs.p99, q.baseline.latencyMs.p99)}`],
     );
   }

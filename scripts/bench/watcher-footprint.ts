@@ -5,13 +5,20 @@
 //   2. TCP connections from the watcher to the API server (from /proc: sockets, not HTTP/2 streams), sampled
 //      every 100 ms through watch expiries (watch timeout 5 s) and one API server restart; and the API server's
 //      own count of them by protocol afterwards (the module's client speaks HTTP/2, Pepr's own calls HTTP/1.1).
+//   3. where the watcher's memory is, both times (scripts/bench/heap-report.cjs, preloaded): V8's heap, its young
+//      generation, external memory and what is outside the heap.
 // Output: one JSON document on stdout; progress on stderr. BENCH_QUICK=1: 1,000 VMs.
+// --watcher-node-options "...": Node options for the watcher (e.g. the V8 heap sizes a Deployment's memory limit gives).
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
 import { ensureBuild } from "../ensure-build";
 import { ensureNamespace, startSandboxCluster, type SandboxCluster } from "../../sandbox/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
 import { waitForHttps } from "../../sandbox/module-process";
 import { establishedConnections } from "./connections";
-import { mib, rssBytes, sampledRss } from "./memory";
+import { heapReport, heapReportEnv, mib, rssBytes, sampledRss } from "./memory";
 
 const QUICK = process.env.BENCH_QUICK === "1";
 const NAMESPACES = 100;
@@ -50,11 +57,19 @@ async function sampleConnections(cluster: SandboxCluster, port: number, ms: numb
 }
 
 async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { "watcher-node-options": { type: "string", default: "" } } });
+  const watcherNodeOptions = values["watcher-node-options"];
   await ensureBuild(line => progress(line));
+  const heapReportFile = path.join(os.tmpdir(), `bench-watcher-heap-${process.pid}.json`);
+  const heapEnv = heapReportEnv(heapReportFile);
   const cluster = await startSandboxCluster({
     config: { role: "infra", chassis: namespaces.map(ns => ({ name: ns, namespace: ns })) },
     users: [],
-    moduleEnv: { KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: String(WATCH_TIMEOUT_SECONDS) },
+    moduleEnv: {
+      ...heapEnv,
+      NODE_OPTIONS: `${heapEnv.NODE_OPTIONS} ${watcherNodeOptions}`.trim(),
+      KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: String(WATCH_TIMEOUT_SECONDS),
+    },
     processes: ["watcher"],
     onLog: (line, source) => {
       if (source === "watcher" && /"level":(50|60)|Error|exited/.test(line)) progress(`watcher: ${line.slice(0, 400)}`);
@@ -64,7 +79,8 @@ async function main(): Promise<void> {
     await waitForHttps(cluster.redfishPort, "/healthz", cluster.caPem, 120_000);
     let pid = await restartWatcher(cluster);
     const emptyRss = await sampledRss(pid, SETTLE_SECONDS);
-    progress(`watcher without VMs: ${mib(emptyRss)} MiB`);
+    const emptyHeap = await heapReport(pid, heapReportFile);
+    progress(`watcher without VMs: ${mib(emptyRss)} MiB (${JSON.stringify(emptyHeap)})`);
 
     await cluster.stopModule(["watcher"]);
     const total = NAMESPACES * VMS_PER_NAMESPACE;
@@ -85,6 +101,8 @@ async function main(): Promise<void> {
     pid = cluster.watcher!.child.pid!;
     const rss = await sampledRss(pid, SETTLE_SECONDS);
     const peak = rssBytes(pid).peak;
+    const heap = await heapReport(pid, heapReportFile);
+    progress(`watcher heap with ${total} VMs: ${JSON.stringify(heap)}`);
     progress(`watcher with ${total} VMs: ${mib(rss)} MiB (peak ${mib(peak)} MiB), synced after ${syncedSeconds.toFixed(1)} s`);
 
     const port = cluster.api.port;
@@ -95,12 +113,14 @@ async function main(): Promise<void> {
     const result = {
       vms: total,
       watcher: { rssWithoutVmsMiB: mib(emptyRss), rssWithVmsMiB: mib(rss), peakRssMiB: mib(peak), syncedSeconds: Math.round(syncedSeconds * 10) / 10 },
+      watcherMemory: { withoutVms: emptyHeap, withVms: heap, nodeOptions: watcherNodeOptions },
       cacheBytesPerVm: Math.round((rss - emptyRss) / total),
       connectionsToApiServer: { maxWithWatchExpiries: withExpiries, maxThroughApiServerRestart: throughRestart, afterRestart: settled, afterRestartByProtocol: { http2: byProtocol.http2, http1: byProtocol.http1 }, watchTimeoutSeconds: WATCH_TIMEOUT_SECONDS },
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await cluster.stop();
+    fs.rmSync(heapReportFile, { force: true });
   }
 }
 

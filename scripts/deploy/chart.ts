@@ -1,16 +1,16 @@
 // The Helm chart side of the post-build step: templates for what Pepr 1.1.4 cannot express, the role switch
 // and per-webhook failure policies in Pepr's templates, and values.yaml / values.schema.json extended with the
 // module config (schema generated from the zod schema) and `deploy:`.
-// The Redfish Service, Route and SCC binding are printed from the descriptions ./manifest.ts evaluates
-// (./module-objects.ts); the other templates make the same decisions as ./manifest.ts in Helm's words, and
-// test/deploy/chart.test.ts checks the pairs.
+// The module's objects (Redfish Service, Route, config ConfigMap, users Secret, importer NetworkPolicy, SCC
+// binding), the webhooks and the watcher Deployment's changes are printed from the descriptions ./manifest.ts
+// evaluates (./module-objects.ts; test/deploy/chart-objects.test.ts renders both). The RBAC templates print the
+// grants ./manifest.ts renders, with the role switch in Helm's words (test/deploy/chart.test.ts compares them).
 import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
-import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
-import { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, moduleGrants, USERS_SECRET_NAME, type BuildContext, type KubeObject } from "./manifest";
-import { MODULE_OBJECT_TEMPLATES } from "./module-objects";
-import { helmTemplate } from "./template";
+import { moduleGrants, onlyWebhook, type BuildContext, type KubeObject } from "./manifest";
+import { MODULE_OBJECT_TEMPLATES, mutatingWebhookConfiguration, validatingWebhookConfiguration, watcherReadinessProbe, watcherServiceAccount } from "./module-objects";
+import { helmField, helmTemplate } from "./template";
 import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
 
@@ -235,102 +235,6 @@ subjects:
 `;
 }
 
-interface Webhook {
-  admissionReviewVersions?: string[];
-  clientConfig: { caBundle: string; service: { path: string } };
-  matchPolicy?: string;
-  rules: unknown[];
-  sideEffects?: string;
-}
-
-function onlyWebhook(config: KubeObject): Webhook {
-  const hooks = config.webhooks as Webhook[] | undefined;
-  if (!hooks || hooks.length !== 1) throw new Error(`${config.kind} ${config.metadata.name}: expected exactly one webhook from pepr build, found ${hooks?.length ?? 0}`);
-  return hooks[0];
-}
-
-function webhookCommon(hook: Webhook): { head: string; tail: string } {
-  const head = `  - admissionReviewVersions: ${flowList(hook.admissionReviewVersions ?? ["v1", "v1beta1"])}
-    clientConfig:
-      caBundle: ${hook.clientConfig.caBundle}
-      service:
-        name: {{ .Values.uuid }}
-        namespace: ${MODULE_NAMESPACE}
-        path: ${q(hook.clientConfig.service.path)}`;
-  const tail = `    matchPolicy: ${hook.matchPolicy ?? "Equivalent"}
-    name: {{ .Values.uuid }}.pepr.dev
-    rules: ${JSON.stringify(hook.rules)}
-    sideEffects: ${hook.sideEffects ?? "None"}
-    timeoutSeconds: {{ .Values.admission.webhookTimeout }}`;
-  return { head, tail };
-}
-
-const PEPR_IGNORED_NAMESPACES = `        - key: kubernetes.io/metadata.name
-          operator: NotIn
-          values:
-            - kube-system
-            - ${MODULE_NAMESPACE}
-            {{- range .Values.additionalIgnoredNamespaces }}
-            - {{ . }}
-            {{- end }}`;
-
-export function mutatingWebhookTemplate(config: KubeObject): string {
-  const { head, tail } = webhookCommon(onlyWebhook(config));
-  return `${HEADER}{{- if ne .Values.role "infra" }}
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: {{ .Values.uuid }}
-webhooks:
-${head}
-    # A Node webhook that rejects can stop a cluster: node-identity fails open and the watcher back-fills.
-    failurePolicy: Ignore
-    namespaceSelector:
-      matchExpressions:
-${PEPR_IGNORED_NAMESPACES}
-${tail}
-{{- end }}
-`;
-}
-
-export function validatingWebhookTemplate(config: KubeObject): string {
-  const { head, tail } = webhookCommon(onlyWebhook(config));
-  return `${HEADER}{{- /* The namespaces the DataVolume policy polices, computed as the module does. */}}
-{{- $policy := .Values.datavolumePolicy }}
-{{- $namespaces := $policy.namespaces | default list }}
-{{- if and (not $namespaces) .Values.infra.namespace }}{{- $namespaces = list .Values.infra.namespace }}{{- end }}
-{{- $policed := and $policy.enabled (gt (len $namespaces) 0) }}
-{{- if ne .Values.role "nested" }}
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingWebhookConfiguration
-metadata:
-  name: {{ .Values.uuid }}
-webhooks:
-${head}
-    {{- if $policed }}
-    # Fail: tenant labels are the CSI driver's only isolation, so the policy must not open up when the module is
-    # unavailable. Scoped to the policed namespaces, an outage blocks DataVolumes there only. See docs/deploy.md.
-    failurePolicy: {{ ternary "Ignore" "Fail" (eq .Values.deploy.dataVolumeWebhook.failurePolicy "Ignore") }}
-    namespaceSelector:
-      matchExpressions:
-        - key: kubernetes.io/metadata.name
-          operator: In
-          values:
-            {{- range $namespaces }}
-            - {{ . }}
-            {{- end }}
-    {{- else }}
-    # No policed namespace in the values: the webhook cannot be scoped, so it fails open (docs/deploy.md).
-    failurePolicy: Ignore
-    namespaceSelector:
-      matchExpressions:
-${PEPR_IGNORED_NAMESPACES}
-    {{- end }}
-${tail}
-{{- end }}
-`;
-}
-
 const READINESS_ANCHOR = `          readinessProbe:
             {{- toYaml .Values.watcher.readinessProbe | nindent 12 }}
 `;
@@ -346,110 +250,10 @@ function replaceOnce(text: string, anchor: string, replacement: string, file: st
 
 /** Watcher: its own ServiceAccount; readiness follows the Redfish cache sync when Redfish serves. */
 export function patchWatcherDeploymentTemplate(text: string): string {
-  let out = replaceOnce(
-    text,
-    READINESS_ANCHOR,
-    `          readinessProbe:
-            {{- if and (ne .Values.role "nested") .Values.redfish.enabled .Values.chassis }}
-            httpGet:
-              path: /healthz
-              port: {{ .Values.redfish.port }}
-              scheme: {{ ternary "HTTPS" "HTTP" .Values.redfish.tls.enabled }}
-            initialDelaySeconds: 10
-            {{- else }}
-            {{- toYaml .Values.watcher.readinessProbe | nindent 12 }}
-            {{- end }}
-`,
-    "templates/watcher-deployment.yaml",
-  );
-  out = replaceOnce(out, SERVICE_ACCOUNT_ANCHOR, "      serviceAccountName: {{ .Values.uuid }}-watcher\n", "templates/watcher-deployment.yaml");
+  const file = "templates/watcher-deployment.yaml";
+  let out = replaceOnce(text, READINESS_ANCHOR, helmField("readinessProbe", watcherReadinessProbe, 10), file);
+  out = replaceOnce(out, SERVICE_ACCOUNT_ANCHOR, helmField("serviceAccountName", watcherServiceAccount, 6), file);
   return HEADER + out;
-}
-
-export function configMapTemplate(): string {
-  const keys = configKeys().map(q).join(" ");
-  return `${HEADER}{{- if .Values.deploy.createConfig }}
-{{- /* The module config keys of these values; users go to the Secret, never to the ConfigMap. */}}
-{{- $config := pick .Values.AsMap ${keys} }}
-{{- if .Values.authentication }}{{- $_ := set $config "authentication" (omit .Values.authentication "users") }}{{- end }}
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: ${CONFIG_MAP_NAME}
-  namespace: ${MODULE_NAMESPACE}
-  labels:
-    app.kubernetes.io/part-of: kubevirt-infra
-data:
-  config.yaml: |
-    {{- toYaml $config | nindent 4 }}
-{{- end }}
-`;
-}
-
-export function usersSecretTemplate(): string {
-  return `${HEADER}{{- if .Values.deploy.createUsersSecret }}
-apiVersion: v1
-kind: Secret
-metadata:
-  name: ${USERS_SECRET_NAME}
-  namespace: ${MODULE_NAMESPACE}
-  labels:
-    app.kubernetes.io/part-of: kubevirt-infra
-type: Opaque
-stringData:
-  users.yaml: |
-    {{- toYaml (.Values.authentication.users | default list) | nindent 4 }}
-{{- end }}
-`;
-}
-
-/** The importer NetworkPolicy in each chassis namespace: the same egress as ./manifest.ts importerEgress. */
-export function importerNetworkPolicyTemplate(): string {
-  const v4 = DEFAULT_DENIED_RANGES.filter(r => !r.includes(":"));
-  const v6 = DEFAULT_DENIED_RANGES.filter(r => r.includes(":"));
-  const cidr = `(ternary . (printf "%s/%s" . (ternary "128" "32" (contains ":" .))) (contains "/" .))`;
-  return `${HEADER}{{- if and .Values.deploy.importerNetworkPolicy.enabled (ne .Values.role "nested") }}
-{{- $policy := .Values.redfish.imageUrlPolicy }}
-{{- $v4 := list ${v4.map(q).join(" ")} }}
-{{- $v6 := list ${v6.map(q).join(" ")} }}
-{{- range concat ($policy.serviceCidrs | default list) ($policy.denyCidrs | default list) }}
-{{- if contains ":" . }}{{- $v6 = append $v6 ${cidr} }}{{- else }}{{- $v4 = append $v4 ${cidr} }}{{- end }}
-{{- end }}
-{{- $namespaces := list }}
-{{- range .Values.chassis }}{{- $namespaces = append $namespaces .namespace }}{{- end }}
-{{- range $namespaces | uniq | sortAlpha }}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: ${IMPORTER_NETWORK_POLICY_NAME}
-  namespace: {{ . }}
-  labels:
-    app.kubernetes.io/part-of: kubevirt-infra
-    app.kubernetes.io/component: redfish
-spec:
-  podSelector:
-    matchLabels:
-      {{- toYaml $.Values.deploy.importerNetworkPolicy.podSelector | nindent 6 }}
-  policyTypes: ["Egress"]
-  egress:
-  {{- if $policy.allowAllDestinations }}
-    - {}
-  {{- else }}
-    - ports: [{ protocol: UDP, port: 53 }, { protocol: TCP, port: 53 }]
-    - to:
-        - ipBlock: { cidr: "0.0.0.0/0", except: {{ toJson $v4 }} }
-        - ipBlock: { cidr: "::/0", except: {{ toJson $v6 }} }
-    {{- with $policy.allowCidrs }}
-    - to:
-      {{- range . }}
-        - ipBlock: { cidr: {{ ${cidr} | quote }} }
-      {{- end }}
-    {{- end }}
-  {{- end }}
-{{- end }}
-{{- end }}
-`;
 }
 
 /** Every template the post-step writes, by file name under templates/. */
@@ -462,13 +266,10 @@ export function chartTemplates(ctx: BuildContext, pristine: { mutating: KubeObje
     "datavolume-audit-roles.yaml": policedRolesTemplate(ctx),
     "store-role.yaml": moduleRoleTemplate(ctx),
     "store-role-binding.yaml": moduleRoleBindingTemplate(),
-    "mutation-webhook.yaml": mutatingWebhookTemplate(pristine.mutating),
-    "validation-webhook.yaml": validatingWebhookTemplate(pristine.validating),
     "watcher-deployment.yaml": patchWatcherDeploymentTemplate(pristine.watcherDeployment),
-    "kubevirt-infra-config.yaml": configMapTemplate(),
-    "kubevirt-infra-users.yaml": usersSecretTemplate(),
-    "kubevirt-infra-importer-network-policy.yaml": importerNetworkPolicyTemplate(),
     // Described once in ./module-objects.ts, which the manifest evaluates.
+    "mutation-webhook.yaml": HEADER + helmTemplate(mutatingWebhookConfiguration(onlyWebhook(pristine.mutating))),
+    "validation-webhook.yaml": HEADER + helmTemplate(validatingWebhookConfiguration(onlyWebhook(pristine.validating))),
     ...Object.fromEntries(Object.entries(MODULE_OBJECT_TEMPLATES).map(([file, template]) => [file, HEADER + helmTemplate(template)])),
   };
 }

@@ -1,14 +1,22 @@
 // Turns the objects `pepr build` generated into the module's deployment, for given values: least-privilege
 // RBAC, per-webhook failure policies, the role switch, pod hardening, and the objects Pepr 1.1.4 cannot
-// express (Redfish Service, OpenShift Route, config ConfigMap and users Secret, SCC binding).
+// express (Redfish Service, OpenShift Route, config ConfigMap and users Secret, importer NetworkPolicy, SCC
+// binding). The webhooks, the watcher's pod changes and the module's objects are evaluated from the descriptions
+// the chart prints (./module-objects.ts), for the chart's values with the user's merged over them.
 // Pure functions over plain objects; scripts/post-build.ts does the file I/O.
-import { isIP } from "node:net";
-import { DEFAULT_DENIED_RANGES } from "../../redfish/url-policy";
 import { allGatewayGrants } from "./permissions";
 import { grantApplies, grantHeldBy, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant, type PolicyRule } from "./rbac";
-import { nonrootSccBinding, redfishRoute, redfishService } from "./module-objects";
-import { evaluateTemplate, type ObjectTemplate } from "./template";
-import { dataVolumeFailurePolicy, policedNamespaces, redfishServes, type DeployValues, type ResolvedValues } from "./values";
+import {
+  dataVolumesPoliced,
+  MODULE_OBJECT_TEMPLATES,
+  mutatingWebhookConfiguration,
+  validatingWebhookConfiguration,
+  watcherReadinessProbe,
+  watcherServiceAccount,
+  type PeprWebhook,
+} from "./module-objects";
+import { evaluateFields, evaluateTemplate, type ObjectTemplate, type Values } from "./template";
+import { helmMerge, policedNamespaces, type ResolvedValues } from "./values";
 
 export interface KubeObject {
   apiVersion: string;
@@ -21,11 +29,11 @@ export interface BuildContext {
   /** package.json pepr.uuid */
   uuid: string;
   capabilities: BuildCapability[];
+  /** The chart's values.yaml (Pepr's values and the module's defaults, ./chart.ts chartValuesText), parsed. */
+  chartValues: Values;
 }
 
-export const CONFIG_MAP_NAME = "kubevirt-infra-config";
-export const USERS_SECRET_NAME = "kubevirt-infra-users";
-export { NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME } from "./module-objects";
+export { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, USERS_SECRET_NAME } from "./module-objects";
 
 const PART_OF = { "app.kubernetes.io/part-of": "kubevirt-infra" };
 
@@ -44,6 +52,18 @@ function find(objects: KubeObject[], kind: string, name: string): KubeObject {
   return found;
 }
 
+/** The `.Values` Helm renders the chart with for these values: the user's merged over the chart's. */
+export function chartValuesFor(ctx: BuildContext, values: ResolvedValues): Values {
+  return helmMerge(ctx.chartValues, values.document) as Values;
+}
+
+/** The one webhook `pepr build` writes in a webhook configuration. */
+export function onlyWebhook(config: KubeObject): PeprWebhook {
+  const hooks = config.webhooks as PeprWebhook[] | undefined;
+  if (!hooks || hooks.length !== 1) throw new Error(`${config.kind} ${config.metadata.name}: expected exactly one webhook from pepr build, found ${hooks?.length ?? 0}`);
+  return hooks[0];
+}
+
 function podSpec(deployment: KubeObject): Record<string, any> {
   const spec = (deployment.spec as any)?.template?.spec;
   if (!spec?.containers?.[0]) throw new Error(`Deployment ${deployment.metadata.name} has no pod template`);
@@ -51,10 +71,11 @@ function podSpec(deployment: KubeObject): Record<string, any> {
 }
 
 export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, values: ResolvedValues): KubeObject[] {
-  const { config, deploy } = values;
+  const { config } = values;
   const role = config.role;
   const name = resourceName(ctx);
-  let objects = structuredClone(input);
+  const chartValues = chartValuesFor(ctx, values);
+  const objects = structuredClone(input);
 
   const grants = moduleGrants(ctx).filter(g => grantApplies(g, role));
   const admissionGrants = grants.filter(g => grantHeldBy(g, "admission"));
@@ -72,34 +93,22 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
   const storeBinding = find(objects, "RoleBinding", `${name}-store`);
   storeBinding.subjects = [serviceAccountSubject(name)];
   objects.splice(objects.indexOf(storeBinding) + 1, 0, ...watcherRbacObjects(ctx, values, grants.filter(g => grantHeldBy(g, "watcher"))));
-  podSpec(find(objects, "Deployment", `${name}-watcher`)).serviceAccountName = watcherServiceAccountName(ctx);
 
-  const mutating = find(objects, "MutatingWebhookConfiguration", name);
-  const validating = find(objects, "ValidatingWebhookConfiguration", name);
-  // A Node webhook that rejects can stop a cluster: node-identity fails open and the watcher back-fills.
-  for (const hook of mutating.webhooks as any[]) hook.failurePolicy = "Ignore";
-  const namespaces = policedNamespaces(config);
-  // Without policed namespaces in the values the webhook cannot be scoped: it keeps Pepr's scope and fails open, so
-  // enabling the policy later in the live ConfigMap works, but only a rendering with the policy fails closed.
-  for (const hook of validating.webhooks as any[]) {
-    if (namespaces.length > 0) Object.assign(hook, dataVolumeWebhookScope(namespaces, deploy));
-    else hook.failurePolicy = "Ignore";
+  for (const [kind, describe] of [
+    ["MutatingWebhookConfiguration", mutatingWebhookConfiguration],
+    ["ValidatingWebhookConfiguration", validatingWebhookConfiguration],
+  ] as const) {
+    const pepr = find(objects, kind, name);
+    objects.splice(objects.indexOf(pepr), 1, ...(evaluateTemplate(describe(onlyWebhook(pepr)), chartValues) as KubeObject[]));
   }
-  if (role === "infra") objects = objects.filter(o => o !== mutating);
-  if (role === "nested") objects = objects.filter(o => o !== validating);
 
   for (const deployment of [find(objects, "Deployment", name), find(objects, "Deployment", `${name}-watcher`)]) {
     const pod = podSpec(deployment);
     pod.securityContext = { ...pod.securityContext, seccompProfile: { type: "RuntimeDefault" } };
   }
-  const watcher = podSpec(find(objects, "Deployment", `${name}-watcher`)).containers[0];
-  if (redfishServes(config)) {
-    // Ready = the Redfish caches have synced (the Redfish server answers /healthz 503 until then).
-    watcher.readinessProbe = {
-      httpGet: { path: "/healthz", port: config.redfish.port, scheme: config.redfish.tls.enabled ? "HTTPS" : "HTTP" },
-      initialDelaySeconds: 10,
-    };
-  }
+  const watcherPod = podSpec(find(objects, "Deployment", `${name}-watcher`));
+  watcherPod.serviceAccountName = watcherServiceAccount.evaluate(chartValues);
+  watcherPod.containers[0].readinessProbe = evaluateFields(watcherReadinessProbe, chartValues);
   return objects;
 }
 
@@ -165,95 +174,28 @@ export function forSharedServiceAccount(objects: readonly KubeObject[], ctx: Bui
     });
 }
 
-/** The DataVolume webhook's failure policy and scope: the policed namespaces only. */
-export function dataVolumeWebhookScope(namespaces: readonly string[], deploy: DeployValues): { failurePolicy: "Fail" | "Ignore"; namespaceSelector: object } {
-  return {
-    failurePolicy: dataVolumeFailurePolicy(deploy),
-    namespaceSelector: { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: [...namespaces] }] },
-  };
-}
-
 /**
  * For `npx pepr deploy`, which renders both webhooks from package.json's module-wide onError (Ignore): a patch of
  * the DataVolume webhook only (kubectl apply merges webhooks by name), making it fail closed and scoped like the
- * chart's. Undefined when nothing is policed.
+ * chart's: its failure policy and scope taken from the manifest's. Undefined when nothing is policed.
  */
-export function dataVolumeWebhookPatch(ctx: BuildContext, values: ResolvedValues): KubeObject | undefined {
-  const namespaces = policedNamespaces(values.config);
-  if (values.config.role === "nested" || namespaces.length === 0) return undefined;
+export function dataVolumeWebhookPatch(ctx: BuildContext, values: ResolvedValues, manifest: readonly KubeObject[]): KubeObject | undefined {
   const name = resourceName(ctx);
+  const validating = manifest.find(o => o.kind === "ValidatingWebhookConfiguration" && o.metadata.name === name);
+  if (!validating || !dataVolumesPoliced.evaluate(chartValuesFor(ctx, values))) return undefined;
+  const { failurePolicy, namespaceSelector } = (validating.webhooks as Record<string, unknown>[])[0];
   return {
     apiVersion: "admissionregistration.k8s.io/v1",
     kind: "ValidatingWebhookConfiguration",
     metadata: { name },
-    webhooks: [{ name: `${name}.pepr.dev`, ...dataVolumeWebhookScope(namespaces, values.deploy) }],
+    webhooks: [{ name: `${name}.pepr.dev`, failurePolicy, namespaceSelector }],
   };
-}
-
-export const IMPORTER_NETWORK_POLICY_NAME = "kubevirt-infra-importer-egress";
-
-/**
- * Egress of CDI's importer pods under the image URL policy: DNS, every address outside the default-denied ranges,
- * the Service CIDRs and denyCidrs, and the allowCidrs (a rule of their own, since NetworkPolicy rules add up).
- * With allowAllDestinations the policy allows all egress.
- */
-export function importerEgress(config: ResolvedValues["config"]): object[] {
-  const policy = config.redfish.imageUrlPolicy;
-  const dns = { ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }] };
-  if (policy.allowAllDestinations) return [{}];
-  const denied = [...DEFAULT_DENIED_RANGES, ...policy.serviceCidrs, ...policy.denyCidrs];
-  const within = (family: 4 | 6) => denied.filter(r => isIP(r.split("/")[0]) === family).map(r => (r.includes("/") ? r : `${r}/${family === 4 ? 32 : 128}`));
-  const asCidr = (r: string) => (r.includes("/") ? r : `${r}/${isIP(r) === 6 ? 128 : 32}`);
-  return [
-    dns,
-    { to: [{ ipBlock: { cidr: "0.0.0.0/0", except: within(4) } }, { ipBlock: { cidr: "::/0", except: within(6) } }] },
-    ...(policy.allowCidrs.length > 0 ? [{ to: policy.allowCidrs.map(r => ({ ipBlock: { cidr: asCidr(r) } })) }] : []),
-  ];
-}
-
-function importerNetworkPolicies(values: ResolvedValues): KubeObject[] {
-  if (!values.deploy.importerNetworkPolicy.enabled) return [];
-  return chassisNamespaces(values).map(namespace => ({
-    apiVersion: "networking.k8s.io/v1",
-    kind: "NetworkPolicy",
-    metadata: { name: IMPORTER_NETWORK_POLICY_NAME, namespace, labels: { ...PART_OF, "app.kubernetes.io/component": "redfish" } },
-    spec: {
-      podSelector: { matchLabels: { ...values.deploy.importerNetworkPolicy.podSelector } },
-      policyTypes: ["Egress"],
-      egress: importerEgress(values.config),
-    },
-  }));
 }
 
 /** The objects Pepr cannot generate, for these values. */
 export function moduleObjects(ctx: BuildContext, values: ResolvedValues): KubeObject[] {
-  const { deploy } = values;
-  const chartValues = { ...values.config, deploy, uuid: resourceName(ctx) };
-  const render = (template: ObjectTemplate) => {
-    const object = evaluateTemplate(template, chartValues);
-    return object ? [object as KubeObject] : [];
-  };
-  const out: KubeObject[] = [...render(redfishService), ...render(redfishRoute)];
-  if (deploy.createConfig) {
-    out.push({
-      apiVersion: "v1",
-      kind: "ConfigMap",
-      metadata: { name: CONFIG_MAP_NAME, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } },
-      data: { "config.yaml": values.configYaml },
-    });
-  }
-  if (deploy.createUsersSecret) {
-    out.push({
-      apiVersion: "v1",
-      kind: "Secret",
-      metadata: { name: USERS_SECRET_NAME, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } },
-      type: "Opaque",
-      stringData: { "users.yaml": values.usersYaml },
-    });
-  }
-  out.push(...importerNetworkPolicies(values));
-  out.push(...render(nonrootSccBinding));
-  return out;
+  const chartValues = chartValuesFor(ctx, values);
+  return Object.values(MODULE_OBJECT_TEMPLATES).flatMap((template: ObjectTemplate) => evaluateTemplate(template, chartValues) as KubeObject[]);
 }
 
 /** The whole deployment: Pepr's objects, transformed, followed by the module's own. */

@@ -1,7 +1,10 @@
 // One description of a Kubernetes object, two renderings: evaluated against a values document (the manifest,
 // ./manifest.ts) and printed as a Helm template (the chart, ./chart.ts). Each decision (a condition, where a
 // field's value comes from) is written once, as a small expression that both evaluates here and prints as the
-// Go-template / sprig expression Helm evaluates the same way.
+// Go-template / sprig expression Helm evaluates the same way. What needs more than one expression (a list built in
+// a loop) is a `variable`: its Helm statements and its evaluation sit side by side, and test/deploy/chart-objects
+// renders every template against the manifest for the same values.
+import YAML from "yaml";
 
 /** The chart's `.Values`: the module config keys, `deploy`, and Pepr's keys (`uuid`, ...), defaults filled in. */
 export type Values = Record<string, unknown>;
@@ -15,12 +18,20 @@ function truthy(value: unknown): boolean {
 }
 
 export interface Expr {
-  evaluate(values: Values): unknown;
+  /** `item` is the element of a `forEach` document being rendered (Helm's `.` inside `range`). */
+  evaluate(values: Values, item?: unknown): unknown;
   /** The Helm expression; `root` is how the template reaches `.Values` (`$.Values` inside range). */
   helm(root: string): string;
+  /** The Helm text of the value inside a YAML scalar, when it is not one call (`{{ .Values.uuid }}-watcher`). */
+  inline?(root: string): string;
 }
 
-const quoted = (value: string | number | boolean) => (typeof value === "string" ? JSON.stringify(value) : String(value));
+const YAML_WORDS = /^(true|false|yes|no|on|off|y|n|null|~)$/i;
+/** A YAML scalar: plain when YAML reads it back as this string (keeps the templates readable), else JSON-quoted. */
+const quoted = (value: string | number | boolean) =>
+  typeof value !== "string" ? String(value) : /^[A-Za-z\/][A-Za-z0-9+\/=._-]*$/.test(value) && !YAML_WORDS.test(value) ? value : JSON.stringify(value);
+/** A Go-template string literal. */
+const goString = (value: string | number | boolean) => (typeof value === "string" ? JSON.stringify(value) : String(value));
 
 /** `.Values.a.b`: the value at a path of the values (undefined when absent, like Helm's nil). */
 export function v(path: string): Expr {
@@ -32,40 +43,88 @@ export function v(path: string): Expr {
 }
 
 export function literal(value: string | number | boolean): Expr {
-  return { evaluate: () => value, helm: () => quoted(value) };
+  return { evaluate: () => value, helm: () => goString(value) };
+}
+
+/** The element of a `forEach` document (Helm's `.` inside `range`). */
+export const item: Expr = { evaluate: (_values, element) => element, helm: () => "." };
+
+/** `<value of a><suffix>`: printed `{{ a }}<suffix>` in a scalar, `(printf "%s<suffix>" a)` inside an expression. */
+export function suffixed(a: Expr, suffix: string): Expr {
+  return {
+    evaluate: (vs, it) => `${String(a.evaluate(vs, it))}${suffix}`,
+    helm: root => `(printf "%s${suffix}" ${a.helm(root)})`,
+    inline: root => `{{ ${bare(a.helm(root))} }}${suffix}`,
+  };
 }
 
 const lift = (e: Expr | string | number | boolean): Expr => (typeof e === "object" ? e : literal(e));
-const call = (name: string, args: Expr[], evaluate: (values: Values) => unknown): Expr => ({
+const call = (name: string, args: Expr[], evaluate: (values: Values, item?: unknown) => unknown): Expr => ({
   evaluate,
   helm: root => `(${name} ${args.map(a => a.helm(root)).join(" ")})`,
 });
 
-export const eq = (a: Expr, b: Expr | string | number | boolean): Expr => call("eq", [a, lift(b)], vs => a.evaluate(vs) === lift(b).evaluate(vs));
-export const ne = (a: Expr, b: Expr | string | number | boolean): Expr => call("ne", [a, lift(b)], vs => a.evaluate(vs) !== lift(b).evaluate(vs));
-export const not = (a: Expr): Expr => call("not", [a], vs => !truthy(a.evaluate(vs)));
+export const eq = (a: Expr, b: Expr | string | number | boolean): Expr => call("eq", [a, lift(b)], (vs, it) => a.evaluate(vs, it) === lift(b).evaluate(vs, it));
+export const ne = (a: Expr, b: Expr | string | number | boolean): Expr => call("ne", [a, lift(b)], (vs, it) => a.evaluate(vs, it) !== lift(b).evaluate(vs, it));
+export const not = (a: Expr): Expr => call("not", [a], (vs, it) => !truthy(a.evaluate(vs, it)));
 /** A string from the values, quoted in the template (sprig `quote`), so YAML reads it as text. */
-export const text = (a: Expr): Expr => call("quote", [a], vs => String(a.evaluate(vs) ?? ""));
+export const text = (a: Expr): Expr => call("quote", [a], (vs, it) => String(a.evaluate(vs, it) ?? ""));
 /** Go's `and` / `or` answer one of their arguments; only their truth is used here. */
-export const and = (...args: Expr[]): Expr => call("and", args, vs => args.every(a => truthy(a.evaluate(vs))));
-export const or = (...args: Expr[]): Expr => call("or", args, vs => args.some(a => truthy(a.evaluate(vs))));
+export const and = (...args: Expr[]): Expr => call("and", args, (vs, it) => args.every(a => truthy(a.evaluate(vs, it))));
+export const or = (...args: Expr[]): Expr => call("or", args, (vs, it) => args.some(a => truthy(a.evaluate(vs, it))));
 /** sprig `ternary yes no condition`. */
 export const ternary = (yes: Expr | string, no: Expr | string, condition: Expr): Expr =>
-  call("ternary", [lift(yes), lift(no), condition], vs => (truthy(condition.evaluate(vs)) ? lift(yes) : lift(no)).evaluate(vs));
+  call("ternary", [lift(yes), lift(no), condition], (vs, it) => (truthy(condition.evaluate(vs, it)) ? lift(yes) : lift(no)).evaluate(vs, it));
 
-/** Fields present only when `condition` holds: spread into a map, `{ ...when(cond, { key: value }) }`. */
+/** A value computed by template statements (`{{- $name := ... }}`) in Helm, and by `evaluate` here. */
+export interface Variable extends Expr {
+  statements(root: string): string[];
+}
+
+export function variable(name: `$${string}`, statements: (root: string) => string[], evaluate: (values: Values) => unknown): Variable {
+  return { evaluate: values => evaluate(values), helm: () => name, statements };
+}
+
+/** Removes the parentheses around a whole call: `{{ f a }}` reads better than `{{ (f a) }}`. */
+function bare(helm: string): string {
+  if (!helm.startsWith("(") || !helm.endsWith(")")) return helm;
+  let depth = 0;
+  for (let i = 0; i < helm.length; i++) {
+    if (helm[i] === '"') {
+      for (i++; helm[i] !== '"'; i++) if (helm[i] === "\\") i++;
+    } else if (helm[i] === "(") depth++;
+    else if (helm[i] === ")" && --depth === 0 && i < helm.length - 1) return helm;
+  }
+  return helm.slice(1, -1);
+}
+
+/** YAML as Helm's `toYaml` writes it: keys sorted. */
+export function toYamlText(value: unknown): string {
+  return YAML.stringify(value, { sortMapEntries: true, lineWidth: 0 });
+}
+
+/** Fields present only when `condition` holds (else `otherwise`): spread into a map, `{ ...when(cond, { key: value }) }`. */
 class When {
   constructor(
     readonly condition: Expr,
     readonly fields: Fields,
+    readonly otherwise?: Fields,
   ) {}
+}
+/** A structured value from the values or a variable, as it is (Helm: `toYaml | nindent`). */
+class Block {
+  constructor(readonly from: Expr) {}
+}
+/** A string holding the YAML of a value (Helm: a `|` scalar with `toYaml | nindent`). */
+class YamlText {
+  constructor(readonly from: Expr) {}
 }
 /** The entries of a map from the values (e.g. user annotations), merged into the map it is spread into. */
 class Entries {
   constructor(readonly from: Expr) {}
 }
 
-export type Node = string | number | boolean | Expr | Node[] | Fields;
+export type Node = string | number | boolean | Expr | Block | YamlText | Node[] | Fields;
 export interface Fields {
   [key: string]: Node | When | Entries;
 }
@@ -74,9 +133,12 @@ let spreadKeys = 0;
 const spreadKey = () => `\u0000spread${spreadKeys++}`;
 const isSpread = (key: string) => key.startsWith("\u0000spread");
 
-export function when(condition: Expr, fields: Fields): Fields {
-  return { [spreadKey()]: new When(condition, fields) };
+export function when(condition: Expr, fields: Fields, otherwise?: Fields): Fields {
+  return { [spreadKey()]: new When(condition, fields, otherwise) };
 }
+
+export const block = (from: Expr): Block => new Block(from);
+export const yamlText = (from: Expr): YamlText => new YamlText(from);
 
 export function entriesOf(from: Expr): Fields {
   return { [spreadKey()]: new Entries(from) };
@@ -91,27 +153,35 @@ export interface ObjectTemplate {
   condition?: Expr;
   /** Values that make the chart fail with `message` (helm install refuses; the manifest renderer throws). */
   refuse?: { condition: Expr; message: string }[];
+  /** Computed before the document, in this order (a variable may use the ones before it). */
+  variables?: Variable[];
+  /** One document per element of this list (Helm `range`; the element is `item`), instead of one. */
+  forEach?: Expr;
   object: Fields;
 }
 
 // ---- evaluation (the manifest) --------------------------------------------------------------------------
 
-function evaluateNode(node: Node, values: Values): unknown {
-  if (isExpr(node)) return node.evaluate(values);
-  if (Array.isArray(node)) return node.map(item => evaluateNode(item, values));
-  if (typeof node === "object") return evaluateFields(node, values);
+function evaluateNode(node: Node, values: Values, element: unknown): unknown {
+  if (isExpr(node)) return node.evaluate(values, element);
+  if (node instanceof Block) return structuredClone(node.from.evaluate(values, element));
+  if (node instanceof YamlText) return toYamlText(node.from.evaluate(values, element));
+  if (Array.isArray(node)) return node.map(entry => evaluateNode(entry, values, element));
+  if (typeof node === "object") return evaluateFields(node, values, element);
   return node;
 }
 
-function evaluateFields(fields: Fields, values: Values): Record<string, unknown> {
+/** The map these fields describe, for these values. */
+export function evaluateFields(fields: Fields, values: Values, element?: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, node] of Object.entries(fields)) {
     if (node instanceof When) {
-      if (truthy(node.condition.evaluate(values))) Object.assign(out, evaluateFields(node.fields, values));
+      const chosen = truthy(node.condition.evaluate(values, element)) ? node.fields : node.otherwise;
+      if (chosen) Object.assign(out, evaluateFields(chosen, values, element));
     } else if (node instanceof Entries) {
-      const from = node.from.evaluate(values);
+      const from = node.from.evaluate(values, element);
       if (from && typeof from === "object") Object.assign(out, structuredClone(from));
-    } else out[key] = evaluateNode(node, values);
+    } else out[key] = evaluateNode(node, values, element);
   }
   return out;
 }
@@ -121,18 +191,21 @@ export function refusals(template: ObjectTemplate, values: Values): string[] {
   return (template.refuse ?? []).filter(refusal => truthy(refusal.condition.evaluate(values))).map(refusal => refusal.message);
 }
 
-/** The object for these values, or undefined when its condition does not hold. Throws what the values trigger. */
-export function evaluateTemplate(template: ObjectTemplate, values: Values): Record<string, unknown> | undefined {
+/** The objects for these values: none when the condition does not hold. Throws what the values trigger. */
+export function evaluateTemplate(template: ObjectTemplate, values: Values): Record<string, unknown>[] {
   const refused = refusals(template, values);
   if (refused.length > 0) throw new Error(refused.join("\n"));
-  if (template.condition && !truthy(template.condition.evaluate(values))) return undefined;
-  return evaluateFields(template.object, values);
+  if (template.condition && !truthy(template.condition.evaluate(values))) return [];
+  if (!template.forEach) return [evaluateFields(template.object, values)];
+  const elements = template.forEach.evaluate(values);
+  return (Array.isArray(elements) ? elements : []).map(element => evaluateFields(template.object, values, element));
 }
 
 // ---- printing (the chart) -------------------------------------------------------------------------------
 
 function scalarText(node: string | number | boolean | Expr, root: string): string {
-  return isExpr(node) ? `{{ ${node.helm(root)} }}` : quoted(node);
+  if (!isExpr(node)) return quoted(node);
+  return node.inline ? node.inline(root) : `{{ ${bare(node.helm(root))} }}`;
 }
 
 function printFields(fields: Fields, indent: number, root: string): string[] {
@@ -140,7 +213,9 @@ function printFields(fields: Fields, indent: number, root: string): string[] {
   const lines: string[] = [];
   for (const [key, node] of Object.entries(fields)) {
     if (node instanceof When) {
-      lines.push(`${pad}{{- if ${node.condition.helm(root)} }}`, ...printFields(node.fields, indent, root), `${pad}{{- end }}`);
+      lines.push(`${pad}{{- if ${bare(node.condition.helm(root))} }}`, ...printFields(node.fields, indent, root));
+      if (node.otherwise) lines.push(`${pad}{{- else }}`, ...printFields(node.otherwise, indent, root));
+      lines.push(`${pad}{{- end }}`);
     } else if (node instanceof Entries) {
       lines.push(`${pad}{{- with ${node.from.helm(root)} }}`, `${pad}{{- toYaml . | nindent ${indent} }}`, `${pad}{{- end }}`);
     } else if (!isSpread(key)) {
@@ -150,10 +225,13 @@ function printFields(fields: Fields, indent: number, root: string): string[] {
   return lines;
 }
 
+/** `head` (a key, `key:`) and its value, the value's lines indented under it. */
 function printEntry(head: string, node: Node, indent: number, root: string): string[] {
+  const pad = " ".repeat(indent + 2);
+  if (node instanceof Block) return [head, `${pad}{{- toYaml ${node.from.helm(root)} | nindent ${indent + 2} }}`];
+  if (node instanceof YamlText) return [`${head} |`, `${pad}{{- toYaml ${node.from.helm(root)} | nindent ${indent + 2} }}`];
   if (Array.isArray(node)) {
     if (node.length === 0) return [`${head} []`];
-    const pad = " ".repeat(indent + 2);
     return [head, ...node.flatMap(item => printListItem(item, pad, indent + 4, root))];
   }
   if (typeof node === "object" && !isExpr(node)) {
@@ -164,23 +242,31 @@ function printEntry(head: string, node: Node, indent: number, root: string): str
 }
 
 function printListItem(item: Node, pad: string, indent: number, root: string): string[] {
-  if (typeof item === "object" && !isExpr(item) && !Array.isArray(item)) {
+  if (Array.isArray(item) || item instanceof Block || item instanceof YamlText) throw new Error("list items are maps or scalars in these templates");
+  if (typeof item === "object" && !isExpr(item)) {
     const body = printFields(item, indent, root);
     // The first field goes on the "- " line.
     const first = body.findIndex(line => !line.trimStart().startsWith("{{"));
     if (first === 0) return [`${pad}- ${body[0].trimStart()}`, ...body.slice(1)];
     return [`${pad}-`, ...body];
   }
-  if (Array.isArray(item)) throw new Error("lists of lists are not used in templates");
   return [`${pad}- ${scalarText(item, root)}`];
 }
 
-/** The Helm template text of one document. */
+/** The Helm text of one field (`key: value`, the value's lines below it) at `indent` spaces, for patching a template. */
+export function helmField(key: string, node: Node, indent: number): string {
+  return `${printEntry(`${" ".repeat(indent)}${key}:`, node, indent, ".Values").join("\n")}\n`;
+}
+
+/** The Helm template text of one document (or one per element of `forEach`). */
 export function helmTemplate(template: ObjectTemplate): string {
   const lines: string[] = [];
-  for (const refusal of template.refuse ?? []) lines.push(`{{- if ${refusal.condition.helm(".Values")} }}`, `{{- fail ${JSON.stringify(refusal.message)} }}`, "{{- end }}");
-  const body = printFields(template.object, 0, ".Values");
-  if (template.condition) lines.push(`{{- if ${template.condition.helm(".Values")} }}`, ...body, "{{- end }}");
+  for (const refusal of template.refuse ?? []) lines.push(`{{- if ${bare(refusal.condition.helm(".Values"))} }}`, `{{- fail ${JSON.stringify(refusal.message)} }}`, "{{- end }}");
+  for (const computed of template.variables ?? []) lines.push(...computed.statements(".Values"));
+  const body = template.forEach
+    ? [`{{- range ${bare(template.forEach.helm(".Values"))} }}`, "---", ...printFields(template.object, 0, "$.Values"), "{{- end }}"]
+    : printFields(template.object, 0, ".Values");
+  if (template.condition) lines.push(`{{- if ${bare(template.condition.helm(".Values"))} }}`, ...body, "{{- end }}");
   else lines.push(...body);
   return `${lines.join("\n")}\n`;
 }

@@ -83,10 +83,8 @@ function isMap(value: unknown): value is Doc {
 }
 
 export interface ResolvedValues {
-  /** config.yaml as the ConfigMap carries it (no users). */
-  configYaml: string;
-  /** users.yaml as the Secret carries it. */
-  usersYaml: string;
+  /** The values as given (the manifest merges them over the chart's values.yaml, as Helm does). */
+  document: Doc;
   /** The config as the module will read it (defaults filled in, validated by the module's own loader). */
   config: ModuleConfig;
   deploy: DeployValues;
@@ -131,7 +129,7 @@ export function resolveValues(values: unknown, source = "values"): ResolvedValue
   const refused = refusals(redfishRoute, { ...config, deploy });
   if (refused.length > 0) throw new Error(refused.map(message => `${source}: ${message}`).join("\n"));
   if (deploy.route.enabled && config.role === "nested") warnings.push(`${source}: deploy.route is ignored with role "nested" (Redfish runs in infra clusters)`);
-  return { configYaml, usersYaml, config, deploy, warnings };
+  return { document: structuredClone(doc), config, deploy, warnings };
 }
 
 /** The namespaces the DataVolume policy polices, as the module computes them. */
@@ -139,20 +137,15 @@ export function policedNamespaces(config: ModuleConfig): string[] {
   return config.role === "nested" || !config.datavolumePolicy.enabled ? [] : config.datavolumePolicy.namespaces;
 }
 
-/**
- * The DataVolume webhook's failure policy: Fail unless deploy.dataVolumeWebhook.failurePolicy says otherwise. The
- * tenant labels are the CSI driver's only isolation between tenants; a fail-open webhook would let anyone who can
- * make it unavailable (or wait for an upgrade) create unlabelled or mislabelled volumes. Fail also in warn and audit
- * mode: the mode is hot-reloaded from the ConfigMap, the rendering is not. The webhook is scoped to the policed
- * namespaces, so an outage blocks DataVolumes there and nowhere else.
- */
-export function dataVolumeFailurePolicy(deploy: DeployValues): "Fail" | "Ignore" {
-  return deploy.dataVolumeWebhook.failurePolicy === "Ignore" ? "Ignore" : "Fail";
-}
-
-/** Whether the Redfish server runs (the watcher's readiness then follows its cache sync). */
-export function redfishServes(config: ModuleConfig): boolean {
-  return config.role !== "nested" && config.redfish.enabled && config.chassis.length > 0;
+/** Helm's coalescing of user values over the chart's: maps merge, null deletes, anything else replaces. */
+export function helmMerge(base: unknown, over: unknown): unknown {
+  if (!isMap(base) || !isMap(over)) return structuredClone(over);
+  const out: Doc = structuredClone(base);
+  for (const [key, value] of Object.entries(over)) {
+    if (value === null) delete out[key];
+    else out[key] = isMap(out[key]) && isMap(value) ? helmMerge(out[key], value) : structuredClone(value);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ if (!haveSushy || !haveRedfishtool) {
 
 const SYSTEM = "tenant1-vms.conformance-vm";
 const INSPECTED = "tenant1-vms.inspected-vm";
+const BIOS_SYSTEM = "tenant1-vms.bios-vm";
 
 
 describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, redfishtool)", () => {
@@ -60,7 +61,10 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
     template.metadata.annotations = { "sandbox.kubevirt.io/acpi-shutdown-seconds": "1" };
     c.api.store.create("virtualmachines.kubevirt.io", vm);
     c.api.store.create("virtualmachines.kubevirt.io", inspectedVirtualMachine("tenant1-vms", "inspected-vm"));
-    for (const system of [SYSTEM, INSPECTED]) {
+    const biosVm = demoVirtualMachine("tenant1-vms", "bios-vm", "5e1d0000-0000-4000-8000-00000000b105", "02:00:00:00:0b:05");
+    (biosVm.spec as any).template.spec.domain.firmware.bootloader = { bios: {} }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    c.api.store.create("virtualmachines.kubevirt.io", biosVm);
+    for (const system of [SYSTEM, INSPECTED, BIOS_SYSTEM]) {
       await vi.waitFor(
         async () => expect((await c.redfish("GET", `/redfish/v1/Systems/${system}`, { user: "admin:admin123" })).status, `${system} in the Redfish cache`).toBe(200),
         { timeout: 15_000, interval: 100 },
@@ -69,7 +73,7 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
   });
   afterAll(async () => c?.stop());
 
-  async function sushy(phase: "install" | "power" | "inspect", system = SYSTEM): Promise<{ steps: { name: string; [k: string]: unknown }[]; [k: string]: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  async function sushy(phase: "install" | "power" | "inspect" | "bios", system = SYSTEM): Promise<{ steps: { name: string; [k: string]: unknown }[]; [k: string]: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
     const args = [SUSHY_FLOW, phase, base, "admin", "admin123", system, caFile, `${c.isoServer.url}/images/conformance.iso`];
     try {
       const { stdout } = await run(PYTHON, args, { env: clientEnv(), timeout: 240_000 });
@@ -126,6 +130,26 @@ describe.skipIf(!haveSushy || !haveRedfishtool)("Redfish conformance (sushy, red
       return present(o?.metadata.annotations?.["sandbox.kubevirt.io/booted-from"] ? o : undefined, "the VMI's boot record");
     }, { timeout: 15_000, interval: 100 });
     expect(vmi.metadata.annotations?.["sandbox.kubevirt.io/booted-from"]).toBe(cdrom!.name);
+  });
+
+  it("sushy: BIOS settings as Ironic applies them: pending until the next start, then the VM's firmware; ResetBios", async () => {
+    const r = await sushy("bios", BIOS_SYSTEM);
+    expect(r.supported_apply_times).toEqual(["OnReset"]);
+    expect(r.before).toMatchObject({ BootMode: "Bios", SecureBoot: "Disabled" });
+    expect(r.pending).toEqual({ BootMode: "Uefi", SecureBoot: "Enabled" });
+    expect(r.before_reset).toMatchObject({ BootMode: "Bios", SecureBoot: "Disabled" });
+    expect(r.after_reset).toMatchObject({ BootMode: "Uefi", SecureBoot: "Enabled", Smm: "Enabled" });
+    expect(r.not_applied).toEqual({});
+    expect(r.pending_after_reset).toEqual({});
+    expect(r.current_boot_after_reset).toBe("Enabled");
+    expect(r.pending_after_reset_bios).toEqual({ SecureBoot: "Disabled" });
+    expect(r.current_boot_after_factory_reset).toBe("Disabled");
+    expect(r.after_factory_reset).toMatchObject({ BootMode: "Uefi", SecureBoot: "Disabled" });
+    expect(r.read_only_error).toContain("PropertyNotWritable");
+    // The VMI the last start created has the firmware the settings asked for, from the sandbox's KubeVirt.
+    const vm = c.api.store.get("virtualmachines.kubevirt.io", "tenant1-vms", "bios-vm") as KubeObject;
+    expect((vm.spec as any).template.spec.domain.firmware.bootloader).toEqual({ efi: { secureBoot: false } }); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(vm.metadata.annotations?.["kubevirt-infra.io/bios-settings"]).toBeUndefined();
   });
 
   it("sushy: power actions, the one-time boot reads Disabled afterwards, eject, Nmi refused", async () => {

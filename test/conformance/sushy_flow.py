@@ -189,6 +189,52 @@ elif phase == "inspect":
                                   current_boot=system.secure_boot.current_boot.value if system.secure_boot.current_boot else None)
     results["manager_firmware"] = manager.firmware_version
     step("inspected", **inspected)
+elif phase == "bios":
+    # Ironic's redfish BIOS interface: apply_configuration sets the attributes (OnReset when the Bios offers it),
+    # reboots, then compares Bios.Attributes with what it asked for; factory_reset posts ResetBios, then reboots.
+    bios = system.bios
+    results["supported_apply_times"] = sorted(t.value for t in bios.supported_apply_times)
+    results["before"] = bios.attributes
+    apply_time = sushy.APPLY_TIME_ON_RESET if sushy.APPLY_TIME_ON_RESET in bios.supported_apply_times else None
+    requested = {"BootMode": "Uefi", "SecureBoot": "Enabled"}
+    bios.set_attributes(requested, apply_time=apply_time)
+    bios.refresh(force=True)
+    results["pending"] = bios.pending_attributes
+    results["before_reset"] = bios.attributes
+    system.reset_system(sushy.RESET_ON)
+    wait_for_power(system, sushy.POWER_STATE_ON)
+    bios.refresh(force=True)
+    results["after_reset"] = bios.attributes
+    results["pending_after_reset"] = bios.pending_attributes
+    results["not_applied"] = {k: v for k, v in requested.items() if bios.attributes.get(k) != v}
+
+    def current_secure_boot():
+        system.secure_boot.refresh(force=True)
+        return system.secure_boot.current_boot.value if system.secure_boot.current_boot else None
+
+    started = time.monotonic()
+    while current_secure_boot() != "Enabled" and time.monotonic() - started < 30:
+        time.sleep(0.2)
+    results["current_boot_after_reset"] = current_secure_boot()
+
+    bios.reset_bios()
+    bios.refresh(force=True)
+    results["pending_after_reset_bios"] = bios.pending_attributes
+    # Ironic's reboot of a powered-on node.
+    system.reset_system(sushy.RESET_FORCE_RESTART)
+    started = time.monotonic()
+    while current_secure_boot() != "Disabled" and time.monotonic() - started < 30:
+        time.sleep(0.2)
+    results["current_boot_after_factory_reset"] = current_secure_boot()
+    bios.refresh(force=True)
+    results["after_factory_reset"] = bios.attributes
+    try:
+        bios.set_attributes({"Smm": "Disabled"})
+        fail("a read-only attribute was accepted")
+    except sushy.exceptions.BadRequestError as exc:
+        results["read_only_error"] = str(exc)
+    system.reset_system(sushy.RESET_FORCE_OFF)
+    wait_for_power(system, sushy.POWER_STATE_OFF)
 else:
     fail("unknown phase %s" % phase)
 

@@ -8,6 +8,7 @@ import YAML from "yaml";
 import { ensureBuild } from "../../scripts/ensure-build";
 import { parseManifest, postBuild } from "../../scripts/post-build";
 import type { KubeObject } from "../../scripts/deploy/manifest";
+export { helmMerge } from "../../scripts/deploy/values";
 
 export const REPO = path.resolve(__dirname, "../..");
 export const UUID = "kubevirt-infra";
@@ -74,17 +75,6 @@ export function fullValues(): Record<string, unknown> {
       openshift: { servingCertificate: true, nonrootSCC: true },
     },
   };
-}
-
-/** Helm's coalescing of user values over the chart's: maps merge, null deletes, anything else replaces. */
-export function helmMerge(base: unknown, over: unknown): unknown {
-  if (!isMap(base) || !isMap(over)) return structuredClone(over);
-  const out: Record<string, any> = structuredClone(base);
-  for (const [k, v] of Object.entries(over)) {
-    if (v === null) delete out[k];
-    else out[k] = isMap(out[k]) && isMap(v) ? helmMerge(out[k], v) : structuredClone(v);
-  }
-  return out;
 }
 
 export function isMap(v: unknown): v is Record<string, any> {

@@ -24,7 +24,7 @@ if (!haveIronic) {
 const NAMESPACE = "tenant1-vms";
 const VM = "ironic-vm";
 
-type Node = { uuid: string; provision_state: string; target_provision_state: string | null; power_state: string | null; last_error: string | null; properties: Record<string, unknown> };
+type Node = { uuid: string; provision_state: string; target_provision_state: string | null; power_state: string | null; target_power_state: string | null; last_error: string | null; properties: Record<string, unknown> };
 
 describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-media + ramdisk deploy)", () => {
   let c: TestCluster;
@@ -192,5 +192,64 @@ describe.skipIf(!haveIronic)("Ironic (standalone, redfish + redfish-virtual-medi
     } finally {
       await new Promise(resolve => imageServer.close(resolve));
     }
+  }, 300_000);
+
+  /** The guest of the next VMI takes `seconds` to honour the ACPI power button (the simulator's shutdown time). */
+  function guestShutdownTakes(seconds: number): void {
+    const vm = structuredClone(c.api.store.get("virtualmachines.kubevirt.io", NAMESPACE, VM) as KubeObject);
+    const template = (vm.spec as { template: { metadata: { annotations?: Record<string, string> } } }).template;
+    template.metadata.annotations = { ...template.metadata.annotations, "sandbox.kubevirt.io/acpi-shutdown-seconds": String(seconds) };
+    c.api.store.update("virtualmachines.kubevirt.io", vm);
+  }
+
+  const vmiExists = () => c.api.store.get("virtualmachineinstances.kubevirt.io", NAMESPACE, VM) !== undefined;
+
+  it("`power off --soft` returns when the guest is off: Ironic sees power on while the guest shuts down; its soft-off timeout still fails and a hard off follows", async () => {
+    const SHUTDOWN_SECONDS = 6;
+    guestShutdownTakes(SHUTDOWN_SECONDS);
+    await power("power on");
+    expect(vmiExists()).toBe(true);
+
+    // What `baremetal node power off --soft --power-timeout 60` sends.
+    const started = Date.now();
+    await ironic.api("PUT", `/v1/nodes/${node}/states/power`, { target: "soft power off", timeout: 60 });
+    const seen: { node: string; redfish: string; vmi: boolean }[] = [];
+    const done = await vi.waitFor(
+      async () => {
+        const [n, system] = await Promise.all([getNode(), c.redfish("GET", `/redfish/v1/Systems/${NAMESPACE}.${VM}`, { user: "tenant1:tenant1-pass" })]);
+        const sample = { node: `${n.power_state} -> ${n.target_power_state}`, redfish: String(system.body?.PowerState), vmi: vmiExists() };
+        if (seen.at(-1)?.node !== sample.node || seen.at(-1)?.redfish !== sample.redfish || seen.at(-1)?.vmi !== sample.vmi) seen.push(sample);
+        if (n.target_power_state !== null) throw new Error(`soft power off still in progress: ${JSON.stringify(seen)}`);
+        return { node: n, vmi: sample.vmi };
+      },
+      { timeout: 90_000, interval: 200 },
+    );
+    const seconds = (Date.now() - started) / 1000;
+    expect(done.node.power_state, `Ironic's soft power off; last error: ${done.node.last_error}; seen ${JSON.stringify(seen)}`).toBe("power off");
+    expect(done.node.last_error).toBeNull();
+    // Ironic finished only once the guest was really off, not when the shutdown began.
+    expect(done.vmi, JSON.stringify(seen)).toBe(false);
+    expect(seconds, JSON.stringify(seen)).toBeGreaterThanOrEqual(SHUTDOWN_SECONDS - 1);
+    // While the guest was shutting down, Redfish said On and Ironic kept waiting.
+    expect(seen, JSON.stringify(seen)).toContainEqual({ node: "power on -> power off", redfish: "On", vmi: true });
+
+    // A guest slower than Ironic's soft-off timeout: the soft power off fails (Ironic saw it On the whole time) and
+    // the hard power off a client escalates to (Metal3 does) ends it at once.
+    guestShutdownTakes(120);
+    await power("power on");
+    await ironic.api("PUT", `/v1/nodes/${node}/states/power`, { target: "soft power off", timeout: 3 });
+    const timedOut = await vi.waitFor(
+      async () => {
+        const n = await getNode();
+        if (n.target_power_state !== null) throw new Error("soft power off still in progress");
+        return n;
+      },
+      { timeout: 60_000, interval: 200 },
+    );
+    expect(timedOut.power_state).toBe("power on");
+    expect(timedOut.last_error).toMatch(/power off|timed out/i);
+    expect(vmiExists()).toBe(true);
+    await power("power off");
+    expect(vmiExists()).toBe(false);
   }, 300_000);
 });

@@ -49,6 +49,17 @@ function annotations(name: string): Record<string, string> {
   return (nested.store.get("nodes", undefined, name)?.metadata.annotations ?? {}) as Record<string, string>;
 }
 
+/**
+ * A marker for "nothing happened": a Node (and its VM) created now and identified by the back-fill. The back-fill
+ * queues Nodes in the order the watch delivers them and decides from its in-memory infra index, so once the marker,
+ * queued later, has been written through the API server, the decisions about the Nodes before it have been made.
+ */
+async function identifiedAfter(name: string, id: number): Promise<void> {
+  infra.store.create("virtualmachines.kubevirt.io", vm(`vm-${name}`, { uuid: uuid(id) }));
+  nested.store.create("nodes", node(name, uuid(id)));
+  await expect.poll(() => annotations(name)[VM_NAME_ANNOTATION], { timeout: 10_000, message: `${name} identified` }).toBe(`vm-${name}`);
+}
+
 /** vi.waitFor's options for awaited values here (expect.poll's come from vitest.config.ts). */
 const WAIT = { timeout: 10_000, interval: 25 };
 
@@ -186,7 +197,7 @@ describe("node-identity watcher with a simulated infra cluster", () => {
     expect(byNode["node-x"].message).toMatch(/vm-5.*differs.*tenant1-vms\/vm-contradicted.*not applied/);
     expect(byNode["node-y"]).toMatchObject({ type: "Warning", reason: "InfraVMNotFound" });
     // Not applied: node-x keeps its verified identity, node-y stays unannotated.
-    await new Promise(r => setTimeout(r, 300));
+    await identifiedAfter("marker-mapping", 8101);
     expect(annotations("node-x")[VM_NAME_ANNOTATION]).toBe("vm-contradicted");
     expect(annotations("node-y")[VM_NAME_ANNOTATION]).toBeUndefined();
   });
@@ -208,7 +219,7 @@ describe("node-identity watcher with a simulated infra cluster", () => {
 
   it("follows infra changes: a VM that appears later is discovered", async () => {
     nested.store.create("nodes", node("late-node", uuid(777)));
-    await new Promise(r => setTimeout(r, 200));
+    await identifiedAfter("marker-late", 8102);
     expect(annotations("late-node")[VM_NAME_ANNOTATION]).toBeUndefined();
     infra.store.create("virtualmachines.kubevirt.io", vm("vm-late", { uuid: uuid(777) }));
     await expect.poll(() => annotations("late-node")[VM_NAME_ANNOTATION], { message: "late-node discovered after its VM appeared" }).toBe("vm-late");

@@ -150,7 +150,12 @@ describe("EventService with the built module", () => {
 
     await whenVmiPhase("tenant2-vms", "vm-1", "Running");
     await expect.poll(() => received.length, { timeout: 10_000, message: "a pushed event" }).toBeGreaterThan(0);
-    await new Promise(resolve => setTimeout(resolve, 1000));
+    // Not vacuous: the stream and the subscription carry events in order, so once both have an event of a tenant1 VM
+    // started after tenant2's VM ran, an event of tenant2's routed to tenant1 would have arrived before it.
+    setRunning("tenant1-vms.vm-2", true);
+    const marker = "/redfish/v1/Systems/tenant1-vms.vm-2";
+    await expect.poll(() => origins(tenant1.events.map(e => e.body)), { timeout: 20_000, message: "vm-2's event on the SSE stream" }).toContain(marker);
+    await expect.poll(() => origins(received.map(r => r.body)), { timeout: 20_000, message: "vm-2's event pushed" }).toContain(marker);
     tenant1.close();
     expect(origins(tenant1.events.map(e => e.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);
     expect(origins(received.map(r => r.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);

@@ -216,7 +216,13 @@ describe("EventService and Subscriptions", () => {
     await expect.poll(() => other.received.length, { timeout: 10_000 }).toBeGreaterThan(0);
     expect(other.received.flatMap(r => r.body.Events).every((e: any) => e.OriginOfCondition["@odata.id"].includes("tenant2-vms."))).toBe(true);
     expect(other.received[0].body.Context).toBe("bob-ctx");
-    await new Promise(resolve => setTimeout(resolve, 300));
+    // Not vacuous: a subscription's events are sent in order, so once alice has a tenant1 event raised after the
+    // tenant2 change, a tenant2 event routed to her would have arrived before it.
+    const vmB = service.cache.getVm("tenant1-vms", "vm-b")!.vm;
+    service.cache.apply("VirtualMachine", "MODIFIED", revise(vmB, v => ((v.status as Record<string, unknown>).printableStatus = "CrashLoopBackOff")));
+    await expect
+      .poll(() => flaky.received.flatMap(r => r.body.Events).map((e: any) => e.OriginOfCondition["@odata.id"]), { timeout: 10_000 })
+      .toContain("/redfish/v1/Systems/tenant1-vms.vm-b");
     expect(flaky.received.flatMap(r => r.body.Events).every((e: any) => e.OriginOfCondition["@odata.id"].includes("tenant1-vms."))).toBe(true);
   });
 

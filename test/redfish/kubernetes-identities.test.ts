@@ -113,8 +113,16 @@ describe("Kubernetes identities (in-process, fake reviews)", () => {
       expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(403);
       expect(((await res.json()) as any).error["@Message.ExtendedInfo"][0].MessageId).toBe("Base.1.18.1.InsufficientPrivilege");
     }
-    const patch = await t.request("/redfish/v1/Systems/tenant1-vms.vm-a", { method: "PATCH", headers: t.bearer, body: { Boot: { BootSourceOverrideTarget: "Cd" } } });
-    expect(patch.status).toBe(403);
+    for (const [path, body] of [
+      ["/redfish/v1/Systems/tenant1-vms.vm-a", { Boot: { BootSourceOverrideTarget: "Cd" } }],
+      ["/redfish/v1/Systems/tenant1-vms.vm-a/SecureBoot", { SecureBootEnable: false }],
+      ["/redfish/v1/Systems/tenant1-vms.vm-a/Bios/Settings", { Attributes: { BootMode: "Bios" } }],
+    ] as const) {
+      const patch = await t.request(path, { method: "PATCH", headers: t.bearer, body });
+      expect(patch.status, path).toBe(403);
+    }
+    const resetBios = await t.request("/redfish/v1/Systems/tenant1-vms.vm-a/Bios/Actions/Bios.ResetBios", { headers: t.bearer, body: {} });
+    expect(resetBios.status).toBe(403);
     // Refused before anything was written.
     expect(t.fake.calls.filter(c => !c.method.startsWith("read")).length).toBe(writesBefore);
     // An unsupported ResetType is still the 400 it is for everyone.

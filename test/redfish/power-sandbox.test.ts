@@ -72,7 +72,10 @@ describe("power on sandbox KubeVirt", () => {
     await powerOn(name);
     expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 });
     expect(sb.state(name)).toBe("PoweringOff");
-    await new Promise(r => setTimeout(r, 300));
+    // Not vacuous: a VM started after the shutdown runs only after several simulator steps, by when a shutdown
+    // that ignored the grace period would have ended.
+    await createVm(`${name}-later`, { runStrategy: "Always" });
+    await expect.poll(() => sb.state(`${name}-later`), { message: "a VM started later is On" }).toBe("On");
     expect(sb.state(name)).toBe("PoweringOff"); // still shutting down: the guest has its grace period
     expect(await reset(sb.record(name), "GracefulShutdown", sb.power)).toEqual({ status: 204 }); // repeated: fine
     expect(await reset(sb.record(name), "ForceOff", sb.power)).toEqual({ status: 204 });
@@ -116,7 +119,9 @@ describe("power on sandbox KubeVirt", () => {
     await powerOn(name);
     sb.kubevirt.guestPowerOff(sb.namespace, name);
     await expect.poll(() => sb.state(name), { message: "Off after the guest powered off" }).toBe("Off");
-    await new Promise(r => setTimeout(r, 400)); // ~20 simulator steps: a restart would have happened by now
+    // Not vacuous: a VM created now is On only after the simulator steps a restart of this one would take.
+    await createVm(`${name}-later`, { runStrategy: "Always" });
+    await expect.poll(() => sb.state(`${name}-later`), { message: "a VM started later is On" }).toBe("On");
     expect(sb.state(name)).toBe("Off");
     expect(sb.vmi(name)).toBeUndefined();
     // And it powers on again normally.

@@ -2,8 +2,9 @@
 // every kind of bad input (never a 5xx), size limits, query options, and a fuzz run over the tree.
 import { Log } from "pepr";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { RegExpRouter } from "hono/router/reg-exp-router";
 import type { ClusterCache } from "../../redfish/cache/types";
-import { AUTH, testService } from "./fixtures";
+import { AUTH, PASSWORDS, testService } from "./fixtures";
 
 type Json = Record<string, any>;  
 
@@ -238,5 +239,28 @@ describe("bad input is a 4xx Redfish error, never a 5xx", () => {
     const logged = JSON.stringify(errors);
     expect(logged).toContain("cache corrupted");
     expect(logged).not.toContain(AUTH.alice.slice(6));
+  });
+});
+
+describe("routing", () => {
+  it("every route fits Hono's RegExpRouter, so the app never falls back to a slower router", async () => {
+    const s = testService();
+    const router = new RegExpRouter<string>();
+    for (const route of s.app.routes) router.add(route.method, route.path, route.path);
+    // RegExpRouter compiles on the first match and throws UnsupportedPathError for routes it cannot hold together.
+    expect(() => router.match("GET", SYSTEM)).not.toThrow();
+    expect((await send(s, SYSTEM, "GET")).status).toBe(200);
+    expect((s.app.router as unknown as { activeRouter: { name: string } }).activeRouter.name).toBe("RegExpRouter");
+    // `Members` shares the `Sessions/:id` route: a login there, a 404 for an unknown session, 405 for GET on Members.
+    const login = await s.request("/redfish/v1/SessionService/Sessions/Members", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ UserName: "alice", Password: PASSWORDS.alice }),
+    });
+    expect(login.status).toBe(201);
+    expect((await send(s, "/redfish/v1/SessionService/Sessions/nope", "GET")).status).toBe(404);
+    const membersGet = await send(s, "/redfish/v1/SessionService/Sessions/Members", "GET");
+    expect(membersGet.status).toBe(405);
+    expect(membersGet.headers.get("Allow")).toBe("POST");
   });
 });

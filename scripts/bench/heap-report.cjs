@@ -1,0 +1,20 @@
+// Preloaded (NODE_OPTIONS=--require) into the watcher by `npm run bench:watcher`: on SIGUSR2 it writes where the
+// process's memory is (process.memoryUsage() and V8's heap spaces, in bytes) as JSON to BENCH_HEAP_REPORT_FILE,
+// so the bench can say how much of the RSS is JS heap, how much of that is the young generation, and what is outside.
+"use strict";
+const fs = require("node:fs");
+const v8 = require("node:v8");
+
+const file = process.env.BENCH_HEAP_REPORT_FILE;
+if (file) {
+  process.on("SIGUSR2", () => {
+    const spaces = {};
+    for (const space of v8.getHeapSpaceStatistics()) {
+      spaces[space.space_name] = { committed: space.space_size, used: space.space_used_size };
+    }
+    const report = { memoryUsage: process.memoryUsage(), heapSizeLimit: v8.getHeapStatistics().heap_size_limit, spaces };
+    // Written whole, then renamed: the bench never reads half a report.
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(report));
+    fs.renameSync(`${file}.tmp`, file);
+  });
+}
