@@ -343,7 +343,7 @@ describe("objects described once: the chart's templates render what the manifest
   it("renders every object for the non-default values, so the comparison is not vacuous", async () => {
     const manifest = await build(dist, everythingValues());
     const merged = helmMerge(chartValues, everythingValues()) as Json;
-    for (const { file, kind, name } of OBJECTS) expect(manifest.find(kind, name), `${kind} ${name}`).toBeDefined();
+    for (const { kind, name } of OBJECTS) expect(manifest.find(kind, name), `${kind} ${name}`).toBeDefined();
     // One NetworkPolicy per distinct chassis namespace, with the addresses of both families as CIDRs.
     const policies = rendered("kubevirt-infra-importer-network-policy.yaml", merged);
     expect(policies.map(p => p.metadata.namespace)).toEqual(["shared-vms", "tenant1-vms"]);

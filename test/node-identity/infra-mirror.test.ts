@@ -51,7 +51,17 @@ describe("InfraMirror", () => {
     createVms(api, [{ name: "vm-1", uuid: "U1" }, { name: "vm-2" }]);
 
     const snapshots: InfraSnapshot[] = [];
-    const mirror = new InfraMirror({ kubeconfig: fs.readFileSync(kubeconfig, "utf8"), namespaces: [NS], onSnapshot: s => snapshots.push(s), debounceMs: 10 });
+    // The mirror's debounced publishes, counted when they have run (this delay is used by nothing else).
+    const DEBOUNCE_MS = 23;
+    let publishesRun = 0;
+    const realSetTimeout = globalThis.setTimeout;
+    const spy = vi.spyOn(globalThis, "setTimeout").mockImplementation(((callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) =>
+      realSetTimeout((...given: unknown[]) => {
+        callback(...given);
+        if (ms === DEBOUNCE_MS) publishesRun++;
+      }, ms, ...args)) as typeof setTimeout);
+    cleanup.push(() => spy.mockRestore());
+    const mirror = new InfraMirror({ kubeconfig: fs.readFileSync(kubeconfig, "utf8"), namespaces: [NS], onSnapshot: s => snapshots.push(s), debounceMs: DEBOUNCE_MS });
     cleanup.push(() => mirror.stop());
     mirror.start();
 
@@ -73,8 +83,10 @@ describe("InfraMirror", () => {
 
     // A status-only change (not indexed) publishes nothing new.
     const count = snapshots.length;
+    const runBefore = publishesRun;
     api.store.mutate("virtualmachines.kubevirt.io", NS, "vm-2", obj => ({ ...obj, metadata: { ...obj.metadata, labels: { touched: "yes" } } }));
-    await new Promise(r => setTimeout(r, 150));
+    // Not vacuous: every watch event schedules a publish; once the one for this change has run, it published or not.
+    await vi.waitFor(() => expect(publishesRun).toBeGreaterThan(runBefore), { timeout: 10_000, interval: 10 });
     expect(snapshots).toHaveLength(count);
   });
 
