@@ -67,6 +67,13 @@ function loggableUsername(username: string): string {
 }
 
 /** `Basic base64(user:password)` → parts, or undefined when malformed. */
+/** The token of a `Bearer` Authorization (RFC 6750: the scheme, white space, one token without white space). */
+export function bearerToken(header: string): string | undefined {
+  if (header.length < 8 || header.slice(0, 6).toLowerCase() !== "bearer" || (header[6] !== " " && header[6] !== "\t")) return undefined;
+  const token = header.slice(7).trim();
+  return token.length > 0 && !/\s/.test(token) ? token : undefined;
+}
+
 export function parseBasic(header: string): { username: string; password: string } | undefined {
   const match = /^basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(header);
   if (!match) return undefined;
@@ -136,16 +143,40 @@ export class Authenticator {
     const settings = this.settings();
     if (credentials.token !== undefined) {
       const session = this.sessions.authenticate(credentials.token, settings.sessionTimeoutSeconds);
-      if (!session || session.identity) return undefined;
-      const account = settings.users.account(session.username);
-      if (!account || account.credentialFingerprint !== session.credentialFingerprint) return undefined;
-      const known = this.sessionPrincipals.get(session);
-      if (known?.account === account) return known;
-      const principal = { account, session };
-      this.sessionPrincipals.set(session, principal);
-      return principal;
+      if (!session) return undefined;
+      let account: UserAccount | undefined;
+      if (session.identity) {
+        account = settings.kubernetesIdentities.enabled ? this.knownIdentityAccount(session.identity, settings)?.account : undefined;
+      } else {
+        account = settings.users.account(session.username);
+        if (account?.credentialFingerprint !== session.credentialFingerprint) account = undefined;
+      }
+      return account && this.sessionPrincipal(session, account);
     }
-    return credentials.authorization !== undefined ? settings.users.verifiedHeader(credentials.authorization) : undefined;
+    const authorization = credentials.authorization;
+    if (authorization === undefined) return undefined;
+    const known = settings.users.verifiedHeader(authorization);
+    if (known || !settings.kubernetesIdentities.enabled) return known;
+    const token = this.kubernetesToken(authorization, settings);
+    const identity = token === undefined ? undefined : this.identities.cachedToken(token);
+    return identity ? this.knownIdentityAccount(identity, settings)?.principal : undefined;
+  }
+
+  /** The principal of a session for its account, made once per (session, account). */
+  private sessionPrincipal(session: Session, account: UserAccount): Principal {
+    const known = this.sessionPrincipals.get(session);
+    if (known?.account === account) return known;
+    const principal = { account, session };
+    this.sessionPrincipals.set(session, principal);
+    return principal;
+  }
+
+  /** The Kubernetes token of an Authorization header: a Bearer token, or the password of the token login user. */
+  private kubernetesToken(authorization: string, settings: AuthSettings): string | undefined {
+    const bearer = bearerToken(authorization);
+    if (bearer !== undefined) return bearer;
+    const basic = parseBasic(authorization);
+    return basic && this.isTokenLogin(basic.username, settings) ? basic.password : undefined;
   }
 
   /** The principal of a request, or a 401 RedfishError. A present X-Auth-Token is never ignored. */
@@ -164,22 +195,19 @@ export class Authenticator {
           this.sessions.delete(session.id);
           throw unauthorized();
         }
-        return { ...(await this.identityAccount(session.identity, settings)).principal, session };
+        return this.sessionPrincipal(session, (await this.identityAccount(session.identity, settings)).account);
       }
       // Not known: the user was removed or its password changed, which ends the user's sessions.
       this.sessions.delete(session.id);
       throw unauthorized();
     }
     if (credentials.authorization !== undefined) {
-      const bearer = /^bearer\s+(\S+)\s*$/i.exec(credentials.authorization);
-      if (bearer && settings.kubernetesIdentities.enabled) {
-        return (await this.identityAccount(await this.reviewToken(bearer[1], credentials.clientAddress()), settings)).principal;
+      const token = settings.kubernetesIdentities.enabled ? this.kubernetesToken(credentials.authorization, settings) : undefined;
+      if (token !== undefined) {
+        // Not remembered as a header: the token cache holds it (kubernetes.ts).
+        return (await this.identityAccount(await this.reviewToken(token, credentials.clientAddress()), settings)).principal;
       }
       const basic = parseBasic(credentials.authorization);
-      if (basic && this.isTokenLogin(basic.username, settings)) {
-        // Not remembered as a header: the token is kept only as a digest (kubernetes.ts).
-        return (await this.identityAccount(await this.reviewToken(basic.password, credentials.clientAddress()), settings)).principal;
-      }
       if (!basic) {
         this.backoff.recordFailure(backoffKeys(undefined, credentials.clientAddress()), settings.lockout);
         throw unauthorized();
@@ -256,8 +284,8 @@ export class Authenticator {
    * the access decisions it was built from expire (accessReviewCacheSeconds) or the configuration changes.
    */
   private async identityAccount(identity: KubernetesIdentity, settings: AuthSettings): Promise<IdentityAccount> {
-    const known = this.identityAccounts.get(identity);
-    if (known && known.settings === settings && known.expiresAt > this.now()) return known;
+    const known = this.knownIdentityAccount(identity, settings);
+    if (known) return known;
     const config = settings.kubernetesIdentities;
     const namespaces = await this.identities.visibleNamespaces(identity, [...settings.chassis.values()].map(c => c.namespace), config);
     const account: UserAccount = Object.freeze({
@@ -269,6 +297,12 @@ export class Authenticator {
     const entry = { account, principal: { account }, settings, expiresAt: this.now() + config.accessReviewCacheSeconds * 1000 };
     this.identityAccounts.set(identity, entry);
     return entry;
+  }
+
+  /** The identity's account while the access decisions it was built from hold (no review). */
+  private knownIdentityAccount(identity: KubernetesIdentity, settings: AuthSettings): IdentityAccount | undefined {
+    const known = this.identityAccounts.get(identity);
+    return known && known.settings === settings && known.expiresAt > this.now() ? known : undefined;
   }
 
   /**

@@ -8,7 +8,8 @@
 //   3. where the watcher's memory is, both times (scripts/bench/heap-report.cjs, preloaded): V8's heap, its young
 //      generation, external memory and what is outside the heap.
 // Output: one JSON document on stdout; progress on stderr. BENCH_QUICK=1: 1,000 VMs.
-// --watcher-node-options "...": Node options for the watcher (e.g. the V8 heap sizes a Deployment's memory limit gives).
+// --watcher-node-options "...": Node options for the watcher (e.g. the V8 heap sizes a Deployment's memory limit gives);
+// --watcher-env NAME=VALUE (repeatable): more environment for the watcher (e.g. MALLOC_ARENA_MAX=2).
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -57,8 +58,17 @@ async function sampleConnections(cluster: SandboxCluster, port: number, ms: numb
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { "watcher-node-options": { type: "string", default: "" } } });
+  const { values } = parseArgs({
+    options: { "watcher-node-options": { type: "string", default: "" }, "watcher-env": { type: "string", multiple: true, default: [] } },
+  });
   const watcherNodeOptions = values["watcher-node-options"];
+  const watcherEnv = Object.fromEntries(
+    values["watcher-env"].map(pair => {
+      const at = pair.indexOf("=");
+      if (at <= 0) throw new Error(`--watcher-env ${pair}: expected NAME=VALUE`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  );
   await ensureBuild(line => progress(line));
   const heapReportFile = path.join(os.tmpdir(), `bench-watcher-heap-${process.pid}.json`);
   const heapEnv = heapReportEnv(heapReportFile);
@@ -66,6 +76,7 @@ async function main(): Promise<void> {
     config: { role: "infra", chassis: namespaces.map(ns => ({ name: ns, namespace: ns })) },
     users: [],
     moduleEnv: {
+      ...watcherEnv,
       ...heapEnv,
       NODE_OPTIONS: `${heapEnv.NODE_OPTIONS} ${watcherNodeOptions}`.trim(),
       KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: String(WATCH_TIMEOUT_SECONDS),
@@ -113,7 +124,7 @@ async function main(): Promise<void> {
     const result = {
       vms: total,
       watcher: { rssWithoutVmsMiB: mib(emptyRss), rssWithVmsMiB: mib(rss), peakRssMiB: mib(peak), syncedSeconds: Math.round(syncedSeconds * 10) / 10 },
-      watcherMemory: { withoutVms: emptyHeap, withVms: heap, nodeOptions: watcherNodeOptions },
+      watcherMemory: { withoutVms: emptyHeap, withVms: heap, nodeOptions: watcherNodeOptions, env: watcherEnv },
       cacheBytesPerVm: Math.round((rss - emptyRss) / total),
       connectionsToApiServer: { maxWithWatchExpiries: withExpiries, maxThroughApiServerRestart: throughRestart, afterRestart: settled, afterRestartByProtocol: { http2: byProtocol.http2, http1: byProtocol.http1 }, watchTimeoutSeconds: WATCH_TIMEOUT_SECONDS },
     };

@@ -2,7 +2,7 @@
 // another writer changing the VM in the middle of an insert.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CD_VOLUME } from "../../redfish/media";
-import { busyVmCount } from "../../redfish/media/lock";
+import { busyVmCount, withVmLock } from "../../redfish/media/lock";
 import { cdUri, DV_KEY, ejectUri, insertUri, NS, startMediaSandbox, VM_KEY, type MediaSandbox } from "./media-helpers";
 
 let sb: MediaSandbox;
@@ -85,8 +85,13 @@ describe("concurrency", () => {
     const cd = await sb.json(cdUri("busy-1"));
     const dvs = sb.mediaDataVolumes("busy-1");
     expect(cd.Image).toBe(dvs.length ? (dvs[0].spec as any).source.http.url : null);
-    // Nothing left behind once the controllers settle.
-    await new Promise(r => setTimeout(r, 300));
+    // Nothing left behind once the controllers settle: the cache has seen the cluster's DataVolumes (so the media
+    // controller has looked at them), and a marker taking the VM's lock runs after every change queued on it.
+    const names = (list: readonly { metadata: { name?: string } }[] | undefined) => list?.map(dv => dv.metadata.name).sort();
+    await expect
+      .poll(() => names(sb.watcher.cache.getVm(NS, "busy-1")?.dataVolumes)?.join() === names(sb.mediaDataVolumes("busy-1"))?.join(), { message: "the cache agrees with the cluster" })
+      .toBe(true);
+    await withVmLock(`${NS}/busy-1`, async () => undefined);
     expectConsistent("busy-1");
   });
 

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CD_VOLUME } from "../../redfish/media";
 import { attachOps, mediaDataVolume } from "../../redfish/media/plan";
+import { withVmLock } from "../../redfish/media/lock";
 import { mediaSettings } from "../../redfish/media/settings";
 import type { KubeObject } from "../../redfish/cache/types";
 import type { KubeObject as StoreObject } from "../../sandbox/apiserver/types";
@@ -114,7 +115,10 @@ describe("watcher restarts", () => {
     expect((await sb.request(insertUri("steady-1"), { body: { Image: `${sb.iso.url}/images/s.iso` } })).status).toBe(202);
     const before = mediaNames("steady-1");
     for (const reverseListOrder of [false, true, false, true]) sb.restartWatcher({ reverseListOrder });
-    await new Promise(r => setTimeout(r, 200));
+    // Not vacuous: once the last watcher's cache has listed the VM and its DataVolume, its media controller has
+    // looked at them, and a delete it decided on holds the VM's lock; a marker taking that lock runs after it.
+    await expect.poll(() => sb.watcher.cache.getVm(NS, "steady-1")?.dataVolumes.map(dv => dv.metadata.name).sort(), { message: "the last watcher listed steady-1" }).toEqual(before);
+    await withVmLock(`${NS}/steady-1`, async () => undefined);
     expect(mediaNames("steady-1")).toEqual(before);
   });
 });
