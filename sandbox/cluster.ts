@@ -108,8 +108,18 @@ const WEBHOOK_KINDS: Record<string, string> = {
 
 const deploymentSchema = z.object({
   metadata: z.object({ namespace: z.string().default("default"), labels: z.record(z.string(), z.string()).default({}) }),
-  spec: z.object({ template: z.object({ spec: z.object({ serviceAccountName: z.string().default("default") }) }) }),
+  spec: z.object({
+    template: z.object({
+      spec: z.object({
+        serviceAccountName: z.string().default("default"),
+        containers: z.array(z.object({ env: z.array(z.object({ name: z.string(), value: z.string().optional() })).default([]) })).default([]),
+      }),
+    }),
+  }),
 });
+
+/** Variables of a Deployment's container that shape the Node process itself (the sandbox sets Pepr's own). */
+const PROCESS_VARIABLES = new Set(["NODE_OPTIONS", "MALLOC_ARENA_MAX"]);
 const apiPathSecretSchema = z.object({ data: z.object({ value: z.string() }) });
 
 type ModuleRole = "admission" | "watcher";
@@ -124,6 +134,26 @@ function deploymentAccounts(docs: KubeObject[]): Partial<Record<ModuleRole, { na
     if (role === "admission" || role === "watcher") accounts[role] = { namespace: d.metadata.namespace, name: d.spec.template.spec.serviceAccountName };
   }
   return accounts;
+}
+
+/** Per Deployment, the process settings of its container (NODE_OPTIONS, MALLOC_ARENA_MAX), so the sandbox runs the same process. */
+function deploymentProcessEnv(docs: KubeObject[]): Partial<Record<ModuleRole, Record<string, string>>> {
+  const envs: Partial<Record<ModuleRole, Record<string, string>>> = {};
+  for (const doc of docs) {
+    if (doc.kind !== "Deployment") continue;
+    const d = deploymentSchema.parse(doc);
+    const role = d.metadata.labels["pepr.dev/controller"];
+    if (role !== "admission" && role !== "watcher") continue;
+    const env = d.spec.template.spec.containers[0]?.env ?? [];
+    envs[role] = Object.fromEntries(env.filter(e => PROCESS_VARIABLES.has(e.name) && e.value !== undefined).map(e => [e.name, e.value!]));
+  }
+  return envs;
+}
+
+/** `extra` over `base`; NODE_OPTIONS of both are joined (a bench's profiler preload beside the Deployment's options). */
+function processEnv(base: Record<string, string>, extra: Record<string, string>): Record<string, string> {
+  const nodeOptions = [base.NODE_OPTIONS, extra.NODE_OPTIONS].filter(Boolean).join(" ");
+  return { ...base, ...extra, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
 }
 
 /** The secret path segment Pepr serves /mutate/<path> and /validate/<path> under (its `<name>-api-path` Secret). */
@@ -209,6 +239,7 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
   };
   const firstRendering = withModule ? ((await render(initialConfig)) ?? (await renderDeployment(MODULE_DIST, {}, "defaults"))) : [];
   const apiPath = withModule ? admissionApiPath(firstRendering) : "";
+  const processEnvs = deploymentProcessEnv(firstRendering);
   const installed = new Map<string, KubeObject>();
   /** Installs what a rendering holds and removes what the previous one held that this one does not (helm upgrade). */
   const installModuleObjects = (docs: KubeObject[]): void => {
@@ -292,7 +323,7 @@ export async function startSandboxCluster(opts: SandboxClusterOptions = {}): Pro
         tlsKeyPath,
         tlsCertPath,
         apiPath,
-        env: { REDFISH_PORT: String(redfishPort), ...(opts.moduleEnv ?? {}) },
+        env: processEnv(processEnvs[role] ?? {}, { REDFISH_PORT: String(redfishPort), ...(opts.moduleEnv ?? {}) }),
         onLog: (line, r) => log(line, r),
       });
     }

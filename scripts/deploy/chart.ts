@@ -9,7 +9,14 @@ import { z } from "zod";
 import YAML from "yaml";
 import { moduleConfigSchema } from "../../capabilities/config/schema";
 import { moduleGrants, onlyWebhook, type BuildContext, type KubeObject } from "./manifest";
-import { MODULE_OBJECT_TEMPLATES, mutatingWebhookConfiguration, validatingWebhookConfiguration, watcherReadinessProbe, watcherServiceAccount } from "./module-objects";
+import {
+  MODULE_OBJECT_TEMPLATES,
+  mutatingWebhookConfiguration,
+  validatingWebhookConfiguration,
+  WATCHER_PROCESS_ENV,
+  watcherReadinessProbe,
+  watcherServiceAccount,
+} from "./module-objects";
 import { helmField, helmTemplate } from "./template";
 import { grantHeldBy, MODULE_NAMESPACE, renderRules, type Grant, type GrantRole, type PolicyRule, type ServiceAccountRole } from "./rbac";
 import { configKeys, defaultsFromJsonSchema, deployValuesSchema } from "./values";
@@ -331,6 +338,9 @@ export function chartValuesText(peprValuesText: string): string {
     if (!doc.hasIn([controller, "securityContext"])) throw new Error(`values.yaml from pepr build has no ${controller}.securityContext`);
     doc.setIn([controller, "securityContext", "seccompProfile"], doc.createNode({ type: "RuntimeDefault" }));
   }
+  const watcherEnv = doc.getIn(["watcher", "env"]);
+  if (!YAML.isSeq(watcherEnv)) throw new Error("values.yaml from pepr build has no watcher.env list");
+  for (const entry of WATCHER_PROCESS_ENV) watcherEnv.add(doc.createNode(entry));
 
   const configDefaults = defaultsFromJsonSchema(configJsonSchema()) as JsonObject;
   const deployDefaults = defaultsFromJsonSchema(deployJsonSchema()) as JsonObject;

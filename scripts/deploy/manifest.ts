@@ -109,6 +109,11 @@ export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, val
   const watcherPod = podSpec(find(objects, "Deployment", `${name}-watcher`));
   watcherPod.serviceAccountName = watcherServiceAccount.evaluate(chartValues);
   watcherPod.containers[0].readinessProbe = evaluateFields(watcherReadinessProbe, chartValues);
+  // The chart's watcher.env, as its template lists it: entries Pepr's manifest lacks are added (process settings).
+  const env = (watcherPod.containers[0].env ??= []) as { name: string }[];
+  for (const entry of (chartValues.watcher as { env?: { name: string }[] } | undefined)?.env ?? []) {
+    if (!env.some(e => e.name === entry.name)) env.push(entry);
+  }
   return objects;
 }
 

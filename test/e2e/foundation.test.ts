@@ -1,6 +1,7 @@
 // The foundation, end to end: the sandbox API server calls the BUILT module's admission server over HTTPS,
 // and a ConfigMap change is in force in both module processes (watcher and admission) within 5 s; an invalid
 // change is refused with the field named while the last good configuration stays in force.
+import fs from "node:fs";
 import { CoreV1Api, type V1ConfigMap } from "@kubernetes/client-node";
 import YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -54,6 +55,12 @@ describe("foundation: sandbox + built module", () => {
     expect(apiserverLog.some(l => l.includes("admission-probe") && l.includes("call failed"))).toBe(false);
     // ...and the admission process itself logged the request it served.
     await c.admission!.waitForLog(/"msg":"Incoming request".*admission-probe|admission-probe.*"msg":"Incoming request"/, 5_000);
+  });
+
+  it("runs the watcher with its Deployment's process settings (the manifest's watcher env)", () => {
+    const environ = fs.readFileSync(`/proc/${c.watcher!.child.pid}/environ`, "utf8").split("\0");
+    expect(environ).toContain("MALLOC_ARENA_MAX=2");
+    expect(environ.find(v => v.startsWith("NODE_OPTIONS="))).toContain("--max-semi-space-size=1");
   });
 
   it("puts a ConfigMap change in force in the watcher and the admission process within 5 s", async () => {
