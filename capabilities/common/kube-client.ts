@@ -68,6 +68,8 @@ export interface KubeClientOptions {
 /** HTTP/1.1 sockets for requests per API server (watches have theirs). */
 export const DEFAULT_MAX_SOCKETS = 8;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** How long credential headers read from the kubeconfig are used before they are read again. */
+const CREDENTIALS_REREAD_MS = 10_000;
 const MAX_ERROR_TEXT = 500;
 
 function withQuery(path: string, query: Query | undefined): string {
@@ -82,6 +84,8 @@ export class KubeClient {
   readonly #server: URL;
   readonly #transport: KubeTransport;
   readonly #requestTimeoutMs: number;
+  #cachedCredentials: { headers: Promise<Record<string, string>>; readAt: number } | undefined;
+  #credentialsRead: Promise<Record<string, string>> | undefined;
 
   private constructor(kc: KubeConfig, server: URL, transport: KubeTransport, requestTimeoutMs: number) {
     this.#kc = kc;
@@ -236,22 +240,45 @@ export class KubeClient {
     }
   }
 
+  /**
+   * The credential headers as client-node applies them (token files, exec plugins, Basic), re-read once they are
+   * CREDENTIALS_REREAD_MS old or after a 401: asking client-node per request re-read the kubeconfig's files and built
+   * an https.Agent each time. A rotated ServiceAccount token is picked up within that time (kubelet rotates it long
+   * before the old one expires).
+   */
+  #credentials(): Promise<Record<string, string>> {
+    const cached = this.#cachedCredentials;
+    if (cached && Date.now() - cached.readAt < CREDENTIALS_REREAD_MS) return cached.headers;
+    this.#credentialsRead ??= (async () => {
+      const auth: https.RequestOptions = { headers: {} };
+      try {
+        await this.#kc.applyToHTTPSOptions(auth);
+      } catch (e) {
+        throw new KubeApiError(0, "ClientConfig", e instanceof Error ? e.message : String(e));
+      }
+      const headers: Record<string, string> = { ...(auth.headers as Record<string, string>) };
+      if (auth.auth) headers.Authorization = `Basic ${Buffer.from(auth.auth).toString("base64")}`;
+      const read = Promise.resolve(headers);
+      this.#cachedCredentials = { headers: read, readAt: Date.now() };
+      return headers;
+    })().finally(() => {
+      this.#credentialsRead = undefined;
+    });
+    return this.#credentialsRead;
+  }
+
   /** `req.path` is below the server's URL (which may carry a path prefix); credentials are added here. */
   async #send(req: TransportRequest): Promise<TransportResponse> {
-    // Credentials are applied per request: tokens from a file or an exec plugin rotate.
-    const auth: https.RequestOptions = { headers: {} };
+    const credentials = await this.#credentials();
+    let res: TransportResponse;
     try {
-      await this.#kc.applyToHTTPSOptions(auth);
-    } catch (e) {
-      throw new KubeApiError(0, "ClientConfig", e instanceof Error ? e.message : String(e));
-    }
-    const credentials: Record<string, string> = { ...(auth.headers as Record<string, string>) };
-    if (auth.auth) credentials.Authorization = `Basic ${Buffer.from(auth.auth).toString("base64")}`;
-    try {
-      return await this.#transport.send({ ...req, path: this.#server.pathname.replace(/\/$/, "") + req.path, headers: { ...credentials, ...req.headers } });
+      res = await this.#transport.send({ ...req, path: this.#server.pathname.replace(/\/$/, "") + req.path, headers: { ...credentials, ...req.headers } });
     } catch (e) {
       throw new KubeApiError(0, "NoResponse", e instanceof Error ? e.message : String(e));
     }
+    // Credentials the server no longer takes (a rotated token) are read again for the next request.
+    if (res.status === 401) this.#cachedCredentials = undefined;
+    return res;
   }
 }
 

@@ -372,13 +372,19 @@ async function measurePower(timed: { api: Requester; redfish: Requester }, redfi
     if (res.status !== 204 && res.status !== 202) throw new Error(`Reset ${resetType} on ${id}: ${res.status} ${res.text.slice(0, 300)}`);
     return res.ms;
   };
+  // One Reset at a time, each on a settled cluster: the sandbox runs the API server and the simulated KubeVirt
+  // controllers in one event loop, so a Reset sent while the previous one's VMI is still being started would wait
+  // behind controller work that a real cluster does in other processes (and the baseline patch sets off none).
   const on: number[] = [];
-  for (const id of ids) on.push(await reset(id, "On"));
-  progress("power: waiting for every VM to be On");
-  await waitForPowerState(redfish, auth, ids, "On");
+  for (const id of ids) {
+    on.push(await reset(id, "On"));
+    await waitForPowerState(redfish, auth, [id], "On");
+  }
   const forceOff: number[] = [];
-  for (const id of ids) forceOff.push(await reset(id, "ForceOff"));
-  await waitForPowerState(redfish, auth, ids, "Off");
+  for (const id of ids) {
+    forceOff.push(await reset(id, "ForceOff"));
+    await waitForPowerState(redfish, auth, [id], "Off");
+  }
   // Baseline: the same kind of API write the action makes (a merge patch of the VM), straight to the API server.
   const apiWrite: number[] = [];
   for (const name of powerVmNames) {

@@ -212,6 +212,38 @@ describe("KubeClient over HTTP/2 (h2c to the sandbox)", () => {
     expect(logged).toEqual([expect.stringContaining("HTTP/1.1")]);
   });
 
+  it("reads the kubeconfig's credentials once for many requests, and again after a 401", async () => {
+    const seen: (string | undefined)[] = [];
+    let refuse = "";
+    const server = http.createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(req.headers.authorization === refuse ? 401 : 200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ kind: "Status" }));
+    });
+    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", () => resolve()));
+    cleanups.push(() => new Promise(resolve => server.close(resolve)));
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: "u", token: "first" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
+    const client = await KubeClient.fromKubeConfig(kc, { forceHttp1: true });
+    cleanups.push(() => client.close());
+    const applied = vi.spyOn(kc, "applyToHTTPSOptions");
+    await Promise.all(Array.from({ length: 20 }, () => client.request({ method: "GET", path: "/api/v1/namespaces/default" })));
+    expect(applied).toHaveBeenCalledTimes(1);
+    expect(seen).toEqual(Array(20).fill("Bearer first"));
+    // The token is rotated in the kubeconfig and the server stops taking the old one: one 401, then the new token.
+    kc.users[0] = { ...kc.users[0], token: "second" };
+    refuse = "Bearer first";
+    await expect(client.request({ method: "GET", path: "/api/v1/namespaces/default" })).rejects.toMatchObject({ status: 401 });
+    await client.request({ method: "GET", path: "/api/v1/namespaces/default" });
+    expect(seen.at(-1)).toBe("Bearer second");
+    expect(applied).toHaveBeenCalledTimes(2);
+  });
+
   it("does not give up HTTP/2 for a first connection that is closed without an answer (a busy or restarting server)", async () => {
     const server = net.createServer(socket => socket.destroy());
     const client = await cleartextClient(server);
