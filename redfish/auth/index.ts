@@ -157,7 +157,7 @@ export class Authenticator {
     if (authorization === undefined) return undefined;
     const known = settings.users.verifiedHeader(authorization);
     if (known || !settings.kubernetesIdentities.enabled) return known;
-    const token = this.kubernetesToken(authorization, settings);
+    const token = this.identities.loginToken(authorization, settings.kubernetesIdentities.basicUserName) ?? this.kubernetesToken(authorization, settings);
     const identity = token === undefined ? undefined : this.identities.cachedToken(token);
     return identity ? this.knownIdentityAccount(identity, settings)?.principal : undefined;
   }
@@ -204,8 +204,12 @@ export class Authenticator {
     if (credentials.authorization !== undefined) {
       const token = settings.kubernetesIdentities.enabled ? this.kubernetesToken(credentials.authorization, settings) : undefined;
       if (token !== undefined) {
-        // Not remembered as a header: the token cache holds it (kubernetes.ts).
-        return (await this.identityAccount(await this.reviewToken(token, credentials.clientAddress()), settings)).principal;
+        const identity = await this.reviewToken(token, credentials.clientAddress());
+        // A token login's header is remembered with its token, so repeating it costs no decoding (kubernetes.ts).
+        if (bearerToken(credentials.authorization) === undefined) {
+          this.identities.rememberLogin(credentials.authorization, settings.kubernetesIdentities.basicUserName, token, settings.kubernetesIdentities);
+        }
+        return (await this.identityAccount(identity, settings)).principal;
       }
       const basic = parseBasic(credentials.authorization);
       if (!basic) {

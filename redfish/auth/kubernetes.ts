@@ -190,9 +190,15 @@ export class KubernetesIdentities {
   readonly #identityKeys = new WeakMap<KubernetesIdentity, string>();
   readonly #permissionKeys = new WeakMap<Permission, string>();
 
+  /**
+   * Authorization headers of token logins (Basic, the token as password) whose token was reviewed, to the token: a
+   * repeated login is not decoded again. The token still has to be in the token cache: this saves decoding only.
+   */
+  readonly #loginHeaders = new ExpiringCache<{ token: string; userName: string }>(MAX_CACHED_TOKENS, tokenSlot);
+
   constructor(
     private readonly reviews: IdentityReviews,
-    now: () => number = Date.now,
+    private readonly now: () => number = Date.now,
   ) {
     this.#tokens = new ReviewCache(MAX_CACHED_TOKENS, "TokenReview", now, tokenSlot);
     this.#longTokens = new ReviewCache(MAX_CACHED_TOKENS, "TokenReview", now);
@@ -202,6 +208,18 @@ export class KubernetesIdentities {
   /** Whether this token was reviewed recently (with its answer: an identity, or null when not authenticated). A map lookup. */
   cachedToken(token: string): KubernetesIdentity | null | undefined {
     return token.length <= MAX_TOKEN_KEY_LENGTH ? this.#tokens.cached(token) : this.#longTokens.cached(digestKey(token));
+  }
+
+  /** The token of a token login's Authorization header seen recently under the login user name `userName`. */
+  loginToken(header: string, userName: string): string | undefined {
+    const entry = this.#loginHeaders.get(header, this.now());
+    return entry?.userName === userName ? entry.token : undefined;
+  }
+
+  /** Remembers a token login's header and its token for as long as a review of the token is cached. */
+  rememberLogin(header: string, userName: string, token: string, config: KubernetesIdentitiesConfig): void {
+    const now = this.now();
+    this.#loginHeaders.set(header, { token, userName }, now + config.tokenReviewCacheSeconds * 1000, now);
   }
 
   /** Who the token belongs to, or null when the API server does not authenticate it. Throws a 503 RedfishError when it cannot answer. */

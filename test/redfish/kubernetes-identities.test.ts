@@ -175,6 +175,18 @@ describe("Kubernetes identities (in-process, fake reviews)", () => {
     expect(await members(await t.request("/redfish/v1/Systems", { headers: { Authorization: AUTH.carol } }))).toHaveLength(3);
   });
 
+  it("a repeated token login is found without a review, and no longer than its token's review: an expired one is reviewed again", async () => {
+    const t = setup();
+    const login = { Authorization: basic("kubernetes", TENANT1_TOKEN) };
+    for (let i = 0; i < 3; i++) expect(await members(await t.request("/redfish/v1/Systems", { headers: login }))).toHaveLength(2);
+    expect(t.reviews.tokenReviews).toBe(1);
+    // Past tokenReviewCacheSeconds (30) the remembered login header does not stand in for the token's review.
+    t.clock.now += 31_000;
+    t.reviews.tokens.delete(TENANT1_TOKEN);
+    expect((await t.request("/redfish/v1/Systems", { headers: login })).status).toBe(401);
+    expect(t.reviews.tokenReviews).toBe(2);
+  });
+
   it("refuses unknown tokens (401), answers 503 when the API server cannot review, and ignores tokens while disabled", async () => {
     const t = setup();
     const bad = await t.request("/redfish/v1/Systems", { headers: { Authorization: "Bearer not-a-token" } });
