@@ -2,14 +2,13 @@
 // PowerState change within 1 s of the VMI changing; tenant1's stream and subscription never carry tenant2's events;
 // an http subscriber on loopback (allowed only by this test's imageUrlPolicy) receives events and the module
 // retries while it is down; a subscription survives a watcher restart.
-import { createServer, type Server } from "node:http";
 import https from "node:https";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { demoConfig } from "../../sandbox/demo";
 import { SANDBOX_ANNOTATIONS } from "../../sandbox/simulators";
 import { startTestCluster, type TestCluster } from "../helpers/cluster";
 import { present } from "../helpers/present";
+import { eventReceiver, type EventReceiver } from "./event-receiver";
 
 const ADMIN = "admin:admin123";
 const TENANT1 = "tenant1:tenant1-pass";
@@ -17,24 +16,11 @@ const VMI_KEY = "virtualmachineinstances.kubevirt.io";
 const VM_KEY = "virtualmachines.kubevirt.io";
 
 let c: TestCluster;
-let receiver: Server;
-const received: any[] = [];
+let receiver: EventReceiver;
 let answer = 204;
-let attempts = 0;
-let receiverUrl = "";
 
 beforeAll(async () => {
-  receiver = createServer((req, res) => {
-    let text = "";
-    req.on("data", chunk => (text += chunk));
-    req.on("end", () => {
-      attempts++;
-      if (answer < 300) received.push({ headers: req.headers, body: JSON.parse(text) });
-      res.writeHead(answer).end();
-    });
-  });
-  await new Promise<void>(resolve => receiver.listen(0, "127.0.0.1", resolve));
-  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/ironic-events`;
+  receiver = await eventReceiver(() => answer, "/ironic-events");
   c = await startTestCluster({
     demo: true,
     config: { redfish: { ...demoConfig.redfish, imageUrlPolicy: { allowCidrs: ["127.0.0.0/8"] } } },
@@ -44,7 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await c?.stop();
-  await new Promise(resolve => receiver?.close(resolve));
+  await receiver?.close();
 });
 
 async function redfishUp(): Promise<void> {
@@ -129,7 +115,7 @@ describe("EventService with the built module", () => {
     const tenant1 = sseClient(TENANT1);
     const created = await c.redfish("POST", "/redfish/v1/EventService/Subscriptions", {
       user: TENANT1,
-      body: { Destination: receiverUrl, Protocol: "Redfish", Context: "tenant1-ironic", HttpHeaders: [{ "X-Subscriber-Token": "abc123" }] },
+      body: { Destination: receiver.url, Protocol: "Redfish", Context: "tenant1-ironic", HttpHeaders: [{ "X-Subscriber-Token": "abc123" }] },
     });
     expect(created.status, created.text).toBe(201);
     subscription = created.headers.location as string;
@@ -149,32 +135,32 @@ describe("EventService with the built module", () => {
     expect(records([poweredOn.body])[0]).toMatchObject({ OriginOfCondition: { "@odata.id": "/redfish/v1/Systems/tenant1-vms.vm-1" }, EventTimestamp: expect.any(String) });
 
     await whenVmiPhase("tenant2-vms", "vm-1", "Running");
-    await expect.poll(() => received.length, { timeout: 10_000, message: "a pushed event" }).toBeGreaterThan(0);
+    await expect.poll(() => receiver.received.length, { timeout: 10_000, message: "a pushed event" }).toBeGreaterThan(0);
     // Not vacuous: the stream and the subscription carry events in order, so once both have an event of a tenant1 VM
     // started after tenant2's VM ran, an event of tenant2's routed to tenant1 would have arrived before it.
     setRunning("tenant1-vms.vm-2", true);
     const marker = "/redfish/v1/Systems/tenant1-vms.vm-2";
     await expect.poll(() => origins(tenant1.events.map(e => e.body)), { timeout: 20_000, message: "vm-2's event on the SSE stream" }).toContain(marker);
-    await expect.poll(() => origins(received.map(r => r.body)), { timeout: 20_000, message: "vm-2's event pushed" }).toContain(marker);
+    await expect.poll(() => origins(receiver.received.map(r => r.body)), { timeout: 20_000, message: "vm-2's event pushed" }).toContain(marker);
     tenant1.close();
     expect(origins(tenant1.events.map(e => e.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);
-    expect(origins(received.map(r => r.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);
-    expect(received[0].body.Context).toBe("tenant1-ironic");
-    expect(received[0].headers["x-subscriber-token"]).toBe("abc123");
+    expect(origins(receiver.received.map(r => r.body)).every(o => o.includes("/tenant1-vms."))).toBe(true);
+    expect(receiver.received[0].body.Context).toBe("tenant1-ironic");
+    expect(receiver.received[0].headers["x-subscriber-token"]).toBe("abc123");
     // admin cannot see tenant1's subscription.
     expect((await c.redfish("GET", subscription, { user: ADMIN })).status).toBe(404);
   }, 60_000);
 
   it("retries while the subscriber is down; a graceful shutdown is announced once the guest is off, never as PoweringOff", async () => {
     answer = 503;
-    const before = attempts;
-    const delivered = received.length;
+    const before = receiver.attempts();
+    const delivered = receiver.received.length;
     setRunning("tenant1-vms.vm-1", false);
-    await expect.poll(() => attempts, { timeout: 30_000, message: "a retried delivery" }).toBeGreaterThanOrEqual(before + 2);
+    await expect.poll(() => receiver.attempts(), { timeout: 30_000, message: "a retried delivery" }).toBeGreaterThanOrEqual(before + 2);
     answer = 204;
     // A graceful shutdown (the guest honours ACPI after 2 s): the System reads On until the guest is off, then Off,
     // and its events say the same. Deliveries keep their order, so a PoweringOff would arrive before the PoweredOff.
-    const messageIds = () => records(received.slice(delivered).map(r => r.body)).map(r => r.MessageId as string);
+    const messageIds = () => records(receiver.received.slice(delivered).map(r => r.body)).map(r => r.MessageId as string);
     await expect.poll(messageIds, { timeout: 30_000, message: "the event delivered once the subscriber is back" }).toContain("ResourceEvent.1.3.0.ResourcePoweredOff");
     expect(messageIds()).not.toContain("ResourceEvent.1.3.0.ResourcePoweringOff");
   }, 60_000);
@@ -187,9 +173,9 @@ describe("EventService with the built module", () => {
     await c.startModule(["watcher"]);
     await redfishUp();
     await expect.poll(async () => (await c.redfish("GET", subscription, { user: TENANT1 })).status, { timeout: 20_000, interval: 100, message: "the subscription after the restart" }).toBe(200);
-    const delivered = received.length;
+    const delivered = receiver.received.length;
     setRunning("tenant1-vms.vm-1", true);
-    await expect.poll(() => received.length, { timeout: 30_000, message: "an event after the restart" }).toBeGreaterThan(delivered);
+    await expect.poll(() => receiver.received.length, { timeout: 30_000, message: "an event after the restart" }).toBeGreaterThan(delivered);
     expect((await c.redfish("DELETE", subscription, { user: TENANT1 })).status).toBe(204);
     await expect.poll(storedIds, { message: "the subscription removed from its Secret" }).toEqual([]);
   }, 120_000);

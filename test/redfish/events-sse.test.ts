@@ -1,12 +1,11 @@
 // The SSE stream's $filter (DSP0266 "Server-sent events"), Last-Event-ID replay, EventService.SubmitTestEvent, and
 // events for Kubernetes identities (streams and subscriptions receive only what their RBAC lets them see) —
 // against the in-process app over a real WatchCache.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseSseFilter, SseFilterError, type SseFilterSubject } from "../../redfish/events/sse-filter";
 import type { AccessAttributes, IdentityReviews, ReviewedUser } from "../../redfish/kubevirt/driver";
 import { AUTH, revise, testConfig, testService, type TestService } from "./fixtures";
+import { eventReceiver } from "./event-receiver";
 
 const closers: (() => unknown)[] = [];
 afterEach(async () => {
@@ -144,18 +143,10 @@ describe("EventService.SubmitTestEvent", () => {
     expect(root.Actions["#EventService.SubmitTestEvent"].target).toBe("/redfish/v1/EventService/Actions/EventService.SubmitTestEvent");
     expect(root.SSEFilterPropertiesSupported).toMatchObject({ EventType: true, MessageId: true, OriginResource: true, RegistryPrefix: true, ResourceType: true });
 
-    const received: any[] = [];
-    const server: Server = createServer((req, res) => {
-      let text = "";
-      req.on("data", chunk => (text += chunk));
-      req.on("end", () => {
-        received.push(JSON.parse(text));
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
-    closers.push(() => new Promise(resolve => server.close(resolve)));
-    const destination = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+    const subscriber = await eventReceiver();
+    closers.push(() => subscriber.close());
+    const received = subscriber.received;
+    const destination = subscriber.url;
     const subscribe = (auth: string, context: string) =>
       service.request("/redfish/v1/EventService/Subscriptions", {
         method: "POST",
@@ -184,8 +175,8 @@ describe("EventService.SubmitTestEvent", () => {
     const ok = await submit({ MessageId: "Alert.1.0.TestMessage", Message: "Hello from the test", MessageArgs: ["a"], MessageSeverity: "Warning", OriginOfCondition: "/redfish/v1/Systems/tenant1-vms.vm-a" });
     expect(ok.status).toBe(204);
     // Delivered whatever the subscription's filters (EventTypes here): it tests the path, not the filter.
-    await expect.poll(() => received.map(r => r.Context)).toEqual(["alice-sub"]);
-    expect(received[0].Events[0]).toMatchObject({ MessageId: "Alert.1.0.TestMessage", Message: "Hello from the test", MessageArgs: ["a"], MessageSeverity: "Warning", OriginOfCondition: { "@odata.id": "/redfish/v1/Systems/tenant1-vms.vm-a" } });
+    await expect.poll(() => received.map(r => r.body.Context)).toEqual(["alice-sub"]);
+    expect(received[0].body.Events[0]).toMatchObject({ MessageId: "Alert.1.0.TestMessage", Message: "Hello from the test", MessageArgs: ["a"], MessageSeverity: "Warning", OriginOfCondition: { "@odata.id": "/redfish/v1/Systems/tenant1-vms.vm-a" } });
     await expect.poll(() => aliceStream.messages()).toEqual(["Alert.1.0.TestMessage /redfish/v1/Systems/tenant1-vms.vm-a"]);
     expect(bobStream.events).toEqual([]);
   });
@@ -209,22 +200,14 @@ describe("events for Kubernetes identities", () => {
     const config = testConfig({ redfish: { kubernetesIdentities: { enabled: true, accessReviewCacheSeconds: 1 } } });
     const service = testService({ reviews, events: { keepAliveMs: 60_000 } });
     service.config.current = config;
-    const received: any[] = [];
-    const server: Server = createServer((req, res) => {
-      let text = "";
-      req.on("data", chunk => (text += chunk));
-      req.on("end", () => {
-        received.push(JSON.parse(text));
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
-    closers.push(() => new Promise(resolve => server.close(resolve)));
+    const subscriber = await eventReceiver();
+    closers.push(() => subscriber.close());
+    const received = subscriber.received;
     const bearer = { Authorization: `Bearer ${TOKEN}` };
     const created = await service.request("/redfish/v1/EventService/Subscriptions", {
       method: "POST",
       headers: { ...bearer, "Content-Type": "application/json" },
-      body: JSON.stringify({ Destination: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, Protocol: "Redfish", Context: "k8s" }),
+      body: JSON.stringify({ Destination: subscriber.url, Protocol: "Redfish", Context: "k8s" }),
     });
     expect(created.status).toBe(201);
     // Only its owner sees it.
@@ -239,7 +222,7 @@ describe("events for Kubernetes identities", () => {
     await expect.poll(() => stream.events.length).toBe(2);
     await expect.poll(() => received.length).toBe(2);
     expect(stream.messages().filter(m => m.includes("Warning"))).toHaveLength(1);
-    const origins = [...stream.messages(), ...received.flatMap(r => r.Events.map((e: any) => `${e.MessageId} ${e.OriginOfCondition["@odata.id"]}`))];
+    const origins = [...stream.messages(), ...received.flatMap(r => r.body.Events.map((e: any) => `${e.MessageId} ${e.OriginOfCondition["@odata.id"]}`))];
     expect(origins.every(o => o.endsWith("/redfish/v1/Systems/tenant1-vms.vm-b"))).toBe(true);
 
     // Revoked: after the cached decision expires, no more events of tenant1 either.
@@ -255,7 +238,7 @@ describe("events for Kubernetes identities", () => {
       body: JSON.stringify({ MessageId: "Alert.1.0.Marker" }),
     });
     await expect.poll(() => stream.messages().some(m => m.startsWith("Alert.1.0.Marker"))).toBe(true);
-    await expect.poll(() => received.some(r => r.Events[0].MessageId === "Alert.1.0.Marker")).toBe(true);
+    await expect.poll(() => received.some(r => r.body.Events[0].MessageId === "Alert.1.0.Marker")).toBe(true);
     expect(stream.events.length).toBe(before.stream + 1);
     expect(received.length).toBe(before.pushed + 1);
   });

@@ -1,14 +1,13 @@
 // EventService: events derived from the watch cache (unit), subscription filters, the Subscriptions collection
 // (per-user ownership, URL policy, HttpHeaders never shown), push delivery with retries to a real loopback HTTP
 // server, and the SSE stream — against the in-process app over a real WatchCache.
-import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VmRecord } from "../../redfish/cache/types";
 import { diffSnapshots, snapshotOf } from "../../redfish/events/derive";
 import { renderSystem } from "../../redfish/resources/systems";
 import { subscriptionWants } from "../../redfish/events/subscriptions";
 import { AUTH, revise, runningVmi, testConfig, testService, vm, type TestService } from "./fixtures";
+import { eventReceiver, type EventReceiver } from "./event-receiver";
 
 const LOOPBACK_ALLOWED = { redfish: { imageUrlPolicy: { allowCidrs: ["127.0.0.0/8"] } } };
 
@@ -74,31 +73,17 @@ describe("events derived from snapshots", () => {
 
 // ---- the service in process ----
 
-interface Received {
-  headers: IncomingMessage["headers"];
-  body: any;
-}
-
-async function receiver(answer: (n: number) => number = () => 204): Promise<{ url: string; received: Received[]; attempts: () => number; server: Server }> {
-  const received: Received[] = [];
-  let attempts = 0;
-  const server = createServer((req, res) => {
-    let text = "";
-    req.on("data", chunk => (text += chunk));
-    req.on("end", () => {
-      const status = answer(++attempts);
-      if (status < 300) received.push({ headers: req.headers, body: JSON.parse(text) });
-      res.writeHead(status).end();
-    });
-  });
-  await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, received, attempts: () => attempts, server };
-}
-
-const servers: Server[] = [];
+const receivers: EventReceiver[] = [];
 afterEach(async () => {
-  await Promise.all(servers.splice(0).map(s => new Promise(resolve => s.close(resolve))));
+  await Promise.all(receivers.splice(0).map(r => r.close()));
 });
+
+/** A subscriber closed after the test. */
+async function receiver(answer?: (attempt: number) => number): Promise<EventReceiver> {
+  const r = await eventReceiver(answer);
+  receivers.push(r);
+  return r;
+}
 
 function serviceWithLoopback(retryIntervalSeconds = 0.05): TestService {
   const service = testService({ events: { retryAttempts: 3, retryIntervalSeconds } });
@@ -192,7 +177,6 @@ describe("EventService and Subscriptions", () => {
   it("pushes events of the owner's systems only, with Context and HttpHeaders, and retries while the receiver fails", async () => {
     const flaky = await receiver(n => (n <= 2 ? 503 : 204));
     const other = await receiver();
-    servers.push(flaky.server, other.server);
     const service = serviceWithLoopback();
     expect((await subscribe(service, AUTH.alice, { Destination: flaky.url, Protocol: "Redfish", Context: "alice-ctx", HttpHeaders: [{ "X-Token": "t0k" }] })).status).toBe(201);
     expect((await subscribe(service, AUTH.bob, { Destination: other.url, Protocol: "Redfish", Context: "bob-ctx" })).status).toBe(201);
@@ -228,7 +212,6 @@ describe("EventService and Subscriptions", () => {
 
   it("announces what GET shows during a graceful shutdown: On until the guest is off, then ResourcePoweredOff, never PoweringOff", async () => {
     const subscriber = await receiver();
-    servers.push(subscriber.server);
     const service = serviceWithLoopback();
     expect((await subscribe(service, AUTH.alice, { Destination: subscriber.url, Protocol: "Redfish" })).status).toBe(201);
     const powerState = async () => ((await (await service.request("/redfish/v1/Systems/tenant1-vms.vm-a", { headers: { Authorization: AUTH.alice } })).json()) as any).PowerState;
@@ -260,7 +243,6 @@ describe("EventService and Subscriptions", () => {
 
   it("gives an event up after DeliveryRetryAttempts retries and delivers the next one", async () => {
     const down = await receiver(n => (n <= 4 ? 500 : 204));
-    servers.push(down.server);
     const service = serviceWithLoopback();
     expect((await subscribe(service, AUTH.alice, { Destination: down.url, Protocol: "Redfish", EventTypes: ["StatusChange"] })).status).toBe(201);
     const vmB = service.cache.getVm("tenant1-vms", "vm-b")!.vm;
