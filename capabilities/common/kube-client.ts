@@ -85,7 +85,6 @@ export class KubeClient {
   readonly #transport: KubeTransport;
   readonly #requestTimeoutMs: number;
   #cachedCredentials: { headers: Promise<Record<string, string>>; readAt: number } | undefined;
-  #credentialsRead: Promise<Record<string, string>> | undefined;
 
   private constructor(kc: KubeConfig, server: URL, transport: KubeTransport, requestTimeoutMs: number) {
     this.#kc = kc;
@@ -249,22 +248,25 @@ export class KubeClient {
   #credentials(): Promise<Record<string, string>> {
     const cached = this.#cachedCredentials;
     if (cached && Date.now() - cached.readAt < CREDENTIALS_REREAD_MS) return cached.headers;
-    this.#credentialsRead ??= (async () => {
-      const auth: https.RequestOptions = { headers: {} };
-      try {
-        await this.#kc.applyToHTTPSOptions(auth);
-      } catch (e) {
-        throw new KubeApiError(0, "ClientConfig", e instanceof Error ? e.message : String(e));
-      }
-      const headers: Record<string, string> = { ...(auth.headers as Record<string, string>) };
-      if (auth.auth) headers.Authorization = `Basic ${Buffer.from(auth.auth).toString("base64")}`;
-      const read = Promise.resolve(headers);
-      this.#cachedCredentials = { headers: read, readAt: Date.now() };
-      return headers;
-    })().finally(() => {
-      this.#credentialsRead = undefined;
+    // Kept from the start of the read, so concurrent requests share it; a failed read is not kept.
+    const entry = { headers: this.#readCredentials(), readAt: Date.now() };
+    this.#cachedCredentials = entry;
+    entry.headers.catch(() => {
+      if (this.#cachedCredentials === entry) this.#cachedCredentials = undefined;
     });
-    return this.#credentialsRead;
+    return entry.headers;
+  }
+
+  async #readCredentials(): Promise<Record<string, string>> {
+    const auth: https.RequestOptions = { headers: {} };
+    try {
+      await this.#kc.applyToHTTPSOptions(auth);
+    } catch (e) {
+      throw new KubeApiError(0, "ClientConfig", e instanceof Error ? e.message : String(e));
+    }
+    const headers: Record<string, string> = { ...(auth.headers as Record<string, string>) };
+    if (auth.auth) headers.Authorization = `Basic ${Buffer.from(auth.auth).toString("base64")}`;
+    return headers;
   }
 
   /** `req.path` is below the server's URL (which may carry a path prefix); credentials are added here. */
