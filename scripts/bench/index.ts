@@ -573,7 +573,7 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
   const total = PLAN.scaleNamespaces * PLAN.scaleVmsPerNamespace;
 
   let lastVmEvent = Date.now();
-  const unwatch = cluster.api.store.watch(VM_KEY, undefined, () => (lastVmEvent = Date.now()));
+  const unwatch = cluster.api.store.watchStored(VM_KEY, undefined, () => (lastVmEvent = Date.now()));
   const rssBefore = await sampledRss(pid);
   progress(`scale: watcher RSS before ${mib(rssBefore)} MiB; creating ${total} VMs in ${PLAN.scaleNamespaces} namespaces`);
 
