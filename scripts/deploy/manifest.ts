@@ -1,8 +1,9 @@
 // Turns the objects `pepr build` generated into the module's deployment, for given values: least-privilege
 // RBAC, per-webhook failure policies, the role switch, pod hardening, and the objects Pepr 1.1.4 cannot
 // express (Redfish Service, OpenShift Route, config ConfigMap and users Secret, importer NetworkPolicy, SCC
-// binding). The webhooks, the watcher's pod changes and the module's objects are evaluated from the descriptions
-// the chart prints (./module-objects.ts), for the chart's values with the user's merged over them.
+// binding). The RBAC, the webhooks, the watcher's pod changes and the module's objects are evaluated from the
+// descriptions the chart prints (./rbac-objects.ts, ./module-objects.ts), for the chart's values with the user's
+// merged over them.
 // Pure functions over plain objects; scripts/post-build.ts does the file I/O.
 import { allGatewayGrants } from "./permissions";
 import { MODULE_NAMESPACE, peprRuntimeGrants, watchGrants, type BuildCapability, type Grant } from "./rbac";
