@@ -6,7 +6,6 @@
 // (response-cache.ts), behind both. Middleware that has nothing to do for a request costs nothing: no per-request
 // objects, no body handling for GET/HEAD, no headers rewritten on a response that already has them.
 import { Hono, type Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Log } from "./platform";
 import type { ModuleConfig } from "../capabilities/config/schema";
@@ -15,6 +14,7 @@ import type { ClusterCache } from "./cache/types";
 import { baseError, RedfishError } from "./errors";
 import { createEventService, type EventSetup } from "./events";
 import { readRequestText, requestHeader, sendError, SERVICE_ROOT, withProtocolHeaders } from "./odata";
+import { readBody, type BodyLimits } from "./request-body";
 import { ResponseCache } from "./response-cache";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
@@ -31,10 +31,10 @@ import { serviceSettings } from "./settings";
 
 export type { TaskSource, TaskView } from "./resources/context";
 
-/** Request bodies above this are refused with 413 (Redfish bodies here are a few hundred bytes). */
 /** Oversized bodies up to this size are read before the 413 is sent; larger ones are refused unread. */
 const DRAIN_OVERSIZED_BODY_BYTES = 4 * 1024 * 1024;
 
+/** Request bodies above this are refused with 413 (Redfish bodies here are a few hundred bytes). */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
 export interface RedfishAppOptions {
@@ -175,47 +175,13 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
       : c.json({ status: "waiting for the initial lists of VirtualMachines, VirtualMachineInstances and DataVolumes" }, 503),
   );
 
-  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const limitBody = bodyLimit({
-    maxSize: maxBodyBytes,
-    onError: () => {
-      throw baseError(413, "GeneralError", [], { resolution: `Send a request body of at most ${maxBodyBytes} bytes.` });
-    },
-  });
-
-  /** Refuses a request body above maxBodyBytes (413) before anything else looks at the request. */
-  const withBodyLimit = async (c: Context<RedfishEnv>, next: () => Promise<void>): Promise<void> => {
-    // An oversized body announced by Content-Length is read and dropped before the 413 (up to a bound): a server
-    // that answers and closes while the client is still sending makes the kernel reset the connection, and the
-    // client never sees the 413 (the HTTP/1.1 lingering-close problem).
-    const announced = Number(requestHeader(c, "content-length"));
-    if (announced > maxBodyBytes && announced <= DRAIN_OVERSIZED_BODY_BYTES && c.req.raw.body) {
-      try {
-        const reader = c.req.raw.body.getReader();
-        while (!(await reader.read()).done);
-      } catch {
-        // the client went away: nothing to answer
-      }
-      throw baseError(413, "GeneralError", [], { resolution: `Send a request body of at most ${maxBodyBytes} bytes.` });
-    }
-    let handled = false;
-    try {
-      await limitBody(c, async () => {
-        handled = true;
-        await next();
-      });
-    } catch (e) {
-      // A chunked body is read here to count it: if the client goes away mid-body, that is the client's doing.
-      if (handled || e instanceof RedfishError) throw e;
-      throw baseError(400, "GeneralError", [], { resolution: "Send the complete request body; the connection ended before it was read." });
-    }
-  };
+  const bodyLimits: BodyLimits = { maxBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, drainBytes: DRAIN_OVERSIZED_BODY_BYTES };
 
   /** Content-Type and nesting depth of a request body, before anything parses it. */
-  const checkBody = async (c: Context<RedfishEnv>): Promise<void> => {
+  const checkBody = (c: Context<RedfishEnv>): void => {
     // A body that is not declared JSON is refused: a browser can send text/plain cross-site without a CORS
     // preflight, with the BMC's Basic credentials attached.
-    const text = await readRequestText(c);
+    const text = readRequestText(c);
     if (text.length === 0) return;
     if (!isJsonMediaType(requestHeader(c, "content-type"))) {
       throw baseError(415, "GeneralError", [], { resolution: "Send the request body as JSON with Content-Type: application/json." });
@@ -232,8 +198,10 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
   };
 
   /** After authentication: the body checks of a request with a body, then the resource. */
-  const proceed = (c: Context<RedfishEnv>, handler: Handler, hasBody: boolean): Response | Promise<Response> =>
-    hasBody ? checkBody(c).then(() => respond(c, handler)) : respond(c, handler);
+  const proceed = (c: Context<RedfishEnv>, handler: Handler, hasBody: boolean): Response | Promise<Response> => {
+    if (hasBody) checkBody(c);
+    return respond(c, handler);
+  };
 
   /**
    * Protocol checks and authentication, then the resource: synchronous for a GET with credentials verified before
@@ -266,15 +234,15 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     });
   };
 
-  /** Every route's admission (ResourceRoutes); requests with a body pass the body limit first. */
+  /** Every route's admission (ResourceRoutes); a request with a body is read first, within the size limit. */
   const admit =
     (handler: Handler): Handler =>
     c => {
       if (BODYLESS_METHODS.has(c.req.method)) return admitted(c, handler);
-      let res: Response | undefined;
-      return withBodyLimit(c, async () => {
-        res = await admitted(c, handler);
-      }).then(() => res!);
+      return readBody(c, bodyLimits).then(text => {
+        c.set("requestBody", text);
+        return admitted(c, handler);
+      });
     };
   const routes: ResourceRoutes = { app, admit };
 

@@ -266,21 +266,18 @@ export function sendError(err: RedfishError): Response {
 // ---- request bodies ----
 
 /**
- * The request body as text. A body that cannot be read (the client sent less than its Content-Length and went
- * away, or reset the connection) is the client's doing: a 400, not an internal error.
+ * The request body as text. Every route with a body is registered through the app's admission, which reads the
+ * body first, within the size limit (./request-body.ts), and keeps it on the context.
  */
-export async function readRequestText(c: Context): Promise<string> {
-  try {
-    return await c.req.text();
-  } catch (e) {
-    if (e instanceof RedfishError) throw e; // the size limit
-    throw baseError(400, "GeneralError", [], { resolution: "Send the complete request body; the connection ended before it was read." });
-  }
+export function readRequestText(c: Context): string {
+  const text: unknown = c.get("requestBody");
+  if (typeof text !== "string") throw new Error(`${c.req.method} ${c.req.path}: the request body was not read before the resource`);
+  return text;
 }
 
 /** The request body as a JSON object; 400 MalformedJSON for anything else (the size limit is enforced before). */
-export async function readJsonObject(c: Context): Promise<Record<string, unknown>> {
-  const text = await readRequestText(c);
+export function readJsonObject(c: Context): Record<string, unknown> {
+  const text = readRequestText(c);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -3,7 +3,7 @@
 // (bios-settings.ts). Bios itself is read-only (PATCH 405); Bios.ResetBios records the defaults as pending settings.
 import { z } from "zod";
 import { PATCH_BOOT } from "../auth/kubernetes";
-import { checkIfMatchEtag, envelope, parseBody, readRequestText, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
+import { checkIfMatchEtag, envelope, parseBody, readJsonObject, readRequestText, requestHeader, sendRepresentation, SERVICE_ROOT } from "../odata";
 import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type ResourceRoutes, type ServiceDeps, type VisibleSystem } from "./context";
 import { biosVersion, configuredFirmware, cpuTopology, machineType } from "./hardware";
 import {
@@ -80,8 +80,8 @@ export function registerBios(routes: ResourceRoutes, deps: ServiceDeps): void {
     GET: c => sendRepresentation(c, settings(system(c)), { conditional: true }),
     PATCH: async c => {
       const target = system(c);
-      const patch = parseBiosSettingsPatch(await readJsonObject(c), readOnlyAttributes(target));
-      checkIfMatchEtag(c.req.header("If-Match"), settings(target).etag);
+      const patch = parseBiosSettingsPatch(readJsonObject(c), readOnlyAttributes(target));
+      checkIfMatchEtag(requestHeader(c, "if-match"), settings(target).etag);
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       await recordBiosSettings(deps.driver, target.rec, patch);
       return new Response(null, { status: 204 });
@@ -92,7 +92,7 @@ export function registerBios(routes: ResourceRoutes, deps: ServiceDeps): void {
     POST: async c => {
       const target = system(c);
       // sushy posts ResetBios without a body first; an empty object is the same request.
-      if ((await readRequestText(c)).trim() !== "") parseBody(resetBiosBody, await readJsonObject(c), RESET_BIOS_ACTION);
+      if (readRequestText(c).trim() !== "") parseBody(resetBiosBody, readJsonObject(c), RESET_BIOS_ACTION);
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       await resetBiosSettings(deps.driver, target.rec);
       return new Response(null, { status: 204 });

@@ -16,6 +16,8 @@ export interface RedfishVariables {
   settings: ServiceSettings;
   /** The Allow value of the addressed resource, for responses that build their headers in one go. */
   allow: string;
+  /** The body of a POST/PATCH/PUT, read by the app's admission before the resource (readRequestText). */
+  requestBody: string;
 }
 
 export type RedfishEnv = { Variables: RedfishVariables };

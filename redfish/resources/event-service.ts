@@ -8,7 +8,7 @@ import { EVENT_TYPES, REGISTRY_PREFIXES, RESOURCE_TYPES } from "../events/derive
 import { eventBody, SubscriptionLimitError, type EventHub } from "../events/hub";
 import { parseSseFilter, SseFilterError, type SseFilter } from "../events/sse-filter";
 import { newSubscription, parseHttpHeaders, subscriptionRequestSchema, type Subscription } from "../events/subscriptions";
-import { collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
+import { collection, envelope, link, parseBody, readJsonObject, requestHeader, sendJson, SERVICE_ROOT } from "../odata";
 import { checkImageUrl, type ImageUrlPolicyConfig } from "../url-policy";
 import { resource, type RedfishContext, type ResourceRoutes } from "./context";
 
@@ -112,7 +112,7 @@ export function registerEventService(routes: ResourceRoutes, options: EventServi
         { conditional: true },
       ),
     POST: async c => {
-      const raw = await readJsonObject(c);
+      const raw = readJsonObject(c);
       const request = parseBody(subscriptionRequestSchema, raw);
       const headers = parseHttpHeaders(request.HttpHeaders);
       const check = await checkImageUrl(request.Destination, options.policy());
@@ -163,7 +163,7 @@ export function registerEventService(routes: ResourceRoutes, options: EventServi
 
   resource(routes, SUBMIT_TEST_EVENT_URI, {
     POST: async c => {
-      const body = parseBody(testEventSchema, await readJsonObject(c), TEST_EVENT_ACTION);
+      const body = parseBody(testEventSchema, readJsonObject(c), TEST_EVENT_ACTION);
       hub.submitTestEvent(owner(c), {
         messageId: body.MessageId,
         ...(body.Message !== undefined ? { message: body.Message } : {}),
@@ -190,7 +190,7 @@ export function registerEventService(routes: ResourceRoutes, options: EventServi
         throw baseError(400, "GeneralError", [], { resolution: `Correct the $filter query parameter: ${err.message}.` });
       }
       // Last-Event-ID (the EventSource reconnect header): replay what was kept after it; anything but an id is ignored.
-      const lastEventHeader = c.req.header("Last-Event-ID");
+      const lastEventHeader = requestHeader(c, "last-event-id");
       const lastEventId = lastEventHeader !== undefined && /^\d{1,15}$/.test(lastEventHeader.trim()) ? Number(lastEventHeader.trim()) : undefined;
       return streamSSE(c, async stream => {
         // A client that stops reading is disconnected rather than buffered for without bound.

@@ -8,7 +8,7 @@ import { secureBootOps } from "../boot/firmware";
 import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
 import { redfishFailure } from "../kubevirt/failures";
 import type { VmRecord } from "../cache/types";
-import { checkIfMatchEtag, envelope, readJsonObject, sendRepresentation, SERVICE_ROOT } from "../odata";
+import { checkIfMatchEtag, envelope, readJsonObject, requestHeader, sendRepresentation, SERVICE_ROOT } from "../odata";
 import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
@@ -81,8 +81,8 @@ export function registerSecureBoot(routes: ResourceRoutes, deps: ServiceDeps): v
     },
     PATCH: async c => {
       const target = system(c);
-      const enable = parseSecureBootPatch(await readJsonObject(c));
-      checkIfMatchEtag(c.req.header("If-Match"), representation(target).etag);
+      const enable = parseSecureBootPatch(readJsonObject(c));
+      checkIfMatchEtag(requestHeader(c, "if-match"), representation(target).etag);
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       try {
         await patchWithRetry(deps.driver, target.rec, rec => secureBootPlan(rec, enable));

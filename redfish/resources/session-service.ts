@@ -3,7 +3,7 @@
 import { z } from "zod";
 import type { Session } from "../auth/sessions";
 import { notFound } from "../errors";
-import { checkIfMatch, collection, envelope, link, parseBody, readJsonObject, sendJson, SERVICE_ROOT } from "../odata";
+import { checkIfMatch, collection, envelope, link, parseBody, readJsonObject, requestHeader, sendJson, SERVICE_ROOT } from "../odata";
 import { clientAddressOf, resource, resourceHandler, type RedfishContext, type ServiceDeps, type ResourceRoutes } from "./context";
 
 export const SESSIONS_URI = `${SERVICE_ROOT}/SessionService/Sessions`;
@@ -61,10 +61,10 @@ export function registerSessionService(routes: ResourceRoutes, deps: ServiceDeps
 
   // Login: the app lets this one request through without credentials; the body carries them.
   const login = async (c: RedfishContext) => {
-    const body = parseBody(loginBody, await readJsonObject(c));
+    const body = parseBody(loginBody, readJsonObject(c));
     const address = clientAddressOf(c);
     const account = await auth.verifyPassword(body.UserName, body.Password, address);
-    checkIfMatch(c.req.header("If-Match"), sessionsCollection(account.username));
+    checkIfMatch(requestHeader(c, "if-match"), sessionsCollection(account.username));
     const { session, token } = auth.openSession(account, address, body.Context);
     return sendJson(c, renderSession(session), {
       status: 201,

@@ -11,6 +11,7 @@ import {
   link,
   parseBody,
   readJsonObject,
+  requestHeader,
   sendJson,
   sendRepresentation,
   SERVICE_ROOT,
@@ -171,8 +172,8 @@ export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void
     GET: c => sendRepresentation(c, systemRepresentation(deps, system(c)), { conditional: true }),
     PATCH: async c => {
       const target = system(c);
-      const body = await readJsonObject(c);
-      checkIfMatchEtag(c.req.header("If-Match"), systemRepresentation(deps, target).etag);
+      const body = readJsonObject(c);
+      checkIfMatchEtag(requestHeader(c, "if-match"), systemRepresentation(deps, target).etag);
       const keys = Object.keys(body).filter(k => !k.startsWith("@"));
       if (keys.length === 0) throw baseError(400, "EmptyJSON");
       for (const key of keys) {
@@ -196,10 +197,10 @@ export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void
   resource(routes, `${SERVICE_ROOT}/Systems/:id/Actions/${RESET_ACTION}`, {
     POST: async c => {
       const target = system(c);
-      const body = parseBody(resetBody, await readJsonObject(c), RESET_ACTION);
+      const body = parseBody(resetBody, readJsonObject(c), RESET_ACTION);
       // The System is rendered for its ETag only when the client sent a precondition (a VM that just changed has
       // no cached rendering: rendering it would be the action's slowest step).
-      const ifMatch = c.req.header("If-Match");
+      const ifMatch = requestHeader(c, "if-match");
       if (ifMatch !== undefined) checkIfMatchEtag(ifMatch, systemRepresentation(deps, target).etag);
       if (!(RESET_TYPES as readonly string[]).includes(body.ResetType)) {
         throw baseError(400, "ActionParameterNotSupported", ["ResetType", RESET_ACTION], {

@@ -19,7 +19,7 @@ import { mediaSettingsOf } from "../media/settings";
 import { InsertRateLimiter, admitImage } from "../media/image-policy";
 import type { Resolver } from "../url-policy";
 import { mediaTaskSource, mediaTaskView, type MediaTaskSourceOptions } from "../tasks/source";
-import { checkIfMatch, collection, envelope, readJsonObject, readRequestText, sendJson } from "../odata";
+import { checkIfMatch, collection, envelope, readJsonObject, readRequestText, requestHeader, sendJson } from "../odata";
 import {
   managerUri,
   resolveSystem,
@@ -157,8 +157,8 @@ export function registerVirtualMedia(routes: ResourceRoutes, deps: ServiceDeps, 
     resource(routes, `${prefix}/${CD_ID}/Actions/${INSERT_ACTION}`, {
       POST: async c => {
         const target = system(c);
-        const request = parseInsertMedia(await readJsonObject(c));
-        checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
+        const request = parseInsertMedia(readJsonObject(c));
+        checkIfMatch(requestHeader(c, "if-match"), renderCd(target, cdUri(target)));
         await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [INSERT_MEDIA]);
         const admitted = await media.admit(c.get("principal").account.username, request);
         const outcome = await media.service.insert(target.rec, admitted);
@@ -171,8 +171,8 @@ export function registerVirtualMedia(routes: ResourceRoutes, deps: ServiceDeps, 
     resource(routes, `${prefix}/${CD_ID}/Actions/${EJECT_ACTION}`, {
       POST: async c => {
         const target = system(c);
-        parseEjectMedia(await readRequestText(c));
-        checkIfMatch(c.req.header("If-Match"), renderCd(target, cdUri(target)));
+        parseEjectMedia(readRequestText(c));
+        checkIfMatch(requestHeader(c, "if-match"), renderCd(target, cdUri(target)));
         await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [EJECT_MEDIA]);
         await media.service.eject(target.rec);
         return new Response(null, { status: 204 });

@@ -9,7 +9,7 @@ import http2 from "node:http2";
 import net from "node:net";
 
 export type ApiRequest = http.IncomingMessage | http2.Http2ServerRequest;
-/** What the REST layer uses of a response, common to http.ServerResponse and http2's compatibility response. */
+/** What the REST layer uses of a response: an http.ServerResponse, or an HTTP/2 stream (Http2StreamResponse). */
 export interface ApiResponse {
   readonly headersSent: boolean;
   readonly writableEnded: boolean;
@@ -24,6 +24,60 @@ export interface ApiResponse {
   on(event: "close", listener: () => void): unknown;
 }
 export type ApiHandler = (req: ApiRequest, res: ApiResponse) => void;
+
+/**
+ * An HTTP/2 response written on the stream itself. Node's compatibility response asks for trailers, so its
+ * END_STREAM goes out as a separate frame one event-loop turn after the body, behind whatever the process does
+ * next (here: the simulated controllers reacting to the write). Go's server, like kube-apiserver, ends the stream
+ * with the last DATA frame; so does `stream.end(body)` on a stream that was not told to wait for trailers.
+ */
+class Http2StreamResponse implements ApiResponse {
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #headers: http2.OutgoingHttpHeaders = {};
+
+  constructor(stream: http2.ServerHttp2Stream) {
+    this.#stream = stream;
+  }
+
+  get headersSent(): boolean {
+    return this.#stream.headersSent;
+  }
+
+  get writableEnded(): boolean {
+    return this.#stream.writableEnded;
+  }
+
+  setHeader(name: string, value: number | string | readonly string[]): void {
+    this.#headers[name.toLowerCase()] = value as http2.OutgoingHttpHeaders[string];
+  }
+
+  writeHead(statusCode: number, headers: http.OutgoingHttpHeaders = {}): void {
+    for (const [name, value] of Object.entries(headers)) if (value !== undefined) this.setHeader(name, value);
+    if (this.#stream.destroyed) return;
+    this.#stream.respond({ ...this.#headers, ":status": statusCode });
+  }
+
+  write(chunk: string): boolean {
+    if (!this.headersSent) this.writeHead(200);
+    return this.#stream.destroyed || this.#stream.writableEnded ? false : this.#stream.write(chunk);
+  }
+
+  end(chunk?: string): void {
+    if (!this.headersSent) this.writeHead(200);
+    // respond() already ended a stream that has no body (HEAD, 204, 304).
+    if (this.#stream.destroyed || this.#stream.writableEnded) return;
+    if (chunk === undefined) this.#stream.end();
+    else this.#stream.end(chunk);
+  }
+
+  destroy(error?: Error): void {
+    this.#stream.destroy(error);
+  }
+
+  on(event: "close", listener: () => void): void {
+    this.#stream.on(event, listener);
+  }
+}
 
 /** kube-apiserver 1.26.15 with the default `--http2-max-streams-per-connection=0`. */
 export const DEFAULT_HTTP2_MAX_STREAMS = 100;
@@ -62,7 +116,7 @@ export class ProtocolListener {
         // Hundreds of watch streams buffer events for a slow reader; Node's 10 MB default would reset the session.
         maxSessionMemory: 256,
       },
-      handler,
+      (req, res) => handler(req, new Http2StreamResponse(res.stream)),
     );
     this.#http2.on("session", session => this.#track(session));
     this.#tcp = net.createServer(socket => this.#dispatch(socket));

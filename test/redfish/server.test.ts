@@ -224,6 +224,31 @@ describe("protocol and connection limits", () => {
     expect((await chunkedReply).text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
   });
 
+  it("reads a request body from the socket: in pieces, and 413 for an oversized one the client sees whole", async () => {
+    const { port, ca } = await limitedServer();
+    const login = JSON.stringify({ UserName: "alice", Password: PASSWORDS.alice });
+    const head = (length: number | "chunked") =>
+      `POST /redfish/v1/SessionService/Sessions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n${length === "chunked" ? "Transfer-Encoding: chunked" : `Content-Length: ${length}`}\r\nConnection: close\r\n\r\n`;
+    const exchange = async (...parts: string[]) => {
+      const socket = await rawTls(port, ca);
+      const reply = readUntilClosed(socket);
+      for (const [i, part] of parts.entries()) {
+        if (i > 0) await new Promise(resolve => setTimeout(resolve, 50)); // separate TCP segments
+        socket.write(part);
+      }
+      return (await reply).text;
+    };
+    // A body that arrives in pieces is read whole.
+    expect(await exchange(head(Buffer.byteLength(login)) + login.slice(0, 10), login.slice(10))).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
+    expect(await exchange(head("chunked") + `5\r\n${login.slice(0, 5)}\r\n`, `${(login.length - 5).toString(16)}\r\n${login.slice(5)}\r\n0\r\n\r\n`)).toMatch(/^HTTP\/1\.1 201 Created\r\n/);
+    // Over 64 KiB, announced or counted: the body is read (up to 4 MiB) and the client gets the 413 and its error body.
+    const big = "x".repeat(100 * 1024);
+    for (const text of [await exchange(head(big.length) + big), await exchange(head("chunked") + `${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`)]) {
+      expect(text).toMatch(/^HTTP\/1\.1 413 /);
+      expect(text).toContain("Send a request body of at most 65536 bytes.");
+    }
+  });
+
   it("sends HSTS, offers only ECDHE+AEAD suites on TLS 1.2, refuses TLS 1.1, and resumes sessions from tickets", async () => {
     const { port, ca } = await limitedServer();
     const root = await call(`https://127.0.0.1:${port}/redfish/v1/`, { ca });

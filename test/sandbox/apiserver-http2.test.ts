@@ -2,9 +2,11 @@
 // watches, interruption hooks and connection counts for both, HTTP/2 settings like kube-apiserver's.
 import http from "node:http";
 import http2 from "node:http2";
+import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { startApiServer, type ApiServer } from "../../sandbox/apiserver";
 import { DEFAULT_HTTP2_MAX_STREAMS } from "../../sandbox/apiserver/listener";
+import { ReconcileQueue } from "../../sandbox/simulators/common";
 
 let api: ApiServer | undefined;
 const sessions: http2.ClientHttp2Session[] = [];
@@ -138,5 +140,51 @@ describe("HTTP/1.1 and HTTP/2 on one port", () => {
     open[1].stream.close();
     third.stream.close();
     await vi.waitFor(() => expect(api!.openWatches()).toEqual({}));
+  });
+
+  it("ends a write's reply with its body, before the controllers the write woke run", async () => {
+    api = await startApiServer({ port: 0 });
+    api.store.create("configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "cm", namespace: "default" }, data: { a: "1" } });
+    // A controller that keeps the process busy for a while after each change, as the simulators do.
+    const CONTROLLER_MS = 400;
+    const reconciled: string[] = [];
+    const controller = new ReconcileQueue("slow controller", key => {
+      const until = performance.now() + CONTROLLER_MS;
+      while (performance.now() < until);
+      reconciled.push(key);
+    });
+    const stopWatch = api.store.watch("configmaps", "default", ev => controller.add(ev.object.metadata.name!));
+    try {
+      // The client runs on its own thread: this one is the API server and its controllers, as in the bench.
+      const client = new Worker(
+        `const http2 = require("node:http2");
+        const { parentPort, workerData } = require("node:worker_threads");
+        const session = http2.connect(workerData.url);
+        const started = performance.now();
+        const stream = session.request({ ":method": "PATCH", ":path": "/api/v1/namespaces/default/configmaps/cm", "content-type": "application/merge-patch+json" });
+        let status = 0;
+        stream.on("response", h => (status = h[":status"]));
+        stream.resume();
+        stream.on("end", () => {
+          parentPort.postMessage({ status, ms: performance.now() - started });
+          session.close();
+        });
+        stream.end(JSON.stringify({ data: { a: "2" } }));`,
+        { eval: true, workerData: { url: api.url } },
+      );
+      const reply = await new Promise<{ status: number; ms: number }>((resolve, reject) => {
+        client.once("message", resolve);
+        client.once("error", reject);
+      });
+      await client.terminate();
+      expect(reply.status).toBe(200);
+      // The whole reply (END_STREAM included) left before the controller's turn: a stream ended one event-loop turn
+      // after its body would have waited CONTROLLER_MS for it.
+      expect(reply.ms).toBeLessThan(CONTROLLER_MS);
+      await vi.waitFor(() => expect(reconciled).toEqual(["cm"]));
+    } finally {
+      stopWatch();
+      controller.stop();
+    }
   });
 });
