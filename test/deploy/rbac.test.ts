@@ -77,7 +77,10 @@ async function startRecordingProxy(target: string): Promise<Recorder> {
       answer => {
         for (const a of attrs) a.status = answer.statusCode;
         res.writeHead(answer.statusCode ?? 502, forwardable(answer.headers));
-        answer.pipe(res as unknown as NodeJS.WritableStream);
+        // Through the listener's response interface (an HTTP/2 answer is written on its stream, not a Writable).
+        answer.setEncoding("utf8");
+        answer.on("data", (chunk: string) => res.write(chunk));
+        answer.on("end", () => res.end());
       },
     );
     forward.on("error", () => res.destroy());
