@@ -155,6 +155,8 @@ export class WebhookAdmission implements Admission {
   readonly #store: MemoryStore;
   readonly #log: (line: string) => void;
   readonly #agents = new Map<string, https.Agent>();
+  /** Each stored configuration's webhooks, parsed once: a write replaces the stored object, so a changed one is parsed anew. */
+  readonly #parsedWebhooks = new WeakMap<KubeObject, Webhook[]>();
 
   constructor(store: MemoryStore, log: (line: string) => void) {
     this.#store = store;
@@ -170,10 +172,16 @@ export class WebhookAdmission implements Admission {
     const out: Webhook[] = [];
     // kube orders by configuration name, then by the order within the configuration.
     for (const cfg of this.#store.listRaw(key)) {
-      for (const w of (cfg.webhooks as unknown[] | undefined) ?? []) {
-        const parsed = webhookSchema.safeParse(w);
-        if (parsed.success) out.push(parsed.data);
+      let hooks = this.#parsedWebhooks.get(cfg);
+      if (!hooks) {
+        hooks = [];
+        for (const w of (cfg.webhooks as unknown[] | undefined) ?? []) {
+          const parsed = webhookSchema.safeParse(w);
+          if (parsed.success) hooks.push(parsed.data);
+        }
+        this.#parsedWebhooks.set(cfg, hooks);
       }
+      out.push(...hooks);
     }
     return out;
   }

@@ -324,7 +324,7 @@ export class MemoryStore implements ObjectStore {
   prepareUpdate(
     key: string,
     input: KubeObject,
-    opts: { subresource?: "status" } = {},
+    opts: { subresource?: "status"; /** The caller hands `input` over (it made a copy): no second copy. */ owned?: boolean } = {},
   ): { old: KubeObject; next: KubeObject; unchanged: boolean } {
     const t = this.typeInfo(key);
     if (typeof input.metadata !== "object" || input.metadata === null) throw badRequest("metadata is required");
@@ -342,7 +342,7 @@ export class MemoryStore implements ObjectStore {
       if (input.status === undefined) delete next.status;
       else next.status = structuredClone(input.status);
     } else {
-      next = structuredClone(input);
+      next = opts.owned ? input : structuredClone(input);
       if (typeof next.metadata !== "object" || next.metadata === null) next.metadata = {};
       if (t.hasStatus) {
         if (old.status === undefined) delete next.status;
@@ -390,7 +390,8 @@ export class MemoryStore implements ObjectStore {
     if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length && !this.#namespaceHoldsFinalizer(t, next)) {
       return this.#remove(t, next);
     }
-    const obj = structuredClone(next);
+    // `next` is the store's from here on (prepareUpdate made it; callers only read what commit returns).
+    const obj = next;
     obj.metadata.resourceVersion = String(++this.#rv);
     this.#put(t, obj, current);
     this.#emit({ type: "MODIFIED", key, rv: this.#rv, object: obj, oldObject: current });
@@ -399,7 +400,11 @@ export class MemoryStore implements ObjectStore {
   }
 
   update(key: string, obj: KubeObject, opts: { subresource?: "status" } = {}): KubeObject {
-    const { old, next } = this.prepareUpdate(key, obj, opts);
+    return this.#update(key, obj, opts, false);
+  }
+
+  #update(key: string, obj: KubeObject, opts: { subresource?: "status" }, owned: boolean): KubeObject {
+    const { old, next } = this.prepareUpdate(key, obj, { ...opts, owned });
     return structuredClone(this.commitUpdate(key, old, next));
   }
 
@@ -418,7 +423,8 @@ export class MemoryStore implements ObjectStore {
       if (!next) return this.get(key, namespace, name);
       next.metadata = { ...next.metadata, resourceVersion: rv };
       try {
-        return this.update(key, next, opts);
+        // fn was given a copy: what it returns is ours to store.
+        return this.#update(key, next, opts, true);
       } catch (err) {
         // Only a concurrent write from fn itself can make this conflict (the store is synchronous); retry a few times.
         if (err instanceof ApiError && err.reason === "Conflict" && attempt < 5) continue;
@@ -774,6 +780,10 @@ export class MemoryStore implements ObjectStore {
 
   watch(key: string, namespace: string | undefined, cb: (ev: StoreEvent) => void): () => void {
     return this.subscribe(key, namespace, undefined, ev => cb({ type: ev.type, object: structuredClone(ev.object) }));
+  }
+
+  watchStored(key: string, namespace: string | undefined, cb: (ev: StoreEvent) => void): () => void {
+    return this.subscribe(key, namespace, undefined, ev => cb({ type: ev.type, object: ev.object }));
   }
 }
 

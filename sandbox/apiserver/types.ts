@@ -82,6 +82,11 @@ export interface ObjectStore {
   delete(key: string, namespace: string | undefined, name: string): KubeObject | undefined;
   /** Events after the current state; the callback runs synchronously in commit order. Returns unsubscribe. */
   watch(key: string, namespace: string | undefined, cb: (ev: StoreEvent) => void): () => void;
+  /**
+   * As watch, without copying each object for the callback: the event's object is the stored one, to read and
+   * never change (controllers that only enqueue keys; a copy per event would be most of a write's cost).
+   */
+  watchStored(key: string, namespace: string | undefined, cb: (ev: StoreEvent) => void): () => void;
 }
 
 export interface SubresourceRequest {

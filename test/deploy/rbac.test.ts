@@ -77,7 +77,7 @@ async function startRecordingProxy(target: string): Promise<Recorder> {
       answer => {
         for (const a of attrs) a.status = answer.statusCode;
         res.writeHead(answer.statusCode ?? 502, forwardable(answer.headers));
-        // Through the listener's response interface (an HTTP/2 answer is written on its stream, not a Writable).
+        // API responses are JSON (watches: lines of it); ApiResponse takes text.
         answer.setEncoding("utf8");
         answer.on("data", (chunk: string) => res.write(chunk));
         answer.on("end", () => res.end());

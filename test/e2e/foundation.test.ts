@@ -60,7 +60,7 @@ describe("foundation: sandbox + built module", () => {
   it("runs the watcher with its Deployment's process settings (the manifest's watcher env)", () => {
     const environ = fs.readFileSync(`/proc/${c.watcher!.child.pid}/environ`, "utf8").split("\0");
     expect(environ).toContain("MALLOC_ARENA_MAX=2");
-    expect(environ.find(v => v.startsWith("NODE_OPTIONS="))).toContain("--max-semi-space-size=1");
+    expect(environ.find(v => v.startsWith("NODE_OPTIONS="))).toContain("--max-semi-space-size=4");
   });
 
   it("puts a ConfigMap change in force in the watcher and the admission process within 5 s", async () => {

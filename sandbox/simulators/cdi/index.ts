@@ -352,13 +352,13 @@ export function startCdiSimulator(server: { store: ObjectStore }, opts: CdiSimul
 
   const unsubscribe: (() => void)[] = [];
   unsubscribe.push(
-    store.watch(DV, undefined, ev =>
+    store.watchStored(DV, undefined, ev =>
       guarded("cdi datavolume watch", () => {
         if (ev.type === "DELETED") abortImports(keyOf(ev.object));
         queue.add(keyOf(ev.object));
       }),
     ),
-    store.watch(VMI, undefined, ev =>
+    store.watchStored(VMI, undefined, ev =>
       guarded("cdi vmi watch", () => {
         if (ev.type === "DELETED") return;
         for (const claim of rawClaimNames(ev.object.spec)) queue.add(objectKey(ev.object.metadata.namespace, claim));
@@ -367,7 +367,7 @@ export function startCdiSimulator(server: { store: ObjectStore }, opts: CdiSimul
   );
   for (const kind of [SECRET, CONFIGMAP]) {
     unsubscribe.push(
-      store.watch(kind, undefined, ev =>
+      store.watchStored(kind, undefined, ev =>
         guarded("cdi importer input watch", () => {
           if (ev.type === "DELETED") return;
           const field = kind === SECRET ? "secretRef" : "certConfigMap";

@@ -46,8 +46,8 @@ export function startKubeVirtSimulator(
 
   const unsubscribe: (() => void)[] = [];
   unsubscribe.push(
-    store.watch(VM, undefined, ev => guarded("kubevirt vm watch", () => vmQueue.add(keyOf(ev.object)))),
-    store.watch(VMI, undefined, ev =>
+    store.watchStored(VM, undefined, ev => guarded("kubevirt vm watch", () => vmQueue.add(keyOf(ev.object)))),
+    store.watchStored(VMI, undefined, ev =>
       guarded("kubevirt vmi watch", () => {
         vmiQueue.add(keyOf(ev.object));
         vmQueue.add(keyOf(ev.object)); // the owning VM has the VMI's name
@@ -56,7 +56,7 @@ export function startKubeVirtSimulator(
   );
   if (serves(store, DV)) {
     unsubscribe.push(
-      store.watch(DV, undefined, ev =>
+      store.watchStored(DV, undefined, ev =>
         guarded("kubevirt datavolume watch", () => {
           const key = keyOf(ev.object);
           const status = isRecord(ev.object.status) ? ev.object.status : {};
