@@ -23,6 +23,7 @@ import { clusterReviews, type IdentityReviews } from "../kubevirt/driver";
 import {
   identityUserName,
   KubernetesIdentities,
+  SEE_SYSTEM,
   type KubernetesIdentity,
   type Permission,
 } from "./kubernetes";
@@ -322,11 +323,11 @@ export class Authenticator {
     }
   }
 
-  /** Whether an identity may see systems of `namespace` now (EventService delivery). */
-  async identitySees(identity: KubernetesIdentity, namespace: string): Promise<boolean> {
-    const settings = this.settings();
-    if (!settings.kubernetesIdentities.enabled) return false;
-    return (await this.identities.visibleNamespaces(identity, [namespace], settings.kubernetesIdentities)).has(namespace);
+  /** Whether an identity may see systems of `namespace` now (EventService delivery): GET's check, one cached decision. */
+  identitySees(identity: KubernetesIdentity, namespace: string): Promise<boolean> {
+    const config = this.settings().kubernetesIdentities;
+    if (!config.enabled) return Promise.resolve(false);
+    return this.identities.allowed(identity, namespace, SEE_SYSTEM, config);
   }
 
   /** Opens a session for an account whose password was just verified (SessionService login). */

@@ -1,11 +1,13 @@
 // Turns the objects `pepr build` generated into the module's deployment, for given values: least-privilege
 // RBAC, per-webhook failure policies, the role switch, pod hardening, and the objects Pepr 1.1.4 cannot
 // express (Redfish Service, OpenShift Route, config ConfigMap and users Secret, importer NetworkPolicy, SCC
-// binding). The webhooks, the watcher's pod changes and the module's objects are evaluated from the descriptions
-// the chart prints (./module-objects.ts), for the chart's values with the user's merged over them.
+// binding). The RBAC, the webhooks, the watcher's pod changes and the module's objects are evaluated from the
+// descriptions the chart prints (./rbac-objects.ts, ./module-objects.ts), for the chart's values with the user's
+// merged over them.
 // Pure functions over plain objects; scripts/post-build.ts does the file I/O.
 import { allGatewayGrants } from "./permissions";
-import { grantApplies, grantHeldBy, MODULE_NAMESPACE, peprRuntimeGrants, renderRules, watchGrants, type BuildCapability, type Grant, type PolicyRule } from "./rbac";
+import { MODULE_NAMESPACE, peprRuntimeGrants, watchGrants, type BuildCapability, type Grant } from "./rbac";
+import { rbacTemplates } from "./rbac-objects";
 import {
   dataVolumesPoliced,
   MODULE_OBJECT_TEMPLATES,
@@ -16,7 +18,7 @@ import {
   type PeprWebhook,
 } from "./module-objects";
 import { evaluateFields, evaluateTemplate, type ObjectTemplate, type Values } from "./template";
-import { helmMerge, policedNamespaces, type ResolvedValues } from "./values";
+import { helmMerge, type ResolvedValues } from "./values";
 
 export interface KubeObject {
   apiVersion: string;
@@ -34,8 +36,6 @@ export interface BuildContext {
 }
 
 export { CONFIG_MAP_NAME, IMPORTER_NETWORK_POLICY_NAME, NONROOT_SCC_CLUSTER_ROLE, REDFISH_SERVICE_NAME, USERS_SECRET_NAME } from "./module-objects";
-
-const PART_OF = { "app.kubernetes.io/part-of": "kubevirt-infra" };
 
 export function resourceName(ctx: BuildContext): string {
   return `pepr-${ctx.uuid}`;
@@ -71,28 +71,19 @@ function podSpec(deployment: KubeObject): Record<string, any> {
 }
 
 export function transformPeprObjects(input: KubeObject[], ctx: BuildContext, values: ResolvedValues): KubeObject[] {
-  const { config } = values;
-  const role = config.role;
   const name = resourceName(ctx);
   const chartValues = chartValuesFor(ctx, values);
   const objects = structuredClone(input);
 
-  const grants = moduleGrants(ctx).filter(g => grantApplies(g, role));
-  const admissionGrants = grants.filter(g => grantHeldBy(g, "admission"));
-  // Pepr's ClusterRole, ClusterRoleBinding and ServiceAccount stay the admission pods'; the watcher gets its own.
-  find(objects, "ClusterRole", name).rules = renderRules(
-    admissionGrants.filter(g => g.scope === "cluster"),
-    config,
-  );
-  // Pepr's scoped store Role names no object (resourceNames [""]) and binds a ServiceAccount that does not
-  // exist; it becomes the admission pods' namespaced Role, bound to their ServiceAccount.
-  find(objects, "Role", `${name}-store`).rules = renderRules(
-    admissionGrants.filter(g => g.scope === "module"),
-    config,
-  );
-  const storeBinding = find(objects, "RoleBinding", `${name}-store`);
-  storeBinding.subjects = [serviceAccountSubject(name)];
-  objects.splice(objects.indexOf(storeBinding) + 1, 0, ...watcherRbacObjects(ctx, values, grants.filter(g => grantHeldBy(g, "watcher"))));
+  // Pepr's ClusterRole and store Role and RoleBinding stay the admission pods', rewritten; the watcher gets its own.
+  const added: KubeObject[] = [];
+  for (const { template, rewritesPepr } of rbacTemplates(moduleGrants(ctx))) {
+    for (const object of evaluateTemplate(template, chartValues) as KubeObject[]) {
+      if (rewritesPepr) objects.splice(objects.indexOf(find(objects, object.kind, object.metadata.name)), 1, object);
+      else added.push(object);
+    }
+  }
+  objects.splice(objects.indexOf(find(objects, "RoleBinding", `${name}-store`)) + 1, 0, ...added);
 
   for (const [kind, describe] of [
     ["MutatingWebhookConfiguration", mutatingWebhookConfiguration],
@@ -122,47 +113,6 @@ export function watcherServiceAccountName(ctx: BuildContext): string {
 }
 
 const serviceAccountSubject = (name: string) => ({ kind: "ServiceAccount", name, namespace: MODULE_NAMESPACE });
-
-/** The namespaces the watcher gets a Role in: each chassis namespace (Redfish acts nowhere else). */
-export function chassisNamespaces(values: ResolvedValues): string[] {
-  if (values.config.role === "nested") return [];
-  return [...new Set(values.config.chassis.map(c => c.namespace))].sort();
-}
-
-function roleAndBinding(kind: "ClusterRole" | "Role", name: string, namespace: string | undefined, rules: PolicyRule[], subject: string): KubeObject[] {
-  const metadata = { name, ...(namespace ? { namespace } : {}), labels: { ...PART_OF } };
-  return [
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind, metadata, rules },
-    {
-      apiVersion: "rbac.authorization.k8s.io/v1",
-      kind: kind === "ClusterRole" ? "ClusterRoleBinding" : "RoleBinding",
-      metadata: { ...metadata },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind, name },
-      subjects: [serviceAccountSubject(subject)],
-    },
-  ];
-}
-
-/**
- * The watcher's ServiceAccount and its rules: a ClusterRole for cluster-wide needs, a Role in pepr-system, a Role
- * in each chassis namespace for what Redfish reads and does to VMs, VMIs, DataVolumes and Secrets there, and a Role
- * in each policed namespace for the DataVolume audit's reads.
- */
-export function watcherRbacObjects(ctx: BuildContext, values: ResolvedValues, watcherGrants: readonly Grant[]): KubeObject[] {
-  const account = watcherServiceAccountName(ctx);
-  const out: KubeObject[] = [{ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: account, namespace: MODULE_NAMESPACE, labels: { ...PART_OF } } }];
-  const rulesOf = (scope: Grant["scope"]) => renderRules(watcherGrants.filter(g => g.scope === scope), values.config);
-  out.push(...roleAndBinding("ClusterRole", account, undefined, rulesOf("cluster"), account));
-  const moduleRules = rulesOf("module");
-  if (moduleRules.length > 0) out.push(...roleAndBinding("Role", account, MODULE_NAMESPACE, moduleRules, account));
-  const chassisRules = rulesOf("chassis");
-  if (chassisRules.length > 0) for (const namespace of chassisNamespaces(values)) out.push(...roleAndBinding("Role", account, namespace, chassisRules, account));
-  const policedRules = rulesOf("policed");
-  if (policedRules.length > 0) {
-    for (const namespace of policedNamespaces(values.config)) out.push(...roleAndBinding("Role", `${account}-datavolume-audit`, namespace, policedRules, account));
-  }
-  return out;
-}
 
 /**
  * `npx pepr deploy` gives both Deployments Pepr's one ServiceAccount: there the watcher's bindings name that account.

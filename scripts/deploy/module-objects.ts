@@ -12,11 +12,11 @@ export const CONFIG_MAP_NAME = "kubevirt-infra-config";
 export const USERS_SECRET_NAME = "kubevirt-infra-users";
 export const IMPORTER_NETWORK_POLICY_NAME = "kubevirt-infra-importer-egress";
 
-const PART_OF = { "app.kubernetes.io/part-of": "kubevirt-infra" };
+export const PART_OF = { "app.kubernetes.io/part-of": "kubevirt-infra" };
 const REDFISH_LABELS = { ...PART_OF, "app.kubernetes.io/component": "redfish" };
 
 /** `<uuid><suffix>`: the chart's `uuid` value is Pepr's resource name, `pepr-<module uuid>`. */
-const uuidSuffixed = (suffix: string): Expr => suffixed(v("uuid"), suffix);
+export const uuidSuffixed = (suffix: string): Expr => suffixed(v("uuid"), suffix);
 
 const isMap = (value: unknown): value is Values => typeof value === "object" && value !== null && !Array.isArray(value);
 const listOf = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
@@ -164,8 +164,8 @@ export const usersSecret: ObjectTemplate = {
 
 // ---- importer NetworkPolicy -------------------------------------------------------------------------------
 
-/** The chassis namespaces, each once, sorted (a NetworkPolicy in each). */
-const chassisNamespaces = variable(
+/** The chassis namespaces, each once, sorted (a NetworkPolicy and the watcher's Role in each). */
+export const chassisNamespaces = variable(
   "$chassisNamespaces",
   root => [
     "{{- $chassisNamespaces := list }}",
@@ -304,7 +304,7 @@ export function mutatingWebhookConfiguration(hook: PeprWebhook): ObjectTemplate 
 }
 
 /** The namespaces the DataVolume policy polices, computed as the module does (infra.namespace when none are listed). */
-const policedNamespaces = variable(
+export const policedNamespaces = variable(
   "$namespaces",
   root => [
     "{{- /* The namespaces the DataVolume policy polices, computed as the module does. */}}",

@@ -15,7 +15,6 @@ export const VERB_ORDER: readonly Verb[] = ["get", "list", "watch", "create", "u
 
 /** Which deployment role needs a grant: node-identity acts in nested clusters, datavolume-policy and redfish in infra clusters. */
 export type GrantRole = "nested" | "infra" | "any";
-export type DeployRole = "nested" | "infra" | "both";
 
 /** A value path in the chart values / module config whose value is a resource name (e.g. a Secret the config names). */
 export interface ValuesRef {
@@ -57,34 +56,10 @@ export interface PolicyRule {
 export type ServiceAccountRole = "admission" | "watcher";
 export type GrantIdentity = ServiceAccountRole | "both";
 
-export function grantApplies(grant: Grant, role: DeployRole): boolean {
-  return grant.role === "any" || role === "both" || grant.role === role;
-}
-
 /** Whether the ServiceAccount of `account` holds the grant. */
 export function grantHeldBy(grant: Grant, account: ServiceAccountRole): boolean {
   const identity = grant.identity ?? "watcher";
   return identity === "both" || identity === account;
-}
-
-function valueAt(values: unknown, path: readonly string[]): unknown {
-  let node = values;
-  for (const key of path) {
-    if (typeof node !== "object" || node === null) return undefined;
-    node = (node as Record<string, unknown>)[key];
-  }
-  return node;
-}
-
-/** The names a grant is restricted to under these values; undefined = unrestricted; [] = grant not needed. */
-export function resolveResourceNames(grant: Grant, values: unknown): string[] | undefined {
-  if (!grant.resourceNames && !grant.resourceNamesFrom) return undefined;
-  const names = new Set(grant.resourceNames ?? []);
-  for (const ref of grant.resourceNamesFrom ?? []) {
-    const value = valueAt(values, ref.path);
-    if (typeof value === "string" && value !== "") names.add(value);
-  }
-  return [...names].sort();
 }
 
 function sortVerbs(verbs: Iterable<Verb>): Verb[] {
@@ -93,15 +68,15 @@ function sortVerbs(verbs: Iterable<Verb>): Verb[] {
 }
 
 /**
- * Merges grants into RBAC rules: one rule per (group, resource, names), verbs in a fixed order, rules
- * sorted, so the output is deterministic. Grants whose config-named resources are all empty are dropped.
+ * Merges grants that apply together into RBAC rules: one rule per (group, resource, names), verbs in a fixed order,
+ * rules sorted, so the output is deterministic. Names and switches from the values are the rules' description's
+ * (./rbac-objects.ts), not this function's.
  */
-export function renderRules(grants: readonly Grant[], values: unknown): PolicyRule[] {
+export function renderRules(grants: readonly Grant[]): PolicyRule[] {
   const merged = new Map<string, { group: string; resource: string; names?: string[]; verbs: Set<Verb> }>();
   for (const grant of grants) {
-    if (grant.enabledBy && valueAt(values, grant.enabledBy.path) !== true) continue;
-    const names = resolveResourceNames(grant, values);
-    if (names !== undefined && names.length === 0) continue;
+    if (grant.enabledBy || grant.resourceNamesFrom) throw new Error(`renderRules: ${grant.resource} (${grant.why}) depends on the values`);
+    const names = grant.resourceNames ? [...new Set(grant.resourceNames)].sort() : undefined;
     const key = JSON.stringify([grant.group, grant.resource, names ?? null]);
     const entry = merged.get(key) ?? { group: grant.group, resource: grant.resource, names, verbs: new Set<Verb>() };
     grant.verbs.forEach(v => entry.verbs.add(v));

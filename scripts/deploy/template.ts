@@ -49,6 +49,17 @@ export function literal(value: string | number | boolean): Expr {
 /** The element of a `forEach` document (Helm's `.` inside `range`). */
 export const item: Expr = { evaluate: (_values, element) => element, helm: () => "." };
 
+/**
+ * The value at a path of the values, or `fallback` when any part is absent: sprig `dig`, since a field of a missing
+ * map fails a Helm template where the path is optional (`infra.kubeconfigSecret`).
+ */
+export function dig(path: readonly string[], fallback: string | boolean): Expr {
+  return {
+    evaluate: values => path.reduce<unknown>((at, part) => (at !== null && typeof at === "object" ? (at as Record<string, unknown>)[part] : undefined), values) ?? fallback,
+    helm: root => `(dig ${path.map(goString).join(" ")} ${goString(fallback)} ${root}.AsMap)`,
+  };
+}
+
 /** `<value of a><suffix>`: printed `{{ a }}<suffix>` in a scalar, `(printf "%s<suffix>" a)` inside an expression. */
 export function suffixed(a: Expr, suffix: string): Expr {
   return {
@@ -75,6 +86,25 @@ export const or = (...args: Expr[]): Expr => call("or", args, (vs, it) => args.s
 /** sprig `ternary yes no condition`. */
 export const ternary = (yes: Expr | string, no: Expr | string, condition: Expr): Expr =>
   call("ternary", [lift(yes), lift(no), condition], (vs, it) => (truthy(condition.evaluate(vs, it)) ? lift(yes) : lift(no)).evaluate(vs, it));
+
+/** The distinct strings of a list, sorted (sprig `uniq | sortAlpha`; Go and JavaScript order names alike). */
+export function sortedUnique(a: Expr): Expr {
+  return {
+    evaluate: (vs, it) => {
+      const list = a.evaluate(vs, it);
+      return [...new Set((Array.isArray(list) ? list : []).map(String))].sort();
+    },
+    helm: root => `(sortAlpha (uniq ${a.helm(root)}))`,
+  };
+}
+
+/** The entries that are set, as a list (sprig `compact (list ...)`: empty strings, false and nil left out). */
+export function setValues(...entries: Expr[]): Expr {
+  return {
+    evaluate: (vs, it) => entries.map(e => e.evaluate(vs, it)).filter(truthy),
+    helm: root => `(compact (list ${entries.map(e => e.helm(root)).join(" ")}))`,
+  };
+}
 
 /** A value computed by template statements (`{{- $name := ... }}`) in Helm, and by `evaluate` here. */
 export interface Variable extends Expr {
@@ -124,7 +154,24 @@ class Entries {
   constructor(readonly from: Expr) {}
 }
 
-export type Node = string | number | boolean | Expr | Block | YamlText | Node[] | Fields;
+/** A list of strings on one line, `["a", "b"]` (Helm: `toJson` of a list from the values). */
+class FlowList {
+  constructor(readonly from: readonly string[] | Expr) {}
+}
+/** List items present only when `condition` holds (Helm: `if` around them). */
+class ItemsWhen {
+  constructor(
+    readonly condition: Expr,
+    readonly items: ListItem[],
+  ) {}
+}
+/** The items of a list from the values, appended where they stand (Helm: `toYaml | nindent`). */
+class ItemsOf {
+  constructor(readonly from: Expr) {}
+}
+
+export type ListItem = Node | ItemsWhen | ItemsOf;
+export type Node = string | number | boolean | Expr | Block | YamlText | FlowList | ListItem[] | Fields;
 export interface Fields {
   [key: string]: Node | When | Entries;
 }
@@ -138,6 +185,9 @@ export function when(condition: Expr, fields: Fields, otherwise?: Fields): Field
 }
 
 export const block = (from: Expr): Block => new Block(from);
+export const flowList = (from: readonly string[] | Expr): FlowList => new FlowList(from);
+export const whenItems = (condition: Expr, items: ListItem[]): ItemsWhen => new ItemsWhen(condition, items);
+export const itemsOf = (from: Expr): ItemsOf => new ItemsOf(from);
 export const yamlText = (from: Expr): YamlText => new YamlText(from);
 
 export function entriesOf(from: Expr): Fields {
@@ -157,8 +207,11 @@ export interface ObjectTemplate {
   variables?: Variable[];
   /** One document per element of this list (Helm `range`; the element is `item`), instead of one. */
   forEach?: Expr;
-  object: Fields;
+  /** The document, or several in this order (for each element of `forEach`). */
+  object: Fields | Fields[];
 }
+
+const documentsOf = (template: ObjectTemplate): Fields[] => (Array.isArray(template.object) ? template.object : [template.object]);
 
 // ---- evaluation (the manifest) --------------------------------------------------------------------------
 
@@ -166,9 +219,21 @@ function evaluateNode(node: Node, values: Values, element: unknown): unknown {
   if (isExpr(node)) return node.evaluate(values, element);
   if (node instanceof Block) return structuredClone(node.from.evaluate(values, element));
   if (node instanceof YamlText) return toYamlText(node.from.evaluate(values, element));
-  if (Array.isArray(node)) return node.map(entry => evaluateNode(entry, values, element));
+  if (node instanceof FlowList) return isExpr(node.from) ? structuredClone(node.from.evaluate(values, element)) : [...node.from];
+  if (Array.isArray(node)) return evaluateList(node, values, element);
   if (typeof node === "object") return evaluateFields(node, values, element);
   return node;
+}
+
+function evaluateList(items: ListItem[], values: Values, element: unknown): unknown[] {
+  return items.flatMap(entry => {
+    if (entry instanceof ItemsWhen) return truthy(entry.condition.evaluate(values, element)) ? evaluateList(entry.items, values, element) : [];
+    if (entry instanceof ItemsOf) {
+      const from = entry.from.evaluate(values, element);
+      return Array.isArray(from) ? structuredClone(from) : [];
+    }
+    return [evaluateNode(entry, values, element)];
+  });
 }
 
 /** The map these fields describe, for these values. */
@@ -196,9 +261,10 @@ export function evaluateTemplate(template: ObjectTemplate, values: Values): Reco
   const refused = refusals(template, values);
   if (refused.length > 0) throw new Error(refused.join("\n"));
   if (template.condition && !truthy(template.condition.evaluate(values))) return [];
-  if (!template.forEach) return [evaluateFields(template.object, values)];
+  const documents = documentsOf(template);
+  if (!template.forEach) return documents.map(document => evaluateFields(document, values));
   const elements = template.forEach.evaluate(values);
-  return (Array.isArray(elements) ? elements : []).map(element => evaluateFields(template.object, values, element));
+  return (Array.isArray(elements) ? elements : []).flatMap(element => documents.map(document => evaluateFields(document, values, element)));
 }
 
 // ---- printing (the chart) -------------------------------------------------------------------------------
@@ -230,9 +296,12 @@ function printEntry(head: string, node: Node, indent: number, root: string): str
   const pad = " ".repeat(indent + 2);
   if (node instanceof Block) return [head, `${pad}{{- toYaml ${node.from.helm(root)} | nindent ${indent + 2} }}`];
   if (node instanceof YamlText) return [`${head} |`, `${pad}{{- toYaml ${node.from.helm(root)} | nindent ${indent + 2} }}`];
+  if (node instanceof FlowList) {
+    return [`${head} ${isExpr(node.from) ? `{{ toJson ${node.from.helm(root)} }}` : `[${node.from.map(entry => JSON.stringify(entry)).join(", ")}]`}`];
+  }
   if (Array.isArray(node)) {
     if (node.length === 0) return [`${head} []`];
-    return [head, ...node.flatMap(item => printListItem(item, pad, indent + 4, root))];
+    return [head, ...printListItems(node, pad, indent + 4, root)];
   }
   if (typeof node === "object" && !isExpr(node)) {
     const body = printFields(node, indent + 2, root);
@@ -241,8 +310,16 @@ function printEntry(head: string, node: Node, indent: number, root: string): str
   return [`${head} ${scalarText(node, root)}`];
 }
 
+function printListItems(items: ListItem[], pad: string, indent: number, root: string): string[] {
+  return items.flatMap(item => {
+    if (item instanceof ItemsWhen) return [`${pad}{{- if ${bare(item.condition.helm(root))} }}`, ...printListItems(item.items, pad, indent, root), `${pad}{{- end }}`];
+    if (item instanceof ItemsOf) return [`${pad}{{- with ${item.from.helm(root)} }}`, `${pad}{{- toYaml . | nindent ${pad.length} }}`, `${pad}{{- end }}`];
+    return printListItem(item, pad, indent, root);
+  });
+}
+
 function printListItem(item: Node, pad: string, indent: number, root: string): string[] {
-  if (Array.isArray(item) || item instanceof Block || item instanceof YamlText) throw new Error("list items are maps or scalars in these templates");
+  if (Array.isArray(item) || item instanceof Block || item instanceof YamlText || item instanceof FlowList) throw new Error("list items are maps or scalars in these templates");
   if (typeof item === "object" && !isExpr(item)) {
     const body = printFields(item, indent, root);
     // The first field goes on the "- " line.
@@ -263,9 +340,10 @@ export function helmTemplate(template: ObjectTemplate): string {
   const lines: string[] = [];
   for (const refusal of template.refuse ?? []) lines.push(`{{- if ${bare(refusal.condition.helm(".Values"))} }}`, `{{- fail ${JSON.stringify(refusal.message)} }}`, "{{- end }}");
   for (const computed of template.variables ?? []) lines.push(...computed.statements(".Values"));
+  const documents = documentsOf(template);
   const body = template.forEach
-    ? [`{{- range ${bare(template.forEach.helm(".Values"))} }}`, "---", ...printFields(template.object, 0, "$.Values"), "{{- end }}"]
-    : printFields(template.object, 0, ".Values");
+    ? [`{{- range ${bare(template.forEach.helm(".Values"))} }}`, ...documents.flatMap(document => ["---", ...printFields(document, 0, "$.Values")]), "{{- end }}"]
+    : documents.flatMap((document, i) => [...(i > 0 ? ["---"] : []), ...printFields(document, 0, ".Values")]);
   if (template.condition) lines.push(`{{- if ${bare(template.condition.helm(".Values"))} }}`, ...body, "{{- end }}");
   else lines.push(...body);
   return `${lines.join("\n")}\n`;

@@ -4,8 +4,9 @@
 // functions the templates use (truth, variables, if/else/with/range, pipelines, list/dict/pick/omit/concat,
 // toYaml | nindent, fail), written from their documented semantics, and compares the objects with the manifest's
 // for the same values: the Redfish Service and Route, the config ConfigMap, the users Secret, the importer
-// NetworkPolicies, the SCC binding, both webhook configurations and the watcher pod's ServiceAccount and readiness
-// probe. A function or construct the evaluator does not know fails the test.
+// NetworkPolicies, the SCC binding, both webhook configurations, the watcher pod's ServiceAccount and readiness
+// probe, and every ServiceAccount, (Cluster)Role and (Cluster)RoleBinding, rules in order. A function or construct
+// the evaluator does not know fails the test.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -70,6 +71,7 @@ const FUNCTIONS: Record<string, (...args: unknown[]) => unknown> = {
   append: (list, item) => [...asList(list), item],
   concat: (...lists) => lists.flatMap(asList),
   uniq: list => [...new Set(asList(list))],
+  compact: list => asList(list).filter(truthy),
   sortAlpha: list => asList(list).map(String).sort(),
   contains: (substring, text) => String(text).includes(String(substring)),
   default: (fallback, given) => (truthy(given) ? given : fallback),
@@ -243,13 +245,28 @@ const OBJECTS = [
 ];
 /** Pepr's watcher Deployment, patched with the described ServiceAccount and readiness probe. */
 const WATCHER = { file: "watcher-deployment.yaml", kind: "Deployment", name: `${NAME}-watcher` };
+/** Every chart template that holds RBAC objects (Pepr's untouched ServiceAccount and ClusterRoleBinding too). */
+const RBAC_FILES = [
+  "service-account.yaml",
+  "cluster-role.yaml",
+  "cluster-role-binding.yaml",
+  "store-role.yaml",
+  "store-role-binding.yaml",
+  "watcher-rbac.yaml",
+  "watcher-cluster-role.yaml",
+  "chassis-roles.yaml",
+  "datavolume-audit-roles.yaml",
+  "kubevirt-infra-nonroot-scc.yaml",
+];
+const RBAC_KINDS = new Set(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]);
 
 beforeAll(async () => {
   dist = await copyDist();
   await build(dist);
   const chart = path.join(dist, `${UUID}-chart`);
   chartValues = YAML.parse(fs.readFileSync(path.join(chart, "values.yaml"), "utf8"));
-  templates = Object.fromEntries([...OBJECTS, WATCHER].map(o => [o.file, fs.readFileSync(path.join(chart, "templates", o.file), "utf8")]));
+  const files = new Set([...OBJECTS.map(o => o.file), WATCHER.file, ...RBAC_FILES]);
+  templates = Object.fromEntries([...files].map(file => [file, fs.readFileSync(path.join(chart, "templates", file), "utf8")]));
 });
 
 afterAll(() => removeDir(dist));
@@ -258,6 +275,15 @@ const rendered = (file: string, values: Json): Json[] =>
   YAML.parseAllDocuments(renderTemplate(templates[file], values))
     .map(doc => doc.toJS())
     .filter(o => o !== null);
+
+/** The RBAC objects in a stable order (a manifest lists them in Pepr's order, the chart file by file); rules keep theirs. */
+const byIdentity = (objects: Json[]) =>
+  [...objects].sort((a, b) => `${a.kind}/${a.metadata.namespace ?? ""}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.namespace ?? ""}/${b.metadata.name}`));
+const renderedRbac = (values: Json) => byIdentity(RBAC_FILES.flatMap(file => rendered(file, values)));
+
+/** The permissions of the token and access reviews, per object that holds them. */
+const reviewRules = (objects: Json[]) =>
+  objects.filter(o => (o.rules as Json[] | undefined)?.some(r => /tokenreviews|subjectaccessreviews/.test(r.resources.join()))).map(o => `${o.kind}/${o.metadata.name}`);
 
 const watcherPod = (deployment: Json) => {
   const pod = deployment.spec.template.spec;
@@ -294,6 +320,31 @@ function everythingValues(): Json {
 
 const CASES: [string, Json][] = [
   ["the defaults", {}],
+  [
+    "role infra: identities on, chassis and policed namespaces repeated, the TLS Secret renamed, extra watcher rules",
+    {
+      role: "infra",
+      chassis: [
+        { name: "b", namespace: "vms-b" },
+        { name: "a", namespace: "vms-a" },
+        { name: "b2", namespace: "vms-b" },
+      ],
+      redfish: { kubernetesIdentities: { enabled: true }, tls: { secretName: "bmc-tls" } },
+      datavolumePolicy: { enabled: true, namespaces: ["vms-b", "csi-a", "vms-b"] },
+      rbac: [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list"] }],
+    },
+  ],
+  [
+    "role nested: identities and the policy on grant nothing for them; the infra kubeconfig Secret by name",
+    {
+      role: "nested",
+      infra: { namespace: "tenant-a", kubeconfigSecret: { name: "infra-kc" } },
+      redfish: { kubernetesIdentities: { enabled: true } },
+      datavolumePolicy: { enabled: true },
+    },
+  ],
+  ["role both: the policy disabled, namespaces listed (no audit Role)", { chassis: [{ name: "c", namespace: "vms" }], datavolumePolicy: { enabled: false, namespaces: ["vms", "other"] } }],
+  ["role both: the two config-named Secrets are one", { infra: { namespace: "t", kubeconfigSecret: { name: "shared" } }, redfish: { tls: { secretName: "shared" } } }],
   ["a full install (Route, serving certificate, SCC)", fullValues()],
   ["every object, non-default values (two chassis namespaces, CIDRs of both families, ignored namespaces)", everythingValues()],
   [
@@ -335,6 +386,11 @@ describe("objects described once: the chart's templates render what the manifest
       }
       const [watcher] = rendered(WATCHER.file, merged);
       expect(watcherPod(watcher), WATCHER.file).toEqual(watcherPod(manifest.get(WATCHER.kind, WATCHER.name)));
+      const rbac = renderedRbac(merged);
+      expect(rbac, "RBAC").toEqual(byIdentity(manifest.objects.filter(o => RBAC_KINDS.has(o.kind))));
+      // Only the watcher reviews tokens and access, and only when identities are on where Redfish runs.
+      const reviews = merged.redfish.kubernetesIdentities.enabled === true && merged.role !== "nested";
+      expect(reviewRules(rbac)).toEqual(reviews ? [`ClusterRole/${NAME}-watcher`] : []);
     } finally {
       removeDir(d);
     }
@@ -354,6 +410,24 @@ describe("objects described once: the chart's templates render what the manifest
     const [mutating] = rendered("mutation-webhook.yaml", merged);
     expect(mutating.webhooks[0].namespaceSelector.matchExpressions[0].values).toEqual(["kube-system", "pepr-system", "openshift-monitoring", "lab-infra"]);
     expect(watcherPod(rendered(WATCHER.file, merged)[0]).readinessProbe.httpGet).toEqual({ path: "/healthz", port: 9443, scheme: "HTTPS" });
+    // A Role and RoleBinding in each distinct chassis and policed namespace; the reviews where identities are on.
+    const rbac = renderedRbac(merged);
+    const where = (kind: string, name: string) => rbac.filter(o => o.kind === kind && o.metadata.name === name).map(o => o.metadata.namespace);
+    for (const kind of ["Role", "RoleBinding"]) {
+      expect(where(kind, `${NAME}-watcher`)).toEqual(["pepr-system", "shared-vms", "tenant1-vms"]);
+      expect(where(kind, `${NAME}-watcher-datavolume-audit`)).toEqual(["shared-vms", "tenant1-vms"]);
+    }
+    expect(reviewRules(rbac)).toEqual([`ClusterRole/${NAME}-watcher`]);
+    const kubeconfigRule = rbac.find(o => o.kind === "Role" && o.metadata.namespace === "pepr-system" && o.metadata.name === `${NAME}-watcher`)!.rules.find((r: Json) => r.resourceNames?.includes("infra-kubeconfig"));
+    expect(kubeconfigRule).toEqual({ apiGroups: [""], resources: ["secrets"], resourceNames: ["infra-kubeconfig"], verbs: ["get"] });
+  });
+
+  it("appends the chart value rbac to the watcher's ClusterRole in both", async () => {
+    const extra = { apiGroups: [""], resources: ["pods"], verbs: ["get", "list"] };
+    const manifest = await build(dist, { rbac: [extra] });
+    const [clusterRole] = rendered("watcher-cluster-role.yaml", helmMerge(chartValues, { rbac: [extra] }) as Json);
+    expect(clusterRole.rules.at(-1)).toEqual(extra);
+    expect((manifest.get("ClusterRole", `${NAME}-watcher`).rules as Json[]).at(-1)).toEqual(extra);
   });
 
   it.each([

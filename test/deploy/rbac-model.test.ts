@@ -1,8 +1,11 @@
 // The pieces the RBAC generation and its test stand on: request → authorizer attributes (as kube-apiserver
-// derives them), grants → rules, Watch bindings → grants.
+// derives them), grants → rules (and the rules' description, for names and switches from the values), Watch
+// bindings → grants.
 import { describe, expect, it } from "vitest";
 import { hasWildcard, permissionsOf, renderRules, watchGrants, type Grant } from "../../scripts/deploy/rbac";
+import { rbacTemplates } from "../../scripts/deploy/rbac-objects";
 import { requestAttributes } from "../../scripts/deploy/request-attributes";
+import { evaluateTemplate, type Values } from "../../scripts/deploy/template";
 
 describe("requestAttributes", () => {
   const one = (method: string, url: string, contentType?: string) => requestAttributes(method, url, contentType)?.map(a => ({ ...a }));
@@ -46,26 +49,20 @@ describe("renderRules", () => {
   const g = (over: Partial<Grant>): Grant => ({ group: "", resource: "configmaps", verbs: ["get"], scope: "module", role: "any", why: "test", ...over });
 
   it("merges verbs per resource and names, in a fixed verb order", () => {
-    expect(renderRules([g({ verbs: ["watch"] }), g({ verbs: ["list", "get"] })], {})).toEqual([{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] }]);
+    expect(renderRules([g({ verbs: ["watch"] }), g({ verbs: ["list", "get"] })])).toEqual([{ apiGroups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"] }]);
   });
 
   it("drops a rule another rule covers, and keeps narrower names apart", () => {
-    const rules = renderRules(
-      [g({ verbs: ["get", "patch"], resourceNames: ["a", "b"] }), g({ verbs: ["patch"], resourceNames: ["a"] }), g({ verbs: ["create"], resourceNames: ["c"] })],
-      {},
-    );
+    const rules = renderRules([g({ verbs: ["get", "patch"], resourceNames: ["a", "b"] }), g({ verbs: ["patch"], resourceNames: ["a"] }), g({ verbs: ["create"], resourceNames: ["c"] })]);
     expect(rules).toEqual([
       { apiGroups: [""], resources: ["configmaps"], resourceNames: ["a", "b"], verbs: ["get", "patch"] },
       { apiGroups: [""], resources: ["configmaps"], resourceNames: ["c"], verbs: ["create"] },
     ]);
   });
 
-  it("takes names from the configuration and drops the grant when none is set", () => {
-    const fromConfig = g({ resource: "secrets", resourceNamesFrom: [{ path: ["infra", "kubeconfigSecret", "name"] }] });
-    expect(renderRules([fromConfig], { infra: { kubeconfigSecret: { name: "infra-kc" } } })).toEqual([
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["infra-kc"], verbs: ["get"] },
-    ]);
-    expect(renderRules([fromConfig], { infra: {} })).toEqual([]);
+  it("leaves names and switches from the values to the rules' description", () => {
+    expect(() => renderRules([g({ resource: "secrets", resourceNamesFrom: [{ path: ["infra", "kubeconfigSecret", "name"] }] })])).toThrow("depends on the values");
+    expect(() => renderRules([g({ enabledBy: { path: ["redfish", "kubernetesIdentities", "enabled"] } })])).toThrow("depends on the values");
   });
 
   it("expands to permissions where an unnamed grant subsumes named ones", () => {
@@ -79,6 +76,37 @@ describe("renderRules", () => {
   it("spots wildcards", () => {
     expect(hasWildcard({ apiGroups: ["*"], resources: ["pods"], verbs: ["get"] })).toBe(true);
     expect(hasWildcard({ apiGroups: [""], resources: ["pods"], verbs: ["get"] })).toBe(false);
+  });
+});
+
+describe("rbacTemplates", () => {
+  const g = (over: Partial<Grant>): Grant => ({ group: "", resource: "secrets", verbs: ["get"], scope: "module", role: "any", why: "test", ...over });
+  /** The rules of the watcher's Role in pepr-system for these grants and values. */
+  const watcherModuleRules = (grants: Grant[], values: Values) =>
+    rbacTemplates(grants)
+      .flatMap(({ template }) => evaluateTemplate(template, { uuid: "pepr-test", ...values }))
+      .find(o => o.kind === "Role" && (o.metadata as { namespace?: string }).namespace === "pepr-system" && (o.metadata as { name: string }).name === "pepr-test-watcher")?.rules;
+
+  it("takes names from the values, and drops the rule while none is set", () => {
+    const fromValues = [g({ resourceNamesFrom: [{ path: ["infra", "kubeconfigSecret", "name"] }, { path: ["redfish", "tls", "secretName"] }] }), g({ resource: "configmaps" })];
+    expect(watcherModuleRules(fromValues, { infra: { kubeconfigSecret: { name: "infra-kc" } }, redfish: { tls: { secretName: "a-tls" } } })).toEqual([
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] },
+      { apiGroups: [""], resources: ["secrets"], resourceNames: ["a-tls", "infra-kc"], verbs: ["get"] },
+    ]);
+    expect(watcherModuleRules(fromValues, { infra: {} })).toEqual([{ apiGroups: [""], resources: ["configmaps"], verbs: ["get"] }]);
+  });
+
+  it("keeps a role's and a switch's rules behind their condition, and renders no Role when none can hold", () => {
+    const grants = [
+      g({ resource: "configmaps", role: "nested" }),
+      g({ resource: "configmaps", verbs: ["list"], role: "infra", enabledBy: { path: ["feature", "enabled"] } }),
+    ];
+    expect(watcherModuleRules(grants, { role: "nested", feature: { enabled: true } })).toEqual([{ apiGroups: [""], resources: ["configmaps"], verbs: ["get"] }]);
+    expect(watcherModuleRules(grants, { role: "both", feature: { enabled: true } })).toEqual([
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] },
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["list"] },
+    ]);
+    expect(watcherModuleRules(grants, { role: "infra", feature: { enabled: false } })).toBeUndefined();
   });
 });
 
@@ -96,7 +124,7 @@ describe("watchGrants", () => {
       },
       { name: "redfish", bindings: [{ kind: { group: "kubevirt.io", version: "v1", kind: "VirtualMachine", plural: "virtualmachines" }, isWatch: true }] },
     ]);
-    expect(renderRules(grants, {})).toEqual([
+    expect(renderRules(grants)).toEqual([
       { apiGroups: [""], resources: ["configmaps"], resourceNames: ["kubevirt-infra-config"], verbs: ["list", "watch"] },
       { apiGroups: [""], resources: ["secrets"], verbs: ["list", "watch"] },
       { apiGroups: ["kubevirt.io"], resources: ["virtualmachines"], verbs: ["list", "watch"] },

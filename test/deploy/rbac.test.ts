@@ -37,13 +37,12 @@ import {
   MODULE_NAMESPACE,
   permissionKey,
   permissionsOf,
-  resolveResourceNames,
   type Grant,
   type PolicyRule,
   type ServiceAccountRole,
 } from "../../scripts/deploy/rbac";
 import { rbacResource, requestAttributes, type RequestAttributes } from "../../scripts/deploy/request-attributes";
-import { policedNamespaces, resolveValues } from "../../scripts/deploy/values";
+import { resolveValues } from "../../scripts/deploy/values";
 import { build, copyDist, fullValues, NAME, REPO, removeDir, UUID, type Built } from "./helpers";
 
 // ---- recording proxy -------------------------------------------------------------------------------------
@@ -125,14 +124,22 @@ const TEST_VALUES = fullValues();
 const TEST_CONFIG = resolveValues(TEST_VALUES).config;
 
 const CHASSIS_NAMESPACES = new Set(TEST_CONFIG.chassis.map(c => c.namespace));
-const POLICED_NAMESPACES = new Set(policedNamespaces(TEST_CONFIG));
+// fullValues(): role both, the policy enabled (the config lists infra.namespace when no namespace is given).
+const POLICED_NAMESPACES = new Set(TEST_CONFIG.datavolumePolicy.namespaces);
+
+/** The names a grant is restricted to under the test config; undefined = every object. */
+function grantNames(grant: Grant): string[] | undefined {
+  if (!grant.resourceNames && !grant.resourceNamesFrom) return undefined;
+  const fromConfig = (grant.resourceNamesFrom ?? []).map(ref => ref.path.reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], TEST_CONFIG));
+  return [...(grant.resourceNames ?? []), ...fromConfig.filter((name): name is string => typeof name === "string")];
+}
 
 function grantAllows(grant: Grant, a: RequestAttributes): boolean {
   if (grant.group !== a.group || grant.resource !== rbacResource(a) || !grant.verbs.includes(a.verb as Grant["verbs"][number])) return false;
   if (grant.scope === "module" && a.namespace !== MODULE_NAMESPACE) return false;
   if (grant.scope === "chassis" && !CHASSIS_NAMESPACES.has(a.namespace)) return false;
   if (grant.scope === "policed" && !POLICED_NAMESPACES.has(a.namespace)) return false;
-  const names = resolveResourceNames(grant, TEST_CONFIG);
+  const names = grantNames(grant);
   return names === undefined || names.includes(a.name);
 }
 

@@ -187,10 +187,13 @@ describe("events for Kubernetes identities", () => {
   const USER = { username: "system:serviceaccount:tenant1-vms:events", groups: ["system:serviceaccounts"] };
   class Reviews implements IdentityReviews {
     seeTenant1 = true;
+    /** Access reviews asked, by namespace and verb. */
+    readonly asked: string[] = [];
     async reviewToken(token: string) {
       return token === TOKEN ? { authenticated: true, user: USER } : {};
     }
     async reviewAccess(user: ReviewedUser, a: AccessAttributes) {
+      this.asked.push(`${a.namespace} ${a.verb}`);
       return this.seeTenant1 && user.username === USER.username && a.namespace === "tenant1-vms" && a.verb === "get" && a.resource === "virtualmachines";
     }
   }
@@ -224,6 +227,9 @@ describe("events for Kubernetes identities", () => {
     expect(stream.messages().filter(m => m.includes("Warning"))).toHaveLength(1);
     const origins = [...stream.messages(), ...received.flatMap(r => r.body.Events.map((e: any) => `${e.MessageId} ${e.OriginOfCondition["@odata.id"]}`))];
     expect(origins.every(o => o.endsWith("/redfish/v1/Systems/tenant1-vms.vm-b"))).toBe(true);
+    // Each event's delivery asked GET's question, answered from its cache: one review per namespace in all.
+    expect(reviews.asked.filter(q => q.startsWith("tenant1-vms ")).length).toBe(1);
+    expect(reviews.asked.filter(q => q.startsWith("tenant2-vms ")).length).toBeLessThanOrEqual(1);
 
     // Revoked: after the cached decision expires, no more events of tenant1 either.
     reviews.seeTenant1 = false;
