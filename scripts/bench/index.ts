@@ -26,7 +26,7 @@ import { ensureBuild } from "../ensure-build";
 import { startSandboxCluster, ensureNamespace, type SandboxCluster } from "../../sandbox/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
 import { waitForHttps } from "../../sandbox/module-process";
-import type { KubeObject } from "../../sandbox/apiserver/types";
+import type { KubeObject, ObjectStore } from "../../sandbox/apiserver/types";
 import { basicAuth, requester, type Requester } from "./client";
 import { workerRequester } from "./worker-requester";
 import { cpuPerResponse } from "./cpu";
@@ -53,6 +53,7 @@ const PLAN = {
   freshnessChanges: QUICK ? 20 : 100,
   freshnessChangesAtScale: QUICK ? 10 : 50,
   powerVms: QUICK ? 10 : 30,
+  powerWarmupVms: QUICK ? 2 : 10,
   scaleNamespaces: 100,
   scaleVmsPerNamespace: QUICK ? 10 : 100,
   collectionSamples: QUICK ? 5 : 20,
@@ -69,6 +70,7 @@ const PHASES = ["get", "tls", "freshness", "power", "admission", "fleet", "scale
 type Phase = (typeof PHASES)[number];
 
 const VM_KEY = "virtualmachines.kubevirt.io";
+const VMI_KEY = "virtualmachineinstances.kubevirt.io";
 const BENCH_NAMESPACE = "bench-vms";
 const FLEET_NAMESPACE = "fleet-vms";
 const PASSWORD = "bench-password-1";
@@ -359,7 +361,19 @@ async function waitForPowerState(redfish: Requester, auth: string, ids: string[]
  * Reset reply times and the baseline API write, timed by `timed` clients on a worker thread (the bench's event
  * loop runs the sandbox, which is busy with what each Reset sets off: ./worker-requester.ts); `redfish` polls.
  */
-async function measurePower(timed: { api: Requester; redfish: Requester }, redfish: Requester, auth: string) {
+/** Resolves once no VM or VMI has changed for `quietMs`: the simulated controllers have finished reacting. */
+async function settled(store: ObjectStore, quietMs = 250, timeoutMs = 10_000): Promise<void> {
+  let last = Date.now();
+  const stops = [VM_KEY, VMI_KEY].map(key => store.watchStored(key, undefined, () => (last = Date.now())));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() - last < quietMs && Date.now() < deadline) await sleep(Math.max(10, quietMs - (Date.now() - last)));
+  } finally {
+    stops.forEach(stop => stop());
+  }
+}
+
+async function measurePower(timed: { api: Requester; redfish: Requester }, redfish: Requester, auth: string, store: ObjectStore) {
   const ids = powerVmNames.map(name => `${BENCH_NAMESPACE}.${name}`);
   // Connections opened (TLS handshake) before the first timed request.
   await timed.redfish("GET", `/redfish/v1/Systems/${ids[0]}`, { headers: { Authorization: auth } });
@@ -372,19 +386,25 @@ async function measurePower(timed: { api: Requester; redfish: Requester }, redfi
     if (res.status !== 204 && res.status !== 202) throw new Error(`Reset ${resetType} on ${id}: ${res.status} ${res.text.slice(0, 300)}`);
     return res.ms;
   };
-  // One Reset at a time, each on a settled cluster: the sandbox runs the API server and the simulated KubeVirt
-  // controllers in one event loop, so a Reset sent while the previous one's VMI is still being started would wait
-  // behind controller work that a real cluster does in other processes (and the baseline patch sets off none).
+  // One Reset at a time, each on a settled cluster (the power state reached and the controllers quiet): the
+  // sandbox runs the API server and the simulated KubeVirt controllers in one event loop, so a Reset sent while the
+  // previous one's VMI is still being started would wait behind controller work that a real cluster does in other
+  // processes (and the baseline patch sets off none).
+  const cycle = async (id: string, resetType: "On" | "ForceOff", timings?: number[]) => {
+    const ms = await reset(id, resetType);
+    timings?.push(ms);
+    await waitForPowerState(redfish, auth, [id], resetType === "On" ? "On" : "Off");
+    await settled(store);
+  };
+  // Warm-up, not counted (as the GET phase has): the first Resets run code the JIT has not compiled yet.
+  for (const id of ids.slice(0, PLAN.powerWarmupVms)) {
+    await cycle(id, "On");
+    await cycle(id, "ForceOff");
+  }
   const on: number[] = [];
-  for (const id of ids) {
-    on.push(await reset(id, "On"));
-    await waitForPowerState(redfish, auth, [id], "On");
-  }
+  for (const id of ids) await cycle(id, "On", on);
   const forceOff: number[] = [];
-  for (const id of ids) {
-    forceOff.push(await reset(id, "ForceOff"));
-    await waitForPowerState(redfish, auth, [id], "Off");
-  }
+  for (const id of ids) await cycle(id, "ForceOff", forceOff);
   // Baseline: the same kind of API write the action makes (a merge patch of the VM), straight to the API server.
   const apiWrite: number[] = [];
   for (const name of powerVmNames) {
@@ -732,7 +752,7 @@ async function main(): Promise<void> {
       step("power", "power actions");
       const timed = { api: workerRequester(cluster.api.url), redfish: workerRequester(redfishUrl, redfishTls) };
       try {
-        results.power = await measurePower(timed, redfish, auth);
+        results.power = await measurePower(timed, redfish, auth, cluster.api.store);
       } finally {
         timed.api.close();
         timed.redfish.close();
