@@ -185,7 +185,9 @@ describe("EventService and Subscriptions", () => {
     await expect
       .poll(() => flaky.received.flatMap(r => r.body.Events).map((e: any) => e.MessageId), { timeout: 10_000 })
       .toContain("ResourceEvent.1.3.0.ResourcePoweredOff");
-    expect(flaky.attempts()).toBeGreaterThanOrEqual(4);
+    // The first event was refused twice (503) and sent again until delivered: every attempt after those two is a
+    // delivery (counted when the PoweredOff arrived: a later event may still be on its way, so no fixed total).
+    expect(flaky.attempts()).toBe(2 + flaky.received.length);
     const first = flaky.received[0];
     expect(first.headers["x-token"]).toBe("t0k");
     expect(first.body).toMatchObject({ "@odata.type": "#Event.v1_7_0.Event", Context: "alice-ctx" });
