@@ -357,22 +357,23 @@ async function waitForPowerState(redfish: Requester, auth: string, ids: string[]
   }
 }
 
+/** When an object of `keys` last changed in the store, to wait until none has for a while (the controllers are done). */
+function changeClock(store: ObjectStore, keys: readonly string[]) {
+  let last = Date.now();
+  const stops = keys.map(key => store.watchStored(key, undefined, () => (last = Date.now())));
+  return {
+    /** Resolves once nothing has changed for `quietMs`, or at `deadline` (epoch ms). */
+    async quiet(quietMs: number, deadline: number): Promise<void> {
+      while (Date.now() - last < quietMs && Date.now() < deadline) await sleep(Math.max(10, quietMs - (Date.now() - last)));
+    },
+    stop: () => stops.forEach(stop => stop()),
+  };
+}
+
 /**
  * Reset reply times and the baseline API write, timed by `timed` clients on a worker thread (the bench's event
  * loop runs the sandbox, which is busy with what each Reset sets off: ./worker-requester.ts); `redfish` polls.
  */
-/** Resolves once no VM or VMI has changed for `quietMs`: the simulated controllers have finished reacting. */
-async function settled(store: ObjectStore, quietMs = 250, timeoutMs = 10_000): Promise<void> {
-  let last = Date.now();
-  const stops = [VM_KEY, VMI_KEY].map(key => store.watchStored(key, undefined, () => (last = Date.now())));
-  try {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() - last < quietMs && Date.now() < deadline) await sleep(Math.max(10, quietMs - (Date.now() - last)));
-  } finally {
-    stops.forEach(stop => stop());
-  }
-}
-
 async function measurePower(timed: { api: Requester; redfish: Requester }, redfish: Requester, auth: string, store: ObjectStore) {
   const ids = powerVmNames.map(name => `${BENCH_NAMESPACE}.${name}`);
   // Connections opened (TLS handshake) before the first timed request.
@@ -390,21 +391,26 @@ async function measurePower(timed: { api: Requester; redfish: Requester }, redfi
   // sandbox runs the API server and the simulated KubeVirt controllers in one event loop, so a Reset sent while the
   // previous one's VMI is still being started would wait behind controller work that a real cluster does in other
   // processes (and the baseline patch sets off none).
+  const changes = changeClock(store, [VM_KEY, VMI_KEY]);
   const cycle = async (id: string, resetType: "On" | "ForceOff", timings?: number[]) => {
     const ms = await reset(id, resetType);
     timings?.push(ms);
     await waitForPowerState(redfish, auth, [id], resetType === "On" ? "On" : "Off");
-    await settled(store);
+    await changes.quiet(250, Date.now() + 10_000);
   };
-  // Warm-up, not counted (as the GET phase has): the first Resets run code the JIT has not compiled yet.
-  for (const id of ids.slice(0, PLAN.powerWarmupVms)) {
-    await cycle(id, "On");
-    await cycle(id, "ForceOff");
-  }
   const on: number[] = [];
-  for (const id of ids) await cycle(id, "On", on);
   const forceOff: number[] = [];
-  for (const id of ids) await cycle(id, "ForceOff", forceOff);
+  try {
+    // Warm-up, not counted (as the GET phase has): the first Resets run code the JIT has not compiled yet.
+    for (const id of ids.slice(0, PLAN.powerWarmupVms)) {
+      await cycle(id, "On");
+      await cycle(id, "ForceOff");
+    }
+    for (const id of ids) await cycle(id, "On", on);
+    for (const id of ids) await cycle(id, "ForceOff", forceOff);
+  } finally {
+    changes.stop();
+  }
   // Baseline: the same kind of API write the action makes (a merge patch of the VM), straight to the API server.
   const apiWrite: number[] = [];
   for (const name of powerVmNames) {
@@ -592,8 +598,7 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
   const pid = cluster.watcher!.child.pid!;
   const total = PLAN.scaleNamespaces * PLAN.scaleVmsPerNamespace;
 
-  let lastVmEvent = Date.now();
-  const unwatch = cluster.api.store.watchStored(VM_KEY, undefined, () => (lastVmEvent = Date.now()));
+  const vmChanges = changeClock(cluster.api.store, [VM_KEY]);
   const rssBefore = await sampledRss(pid);
   progress(`scale: watcher RSS before ${mib(rssBefore)} MiB; creating ${total} VMs in ${PLAN.scaleNamespaces} namespaces`);
 
@@ -617,8 +622,8 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
   }
   const visibleSeconds = (Date.now() - started) / 1000;
   progress(`scale: ${total} systems visible through Redfish after ${visibleSeconds.toFixed(1)} s; waiting for the cluster to settle`);
-  while (Date.now() - lastVmEvent < 2_000 && Date.now() - started < 240_000) await sleep(250);
-  unwatch();
+  await vmChanges.quiet(2_000, started + 240_000);
+  vmChanges.stop();
   await sleep(1_000);
   const rssAfter = await sampledRss(pid, PLAN.rssSettleSeconds);
   const peak = rssBytes(pid).peak;
