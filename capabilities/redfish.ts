@@ -4,7 +4,7 @@
 import { Capability, Log, a } from "pepr";
 import { WatchCache } from "../redfish/cache/store";
 import type { CachedKind } from "../redfish/cache/types";
-import { createRedfishApp } from "../redfish/app";
+import { createRedfishService } from "../redfish/app";
 import { startBootController } from "../redfish/boot";
 import { clusterSubscriptionStore } from "../redfish/events/cluster-store";
 import { startMediaController } from "../redfish/media";
@@ -86,13 +86,13 @@ export function startRedfishService(informers: SharedInformers): () => void {
     startMediaController(redfishCache),
   ];
   stops.push(feedRedfishCache(informers));
-  const app = createRedfishApp({
+  const service = createRedfishService({
     cache: redfishCache,
     config: currentConfig,
     installationId: () => moduleNamespace.uid,
     events: { store: clusterSubscriptionStore(CONFIG_NAMESPACE) },
   });
-  const listener = new RedfishListener({ fetch: app.fetch, loadTlsSecret });
+  const listener = new RedfishListener({ fetch: service.app.fetch, replay: service.replay, loadTlsSecret });
   stops.push(onConfigChange(config => void listener.reconcile(config)));
   void listener.reconcile(currentConfig());
   Log.info({}, "Redfish service started");

@@ -5,6 +5,7 @@
 // authorization. The hot GETs (System, SecureBoot, Manager) are serialized once per cache record and view
 // (response-cache.ts), behind both. Middleware that has nothing to do for a request costs nothing: no per-request
 // objects, no body handling for GET/HEAD, no headers rewritten on a response that already has them.
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Hono, type Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { Log } from "./platform";
@@ -15,6 +16,7 @@ import { baseError, RedfishError } from "./errors";
 import { createEventService, type EventSetup } from "./events";
 import { readRequestText, requestHeader, sendError, SERVICE_ROOT, withProtocolHeaders } from "./odata";
 import { readBody, type BodyLimits } from "./request-body";
+import { Replays } from "./replays";
 import { ResponseCache } from "./response-cache";
 import { registerAccountService } from "./resources/account-service";
 import { registerChassis } from "./resources/chassis";
@@ -118,6 +120,12 @@ const BODYLESS_METHODS = new Set(["GET", "HEAD"]);
 
 export type RedfishApp = Hono<RedfishEnv>;
 
+/** The app, and what the server answers before it: replays of hot GETs (replays.ts). */
+export interface RedfishService {
+  app: RedfishApp;
+  replay: (request: IncomingMessage, response: ServerResponse) => boolean;
+}
+
 /** A request's credentials; its client address is worked out only when a check asks for it. */
 class RequestCredentials implements Credentials {
   readonly authorization: string | undefined;
@@ -134,6 +142,10 @@ class RequestCredentials implements Credentials {
 }
 
 export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
+  return createRedfishService(options).app;
+}
+
+export function createRedfishService(options: RedfishAppOptions): RedfishService {
   const now = options.now ?? Date.now;
   const auth = new Authenticator(() => serviceSettings(options.config()), {
     now,
@@ -156,6 +168,7 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     installationId: options.installationId ?? (() => undefined),
     now,
     responses: new ResponseCache(options.responseCacheSystems),
+    replays: new Replays(auth, options.cache, () => serviceSettings(options.config())),
   };
   const app = new Hono<RedfishEnv>({ strict: false });
 
@@ -277,5 +290,5 @@ export function createRedfishApp(options: RedfishAppOptions): RedfishApp {
     return c.text("Not Found", 404);
   });
 
-  return app;
+  return { app, replay: (request, response) => deps.replays.serve(request, response) };
 }

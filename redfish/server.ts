@@ -67,9 +67,14 @@ const TLS_SESSION_TIMEOUT_SECONDS = 300;
 /** How often Node checks the header and request timeouts (its default, 30 s, would let a slow client overstay). */
 const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
+/** Answers a request before the app when it can (RedfishService.replay); false leaves it to the app. */
+type ReplayHandler = (request: IncomingMessage, response: ServerResponse) => boolean;
+
 export interface RedfishServerOptions {
   /** The Hono app's fetch (`app.fetch`). */
   fetch: FetchHandler;
+  /** Replays of hot GETs, tried before the app (redfish/replays.ts). */
+  replay?: ReplayHandler;
   /** 0 picks a free port (tests). */
   port: number;
   /** Listen address; default: all interfaces. */
@@ -152,15 +157,16 @@ export function startRedfishServer(options: RedfishServerOptions): RedfishServer
     connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
   };
   const tls = options.tls;
+  const replay = options.replay ?? (() => false);
   const server = (
     tls
       ? createAdaptorServer({
           fetch: options.fetch,
-          // HSTS is set on the Node response before the adaptor writes its head: no per-request Response copy.
+          // HSTS is set on the Node response before anything writes its head: no per-request Response copy.
           createServer: ((serverOptions: object, listener: RequestListener) =>
             createHttpsServer(serverOptions, (req: IncomingMessage, res: ServerResponse) => {
               res.setHeader("Strict-Transport-Security", HSTS);
-              listener(req, res);
+              if (!replay(req, res)) listener(req, res);
             })) as typeof createHttpsServer,
           serverOptions: {
             ...httpOptions,
@@ -175,7 +181,14 @@ export function startRedfishServer(options: RedfishServerOptions): RedfishServer
             sessionTimeout: TLS_SESSION_TIMEOUT_SECONDS,
           },
         })
-      : createAdaptorServer({ fetch: options.fetch, createServer: createHttpServer, serverOptions: httpOptions })
+      : createAdaptorServer({
+          fetch: options.fetch,
+          createServer: ((serverOptions: object, listener: RequestListener) =>
+            createHttpServer(serverOptions, (req: IncomingMessage, res: ServerResponse) => {
+              if (!replay(req, res)) listener(req, res);
+            })) as typeof createHttpServer,
+          serverOptions: httpOptions,
+        })
   ) as Server;
   server.maxConnections = limits.maxConnections;
   server.on("clientError", answerClientError);
@@ -274,6 +287,7 @@ export class RedfishListener {
   constructor(
     private readonly options: {
       fetch: FetchHandler;
+      replay?: ReplayHandler;
       /** Reads `tls.crt`/`tls.key` of the named Secret in the module's namespace; undefined when absent. */
       loadTlsSecret: (secretName: string) => Promise<TlsMaterial | undefined>;
       host?: string;
@@ -307,7 +321,7 @@ export class RedfishListener {
     if (!settings) return;
     const tls = settings.tls.enabled ? await this.certificate(settings.tls.secretName) : false;
     if (!tls) Log.warn({ port: settings.port }, "Redfish is served over plain HTTP (redfish.tls.enabled: false)");
-    const server = startRedfishServer({ fetch: this.options.fetch, port: settings.port, host: this.options.host, tls });
+    const server = startRedfishServer({ fetch: this.options.fetch, replay: this.options.replay, port: settings.port, host: this.options.host, tls });
     this.current = { settings, server };
   }
 

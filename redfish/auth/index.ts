@@ -218,8 +218,7 @@ export class Authenticator {
         throw unauthorized();
       }
       const account = await this.verifyPassword(basic.username, basic.password, credentials.clientAddress());
-      settings.users.rememberHeader(credentials.authorization, account);
-      return { account };
+      return settings.users.rememberHeader(credentials.authorization, account);
     }
     throw unauthorized();
   }

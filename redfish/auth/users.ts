@@ -101,14 +101,19 @@ export class UserDirectory {
     return this.verifiedHeaders.get(authorization);
   }
 
-  /** Remembers a Basic header whose credentials were just verified. */
-  rememberHeader(authorization: string, account: UserAccount): void {
-    if (authorization.length > MAX_REMEMBERED_HEADER_LENGTH) return;
+  /**
+   * Remembers a Basic header whose credentials were just verified; the principal that verifiedHeader will give for
+   * it from now on (the same object: replays.ts compares principals by identity).
+   */
+  rememberHeader(authorization: string, account: UserAccount): { readonly account: UserAccount } {
+    const principal = Object.freeze({ account });
+    if (authorization.length > MAX_REMEMBERED_HEADER_LENGTH) return principal;
     if (this.verifiedHeaders.size >= MAX_VERIFIED) {
       const oldest = this.verifiedHeaders.keys().next().value;
       if (oldest !== undefined) this.verifiedHeaders.delete(oldest);
     }
-    this.verifiedHeaders.set(authorization, Object.freeze({ account }));
+    this.verifiedHeaders.set(authorization, principal);
+    return principal;
   }
 
   /** Whether these credentials were verified before (no password check, no back-off needed). */

@@ -3,8 +3,8 @@
 // (bios-settings.ts). Bios itself is read-only (PATCH 405); Bios.ResetBios records the defaults as pending settings.
 import { z } from "zod";
 import { PATCH_BOOT } from "../auth/kubernetes";
-import { checkIfMatchEtag, envelope, parseBody, readJsonObject, readRequestText, requestHeader, sendRepresentation, SERVICE_ROOT } from "../odata";
-import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type ResourceRoutes, type ServiceDeps, type VisibleSystem } from "./context";
+import { checkIfMatchEtag, envelope, parseBody, readJsonObject, readRequestText, requestHeader, SERVICE_ROOT } from "../odata";
+import { cachedSystemResource, resolveSystem, resource, sendSystemResource, systemUri, type RedfishContext, type ResourceRoutes, type ServiceDeps, type VisibleSystem } from "./context";
 import { biosVersion, configuredFirmware, cpuTopology, machineType } from "./hardware";
 import {
   BIOS_APPLY_TIMES,
@@ -73,11 +73,17 @@ export function registerBios(routes: ResourceRoutes, deps: ServiceDeps): void {
   const readOnlyAttributes = (target: VisibleSystem) => Object.keys(biosAttributes(target)).filter(name => !WRITABLE_BIOS_ATTRIBUTES.includes(name));
 
   resource(routes, `${SERVICE_ROOT}/Systems/:id/Bios`, {
-    GET: c => sendRepresentation(c, bios(system(c)), { conditional: true }),
+    GET: c => {
+      const target = system(c);
+      return sendSystemResource(c, deps, target, bios(target));
+    },
   }, system);
 
   resource(routes, `${SERVICE_ROOT}/Systems/:id/Bios/Settings`, {
-    GET: c => sendRepresentation(c, settings(system(c)), { conditional: true }),
+    GET: c => {
+      const target = system(c);
+      return sendSystemResource(c, deps, target, settings(target));
+    },
     PATCH: async c => {
       const target = system(c);
       const patch = parseBiosSettingsPatch(readJsonObject(c), readOnlyAttributes(target));

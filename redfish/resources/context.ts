@@ -7,7 +7,8 @@ import type { ClusterCache, VmRecord } from "../cache/types";
 import type { KubeVirtDriver } from "../kubevirt/driver";
 import { baseError, notFound } from "../errors";
 import { clientAddress } from "../auth/client-address";
-import { hasProtocolHeaders, incomingMessage, requestHeader, SERVICE_ROOT, type Representation } from "../odata";
+import { hasProtocolHeaders, incomingMessage, requestHeader, sendRepresentation, SERVICE_ROOT, type Representation } from "../odata";
+import type { Replays } from "../replays";
 import type { ResponseCache } from "../response-cache";
 import type { ServiceSettings } from "../settings";
 
@@ -52,6 +53,8 @@ export interface ServiceDeps {
   now: () => number;
   /** Serialized responses per (cache record, resource, principal's view). */
   responses: ResponseCache;
+  /** Answers of hot GETs the server may replay without the app. */
+  replays: Replays;
 }
 
 export interface ResourceMethods {
@@ -132,6 +135,23 @@ export interface VisibleSystem {
 export function cachedSystemResource(deps: Pick<ServiceDeps, "responses">, resourceName: string, system: VisibleSystem, render: () => unknown): Representation {
   const key = `${resourceName}\n${system.chassis.join("\n")}`;
   return deps.responses.representation(system.rec.vm.metadata.uid ?? system.id, system.rec, key, render);
+}
+
+/**
+ * The GET answer of a cached system resource. A plain 200 for a path that names the system by its full id is
+ * remembered for the server to replay while its inputs hold (replays.ts); a bare VM name is not (it resolves
+ * against the other VMs the principal sees).
+ */
+export function sendSystemResource(c: RedfishContext, deps: Pick<ServiceDeps, "cache" | "replays">, system: VisibleSystem, rep: Representation): Response {
+  const res = sendRepresentation(c, rep, { conditional: true });
+  const request = incomingMessage(c);
+  if (request && res.status === 200 && rep.headers && c.req.param("id") === system.id) {
+    const namespace = system.rec.vm.metadata.namespace ?? "";
+    const name = system.rec.vm.metadata.name ?? "";
+    const inputs = { principal: c.get("principal"), settings: c.get("settings"), record: system.rec, namespace, name, chassis: deps.cache.chassisOf(namespace, name) };
+    deps.replays.remember(request, inputs, rep.headers.record, rep.body);
+  }
+  return res;
 }
 
 export function systemIdOf(rec: VmRecord): string {

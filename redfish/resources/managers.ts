@@ -1,8 +1,9 @@
 // Managers: one BMC per System (as a physical server has its own), managing exactly that system.
 import cfg from "../../package.json";
-import { collection, envelope, link, sendJson, sendRepresentation, SERVICE_ROOT } from "../odata";
+import { collection, envelope, link, sendJson, SERVICE_ROOT } from "../odata";
 import {
   cachedSystemResource,
+  sendSystemResource,
   chassisUri,
   managerUri,
   resolveSystem,
@@ -52,7 +53,7 @@ export function registerManagers(routes: ResourceRoutes, deps: ServiceDeps): voi
   resource(routes, `${SERVICE_ROOT}/Managers/:id`, {
     GET: c => {
       const system = managedSystem(c);
-      return sendRepresentation(c, cachedSystemResource(deps, "Manager", system, () => renderManager(system)), { conditional: true });
+      return sendSystemResource(c, deps, system, cachedSystemResource(deps, "Manager", system, () => renderManager(system)));
     },
   }, managedSystem);
 }

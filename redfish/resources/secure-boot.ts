@@ -8,8 +8,8 @@ import { secureBootOps } from "../boot/firmware";
 import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
 import { redfishFailure } from "../kubevirt/failures";
 import type { VmRecord } from "../cache/types";
-import { checkIfMatchEtag, envelope, readJsonObject, requestHeader, sendRepresentation, SERVICE_ROOT } from "../odata";
-import { cachedSystemResource, resolveSystem, resource, systemUri, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
+import { checkIfMatchEtag, envelope, readJsonObject, requestHeader, SERVICE_ROOT } from "../odata";
+import { cachedSystemResource, resolveSystem, resource, sendSystemResource, systemUri, type RedfishContext, type ServiceDeps, type VisibleSystem, type ResourceRoutes } from "./context";
 import { configuredFirmware, runningFirmware } from "./hardware";
 
 export const secureBootUri = (systemId: string) => `${systemUri(systemId)}/SecureBoot`;
@@ -77,7 +77,7 @@ export function registerSecureBoot(routes: ResourceRoutes, deps: ServiceDeps): v
   resource(routes, `${SERVICE_ROOT}/Systems/:id/SecureBoot`, {
     GET: c => {
       const target = system(c);
-      return sendRepresentation(c, representation(target), { conditional: true });
+      return sendSystemResource(c, deps, target, representation(target));
     },
     PATCH: async c => {
       const target = system(c);

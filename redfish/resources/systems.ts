@@ -13,7 +13,6 @@ import {
   readJsonObject,
   requestHeader,
   sendJson,
-  sendRepresentation,
   SERVICE_ROOT,
   type Representation,
 } from "../odata";
@@ -25,6 +24,7 @@ import {
   managerUri,
   resolveSystem,
   resource,
+  sendSystemResource,
   systemUri,
   visibleSystemIds,
   type RedfishContext,
@@ -169,7 +169,10 @@ export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void
   });
 
   resource(routes, `${SERVICE_ROOT}/Systems/:id`, {
-    GET: c => sendRepresentation(c, systemRepresentation(deps, system(c)), { conditional: true }),
+    GET: c => {
+      const target = system(c);
+      return sendSystemResource(c, deps, target, systemRepresentation(deps, target));
+    },
     PATCH: async c => {
       const target = system(c);
       const body = readJsonObject(c);

@@ -1,7 +1,7 @@
 // Realistic KubeVirt objects, a parsed module configuration and request helpers for the Redfish tests.
 import { expect } from "vitest";
 import { moduleConfigSchema, type ModuleConfig } from "../../capabilities/config/schema";
-import { createRedfishApp, type RedfishApp, type RedfishAppOptions } from "../../redfish/app";
+import { createRedfishService, type RedfishApp, type RedfishAppOptions, type RedfishService } from "../../redfish/app";
 import { WatchCache } from "../../redfish/cache/store";
 import type { KubeObject } from "../../redfish/cache/types";
 import { chassisDefinitions } from "../../redfish/settings";
@@ -205,6 +205,8 @@ export const AUTH = {
 
 export interface TestService {
   app: RedfishApp;
+  /** What the server answers before the app (redfish/replays.ts). */
+  replay: RedfishService["replay"];
   cache: WatchCache;
   config: { current: ModuleConfig | undefined };
   clock: { now: number };
@@ -230,7 +232,7 @@ export function testService(options: Partial<RedfishAppOptions> = {}): TestServi
   ]);
   cache.applyList("VirtualMachineInstance", [runningVmi(vmA)]);
   cache.applyList("DataVolume", []);
-  const app = createRedfishApp({
+  const { app, replay } = createRedfishService({
     cache,
     config: () => config.current,
     now: () => clock.now,
@@ -243,6 +245,7 @@ export function testService(options: Partial<RedfishAppOptions> = {}): TestServi
   });
   return {
     app,
+    replay,
     cache,
     config,
     clock,
