@@ -1,6 +1,7 @@
 // State the module keeps on a VM as a JSON annotation (boot override, pending Bios settings): read back through a
 // schema, and an unreadable value counts as none instead of failing every view of the system.
 import type { z } from "zod";
+import { parseJsonAs } from "../../capabilities/common/json";
 import { Log } from "../platform";
 import type { KubeObject } from "../cache/types";
 
@@ -11,14 +12,8 @@ const warnedUnreadable = new Set<string>();
 export function annotationJson<S extends z.ZodType>(vm: Readonly<KubeObject>, key: string, schema: S): z.output<S> | undefined {
   const raw = vm.metadata.annotations?.[key];
   if (typeof raw !== "string") return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    json = undefined;
-  }
-  const parsed = schema.safeParse(json);
-  if (parsed.success) return parsed.data;
+  const value = parseJsonAs(schema, raw);
+  if (value !== undefined) return value;
   const seen = `${vm.metadata.uid}\n${key}\n${raw}`;
   if (!warnedUnreadable.has(seen)) {
     if (warnedUnreadable.size > 1000) warnedUnreadable.clear();

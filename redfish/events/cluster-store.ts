@@ -4,6 +4,7 @@
 // state: each change writes the whole set (server-side apply), one write at a time, in order.
 import { Log } from "../platform";
 import { readEventSubscriptions, writeEventSubscriptions } from "../../capabilities/common/gateway";
+import { parseJsonAs } from "../../capabilities/common/json";
 import { WorkQueue } from "../../capabilities/common/work-queue";
 import type { SubscriptionStore } from "./index";
 import { storedSubscriptionSchema, type Subscription } from "./subscriptions";
@@ -51,16 +52,10 @@ export function clusterSubscriptionStore(namespace: string): SubscriptionStore {
 function parseStored(data: Record<string, string>, stored: Map<string, string>): Subscription[] {
   const subs: Subscription[] = [];
   for (const [id, text] of Object.entries(data)) {
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      value = undefined;
-    }
-    const parsed = storedSubscriptionSchema.safeParse(value);
+    const subscription = parseJsonAs(storedSubscriptionSchema, text);
     // Never log the data: it holds the subscriber's headers.
-    if (parsed.success && parsed.data.id === id) {
-      subs.push(parsed.data);
+    if (subscription?.id === id) {
+      subs.push(subscription);
       stored.set(id, text);
     } else Log.warn({ subscription: id.slice(0, 64) }, "a stored Redfish event subscription is not valid; ignored");
   }
