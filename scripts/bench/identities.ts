@@ -22,6 +22,7 @@ import { ensureNamespace, startSandboxCluster } from "../../sandbox/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
 import { waitForHttps } from "../../sandbox/module-process";
 import { basicAuth } from "./client";
+import { cpuPerResponse } from "./cpu";
 import { profilingEnv, startProfile, writeProfile } from "./cpu-profile";
 import { runLoad, type LoadResult } from "./load";
 import { median } from "./stats";
@@ -39,6 +40,12 @@ export interface IdentityGetComparison {
   throughputRatio: number;
   /** Token login (Basic header carrying the token) / Basic throughput, median of the rounds' ratios. */
   tokenLoginThroughputRatio: number;
+  /**
+   * With the watcher's pid: its CPU time per response (median of the rounds). The load generator shares the machine's
+   * cores, and a Bearer request is 1 KB larger for it to encrypt and send: once the watcher needs little CPU per GET,
+   * throughput follows the client, and this is the figure that says what each credential costs the watcher.
+   */
+  cpuMicrosPerResponse?: Record<Side, number>;
   /** With a profile: the watcher's CPU profile per credential. */
   profiles?: Record<Side, string>;
 }
@@ -50,6 +57,8 @@ export interface IdentityGetPlan {
   rounds: number;
   /** Profile the watcher (started with profilingEnv(dir)) over one more load per credential. */
   profile?: { pid: number; dir: string };
+  /** The watcher's pid, for its CPU time per response. */
+  watcherPid?: number;
   progress?: (line: string) => void;
 }
 
@@ -61,18 +70,27 @@ export async function compareIdentityGet(url: string, credentials: { basic: stri
     tokenLogin: { Authorization: credentials.tokenLogin },
   };
   const load = (side: Side, durationSeconds: number) => runLoad({ url, headers: headers[side], connections: plan.connections, durationSeconds });
+  const measured = (side: Side, durationSeconds: number): Promise<LoadResult & { cpuMicrosPerResponse?: number }> =>
+    plan.watcherPid === undefined ? load(side, durationSeconds) : cpuPerResponse(plan.watcherPid, () => load(side, durationSeconds));
   for (const side of SIDES) {
     plan.progress?.(`identity GET warm-up: ${side}`);
     const warm = await load(side, plan.warmupSeconds);
     if (warm.non2xx > 0 || warm.responses === 0) throw new Error(`${side} GET ${url}: ${JSON.stringify(warm.statusCodes)}`);
   }
   const rounds: IdentityGetComparison["rounds"] = [];
+  const cpu: Record<Side, number>[] = [];
   for (let round = 0; round < plan.rounds; round++) {
     const results = {} as Record<Side, LoadResult>;
-    for (const side of SIDES) results[side] = await load(side, plan.roundSeconds);
+    const cpuOfRound = {} as Record<Side, number>;
+    for (const side of SIDES) {
+      const { cpuMicrosPerResponse, ...result } = await measured(side, plan.roundSeconds);
+      results[side] = result;
+      if (cpuMicrosPerResponse !== undefined) cpuOfRound[side] = cpuMicrosPerResponse;
+    }
+    if (Object.keys(cpuOfRound).length === SIDES.length) cpu.push(cpuOfRound);
     const failed = SIDES.filter(side => results[side].non2xx > 0);
     if (failed.length > 0) throw new Error(`non-2xx answers: ${failed.map(side => `${side} ${JSON.stringify(results[side].statusCodes)}`).join(", ")}`);
-    plan.progress?.(`identity GET round ${round + 1}: ${SIDES.map(side => `${side} ${results[side].requestsPerSecond} req/s`).join(", ")}`);
+    plan.progress?.(`identity GET round ${round + 1}: ${SIDES.map(side => `${side} ${results[side].requestsPerSecond} req/s${cpuOfRound[side] !== undefined ? ` (${cpuOfRound[side]} µs CPU each)` : ""}`).join(", ")}`);
     rounds.push(results);
   }
   const round3 = (v: number) => Math.round(v * 1000) / 1000;
@@ -85,6 +103,7 @@ export async function compareIdentityGet(url: string, credentials: { basic: stri
     p50Ms: perSide(r => r.latencyMs.p50),
     throughputRatio: ratio("bearer"),
     tokenLoginThroughputRatio: ratio("tokenLogin"),
+    ...(cpu.length > 0 ? { cpuMicrosPerResponse: Object.fromEntries(SIDES.map(side => [side, median(cpu.map(c => c[side]))])) as Record<Side, number> } : {}),
     ...(plan.profile ? { profiles: await profileSides(plan.profile, side => load(side, plan.roundSeconds), plan.progress) } : {}),
   };
 }
@@ -169,6 +188,7 @@ async function main(): Promise<void> {
         warmupSeconds: quick ? 1 : 2,
         roundSeconds: quick ? 2 : 3,
         rounds: quick ? 1 : 5,
+        watcherPid: cluster.watcher!.child.pid!,
         ...(profileDir ? { profile: { pid: cluster.watcher!.child.pid!, dir: profileDir } } : {}),
         progress,
       },

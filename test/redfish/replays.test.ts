@@ -150,6 +150,34 @@ describe("replayed GETs", () => {
     expect(replayed).toEqual([true, false, false]);
   });
 
+  it("replay a Kubernetes identity's GET (Bearer and token login) while its reviews are cached, and stop when they expire", async () => {
+    const token = "k".repeat(1_100); // a projected ServiceAccount token is about this long
+    let accessReviews = 0;
+    const reviews = {
+      reviewToken: async (t: string) => (t === token ? { authenticated: true, user: { username: "system:serviceaccount:tenant1-vms:bmc", uid: "u1", groups: [] } } : { user: { username: "" } }),
+      reviewAccess: async (_user: unknown, a: { namespace?: string }) => (accessReviews++, a.namespace === "tenant1-vms"),
+    };
+    const s = testService({ reviews: reviews as never });
+    s.config.current = testConfig({ redfish: { kubernetesIdentities: { enabled: true, tokenReviewCacheSeconds: 30, accessReviewCacheSeconds: 5 } } });
+    const { base, replayed } = await served(s);
+    const bearer = () => call(`${base}${SYSTEM}`, { headers: { Authorization: `Bearer ${token}` } });
+    const tokenLogin = () => call(`${base}${SYSTEM}`, { headers: { Authorization: basic("kubernetes", token) } });
+    for (const get of [bearer, tokenLogin]) {
+      replayed.length = 0;
+      expect((await get()).status).toBe(200);
+      expect((await get()).status).toBe(200);
+      expect(replayed).toEqual([false, true]);
+    }
+    // The access decisions expire: the app reviews again (a new principal object), then replays that.
+    const reviewed = accessReviews;
+    s.clock.now += 6_000;
+    replayed.length = 0;
+    expect((await bearer()).status).toBe(200);
+    expect((await bearer()).status).toBe(200);
+    expect(replayed).toEqual([false, true]);
+    expect(accessReviews).toBeGreaterThan(reviewed);
+  });
+
   it("leave to the app whatever it would answer differently: other credentials, two Authorization fields, conditions, queries, HEAD, a bare VM name, other fields", async () => {
     const s = testService();
     const { base, replayed } = await served(s);
