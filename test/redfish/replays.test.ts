@@ -1,21 +1,15 @@
 // Replays of hot GETs over real sockets (redfish/replays.ts): a repeated GET is answered with the bytes the app gave,
 // without the app, and never once anything the app would decide differently has changed: the VM, the chassis, the
 // configuration, the session, the credentials, or a request field the app reads.
-import http from "node:http";
-import https from "node:https";
+import type http from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { createCertificateAuthority, issueServerCertificate } from "../../capabilities/common/tls";
 import { startRedfishServer, type RedfishServer } from "../../redfish/server";
 import { chassisDefinitions } from "../../redfish/settings";
+import { call, type Reply } from "../helpers/http-call";
 import { AUTH, basic, PASSWORDS, revise, testConfig, testService, type TestService } from "./fixtures";
 
 const SYSTEM = "/redfish/v1/Systems/tenant1-vms.vm-a";
-
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -43,22 +37,6 @@ async function served(s: TestService, tls = false): Promise<{ base: string; repl
   cleanup.push(() => server.close());
   const port = await server.ready;
   return { base: `${tls ? "https" : "http"}://127.0.0.1:${port}`, replayed, ...(pki ? { ca: pki.ca } : {}) };
-}
-
-function call(url: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string; ca?: string } = {}): Promise<Reply> {
-  const target = new URL(url);
-  const client = target.protocol === "https:" ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = client.request(target, { method: opts.method ?? "GET", headers: opts.headers, agent: false, ...(opts.ca ? { ca: opts.ca } : {}) }, res => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", chunk => (body += chunk));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-    });
-    req.on("error", reject);
-    if (opts.body !== undefined) req.write(opts.body);
-    req.end();
-  });
 }
 
 /** Response headers without the ones that differ per response (Date) or per connection. */

@@ -1,46 +1,14 @@
 // The Redfish server over real sockets: HTTPS with a CA-signed or self-signed certificate, plain HTTP only
 // when configured, the socket address as the back-off key, EADDRINUSE retried, and the listener following
 // configuration changes.
-import http from "node:http";
-import https from "node:https";
 import net, { type AddressInfo } from "node:net";
 import tls from "node:tls";
 import { Log } from "pepr";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createCertificateAuthority, issueServerCertificate, type PemPair } from "../../capabilities/common/tls";
 import { RedfishListener, startRedfishServer, type RedfishServer } from "../../redfish/server";
+import { call } from "../helpers/http-call";
 import { AUTH, basic, PASSWORDS, testConfig, testService } from "./fixtures";
-
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function call(url: string, opts: { ca?: string; insecure?: boolean; method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Reply> {
-  const target = new URL(url);
-  const client = target.protocol === "https:" ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = client.request(
-      target,
-      {
-        method: opts.method ?? "GET",
-        headers: opts.headers,
-        ...(target.protocol === "https:" ? { ca: opts.ca, rejectUnauthorized: !opts.insecure } : {}),
-        agent: false,
-      },
-      res => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", chunk => (body += chunk));
-        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-      },
-    );
-    req.on("error", reject);
-    if (opts.body !== undefined) req.write(opts.body);
-    req.end();
-  });
-}
 
 async function freePort(): Promise<number> {
   const probe = net.createServer();
