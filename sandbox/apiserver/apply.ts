@@ -33,36 +33,61 @@ function dotted(prefix: string, key: string): string {
   return prefix ? `${prefix}.${key}` : key;
 }
 
-/** Leaf paths of an object, keyed by their JSON encoding. */
-function leaves(value: Json, type: TypeInfo, scope: "main" | "status"): Map<string, Path> {
-  const out = new Map<string, Path>();
-  const walk = (v: Json, path: Path, dottedPath: string) => {
-    if (isObject(v) && Object.keys(v).length > 0) {
-      for (const [k, child] of Object.entries(v)) {
-        if (path.length === 0 && (k === "apiVersion" || k === "kind")) continue;
-        if (path.length === 0 && type.hasStatus && ((scope === "main" && k === "status") || (scope === "status" && k !== "status"))) continue;
-        if (path.length === 1 && path[0] === "f:metadata" && IGNORED_METADATA.has(k)) continue;
-        walk(child, [...path, `f:${k}`], dotted(dottedPath, k));
-      }
-      return;
+/** How leaves() walks an object: the kind's list strategies, which part (spec side or status), and what it collects. */
+interface LeafWalk {
+  type: TypeInfo;
+  scope: "main" | "status";
+  out: Map<string, Path>;
+  /** The value at each leaf, the first one found as valueAt() would (when asked for). */
+  values?: Map<string, Json>;
+}
+
+/**
+ * Leaf paths of an object, keyed by their JSON encoding (JSON.stringify(path), built up segment by segment: the
+ * walk visits every field of the object on every write, so it neither copies a path nor encodes it again per leaf).
+ */
+function leaves(value: Json, type: TypeInfo, scope: "main" | "status", values?: Map<string, Json>): Map<string, Path> {
+  const walk: LeafWalk = { type, scope, out: new Map(), ...(values ? { values } : {}) };
+  walkLeaves(walk, value, [], "[", "");
+  return walk.out;
+}
+
+/** `keyPrefix` is JSON.stringify(path) without its closing bracket. */
+function walkLeaves(w: LeafWalk, v: Json, path: Path, keyPrefix: string, dottedPath: string): void {
+  const sep = path.length === 0 ? "" : ",";
+  if (isObject(v) && Object.keys(v).length > 0) {
+    for (const [k, child] of Object.entries(v)) {
+      if (path.length === 0 && (k === "apiVersion" || k === "kind")) continue;
+      if (path.length === 0 && w.type.hasStatus && ((w.scope === "main" && k === "status") || (w.scope === "status" && k !== "status"))) continue;
+      if (path.length === 1 && path[0] === "f:metadata" && IGNORED_METADATA.has(k)) continue;
+      const seg = `f:${k}`;
+      walkLeaves(w, child, [...path, seg], `${keyPrefix}${sep}${JSON.stringify(seg)}`, dotted(dottedPath, k));
     }
-    const strategy = type.mergeKeys[dottedPath];
-    if (Array.isArray(v) && strategy === "set") {
-      for (const item of v) out.set(JSON.stringify([...path, `v:${JSON.stringify(item)}`]), [...path, `v:${JSON.stringify(item)}`]);
-      return;
+    return;
+  }
+  const strategy = w.type.mergeKeys[dottedPath];
+  if (Array.isArray(v) && strategy === "set") {
+    for (const item of v) {
+      const seg = `v:${JSON.stringify(item)}`;
+      addLeaf(w, `${keyPrefix}${sep}${JSON.stringify(seg)}]`, [...path, seg], item);
     }
-    if (Array.isArray(v) && strategy && v.every(i => isObject(i) && i[strategy] !== undefined)) {
-      for (const item of v as Record<string, Json>[]) {
-        const seg = `k:${JSON.stringify({ [strategy]: item[strategy] })}`;
-        out.set(JSON.stringify([...path, seg, "."]), [...path, seg, "."]);
-        walk(item, [...path, seg], dottedPath);
-      }
-      return;
+    return;
+  }
+  if (Array.isArray(v) && strategy && v.every(i => isObject(i) && i[strategy] !== undefined)) {
+    for (const item of v as Record<string, Json>[]) {
+      const seg = `k:${JSON.stringify({ [strategy]: item[strategy] })}`;
+      const itemPrefix = `${keyPrefix}${sep}${JSON.stringify(seg)}`;
+      addLeaf(w, `${itemPrefix},"."]`, [...path, seg, "."], item);
+      walkLeaves(w, item, [...path, seg], itemPrefix, dottedPath);
     }
-    out.set(JSON.stringify(path), path);
-  };
-  walk(value, [], "");
-  return out;
+    return;
+  }
+  addLeaf(w, `${keyPrefix}]`, path, v);
+}
+
+function addLeaf(w: LeafWalk, key: string, path: Path, value: Json): void {
+  w.out.set(key, path);
+  if (w.values && !w.values.has(key)) w.values.set(key, value);
 }
 
 function valueAt(obj: Json | undefined, path: Path): Json | undefined {
@@ -258,11 +283,13 @@ export function applyServerSide(
  */
 export function recordUpdate(old: KubeObject | undefined, next: KubeObject, manager: string, type: TypeInfo, subresource?: string): void {
   const scope = subresource === "status" ? "status" : "main";
-  const before = old ? leaves(old as unknown as Json, type, scope) : new Map<string, Path>();
-  const after = leaves(next as unknown as Json, type, scope);
+  const beforeValues = new Map<string, Json>();
+  const afterValues = new Map<string, Json>();
+  const before = old ? leaves(old as unknown as Json, type, scope, beforeValues) : new Map<string, Path>();
+  const after = leaves(next as unknown as Json, type, scope, afterValues);
   const changed = new Map<string, Path>();
   for (const [key, path] of after) {
-    if (!before.has(key) || !isDeepStrictEqual(valueAt(old as unknown as Json, path), valueAt(next as unknown as Json, path))) changed.set(key, path);
+    if (!before.has(key) || !isDeepStrictEqual(beforeValues.get(key), afterValues.get(key))) changed.set(key, path);
   }
   const removed = [...before.keys()].filter(k => !after.has(k));
   const entries = managedEntries(old).map(e => ({ ...e, fields: decodeFields(e.fieldsV1) }));
