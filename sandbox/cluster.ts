@@ -151,7 +151,7 @@ function deploymentProcessEnv(docs: KubeObject[]): Partial<Record<ModuleRole, Re
 }
 
 /** `extra` over `base`; NODE_OPTIONS of both are joined (a bench's profiler preload beside the Deployment's options). */
-function processEnv(base: Record<string, string>, extra: Record<string, string>): Record<string, string> {
+export function processEnv(base: Record<string, string>, extra: Record<string, string>): Record<string, string> {
   const nodeOptions = [base.NODE_OPTIONS, extra.NODE_OPTIONS].filter(Boolean).join(" ");
   return { ...base, ...extra, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
 }

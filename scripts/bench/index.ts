@@ -23,7 +23,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { parseArgs } from "node:util";
 import { ensureBuild } from "../ensure-build";
-import { startSandboxCluster, ensureNamespace, type SandboxCluster } from "../../sandbox/cluster";
+import { startSandboxCluster, ensureNamespace, processEnv, type SandboxCluster } from "../../sandbox/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
 import { waitForHttps } from "../../sandbox/module-process";
 import type { KubeObject, ObjectStore } from "../../sandbox/apiserver/types";
@@ -34,7 +34,7 @@ import { profilingEnv, startProfile, writeProfile } from "./cpu-profile";
 import { measureHandlerScaling } from "./handlers";
 import { runFleet } from "./fleet";
 import { runLoad, runNewConnections, runPaced, type LoadResult, type NewConnectionResult } from "./load";
-import { mib, rssBytes, sampledRss } from "./memory";
+import { heapReport, heapReportEnv, mib, rssBytes, sampledRss, type HeapBreakdown } from "./memory";
 import { renderTable } from "./report";
 import { elapsedMs, median, summarize, type LatencySummary } from "./stats";
 
@@ -594,7 +594,15 @@ const round3 = (v: number) => Math.round(v * 1000) / 1000;
 
 // ---- memory ----
 
-async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Requester, fleetAuth: string, emptyWatcherRss: number, reference: KubeObject) {
+async function measureScale(
+  cluster: SandboxCluster,
+  redfish: Requester,
+  api: Requester,
+  fleetAuth: string,
+  emptyWatcher: { rss: number; heap: HeapBreakdown },
+  heapReportFile: string,
+  reference: KubeObject,
+) {
   const pid = cluster.watcher!.child.pid!;
   const total = PLAN.scaleNamespaces * PLAN.scaleVmsPerNamespace;
 
@@ -667,6 +675,7 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
   const syncedSeconds = (Date.now() - restarted) / 1000;
   const freshPid = cluster.watcher!.child.pid!;
   const freshRss = await sampledRss(freshPid, PLAN.rssSettleSeconds);
+  const freshHeap = await heapReport(freshPid, heapReportFile);
   return {
     vms: total,
     namespaces: PLAN.scaleNamespaces,
@@ -675,8 +684,10 @@ async function measureScale(cluster: SandboxCluster, redfish: Requester, api: Re
     collection: { latencyMs: summarize(collection), bodyBytes: collectionBytes, user: "fleet (100 chassis)" },
     singleSystemLatencyMs: summarize(single),
     watcher: { rssBeforeMiB: mib(rssBefore), rssAfterMiB: mib(rssAfter), peakRssMiB: mib(peak) },
-    freshWatcher: { rssMiB: mib(freshRss), peakRssMiB: mib(rssBytes(freshPid).peak), syncedSeconds: round3(syncedSeconds) },
-    cacheBytesPerVm: Math.round((freshRss - emptyWatcherRss) / total),
+    freshWatcher: { rssMiB: mib(freshRss), peakRssMiB: mib(rssBytes(freshPid).peak), liveHeapMiB: mib(freshHeap.liveHeapBytes), syncedSeconds: round3(syncedSeconds) },
+    // The live heap (after a full collection) is what the cache holds; RSS moves with V8's own schedule.
+    cacheBytesPerVm: Math.round((freshHeap.liveHeapBytes - emptyWatcher.heap.liveHeapBytes) / total),
+    rssBytesPerVm: Math.round((freshRss - emptyWatcher.rss) / total),
     rssDeltaBytesPerVm: Math.round((rssAfter - rssBefore) / total),
     responseCache: { rssBeforeMiB: mib(responseCacheBefore), rssAfterMiB: mib(responseCacheAfter), bytesPerVm: Math.round((responseCacheAfter - responseCacheBefore) / total) },
     freshnessAtScale: freshness,
@@ -702,11 +713,13 @@ async function main(): Promise<void> {
   const benchStarted = Date.now();
   const loadAverageAtStart = os.loadavg().map(v => Math.round(v * 100) / 100);
   const passwordHash = bcrypt.hashSync(PASSWORD, 10);
+  const heapReportFile = path.join(os.tmpdir(), `bench-heap-${process.pid}.json`);
   const cluster = await startSandboxCluster({
     config: moduleConfig(),
     users: users(passwordHash),
     iso: { sizeBytes: 256 * 1024 },
-    ...(cpuProfileDir ? { moduleEnv: profilingEnv(cpuProfileDir) } : {}),
+    // Every module process answers heap reports (SIGUSR2); with --cpu-prof, also the profiler's requests.
+    moduleEnv: processEnv(heapReportEnv(heapReportFile), cpuProfileDir ? profilingEnv(cpuProfileDir) : {}),
     onLog: (line, source) => {
       if (source === "admission" && line.includes("config applied")) admissionConfigsApplied++;
     },
@@ -730,6 +743,7 @@ async function main(): Promise<void> {
     await waitForHttps(cluster.redfishPort, "/redfish/v1/", cluster.caPem, 60_000);
     await waitForPowerState(redfish, auth, [`${BENCH_NAMESPACE}.probe`, ...powerVmNames.map(n => `${BENCH_NAMESPACE}.${n}`)], "Off");
     const watcherRssAtStart = runs("scale") ? await sampledRss(watcherPid, PLAN.rssSettleSeconds) : undefined;
+    const watcherHeapAtStart = runs("scale") ? await heapReport(watcherPid, heapReportFile) : undefined;
 
     const systemPath = `/redfish/v1/Systems/${BENCH_NAMESPACE}.probe`;
     const sample = await redfish("GET", systemPath, { headers: { Authorization: auth } });
@@ -775,7 +789,7 @@ async function main(): Promise<void> {
     }
     if (runs("scale")) {
       step("scale", "10,000 VMs");
-      results.scale = await measureScale(cluster, redfish, api, fleetAuth, watcherRssAtStart!, reference);
+      results.scale = await measureScale(cluster, redfish, api, fleetAuth, { rss: watcherRssAtStart!, heap: watcherHeapAtStart! }, heapReportFile, reference);
     }
 
     if (cpuProfileDir) {
@@ -799,6 +813,7 @@ async function main(): Promise<void> {
       benchSeconds: Math.round((Date.now() - benchStarted) / 100) / 10,
       buildSeconds: Math.round((benchStarted - runStarted) / 100) / 10,
       ...(watcherRssAtStart !== undefined ? { watcherRssAtStartMiB: mib(watcherRssAtStart) } : {}),
+      ...(watcherHeapAtStart !== undefined ? { watcherLiveHeapAtStartMiB: mib(watcherHeapAtStart.liveHeapBytes) } : {}),
       ...results,
       bars: evaluateBars(results),
     };
@@ -810,6 +825,7 @@ async function main(): Promise<void> {
     api.close();
     for (const child of children) child.kill("SIGTERM");
     await cluster.stop();
+    fs.rmSync(heapReportFile, { force: true });
   }
 }
 
@@ -864,7 +880,7 @@ function evaluateBars(r: Partial<Results>): Bar[] {
         measured: `${r.scale.watcher.rssAfterMiB} MiB / ${r.scale.freshWatcher.rssMiB} MiB`,
         met: fullScale && r.scale.freshWatcher.rssMiB < 200,
       },
-      { bar: "cache memory per VM", target: "< 5 KiB", measured: `${(r.scale.cacheBytesPerVm / 1024).toFixed(1)} KiB`, met: fullScale && r.scale.cacheBytesPerVm < 5 * 1024 },
+      { bar: "cache memory per VM (live heap)", target: "< 5 KiB", measured: `${(r.scale.cacheBytesPerVm / 1024).toFixed(1)} KiB`, met: fullScale && r.scale.cacheBytesPerVm < 5 * 1024 },
     );
   }
   if (r.freshness) bars.push({ bar: "freshness p99", target: "< 100 ms", measured: ms(r.freshness.visibleMs.p99), met: r.freshness.visibleMs.p99 < 100 });

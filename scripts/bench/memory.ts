@@ -38,6 +38,8 @@ export interface HeapBreakdown {
   rssMiB: number;
   heapCommittedMiB: number;
   heapUsedMiB: number;
+  /** Heap used after the full collection the report starts with: the live heap, in bytes. */
+  liveHeapBytes: number;
   /** The young generation's two semi-spaces (committed): V8 sizes them from the memory it may use. */
   youngGenerationMiB: number;
   /** Strings, arrays and code over V8's large-object threshold (mostly the source text of loaded modules). */
@@ -71,6 +73,7 @@ export async function heapReport(pid: number, file: string, timeoutMs = 30_000):
     rssMiB: mib(memoryUsage.rss),
     heapCommittedMiB: mib(memoryUsage.heapTotal),
     heapUsedMiB: mib(memoryUsage.heapUsed),
+    liveHeapBytes: memoryUsage.heapUsed,
     youngGenerationMiB: mib(spaces.new_space?.committed ?? 0),
     largeObjectsMiB: mib(spaces.large_object_space?.committed ?? 0),
     externalMiB: mib(memoryUsage.external),

@@ -14,6 +14,7 @@ interface Document {
   benchSeconds: number;
   startedAt: string;
   watcherRssAtStartMiB?: number;
+  watcherLiveHeapAtStartMiB?: number;
   get?: {
     bodyBytes: number;
     baseline: { requestsPerSecond: number; p50: number; p99: number };
@@ -48,8 +49,10 @@ interface Document {
     collection: { latencyMs: LatencySummary; bodyBytes: number };
     singleSystemLatencyMs: LatencySummary;
     watcher: { rssBeforeMiB: number; rssAfterMiB: number; peakRssMiB: number };
-    freshWatcher: { rssMiB: number; peakRssMiB: number; syncedSeconds: number };
+    freshWatcher: { rssMiB: number; peakRssMiB: number; liveHeapMiB?: number; syncedSeconds: number };
+    /** Live heap (after a full collection) with the VMs minus without them, per VM. */
     cacheBytesPerVm: number;
+    rssBytesPerVm?: number;
     rssDeltaBytesPerVm: number;
     responseCache?: { rssBeforeMiB: number; rssAfterMiB: number; bytesPerVm: number };
     freshnessAtScale: { visibleMs: LatencySummary };
@@ -130,7 +133,15 @@ function rows(d: Document): Row[] {
     out.push(
       [`GET Systems with ${s.vms} VMs in ${s.namespaces} namespaces`, `p50 ${f(s.collection.latencyMs.p50)} ms, p99 ${f(s.collection.latencyMs.p99)} ms (${Math.round(s.collection.bodyBytes / 1024)} KiB body)`, `GET Systems/{id} at that scale: p50 ${f(s.singleSystemLatencyMs.p50)} ms`, ""],
       [`Watcher RSS with ${s.vms} VMs, after the load phases`, `${s.watcher.rssAfterMiB} MiB (peak ${s.watcher.peakRssMiB} MiB)`, `before loading them: ${s.watcher.rssBeforeMiB} MiB`, `${f(s.rssDeltaBytesPerVm / 1024, 1)} KiB per VM`],
-      [`Watcher RSS started with ${s.vms} VMs in place`, `${s.freshWatcher.rssMiB} MiB (peak ${s.freshWatcher.peakRssMiB} MiB); synced in ${f(s.freshWatcher.syncedSeconds, 1)} s`, `started without them: ${d.watcherRssAtStartMiB ?? NaN} MiB`, `${f(s.cacheBytesPerVm / 1024, 1)} KiB per VM`],
+      [
+        `Watcher RSS started with ${s.vms} VMs in place`,
+        `${s.freshWatcher.rssMiB} MiB (peak ${s.freshWatcher.peakRssMiB} MiB); synced in ${f(s.freshWatcher.syncedSeconds, 1)} s`,
+        `started without them: ${d.watcherRssAtStartMiB ?? NaN} MiB`,
+        s.rssBytesPerVm !== undefined ? `${f(s.rssBytesPerVm / 1024, 1)} KiB of RSS per VM` : `${f(s.cacheBytesPerVm / 1024, 1)} KiB per VM`,
+      ],
+      ...(s.freshWatcher.liveHeapMiB !== undefined
+        ? [[`Watcher live heap started with ${s.vms} VMs in place (after a full collection)`, `${s.freshWatcher.liveHeapMiB} MiB`, `started without them: ${d.watcherLiveHeapAtStartMiB ?? NaN} MiB`, `${f(s.cacheBytesPerVm / 1024, 1)} KiB per VM`] as Row]
+        : []),
       ...(s.responseCache
         ? [[`Response cache: System, SecureBoot and Manager of all ${s.vms} VMs GET once`, `watcher RSS ${s.responseCache.rssBeforeMiB} -> ${s.responseCache.rssAfterMiB} MiB`, "", `${f(s.responseCache.bytesPerVm / 1024, 1)} KiB per VM`] as Row]
         : []),

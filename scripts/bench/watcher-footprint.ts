@@ -1,7 +1,8 @@
 // npm run bench:watcher: the watcher's memory and connection rows of the bench, on their own (the whole
 // `npm run bench` takes long and loads the machine). Against the sandbox with the BUILT module:
 //   1. RSS of a watcher started with no VMs, then of one started with 10,000 VMs in 100 namespaces already
-//      there (cache cost per VM = the difference / VMs);
+//      there; the cache cost per VM is the difference of their live heaps (after a full collection) / VMs, and the
+//      RSS difference / VMs is reported beside it;
 //   2. TCP connections from the watcher to the API server (from /proc: sockets, not HTTP/2 streams), sampled
 //      every 100 ms through watch expiries (watch timeout 5 s) and one API server restart; and the API server's
 //      own count of them by protocol afterwards (the module's client speaks HTTP/2, Pepr's own calls HTTP/1.1).
@@ -125,7 +126,9 @@ async function main(): Promise<void> {
       vms: total,
       watcher: { rssWithoutVmsMiB: mib(emptyRss), rssWithVmsMiB: mib(rss), peakRssMiB: mib(peak), syncedSeconds: Math.round(syncedSeconds * 10) / 10 },
       watcherMemory: { withoutVms: emptyHeap, withVms: heap, nodeOptions: watcherNodeOptions, env: watcherEnv },
-      cacheBytesPerVm: Math.round((rss - emptyRss) / total),
+      // The live heap (after a full collection) is what the cache holds; RSS moves with V8's own schedule.
+      cacheBytesPerVm: Math.round((heap.liveHeapBytes - emptyHeap.liveHeapBytes) / total),
+      rssBytesPerVm: Math.round((rss - emptyRss) / total),
       connectionsToApiServer: { maxWithWatchExpiries: withExpiries, maxThroughApiServerRestart: throughRestart, afterRestart: settled, afterRestartByProtocol: { http2: byProtocol.http2, http1: byProtocol.http1 }, watchTimeoutSeconds: WATCH_TIMEOUT_SECONDS },
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
