@@ -20,7 +20,11 @@ import type { Authenticator, Credentials, Principal } from "./auth";
 import type { ClusterCache, VmRecord } from "./cache/types";
 import type { ServiceSettings } from "./settings";
 
-/** Answers kept; least recently used first out. An entry references its body, which the response cache also holds. */
+/**
+ * Answers kept; least recently used first out. An entry holds its body (about 2 KiB for a System; the response cache
+ * may hold the same bytes) and the cache record it was computed from, which outlives a change of the VM until the
+ * entry is asked for again or evicted: a few KiB each, at most about 25 MiB.
+ */
 export const MAX_REPLAYS = 4_096;
 
 /** Request fields that do not change a GET's answer here (the app reads none of them for an authenticated GET). */
