@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuild } from "../ensure-build";
-import { ensureNamespace, startSandboxCluster, type SandboxCluster } from "../../sandbox/cluster";
+import { ensureNamespace, processEnv, startSandboxCluster, type SandboxCluster } from "../../sandbox/cluster";
 import { demoVirtualMachine } from "../../sandbox/demo";
 import { waitForHttps } from "../../sandbox/module-process";
 import { establishedConnections } from "./connections";
@@ -72,16 +72,13 @@ async function main(): Promise<void> {
   );
   await ensureBuild(line => progress(line));
   const heapReportFile = path.join(os.tmpdir(), `bench-watcher-heap-${process.pid}.json`);
-  const heapEnv = heapReportEnv(heapReportFile);
   const cluster = await startSandboxCluster({
     config: { role: "infra", chassis: namespaces.map(ns => ({ name: ns, namespace: ns })) },
     users: [],
-    moduleEnv: {
-      ...watcherEnv,
-      ...heapEnv,
-      NODE_OPTIONS: `${heapEnv.NODE_OPTIONS} ${watcherNodeOptions}`.trim(),
-      KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: String(WATCH_TIMEOUT_SECONDS),
-    },
+    moduleEnv: processEnv(
+      { ...watcherEnv, ...heapReportEnv(heapReportFile), KUBEVIRT_INFRA_WATCH_TIMEOUT_SECONDS: String(WATCH_TIMEOUT_SECONDS) },
+      watcherNodeOptions ? { NODE_OPTIONS: watcherNodeOptions } : {},
+    ),
     processes: ["watcher"],
     onLog: (line, source) => {
       if (source === "watcher" && /"level":(50|60)|Error|exited/.test(line)) progress(`watcher: ${line.slice(0, 400)}`);
