@@ -37,6 +37,10 @@ class Http2StreamResponse implements ApiResponse {
 
   constructor(stream: http2.ServerHttp2Stream) {
     this.#stream = stream;
+    // A stream the client reset is closed at once, as Go's server closes it on RST_STREAM. Node keeps it, and
+    // counts it against SETTINGS_MAX_CONCURRENT_STREAMS, until its writable side ends too: a stream the client
+    // opens in its place in the same read would be refused with ENHANCE_YOUR_CALM.
+    stream.on("aborted", () => stream.destroy());
   }
 
   get headersSent(): boolean {

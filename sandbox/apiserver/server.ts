@@ -531,8 +531,21 @@ export class RestServer {
     if (timeoutSeconds !== undefined && (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0)) throw badRequest("invalid timeoutSeconds");
     const res = ctx.res;
     const matches = (o: KubeObject) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o);
+    // Like kube's watch cache, events reach a watch a moment after the write that caused them: a write's reply
+    // leaves first (its handler writes it before this process's next turn) and the events follow, in order, in
+    // one write per turn. Sent synchronously, they went out ahead of the reply, which no real server does.
+    let queued = "";
+    let flushing: NodeJS.Immediate | undefined;
+    const flush = () => {
+      if (flushing) clearImmediate(flushing);
+      flushing = undefined;
+      const lines = queued;
+      queued = "";
+      if (lines !== "" && !res.writableEnded) res.write(lines);
+    };
     const send = (type: string, object: unknown) => {
-      if (!res.writableEnded) res.write(JSON.stringify({ type, object }) + "\n");
+      queued += JSON.stringify({ type, object }) + "\n";
+      flushing ??= setImmediate(flush);
     };
     const present = (o: KubeObject) => this.#present(o, r.type, r.version);
     const onEvent = (ev: InternalEvent) => {
@@ -571,6 +584,7 @@ export class RestServer {
       // kube answers an expired resourceVersion with 200 and an ERROR event carrying the 410 Status.
       const apiErr = err instanceof ApiError ? err : internalError(String(err));
       send("ERROR", statusBody(apiErr));
+      flush();
       res.end();
       return;
     }
@@ -579,6 +593,7 @@ export class RestServer {
     if (bookmarks) timers.push(setInterval(() => bookmark(), this.#bookmarkIntervalMs));
     const end = (lastEvent?: { type: string; object: unknown }) => {
       if (lastEvent) send(lastEvent.type, lastEvent.object);
+      flush();
       unsubscribe();
       timers.forEach(t => clearInterval(t));
       this.#watches.delete(end);
@@ -588,7 +603,10 @@ export class RestServer {
     const lifetimeSeconds = timeoutSeconds !== undefined && timeoutSeconds > 0 ? timeoutSeconds : this.#minRequestTimeoutSeconds * (1 + Math.random());
     timers.push(setTimeout(() => end(), lifetimeSeconds * 1000));
     this.#watches.set(end, r.type.key);
-    res.on("close", () => end());
+    res.on("close", () => {
+      queued = ""; // the client is gone: nothing more to send
+      end();
+    });
   }
 
   // ---- writes ------------------------------------------------------------------------------------

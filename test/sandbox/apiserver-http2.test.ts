@@ -142,6 +142,27 @@ describe("HTTP/1.1 and HTTP/2 on one port", () => {
     await vi.waitFor(() => expect(api!.openWatches()).toEqual({}));
   });
 
+  it("sends a write's reply before the watch events it caused, as kube's watch cache does", async () => {
+    api = await startApiServer({ port: 0 });
+    const created = api.store.create("configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "cm", namespace: "default" }, data: { a: "1" } });
+    const session = await connect(api);
+    const arrivals: string[] = [];
+    const watch = session.request({ ":path": `/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${created.metadata.resourceVersion}` });
+    watch.setEncoding("utf8");
+    watch.on("data", (chunk: string) => {
+      for (const line of chunk.split("\n").filter(Boolean)) arrivals.push(`event ${(JSON.parse(line) as { type: string }).type}`);
+    });
+    await vi.waitFor(() => expect(api!.openWatches()).toEqual({ configmaps: 1 }));
+    const patch = session.request({ ":method": "PATCH", ":path": "/api/v1/namespaces/default/configmaps/cm", "content-type": "application/merge-patch+json" });
+    let status = "";
+    patch.on("response", h => (status = String(h[":status"])));
+    patch.on("end", () => arrivals.push(`reply ${status}`)); // the whole reply, body and END_STREAM
+    patch.resume();
+    patch.end(JSON.stringify({ data: { a: "2" } }));
+    await vi.waitFor(() => expect(arrivals).toEqual(["reply 200", "event MODIFIED"]));
+    watch.close();
+  });
+
   it("ends a write's reply with its body, before the controllers the write woke run", async () => {
     api = await startApiServer({ port: 0 });
     api.store.create("configmaps", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "cm", namespace: "default" }, data: { a: "1" } });
