@@ -18,15 +18,11 @@ async function call<T = unknown>(method: Method, path: string, body?: unknown, c
 }
 
 /**
- * How long a write whose returned object the caller does not use waits: "answered", until the answer is in;
- * "accepted", only until its status says the API server took it (KubeClient.write: a Redfish reply needs no more).
+ * A write whose returned object the caller does not use: done once its status says the API server took it
+ * (KubeClient.write). The watch cache shows the change when its event arrives, whether the body came first or not.
  */
-export type WriteWait = "accepted" | "answered";
-
-async function write(method: Method, path: string, body: unknown, until: WriteWait, contentType?: string): Promise<void> {
-  const client = await sharedKubeClient();
-  if (until === "accepted") await client.write({ method, path, body, contentType });
-  else await client.request({ method, path, body, contentType });
+async function write(method: Method, path: string, body: unknown, contentType?: string): Promise<void> {
+  await (await sharedKubeClient()).write({ method, path, body, contentType });
 }
 
 const seg = encodeURIComponent;
@@ -131,30 +127,28 @@ async function putKubeVirtSubresource(
   name: string,
   subresource: string,
   body: Record<string, unknown>,
-  until: WriteWait,
 ): Promise<void> {
-  await write("PUT", `${groupPath("subresources.kubevirt.io/v1", namespace, plural, name)}/${subresource}`, body, until);
+  await write("PUT", `${groupPath("subresources.kubevirt.io/v1", namespace, plural, name)}/${subresource}`, body);
 }
 
 /** VM `start` subresource (virt-api decides: Halted → running, Manual/RerunOnFailure → start request). */
-export function startVirtualMachine(namespace: string, name: string, until: WriteWait = "answered"): Promise<void> {
-  return putKubeVirtSubresource("virtualmachines", namespace, name, "start", {}, until);
+export function startVirtualMachine(namespace: string, name: string): Promise<void> {
+  return putKubeVirtSubresource("virtualmachines", namespace, name, "start", {});
 }
 
 /** VM `stop` subresource; `gracePeriod: 0` shortens the VMI's termination grace period first (force off). */
-export function stopVirtualMachine(namespace: string, name: string, opts: { gracePeriod?: number } = {}, until: WriteWait = "answered"): Promise<void> {
-  return putKubeVirtSubresource("virtualmachines", namespace, name, "stop", opts.gracePeriod === undefined ? {} : { gracePeriod: opts.gracePeriod }, until);
+export function stopVirtualMachine(namespace: string, name: string, opts: { gracePeriod?: number } = {}): Promise<void> {
+  return putKubeVirtSubresource("virtualmachines", namespace, name, "stop", opts.gracePeriod === undefined ? {} : { gracePeriod: opts.gracePeriod });
 }
 
 /** VM `restart` subresource (new VMI from the current template); `gracePeriodSeconds: 0` = force restart. */
-export function restartVirtualMachine(namespace: string, name: string, opts: { gracePeriodSeconds?: number } = {}, until: WriteWait = "answered"): Promise<void> {
+export function restartVirtualMachine(namespace: string, name: string, opts: { gracePeriodSeconds?: number } = {}): Promise<void> {
   return putKubeVirtSubresource(
     "virtualmachines",
     namespace,
     name,
     "restart",
     opts.gracePeriodSeconds === undefined ? {} : { gracePeriodSeconds: opts.gracePeriodSeconds },
-    until,
   );
 }
 
@@ -163,15 +157,21 @@ export function putVirtualMachineInstanceAction(
   namespace: string,
   name: string,
   action: "pause" | "unpause" | "softreboot" | "reset",
-  until: WriteWait = "answered",
 ): Promise<void> {
-  return putKubeVirtSubresource("virtualmachineinstances", namespace, name, action, {}, until);
+  return putKubeVirtSubresource("virtualmachineinstances", namespace, name, action, {});
 }
 
 /** JSON patch of a VirtualMachine. Callers include `test` ops on the values they computed from, so a change
- * made meanwhile by someone else fails the patch (422) instead of being overwritten. */
-export async function patchVirtualMachine(namespace: string, name: string, ops: JsonPatchOp[], until: WriteWait = "answered"): Promise<void> {
-  await write("PATCH", groupPath("kubevirt.io/v1", namespace, "virtualmachines", name), ops, until, JSON_PATCH);
+ * made meanwhile by someone else fails the patch (422) instead of being overwritten. Resolves to the VM's new
+ * resourceVersion (from the answer: the API server sends the object with its status, in the same flush). */
+export async function patchVirtualMachine(namespace: string, name: string, ops: JsonPatchOp[]): Promise<string | undefined> {
+  const patched = await call<{ metadata?: { resourceVersion?: string } } | undefined>(
+    "PATCH",
+    groupPath("kubevirt.io/v1", namespace, "virtualmachines", name),
+    ops,
+    JSON_PATCH,
+  );
+  return patched?.metadata?.resourceVersion;
 }
 
 /** Fresh reads for the rare retry after a patch built from a stale cache entry failed its `test` ops. */

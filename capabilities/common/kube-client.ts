@@ -162,9 +162,8 @@ export class KubeClient {
   /**
    * A write whose answer the caller does not use (a patch, a virt-api action): done as soon as the status says
    * the API server accepted it. A 2xx is sent once the write is committed, so the object in the body adds
-   * nothing, and waiting for it costs: a busy server may send the body a while after the status (the sandbox
-   * flushes it on a later turn of its event loop, after the watch events the write caused). The body is
-   * discarded; a failure's body is read for its Status. Throws KubeApiError like `request`.
+   * nothing, and a busy server may send the body a while after the status. The body is discarded; a failure's
+   * body is read for its Status. Throws KubeApiError like `request`.
    */
   async write(req: KubeRequest): Promise<void> {
     const res = await this.#open(req);

@@ -5,6 +5,7 @@
 // template's `bootOrder` values; the mode is `domain.firmware.bootloader`.
 import { Log } from "../platform";
 import { startVmReconciler } from "../cache/reconciler";
+import { VmVersions } from "../cache/wait";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { clusterDriver, type JsonPatchOp, type KubeVirtDriver } from "../kubevirt/driver";
 import { redfishFailure } from "../kubevirt/failures";
@@ -43,16 +44,24 @@ export function bootView(rec: VmRecord): BootView {
 
 /**
  * Writes `plan(rec)` as one JSON patch. When it conflicts (the cache entry was older than the VM), the plan is
- * recomputed once from a fresh read. Returns false when there was nothing to write.
+ * recomputed once from a fresh read. With `shownBy`, resolves once that cache shows the write (a Redfish PATCH
+ * whose client GETs the change next; at most CACHE_WAIT_MS). Returns false when there was nothing to write.
  */
-export function patchWithRetry(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => JsonPatchOp[]): Promise<boolean> {
+export async function patchWithRetry(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => JsonPatchOp[], shownBy?: ClusterCache): Promise<boolean> {
   const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
-  return withFreshRecordOnConflict(driver, rec, async current => {
-    const ops = plan(current);
-    if (ops.length === 0) return false;
-    await driver.patchVm(namespace, name, ops);
+  const versions = shownBy && new VmVersions(shownBy, namespace, name);
+  try {
+    const written = await withFreshRecordOnConflict(driver, rec, async current => {
+      const ops = plan(current);
+      if (ops.length === 0) return undefined;
+      return { resourceVersion: await driver.patchVm(namespace, name, ops) };
+    });
+    if (!written) return false;
+    if (versions && written.resourceVersion !== undefined) await versions.shown(written.resourceVersion);
     return true;
-  });
+  } finally {
+    versions?.stop();
+  }
 }
 
 /**
@@ -60,10 +69,10 @@ export function patchWithRetry(driver: KubeVirtDriver, rec: VmRecord, plan: (rec
  * template's boot order; Mode its firmware; both take effect when the VM next starts.
  * Throws RedfishError (400 invalid body, 409 no device for the target, 404/5xx cluster failures).
  */
-export async function applyBootPatch(driver: KubeVirtDriver, rec: VmRecord, boot: unknown): Promise<void> {
+export async function applyBootPatch(driver: KubeVirtDriver, rec: VmRecord, boot: unknown, shownBy?: ClusterCache): Promise<void> {
   const patch = parseBootPatch(boot);
   try {
-    await patchWithRetry(driver, rec, current => planBootPatch(current, patch));
+    await patchWithRetry(driver, rec, current => planBootPatch(current, patch), shownBy);
   } catch (e) {
     const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
     throw redfishFailure(e, { namespace, name }, "the Boot change");

@@ -24,7 +24,6 @@ import {
   type JsonPatchOp,
   type ReviewedUser,
   type TokenReviewStatus,
-  type WriteWait,
 } from "../../capabilities/common/gateway";
 import type { KubeObject } from "../cache/types";
 import { attachOps, detachOps } from "../media/plan";
@@ -32,7 +31,7 @@ import { KUBEVIRT_API, KUBEVIRT_SUBRESOURCE_API, CDI_API, whenServed } from "./f
 
 // The rest of redfish/ reaches the gateway only through this file and ./failures.ts.
 export { KubeApiError };
-export type { AccessAttributes, CreatedObject, JsonPatchOp, ReviewedUser, TokenReviewStatus, WriteWait };
+export type { AccessAttributes, CreatedObject, JsonPatchOp, ReviewedUser, TokenReviewStatus };
 
 /** Who a token is and what it may do, as the API server answers (redfish/auth/kubernetes.ts); tests answer themselves. */
 export interface IdentityReviews {
@@ -52,19 +51,18 @@ export interface KubeVirtDriver {
   /** The VM as stored now (not from the cache): for re-planning after a conflict. Undefined when it is gone. */
   readVm(namespace: string, name: string): Promise<KubeObject | undefined>;
   readVmi(namespace: string, name: string): Promise<KubeObject | undefined>;
-  // The power writes take `until` (default "answered"): a Redfish reply waits only until the write was accepted;
-  // a controller waits for the answer, by when the watch event of its own write has usually reached the cache,
-  // so that its next decision is not planned from the record it just wrote over (a wasted, conflicting write).
-  /** JSON patch of the VM (run strategy, annotations, boot order, firmware, CD-ROM drive and volume). */
-  patchVm(namespace: string, name: string, ops: JsonPatchOp[], until?: WriteWait): Promise<void>;
+  // The watch cache shows a write when its event arrives, usually after the answer: a handler whose client reads
+  // the change next waits for it (../cache/wait.ts), by the resourceVersion a patch answers with.
+  /** JSON patch of the VM (run strategy, annotations, boot order, firmware, CD-ROM drive and volume); the VM's new resourceVersion. */
+  patchVm(namespace: string, name: string, ops: JsonPatchOp[]): Promise<string | undefined>;
   /** virt-api `start`. */
-  startVm(namespace: string, name: string, until?: WriteWait): Promise<void>;
+  startVm(namespace: string, name: string): Promise<void>;
   /** virt-api `stop`; `gracePeriod: 0` cuts the guest's grace period (force off). */
-  stopVm(namespace: string, name: string, opts?: { gracePeriod?: number }, until?: WriteWait): Promise<void>;
+  stopVm(namespace: string, name: string, opts?: { gracePeriod?: number }): Promise<void>;
   /** virt-api `restart` (a new VMI from the current template); `gracePeriodSeconds: 0` = force restart. */
-  restartVm(namespace: string, name: string, opts?: { gracePeriodSeconds?: number }, until?: WriteWait): Promise<void>;
+  restartVm(namespace: string, name: string, opts?: { gracePeriodSeconds?: number }): Promise<void>;
   /** virt-api VMI `pause`, `unpause`, `softreboot` or `reset`. */
-  guestAction(namespace: string, name: string, action: GuestAction, until?: WriteWait): Promise<void>;
+  guestAction(namespace: string, name: string, action: GuestAction): Promise<void>;
   /**
    * Puts the virtual CD drive (CD-ROM disk + volume) on `dataVolumeName`, planned from `vm` as read and refused
    * (409/422) when the VM changed since. A template change: KubeVirt applies it at the next start.
@@ -90,16 +88,17 @@ export const clusterDriver: KubeVirtDriver = {
   readVm: (namespace, name) => whenServed(KUBEVIRT_API, async () => (await readVirtualMachine(namespace, name)) as KubeObject | undefined),
   readVmi: (namespace, name) =>
     whenServed(KUBEVIRT_API, async () => (await readVirtualMachineInstance(namespace, name)) as KubeObject | undefined),
-  patchVm: (namespace, name, ops, until) => whenServed(KUBEVIRT_API, () => patchVirtualMachine(namespace, name, ops, until)),
-  startVm: (namespace, name, until) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => startVirtualMachine(namespace, name, until)),
-  stopVm: (namespace, name, opts = {}, until) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => stopVirtualMachine(namespace, name, opts, until)),
-  restartVm: (namespace, name, opts = {}, until) =>
-    whenServed(KUBEVIRT_SUBRESOURCE_API, () => restartVirtualMachine(namespace, name, opts, until)),
-  guestAction: (namespace, name, action, until) =>
-    whenServed(KUBEVIRT_SUBRESOURCE_API, () => putVirtualMachineInstanceAction(namespace, name, action, until)),
-  attachCdrom: (vm, dataVolumeName) =>
-    whenServed(KUBEVIRT_API, () => patchVirtualMachine(vm.metadata.namespace!, vm.metadata.name!, attachOps(vm, dataVolumeName))),
-  detachCdrom: vm => whenServed(KUBEVIRT_API, () => patchVirtualMachine(vm.metadata.namespace!, vm.metadata.name!, detachOps(vm))),
+  patchVm: (namespace, name, ops) => whenServed(KUBEVIRT_API, () => patchVirtualMachine(namespace, name, ops)),
+  startVm: (namespace, name) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => startVirtualMachine(namespace, name)),
+  stopVm: (namespace, name, opts = {}) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => stopVirtualMachine(namespace, name, opts)),
+  restartVm: (namespace, name, opts = {}) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => restartVirtualMachine(namespace, name, opts)),
+  guestAction: (namespace, name, action) => whenServed(KUBEVIRT_SUBRESOURCE_API, () => putVirtualMachineInstanceAction(namespace, name, action)),
+  attachCdrom: async (vm, dataVolumeName) => {
+    await whenServed(KUBEVIRT_API, () => patchVirtualMachine(vm.metadata.namespace!, vm.metadata.name!, attachOps(vm, dataVolumeName)));
+  },
+  detachCdrom: async vm => {
+    await whenServed(KUBEVIRT_API, () => patchVirtualMachine(vm.metadata.namespace!, vm.metadata.name!, detachOps(vm)));
+  },
   createDataVolume: dataVolume => whenServed(CDI_API, () => createDataVolume(dataVolume)),
   deleteDataVolume: (namespace, name) => whenServed(CDI_API, () => deleteDataVolume(namespace, name)),
   createSecret: secret => createSecret(secret),

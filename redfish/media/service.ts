@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { Log } from "../platform";
 import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
+import { CACHE_WAIT_MS, waitForCache } from "../cache/wait";
 import { BASE_REGISTRY, MessageId, RedfishError, notFound } from "../errors";
 import { KubeApiError, clusterDriver, type KubeVirtDriver, type NewObject } from "../kubevirt/driver";
 import { isWriteConflict, redfishFailure } from "../kubevirt/failures";
@@ -42,7 +43,6 @@ export type InsertOutcome =
   | { kind: "started"; dataVolume: Readonly<KubeObject> };
 
 const MAX_ATTEMPTS = 5;
-const DEFAULT_CACHE_WAIT_MS = 2000;
 /**
  * InsertMedia's wait for the first result of an import: well inside Ironic's 60 s read timeout, long enough for
  * CDI to bind the volume and start the importer pod on a healthy cluster. A start that takes longer answers
@@ -89,28 +89,12 @@ function ownerOf(vm: KubeObject): OwnerVm {
   return { namespace, name, uid };
 }
 
-/** Resolves once the cache satisfies `done` for the VM (or the time is up: the caller goes on regardless). */
-export function waitForCache(cache: ClusterCache, namespace: string, name: string, done: (rec: VmRecord | undefined) => boolean, timeoutMs: number): Promise<boolean> {
-  if (done(cache.getVm(namespace, name))) return Promise.resolve(true);
-  return new Promise(resolve => {
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      unsubscribe();
-      resolve(ok);
-    };
-    const unsubscribe = cache.onChange(ev => {
-      if (ev.namespace === namespace && done(cache.getVm(namespace, name))) finish(true);
-    });
-    const timer = setTimeout(() => finish(false), timeoutMs);
-  });
-}
-
 export class MediaService {
   private readonly cacheWaitMs: number;
   private readonly driver: KubeVirtDriver;
 
   constructor(private readonly deps: MediaServiceDeps) {
-    this.cacheWaitMs = deps.cacheWaitMs ?? DEFAULT_CACHE_WAIT_MS;
+    this.cacheWaitMs = deps.cacheWaitMs ?? CACHE_WAIT_MS;
     this.driver = deps.driver ?? clusterDriver;
   }
 

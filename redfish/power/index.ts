@@ -23,7 +23,7 @@ import { startVmReconciler } from "../cache/reconciler";
 import type { ClusterCache, VmRecord } from "../cache/types";
 import { overrideAwaitingStart } from "../boot/override";
 import { firmwareChanged } from "../boot/firmware";
-import { KubeApiError, clusterDriver, type KubeVirtDriver, type WriteWait } from "../kubevirt/driver";
+import { KubeApiError, clusterDriver, type KubeVirtDriver } from "../kubevirt/driver";
 import { KubeVirtApiUnavailable, redfishFailure } from "../kubevirt/failures";
 import { templateSpecOf, vmiSpecOf } from "../kubevirt/objects";
 import { withFreshRecordOnConflict } from "../kubevirt/records";
@@ -64,18 +64,19 @@ function planContext(rec: VmRecord, settings: PowerSettings): PlanContext {
   return { settings, templateChangePending: templateChangePending(rec), now: () => new Date() };
 }
 
-async function execute(driver: KubeVirtDriver, rec: VmRecord, write: PowerWrite, until: WriteWait): Promise<void> {
+async function execute(driver: KubeVirtDriver, rec: VmRecord, write: PowerWrite): Promise<void> {
   const namespace = rec.vm.metadata.namespace!;
   const name = rec.vm.metadata.name!;
   switch (write.kind) {
     case "patch":
-      return driver.patchVm(namespace, name, write.ops, until);
+      await driver.patchVm(namespace, name, write.ops);
+      return;
     case "vmi":
-      return driver.guestAction(namespace, name, write.subresource, until);
+      return driver.guestAction(namespace, name, write.subresource);
     case "vm":
-      if (write.subresource === "start") return driver.startVm(namespace, name, until);
-      if (write.subresource === "stop") return driver.stopVm(namespace, name, { gracePeriod: write.gracePeriod }, until);
-      return driver.restartVm(namespace, name, { gracePeriodSeconds: write.gracePeriodSeconds }, until);
+      if (write.subresource === "start") return driver.startVm(namespace, name);
+      if (write.subresource === "stop") return driver.stopVm(namespace, name, { gracePeriod: write.gracePeriod });
+      return driver.restartVm(namespace, name, { gracePeriodSeconds: write.gracePeriodSeconds });
   }
 }
 
@@ -93,18 +94,17 @@ function run(
   driver: KubeVirtDriver,
   rec: VmRecord,
   plan: (rec: VmRecord) => PowerPlan,
-  until: WriteWait,
 ): Promise<{ status: 202 | 204; wrote: boolean }> {
   return withFreshRecordOnConflict(driver, rec, async current => {
     const planned = plan(current);
     for (const step of planned.writes) {
       try {
-        await execute(driver, current, step.write, until);
+        await execute(driver, current, step.write);
       } catch (e) {
         if (step.conflictMeansDone && e instanceof KubeApiError && e.status === 409) continue;
         if (!step.fallbackIfMissing || !isMissing(e)) throw e;
         Log.info({ namespace: current.vm.metadata.namespace, name: current.vm.metadata.name }, "VMI reset unavailable: force restart instead");
-        await execute(driver, current, step.fallbackIfMissing, until);
+        await execute(driver, current, step.fallbackIfMissing);
       }
     }
     return { status: planned.status, wrote: planned.writes.length > 0 };
@@ -122,7 +122,7 @@ export async function reset(rec: VmRecord, resetType: string, deps: PowerDeps): 
   if (startsGuest(rec, resetType)) refuseStartWithFailedMedia(rec, resetType);
   try {
     // The reply needs the API server's acceptance only; GETs show the transition as the watch cache sees it.
-    const { status } = await run(deps.driver, rec, current => planReset(current, resetType, planContext(current, deps.settings)), "accepted");
+    const { status } = await run(deps.driver, rec, current => planReset(current, resetType, planContext(current, deps.settings)));
     return { status };
   } catch (e) {
     const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
@@ -183,7 +183,7 @@ export function startPowerController(cache: ClusterCache, options: PowerControll
   return startVmReconciler(cache, {
     needsWrite: rec => plan(rec) !== undefined,
     act: async rec => {
-      const { wrote } = await run(driver, rec, current => plan(current) ?? { status: 204, writes: [] }, "answered");
+      const { wrote } = await run(driver, rec, current => plan(current) ?? { status: 204, writes: [] });
       // Nothing written (nothing to write yet, or a fresh read found nothing): decide again on the next change.
       if (!wrote) return "look-again";
       const { namespace, name } = rec.vm.metadata;

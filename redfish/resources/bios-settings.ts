@@ -7,7 +7,7 @@ import { Log } from "../platform";
 import { patchWithRetry } from "../boot";
 import { annotationJson } from "../boot/annotation-json";
 import { bootModeOps, bootModeOf } from "../boot/firmware";
-import type { KubeObject, VmRecord } from "../cache/types";
+import type { ClusterCache, KubeObject, VmRecord } from "../cache/types";
 import { BASE_REGISTRY, RedfishError, baseError } from "../errors";
 import type { KubeVirtDriver } from "../kubevirt/driver";
 import { redfishFailure } from "../kubevirt/failures";
@@ -90,9 +90,9 @@ function recordPendingOps(rec: VmRecord, pending: PendingBiosSettings) {
   return setAnnotationOps(rec.vm, BIOS_SETTINGS_ANNOTATION, value);
 }
 
-async function writePending(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => PendingBiosSettings, what: string) {
+async function writePending(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: VmRecord) => PendingBiosSettings, what: string, shownBy?: ClusterCache) {
   try {
-    await patchWithRetry(driver, rec, current => recordPendingOps(current, plan(current)));
+    await patchWithRetry(driver, rec, current => recordPendingOps(current, plan(current)), shownBy);
   } catch (e) {
     const { namespace, name } = rec.vm.metadata as { namespace: string; name: string };
     throw redfishFailure(e, { namespace, name }, what);
@@ -100,8 +100,8 @@ async function writePending(driver: KubeVirtDriver, rec: VmRecord, plan: (rec: V
 }
 
 /** Bios/Settings PATCH: the attributes are added to the ones already pending (the VM's annotation). */
-export function recordBiosSettings(driver: KubeVirtDriver, rec: VmRecord, patch: PendingBiosSettings): Promise<void> {
-  return writePending(driver, rec, current => ({ ...pendingBiosSettings(current.vm), ...patch }), "the Bios settings change");
+export function recordBiosSettings(driver: KubeVirtDriver, rec: VmRecord, patch: PendingBiosSettings, shownBy?: ClusterCache): Promise<void> {
+  return writePending(driver, rec, current => ({ ...pendingBiosSettings(current.vm), ...patch }), "the Bios settings change", shownBy);
 }
 
 /**
@@ -110,12 +110,13 @@ export function recordBiosSettings(driver: KubeVirtDriver, rec: VmRecord, patch:
  * guests); legacy BIOS has no writable attribute to reset. The boot mode stays: it is the kind of firmware the VM
  * has, not a setting inside it. Replaces whatever was pending.
  */
-export function resetBiosSettings(driver: KubeVirtDriver, rec: VmRecord): Promise<void> {
+export function resetBiosSettings(driver: KubeVirtDriver, rec: VmRecord, shownBy?: ClusterCache): Promise<void> {
   return writePending(
     driver,
     rec,
     current => (configuredFirmware(current).bootMode === "UEFI" ? { SecureBoot: "Disabled" } : {}),
     "Bios.ResetBios",
+    shownBy,
   );
 }
 

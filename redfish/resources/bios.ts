@@ -89,7 +89,7 @@ export function registerBios(routes: ResourceRoutes, deps: ServiceDeps): void {
       const patch = parseBiosSettingsPatch(readJsonObject(c), readOnlyAttributes(target));
       checkIfMatchEtag(requestHeader(c, "if-match"), settings(target).etag);
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
-      await recordBiosSettings(deps.driver, target.rec, patch);
+      await recordBiosSettings(deps.driver, target.rec, patch, deps.cache);
       return new Response(null, { status: 204 });
     },
   }, system);
@@ -100,7 +100,7 @@ export function registerBios(routes: ResourceRoutes, deps: ServiceDeps): void {
       // sushy posts ResetBios without a body first; an empty object is the same request.
       if (readRequestText(c).trim() !== "") parseBody(resetBiosBody, readJsonObject(c), RESET_BIOS_ACTION);
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
-      await resetBiosSettings(deps.driver, target.rec);
+      await resetBiosSettings(deps.driver, target.rec, deps.cache);
       return new Response(null, { status: 204 });
     },
   }, system);

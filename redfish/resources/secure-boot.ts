@@ -85,7 +85,7 @@ export function registerSecureBoot(routes: ResourceRoutes, deps: ServiceDeps): v
       checkIfMatchEtag(requestHeader(c, "if-match"), representation(target).etag);
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
       try {
-        await patchWithRetry(deps.driver, target.rec, rec => secureBootPlan(rec, enable));
+        await patchWithRetry(deps.driver, target.rec, rec => secureBootPlan(rec, enable), deps.cache);
       } catch (e) {
         const { namespace, name } = target.rec.vm.metadata as { namespace: string; name: string };
         throw redfishFailure(e, { namespace, name }, "the SecureBoot change");

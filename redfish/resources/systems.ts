@@ -185,7 +185,7 @@ export function registerSystems(routes: ResourceRoutes, deps: ServiceDeps): void
         throw baseError(400, "PropertyUnknown", [key], { relatedProperties: [`#/${key}`] });
       }
       await deps.auth.authorize(c.get("principal"), target.rec.vm.metadata.namespace!, [PATCH_BOOT]);
-      await applyBootPatch(deps.driver, target.rec, body.Boot);
+      await applyBootPatch(deps.driver, target.rec, body.Boot, deps.cache);
       return new Response(null, { status: 204 });
     },
   }, system);

@@ -7,7 +7,7 @@
 import { KubeApiError } from "../../capabilities/common/gateway";
 import { WatchCache, type ChassisDefinition } from "../../redfish/cache/store";
 import type { CachedKind, KubeObject, VmRecord } from "../../redfish/cache/types";
-import type { CreatedObject, GuestAction, JsonPatchOp, KubeVirtDriver, NewObject, WriteWait } from "../../redfish/kubevirt/driver";
+import type { CreatedObject, GuestAction, JsonPatchOp, KubeVirtDriver, NewObject } from "../../redfish/kubevirt/driver";
 import { attachOps, detachOps } from "../../redfish/media/plan";
 import { hasStartRequest, runFieldOf, runStrategyOf, stateChangeRequestsOf, vmiIsFinal } from "../../redfish/power/vm-model";
 import { applyJsonPatch, type Json } from "../../sandbox/apiserver/patch";
@@ -116,13 +116,13 @@ export class FakeKubeVirt implements KubeVirtDriver {
     return this.vmi(namespace, name);
   }
 
-  async patchVm(namespace: string, name: string, ops: JsonPatchOp[], _until?: WriteWait): Promise<void> {
+  async patchVm(namespace: string, name: string, ops: JsonPatchOp[]): Promise<string | undefined> {
     this.call("patchVm", namespace, name, ops);
-    this.applyPatch(namespace, name, ops);
+    return this.applyPatch(namespace, name, ops);
   }
 
-  /** kube-apiserver's JSON patch of a VM: all ops or none; one that does not apply is its real 422. */
-  private applyPatch(namespace: string, name: string, ops: JsonPatchOp[]): void {
+  /** kube-apiserver's JSON patch of a VM: all ops or none; one that does not apply is its real 422. The new resourceVersion. */
+  private applyPatch(namespace: string, name: string, ops: JsonPatchOp[]): string | undefined {
     const vm = this.vm(namespace, name);
     if (!vm) throw notFound("virtualmachines.kubevirt.io", name);
     let patched: Json;
@@ -131,7 +131,7 @@ export class FakeKubeVirt implements KubeVirtDriver {
     } catch {
       throw PATCH_TEST_FAILED;
     }
-    this.put("VirtualMachine", patched as unknown as KubeObject);
+    return this.put("VirtualMachine", patched as unknown as KubeObject);
   }
 
   async attachCdrom(vm: Readonly<KubeObject>, dataVolumeName: string): Promise<void> {
@@ -144,7 +144,7 @@ export class FakeKubeVirt implements KubeVirtDriver {
     this.applyPatch(vm.metadata.namespace!, vm.metadata.name!, detachOps(vm));
   }
 
-  async startVm(namespace: string, name: string, _until?: WriteWait): Promise<void> {
+  async startVm(namespace: string, name: string): Promise<void> {
     this.call("startVm", namespace, name);
     const vm = this.requireVm(namespace, name);
     const vmi = this.activeVmi(namespace, name);
@@ -155,7 +155,7 @@ export class FakeKubeVirt implements KubeVirtDriver {
     this.addStateChange(vm, [{ action: "Start" }]);
   }
 
-  async stopVm(namespace: string, name: string, opts: { gracePeriod?: number } = {}, _until?: WriteWait): Promise<void> {
+  async stopVm(namespace: string, name: string, opts: { gracePeriod?: number } = {}): Promise<void> {
     this.call("stopVm", namespace, name, opts);
     const vm = this.requireVm(namespace, name);
     const vmi = this.activeVmi(namespace, name);
@@ -167,7 +167,7 @@ export class FakeKubeVirt implements KubeVirtDriver {
     this.setRunStrategy(vm, "Halted");
   }
 
-  async restartVm(namespace: string, name: string, opts: { gracePeriodSeconds?: number } = {}, _until?: WriteWait): Promise<void> {
+  async restartVm(namespace: string, name: string, opts: { gracePeriodSeconds?: number } = {}): Promise<void> {
     this.call("restartVm", namespace, name, opts);
     const vm = this.requireVm(namespace, name);
     const vmi = this.activeVmi(namespace, name);
@@ -176,7 +176,7 @@ export class FakeKubeVirt implements KubeVirtDriver {
     this.addStateChange(vm, [{ action: "Stop", uid: vmi.metadata.uid }, { action: "Start" }]);
   }
 
-  async guestAction(namespace: string, name: string, action: GuestAction, _until?: WriteWait): Promise<void> {
+  async guestAction(namespace: string, name: string, action: GuestAction): Promise<void> {
     this.call("guestAction", namespace, name, action);
     const vmi = this.activeVmi(namespace, name);
     if (!vmi) throw notFound("virtualmachineinstances.kubevirt.io", name);
@@ -241,13 +241,14 @@ export class FakeKubeVirt implements KubeVirtDriver {
       .map(([, obj]) => structuredClone(obj));
   }
 
-  private put(kind: Kind, obj: KubeObject): void {
+  private put(kind: Kind, obj: KubeObject): string {
     const key = this.key(kind, obj.metadata.namespace!, obj.metadata.name!);
     const existed = this.objects.has(key);
     obj.metadata.uid ??= `fake-uid-${++this.uids}`;
     obj.metadata.resourceVersion = String(++this.resourceVersion);
     this.objects.set(key, structuredClone(obj));
     if (kind !== "Secret") this.cache.apply(kind, existed ? "MODIFIED" : "ADDED", structuredClone(obj));
+    return obj.metadata.resourceVersion;
   }
 
   private remove(kind: Kind, namespace: string, name: string): void {

@@ -45,20 +45,6 @@ describe("ResetType semantics (fake KubeVirt)", () => {
     expect(t.state("vm")).toBe("On");
   });
 
-  it("a Reset's writes wait until accepted (the reply needs no more); the power controller's until answered", async () => {
-    const t = setup();
-    t.add("vm", { runStrategy: "Halted" });
-    const patches = vi.spyOn(t.fake, "patchVm");
-    const stops = vi.spyOn(t.fake, "stopVm");
-    expect(await t.press("vm", "On")).toEqual({ status: 204 });
-    expect(patches.mock.calls.map(call => call[3])).toEqual(["accepted"]);
-    t.fake.settle();
-    await vi.waitFor(() => expect(t.spec("vm").runStrategy).toBe("RerunOnFailure"));
-    expect(patches.mock.calls.map(call => call[3])).toEqual(["accepted", "answered"]);
-    expect(await t.press("vm", "ForceOff")).toEqual({ status: 204 });
-    expect(stops.mock.calls.map(call => call[3])).toEqual(["accepted"]);
-  });
-
   it("On when On and ForceOff/GracefulShutdown when Off write nothing", async () => {
     const t = setup();
     t.add("vm", { runStrategy: "Halted" });
